@@ -1,0 +1,59 @@
+// Configuration: the agent's TOML file, parsed into a typed Config. Every
+// option is declared once (key, default, description, check) in config.cpp;
+// that table drives parsing, `edgesync check` and `edgesync config` (the
+// reference printed into README.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "buffer/store.h"
+
+namespace edgesync {
+
+struct StreamConfig {
+  std::string name;                 // [A-Za-z0-9._-]{1,64}
+  std::vector<std::string> topics;  // MQTT topic filters
+  std::string kafka_topic;
+  Priority priority = Priority::kNormal;
+};
+
+struct Config {
+  // [agent]
+  std::string device_id;
+  std::string state_dir = "/var/lib/edgesync";
+  std::string log_level = "info";
+  double shutdown_timeout = 10;   // seconds
+  double stats_interval = 60;     // seconds between stats lines in the log; 0 = never
+  // [mqtt]
+  std::string mqtt_host = "127.0.0.1";
+  int64_t mqtt_port = 1883;
+  std::string mqtt_client_id = "edgesync";
+  int64_t mqtt_keepalive = 30;    // seconds
+  int64_t mqtt_qos = 1;
+  // [buffer]
+  double sync_interval = 1;       // seconds between journal fdatasyncs
+  // [batch]
+  int64_t batch_max_events = 1000;
+  int64_t batch_max_bytes = 512 * 1024;
+  double batch_max_age = 2;       // seconds
+  int64_t zstd_level = 3;
+  // [kafka]
+  std::string kafka_brokers;
+  std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
+  // [[streams]]
+  std::vector<StreamConfig> streams;
+};
+
+// Parses `toml_text` (named `origin` in messages). On failure the Status
+// message lists every problem, one per line, as "origin:line:col: key: what".
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
+Result<Config> LoadConfig(const std::string& path);
+
+// The reference of every option, as a Markdown table.
+std::string ConfigReference();
+
+}  // namespace edgesync

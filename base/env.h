@@ -1,0 +1,52 @@
+// Env: every OS call the agent's logic makes (files, clocks, sleeping) goes
+// through this interface, passed in by the caller, so tests can fail one call,
+// drop unsynced data or move time without sleeping. Env::Default() is the
+// POSIX implementation; it is thread-safe and lives for the whole process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace edgesync {
+
+// A file opened for appending. Not thread-safe: one owner at a time.
+class AppendFile {
+ public:
+  virtual ~AppendFile() = default;
+  // Appends `data` with a single write(): after it returns ok the bytes
+  // survive a crash of this process (not a power cut: see Sync).
+  virtual Status Append(std::string_view data) = 0;
+  // fdatasync(): after it returns ok the bytes survive a power cut.
+  virtual Status Sync() = 0;
+  virtual Status Close() = 0;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  static Env* Default();
+
+  virtual Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) = 0;
+  virtual Result<std::string> ReadFile(const std::string& path) = 0;
+  // Creates `path` and its missing parents (mode 0700).
+  virtual Status CreateDirs(const std::string& path) = 0;
+  // Names (not paths) of the entries in `dir`, without "." and "..", sorted.
+  virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
+  virtual Status RemoveFile(const std::string& path) = 0;
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // fsync() of a directory, so that creations and removals in it are durable.
+  virtual Status SyncDir(const std::string& dir) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+
+  // Wall clock, microseconds since the Unix epoch (may jump; may be wrong).
+  virtual int64_t NowMicros() = 0;
+  // Monotonic clock, microseconds from an arbitrary start: for intervals.
+  virtual int64_t MonotonicMicros() = 0;
+};
+
+}  // namespace edgesync

@@ -1,0 +1,41 @@
+// Constants of the on-disk and on-wire formats, mirroring FORMAT.md. Change
+// one only together with FORMAT.md and the test vectors in tests/vectors/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace edgesync::format {
+
+// --- Record (one event), the same bytes in the journal and in a batch body.
+// u16 topic_len, topic, i64 received_at_us, u8 qos, u16 property_count,
+// property_count x (u16 key_len, key, u16 value_len, value), u32 payload_len, payload.
+constexpr size_t kMaxTopicBytes = 65535;
+constexpr size_t kMaxPayloadBytes = 256 * 1024 * 1024;  // MQTT's own limit
+
+// --- Journal frame: u32 body_len, u32 crc32c(body), body (one encoded record).
+constexpr size_t kJournalFrameHeader = 8;
+constexpr uint32_t kJournalMaxBody = 64u << 20;  // a larger length is a torn or foreign file
+
+// --- Envelope (one sealed batch; one SQLite row; one Kafka message).
+constexpr char kEnvelopeMagic[4] = {'E', 'D', 'G', 'S'};
+constexpr uint8_t kEnvelopeVersion = 1;
+constexpr size_t kEnvelopeFixedHeader = 58;  // bytes before the device id
+constexpr size_t kEnvelopeTrailer = 4;       // crc32c of header and body
+// flags
+constexpr uint8_t kFlagEncrypted = 0x01;  // reserved for the encryption issue; v1 writers set 0
+constexpr uint8_t kKnownFlags = 0x00;     // a reader refuses any flag it does not know
+// codecs
+constexpr uint8_t kCodecNone = 0;
+constexpr uint8_t kCodecZstd = 1;
+constexpr size_t kKeyIdBytes = 8;
+constexpr size_t kMaxNameBytes = 255;  // device id, stream name
+constexpr uint32_t kMaxBodyBytes = 64u << 20;  // a reader refuses a larger decompressed body
+
+// Kafka message headers set on every envelope.
+constexpr const char* kHeaderFormat = "edgesync-format";
+constexpr const char* kHeaderStream = "edgesync-stream";
+constexpr const char* kHeaderBatch = "edgesync-batch";
+constexpr const char* kHeaderEvents = "edgesync-events";
+
+}  // namespace edgesync::format

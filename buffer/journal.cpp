@@ -1,0 +1,153 @@
+#include "buffer/journal.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "buffer/format.h"
+
+namespace edgesync {
+namespace {
+
+constexpr const char* kSuffix = ".log";
+
+// "000000000000002a.log" -> 42; false for anything else.
+bool ParseSegmentName(const std::string& name, uint64_t* segment) {
+  if (name.size() != 16 + 4 || name.compare(16, 4, kSuffix) != 0) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    char c = name[i];
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *segment = v;
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeJournalFrame(std::string_view record) {
+  std::string frame;
+  frame.reserve(format::kJournalFrameHeader + record.size());
+  PutU32(&frame, static_cast<uint32_t>(record.size()));
+  PutU32(&frame, crc32c::Value(record));
+  frame.append(record);
+  return frame;
+}
+
+SegmentScan ScanSegment(std::string_view bytes) {
+  SegmentScan scan;
+  size_t pos = 0;
+  while (bytes.size() - pos >= format::kJournalFrameHeader) {
+    uint32_t len = LoadU32(bytes.data() + pos);
+    uint32_t crc = LoadU32(bytes.data() + pos + 4);
+    if (len > format::kJournalMaxBody ||
+        len > bytes.size() - pos - format::kJournalFrameHeader) {
+      break;
+    }
+    std::string_view body = bytes.substr(pos + format::kJournalFrameHeader, len);
+    if (crc32c::Value(body) != crc) break;
+    pos += format::kJournalFrameHeader + len;
+    scan.records.emplace_back(std::string(body), pos);
+  }
+  scan.valid_bytes = pos;
+  return scan;
+}
+
+std::string Journal::SegmentPath(uint64_t segment) const {
+  char name[32];
+  std::snprintf(name, sizeof name, "%016" PRIx64 "%s", segment, kSuffix);
+  return dir_ + "/" + name;
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, JournalPosition sealed,
+                                               JournalRecovery* recovery) {
+  EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
+  std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
+  Result<std::vector<std::string>> names = env->ListDir(j->dir_);
+  if (!names.ok()) return names.status();
+
+  uint64_t last = sealed.segment;
+  for (const std::string& name : *names) {
+    uint64_t seg;
+    if (!ParseSegmentName(name, &seg)) continue;  // not ours: leave it alone
+    last = std::max(last, seg);
+    std::string path = j->SegmentPath(seg);
+    if (seg < sealed.segment) {
+      EDGESYNC_RETURN_IF_ERROR(env->RemoveFile(path));
+      continue;
+    }
+    Result<std::string> bytes = env->ReadFile(path);
+    if (!bytes.ok()) return bytes.status();
+    SegmentScan scan = ScanSegment(*bytes);
+    for (auto& [body, end] : scan.records) {
+      if (seg == sealed.segment && end <= sealed.offset) continue;  // already sealed
+      recovery->entries.push_back({std::move(body), JournalPosition{seg, end}});
+    }
+    if (scan.valid_bytes < bytes->size()) {
+      uint64_t cut = bytes->size() - scan.valid_bytes;
+      recovery->torn_bytes += cut;
+      recovery->problems.push_back(path + ": cut " + std::to_string(cut) +
+                                   " bytes of torn or corrupt tail after offset " +
+                                   std::to_string(scan.valid_bytes));
+    }
+  }
+  // Never append to a recovered segment: its tail may be torn.
+  EDGESYNC_RETURN_IF_ERROR(j->OpenSegment(last + 1));
+  return j;
+}
+
+Journal::~Journal() {
+  if (file_) (void)file_->Close();
+}
+
+Status Journal::OpenSegment(uint64_t segment) {
+  Result<std::unique_ptr<AppendFile>> f = env_->OpenAppend(SegmentPath(segment));
+  if (!f.ok()) return f.status();
+  file_ = std::move(f).value();
+  segment_ = segment;
+  offset_ = 0;
+  dirty_ = false;
+  // The new file's directory entry must survive a power cut too.
+  return env_->SyncDir(dir_);
+}
+
+Status Journal::Append(std::string_view record) {
+  if (!file_) return Status::IOError("journal " + dir_ + " has no open segment");
+  std::string frame = EncodeJournalFrame(record);
+  EDGESYNC_RETURN_IF_ERROR(file_->Append(frame));
+  offset_ += frame.size();
+  dirty_ = true;
+  return Status::OK();
+}
+
+Status Journal::SyncIfDirty() {
+  if (!dirty_ || !file_) return Status::OK();
+  EDGESYNC_RETURN_IF_ERROR(file_->Sync());
+  dirty_ = false;
+  return Status::OK();
+}
+
+Result<JournalPosition> Journal::Rotate() {
+  EDGESYNC_RETURN_IF_ERROR(SyncIfDirty());
+  if (file_) EDGESYNC_RETURN_IF_ERROR(file_->Close());
+  file_.reset();
+  EDGESYNC_RETURN_IF_ERROR(OpenSegment(segment_ + 1));
+  return JournalPosition{segment_, 0};
+}
+
+Status Journal::Retire(JournalPosition sealed) {
+  Result<std::vector<std::string>> names = env_->ListDir(dir_);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    uint64_t seg;
+    if (ParseSegmentName(name, &seg) && seg < sealed.segment && seg != segment_) {
+      EDGESYNC_RETURN_IF_ERROR(env_->RemoveFile(SegmentPath(seg)));
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace edgesync

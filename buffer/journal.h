@@ -1,0 +1,90 @@
+// Journal: the append-only, crash-safe log of accepted events of ONE stream,
+// kept until they are sealed into a batch in the store.
+//
+// Files: <dir>/<segment>.log, segment numbers in 16 hex digits, each file a
+// sequence of frames (FORMAT.md, "Journal"): u32 length, u32 crc32c, record.
+// A position (segment, offset) names the end of what a committed batch took;
+// everything before it may be deleted (Retire).
+//
+// Durability: Append is one write(): once it returns ok the record survives
+// a crash of the process. Sync (fdatasync) makes it survive a power cut; the
+// owner calls SyncIfDirty on an interval.
+//
+// Thread safety: none; the owner serialises all calls (the Sealer holds its
+// per-stream mutex around them).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "base/status.h"
+
+namespace edgesync {
+
+struct JournalPosition {
+  uint64_t segment = 0;
+  uint64_t offset = 0;
+  auto operator<=>(const JournalPosition&) const = default;
+};
+
+// What Open found in the files not yet sealed.
+struct JournalRecovery {
+  struct Entry {
+    std::string record;     // encoded record (the frame's body)
+    JournalPosition end;    // position just past this frame
+  };
+  std::vector<Entry> entries;
+  uint64_t torn_bytes = 0;  // bytes cut from torn or corrupt tails
+  std::vector<std::string> problems;  // one line per cut, for the log
+};
+
+class Journal {
+ public:
+  // Opens the journal in `dir` (created if missing). Deletes segments wholly
+  // before `sealed` and returns in `recovery` every whole record at or after
+  // it. New appends go to a fresh segment after all existing ones.
+  static Result<std::unique_ptr<Journal>> Open(Env* env, std::string dir, JournalPosition sealed,
+                                               JournalRecovery* recovery);
+  ~Journal();
+
+  // Appends one frame holding `record` with a single write().
+  Status Append(std::string_view record);
+  // fdatasync()s the current segment if anything was appended since the last sync.
+  Status SyncIfDirty();
+  // Closes the current segment (synced) and starts the next. Returns the
+  // position at the start of the new segment: everything before it is in
+  // closed segments.
+  Result<JournalPosition> Rotate();
+  // Deletes segments that lie wholly before `sealed`.
+  Status Retire(JournalPosition sealed);
+
+  uint64_t current_segment() const { return segment_; }
+
+ private:
+  Journal(Env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
+  std::string SegmentPath(uint64_t segment) const;
+  Status OpenSegment(uint64_t segment);
+
+  Env* env_;
+  std::string dir_;
+  uint64_t segment_ = 0;
+  uint64_t offset_ = 0;
+  bool dirty_ = false;
+  std::unique_ptr<AppendFile> file_;
+};
+
+// Parses one segment's bytes into frames; stops at the first frame that is
+// truncated or fails its checksum. Exposed for tests and fuzzing.
+struct SegmentScan {
+  std::vector<std::pair<std::string, uint64_t>> records;  // body, end offset
+  uint64_t valid_bytes = 0;
+};
+SegmentScan ScanSegment(std::string_view bytes);
+
+// The frame for one record: u32 length, u32 crc32c, record.
+std::string EncodeJournalFrame(std::string_view record);
+
+}  // namespace edgesync

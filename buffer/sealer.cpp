@@ -1,0 +1,262 @@
+#include "buffer/sealer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace edgesync {
+
+struct Sealer::Lane {
+  StreamSpec spec;
+  std::mutex mu;  // guards journal and the open batch; Accept vs. sealer thread
+  std::unique_ptr<Journal> journal;
+  std::string body;
+  uint32_t events = 0;
+  int64_t first_us = 0, last_us = 0;
+  int64_t opened_mono = 0;  // monotonic time of the open batch's first event
+  uint64_t next_seq = 1;    // sealer thread only (and Open)
+};
+
+Sealer::Sealer(Env* env, Store* store, SealerOptions options)
+    : env_(env), store_(store), options_(std::move(options)) {}
+
+Sealer::~Sealer() {
+  if (thread_.joinable()) (void)Stop();
+}
+
+Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptions options,
+                                             std::vector<StreamSpec> streams) {
+  std::unique_ptr<Sealer> s(new Sealer(env, store, std::move(options)));
+  for (size_t i = 0; i < streams.size(); ++i) {
+    auto lane = std::make_unique<Lane>();
+    lane->spec = std::move(streams[i]);
+    Result<StreamState> state = store->LoadStream(lane->spec.name);
+    if (!state.ok()) return state.status();
+    lane->next_seq = state->next_seq;
+    JournalRecovery rec;
+    Result<std::unique_ptr<Journal>> j = Journal::Open(
+        env, s->options_.journal_dir + "/" + lane->spec.name, state->sealed, &rec);
+    if (!j.ok()) return j.status();
+    lane->journal = std::move(j).value();
+    s->lanes_.push_back(std::move(lane));
+    for (const std::string& p : rec.problems) spdlog::warn("journal recovery: {}", p);
+    s->torn_bytes_ += rec.torn_bytes;
+
+    // Seal the recovered records in batches of the usual size; the last one
+    // claims everything up to the fresh segment, which is still empty.
+    Closed c{i, {}, 0, 0, 0, {}};
+    for (size_t k = 0; k < rec.entries.size(); ++k) {
+      Result<Record> r = DecodeRecord(rec.entries[k].record);
+      if (!r.ok()) {
+        // The frame's checksum held, so this is a writer bug, not a torn write.
+        spdlog::error("journal recovery: stream {}: skipping undecodable record: {}",
+                      s->lanes_[i]->spec.name, r.status().ToString());
+        continue;
+      }
+      if (c.events == 0) c.first_us = r->received_at_us;
+      c.last_us = r->received_at_us;
+      AppendToBody(rec.entries[k].record, &c.body);
+      ++c.events;
+      c.end = rec.entries[k].end;
+      bool last = k + 1 == rec.entries.size();
+      if (last) c.end = JournalPosition{s->lanes_[i]->journal->current_segment(), 0};
+      if (last || c.events >= s->options_.max_events || c.body.size() >= s->options_.max_bytes) {
+        s->recovered_events_ += c.events;
+        EDGESYNC_RETURN_IF_ERROR(s->SealAndCommit(c));
+        c = Closed{i, {}, 0, 0, 0, {}};
+      }
+    }
+    if (!rec.entries.empty()) {
+      spdlog::info("journal recovery: stream {}: sealed {} recovered events",
+                   s->lanes_[i]->spec.name, rec.entries.size());
+    }
+  }
+  return s;
+}
+
+void Sealer::Start() { thread_ = std::thread([this] { Run(); }); }
+
+Status Sealer::Accept(size_t stream, const Record& r) {
+  if (stream >= lanes_.size()) return Status::InvalidArgument("no stream " + std::to_string(stream));
+  Lane& lane = *lanes_[stream];
+  std::string encoded;
+  EncodeRecord(r, &encoded);
+  {
+    // Backpressure: far behind sealing means memory would grow without bound.
+    std::unique_lock<std::mutex> lock(mu_);
+    space_cv_.wait(lock, [&] { return closed_.size() < options_.max_closed || stopping_; });
+  }
+  std::lock_guard<std::mutex> lock(lane.mu);
+  EDGESYNC_RETURN_IF_ERROR(lane.journal->Append(encoded));
+  if (lane.events == 0) {
+    lane.first_us = r.received_at_us;
+    lane.opened_mono = env_->MonotonicMicros();
+  }
+  lane.last_us = r.received_at_us;
+  AppendToBody(encoded, &lane.body);
+  ++lane.events;
+  accepted_.fetch_add(1, std::memory_order_relaxed);
+  if (lane.events >= options_.max_events || lane.body.size() >= options_.max_bytes) {
+    // The event is durable already; a failed rotation only delays sealing.
+    Status st = CloseLocked(stream);
+    if (!st.ok()) spdlog::error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
+  }
+  return Status::OK();
+}
+
+Status Sealer::CloseLocked(size_t lane_index) {
+  Lane& lane = *lanes_[lane_index];
+  if (lane.events == 0) return Status::OK();
+  Result<JournalPosition> end = lane.journal->Rotate();
+  if (!end.ok()) return end.status();
+  Closed c{lane_index, std::move(lane.body), lane.events, lane.first_us, lane.last_us, *end};
+  lane.body.clear();
+  lane.events = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_.push_back(std::move(c));
+  }
+  cv_.notify_one();
+  return Status::OK();
+}
+
+Status Sealer::SealAndCommit(Closed& c) {
+  Lane& lane = *lanes_[c.lane];
+  BatchHeader h;
+  h.device_id = options_.device_id;
+  h.stream = lane.spec.name;
+  h.batch_seq = lane.next_seq;
+  h.event_count = c.events;
+  h.first_event_us = c.first_us;
+  h.last_event_us = c.last_us;
+  Result<std::string> env = SealEnvelope(h, c.body, options_.seal);
+  if (!env.ok()) return env.status();
+  SealedBatch b;
+  b.stream = lane.spec.name;
+  b.kafka_topic = lane.spec.kafka_topic;
+  b.priority = lane.spec.priority;
+  b.seq = lane.next_seq;
+  b.events = c.events;
+  b.first_event_us = c.first_us;
+  b.last_event_us = c.last_us;
+  b.envelope = std::move(env).value();
+  EDGESYNC_RETURN_IF_ERROR(store_->Commit(&b, c.end));
+  ++lane.next_seq;
+  sealed_batches_.fetch_add(1, std::memory_order_relaxed);
+  sealed_events_.fetch_add(c.events, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(lane.mu);
+    Status st = lane.journal->Retire(c.end);
+    // Harmless if it fails: the store's position makes recovery skip them.
+    if (!st.ok()) spdlog::warn("stream {}: retiring journal: {}", lane.spec.name, st.ToString());
+  }
+  if (on_sealed_) on_sealed_();
+  return Status::OK();
+}
+
+void Sealer::Run() {
+  using std::chrono::microseconds;
+  int64_t next_sync = env_->MonotonicMicros() + options_.sync_interval_us;
+  int64_t retry_at = 0;  // after a failed commit, when to try again
+  for (;;) {
+    // Lock order: a lane's mu before mu_ (CloseLocked holds the lane's).
+    int64_t wake = next_sync;
+    for (auto& lane : lanes_) {
+      std::lock_guard<std::mutex> ll(lane->mu);
+      if (lane->events > 0) wake = std::min(wake, lane->opened_mono + options_.max_age_us);
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    int64_t now = env_->MonotonicMicros();
+    if (!closed_.empty()) wake = std::max(now, std::min(wake, retry_at));
+    if (!stopping_ && wake > now) {
+      cv_.wait_for(lock, microseconds(wake - now), [&] {
+        return stopping_ || (!closed_.empty() && env_->MonotonicMicros() >= retry_at);
+      });
+    }
+    bool stop = stopping_;
+    lock.unlock();
+
+    now = env_->MonotonicMicros();
+    for (size_t i = 0; i < lanes_.size(); ++i) {
+      std::lock_guard<std::mutex> ll(lanes_[i]->mu);
+      if (lanes_[i]->events > 0 &&
+          (stop || now - lanes_[i]->opened_mono >= options_.max_age_us)) {
+        Status st = CloseLocked(i);
+        if (!st.ok()) spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
+      }
+    }
+    if (now >= next_sync || stop) {
+      for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> ll(lane->mu);
+        Status st = lane->journal->SyncIfDirty();
+        if (!st.ok()) spdlog::error("stream {}: journal sync: {}", lane->spec.name, st.ToString());
+      }
+      next_sync = now + options_.sync_interval_us;
+    }
+    // Seal closed batches in order; on failure keep the batch and retry later.
+    for (;;) {
+      lock.lock();
+      if (closed_.empty() || env_->MonotonicMicros() < retry_at) {
+        lock.unlock();
+        break;
+      }
+      Closed c = std::move(closed_.front());
+      closed_.pop_front();
+      lock.unlock();
+      Status st = SealAndCommit(c);
+      lock.lock();
+      if (!st.ok()) {
+        spdlog::error("stream {}: sealing batch: {} (retrying in 1 s)",
+                      lanes_[c.lane]->spec.name, st.ToString());
+        sticky_ = st;
+        closed_.push_front(std::move(c));
+        retry_at = env_->MonotonicMicros() + 1'000'000;
+        lock.unlock();
+        break;
+      }
+      sticky_ = Status::OK();
+      lock.unlock();
+      space_cv_.notify_all();
+    }
+    if (stop) {
+      bool open = false;
+      for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> ll(lane->mu);
+        open = open || lane->events > 0;
+      }
+      std::lock_guard<std::mutex> l2(mu_);
+      // At shutdown one failed attempt is final: the journal keeps the events.
+      if ((closed_.empty() && !open) || retry_at > env_->MonotonicMicros()) return;
+    }
+  }
+}
+
+Status Sealer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  space_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!closed_.empty()) {
+    return Status::IOError(std::to_string(closed_.size()) +
+                           " closed batches could not be sealed; they stay in the journal: " +
+                           sticky_.message());
+  }
+  return Status::OK();
+}
+
+SealerStats Sealer::stats() const {
+  SealerStats s;
+  s.accepted = accepted_.load();
+  s.sealed_batches = sealed_batches_.load();
+  s.sealed_events = sealed_events_.load();
+  s.recovered_events = recovered_events_;
+  s.torn_bytes = torn_bytes_;
+  return s;
+}
+
+}  // namespace edgesync

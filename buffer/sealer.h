@@ -1,0 +1,119 @@
+// Sealer: turns accepted events into sealed batches in the store.
+//
+// Each stream has a lane: its journal and its open batch. Accept (ingest
+// thread) appends the event to the lane's journal with one write() and to the
+// open batch in memory; a batch closes when it reaches max_events or
+// max_bytes (in Accept) or max_age (sealer thread). Closing rotates the
+// journal, so a closed batch is exactly the closed journal segments. The
+// sealer thread compresses the batch into an envelope and commits it to the
+// store in one transaction together with the journal position it covers,
+// then deletes those journal segments. On Open, whatever the journal holds
+// past the store's position is recovered and sealed before anything else.
+//
+// Threads: Accept from one ingest thread (or several: lanes are locked);
+// the sealer thread runs from Start to Stop; Open/Start/Stop from the owner.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/env.h"
+#include "base/status.h"
+#include "buffer/envelope.h"
+#include "buffer/journal.h"
+#include "buffer/record.h"
+#include "buffer/store.h"
+
+namespace edgesync {
+
+struct StreamSpec {
+  std::string name;         // [A-Za-z0-9._-], also the journal directory name
+  std::string kafka_topic;
+  Priority priority = Priority::kNormal;
+};
+
+struct SealerOptions {
+  std::string device_id;
+  std::string journal_dir;            // one subdirectory per stream
+  uint32_t max_events = 1000;         // a batch closes at this many events,
+  size_t max_bytes = 512 * 1024;      // or this many body bytes before compression,
+  int64_t max_age_us = 2'000'000;     // or this long after its first event
+  int64_t sync_interval_us = 1'000'000;  // journal fdatasync interval (power-cut window)
+  size_t max_closed = 64;             // closed batches awaiting the sealer before Accept waits
+  SealOptions seal;
+};
+
+struct SealerStats {
+  uint64_t accepted = 0;
+  uint64_t sealed_batches = 0;
+  uint64_t sealed_events = 0;
+  uint64_t recovered_events = 0;
+  uint64_t torn_bytes = 0;
+};
+
+class Sealer {
+ public:
+  // Opens every stream's journal, seals what recovery found, and returns a
+  // sealer ready to Start. `env` and `store` must outlive it.
+  static Result<std::unique_ptr<Sealer>> Open(Env* env, Store* store, SealerOptions options,
+                                              std::vector<StreamSpec> streams);
+  ~Sealer();
+
+  // Called after every committed batch, on the sealer thread (e.g. to wake the uploader).
+  void SetOnSealed(std::function<void()> cb) { on_sealed_ = std::move(cb); }
+  void Start();
+  // Makes `r` durable in stream `stream`'s journal and adds it to the open
+  // batch. Returns only after the write; an error means the event was NOT
+  // accepted (nothing of it will be sealed).
+  Status Accept(size_t stream, const Record& r);
+  // Closes every open batch and seals all closed ones, then stops the thread.
+  // Returns the first error that kept a batch from being sealed (its events
+  // stay in the journal for the next start).
+  Status Stop();
+
+  SealerStats stats() const;
+  size_t stream_count() const { return lanes_.size(); }
+
+ private:
+  struct Lane;
+  struct Closed {
+    size_t lane;
+    std::string body;
+    uint32_t events;
+    int64_t first_us, last_us;
+    JournalPosition end;
+  };
+
+  Sealer(Env* env, Store* store, SealerOptions options);
+  Status SealAndCommit(Closed& c);
+  // Requires lane.mu held. Moves the open batch to closed_ (rotating the journal).
+  Status CloseLocked(size_t lane_index);
+  void Run();
+
+  Env* env_;
+  Store* store_;
+  SealerOptions options_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::function<void()> on_sealed_;
+
+  std::mutex mu_;  // guards closed_, stopping_
+  std::condition_variable cv_;        // sealer thread waits for work
+  std::condition_variable space_cv_;  // Accept waits for room in closed_
+  std::deque<Closed> closed_;
+  bool stopping_ = false;
+  Status sticky_;  // last error sealing a batch (reported by Stop)
+  std::thread thread_;
+
+  std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
+  uint64_t recovered_events_ = 0, torn_bytes_ = 0;
+};
+
+}  // namespace edgesync

@@ -1,0 +1,175 @@
+#include "sync/unpack.h"
+
+#include <simdjson.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+
+namespace edgesync {
+
+bool SequenceTracker::Observe(const std::string& device, const std::string& stream, uint64_t seq,
+                              std::vector<Gap>* gaps) {
+  auto [it, inserted] = streams_.try_emplace({device, stream});
+  State& s = it->second;
+  if (inserted && !expect_first_ && seq > 0) s.contiguous = seq - 1;
+  if (inserted) s.highest = s.contiguous;
+  if (seq <= s.contiguous || s.above.count(seq) != 0) return false;
+  if (seq > s.highest + 1) gaps->push_back({device, stream, s.highest + 1, seq - 1});
+  s.highest = std::max(s.highest, seq);
+  if (seq == s.contiguous + 1) {
+    s.contiguous = seq;
+    while (!s.above.empty() && *s.above.begin() == s.contiguous + 1) {
+      s.contiguous = *s.above.begin();
+      s.above.erase(s.above.begin());
+    }
+  } else {
+    s.above.insert(seq);
+  }
+  return true;
+}
+
+Status Unpacker::Process(std::string_view envelope, std::string* out,
+                         std::vector<std::string>* notes) {
+  Result<OpenedEnvelope> e = OpenEnvelope(envelope);
+  if (!e.ok()) {
+    ++stats_.bad_envelopes;
+    return e.status();
+  }
+  const BatchHeader& h = e->header;
+  std::vector<SequenceTracker::Gap> gaps;
+  if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &gaps)) {
+    ++stats_.duplicate_batches;
+    notes->push_back("duplicate batch dropped: device=" + h.device_id + " stream=" + h.stream +
+                     " batch=" + std::to_string(h.batch_seq));
+    return Status::OK();
+  }
+  for (const auto& g : gaps) {
+    stats_.missing_batches += g.last - g.first + 1;
+    notes->push_back("gap: device=" + g.device + " stream=" + g.stream + " batches " +
+                     std::to_string(g.first) + ".." + std::to_string(g.last) + " not (yet) seen");
+  }
+  ++stats_.batches;
+  for (const Record& r : e->records) {
+    out->append(RecordToJson(h, r));
+    ++stats_.records;
+  }
+  return Status::OK();
+}
+
+std::string Base64Encode(std::string_view data) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= data.size(); i += 3) {
+    uint32_t v = (uint32_t{static_cast<unsigned char>(data[i])} << 16) |
+                 (uint32_t{static_cast<unsigned char>(data[i + 1])} << 8) |
+                 static_cast<unsigned char>(data[i + 2]);
+    for (int k = 3; k >= 0; --k) out.push_back(kAlphabet[(v >> (6 * k)) & 63]);
+  }
+  size_t rest = data.size() - i;
+  if (rest > 0) {
+    uint32_t v = uint32_t{static_cast<unsigned char>(data[i])} << 16;
+    if (rest == 2) v |= uint32_t{static_cast<unsigned char>(data[i + 1])} << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+          out->append(buf);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string FormatRfc3339Micros(int64_t us) {
+  int64_t secs = us >= 0 ? us / 1'000'000 : (us - 999'999) / 1'000'000;
+  int64_t frac = us - secs * 1'000'000;
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
+}
+
+namespace {
+
+// Appends `key` with `value` as a JSON string, or `key`_b64 when `value` is not UTF-8.
+void AppendTextField(const char* key, std::string_view value, std::string* out) {
+  out->push_back('"');
+  out->append(key);
+  if (simdjson::validate_utf8(value.data(), value.size())) {
+    out->append("\":");
+    AppendJsonString(value, out);
+  } else {
+    out->append("_b64\":\"");
+    out->append(Base64Encode(value));
+    out->push_back('"');
+  }
+}
+
+}  // namespace
+
+std::string RecordToJson(const BatchHeader& h, const Record& r) {
+  std::string out = "{";
+  AppendTextField("device", h.device_id, &out);
+  out.push_back(',');
+  AppendTextField("stream", h.stream, &out);
+  out.append(",\"batch\":").append(std::to_string(h.batch_seq)).push_back(',');
+  AppendTextField("topic", r.topic, &out);
+  out.append(",\"received_at\":\"").append(FormatRfc3339Micros(r.received_at_us)).append("\"");
+  out.append(",\"qos\":").append(std::to_string(r.qos));
+  if (!r.properties.empty()) {
+    out.append(",\"properties\":{");
+    for (size_t i = 0; i < r.properties.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      AppendJsonString(r.properties[i].first, &out);
+      out.push_back(':');
+      AppendJsonString(r.properties[i].second, &out);
+    }
+    out.push_back('}');
+  }
+  // The payload goes in as JSON only when it parses; minified so the line stays one line.
+  thread_local simdjson::dom::parser parser;
+  simdjson::padded_string padded(r.payload);
+  simdjson::dom::element doc;
+  if (!r.payload.empty() && parser.parse(padded).get(doc) == simdjson::SUCCESS) {
+    std::string mini(r.payload.size(), '\0');
+    size_t len = 0;
+    if (simdjson::minify(r.payload.data(), r.payload.size(), mini.data(), len) == simdjson::SUCCESS) {
+      mini.resize(len);
+      out.append(",\"payload\":").append(mini);
+    } else {
+      out.append(",\"payload_b64\":\"").append(Base64Encode(r.payload)).push_back('"');
+    }
+  } else {
+    out.append(",\"payload_b64\":\"").append(Base64Encode(r.payload)).push_back('"');
+  }
+  out.append("}\n");
+  return out;
+}
+
+}  // namespace edgesync

@@ -1,0 +1,80 @@
+// The central side's decoding: envelope -> records -> NDJSON lines, with
+// duplicate batches dropped and gaps in each (device, stream) batch sequence
+// reported. Used by edgesync-unpack; no Kafka in here, so it is testable and
+// reusable by other consumers. Not thread-safe: one Unpacker per consumer.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "buffer/envelope.h"
+
+namespace edgesync {
+
+// Remembers which batch sequences of each (device, stream) were seen.
+// Memory per stream is O(batches seen out of order), not O(all batches).
+class SequenceTracker {
+ public:
+  struct Gap {
+    std::string device, stream;
+    uint64_t first, last;  // missing batch sequences, inclusive
+  };
+  // expect_first_batch: the stream is read from its start, so the first
+  // batch must be 1 (else whatever comes first is the baseline).
+  explicit SequenceTracker(bool expect_first_batch) : expect_first_(expect_first_batch) {}
+  // True when (device, stream, seq) is new; false for a duplicate. A jump
+  // past the highest sequence seen appends the skipped range to `gaps`.
+  bool Observe(const std::string& device, const std::string& stream, uint64_t seq,
+               std::vector<Gap>* gaps);
+
+ private:
+  struct State {
+    uint64_t contiguous = 0;  // every seq <= this was seen
+    uint64_t highest = 0;
+    std::set<uint64_t> above;  // seen seqs > contiguous + 1
+  };
+  bool expect_first_;
+  std::map<std::pair<std::string, std::string>, State> streams_;
+};
+
+struct UnpackStats {
+  uint64_t batches = 0;
+  uint64_t records = 0;
+  uint64_t duplicate_batches = 0;
+  uint64_t missing_batches = 0;
+  uint64_t bad_envelopes = 0;
+};
+
+class Unpacker {
+ public:
+  explicit Unpacker(bool expect_first_batch) : tracker_(expect_first_batch) {}
+  // Decodes one envelope. New batch: appends one NDJSON line per record to
+  // `out`. Duplicate: appends nothing. Either way appends human-readable
+  // notes (gaps, duplicates) to `notes`. A bad envelope returns its error
+  // and changes nothing else.
+  Status Process(std::string_view envelope, std::string* out, std::vector<std::string>* notes);
+  const UnpackStats& stats() const { return stats_; }
+
+ private:
+  SequenceTracker tracker_;
+  UnpackStats stats_;
+};
+
+// One record as an NDJSON line (with '\n'): device, stream, batch, topic,
+// received_at (RFC 3339, µs, UTC), qos, properties if any, and payload as a
+// JSON value when it is valid JSON, else payload_b64.
+std::string RecordToJson(const BatchHeader& h, const Record& r);
+
+std::string Base64Encode(std::string_view data);
+// Appends `s` as a quoted JSON string (valid UTF-8 required; see RecordToJson).
+void AppendJsonString(std::string_view s, std::string* out);
+// "2026-11-22T03:04:05.123456Z"
+std::string FormatRfc3339Micros(int64_t us);
+
+}  // namespace edgesync

@@ -1,0 +1,127 @@
+#include "agent/config.h"
+
+#include <gtest/gtest.h>
+
+namespace edgesync {
+namespace {
+
+// The example from the README: an operator can start from it.
+constexpr const char* kMinimal = R"(
+[agent]
+device_id = "term-0042"
+state_dir = "/var/lib/edgesync"
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+client_id = "edgesync"
+[[streams]]
+name = "payments"
+topics = ["terminal/+/payment/#"]
+kafka_topic = "edge.payments"
+[kafka]
+brokers = "127.0.0.1:9092"
+)";
+
+TEST(Config, MinimalExampleParsesWithDefaults) {
+  Result<Config> c = ParseConfig(kMinimal, "edgesync.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->device_id, "term-0042");
+  EXPECT_EQ(c->mqtt_port, 1883);
+  EXPECT_EQ(c->kafka_brokers, "127.0.0.1:9092");
+  ASSERT_EQ(c->streams.size(), 1u);
+  EXPECT_EQ(c->streams[0].topics, std::vector<std::string>{"terminal/+/payment/#"});
+  EXPECT_EQ(c->streams[0].priority, Priority::kNormal);
+  EXPECT_EQ(c->sync_interval, 1.0);
+  EXPECT_EQ(c->batch_max_events, 1000);
+}
+
+TEST(Config, DurationsSizesAndProperties) {
+  std::string doc = R"(
+[agent]
+device_id = "d"
+[buffer]
+sync_interval = "250ms"
+[batch]
+max_bytes = "64KiB"
+max_age = 5
+[kafka]
+brokers = "b:1"
+[kafka.properties]
+"message.timeout.ms" = 60000
+"socket.keepalive.enable" = true
+[[streams]]
+name = "s"
+topics = ["#"]
+)";
+  Result<Config> c = ParseConfig(doc, "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_DOUBLE_EQ(c->sync_interval, 0.25);
+  EXPECT_EQ(c->batch_max_bytes, 64 * 1024);
+  EXPECT_DOUBLE_EQ(c->batch_max_age, 5.0);
+  EXPECT_EQ(c->streams[0].kafka_topic, "edge.s");  // the default
+  ASSERT_EQ(c->kafka_properties.size(), 2u);
+  EXPECT_EQ(c->kafka_properties[0], (std::pair<std::string, std::string>{"message.timeout.ms", "60000"}));
+  EXPECT_EQ(c->kafka_properties[1].second, "true");
+}
+
+TEST(Config, ErrorsNameTheKeyAndTheLine) {
+  const char* doc = R"([agent]
+device_id = "d"
+[mqtt]
+port = 99999
+prot = 1883
+[batch]
+max_age = "soon"
+[kafka]
+brokers = "b:1"
+[[streams]]
+name = "bad name"
+topics = ["a/#/b"]
+)";
+  Result<Config> c = ParseConfig(doc, "bad.toml");
+  ASSERT_FALSE(c.ok());
+  const std::string& m = c.status().message();
+  EXPECT_NE(m.find("bad.toml:4:8: mqtt.port: must be between 1 and 65535"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.toml:5:8: mqtt.prot: unknown key"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.toml:7:11: batch.max_age: not a duration"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.toml:11:8: streams[0].name"), std::string::npos) << m;
+  EXPECT_NE(m.find("streams[0].topics: '#' must be the last level"), std::string::npos) << m;
+}
+
+TEST(Config, MissingRequiredKeysAndSyntaxErrors) {
+  Result<Config> c = ParseConfig("[agent]\n", "empty.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("agent.device_id: is required"), std::string::npos);
+  EXPECT_NE(c.status().message().find("kafka.brokers: is required"), std::string::npos);
+  EXPECT_NE(c.status().message().find("[[streams]]"), std::string::npos);
+
+  Result<Config> s = ParseConfig("[agent\ndevice_id = 1\n", "syntax.toml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("syntax.toml:1:"), std::string::npos) << s.status().message();
+
+  Result<Config> dup = ParseConfig(R"(
+[agent]
+device_id = "d"
+[kafka]
+brokers = "b"
+[[streams]]
+name = "s"
+topics = ["a"]
+[[streams]]
+name = "s"
+topics = ["b"]
+)", "dup.toml");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.status().message().find("defined twice"), std::string::npos);
+}
+
+TEST(Config, ReferenceListsEveryOption) {
+  std::string ref = ConfigReference();
+  for (const char* key : {"agent.device_id", "agent.state_dir", "mqtt.port", "buffer.sync_interval",
+                          "batch.max_events", "kafka.brokers", "kafka.properties"}) {
+    EXPECT_NE(ref.find(key), std::string::npos) << key;
+  }
+}
+
+}  // namespace
+}  // namespace edgesync

@@ -1,0 +1,53 @@
+// An Env that forwards to another and can be told to fail appends, to test
+// what a full disk or an I/O error does without filling a disk.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "base/env.h"
+
+namespace edgesync::testing {
+
+class FaultEnv : public Env {
+ public:
+  explicit FaultEnv(Env* base) : base_(base) {}
+  std::atomic<bool> fail_appends{false};
+  std::atomic<int> appends{0};
+
+  Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override {
+    Result<std::unique_ptr<AppendFile>> f = base_->OpenAppend(path);
+    if (!f.ok()) return f.status();
+    return std::unique_ptr<AppendFile>(new File(this, std::move(f).value()));
+  }
+  Result<std::string> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
+  Status CreateDirs(const std::string& p) override { return base_->CreateDirs(p); }
+  Result<std::vector<std::string>> ListDir(const std::string& d) override { return base_->ListDir(d); }
+  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
+  Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
+  Status SyncDir(const std::string& d) override { return base_->SyncDir(d); }
+  bool Exists(const std::string& p) override { return base_->Exists(p); }
+  int64_t NowMicros() override { return base_->NowMicros(); }
+  int64_t MonotonicMicros() override { return base_->MonotonicMicros(); }
+
+ private:
+  class File : public AppendFile {
+   public:
+    File(FaultEnv* env, std::unique_ptr<AppendFile> f) : env_(env), f_(std::move(f)) {}
+    Status Append(std::string_view data) override {
+      if (env_->fail_appends) return Status::IOError("injected: No space left on device");
+      ++env_->appends;
+      return f_->Append(data);
+    }
+    Status Sync() override { return f_->Sync(); }
+    Status Close() override { return f_->Close(); }
+
+   private:
+    FaultEnv* env_;
+    std::unique_ptr<AppendFile> f_;
+  };
+  Env* base_;
+};
+
+}  // namespace edgesync::testing
