@@ -1,21 +1,29 @@
-// Ingest: the MQTT side. A libmosquitto client in the threaded loop with a
-// persistent session (fixed client id, clean_session=false) subscribed to
-// the streams' topic filters at QoS 1.
+// Ingest: the MQTT side. A libmosquitto client with a persistent session
+// (fixed client id, clean_session=false), subscribed to the streams' topic
+// filters, driven by our own loop thread.
 //
 // The acknowledgement contract (DESIGN.md, facts): libmosquitto queues the
-// PUBACK before calling on_message but, in the threaded loop, writes it only
+// PUBACK before calling on_message and, in threaded mode, writes it only
 // after on_message returns. The sink therefore returns only once the event
 // is durable; a crash before that makes the broker deliver it again.
 //
-// Threads: Start/Stop from the owner; the sink runs on libmosquitto's loop thread.
+// Why our own loop thread rather than mosquitto_loop_start: a clean stop must
+// stop reading, get the PUBACKs of everything already journaled to the
+// broker, and only then close (see CloseGracefully); otherwise those events
+// are delivered twice. It also gives reconnects full jitter.
+//
+// Threads: Create/Start/Stop from the owner; the sink runs on the loop thread.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/status.h"
@@ -32,12 +40,15 @@ struct IngestOptions {
   int keepalive = 30;
   int qos = 1;
   std::vector<std::string> filters;  // subscribed on every (re)connect
+  int64_t reconnect_initial_us = 500'000;
+  int64_t reconnect_max_us = 30'000'000;
 };
 
 struct IngestStats {
   uint64_t received = 0;
   uint64_t connects = 0;
   bool connected = false;
+  bool subscribed = false;  // the broker granted every subscription of this connection
 };
 
 class Ingest {
@@ -48,24 +59,36 @@ class Ingest {
   // Requires mosquitto_lib_init() to have been called (once per process).
   static Result<std::unique_ptr<Ingest>> Create(IngestOptions options, Sink sink);
   ~Ingest();
-  // Starts the loop thread and the (re)connect attempts; returns at once.
+  // Starts the loop thread, which connects and reconnects; returns at once.
   Status Start();
-  // Disconnects and joins the loop thread; no sink call happens afterwards.
+  // Stops reading, sends the acknowledgements still queued, disconnects and
+  // joins the loop thread; no sink call happens afterwards.
   void Stop();
   IngestStats stats() const;
 
  private:
   Ingest(IngestOptions options, Sink sink) : options_(std::move(options)), sink_(std::move(sink)) {}
+  void Run();
+  // Sleeps up to `us`, or less if Stop is called. True when stopping.
+  bool PauseOrStop(int64_t us);
+  void CloseGracefully();
   static void OnConnect(mosquitto* m, void* self, int rc);
   static void OnDisconnect(mosquitto* m, void* self, int rc);
   static void OnMessage(mosquitto* m, void* self, const mosquitto_message* msg);
+  static void OnSubscribe(mosquitto* m, void* self, int mid, int count, const int* granted);
 
   IngestOptions options_;
   Sink sink_;
   mosquitto* mosq_ = nullptr;
-  bool started_ = false;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
   std::atomic<uint64_t> received_{0}, connects_{0};
   std::atomic<bool> connected_{false};
+  std::atomic<bool> subscribed_{false};
+  int pending_subacks_ = 0;  // loop thread only
+  bool refused_ = false;     // loop thread only: the last CONNACK refused us
 };
 
 }  // namespace edgesync

@@ -5,19 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <random>
 #include <unordered_map>
 
+#include "base/backoff.h"
 #include "buffer/format.h"
 
 namespace edgesync {
-
-int64_t BackoffMicros(int attempt, int64_t initial_us, int64_t max_us, double unit) {
-  int64_t ceiling = initial_us;
-  for (int i = 0; i < attempt && ceiling < max_us; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, max_us);
-  return static_cast<int64_t>(unit * static_cast<double>(ceiling));
-}
 
 struct Uploader::Impl {
   Store* store;
@@ -27,10 +20,10 @@ struct Uploader::Impl {
 
   // Uploader thread only (delivery reports run inside rd_kafka_poll there).
   std::unordered_map<int64_t, uint32_t> in_flight;  // batch id -> events
-  int failures_in_row = 0;
+  int failures_in_row = 0;  // 0 once a delivery succeeds after failures
   bool failed_since_idle = false;  // a delivery failed: send nothing new until in-flight drains
   int64_t resume_at = 0;           // monotonic µs: no sends before this
-  std::mt19937_64 rng{std::random_device{}()};
+  Backoff backoff{opt.backoff_initial_us, opt.backoff_max_us};
 
   std::mutex mu;
   std::condition_variable cv;
@@ -61,6 +54,7 @@ struct Uploader::Impl {
       if (failures_in_row > 0 && !failed_since_idle) {
         spdlog::info("uploader: Kafka reachable again, draining");
         failures_in_row = 0;
+        backoff.Reset();
       }
       return;
     }
@@ -103,6 +97,7 @@ Result<std::unique_ptr<Uploader>> Uploader::Create(Store* store, Env* env, Uploa
   impl->store = store;
   impl->env = env;
   impl->opt = std::move(options);
+  impl->backoff = Backoff(impl->opt.backoff_initial_us, impl->opt.backoff_max_us);
 
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
@@ -169,9 +164,8 @@ void Uploader::Run() {
     // pause, then resend in store order (keeps each stream's order).
     if (s.failed_since_idle && s.in_flight.empty()) {
       s.failed_since_idle = false;
-      int64_t pause = BackoffMicros(s.failures_in_row++, s.opt.backoff_initial_us,
-                                    s.opt.backoff_max_us,
-                                    std::uniform_real_distribution<double>(0, 1)(s.rng));
+      ++s.failures_in_row;
+      int64_t pause = s.backoff.NextMicros();
       s.resume_at = now + pause;
       store_may_have_more = true;
     }

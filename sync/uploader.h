@@ -73,8 +73,4 @@ class Uploader {
   std::thread thread_;
 };
 
-// Full-jitter exponential backoff: a uniformly random pause in
-// [0, min(max_us, initial_us * 2^attempt)]. `unit` is a random number in [0, 1).
-int64_t BackoffMicros(int attempt, int64_t initial_us, int64_t max_us, double unit);
-
 }  // namespace edgesync

@@ -56,7 +56,7 @@ TEST(Status, CodesSayWhatToDo) {
 }
 
 TEST(PosixEnv, FilesAndDirectories) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   Env* env = Env::Default();
   std::string sub = dir / "a/b/c";
   ASSERT_TRUE(env->CreateDirs(sub).ok());

@@ -18,7 +18,7 @@ std::vector<std::string> Bodies(const JournalRecovery& r) {
 }
 
 TEST(Journal, AppendedRecordsAreRecoveredAfterReopen) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   {
     JournalRecovery rec;
     auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
@@ -39,7 +39,7 @@ TEST(Journal, AppendedRecordsAreRecoveredAfterReopen) {
 }
 
 TEST(Journal, TornTailKeepsEveryWholeRecord) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   std::string seg_path;
   {
     JournalRecovery rec;
@@ -79,7 +79,7 @@ TEST(Journal, TornTailKeepsEveryWholeRecord) {
 }
 
 TEST(Journal, SealedPositionSkipsAndRetires) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   JournalRecovery rec;
   auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
   ASSERT_TRUE(j.ok());
@@ -108,7 +108,7 @@ TEST(Journal, SealedPositionSkipsAndRetires) {
 }
 
 TEST(Journal, FailedAppendReportsTheError) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   testing::FaultEnv env(Env::Default());
   JournalRecovery rec;
   auto j = Journal::Open(&env, dir.path(), {}, &rec);

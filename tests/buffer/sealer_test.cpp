@@ -12,7 +12,7 @@ namespace edgesync {
 namespace {
 
 struct Fixture {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   std::unique_ptr<Store> store;
   SealerOptions options;
   std::vector<StreamSpec> streams = {{"payments", "edge.payments", Priority::kHigh},

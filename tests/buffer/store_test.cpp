@@ -23,7 +23,7 @@ SealedBatch Batch(const std::string& stream, uint64_t seq, Priority p) {
 }
 
 TEST(Store, CommitAdvancesStreamStateAtomically) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   auto store = Store::Open(dir / "store.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto fresh = (*store)->LoadStream("payments");
@@ -45,7 +45,7 @@ TEST(Store, CommitAdvancesStreamStateAtomically) {
 }
 
 TEST(Store, SurvivesReopen) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   {
     auto store = Store::Open(dir / "store.db");
     ASSERT_TRUE(store.ok());
@@ -63,7 +63,7 @@ TEST(Store, SurvivesReopen) {
 }
 
 TEST(Store, NextDrainsHighestPriorityFirstThenOldest) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   auto store = Store::Open(dir / "store.db");
   ASSERT_TRUE(store.ok());
   std::vector<SealedBatch> in = {Batch("low", 1, Priority::kLow), Batch("norm", 1, Priority::kNormal),
@@ -90,7 +90,7 @@ TEST(Store, NextDrainsHighestPriorityFirstThenOldest) {
 }
 
 TEST(Store, NotADatabaseIsReportedAsCorruption) {
-  testing::TempDir dir;
+  harness::TempDir dir = testing::NewTempDir();
   {
     std::ofstream f(dir / "store.db", std::ios::binary);
     f << std::string(8192, 'x');

@@ -1,28 +1,21 @@
-// A fresh directory under $TMPDIR (or /tmp) for one test, removed with it.
+// The working directory of one test: harness::TempDir, made or the test fails.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
-#include <filesystem>
-#include <string>
+
+#include "harness/process.h"
 
 namespace edgesync::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/edgesync-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
+inline harness::TempDir NewTempDir() {
+  Result<harness::TempDir> dir = harness::TempDir::Create("edgesync-test");
+  if (!dir.ok()) {
+    ADD_FAILURE() << "cannot make a test directory: " << dir.status().ToString();
+    std::abort();
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+  return std::move(dir).value();
+}
 
 }  // namespace edgesync::testing

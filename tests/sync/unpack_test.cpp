@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
-#include "sync/uploader.h"
+#include "base/backoff.h"
 
 namespace edgesync {
 namespace {
