@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "buffer/store.h"
+#include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
 #include "harness/mosquitto.h"
 #include "harness/process.h"
@@ -96,24 +97,14 @@ kafka_topic = ")" << kTopic << R"("
   std::string config_path() const { return dir_ / "edgesync.toml"; }
 
   void StartAgent() {
-    harness::SpawnOptions o;
-    o.argv = {harness::ProgramPath("edgesync"), "run", "--config", config_path()};
-    o.stderr_path = dir_ / ("agent-" + std::to_string(agent_starts_++) + ".log");
-    auto p = Process::Spawn(o);
+    std::string log = dir_ / ("agent-" + std::to_string(agent_starts_++) + ".log");
+    auto p = harness::StartAgent(config_path(), log);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     agent_.emplace(std::move(p).value());
-    // Until the agent's first subscription, the broker keeps nothing for it.
-    const int started = agent_starts_;
-    ASSERT_TRUE(Eventually([&] {
-      return AgentLog(started - 1).find("mqtt: subscribed") != std::string::npos;
-    }, 30s)) << AgentLogs();
   }
 
   std::string AgentLog(int start) {
-    std::ifstream in(dir_ / ("agent-" + std::to_string(start) + ".log"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    return harness::ReadWholeFile(dir_ / ("agent-" + std::to_string(start) + ".log"));
   }
 
   void StartUnpack() {

@@ -1,0 +1,212 @@
+// edgesync-demo: the whole product on this machine, end to end. Starts a
+// mosquitto broker and a Kafka-protocol mock cluster on free loopback ports,
+// the agent on the given config (pointed at them), edgesync-unpack reading
+// every stream's topic, and a simulated fleet publishing over QoS 1. Midway,
+// Kafka goes away for a while, to show the buffer at work. When the fleet
+// stops it waits for the drain, stops everything it started and prints
+//   summary: published=N arrived=N lost=N duplicates=N
+// as its last line. Exit 0 when nothing was lost.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "agent/config.h"
+#include "buffer/store.h"
+#include "harness/agent_process.h"
+#include "harness/kafka_cluster.h"
+#include "harness/mosquitto.h"
+#include "harness/process.h"
+#include "harness/tally.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace h = edgesync::harness;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void OnSignal(int) { g_interrupted = 1; }
+
+void Say(const std::string& line) {
+  std::printf("demo: %s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+int Fail(const std::string& what, const edgesync::Status& st) {
+  std::fprintf(stderr, "demo: %s: %s\n", what.c_str(), st.ToString().c_str());
+  return 1;
+}
+
+// Prints the NDJSON lines that arrived since the last call, at most `max`.
+class Sampler {
+ public:
+  explicit Sampler(std::string path) : path_(std::move(path)) {}
+  size_t PrintNew(size_t max) {
+    std::ifstream in(path_);
+    in.seekg(static_cast<std::streamoff>(offset_));
+    std::string line;
+    size_t printed = 0;
+    while (std::getline(in, line)) {
+      if (in.eof()) break;  // a partial last line: read it next time
+      offset_ += line.size() + 1;
+      if (printed < max) {
+        if (line.size() > 200) line = line.substr(0, 197) + "...";
+        std::printf("central: %s\n", line.c_str());
+        ++printed;
+      }
+    }
+    std::fflush(stdout);
+    return printed;
+  }
+
+ private:
+  std::string path_;
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "examples/demo.toml";
+  int seconds = 30, terminals = 3, chargers = 2, drain_timeout = 120;
+  double rate = 40;
+  bool outage = true, keep = false;
+  CLI::App app{"edgesync-demo: the product end to end on loopback"};
+  app.add_option("--config", config_path, "agent configuration to run")->capture_default_str();
+  app.add_option("--seconds", seconds, "how long the fleet publishes")->capture_default_str();
+  app.add_option("--terminals", terminals, "simulated payment terminals")->capture_default_str();
+  app.add_option("--chargers", chargers, "simulated EV chargers")->capture_default_str();
+  app.add_option("--rate", rate, "events per second, whole fleet")->capture_default_str();
+  app.add_option("--drain-timeout", drain_timeout, "seconds to wait for the drain")->capture_default_str();
+  app.add_flag("!--no-outage", outage, "do not take Kafka down midway");
+  app.add_flag("--keep", keep, "keep the working directory (logs, records) for a look afterwards");
+  CLI11_PARSE(app, argc, argv);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(config_path);
+  if (!cfg.ok()) return Fail("configuration", cfg.status());
+  auto work = h::TempDir::Create("edgesync-demo");
+  if (!work.ok()) return Fail("working directory", work.status());
+  if (keep) work->Keep();
+
+  h::BrokerOptions bo;  // as systemd/'s broker drop-in: queue without limit for the agent
+  bo.max_queued_messages = -1;
+  bo.max_inflight_messages = 100;
+  auto broker = h::MosquittoBroker::Start(*work / "broker", bo);
+  if (!broker.ok()) return Fail("mosquitto", broker.status());
+  std::vector<std::pair<std::string, int>> topics;
+  for (const auto& s : cfg->streams) topics.emplace_back(s.kafka_topic, 3);
+  auto cluster = h::KafkaCluster::Start(3, topics);
+  if (!cluster.ok()) return Fail("Kafka mock cluster", cluster.status());
+  Say("mosquitto on 127.0.0.1:" + std::to_string((*broker)->port()) +
+      "; Kafka mock cluster (3 brokers) at " + (*cluster)->bootstrap());
+
+  const std::string agent_config = *work / "agent.toml";
+  std::ofstream(agent_config) << h::PointConfigAt(h::ReadWholeFile(config_path), (*broker)->port(),
+                                                  (*cluster)->bootstrap(), *work / "state");
+  auto agent = h::StartAgent(agent_config, *work / "agent.log");
+  if (!agent.ok()) return Fail("agent", agent.status());
+  Say("agent running: device " + cfg->device_id + ", " + std::to_string(cfg->streams.size()) +
+      " streams (log: " + *work / "agent.log" + ")");
+
+  h::SpawnOptions uo;
+  uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning"};
+  for (const auto& [t, parts] : topics) {
+    uo.argv.push_back("--topic");
+    uo.argv.push_back(t);
+  }
+  uo.stdout_path = *work / "records.ndjson";
+  uo.stderr_path = *work / "unpack.log";
+  auto unpack = h::Process::Spawn(uo);
+  if (!unpack.ok()) return Fail("edgesync-unpack", unpack.status());
+
+  h::SpawnOptions fo;
+  fo.argv = {h::ProgramPath("edgesync-fleet"), "--port", std::to_string((*broker)->port()),
+             "--terminals", std::to_string(terminals), "--chargers", std::to_string(chargers),
+             "--rate", std::to_string(rate), "--seconds", std::to_string(seconds),
+             "--manifest", *work / "manifest.csv", "--quiet"};
+  fo.stdout_path = *work / "fleet.out";
+  fo.stderr_path = *work / "fleet.log";
+  auto fleet = h::Process::Spawn(fo);
+  if (!fleet.ok()) return Fail("edgesync-fleet", fleet.status());
+  Say("fleet: " + std::to_string(terminals) + " payment terminals and " + std::to_string(chargers) +
+      " chargers, " + std::to_string(static_cast<int>(rate)) + " events/s over QoS 1, for " +
+      std::to_string(seconds) + " s");
+
+  auto store = edgesync::Store::Open(*work / "state/store.db");
+  auto buffered = [&]() -> uint64_t {
+    if (!store.ok()) return 0;
+    auto c = (*store)->Counts();
+    return c.ok() ? c->events : 0;
+  };
+  auto arrived_so_far = [&]() -> uint64_t {
+    std::ifstream in(*work / "records.ndjson");
+    return static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+  };
+
+  Sampler sampler(*work / "records.ndjson");
+  const auto start = Clock::now();
+  const int outage_at = seconds / 3, outage_for = std::max(3, seconds / 6);
+  bool down = false;
+  for (int tick = 0; fleet->Running() && !g_interrupted; ++tick) {
+    std::this_thread::sleep_for(1s);
+    int t = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count());
+    if (outage && !down && t >= outage_at && t < outage_at + outage_for) {
+      (void)(*cluster)->AllBrokersDown();
+      down = true;
+      Say("Kafka is down (all brokers) for " + std::to_string(outage_for) + " s: the agent buffers");
+    } else if (down && t >= outage_at + outage_for) {
+      (void)(*cluster)->AllBrokersUp();
+      down = false;
+      Say("Kafka is back: the agent drains its buffer");
+    }
+    sampler.PrintNew(tick < 3 ? 3 : (tick % 5 == 0 ? 1 : 0));
+    if (tick % 5 == 4) {
+      Say(std::to_string(t) + " s: arrived centrally " + std::to_string(arrived_so_far()) +
+          ", buffered on the device " + std::to_string(buffered()));
+    }
+  }
+  if (down) (void)(*cluster)->AllBrokersUp();
+  if (g_interrupted) (void)fleet->Signal(SIGTERM);
+  auto fleet_code = fleet->Wait(60s);
+  if (!fleet_code.ok() || *fleet_code != 0) {
+    std::fprintf(stderr, "demo: the fleet simulator failed; see %s\n", (*work / "fleet.log").c_str());
+  }
+
+  std::ifstream manifest_in(*work / "manifest.csv");
+  auto manifest = h::ParseManifest(manifest_in);
+  uint64_t published = 0;
+  if (manifest.ok()) {
+    for (const auto& [d, n] : *manifest) published += n;
+  }
+  Say("fleet done: published " + std::to_string(published) + "; waiting for the drain");
+  h::Tally tally;
+  const auto drain_deadline = Clock::now() + std::chrono::seconds(drain_timeout);
+  while (Clock::now() < drain_deadline && !g_interrupted) {
+    auto t = h::TallyFiles(*work / "records.ndjson", *work / "manifest.csv");
+    if (t.ok()) tally = *t;
+    if (t.ok() && tally.arrived == published) break;
+    std::this_thread::sleep_for(250ms);
+  }
+  sampler.PrintNew(2);
+  Say("stopping the agent, edgesync-unpack, Kafka and mosquitto");
+  (void)agent->Stop(30s);
+  if (agent->exit_status() != 0) {
+    std::fprintf(stderr, "demo: the agent exited with %d; see %s\n", agent->exit_status().value_or(-1),
+                 (*work / "agent.log").c_str());
+  }
+  (void)unpack->Stop(10s);
+  (void)(*cluster)->Stop();
+  (void)(*broker)->Stop();
+  auto final_tally = h::TallyFiles(*work / "records.ndjson", *work / "manifest.csv");
+  if (final_tally.ok()) tally = *final_tally;
+  if (keep) Say("kept " + work->path());
+  std::printf("%s\n", h::FormatSummary(tally).c_str());
+  return tally.lost == 0 && published > 0 ? 0 : 1;
+}
