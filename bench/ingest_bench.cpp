@@ -1,0 +1,187 @@
+// edgesync-bench-ingest: how many events per second the agent takes from its
+// broker and delivers to Kafka, beside what `mosquitto_sub -q 1` takes from
+// the same broker for the same stream (the baseline: a subscriber that does
+// nothing with the messages). Both measured in the same run, interleaved,
+// median of --runs. Also the agent's peak RSS (VmHWM).
+//
+// Agent time: first publish -> the last event decoded by edgesync-unpack
+// (journal, batch, zstd, SQLite, Kafka mock, decode all included).
+// Baseline time: first publish -> mosquitto_sub has received the last event.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness/agent_process.h"
+#include "harness/kafka_cluster.h"
+#include "harness/mosquitto.h"
+#include "harness/process.h"
+#include "harness/publisher.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace h = edgesync::harness;
+
+std::string Event(uint64_t seq) {
+  std::string s = R"({"device":"bench","seq":)" + std::to_string(seq) +
+                  R"(,"type":"authorization","merchant_id":"MID000123456","amount":{"value":)" +
+                  std::to_string(100 + seq % 9000) +
+                  R"(,"currency":"EUR"},"card":{"pan":"411111******1111","scheme":"VISA"},"pad":")";
+  s.append(300 - 2 - s.size(), 'x');
+  return s + "\"}";
+}
+
+uint64_t CountLines(const std::string& path, const std::string& needle) {
+  std::ifstream in(path);
+  std::string line;
+  uint64_t n = 0;
+  while (std::getline(in, line)) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+template <typename Pred>
+bool Await(Pred pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step = 2ms) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(step);
+  }
+  return pred();
+}
+
+// Publishes `n` events at full speed (QoS 1, up to 500 in flight).
+bool PublishAll(int port, uint64_t n, const std::string& topic) {
+  auto pub = h::Publisher::Connect("127.0.0.1", port, "bench-publisher", 500);
+  if (!pub.ok()) return false;
+  for (uint64_t i = 1; i <= n; ++i) {
+    if (!(*pub)->Publish(topic, Event(i), 1).ok()) return false;
+  }
+  return (*pub)->WaitAcked(120s).ok();
+}
+
+// One baseline run: seconds until mosquitto_sub -q 1 got all n.
+double BaselineRun(h::MosquittoBroker* broker, uint64_t n, const std::string& dir, int run) {
+  std::string out = dir + "/sub-" + std::to_string(run) + ".out";
+  h::SpawnOptions o;
+  // stdbuf: line-buffered, so the SUBACK line shows before the messages end.
+  o.argv = {"stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker->port()), "-q", "1",
+            "-t", "bench/#", "-C", std::to_string(n), "-d", "-i", "bench-sub-" + std::to_string(run)};
+  o.stdout_path = out;
+  auto sub = h::Process::Spawn(o);
+  if (!sub.ok()) return -1;
+  if (!Await([&] { return CountLines(out, "received SUBACK") > 0; }, 10s)) return -1;
+  auto start = Clock::now();
+  if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return -1;
+  if (!sub->Wait(120s).ok()) return -1;
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct AgentRun {
+  double seconds = -1;
+  double peak_rss_mib = 0;
+};
+
+AgentRun AgentRunOnce(h::MosquittoBroker* broker, h::KafkaCluster* cluster, uint64_t n,
+                      const std::string& dir, int run) {
+  AgentRun r;
+  std::string topic = "bench.run" + std::to_string(run);
+  if (!cluster->CreateTopic(topic, 1).ok()) return r;
+  std::string base = dir + "/agent-" + std::to_string(run);
+  std::string cfg = std::string(R"([agent]
+device_id = "bench-device"
+stats_interval = 0
+[mqtt]
+host = "127.0.0.1"
+client_id = "edgesync-bench-)") + std::to_string(run) + R"("
+[[streams]]
+name = "payments"
+topics = ["bench/+/payment/#"]
+kafka_topic = ")" + topic + "\"\n";
+  std::ofstream(base + ".toml") << h::PointConfigAt(cfg, broker->port(), cluster->bootstrap(),
+                                                    base + "-state");
+  auto agent = h::StartAgent(base + ".toml", base + ".log");
+  if (!agent.ok()) {
+    std::fprintf(stderr, "bench: %s\n", agent.status().ToString().c_str());
+    return r;
+  }
+  h::SpawnOptions uo;
+  uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", cluster->bootstrap(), "--topic", topic,
+             "--from-beginning"};
+  uo.stdout_path = base + ".ndjson";
+  uo.stderr_path = base + "-unpack.log";
+  auto unpack = h::Process::Spawn(uo);
+  if (!unpack.ok()) return r;
+
+  auto start = Clock::now();
+  if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return r;
+  if (!Await([&] { return CountLines(base + ".ndjson", "\"seq\"") >= n; }, 300s, 10ms)) {
+    std::fprintf(stderr, "bench: run %d: not everything arrived\n", run);
+    return r;
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::ifstream status("/proc/" + std::to_string(agent->pid()) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) r.peak_rss_mib = std::stod(line.substr(6)) / 1024.0;
+  }
+  (void)agent->Stop(30s);
+  (void)unpack->Stop(5s);
+  return r;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t events = 20000;
+  int runs = 5;
+  CLI::App app{"edgesync-bench-ingest: agent ingest rate beside mosquitto_sub -q 1"};
+  app.add_option("--events", events, "events per run")->capture_default_str();
+  app.add_option("--runs", runs, "runs of each (median reported)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto work = h::TempDir::Create("edgesync-bench");
+  if (!work.ok()) return 1;
+  h::BrokerOptions bo;
+  bo.max_queued_messages = -1;
+  bo.max_inflight_messages = 100;
+  auto broker = h::MosquittoBroker::Start(*work / "broker", bo);
+  auto cluster = h::KafkaCluster::Start(1);
+  if (!broker.ok() || !cluster.ok()) {
+    std::fprintf(stderr, "bench: cannot start the broker or the Kafka mock cluster\n");
+    return 1;
+  }
+  std::vector<double> base_rates, agent_rates, rss;
+  for (int run = 0; run < runs; ++run) {
+    double b = BaselineRun(broker->get(), events, work->path(), run);
+    AgentRun a = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), run);
+    if (b <= 0 || a.seconds <= 0) {
+      std::fprintf(stderr, "bench: run %d failed\n", run);
+      return 1;
+    }
+    base_rates.push_back(static_cast<double>(events) / b);
+    agent_rates.push_back(static_cast<double>(events) / a.seconds);
+    rss.push_back(a.peak_rss_mib);
+    std::fprintf(stderr, "bench: run %d: mosquitto_sub %.0f events/s, agent %.0f events/s, peak RSS %.1f MiB\n",
+                 run + 1, base_rates.back(), agent_rates.back(), rss.back());
+  }
+  double base = Median(base_rates), agent = Median(agent_rates);
+  // Machine-readable lines for script/bench.
+  std::printf("ingest_events_per_sec=%.0f\n", agent);
+  std::printf("baseline_mosquitto_sub_events_per_sec=%.0f\n", base);
+  std::printf("ratio=%.2f\n", agent / base);
+  std::printf("agent_peak_rss_mib=%.1f\n", Median(rss));
+  std::printf("events_per_run=%llu\nruns=%d\n", static_cast<unsigned long long>(events), runs);
+  return 0;
+}
