@@ -46,16 +46,6 @@ uint64_t CountLines(const std::string& path, const std::string& needle) {
   return n;
 }
 
-template <typename Pred>
-bool Await(Pred pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step = 2ms) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(step);
-  }
-  return pred();
-}
-
 // Publishes `n` events at full speed (QoS 1, up to 500 in flight).
 bool PublishAll(int port, uint64_t n, const std::string& topic) {
   auto pub = h::Publisher::Connect("127.0.0.1", port, "bench-publisher", 500);
@@ -76,7 +66,7 @@ double BaselineRun(h::MosquittoBroker* broker, uint64_t n, const std::string& di
   o.stdout_path = out;
   auto sub = h::Process::Spawn(o);
   if (!sub.ok()) return -1;
-  if (!Await([&] { return CountLines(out, "received SUBACK") > 0; }, 10s)) return -1;
+  if (!h::PollUntil([&] { return CountLines(out, "received SUBACK") > 0; }, 10s)) return -1;
   auto start = Clock::now();
   if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return -1;
   if (!sub->Wait(120s).ok()) return -1;
@@ -121,7 +111,7 @@ kafka_topic = ")" + topic + "\"\n";
 
   auto start = Clock::now();
   if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return r;
-  if (!Await([&] { return CountLines(base + ".ndjson", "\"seq\"") >= n; }, 300s, 10ms)) {
+  if (!h::PollUntil([&] { return CountLines(base + ".ndjson", "\"seq\"") >= n; }, 300s, 10ms)) {
     std::fprintf(stderr, "bench: run %d: not everything arrived\n", run);
     return r;
   }

@@ -71,13 +71,13 @@ Result<Process> StartAgent(const std::string& config_path, const std::string& lo
   o.stderr_path = log_path;
   Result<Process> p = Process::Spawn(o);
   if (!p.ok()) return p.status();
-  auto deadline = std::chrono::steady_clock::now() + timeout;
   // The agent offers nothing to block on from outside but its log.
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ReadWholeFile(log_path).find("mqtt: subscribed") != std::string::npos) return p;
-    if (!p->Running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  bool subscribed = false;
+  PollUntil([&] {
+    subscribed = ReadWholeFile(log_path).find("mqtt: subscribed") != std::string::npos;
+    return subscribed || !p->Running();
+  }, timeout);
+  if (subscribed) return p;
   std::string log = ReadWholeFile(log_path);
   if (log.size() > 2000) log = log.substr(log.size() - 2000);
   return Status::Unavailable("the agent did not subscribe (" +

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "base/status.h"
 #include "harness/process.h"
@@ -22,6 +23,20 @@ std::string PointConfigAt(const std::string& toml, int mqtt_port, const std::str
 // with the log's tail when it is not within `timeout`, or when it exited).
 Result<Process> StartAgent(const std::string& config_path, const std::string& log_path,
                            std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// Polls `pred` every `step` until it holds (true) or `timeout` passes
+// (false, after one last try). For state in another process that offers
+// nothing to block on: a file growing, a log line appearing.
+template <typename Pred>
+bool PollUntil(Pred pred, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds step = std::chrono::milliseconds(20)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(step);
+  }
+  return pred();
+}
 
 // The whole file, or "" when it cannot be read.
 std::string ReadWholeFile(const std::string& path);

@@ -187,13 +187,11 @@ int main(int argc, char** argv) {
   }
   Say("fleet done: published " + std::to_string(published) + "; waiting for the drain");
   h::Tally tally;
-  const auto drain_deadline = Clock::now() + std::chrono::seconds(drain_timeout);
-  while (Clock::now() < drain_deadline && !g_interrupted) {
+  h::PollUntil([&] {
     auto t = h::TallyFiles(*work / "records.ndjson", *work / "manifest.csv");
     if (t.ok()) tally = *t;
-    if (t.ok() && tally.arrived == published) break;
-    std::this_thread::sleep_for(250ms);
-  }
+    return g_interrupted || (t.ok() && tally.arrived == published);
+  }, std::chrono::seconds(drain_timeout), 250ms);
   sampler.PrintNew(2);
   Say("stopping the agent, edgesync-unpack, Kafka and mosquitto");
   (void)agent->Stop(30s);

@@ -39,18 +39,6 @@ std::string Event(const std::string& device, uint64_t seq) {
   return s;
 }
 
-// Polls `pred` until it holds or `timeout` passes: for state in another
-// process, which offers nothing to block on.
-template <typename Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
-
 class Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -126,7 +114,7 @@ kafka_topic = ")" << kTopic << R"("
   // Waits until every published event arrived centrally.
   harness::Tally AwaitArrival(uint64_t published, std::chrono::milliseconds timeout = 120s) {
     harness::Tally t;
-    Eventually([&] { t = Count(published); return t.arrived == published; }, timeout);
+    harness::PollUntil([&] { t = Count(published); return t.arrived == published; }, timeout);
     return t;
   }
 
@@ -185,7 +173,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
   auto store = Store::Open(dir_ / "state/store.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   uint64_t buffered = 0;
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(harness::PollUntil([&] {
     auto c = (*store)->Counts();
     buffered = c.ok() ? c->events : 0;
     return buffered == kEvents;
@@ -196,7 +184,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
   harness::Tally t = AwaitArrival(kEvents);
   EXPECT_EQ(t.arrived, kEvents) << AgentLogs();
   EXPECT_EQ(t.lost, 0u);
-  EXPECT_TRUE(Eventually([&] { return (*store)->Counts()->batches == 0; }, 60s))
+  EXPECT_TRUE(harness::PollUntil([&] { return (*store)->Counts()->batches == 0; }, 60s))
       << "the store keeps batches Kafka has acknowledged";
 }
 
@@ -216,7 +204,7 @@ class PipelineRestart : public Pipeline {
       done = true;
     });
     // Interrupt once a third of the stream has reached the agent's journal.
-    EXPECT_TRUE(Eventually([&] { return pub->acked() >= kEvents / 3; }, 60s));
+    EXPECT_TRUE(harness::PollUntil([&] { return pub->acked() >= kEvents / 3; }, 60s));
     EXPECT_TRUE(agent_->Signal(sig).ok());
     auto code = agent_->Wait(60s);
     EXPECT_TRUE(code.ok());
