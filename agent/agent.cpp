@@ -1,11 +1,7 @@
 #include "agent/agent.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -16,7 +12,6 @@ Agent::Agent(const Config& config, Env* env) : config_(config), env_(env) {}
 
 Agent::~Agent() {
   if (started_) (void)Shutdown();
-  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
@@ -25,13 +20,13 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
 
   // One agent per state directory: a second would interleave journals.
-  std::string lock_path = dir + "/lock";
-  a->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (a->lock_fd_ < 0) return Status::FromErrno("open " + lock_path, errno);
-  if (::flock(a->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+  Result<std::unique_ptr<FileLock>> lock = env->LockFile(dir + "/lock");
+  if (!lock.ok()) {
+    if (lock.status().code() != Status::Code::kUnavailable) return lock.status();
     return Status::Unavailable("another edgesync agent is running on " + dir +
-                               " (it holds " + lock_path + ")");
+                               "; stop it first (it holds " + dir + "/lock)");
   }
+  a->lock_ = std::move(lock).value();
 
   Result<std::unique_ptr<Store>> store = Store::Open(dir + "/store.db");
   if (!store.ok()) return store.status();

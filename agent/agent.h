@@ -48,7 +48,7 @@ class Agent {
 
   Config config_;
   Env* env_;
-  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> lock_;  // one agent per state_dir
   std::unique_ptr<Store> store_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<Sealer> sealer_;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "plugins/route.h"
+#include "sync/uploader.h"
 
 namespace edgesync {
 namespace {
@@ -351,6 +352,11 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
             value = *b ? "true" : "false";
           } else {
             p.Add(pv.source(), key + "." + std::string(pk.str()), "must be a string, integer or boolean");
+            continue;
+          }
+          Status ok = CheckProducerProperty(std::string(pk.str()), value);
+          if (!ok.ok()) {
+            p.Add(pv.source(), key + "." + std::string(pk.str()), ok.message());
             continue;
           }
           cfg.kafka_properties.emplace_back(std::string(pk.str()), value);

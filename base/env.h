@@ -26,6 +26,13 @@ class AppendFile {
   virtual Status Close() = 0;
 };
 
+// An exclusive advisory lock on a file, held until destroyed (or the
+// process dies: the kernel releases it, so a crash never leaves it stale).
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -42,6 +49,9 @@ class Env {
   // fsync() of a directory, so that creations and removals in it are durable.
   virtual Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // Takes the lock on `path` (created if missing) without waiting;
+  // Unavailable when another process holds it.
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
   // Wall clock, microseconds since the Unix epoch (may jump; may be wrong).
   virtual int64_t NowMicros() = 0;

@@ -72,7 +72,33 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
                    s->lanes_[i]->spec.name, rec.entries.size());
     }
   }
+  s->WarnAboutUnconfiguredJournals();
   return s;
+}
+
+// A stream removed from the configuration leaves its journal behind; its
+// unsealed events are kept, not uploaded, until the stream comes back.
+void Sealer::WarnAboutUnconfiguredJournals() {
+  Result<std::vector<std::string>> dirs = env_->ListDir(options_.journal_dir);
+  if (!dirs.ok()) return;
+  for (const std::string& d : *dirs) {
+    bool configured = std::any_of(lanes_.begin(), lanes_.end(),
+                                  [&](const auto& l) { return l->spec.name == d; });
+    if (configured) continue;
+    uint64_t bytes = 0;
+    Result<std::vector<std::string>> files = env_->ListDir(options_.journal_dir + "/" + d);
+    if (files.ok()) {
+      for (const std::string& f : *files) {
+        Result<std::string> content = env_->ReadFile(options_.journal_dir + "/" + d + "/" + f);
+        if (content.ok()) bytes += content->size();
+      }
+    }
+    if (bytes > 0) {
+      spdlog::warn("journal: {}/{} holds {} bytes of unsealed events of stream \"{}\", which is "
+                   "no longer configured; they are kept, and uploaded once the stream is back",
+                   options_.journal_dir, d, bytes, d);
+    }
+  }
 }
 
 void Sealer::Start() { thread_ = std::thread([this] { Run(); }); }

@@ -97,6 +97,7 @@ class Sealer {
   // Requires lane.mu held. Moves the open batch to closed_ (rotating the journal).
   Status CloseLocked(size_t lane_index);
   void Run();
+  void WarnAboutUnconfiguredJournals();
 
   Env* env_;
   Store* store_;

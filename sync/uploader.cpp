@@ -92,6 +92,15 @@ void LogCallback(const rd_kafka_t*, int level, const char* fac, const char* buf)
 
 }  // namespace
 
+Status CheckProducerProperty(const std::string& key, const std::string& value) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err);
+  rd_kafka_conf_destroy(conf);
+  if (res != RD_KAFKA_CONF_OK) return Status::InvalidArgument(err);
+  return Status::OK();
+}
+
 Result<std::unique_ptr<Uploader>> Uploader::Create(Store* store, Env* env, UploaderOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->store = store;

@@ -73,4 +73,8 @@ class Uploader {
   std::thread thread_;
 };
 
+// InvalidArgument with librdkafka's reason when the producer would refuse
+// `key` = `value`; for validating configuration before anything runs.
+Status CheckProducerProperty(const std::string& key, const std::string& value);
+
 }  // namespace edgesync

@@ -115,6 +115,24 @@ topics = ["b"]
   EXPECT_NE(dup.status().message().find("defined twice"), std::string::npos);
 }
 
+TEST(Config, KafkaPropertiesAreCheckedByLibrdkafka) {
+  Result<Config> c = ParseConfig(R"([agent]
+device_id = "d"
+[kafka]
+brokers = "b:1"
+[kafka.properties]
+"linger.ms" = "soon"
+"no.such.thing" = 1
+[[streams]]
+name = "s"
+topics = ["a"]
+)", "k.toml");
+  ASSERT_FALSE(c.ok());
+  const std::string& m = c.status().message();
+  EXPECT_NE(m.find("k.toml:6:15: kafka.properties.linger.ms: Invalid value"), std::string::npos) << m;
+  EXPECT_NE(m.find("kafka.properties.no.such.thing: No such configuration property"), std::string::npos) << m;
+}
+
 TEST(Config, ReferenceListsEveryOption) {
   std::string ref = ConfigReference();
   for (const char* key : {"agent.device_id", "agent.state_dir", "mqtt.port", "buffer.sync_interval",

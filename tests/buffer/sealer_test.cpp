@@ -136,6 +136,23 @@ TEST(Sealer, CrashBeforeSealingIsRecoveredExactlyOnce) {
   EXPECT_EQ(StoredRecords(f.store.get(), "payments").size(), 24u);
 }
 
+TEST(Sealer, JournalOfARemovedStreamIsKeptNotDeleted) {
+  Fixture f;
+  {
+    auto sealer = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+    ASSERT_TRUE(sealer.ok());
+    ASSERT_TRUE((*sealer)->Accept(1, Event(7)).ok());  // telemetry, never sealed
+  }
+  // Telemetry is dropped from the configuration: its events must survive.
+  auto only_payments = Sealer::Open(Env::Default(), f.store.get(), f.options, {f.streams[0]});
+  ASSERT_TRUE(only_payments.ok());
+  only_payments->reset();
+  auto back = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ((*back)->stats().recovered_events, 1u);
+  EXPECT_EQ(StoredRecords(f.store.get(), "telemetry").size(), 1u);
+}
+
 TEST(Sealer, FailedJournalWriteIsNotAccepted) {
   Fixture f;
   testing::FaultEnv env(Env::Default());
