@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <thread>
 
+#include <simdjson.h>
+
+#include "base/backoff.h"
+
 namespace edgesync {
 
 Agent::Agent(const Config& config, Env* env) : config_(config), env_(env) {}
@@ -34,11 +38,13 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
 
   std::vector<std::vector<std::string>> filters;
   std::vector<StreamSpec> specs;
-  for (const StreamConfig& s : config.streams) {
-    filters.push_back(s.topics);
-    specs.push_back(StreamSpec{s.name, s.kafka_topic, s.priority});
+  for (const StreamConfig& sc : config.streams) {
+    filters.push_back(sc.topics);
+    specs.push_back(StreamSpec{sc.name, sc.kafka_topic, sc.priority});
   }
   a->router_ = std::make_unique<Router>(filters);
+  a->dead_letter_stream_ = specs.size();
+  specs.push_back(StreamSpec{kDeadLetterStream, config.dead_letter_topic, Priority::kLow});
 
   SealerOptions so;
   so.device_id = config.device_id;
@@ -67,10 +73,26 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   io.client_id = config.mqtt_client_id;
   io.keepalive = static_cast<int>(config.mqtt_keepalive);
   io.qos = static_cast<int>(config.mqtt_qos);
-  io.filters = a->router_->AllFilters();
+  io.mqtt5 = config.mqtt_protocol == "5";
+  io.session_expiry_s = static_cast<int64_t>(config.mqtt_session_expiry);
+  io.receive_maximum = static_cast<int>(config.mqtt_receive_maximum);
+  io.username = config.mqtt_username;
+  if (!config.mqtt_password_file.empty()) {
+    Result<std::string> pw = ReadPasswordFile(config.mqtt_password_file);
+    if (!pw.ok()) return pw.status();
+    io.password = std::move(pw).value();
+  }
+  io.ca_file = config.mqtt_ca_file;
+  io.cert_file = config.mqtt_cert_file;
+  io.key_file = config.mqtt_key_file;
+  io.tls_version = config.mqtt_tls_version;
+  io.status_topic = config.mqtt_status_topic;
+  std::vector<std::string> filters_wanted = a->router_->AllFilters();
+  filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
+  io.filters = MinimalSubscriptions(filters_wanted);
   Agent* self = a.get();
-  Result<std::unique_ptr<Ingest>> in = Ingest::Create(
-      io, [self](std::string_view t, std::string_view p, int q) { self->OnMessage(t, p, q); });
+  Result<std::unique_ptr<Ingest>> in =
+      Ingest::Create(io, [self](const IngestMessage& m) { self->OnMessage(m); });
   if (!in.ok()) return in.status();
   a->ingest_ = std::move(in).value();
   return a;
@@ -85,35 +107,93 @@ Status Agent::Start() {
   return Status::OK();
 }
 
+const char* DeadLetterReasonName(DeadLetterReason r) {
+  switch (r) {
+    case DeadLetterReason::kPayloadTooLarge: return "payload-too-large";
+    case DeadLetterReason::kInvalidUtf8Topic: return "invalid-utf8-topic";
+    case DeadLetterReason::kInvalidJson: return "invalid-json";
+    case DeadLetterReason::kUnmatched: return "unmatched";
+    case DeadLetterReason::kCount: break;
+  }
+  return "unknown";
+}
+
 // Runs on the MQTT loop thread. Returning acknowledges the message to the
-// broker, so it returns only once the event is in the journal.
-void Agent::OnMessage(std::string_view topic, std::string_view payload, int qos) {
-  std::optional<size_t> stream = router_->Route(topic);
-  if (!stream) {
-    unmatched_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::debug("mqtt: no stream takes topic {}; dropped", topic);
+// broker, so it returns only once the event is in a journal: its stream's,
+// or the dead-letter stream's with the reason.
+void Agent::OnMessage(const IngestMessage& m) {
+  // Our own retained status comes back when mqtt.subscribe covers it.
+  if (m.topic == config_.mqtt_status_topic) return;
+  Record r;
+  r.topic = std::string(m.topic);
+  r.received_at_us = env_->NowMicros();
+  r.qos = static_cast<uint8_t>(m.qos);
+  r.content_type = std::string(m.content_type);
+  r.properties = m.user_properties;
+
+  std::optional<DeadLetterReason> reason;
+  std::optional<size_t> stream;
+  if (!simdjson::validate_utf8(m.topic.data(), m.topic.size())) {
+    reason = DeadLetterReason::kInvalidUtf8Topic;
+  } else if (m.payload.size() > static_cast<size_t>(config_.mqtt_max_payload)) {
+    reason = DeadLetterReason::kPayloadTooLarge;
+  } else if (!(stream = router_->Route(m.topic))) {
+    if (config_.mqtt_unmatched == "drop") {
+      unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    reason = DeadLetterReason::kUnmatched;
+  } else if (config_.streams[*stream].json) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    simdjson::padded_string padded(m.payload);
+    if (parser.parse(padded).get(doc) != simdjson::SUCCESS) reason = DeadLetterReason::kInvalidJson;
+  }
+
+  if (reason) {
+    dead_letters_[static_cast<int>(*reason)].fetch_add(1, std::memory_order_relaxed);
+    r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(*reason));
+    if (stream) r.properties.emplace_back("edgesync.stream", config_.streams[*stream].name);
+    if (*reason == DeadLetterReason::kPayloadTooLarge) {
+      // Kept, but cut: one oversized event must not block a batch or Kafka.
+      r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
+      r.payload = std::string(m.payload.substr(0, static_cast<size_t>(config_.mqtt_max_payload)));
+    } else {
+      r.payload = std::string(m.payload);
+    }
+    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream", DeadLetterReasonName(*reason), r.topic);
+    AcceptDurably(dead_letter_stream_, r);
     return;
   }
-  Record r;
-  r.topic = std::string(topic);
-  r.received_at_us = env_->NowMicros();
-  r.qos = static_cast<uint8_t>(qos);
-  r.payload = std::string(payload);
-  for (int attempt = 0;; ++attempt) {
-    Status st = sealer_->Accept(*stream, r);
-    if (st.ok()) return;
-    if (attempt == 0 || attempt % 30 == 0) {
-      spdlog::error("journal: cannot accept event on {}: {} (holding the broker's ack, retrying)",
-                    topic, st.ToString());
-    }
+  r.payload = std::string(m.payload);
+  AcceptDurably(*stream, r);
+}
+
+void Agent::AcceptDurably(size_t stream, const Record& r) {
+  Status st = sealer_->Accept(stream, r);
+  if (st.ok()) return;
+  // Backpressure: hold this message (and with it the connection's reading)
+  // until the journal takes it. The broker queues the rest meanwhile; if the
+  // connection times out, the persistent session delivers again.
+  backpressure_ = true;
+  backpressure_events_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::error("journal: cannot take events ({}); holding the broker's acknowledgement and "
+                "reading nothing more until it can", st.ToString());
+  Backoff backoff(100'000, 5'000'000);
+  for (int attempt = 1;; ++attempt) {
     if (shutting_down_) {
       // Returning would acknowledge an event that is not durable. Dying
       // without the ack is safe: the broker delivers it again to the next run.
       spdlog::critical("journal still failing at shutdown; exiting without acknowledging");
       std::_Exit(3);
     }
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::this_thread::sleep_for(std::chrono::microseconds(backoff.NextMicros()));
+    st = sealer_->Accept(stream, r);
+    if (st.ok()) break;
+    if (attempt % 50 == 0) spdlog::error("journal: still cannot take events: {}", st.ToString());
   }
+  backpressure_ = false;
+  spdlog::info("journal: taking events again");
 }
 
 Status Agent::Shutdown() {
@@ -135,10 +215,24 @@ AgentStats Agent::stats() const {
   s.ingest = ingest_->stats();
   s.sealer = sealer_->stats();
   s.uploader = uploader_->stats();
-  s.unmatched = unmatched_.load();
+  for (int i = 0; i < static_cast<int>(DeadLetterReason::kCount); ++i) s.dead_letters[i] = dead_letters_[i].load();
+  s.unmatched_dropped = unmatched_dropped_.load();
+  s.backpressure_events = backpressure_events_.load();
+  s.backpressure = backpressure_.load();
   Result<StoreCounts> c = store_->Counts();
   if (c.ok()) s.buffered = *c;
   return s;
+}
+
+static std::string DeadLetterCounts(const AgentStats& s) {
+  std::string out;
+  for (int i = 0; i < static_cast<int>(DeadLetterReason::kCount); ++i) {
+    if (s.dead_letters[i] > 0) {
+      out += std::string(" dead_letter.") + DeadLetterReasonName(static_cast<DeadLetterReason>(i)) +
+             "=" + std::to_string(s.dead_letters[i]);
+    }
+  }
+  return out;
 }
 
 static std::string FormatStats(const AgentStats& s) {
@@ -148,8 +242,10 @@ static std::string FormatStats(const AgentStats& s) {
          " uploaded=" + std::to_string(s.uploader.delivered_events) +
          " buffered_events=" + std::to_string(s.buffered.events) +
          " buffered_batches=" + std::to_string(s.buffered.batches) +
-         " unmatched=" + std::to_string(s.unmatched) +
-         " mqtt=" + (s.ingest.connected ? "up" : "down");
+         " mqtt=" + (s.ingest.connected ? "up" : "down") + DeadLetterCounts(s) +
+         (s.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.unmatched_dropped) : "") +
+         (s.backpressure_events ? " backpressure_events=" + std::to_string(s.backpressure_events) : "") +
+         (s.backpressure ? " BACKPRESSURE" : "");
 }
 
 std::string Agent::StatsLine() const { return FormatStats(stats()); }

@@ -21,11 +21,19 @@
 
 namespace edgesync {
 
+// Why an event went to the dead-letter stream (the record's
+// "edgesync.reason" property) instead of its own.
+enum class DeadLetterReason { kPayloadTooLarge, kInvalidUtf8Topic, kInvalidJson, kUnmatched, kCount };
+const char* DeadLetterReasonName(DeadLetterReason r);
+
 struct AgentStats {
   IngestStats ingest;
   SealerStats sealer;
   UploaderStats uploader;
-  uint64_t unmatched = 0;
+  uint64_t dead_letters[static_cast<int>(DeadLetterReason::kCount)] = {};
+  uint64_t unmatched_dropped = 0;
+  uint64_t backpressure_events = 0;  // events that had to wait for the journal
+  bool backpressure = false;         // waiting for the journal right now
   StoreCounts buffered;
 };
 
@@ -44,7 +52,10 @@ class Agent {
 
  private:
   Agent(const Config& config, Env* env);
-  void OnMessage(std::string_view topic, std::string_view payload, int qos);
+  void OnMessage(const IngestMessage& m);
+  // Makes `r` durable in `stream`, waiting (and so holding the broker's
+  // acknowledgement) while the journal cannot take it.
+  void AcceptDurably(size_t stream, const Record& r);
 
   Config config_;
   Env* env_;
@@ -54,7 +65,10 @@ class Agent {
   std::unique_ptr<Sealer> sealer_;
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<Ingest> ingest_;
-  std::atomic<uint64_t> unmatched_{0};
+  size_t dead_letter_stream_ = 0;  // index of the built-in stream in the sealer
+  std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
+  std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0};
+  std::atomic<bool> backpressure_{false};
   std::atomic<bool> shutting_down_{false};
   bool started_ = false;
 };

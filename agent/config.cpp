@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -16,7 +18,7 @@
 namespace edgesync {
 namespace {
 
-enum class Kind { kString, kInt, kSize, kDuration };
+enum class Kind { kString, kInt, kSize, kDuration, kStringList };
 
 // One option, declared once.
 struct OptionSpec {
@@ -26,6 +28,7 @@ struct OptionSpec {
   std::string Config::*str = nullptr;
   int64_t Config::*num = nullptr;
   double Config::*secs = nullptr;
+  std::vector<std::string> Config::*list = nullptr;
   int64_t min = 0;
   int64_t max = INT64_MAX;
   std::vector<std::string> choices = {};  // allowed strings, if restricted
@@ -33,44 +36,89 @@ struct OptionSpec {
 };
 
 const std::vector<OptionSpec>& Options() {
+  using C = Config;
   static const std::vector<OptionSpec> kOptions = {
-      {"agent.device_id", Kind::kString,
-       "This device's id: Kafka message key and part of every batch header. Required; 1-255 bytes.",
-       &Config::device_id, nullptr, nullptr, 0, INT64_MAX, {}, true},
-      {"agent.state_dir", Kind::kString,
-       "Directory for the journal and the store (created if missing, mode 0700).",
-       &Config::state_dir},
-      {"agent.log_level", Kind::kString, "Log level on stderr.", &Config::log_level, nullptr,
-       nullptr, 0, INT64_MAX, {"trace", "debug", "info", "warn", "error", "critical", "off"}},
-      {"agent.shutdown_timeout", Kind::kDuration,
-       "On SIGTERM/SIGINT, how long to keep uploading before exiting; the rest stays in the store.",
-       nullptr, nullptr, &Config::shutdown_timeout},
-      {"agent.stats_interval", Kind::kDuration,
-       "Interval of the one-line counters in the log; 0 turns them off.", nullptr, nullptr,
-       &Config::stats_interval},
-      {"mqtt.host", Kind::kString, "Broker host (the device's local broker).", &Config::mqtt_host},
-      {"mqtt.port", Kind::kInt, "Broker port.", nullptr, &Config::mqtt_port, nullptr, 1, 65535},
-      {"mqtt.client_id", Kind::kString,
-       "Fixed client id: with clean_session=false the broker keeps our queue while we are away.",
-       &Config::mqtt_client_id},
-      {"mqtt.keepalive", Kind::kInt, "MQTT keepalive in seconds.", nullptr,
-       &Config::mqtt_keepalive, nullptr, 5, 65535},
-      {"mqtt.qos", Kind::kInt, "QoS of the subscriptions (1: at least once).", nullptr,
-       &Config::mqtt_qos, nullptr, 0, 1},
-      {"buffer.sync_interval", Kind::kDuration,
-       "Journal fdatasync interval: the most a power cut can take.", nullptr, nullptr,
-       &Config::sync_interval},
-      {"batch.max_events", Kind::kInt, "A batch is sealed at this many events.", nullptr,
-       &Config::batch_max_events, nullptr, 1, 1'000'000},
-      {"batch.max_bytes", Kind::kSize,
-       "... or at this many bytes before compression (e.g. \"512KiB\").", nullptr,
-       &Config::batch_max_bytes, nullptr, 1024, 32 << 20},
-      {"batch.max_age", Kind::kDuration, "... or this long after its first event.", nullptr,
-       nullptr, &Config::batch_max_age},
-      {"batch.zstd_level", Kind::kInt, "zstd compression level (1-19).", nullptr,
-       &Config::zstd_level, nullptr, 1, 19},
-      {"kafka.brokers", Kind::kString, "Kafka bootstrap servers, host:port[,host:port...]. Required.",
-       &Config::kafka_brokers, nullptr, nullptr, 0, INT64_MAX, {}, true},
+      {.key = "agent.device_id", .kind = Kind::kString,
+       .description = "This device's id: Kafka message key and part of every batch header. 1-255 bytes.",
+       .str = &C::device_id, .required = true},
+      {.key = "agent.state_dir", .kind = Kind::kString,
+       .description = "Directory for the journal and the store (created if missing, mode 0700).",
+       .str = &C::state_dir},
+      {.key = "agent.log_level", .kind = Kind::kString, .description = "Log level on stderr.",
+       .str = &C::log_level,
+       .choices = {"trace", "debug", "info", "warn", "error", "critical", "off"}},
+      {.key = "agent.shutdown_timeout", .kind = Kind::kDuration,
+       .description = "On SIGTERM/SIGINT, how long to keep uploading before exiting; the rest stays in the store.",
+       .secs = &C::shutdown_timeout},
+      {.key = "agent.stats_interval", .kind = Kind::kDuration,
+       .description = "Interval of the one-line counters in the log; 0 turns them off.",
+       .secs = &C::stats_interval},
+      {.key = "mqtt.host", .kind = Kind::kString,
+       .description = "Broker host (the device's local broker).", .str = &C::mqtt_host},
+      {.key = "mqtt.port", .kind = Kind::kInt, .description = "Broker port.",
+       .num = &C::mqtt_port, .min = 1, .max = 65535},
+      {.key = "mqtt.client_id", .kind = Kind::kString,
+       .description = "Fixed client id: with a persistent session the broker keeps our queue while we are away.",
+       .str = &C::mqtt_client_id},
+      {.key = "mqtt.keepalive", .kind = Kind::kInt, .description = "MQTT keepalive in seconds.",
+       .num = &C::mqtt_keepalive, .min = 5, .max = 65535},
+      {.key = "mqtt.qos", .kind = Kind::kInt,
+       .description = "QoS of the subscriptions. 1: at least once (QoS 2 publishes arrive at QoS 1: libmosquitto acknowledges QoS 2 before the agent sees the message).",
+       .num = &C::mqtt_qos, .min = 0, .max = 1},
+      {.key = "mqtt.protocol", .kind = Kind::kString,
+       .description = "MQTT protocol version: \"5\" or \"3.1.1\".", .str = &C::mqtt_protocol,
+       .choices = {"5", "3.1.1"}},
+      {.key = "mqtt.session_expiry", .kind = Kind::kDuration,
+       .description = "MQTT 5: how long the broker keeps the agent's session and queue while it is away.",
+       .secs = &C::mqtt_session_expiry},
+      {.key = "mqtt.receive_maximum", .kind = Kind::kInt,
+       .description = "MQTT 5: messages the broker may send before the agent acknowledges them.",
+       .num = &C::mqtt_receive_maximum, .min = 1, .max = 65535},
+      {.key = "mqtt.username", .kind = Kind::kString,
+       .description = "User name, if the broker wants one.", .str = &C::mqtt_username},
+      {.key = "mqtt.password_file", .kind = Kind::kString,
+       .description = "File holding the password (its first line). The password is never in the config or the log.",
+       .str = &C::mqtt_password_file},
+      {.key = "mqtt.ca_file", .kind = Kind::kString,
+       .description = "CA certificate(s) to verify the broker with; setting it turns TLS on.",
+       .str = &C::mqtt_ca_file},
+      {.key = "mqtt.cert_file", .kind = Kind::kString,
+       .description = "Client certificate for mutual TLS (with key_file).", .str = &C::mqtt_cert_file},
+      {.key = "mqtt.key_file", .kind = Kind::kString,
+       .description = "Client private key for mutual TLS (with cert_file).", .str = &C::mqtt_key_file},
+      {.key = "mqtt.tls_version", .kind = Kind::kString, .description = "Lowest TLS version accepted.",
+       .str = &C::mqtt_tls_version, .choices = {"tlsv1.2", "tlsv1.3"}},
+      {.key = "mqtt.status_topic", .kind = Kind::kString,
+       .description = "Retained \"online\"/\"offline\" status, \"offline\" also as the last will. Default: \"edgesync/<client_id>/status\".",
+       .str = &C::mqtt_status_topic},
+      {.key = "mqtt.max_payload", .kind = Kind::kSize,
+       .description = "A larger payload goes to the dead-letter stream, cut to this size.",
+       .num = &C::mqtt_max_payload, .min = 1, .max = 256 << 20},
+      {.key = "mqtt.unmatched", .kind = Kind::kString,
+       .description = "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".",
+       .str = &C::mqtt_unmatched, .choices = {"dead-letter", "drop"}},
+      {.key = "mqtt.subscribe", .kind = Kind::kStringList,
+       .description = "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).",
+       .list = &C::mqtt_subscribe},
+      {.key = "buffer.sync_interval", .kind = Kind::kDuration,
+       .description = "Journal fdatasync interval: the most a power cut can take.",
+       .secs = &C::sync_interval},
+      {.key = "batch.max_events", .kind = Kind::kInt,
+       .description = "A batch is sealed at this many events,", .num = &C::batch_max_events,
+       .min = 1, .max = 1'000'000},
+      {.key = "batch.max_bytes", .kind = Kind::kSize,
+       .description = "or at this many bytes before compression (e.g. \"512KiB\"),",
+       .num = &C::batch_max_bytes, .min = 1024, .max = 32 << 20},
+      {.key = "batch.max_age", .kind = Kind::kDuration,
+       .description = "or this long after its first event.", .secs = &C::batch_max_age},
+      {.key = "batch.zstd_level", .kind = Kind::kInt, .description = "zstd compression level (1-19).",
+       .num = &C::zstd_level, .min = 1, .max = 19},
+      {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
+       .description = "Kafka topic of the dead-letter stream (reasons in README).",
+       .str = &C::dead_letter_topic},
+      {.key = "kafka.brokers", .kind = Kind::kString,
+       .description = "Kafka bootstrap servers, host:port[,host:port...].", .str = &C::kafka_brokers,
+       .required = true},
   };
   return kOptions;
 }
@@ -78,8 +126,9 @@ const std::vector<OptionSpec>& Options() {
 std::string DefaultText(const OptionSpec& o) {
   static const Config defaults;
   if (o.required) return "(required)";
-  if (o.str) return "\"" + defaults.*(o.str) + "\"";
+  if (o.str) return (defaults.*(o.str)).empty() ? "(none)" : "\"" + defaults.*(o.str) + "\"";
   if (o.num) return std::to_string(defaults.*(o.num));
+  if (o.list) return "[]";
   std::ostringstream s;
   s << "\"" << defaults.*(o.secs) << "s\"";
   return s.str();
@@ -195,6 +244,8 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
         auto name = v.value<std::string>();
         if (!name || !ValidStreamName(*name)) {
           p->Add(v.source(), fkey, "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+        } else if (*name == kDeadLetterStream) {
+          p->Add(v.source(), fkey, "\"dead-letter\" is the built-in dead-letter stream; choose another name");
         } else if (!names.insert(*name).second) {
           p->Add(v.source(), fkey, "stream \"" + *name + "\" is defined twice");
         } else {
@@ -226,6 +277,13 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
         } else {
           s.kafka_topic = *topic;
         }
+      } else if (field == "format") {
+        auto fmt = v.value<std::string>();
+        if (fmt == "json") {
+          s.json = true;
+        } else if (fmt != "raw") {
+          p->Add(v.source(), fkey, "must be \"raw\" (any bytes) or \"json\" (invalid JSON is dead-lettered)");
+        }
       } else if (field == "priority") {
         auto prio = v.value<std::string>();
         if (prio == "high") {
@@ -238,7 +296,7 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
           p->Add(v.source(), fkey, "must be \"high\", \"normal\" or \"low\"");
         }
       } else {
-        p->Add(v.source(), fkey, "unknown key (stream keys: name, topics, kafka_topic, priority)");
+        p->Add(v.source(), fkey, "unknown key (stream keys: name, topics, kafka_topic, priority, format)");
       }
     }
     if (!t.contains("name")) p->Add(t.source(), key, "name is required");
@@ -313,6 +371,27 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
         }
         break;
       }
+      case Kind::kStringList: {
+        const toml::array* arr = n.as_array();
+        std::vector<std::string> values;
+        bool ok = arr != nullptr;
+        if (ok) {
+          for (const auto& e : *arr) {
+            auto item = e.value<std::string>();
+            if (!item || !e.is_string()) {
+              ok = false;
+              break;
+            }
+            values.push_back(*item);
+          }
+        }
+        if (!ok) {
+          p.Add(n.source(), o.key, "must be an array of strings");
+        } else {
+          cfg.*(o.list) = std::move(values);
+        }
+        break;
+      }
       case Kind::kDuration: {
         double secs = 0;
         if (!ParseDuration(n, &secs, &why)) {
@@ -368,6 +447,20 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   }
   ParseStreams(root, &cfg, &p);
   if (cfg.device_id.size() > 255) p.Add("agent.device_id", "longer than 255 bytes");
+  for (const std::string& f : cfg.mqtt_subscribe) {
+    Status st = ValidateTopicFilter(f);
+    if (!st.ok()) p.Add("mqtt.subscribe", st.message());
+  }
+  if (cfg.mqtt_cert_file.empty() != cfg.mqtt_key_file.empty()) {
+    p.Add("mqtt.cert_file", "cert_file and key_file go together (mutual TLS): set both or neither");
+  }
+  if (!cfg.mqtt_cert_file.empty() && cfg.mqtt_ca_file.empty()) {
+    p.Add("mqtt.ca_file", "a client certificate needs TLS: set ca_file too");
+  }
+  if (!cfg.mqtt_password_file.empty() && cfg.mqtt_username.empty()) {
+    p.Add("mqtt.password_file", "a password needs mqtt.username");
+  }
+  if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (!p.empty()) return Status::InvalidArgument(p.Join());
   return cfg;
 }
@@ -377,7 +470,30 @@ Result<Config> LoadConfig(const std::string& path) {
   if (!in) return Status::InvalidArgument(path + ": cannot read the configuration file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseConfig(ss.str(), path);
+  Result<Config> cfg = ParseConfig(ss.str(), path);
+  if (!cfg.ok()) return cfg;
+  // Files the agent will need: say now, not at the first connection.
+  Problems p(path);
+  const std::pair<const char*, const std::string*> files[] = {
+      {"mqtt.password_file", &cfg->mqtt_password_file}, {"mqtt.ca_file", &cfg->mqtt_ca_file},
+      {"mqtt.cert_file", &cfg->mqtt_cert_file}, {"mqtt.key_file", &cfg->mqtt_key_file}};
+  for (const auto& [key, file] : files) {
+    if (file->empty()) continue;
+    std::ifstream f(*file);
+    if (!f) p.Add(key, "cannot read " + *file + ": " + std::strerror(errno));
+  }
+  if (!p.empty()) return Status::InvalidArgument(p.Join());
+  return cfg;
+}
+
+Result<std::string> ReadPasswordFile(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return Status::InvalidArgument("mqtt.password_file: cannot read " + path);
+  std::string line;
+  std::getline(f, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) return Status::InvalidArgument("mqtt.password_file: " + path + " is empty");
+  return line;
 }
 
 std::string ConfigReference() {
@@ -390,7 +506,8 @@ std::string ConfigReference() {
       "| `[[streams]] name` | (required) | Stream name, 1-64 of A-Z a-z 0-9 . _ - |\n"
       "| `[[streams]] topics` | (required) | MQTT topic filters (`+`, `#`) whose messages this stream takes; the first stream that matches wins. |\n"
       "| `[[streams]] kafka_topic` | \"edge.<name>\" | Kafka topic the stream's batches go to. |\n"
-      "| `[[streams]] priority` | \"normal\" | \"high\", \"normal\" or \"low\": upload order. |\n";
+      "| `[[streams]] priority` | \"normal\" | \"high\", \"normal\" or \"low\": upload order. |\n"
+      "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n";
   return out;
 }
 

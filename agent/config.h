@@ -19,7 +19,12 @@ struct StreamConfig {
   std::vector<std::string> topics;  // MQTT topic filters
   std::string kafka_topic;
   Priority priority = Priority::kNormal;
+  bool json = false;                // format = "json": payloads that are not JSON are dead-lettered
 };
+
+// The built-in stream that takes what cannot go where it should (reasons in
+// agent/agent.h). Always present, low priority; its name is reserved.
+constexpr const char* kDeadLetterStream = "dead-letter";
 
 struct Config {
   // [agent]
@@ -34,6 +39,18 @@ struct Config {
   std::string mqtt_client_id = "edgesync";
   int64_t mqtt_keepalive = 30;    // seconds
   int64_t mqtt_qos = 1;
+  std::string mqtt_protocol = "5";          // "5" or "3.1.1"
+  double mqtt_session_expiry = 7 * 86400;   // seconds the broker keeps our session (MQTT 5)
+  int64_t mqtt_receive_maximum = 100;       // unacknowledged messages the broker may send (MQTT 5)
+  std::string mqtt_username;
+  std::string mqtt_password_file;           // the password is read from here, never from the config
+  std::string mqtt_ca_file;                 // TLS when set
+  std::string mqtt_cert_file, mqtt_key_file;  // client certificate (mTLS), both or neither
+  std::string mqtt_tls_version = "tlsv1.2"; // minimum
+  std::string mqtt_status_topic;            // default "edgesync/<client_id>/status"
+  int64_t mqtt_max_payload = 256 * 1024;
+  std::string mqtt_unmatched = "dead-letter";  // or "drop"
+  std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
   // [buffer]
   double sync_interval = 1;       // seconds between journal fdatasyncs
   // [batch]
@@ -41,6 +58,8 @@ struct Config {
   int64_t batch_max_bytes = 512 * 1024;
   double batch_max_age = 2;       // seconds
   int64_t zstd_level = 3;
+  // [dead_letter]
+  std::string dead_letter_topic = "edge.dead-letter";
   // [kafka]
   std::string kafka_brokers;
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
@@ -51,7 +70,10 @@ struct Config {
 // Parses `toml_text` (named `origin` in messages). On failure the Status
 // message lists every problem, one per line, as "origin:line:col: key: what".
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
+// ParseConfig of the file, then checks that the files it names are readable.
 Result<Config> LoadConfig(const std::string& path);
+// The password: the first line of `path`, without its line end.
+Result<std::string> ReadPasswordFile(const std::string& path);
 
 // The reference of every option, as a Markdown table.
 std::string ConfigReference();

@@ -1,12 +1,15 @@
 #include "agent/ingest.h"
 
 #include <mosquitto.h>
-#include <spdlog/spdlog.h>
-
+#include <mqtt_protocol.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "base/backoff.h"
 
@@ -14,15 +17,41 @@ namespace edgesync {
 
 Result<std::unique_ptr<Ingest>> Ingest::Create(IngestOptions options, Sink sink) {
   std::unique_ptr<Ingest> in(new Ingest(std::move(options), std::move(sink)));
-  in->mosq_ = mosquitto_new(in->options_.client_id.c_str(), /*clean_session=*/false, in.get());
-  if (in->mosq_ == nullptr) return Status::InvalidArgument("mosquitto_new failed (client id empty?)");
-  // We drive the loop ourselves but from one thread other than the caller's:
-  // threaded mode keeps PUBACKs queued until on_message has returned.
-  mosquitto_threaded_set(in->mosq_, true);
-  mosquitto_connect_callback_set(in->mosq_, &Ingest::OnConnect);
-  mosquitto_disconnect_callback_set(in->mosq_, &Ingest::OnDisconnect);
-  mosquitto_message_callback_set(in->mosq_, &Ingest::OnMessage);
-  mosquitto_subscribe_callback_set(in->mosq_, &Ingest::OnSubscribe);
+  const IngestOptions& o = in->options_;
+  // clean_session=false (MQTT 5: clean start off): the broker keeps our
+  // subscriptions and queues for us while we are away.
+  in->mosq_ = mosquitto_new(o.client_id.c_str(), /*clean_session=*/false, in.get());
+  if (in->mosq_ == nullptr) return Status::InvalidArgument("mqtt.client_id must not be empty");
+  mosquitto* m = in->mosq_;
+  // Threaded mode, with our own loop thread: PUBACKs stay queued until
+  // on_message has returned.
+  mosquitto_threaded_set(m, true);
+  mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, o.mqtt5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+  if (o.mqtt5) mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, o.receive_maximum);
+  mosquitto_connect_v5_callback_set(m, &Ingest::OnConnect);
+  mosquitto_disconnect_v5_callback_set(m, &Ingest::OnDisconnect);
+  mosquitto_message_v5_callback_set(m, &Ingest::OnMessage);
+  mosquitto_subscribe_v5_callback_set(m, &Ingest::OnSubscribe);
+  mosquitto_log_callback_set(m, &Ingest::OnLog);
+  int rc;
+  if (!o.username.empty()) {
+    rc = mosquitto_username_pw_set(m, o.username.c_str(), o.password.empty() ? nullptr : o.password.c_str());
+    if (rc != MOSQ_ERR_SUCCESS) return Status::InvalidArgument(std::string("mqtt.username: ") + mosquitto_strerror(rc));
+  }
+  if (!o.ca_file.empty()) {
+    rc = mosquitto_tls_set(m, o.ca_file.c_str(), nullptr, o.cert_file.empty() ? nullptr : o.cert_file.c_str(),
+                           o.key_file.empty() ? nullptr : o.key_file.c_str(), nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return Status::InvalidArgument("mqtt TLS files (ca_file, cert_file, key_file): " +
+                                     std::string(mosquitto_strerror(rc)));
+    }
+    rc = mosquitto_tls_opts_set(m, /*SSL_VERIFY_PEER*/ 1, o.tls_version.c_str(), nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) return Status::InvalidArgument("mqtt.tls_version: " + std::string(mosquitto_strerror(rc)));
+  }
+  if (!o.status_topic.empty()) {
+    rc = mosquitto_will_set(m, o.status_topic.c_str(), 7, "offline", 1, /*retain=*/true);
+    if (rc != MOSQ_ERR_SUCCESS) return Status::InvalidArgument("mqtt.status_topic: " + std::string(mosquitto_strerror(rc)));
+  }
   return in;
 }
 
@@ -42,24 +71,49 @@ bool Ingest::PauseOrStop(int64_t us) {
   return stopping_;
 }
 
+std::string Ingest::Describe(int rc) const {
+  if (rc == MOSQ_ERR_TLS || !tls_failure_.empty()) {
+    return "TLS handshake failed" + (tls_failure_.empty() ? std::string() : ": " + tls_failure_) +
+           " (check mqtt.ca_file, mqtt.cert_file, mqtt.key_file and that mqtt.host matches the broker's certificate)";
+  }
+  if (rc == MOSQ_ERR_ERRNO) return std::strerror(errno);
+  return mosquitto_strerror(rc);
+}
+
 void Ingest::Run() {
   Backoff backoff(options_.reconnect_initial_us, options_.reconnect_max_us);
   bool have_socket = false;
+  bool ever_tried = false;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
     }
     if (!have_socket) {
-      int rc = connects_ == 0 && backoff.attempts() == 0
-                   ? mosquitto_connect(mosq_, options_.host.c_str(), options_.port, options_.keepalive)
-                   : mosquitto_reconnect(mosq_);
+      tls_failure_.clear();
+      int rc;
+      if (!ever_tried) {
+        mosquitto_property* props = nullptr;
+        if (options_.mqtt5) {
+          mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                       static_cast<uint32_t>(std::min<int64_t>(options_.session_expiry_s, UINT32_MAX)));
+          mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
+                                       static_cast<uint16_t>(options_.receive_maximum));
+        }
+        // libmosquitto keeps these properties for every reconnect.
+        rc = mosquitto_connect_bind_v5(mosq_, options_.host.c_str(), options_.port, options_.keepalive,
+                                       nullptr, props);
+        mosquitto_property_free_all(&props);
+        ever_tried = true;
+      } else {
+        rc = mosquitto_reconnect(mosq_);
+      }
       if (rc != MOSQ_ERR_SUCCESS) {
+        ++failures_;
         int64_t pause = backoff.NextMicros();
         if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
-          spdlog::warn("mqtt: cannot connect to {}:{}: {} (retrying in {} ms)", options_.host,
-                       options_.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-                       pause / 1000);
+          spdlog::warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
+                       options_.port, Describe(rc), pause / 1000);
         }
         if (PauseOrStop(pause)) break;
         continue;
@@ -74,11 +128,19 @@ void Ingest::Run() {
     }
     // Connection lost or refused: libmosquitto has closed the socket.
     have_socket = false;
+    bool was_connected = session_up_;
+    session_up_ = false;
     connected_ = false;
     subscribed_ = false;
+    ++failures_;
     int64_t pause = backoff.NextMicros();
-    spdlog::warn("mqtt: connection to {}:{} lost ({}); reconnecting in {} ms", options_.host,
-                 options_.port, refused_ ? "refused" : mosquitto_strerror(rc), pause / 1000);
+    if (was_connected) {
+      spdlog::warn("mqtt: connection to {}:{} lost ({}); reconnecting in {} ms", options_.host,
+                   options_.port, Describe(rc), pause / 1000);
+    } else if (!refused_ && (backoff.attempts() == 1 || backoff.attempts() % 10 == 0)) {
+      spdlog::warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
+                   options_.port, Describe(rc), pause / 1000);
+    }
     if (PauseOrStop(pause)) break;
   }
   if (have_socket) CloseGracefully();
@@ -89,10 +151,14 @@ void Ingest::Run() {
 // Ends the session so that every PUBACK already queued reaches the broker.
 // Closing a TCP socket that still has unread data (the broker keeps pushing
 // PUBLISHes) sends RST, and a broker that has not yet read our last PUBACKs
-// then discards them and delivers those events again. So: flush the PUBACKs,
-// send DISCONNECT, half-close, and read (and drop, unacknowledged) whatever
-// the broker still sends until it closes its side.
+// then discards them and delivers those events again. So: publish the
+// retained "offline" status, flush, send DISCONNECT, half-close, and read
+// (and drop, unacknowledged) whatever the broker still sends until it closes
+// its side. Over TLS the half-close is skipped: TLS needs its own shutdown.
 void Ingest::CloseGracefully() {
+  if (connected_ && !options_.status_topic.empty()) {
+    mosquitto_publish(mosq_, nullptr, options_.status_topic.c_str(), 7, "offline", 1, true);
+  }
   bool flushed = true;
   for (int i = 0; i < 1000 && mosquitto_want_write(mosq_); ++i) {
     if (mosquitto_loop_write(mosq_, 1) != MOSQ_ERR_SUCCESS) {
@@ -102,10 +168,18 @@ void Ingest::CloseGracefully() {
   }
   int fd = mosquitto_socket(mosq_);
   if (fd < 0) return;
+  if (!options_.ca_file.empty()) {
+    // TLS: libmosquitto's own DISCONNECT (it closes right after writing it).
+    mosquitto_disconnect(mosq_);
+    for (int i = 0; i < 100 && mosquitto_want_write(mosq_); ++i) {
+      if (mosquitto_loop_write(mosq_, 1) != MOSQ_ERR_SUCCESS) break;
+    }
+    return;
+  }
   if (flushed && !mosquitto_want_write(mosq_)) {
-    // MQTT DISCONNECT, no properties: valid in 3.1.1 and (reason 0) in 5.0.
-    // Written directly because libmosquitto closes the socket right after
-    // its own DISCONNECT, which is the RST problem above.
+    // MQTT DISCONNECT without properties: valid in 3.1.1 and (reason 0,
+    // normal disconnection: no will) in 5.0. Written directly because
+    // libmosquitto closes the socket right after its own DISCONNECT.
     const unsigned char disconnect[2] = {0xE0, 0x00};
     (void)::send(fd, disconnect, sizeof disconnect, MSG_NOSIGNAL);
   }
@@ -136,21 +210,41 @@ void Ingest::Stop() {
 }
 
 IngestStats Ingest::stats() const {
-  return IngestStats{received_.load(), connects_.load(), connected_.load(), subscribed_.load()};
+  IngestStats s;
+  s.received = received_.load();
+  s.connects = connects_.load();
+  s.connection_failures = failures_.load();
+  s.connected = connected_.load();
+  s.subscribed = subscribed_.load();
+  return s;
 }
 
-void Ingest::OnConnect(mosquitto* m, void* self, int rc) {
+void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_property*) {
   Ingest* in = static_cast<Ingest*>(self);
   if (rc != 0) {
-    spdlog::error("mqtt: connection refused by {}:{}: {}", in->options_.host, in->options_.port,
-                  mosquitto_connack_string(rc));
+    const char* why = in->options_.mqtt5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc);
+    std::string hint;
+    if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD || (!in->options_.mqtt5 && rc == 4)) {
+      hint = " (check mqtt.username and mqtt.password_file)";
+    } else if (rc == MQTT_RC_NOT_AUTHORIZED || (!in->options_.mqtt5 && rc == 5)) {
+      hint = " (the broker does not allow this client; check mqtt.username, the client certificate and the broker's ACLs)";
+    } else if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || (!in->options_.mqtt5 && rc == 1)) {
+      hint = " (set mqtt.protocol = \"3.1.1\" for this broker)";
+    }
+    spdlog::error("mqtt: the broker {}:{} refused the connection: {}{}", in->options_.host,
+                  in->options_.port, why, hint);
     in->refused_ = true;
     return;
   }
   in->connected_ = true;
+  in->session_up_ = true;
   ++in->connects_;
-  spdlog::info("mqtt: connected to {}:{} as {}", in->options_.host, in->options_.port,
-               in->options_.client_id);
+  spdlog::info("mqtt: connected to {}:{} as {} (MQTT {}{})", in->options_.host, in->options_.port,
+               in->options_.client_id, in->options_.mqtt5 ? "5" : "3.1.1",
+               in->options_.ca_file.empty() ? "" : ", TLS");
+  if (!in->options_.status_topic.empty()) {
+    mosquitto_publish(m, nullptr, in->options_.status_topic.c_str(), 6, "online", 1, true);
+  }
   in->subscribed_ = false;
   in->pending_subacks_ = 0;
   for (const std::string& f : in->options_.filters) {
@@ -163,10 +257,11 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc) {
   }
 }
 
-void Ingest::OnSubscribe(mosquitto*, void* self, int, int count, const int* granted) {
+void Ingest::OnSubscribe(mosquitto*, void* self, int, int count, const int* granted,
+                         const mosquitto_property*) {
   Ingest* in = static_cast<Ingest*>(self);
   for (int i = 0; i < count; ++i) {
-    if (granted[i] > 2) {  // 0x80: the broker refused the subscription
+    if (granted[i] > 2) {  // 0x80 and up: the broker refused the subscription
       spdlog::error("mqtt: the broker refused a subscription (code {}); check its ACLs", granted[i]);
     } else if (granted[i] < in->options_.qos) {
       spdlog::warn("mqtt: the broker granted QoS {} instead of {}: events may be lost", granted[i],
@@ -179,18 +274,55 @@ void Ingest::OnSubscribe(mosquitto*, void* self, int, int count, const int* gran
   }
 }
 
-void Ingest::OnDisconnect(mosquitto*, void* self, int) {
+void Ingest::OnDisconnect(mosquitto*, void* self, int, const mosquitto_property*) {
   Ingest* in = static_cast<Ingest*>(self);
   in->connected_ = false;
   in->subscribed_ = false;
 }
 
-void Ingest::OnMessage(mosquitto*, void* self, const mosquitto_message* msg) {
+void Ingest::OnLog(mosquitto* m, void* self, int level, const char* line) {
+  Ingest* in = static_cast<Ingest*>(self);
+  if ((level & MOSQ_LOG_ERR) == 0 || line == nullptr) return;
+  spdlog::debug("libmosquitto: {}", line);
+  // During a failed handshake the SSL object still exists: ask OpenSSL why.
+  if (std::strstr(line, "OpenSSL Error") != nullptr && in->tls_failure_.empty()) {
+    SSL* ssl = static_cast<SSL*>(mosquitto_ssl_get(m));
+    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (verify != X509_V_OK) {
+      in->tls_failure_ = std::string("the broker's certificate: ") + X509_verify_cert_error_string(verify);
+    } else {
+      const char* msg = std::strstr(line, "error:");
+      in->tls_failure_ = msg ? msg : line;
+    }
+  }
+}
+
+void Ingest::OnMessage(mosquitto*, void* self, const mosquitto_message* msg,
+                       const mosquitto_property* props) {
   Ingest* in = static_cast<Ingest*>(self);
   in->received_.fetch_add(1, std::memory_order_relaxed);
-  std::string_view payload(static_cast<const char*>(msg->payload),
-                           msg->payloadlen > 0 ? static_cast<size_t>(msg->payloadlen) : 0);
-  in->sink_(msg->topic ? msg->topic : "", payload, msg->qos);
+  IngestMessage m;
+  m.topic = msg->topic ? msg->topic : "";
+  m.payload = std::string_view(static_cast<const char*>(msg->payload),
+                               msg->payloadlen > 0 ? static_cast<size_t>(msg->payloadlen) : 0);
+  m.qos = msg->qos;
+  char* content_type = nullptr;
+  if (props) {
+    mosquitto_property_read_string(props, MQTT_PROP_CONTENT_TYPE, &content_type, false);
+    char *name = nullptr, *value = nullptr;
+    const mosquitto_property* p =
+        mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
+    while (p != nullptr) {
+      m.user_properties.emplace_back(name ? name : "", value ? value : "");
+      free(name);
+      free(value);
+      name = value = nullptr;
+      p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, true);
+    }
+  }
+  if (content_type) m.content_type = content_type;
+  in->sink_(m);
+  free(content_type);
 }
 
 }  // namespace edgesync

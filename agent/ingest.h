@@ -30,6 +30,8 @@
 
 struct mosquitto;
 struct mosquitto_message;
+struct mqtt5__property;
+typedef struct mqtt5__property mosquitto_property;
 
 namespace edgesync {
 
@@ -39,14 +41,30 @@ struct IngestOptions {
   std::string client_id = "edgesync";
   int keepalive = 30;
   int qos = 1;
+  bool mqtt5 = true;
+  int64_t session_expiry_s = 7 * 86400;  // MQTT 5
+  int receive_maximum = 100;             // MQTT 5
+  std::string username, password;        // password: never logged
+  std::string ca_file, cert_file, key_file, tls_version = "tlsv1.2";  // TLS when ca_file is set
+  std::string status_topic;  // retained "online"/"offline"; "offline" is also the will; empty: none
   std::vector<std::string> filters;  // subscribed on every (re)connect
   int64_t reconnect_initial_us = 500'000;
   int64_t reconnect_max_us = 30'000'000;
 };
 
+// One message as the broker delivered it. Views valid during the sink call.
+struct IngestMessage {
+  std::string_view topic;
+  std::string_view payload;
+  int qos = 0;
+  std::string_view content_type;                                   // MQTT 5
+  std::vector<std::pair<std::string, std::string>> user_properties;  // MQTT 5
+};
+
 struct IngestStats {
   uint64_t received = 0;
   uint64_t connects = 0;
+  uint64_t connection_failures = 0;
   bool connected = false;
   bool subscribed = false;  // the broker granted every subscription of this connection
 };
@@ -54,7 +72,7 @@ struct IngestStats {
 class Ingest {
  public:
   // Must make the message durable before returning (see the contract above).
-  using Sink = std::function<void(std::string_view topic, std::string_view payload, int qos)>;
+  using Sink = std::function<void(const IngestMessage& message)>;
 
   // Requires mosquitto_lib_init() to have been called (once per process).
   static Result<std::unique_ptr<Ingest>> Create(IngestOptions options, Sink sink);
@@ -72,10 +90,16 @@ class Ingest {
   // Sleeps up to `us`, or less if Stop is called. True when stopping.
   bool PauseOrStop(int64_t us);
   void CloseGracefully();
-  static void OnConnect(mosquitto* m, void* self, int rc);
-  static void OnDisconnect(mosquitto* m, void* self, int rc);
-  static void OnMessage(mosquitto* m, void* self, const mosquitto_message* msg);
-  static void OnSubscribe(mosquitto* m, void* self, int mid, int count, const int* granted);
+  static void OnConnect(mosquitto* m, void* self, int rc, int flags, const mosquitto_property* props);
+  static void OnDisconnect(mosquitto* m, void* self, int rc, const mosquitto_property* props);
+  static void OnMessage(mosquitto* m, void* self, const mosquitto_message* msg,
+                        const mosquitto_property* props);
+  static void OnSubscribe(mosquitto* m, void* self, int mid, int count, const int* granted,
+                          const mosquitto_property* props);
+  static void OnLog(mosquitto* m, void* self, int level, const char* line);
+  // Why the last TLS handshake failed, from OpenSSL's verify result; loop thread only.
+  std::string tls_failure_;
+  std::string Describe(int rc) const;
 
   IngestOptions options_;
   Sink sink_;
@@ -84,11 +108,12 @@ class Ingest {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
-  std::atomic<uint64_t> received_{0}, connects_{0};
+  std::atomic<uint64_t> received_{0}, connects_{0}, failures_{0};
   std::atomic<bool> connected_{false};
   std::atomic<bool> subscribed_{false};
   int pending_subacks_ = 0;  // loop thread only
   bool refused_ = false;     // loop thread only: the last CONNACK refused us
+  bool session_up_ = false;  // loop thread only: CONNACK accepted on this socket
 };
 
 }  // namespace edgesync

@@ -8,7 +8,8 @@
 namespace edgesync::format {
 
 // --- Record (one event), the same bytes in the journal and in a batch body.
-// u16 topic_len, topic, i64 received_at_us, u8 qos, u16 property_count,
+// u16 topic_len, topic, i64 received_at_us, u8 qos, u16 content_type_len,
+// content_type, u16 property_count,
 // property_count x (u16 key_len, key, u16 value_len, value), u32 payload_len, payload.
 constexpr size_t kMaxTopicBytes = 65535;
 constexpr size_t kMaxPayloadBytes = 256 * 1024 * 1024;  // MQTT's own limit

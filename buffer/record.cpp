@@ -9,6 +9,8 @@ void EncodeRecord(const Record& r, std::string* out) {
   out->append(r.topic);
   PutI64(out, r.received_at_us);
   PutU8(out, r.qos);
+  PutU16(out, static_cast<uint16_t>(r.content_type.size()));
+  out->append(r.content_type);
   PutU16(out, static_cast<uint16_t>(r.properties.size()));
   for (const auto& [k, v] : r.properties) {
     PutU16(out, static_cast<uint16_t>(k.size()));
@@ -26,6 +28,7 @@ Result<Record> DecodeRecord(std::string_view data) {
   r.topic = std::string(in.Bytes(in.U16()));
   r.received_at_us = in.I64();
   r.qos = in.U8();
+  r.content_type = std::string(in.Bytes(in.U16()));
   uint16_t props = in.U16();
   for (uint16_t i = 0; i < props && !in.failed(); ++i) {
     std::string k(in.Bytes(in.U16()));

@@ -1,5 +1,6 @@
-// MosquittoBroker: writes a mosquitto.conf, runs the broker as a child process
-// and decides readiness by a successful TCP connect to its listener.
+// MosquittoBroker: writes a mosquitto.conf (and a password file), runs the
+// broker as a child process and decides readiness by a successful TCP connect
+// to its listener and its "running" log line.
 #include "harness/mosquitto.h"
 
 #include <pwd.h>
@@ -8,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace edgesync::harness {
 namespace {
@@ -30,15 +32,98 @@ std::string CurrentUser() {
   return "root";
 }
 
+// A line break in a value would end its configuration line early and let the
+// rest be read as another option.
+bool OneLine(const std::string& value) { return value.find_first_of("\r\n") == std::string::npos; }
+
+Status CheckOptions(const BrokerOptions& opts) {
+  bool tls = !opts.tls_cert.empty();
+  if (tls && opts.tls_key.empty()) {
+    return Status::InvalidArgument("BrokerOptions: tls_cert needs tls_key");
+  }
+  if (opts.require_certificate && opts.tls_ca.empty()) {
+    return Status::InvalidArgument("BrokerOptions: require_certificate needs tls_ca");
+  }
+  if (!tls && (!opts.tls_key.empty() || !opts.tls_ca.empty() || opts.require_certificate)) {
+    return Status::InvalidArgument(
+        "BrokerOptions: tls_key, tls_ca and require_certificate need tls_cert");
+  }
+  if (!OneLine(opts.tls_ca) || !OneLine(opts.tls_cert) || !OneLine(opts.tls_key)) {
+    return Status::InvalidArgument("BrokerOptions: a TLS file path contains a line break");
+  }
+  for (const auto& [user, password] : opts.users) {
+    if (user.empty() || user.find(':') != std::string::npos || !OneLine(user) ||
+        !OneLine(password)) {
+      return Status::InvalidArgument("BrokerOptions: username \"" + user +
+                                     "\" is empty or contains ':' or a line break, or its "
+                                     "password contains a line break");
+    }
+  }
+  return Status::OK();
+}
+
+// Runs mosquitto_passwd with `args` to completion, its output in
+// work_dir/mosquitto_passwd.{out,err}. IOError unless it exits with 0.
+Status RunMosquittoPasswd(const std::string& work_dir, const std::vector<std::string>& args) {
+  Result<std::string> program = FindProgram("mosquitto_passwd");
+  if (!program.ok()) {
+    return Status::NotFound("mosquitto_passwd (package mosquitto) not installed: " +
+                            program.status().message());
+  }
+  SpawnOptions so;
+  so.argv.push_back(*program);
+  so.argv.insert(so.argv.end(), args.begin(), args.end());
+  so.stdout_path = work_dir + "/mosquitto_passwd.out";
+  so.stderr_path = work_dir + "/mosquitto_passwd.err";
+  Result<Process> p = Process::Spawn(so);
+  if (!p.ok()) return p.status();
+  Result<int> code = p->Wait(std::chrono::seconds(30));
+  if (!code.ok()) {
+    (void)p->Stop(std::chrono::seconds(1));
+    return Status::IOError("mosquitto_passwd did not exit within 30 s");
+  }
+  if (*code == 0) return Status::OK();
+  // Its messages go to stdout or stderr depending on the case.
+  std::string text;
+  for (const std::string& path : {so.stdout_path, so.stderr_path}) {
+    std::ifstream f(path, std::ios::binary);
+    text.append(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  return Status::IOError("mosquitto_passwd exited with status " + std::to_string(*code) + ": " +
+                         text);
+}
+
+// work_dir/passwd with every user of `users` (non-empty), mode 0600.
+Status WritePasswordFile(const std::string& work_dir,
+                         const std::vector<std::pair<std::string, std::string>>& users) {
+  std::string path = work_dir + "/passwd";
+  bool first = true;
+  for (const auto& [user, password] : users) {
+    // -c creates (overwrites) the file; later users are added to it.
+    std::vector<std::string> args;
+    if (first) args.push_back("-c");
+    args.insert(args.end(), {"-b", path, user, password});
+    EDGESYNC_RETURN_IF_ERROR(RunMosquittoPasswd(work_dir, args));
+    first = false;
+  }
+  std::error_code ec;
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+      std::filesystem::perm_options::replace, ec);
+  if (ec) return Status::IOError("chmod 0600 " + path + ": " + ec.message());
+  return Status::OK();
+}
+
 }  // namespace
 
 MosquittoBroker::MosquittoBroker(std::string work_dir, std::string binary, BrokerOptions opts)
-    : work_dir_(std::move(work_dir)), binary_(std::move(binary)), opts_(opts) {}
+    : work_dir_(std::move(work_dir)), binary_(std::move(binary)), opts_(std::move(opts)) {}
 
 MosquittoBroker::~MosquittoBroker() { (void)Stop(); }
 
 Result<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const std::string& work_dir,
                                                                  const BrokerOptions& opts) {
+  EDGESYNC_RETURN_IF_ERROR(CheckOptions(opts));
   Result<std::string> binary = FindMosquitto();
   if (!binary.ok()) {
     return Status::NotFound("mosquitto broker not installed: " + binary.status().message());
@@ -49,8 +134,19 @@ Result<std::unique_ptr<MosquittoBroker>> MosquittoBroker::Start(const std::strin
   std::string dir = std::filesystem::absolute(work_dir, ec).lexically_normal().string();
   if (ec) return Status::IOError("absolute path of " + work_dir + ": " + ec.message());
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (!opts.users.empty()) EDGESYNC_RETURN_IF_ERROR(WritePasswordFile(dir, opts.users));
 
-  std::unique_ptr<MosquittoBroker> broker(new MosquittoBroker(dir, *binary, opts));
+  // Absolute paths keep the configuration independent of the directory
+  // mosquitto runs in.
+  BrokerOptions resolved = opts;
+  for (std::string* path : {&resolved.tls_ca, &resolved.tls_cert, &resolved.tls_key}) {
+    if (path->empty()) continue;
+    *path = std::filesystem::absolute(*path, ec).lexically_normal().string();
+    if (ec) return Status::IOError("absolute path of a TLS file: " + ec.message());
+  }
+
+  std::unique_ptr<MosquittoBroker> broker(
+      new MosquittoBroker(dir, *binary, std::move(resolved)));
   Status last;
   int attempts = opts.port == 0 ? kPortAttempts : 1;
   for (int i = 0; i < attempts; ++i) {
@@ -67,9 +163,22 @@ Status MosquittoBroker::Launch() {
   {
     std::ofstream conf(conf_path, std::ios::trunc);
     conf << "# Written by the edgesync test harness; rewritten on every start.\n"
-         << "listener " << port_ << " 127.0.0.1\n"
-         << "allow_anonymous true\n"
-         << "user " << CurrentUser() << "\n"
+         << "listener " << port_ << " 127.0.0.1\n";
+    if (!opts_.tls_cert.empty()) {
+      // Options of the listener above; tls_version is the minimum accepted.
+      if (!opts_.tls_ca.empty()) conf << "cafile " << opts_.tls_ca << "\n";
+      conf << "certfile " << opts_.tls_cert << "\n"
+           << "keyfile " << opts_.tls_key << "\n"
+           << "tls_version tlsv1.2\n"
+           << "require_certificate " << (opts_.require_certificate ? "true" : "false") << "\n";
+    }
+    if (opts_.users.empty()) {
+      conf << "allow_anonymous true\n";
+    } else {
+      conf << "allow_anonymous false\n"
+           << "password_file " << work_dir_ << "/passwd\n";
+    }
+    conf << "user " << CurrentUser() << "\n"
          << "persistence " << (opts_.persistence ? "true" : "false") << "\n"
          << "persistence_location " << work_dir_ << "/\n"
          << "persistence_file mosquitto.db\n";

@@ -6,6 +6,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "harness/process.h"
@@ -23,6 +25,31 @@ struct BrokerOptions {
   // Seconds between saves of the persistence db; 0 keeps mosquitto's default
   // (1800 s). The db is always written on Stop(), never on Kill().
   int autosave_interval = 0;
+
+  // TLS: when tls_cert is non-empty the listener speaks MQTT over TLS only
+  // (no plain TCP listener), TLS 1.2 minimum, with tls_cert/tls_key as its
+  // certificate and private key (PEM files). tls_ca, when set, is the
+  // listener's cafile, the CA client certificates are checked against
+  // (mosquitto 2.0.11 needs none for a TLS listener without
+  // require_certificate). Relative paths are taken against the current
+  // directory at Start. Unreadable or mismatched files make mosquitto exit
+  // at once: Start fails with Unavailable.
+  std::string tls_ca, tls_cert, tls_key;
+  // mTLS (with tls_cert only): clients must present a certificate signed by
+  // tls_ca or the broker ends the TLS session. Under TLS 1.3 a client
+  // without a certificate may see that only as a lost connection after its
+  // own handshake succeeded, not as a TLS error.
+  // tls_key, tls_ca or require_certificate without tls_cert, tls_cert
+  // without tls_key, or require_certificate without tls_ca: InvalidArgument
+  // from Start.
+  bool require_certificate = false;
+
+  // Username/password authentication when non-empty (user -> password):
+  // written with mosquitto_passwd -b into work_dir/passwd (mode 0600) once
+  // by Start; anonymous clients and wrong passwords are refused (CONNACK
+  // "not authorised"). Empty: anonymous access, as before. Usernames must
+  // not contain ':' (InvalidArgument from Start).
+  std::vector<std::pair<std::string, std::string>> users;
 };
 
 // Not thread-safe. Facts relied on (mosquitto 2.0.11): with persistence on,
@@ -32,10 +59,14 @@ struct BrokerOptions {
 // autosave wrote comes back.
 class MosquittoBroker {
  public:
-  // Writes work_dir/mosquitto.conf (listener on 127.0.0.1, anonymous access,
+  // Writes work_dir/mosquitto.conf (listener on 127.0.0.1, TLS and
+  // authentication as `opts` asks, else plain TCP and anonymous access,
   // persistence in work_dir/, logging to work_dir/mosquitto.log), starts the
-  // broker and waits until it accepts TCP connections. With port 0 it picks
-  // a free port and retries with another one if mosquitto cannot bind it.
+  // broker and waits until it accepts TCP connections and has logged that it
+  // runs. The probe is a bare TCP connect also for a TLS listener, which
+  // logs one "Client connection from 127.0.0.1 failed: ... unexpected eof
+  // while reading." line per probe. With port 0 it picks a free port and
+  // retries with another one if mosquitto cannot bind it.
   // The broker binary is found via PATH, then in /usr/sbin.
   static Result<std::unique_ptr<MosquittoBroker>> Start(const std::string& work_dir,
                                                         const BrokerOptions& opts = {});

@@ -55,6 +55,55 @@ bool TopicMatches(std::string_view filter, std::string_view topic) {
   }
 }
 
+namespace {
+
+std::vector<std::string_view> Levels(std::string_view f) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = f.find('/', start);
+    out.push_back(f.substr(start, end == f.npos ? f.npos : end - start));
+    if (end == f.npos) return out;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+bool FilterCovers(std::string_view outer, std::string_view inner) {
+  std::vector<std::string_view> o = Levels(outer), i = Levels(inner);
+  // A leading wildcard never matches '$' topics; a literal '$' level can only
+  // be covered by the same literal.
+  if (!i[0].empty() && i[0][0] == '$' && (o[0] == "+" || o[0] == "#")) return false;
+  if ((i[0] == "+" || i[0] == "#") && !o[0].empty() && o[0][0] == '$') return false;
+  for (size_t k = 0; k < o.size(); ++k) {
+    if (o[k] == "#") return true;  // covers this level and everything below, parent included
+    if (k >= i.size()) return false;
+    if (i[k] == "#") return false;  // inner reaches deeper than a single outer level
+    if (o[k] == "+") continue;
+    if (i[k] == "+" || i[k] != o[k]) return false;
+  }
+  return o.size() == i.size();
+}
+
+std::vector<std::string> MinimalSubscriptions(const std::vector<std::string>& filters) {
+  std::vector<std::string> out;
+  for (size_t a = 0; a < filters.size(); ++a) {
+    bool covered = false;
+    for (size_t b = 0; b < filters.size() && !covered; ++b) {
+      if (a == b) continue;
+      // Of two identical filters keep the first; otherwise drop the covered one.
+      if (filters[a] == filters[b]) {
+        covered = b < a;
+      } else {
+        covered = FilterCovers(filters[b], filters[a]);
+      }
+    }
+    if (!covered) out.push_back(filters[a]);
+  }
+  return out;
+}
+
 std::optional<size_t> Router::Route(std::string_view topic) const {
   for (size_t i = 0; i < filters_.size(); ++i) {
     for (const std::string& f : filters_[i]) {

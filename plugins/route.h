@@ -19,6 +19,15 @@ Status ValidateTopicFilter(std::string_view filter);
 // Requires a valid filter. A topic is never empty and holds no wildcards.
 bool TopicMatches(std::string_view filter, std::string_view topic);
 
+// True when every topic `inner` matches is matched by `outer` too (both
+// valid filters). Brokers deliver a message once per matching subscription
+// (mosquitto 2 does), so a covered filter must not be subscribed as well.
+bool FilterCovers(std::string_view outer, std::string_view inner);
+
+// `filters` without duplicates and without any filter another one covers,
+// in their first order.
+std::vector<std::string> MinimalSubscriptions(const std::vector<std::string>& filters);
+
 class Router {
  public:
   // filters[i] are stream i's topic filters; each must be valid.

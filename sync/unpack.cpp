@@ -142,6 +142,10 @@ std::string RecordToJson(const BatchHeader& h, const Record& r) {
   AppendTextField("topic", r.topic, &out);
   out.append(",\"received_at\":\"").append(FormatRfc3339Micros(r.received_at_us)).append("\"");
   out.append(",\"qos\":").append(std::to_string(r.qos));
+  if (!r.content_type.empty()) {
+    out.push_back(',');
+    AppendTextField("content_type", r.content_type, &out);
+  }
   if (!r.properties.empty()) {
     out.append(",\"properties\":{");
     for (size_t i = 0; i < r.properties.size(); ++i) {

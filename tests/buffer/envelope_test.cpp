@@ -11,7 +11,8 @@ Record MakeRecord(int i) {
   r.topic = "terminal/t" + std::to_string(i) + "/payment/authorization";
   r.received_at_us = 1'790'000'000'000'000 + i;
   r.qos = 1;
-  if (i % 2) r.properties = {{"content-type", "application/json"}, {"k", std::string(3, char('a' + i % 26))}};
+  if (i % 2) r.properties = {{"origin", "pos"}, {"k", std::string(3, char('a' + i % 26))}};
+  if (i % 3 == 0) r.content_type = "application/json";
   r.payload = R"({"seq":)" + std::to_string(i) + R"(,"amount":1250})";
   return r;
 }

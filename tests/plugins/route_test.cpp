@@ -51,6 +51,25 @@ TEST(TopicFilter, MatchesAsTheSpecSays) {
   }
 }
 
+TEST(TopicFilter, CoversAndMinimalSubscriptions) {
+  EXPECT_TRUE(FilterCovers("#", "a/b"));
+  EXPECT_TRUE(FilterCovers("#", "+/+/#"));
+  EXPECT_TRUE(FilterCovers("a/#", "a"));
+  EXPECT_TRUE(FilterCovers("a/#", "a/+/c"));
+  EXPECT_TRUE(FilterCovers("a/+/c", "a/b/c"));
+  EXPECT_TRUE(FilterCovers("+/+", "+/b"));
+  EXPECT_FALSE(FilterCovers("a/+", "a/#"));
+  EXPECT_FALSE(FilterCovers("a/+", "a/b/c"));
+  EXPECT_FALSE(FilterCovers("a/b", "a/+"));
+  EXPECT_FALSE(FilterCovers("#", "$SYS/x"));
+  EXPECT_TRUE(FilterCovers("$SYS/#", "$SYS/x"));
+  EXPECT_FALSE(FilterCovers("a/b", "a/b/c"));
+  EXPECT_EQ(MinimalSubscriptions({"terminal/+/payment/#", "charger/#", "#", "charger/#"}),
+            std::vector<std::string>{"#"});
+  EXPECT_EQ(MinimalSubscriptions({"a/+", "a/b", "c/d", "c/d"}),
+            (std::vector<std::string>{"a/+", "c/d"}));
+}
+
 TEST(Router, FirstMatchingStreamWins) {
   Router r({{"terminal/+/payment/#"}, {"charger/#", "terminal/#"}});
   EXPECT_EQ(r.Route("terminal/t1/payment/capture"), 0u);
