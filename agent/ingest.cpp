@@ -227,17 +227,22 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
     if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD || (!in->options_.mqtt5 && rc == 4)) {
       hint = " (check mqtt.username and mqtt.password_file)";
     } else if (rc == MQTT_RC_NOT_AUTHORIZED || (!in->options_.mqtt5 && rc == 5)) {
-      hint = " (the broker does not allow this client; check mqtt.username, the client certificate and the broker's ACLs)";
+      // Mosquitto answers a wrong password with "not authorized" too.
+      hint = " (check mqtt.username and mqtt.password_file, the client certificate, and the broker's ACLs)";
     } else if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || (!in->options_.mqtt5 && rc == 1)) {
       hint = " (set mqtt.protocol = \"3.1.1\" for this broker)";
     }
-    spdlog::error("mqtt: the broker {}:{} refused the connection: {}{}", in->options_.host,
-                  in->options_.port, why, hint);
+    // Retried with backoff: say it the first time and then every tenth.
+    if (++in->refusals_ == 1 || in->refusals_ % 10 == 0) {
+      spdlog::error("mqtt: the broker {}:{} refused the connection: {}{} (attempt {}; retrying)",
+                    in->options_.host, in->options_.port, why, hint, in->refusals_);
+    }
     in->refused_ = true;
     return;
   }
   in->connected_ = true;
   in->session_up_ = true;
+  in->refusals_ = 0;
   ++in->connects_;
   spdlog::info("mqtt: connected to {}:{} as {} (MQTT {}{})", in->options_.host, in->options_.port,
                in->options_.client_id, in->options_.mqtt5 ? "5" : "3.1.1",
@@ -284,6 +289,12 @@ void Ingest::OnLog(mosquitto* m, void* self, int level, const char* line) {
   Ingest* in = static_cast<Ingest*>(self);
   if ((level & MOSQ_LOG_ERR) == 0 || line == nullptr) return;
   spdlog::debug("libmosquitto: {}", line);
+  // libmosquitto checks the host name itself and says so in its log.
+  if (std::strstr(line, "host name verification failed") != nullptr) {
+    in->tls_failure_ = "the broker's certificate does not name \"" + in->options_.host +
+                       "\" (host name verification failed)";
+    return;
+  }
   // During a failed handshake the SSL object still exists: ask OpenSSL why.
   if (std::strstr(line, "OpenSSL Error") != nullptr && in->tls_failure_.empty()) {
     SSL* ssl = static_cast<SSL*>(mosquitto_ssl_get(m));

@@ -114,6 +114,7 @@ class Ingest {
   int pending_subacks_ = 0;  // loop thread only
   bool refused_ = false;     // loop thread only: the last CONNACK refused us
   bool session_up_ = false;  // loop thread only: CONNACK accepted on this socket
+  int refusals_ = 0;         // loop thread only: CONNACK refusals in a row
 };
 
 }  // namespace edgesync

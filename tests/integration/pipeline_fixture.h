@@ -100,6 +100,24 @@ kafka_topic = ")" << kTopic << R"("
     agent_.emplace(std::move(p).value());
   }
 
+  // Starts the agent without waiting for it to subscribe (for tests of
+  // failures); its log is agent-N.log, N returned.
+  int SpawnAgent() {
+    int n = agent_starts_++;
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync"), "run", "--config", config_path()};
+    o.stderr_path = dir_ / ("agent-" + std::to_string(n) + ".log");
+    auto p = Process::Spawn(o);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    if (p.ok()) agent_.emplace(std::move(p).value());
+    return n;
+  }
+
+  // Waits until the log of start `n` holds `text`.
+  bool AwaitLog(int n, const std::string& text, std::chrono::milliseconds timeout = 30s) {
+    return harness::PollUntil([&] { return AgentLog(n).find(text) != std::string::npos; }, timeout);
+  }
+
   std::string AgentLog(int start) {
     return harness::ReadWholeFile(dir_ / ("agent-" + std::to_string(start) + ".log"));
   }

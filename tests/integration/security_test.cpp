@@ -1,0 +1,143 @@
+// The agent's MQTT security against a real TLS broker with a test PKI made by
+// the openssl command line: mutual TLS, passwords, and the errors an
+// operator sees when certificates or credentials are wrong.
+#include <gtest/gtest.h>
+
+#include "harness/pki.h"
+#include "tests/integration/pipeline_fixture.h"
+
+namespace edgesync {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Pipeline;
+
+constexpr const char* kPassword = "s3cret-Passw0rd-do-not-log";
+
+class SecurePipeline : public Pipeline {
+ protected:
+  // Which server certificate the broker presents.
+  enum class ServerCert { kGood, kExpired, kWrongHost };
+  virtual ServerCert Cert() const { return ServerCert::kGood; }
+
+  void ConfigureBroker(harness::BrokerOptions* o) override {
+    auto pki = harness::MakeTestPki(dir_ / "pki");
+    ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+    pki_ = *pki;
+    o->tls_ca = pki_.ca_cert;
+    switch (Cert()) {
+      case ServerCert::kGood:
+        o->tls_cert = pki_.server_cert;
+        o->tls_key = pki_.server_key;
+        break;
+      case ServerCert::kExpired:
+        o->tls_cert = pki_.expired_server_cert;
+        o->tls_key = pki_.expired_server_key;
+        break;
+      case ServerCert::kWrongHost:
+        o->tls_cert = pki_.wrong_host_server_cert;
+        o->tls_key = pki_.wrong_host_server_key;
+        break;
+    }
+    o->require_certificate = true;
+    o->users = {{"agent", kPassword}};
+  }
+
+  void SetUp() override {
+    Pipeline::SetUp();
+    std::ofstream(dir_ / "password") << kPassword << "\n";
+  }
+
+  // The agent's [mqtt] lines for TLS with a client certificate and a password.
+  std::string Security(const std::string& ca, const std::string& password_file) const {
+    return "ca_file = \"" + ca + "\"\ncert_file = \"" + pki_.client_cert + "\"\nkey_file = \"" +
+           pki_.client_key + "\"\nusername = \"agent\"\npassword_file = \"" + password_file + "\"\n";
+  }
+
+  harness::TestPki pki_;
+};
+
+TEST_F(SecurePipeline, MutualTlsWithPasswordDeliversAndNeverLogsThePassword) {
+  WriteConfig(Security(pki_.ca_cert, dir_ / "password"));
+  StartAgent();
+  EXPECT_NE(AgentLogs().find(", TLS)"), std::string::npos);
+  StartUnpack();
+  // The publisher is not the agent: the test's own client would need TLS
+  // too, so it publishes through mosquitto_pub with the same PKI.
+  harness::SpawnOptions o;
+  o.argv = {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker_->port()),
+            "--cafile", pki_.ca_cert, "--cert", pki_.client_cert, "--key", pki_.client_key,
+            "-u", "agent", "-P", kPassword, "-q", "1", "-t", "terminal/t1/payment/authorization",
+            "-m", "{\"device\":\"pub\",\"seq\":1}"};
+  auto pub = harness::Process::Spawn(o);
+  ASSERT_TRUE(pub.ok());
+  ASSERT_EQ(*pub->Wait(30s), 0);
+  EXPECT_EQ(AwaitArrival(1).arrived, 1u) << AgentLogs();
+  ASSERT_TRUE(agent_->Stop(30s).ok());
+  EXPECT_EQ(AgentLogs().find(kPassword), std::string::npos) << "the password reached the log";
+}
+
+TEST_F(SecurePipeline, WrongPasswordIsNamed) {
+  std::ofstream(dir_ / "wrong") << "not-the-password\n";
+  WriteConfig(Security(pki_.ca_cert, dir_ / "wrong"));
+  int n = SpawnAgent();
+  EXPECT_TRUE(AwaitLog(n, "check mqtt.username and mqtt.password_file")) << AgentLog(n);
+  EXPECT_TRUE(agent_->Running()) << "a refused connection is retried, not fatal";
+}
+
+TEST_F(SecurePipeline, UnknownCaIsNamed) {
+  WriteConfig(Security(pki_.other_ca_cert, dir_ / "password"));
+  int n = SpawnAgent();
+  EXPECT_TRUE(AwaitLog(n, "TLS handshake failed")) << AgentLog(n);
+  // OpenSSL's words for it ("self-signed certificate in certificate chain"
+  // or "unable to get local issuer certificate"), and where to look.
+  EXPECT_NE(AgentLog(n).find("the broker's certificate: "), std::string::npos) << AgentLog(n);
+  EXPECT_NE(AgentLog(n).find("check mqtt.ca_file"), std::string::npos) << AgentLog(n);
+}
+
+class ExpiredCertPipeline : public SecurePipeline {
+  ServerCert Cert() const override { return ServerCert::kExpired; }
+};
+
+TEST_F(ExpiredCertPipeline, ExpiredServerCertificateIsNamed) {
+  WriteConfig(Security(pki_.ca_cert, dir_ / "password"));
+  int n = SpawnAgent();
+  EXPECT_TRUE(AwaitLog(n, "certificate has expired")) << AgentLog(n);
+}
+
+class WrongHostPipeline : public SecurePipeline {
+  ServerCert Cert() const override { return ServerCert::kWrongHost; }
+};
+
+TEST_F(WrongHostPipeline, HostnameMismatchIsNamed) {
+  WriteConfig(Security(pki_.ca_cert, dir_ / "password"));
+  int n = SpawnAgent();
+  EXPECT_TRUE(AwaitLog(n, "TLS handshake failed")) << AgentLog(n);
+  EXPECT_NE(AgentLog(n).find("does not name \"127.0.0.1\""), std::string::npos) << AgentLog(n);
+}
+
+TEST(SecurityConfig, MissingPasswordFileIsRefusedAtCheck) {
+  auto dir = testing::NewTempDir();
+  std::ofstream(dir / "c.toml") << R"([agent]
+device_id = "d"
+[mqtt]
+username = "agent"
+password_file = "/nonexistent/edgesync-password"
+[kafka]
+brokers = "127.0.0.1:1"
+[[streams]]
+name = "s"
+topics = ["#"]
+)";
+  harness::SpawnOptions o;
+  o.argv = {harness::ProgramPath("edgesync"), "check", dir / "c.toml"};
+  o.stderr_path = dir / "err";
+  auto p = harness::Process::Spawn(o);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p->Wait(30s), 2);
+  EXPECT_NE(harness::ReadWholeFile(dir / "err").find("mqtt.password_file: cannot read"), std::string::npos)
+      << harness::ReadWholeFile(dir / "err");
+}
+
+}  // namespace
+}  // namespace edgesync
