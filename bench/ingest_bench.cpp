@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer/store.h"
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
 #include "harness/mosquitto.h"
@@ -56,18 +57,26 @@ bool PublishAll(int port, uint64_t n, const std::string& topic) {
   return (*pub)->WaitAcked(120s).ok();
 }
 
-// One baseline run: seconds until mosquitto_sub -q 1 got all n.
-double BaselineRun(h::MosquittoBroker* broker, uint64_t n, const std::string& dir, int run) {
-  std::string out = dir + "/sub-" + std::to_string(run) + ".out";
+// One baseline run: seconds until mosquitto_sub -q 1 got all n. Its session
+// is made first (-c with -E: subscribe, then exit), so the counting
+// subscriber needs no readiness signal and prints nothing but the payloads,
+// to /dev/null, fully buffered.
+double BaselineRun(h::MosquittoBroker* broker, uint64_t n, int run) {
+  const std::string id = "bench-sub-" + std::to_string(run);
+  std::vector<std::string> common = {"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker->port()),
+                                     "-q", "1", "-t", "bench/#", "-c", "-i", id};
+  h::SpawnOptions make;
+  make.argv = common;
+  make.argv.push_back("-E");
+  auto session = h::Process::Spawn(make);
+  if (!session.ok() || !session->Wait(10s).ok()) return -1;
   h::SpawnOptions o;
-  // stdbuf: line-buffered, so the SUBACK line shows before the messages end.
-  o.argv = {"stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker->port()), "-q", "1",
-            "-t", "bench/#", "-C", std::to_string(n), "-d", "-i", "bench-sub-" + std::to_string(run)};
-  o.stdout_path = out;
+  o.argv = common;
+  o.argv.insert(o.argv.end(), {"-C", std::to_string(n)});
+  o.stdout_path = "/dev/null";
+  auto start = Clock::now();
   auto sub = h::Process::Spawn(o);
   if (!sub.ok()) return -1;
-  if (!h::PollUntil([&] { return CountLines(out, "received SUBACK") > 0; }, 10s)) return -1;
-  auto start = Clock::now();
   if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return -1;
   if (!sub->Wait(120s).ok()) return -1;
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -78,8 +87,10 @@ struct AgentRun {
   double peak_rss_mib = 0;
 };
 
+// durable_only: Kafka is down for the run, and the clock stops once the
+// store holds every event (taken in durably: journaled, sealed, committed).
 AgentRun AgentRunOnce(h::MosquittoBroker* broker, h::KafkaCluster* cluster, uint64_t n,
-                      const std::string& dir, int run) {
+                      const std::string& dir, int run, bool durable_only) {
   AgentRun r;
   std::string topic = "bench.run" + std::to_string(run);
   if (!cluster->CreateTopic(topic, 1).ok()) return r;
@@ -93,7 +104,7 @@ client_id = "edgesync-bench-)") + std::to_string(run) + R"("
 [[streams]]
 name = "payments"
 topics = ["bench/+/payment/#"]
-kafka_topic = ")" + topic + "\"\n";
+kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
   std::ofstream(base + ".toml") << h::PointConfigAt(cfg, broker->port(), cluster->bootstrap(),
                                                     base + "-state");
   auto agent = h::StartAgent(base + ".toml", base + ".log");
@@ -109,13 +120,20 @@ kafka_topic = ")" + topic + "\"\n";
   auto unpack = h::Process::Spawn(uo);
   if (!unpack.ok()) return r;
 
+  if (durable_only && !cluster->AllBrokersDown().ok()) return r;
+  auto store = edgesync::Store::Open(base + "-state/store.db");
+  if (!store.ok()) return r;
   auto start = Clock::now();
   if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return r;
-  if (!h::PollUntil([&] { return CountLines(base + ".ndjson", "\"seq\"") >= n; }, 300s, 10ms)) {
+  bool done = durable_only
+                  ? h::PollUntil([&] { auto c = (*store)->Counts(); return c.ok() && c->events >= n; }, 300s, 5ms)
+                  : h::PollUntil([&] { return CountLines(base + ".ndjson", "\"seq\"") >= n; }, 300s, 10ms);
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (durable_only) (void)cluster->AllBrokersUp();
+  if (!done) {
     std::fprintf(stderr, "bench: run %d: not everything arrived\n", run);
     return r;
   }
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::ifstream status("/proc/" + std::to_string(agent->pid()) + "/status");
   std::string line;
   while (std::getline(status, line)) {
@@ -152,25 +170,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench: cannot start the broker or the Kafka mock cluster\n");
     return 1;
   }
-  std::vector<double> base_rates, agent_rates, rss;
+  std::vector<double> base_rates, agent_rates, durable_rates, rss;
   for (int run = 0; run < runs; ++run) {
-    double b = BaselineRun(broker->get(), events, work->path(), run);
-    AgentRun a = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), run);
-    if (b <= 0 || a.seconds <= 0) {
+    double b = BaselineRun(broker->get(), events, run);
+    AgentRun a = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), 2 * run, false);
+    AgentRun d = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), 2 * run + 1, true);
+    if (b <= 0 || a.seconds <= 0 || d.seconds <= 0) {
       std::fprintf(stderr, "bench: run %d failed\n", run);
       return 1;
     }
     base_rates.push_back(static_cast<double>(events) / b);
     agent_rates.push_back(static_cast<double>(events) / a.seconds);
-    rss.push_back(a.peak_rss_mib);
-    std::fprintf(stderr, "bench: run %d: mosquitto_sub %.0f events/s, agent %.0f events/s, peak RSS %.1f MiB\n",
-                 run + 1, base_rates.back(), agent_rates.back(), rss.back());
+    durable_rates.push_back(static_cast<double>(events) / d.seconds);
+    rss.push_back(std::max(a.peak_rss_mib, d.peak_rss_mib));
+    std::fprintf(stderr,
+                 "bench: run %d: mosquitto_sub %.0f events/s, agent to Kafka %.0f events/s, "
+                 "agent durable %.0f events/s, peak RSS %.1f MiB\n",
+                 run + 1, base_rates.back(), agent_rates.back(), durable_rates.back(), rss.back());
   }
-  double base = Median(base_rates), agent = Median(agent_rates);
+  double base = Median(base_rates), agent = Median(agent_rates), durable = Median(durable_rates);
   // Machine-readable lines for script/bench.
   std::printf("ingest_events_per_sec=%.0f\n", agent);
+  std::printf("durable_events_per_sec=%.0f\n", durable);
   std::printf("baseline_mosquitto_sub_events_per_sec=%.0f\n", base);
   std::printf("ratio=%.2f\n", agent / base);
+  std::printf("durable_ratio=%.2f\n", durable / base);
   std::printf("agent_peak_rss_mib=%.1f\n", Median(rss));
   std::printf("events_per_run=%llu\nruns=%d\n", static_cast<unsigned long long>(events), runs);
   return 0;

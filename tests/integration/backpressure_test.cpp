@@ -1,0 +1,65 @@
+// Backpressure: the journal refuses events (an injected I/O error, as from a
+// full disk) for three MQTT keepalive periods. The agent must hold the
+// broker's acknowledgements, lose nothing, and not storm the broker with
+// reconnects. The agent runs in this process so that its Env can fail.
+#include <gtest/gtest.h>
+#include <mosquitto.h>
+
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "tests/integration/pipeline_fixture.h"
+#include "tests/support/fault_env.h"
+
+namespace edgesync {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Pipeline;
+
+TEST_F(Pipeline, JournalRefusingForThreeKeepalivesLosesNothingAndDoesNotStorm) {
+  constexpr int kKeepalive = 5;
+  WriteConfig("keepalive = " + std::to_string(kKeepalive) + "\n");
+  Result<Config> cfg = LoadConfig(config_path());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  mosquitto_lib_init();
+  testing::FaultEnv env(Env::Default());
+  {
+    auto agent = Agent::Open(*cfg, &env);
+    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+    ASSERT_TRUE((*agent)->Start().ok());
+    ASSERT_TRUE(harness::PollUntil([&] { return (*agent)->stats().ingest.subscribed; }, 30s));
+    StartUnpack();
+    auto pub = Connect();
+    ASSERT_TRUE(pub);
+    Publish(pub.get(), 1, 500);
+    ASSERT_EQ(AwaitArrival(500).arrived, 500u);
+
+    env.fail_appends = true;
+    Publish(pub.get(), 501, 1500);  // the broker takes them and queues them for the agent
+    ASSERT_TRUE(pub->WaitAcked(30s).ok());
+    ASSERT_TRUE(harness::PollUntil([&] { return (*agent)->stats().backpressure; }, 10s));
+    // The scenario's length, not a wait for a condition: the journal stays
+    // broken for three keepalive periods.
+    std::this_thread::sleep_for(std::chrono::seconds(3 * kKeepalive));
+    EXPECT_TRUE((*agent)->stats().backpressure);
+    EXPECT_EQ(Count(1500).arrived, 500u) << "nothing may pass a journal that refuses";
+    env.fail_appends = false;
+
+    harness::Tally t = AwaitArrival(1500);
+    EXPECT_EQ(t.arrived, 1500u);
+    EXPECT_EQ(t.lost, 0u);
+    AgentStats st = (*agent)->stats();
+    EXPECT_FALSE(st.backpressure);
+    EXPECT_GE(st.backpressure_events, 1u);
+    // At most the one drop the broker's keepalive timeout causes.
+    EXPECT_LE(st.ingest.connects, 2u);
+    EXPECT_LE(st.ingest.connection_failures, 2u);
+    (void)(*agent)->Shutdown();
+  }
+  mosquitto_lib_cleanup();
+}
+
+}  // namespace
+}  // namespace edgesync
