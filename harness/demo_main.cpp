@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   if (!broker.ok()) return Fail("mosquitto", broker.status());
   std::vector<std::pair<std::string, int>> topics;
   for (const auto& s : cfg->streams) topics.emplace_back(s.kafka_topic, 3);
+  topics.emplace_back(cfg->dead_letter_topic, 1);
   auto cluster = h::KafkaCluster::Start(3, topics);
   if (!cluster.ok()) return Fail("Kafka mock cluster", cluster.status());
   Say("mosquitto on 127.0.0.1:" + std::to_string((*broker)->port()) +
