@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <thread>
 
-#include <simdjson.h>
 
 #include "base/backoff.h"
 
@@ -107,17 +106,6 @@ Status Agent::Start() {
   return Status::OK();
 }
 
-const char* DeadLetterReasonName(DeadLetterReason r) {
-  switch (r) {
-    case DeadLetterReason::kPayloadTooLarge: return "payload-too-large";
-    case DeadLetterReason::kInvalidUtf8Topic: return "invalid-utf8-topic";
-    case DeadLetterReason::kInvalidJson: return "invalid-json";
-    case DeadLetterReason::kUnmatched: return "unmatched";
-    case DeadLetterReason::kCount: break;
-  }
-  return "unknown";
-}
-
 // Runs on the MQTT loop thread. Returning acknowledges the message to the
 // broker, so it returns only once the event is in a journal: its stream's,
 // or the dead-letter stream's with the reason.
@@ -131,42 +119,28 @@ void Agent::OnMessage(const IngestMessage& m) {
   r.content_type = std::string(m.content_type);
   r.properties = m.user_properties;
 
-  std::optional<DeadLetterReason> reason;
-  std::optional<size_t> stream;
-  if (!simdjson::validate_utf8(m.topic.data(), m.topic.size())) {
-    reason = DeadLetterReason::kInvalidUtf8Topic;
-  } else if (m.payload.size() > static_cast<size_t>(config_.mqtt_max_payload)) {
-    reason = DeadLetterReason::kPayloadTooLarge;
-  } else if (!(stream = router_->Route(m.topic))) {
-    if (config_.mqtt_unmatched == "drop") {
-      unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    reason = DeadLetterReason::kUnmatched;
-  } else if (config_.streams[*stream].json) {
-    thread_local simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    simdjson::padded_string padded(m.payload);
-    if (parser.parse(padded).get(doc) != simdjson::SUCCESS) reason = DeadLetterReason::kInvalidJson;
+  Verdict v = Triage(m.topic, m.payload, config_, *router_);
+  if (v.kind == Verdict::Kind::kDrop) {
+    unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-
-  if (reason) {
-    dead_letters_[static_cast<int>(*reason)].fetch_add(1, std::memory_order_relaxed);
-    r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(*reason));
-    if (stream) r.properties.emplace_back("edgesync.stream", config_.streams[*stream].name);
-    if (*reason == DeadLetterReason::kPayloadTooLarge) {
+  if (v.kind == Verdict::Kind::kDeadLetter) {
+    dead_letters_[static_cast<int>(v.reason)].fetch_add(1, std::memory_order_relaxed);
+    r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(v.reason));
+    if (v.stream) r.properties.emplace_back("edgesync.stream", config_.streams[*v.stream].name);
+    if (v.reason == DeadLetterReason::kPayloadTooLarge) {
       // Kept, but cut: one oversized event must not block a batch or Kafka.
       r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
       r.payload = std::string(m.payload.substr(0, static_cast<size_t>(config_.mqtt_max_payload)));
     } else {
       r.payload = std::string(m.payload);
     }
-    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream", DeadLetterReasonName(*reason), r.topic);
+    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream", DeadLetterReasonName(v.reason), r.topic);
     AcceptDurably(dead_letter_stream_, r);
     return;
   }
   r.payload = std::string(m.payload);
-  AcceptDurably(*stream, r);
+  AcceptDurably(*v.stream, r);
 }
 
 void Agent::AcceptDurably(size_t stream, const Record& r) {

@@ -12,6 +12,7 @@
 
 #include "agent/config.h"
 #include "agent/ingest.h"
+#include "agent/triage.h"
 #include "base/env.h"
 #include "base/status.h"
 #include "buffer/sealer.h"
@@ -20,11 +21,6 @@
 #include "sync/uploader.h"
 
 namespace edgesync {
-
-// Why an event went to the dead-letter stream (the record's
-// "edgesync.reason" property) instead of its own.
-enum class DeadLetterReason { kPayloadTooLarge, kInvalidUtf8Topic, kInvalidJson, kUnmatched, kCount };
-const char* DeadLetterReasonName(DeadLetterReason r);
 
 struct AgentStats {
   IngestStats ingest;

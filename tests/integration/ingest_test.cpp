@@ -44,9 +44,7 @@ int RunCommand(std::vector<std::string> argv, const std::string& out = "") {
 }
 
 TEST_F(Pipeline, SigkillTenTimesDuringA100kStreamLosesNothing) {
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   constexpr uint64_t kEvents = 100'000;
   std::thread publisher([&] { Publish(pub.get(), 1, kEvents); });
@@ -73,9 +71,7 @@ TEST_F(Pipeline, SigkillTenTimesDuringA100kStreamLosesNothing) {
 }
 
 TEST_F(Pipeline, BrokerRestartedMidStreamLosesNothing) {
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   constexpr uint64_t kEvents = 4'000;
   Publish(pub.get(), 1, kEvents / 2);
@@ -143,9 +139,7 @@ TEST_F(Pipeline, OneMiBPayloadIsDeadLetteredByDefaultAndDeliveredWhenAllowed) {
 }
 
 TEST_F(Pipeline, TenThousandDistinctTopicsArrive) {
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   constexpr uint64_t kTopics = 10'000;
   for (uint64_t i = 1; i <= kTopics; ++i) {
@@ -159,9 +153,7 @@ TEST_F(Pipeline, TenThousandDistinctTopicsArrive) {
 }
 
 TEST_F(Pipeline, Qos2PublishesArrive) {
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   Publish(pub.get(), 1, 2'000, /*qos=*/2);
   ASSERT_TRUE(pub->WaitAcked(60s).ok());
@@ -188,9 +180,7 @@ TEST_F(Pipeline, Mqtt5UserPropertiesAndContentTypeAreCarried) {
 
 TEST_F(Pipeline, Mqtt311AlsoWorks) {
   WriteConfig("protocol = \"3.1.1\"\n");
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   Publish(pub.get(), 1, 1'000);
   EXPECT_EQ(AwaitArrival(1'000).lost, 0u);

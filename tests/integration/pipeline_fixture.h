@@ -145,6 +145,15 @@ kafka_topic = ")" << kTopic << R"("
     return t;
   }
 
+  // The usual start of a test: the agent, edgesync-unpack, and a publisher
+  // (null, with a failure recorded, when something did not start).
+  std::unique_ptr<harness::Publisher> StartPipeline() {
+    StartAgent();
+    if (!agent_) return nullptr;
+    StartUnpack();
+    return Connect();
+  }
+
   // max_inflight stays below the broker's max_inflight_messages (100): more
   // unacknowledged QoS 2 publishes make mosquitto drop the connection.
   std::unique_ptr<harness::Publisher> Connect(const std::string& id = "it-publisher",

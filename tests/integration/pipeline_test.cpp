@@ -29,9 +29,7 @@ using testing::Pipeline;
 using testing::kTopic;
 
 TEST_F(Pipeline, TenThousandEventsArriveExactlyOnce) {
-  StartAgent();
-  StartUnpack();
-  auto pub = Connect();
+  auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   constexpr uint64_t kEvents = 10'000;
   Publish(pub.get(), 1, kEvents);
@@ -76,9 +74,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
 class PipelineRestart : public Pipeline {
  protected:
   harness::Tally RunWithRestart(int sig) {
-    StartAgent();
-    StartUnpack();
-    auto pub = Connect();
+    auto pub = StartPipeline();
     EXPECT_TRUE(pub);
     if (!pub) return {};
     constexpr uint64_t kEvents = 6'000;

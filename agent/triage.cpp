@@ -1,0 +1,46 @@
+#include "agent/triage.h"
+
+#include <simdjson.h>
+
+namespace edgesync {
+
+const char* DeadLetterReasonName(DeadLetterReason r) {
+  switch (r) {
+    case DeadLetterReason::kPayloadTooLarge: return "payload-too-large";
+    case DeadLetterReason::kInvalidUtf8Topic: return "invalid-utf8-topic";
+    case DeadLetterReason::kInvalidJson: return "invalid-json";
+    case DeadLetterReason::kUnmatched: return "unmatched";
+    case DeadLetterReason::kCount: break;
+  }
+  return "unknown";
+}
+
+Verdict Triage(std::string_view topic, std::string_view payload, const Config& config,
+               const Router& router) {
+  Verdict v;
+  auto dead = [&](DeadLetterReason r) {
+    v.kind = Verdict::Kind::kDeadLetter;
+    v.reason = r;
+    return v;
+  };
+  // Brokers refuse such topics from publishers; this is the last line.
+  if (!simdjson::validate_utf8(topic.data(), topic.size())) return dead(DeadLetterReason::kInvalidUtf8Topic);
+  v.stream = router.Route(topic);
+  if (payload.size() > static_cast<size_t>(config.mqtt_max_payload)) {
+    return dead(DeadLetterReason::kPayloadTooLarge);
+  }
+  if (!v.stream) {
+    if (config.mqtt_unmatched == "drop") return v;  // kDrop
+    return dead(DeadLetterReason::kUnmatched);
+  }
+  if (config.streams[*v.stream].json) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    simdjson::padded_string padded(payload);
+    if (parser.parse(padded).get(doc) != simdjson::SUCCESS) return dead(DeadLetterReason::kInvalidJson);
+  }
+  v.kind = Verdict::Kind::kStream;
+  return v;
+}
+
+}  // namespace edgesync

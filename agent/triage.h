@@ -1,0 +1,30 @@
+// Triage: where one MQTT message goes, decided before anything is written:
+// its stream, the dead-letter stream (and why), or nowhere (unmatched, with
+// mqtt.unmatched = "drop"). A pure function of the message and the
+// configuration; thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+#include "agent/config.h"
+#include "plugins/route.h"
+
+namespace edgesync {
+
+// Why an event goes to the dead-letter stream (its "edgesync.reason").
+enum class DeadLetterReason { kPayloadTooLarge, kInvalidUtf8Topic, kInvalidJson, kUnmatched, kCount };
+const char* DeadLetterReasonName(DeadLetterReason r);
+
+struct Verdict {
+  enum class Kind { kStream, kDeadLetter, kDrop } kind = Kind::kDrop;
+  std::optional<size_t> stream;  // the stream that claims it (also for some dead letters)
+  DeadLetterReason reason = DeadLetterReason::kCount;  // with kDeadLetter
+};
+
+// `router` must have been built from config.streams, in order.
+Verdict Triage(std::string_view topic, std::string_view payload, const Config& config,
+               const Router& router);
+
+}  // namespace edgesync
