@@ -227,7 +227,9 @@ TEST_F(PkiTest, MutualTlsBrokerWantsAClientCertificateFromItsCa) {
   o = Publish({"--cafile", pki_.ca_cert, "--cert", pki_.other_ca_cert, "--key",
                pki_.dir + "/other-ca.key"});
   EXPECT_NE(o.code, 0) << o.output;
-  EXPECT_NE(o.output.find("tlsv1 alert unknown ca"), std::string::npos) << o.output;
+  // The client sees either the alert ("tlsv1 alert unknown ca") or, when
+  // the broker closes first, a protocol error: the broker's log is the
+  // reliable witness.
   EXPECT_TRUE(BrokerLogs("certificate verify failed"));
   o = Publish({"--cafile", pki_.ca_cert, "--cert", pki_.client_cert, "--key", pki_.client_key});
   EXPECT_EQ(o.code, 0) << o.output;
