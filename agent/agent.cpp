@@ -119,13 +119,19 @@ void Agent::OnMessage(const IngestMessage& m) {
   r.content_type = std::string(m.content_type);
   r.properties = m.user_properties;
 
-  Verdict v = Triage(m.topic, m.payload, config_, *router_);
+  size_t property_bytes = 0;
+  for (const auto& [k, val] : m.user_properties) property_bytes += k.size() + val.size() + 4;
+  Verdict v = Triage(m.topic, m.payload, m.user_properties.size(), property_bytes, config_, *router_);
   if (v.kind == Verdict::Kind::kDrop) {
     unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (v.kind == Verdict::Kind::kDeadLetter) {
     dead_letters_[static_cast<int>(v.reason)].fetch_add(1, std::memory_order_relaxed);
+    if (v.reason == DeadLetterReason::kPropertiesTooLarge) {
+      r.properties.clear();  // they are what is too large; the payload is kept
+      r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_properties.size()));
+    }
     r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(v.reason));
     if (v.stream) r.properties.emplace_back("edgesync.stream", config_.streams[*v.stream].name);
     if (v.reason == DeadLetterReason::kPayloadTooLarge) {
@@ -175,6 +181,7 @@ Status Agent::Shutdown() {
   started_ = false;
   shutting_down_ = true;
   spdlog::info("shutting down: stopping intake");
+  sealer_->StopWaitingForSpace();
   ingest_->Stop();
   Status sealed = sealer_->Stop();
   if (!sealed.ok()) spdlog::error("sealing at shutdown: {}", sealed.ToString());

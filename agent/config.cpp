@@ -7,6 +7,7 @@
 #include <climits>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -93,7 +94,7 @@ const std::vector<OptionSpec>& Options() {
        .str = &C::mqtt_status_topic},
       {.key = "mqtt.max_payload", .kind = Kind::kSize,
        .description = "A larger payload goes to the dead-letter stream, cut to this size.",
-       .num = &C::mqtt_max_payload, .min = 1, .max = 256 << 20},
+       .num = &C::mqtt_max_payload, .min = 1, .max = 16 << 20},
       {.key = "mqtt.unmatched", .kind = Kind::kString,
        .description = "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".",
        .str = &C::mqtt_unmatched, .choices = {"dead-letter", "drop"}},
@@ -461,6 +462,21 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     p.Add("mqtt.password_file", "a password needs mqtt.username");
   }
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
+  if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
+  if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
+  // A batch (up to max_bytes plus one record of up to max_payload, with its
+  // framing) must fit in one Kafka message even if it does not compress.
+  int64_t message_max = 1'000'000;  // librdkafka's default message.max.bytes
+  for (const auto& [k, v] : cfg.kafka_properties) {
+    if (k == "message.max.bytes") message_max = std::atoll(v.c_str());
+  }
+  const int64_t worst = cfg.batch_max_bytes + cfg.mqtt_max_payload + 64 * 1024;
+  if (worst > message_max) {
+    p.Add("batch.max_bytes",
+          "batch.max_bytes + mqtt.max_payload (+64 KiB framing) = " + std::to_string(worst) +
+              " bytes can exceed one Kafka message (message.max.bytes = " + std::to_string(message_max) +
+              "): lower them, or raise kafka.properties.\"message.max.bytes\" and the topics' max.message.bytes");
+  }
   if (!p.empty()) return Status::InvalidArgument(p.Join());
   return cfg;
 }

@@ -154,7 +154,7 @@ void Ingest::Run() {
 // then discards them and delivers those events again. So: publish the
 // retained "offline" status, flush, send DISCONNECT, half-close, and read
 // (and drop, unacknowledged) whatever the broker still sends until it closes
-// its side. Over TLS the half-close is skipped: TLS needs its own shutdown.
+// its side. Over TLS the same, through the TLS session, with close_notify.
 void Ingest::CloseGracefully() {
   if (connected_ && !options_.status_topic.empty()) {
     mosquitto_publish(mosq_, nullptr, options_.status_topic.c_str(), 7, "offline", 1, true);
@@ -168,21 +168,19 @@ void Ingest::CloseGracefully() {
   }
   int fd = mosquitto_socket(mosq_);
   if (fd < 0) return;
-  if (!options_.ca_file.empty()) {
-    // TLS: libmosquitto's own DISCONNECT (it closes right after writing it).
-    mosquitto_disconnect(mosq_);
-    for (int i = 0; i < 100 && mosquitto_want_write(mosq_); ++i) {
-      if (mosquitto_loop_write(mosq_, 1) != MOSQ_ERR_SUCCESS) break;
-    }
-    return;
-  }
+  // MQTT DISCONNECT without properties: valid in 3.1.1 and (reason 0, normal
+  // disconnection: no will) in 5.0. Written by us because libmosquitto
+  // closes the socket right after its own DISCONNECT.
+  const unsigned char disconnect[2] = {0xE0, 0x00};
+  SSL* ssl = static_cast<SSL*>(mosquitto_ssl_get(mosq_));
   if (flushed && !mosquitto_want_write(mosq_)) {
-    // MQTT DISCONNECT without properties: valid in 3.1.1 and (reason 0,
-    // normal disconnection: no will) in 5.0. Written directly because
-    // libmosquitto closes the socket right after its own DISCONNECT.
-    const unsigned char disconnect[2] = {0xE0, 0x00};
-    (void)::send(fd, disconnect, sizeof disconnect, MSG_NOSIGNAL);
+    if (ssl != nullptr) {
+      (void)SSL_write(ssl, disconnect, sizeof disconnect);
+    } else {
+      (void)::send(fd, disconnect, sizeof disconnect, MSG_NOSIGNAL);
+    }
   }
+  if (ssl != nullptr) (void)SSL_shutdown(ssl);  // close_notify; the drain below reads the rest
   ::shutdown(fd, SHUT_WR);
   const int64_t deadline = 2'000'000;  // µs the broker gets to read and close
   auto start = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@ namespace edgesync {
 const char* DeadLetterReasonName(DeadLetterReason r) {
   switch (r) {
     case DeadLetterReason::kPayloadTooLarge: return "payload-too-large";
+    case DeadLetterReason::kPropertiesTooLarge: return "properties-too-large";
     case DeadLetterReason::kInvalidUtf8Topic: return "invalid-utf8-topic";
     case DeadLetterReason::kInvalidJson: return "invalid-json";
     case DeadLetterReason::kUnmatched: return "unmatched";
@@ -15,8 +16,8 @@ const char* DeadLetterReasonName(DeadLetterReason r) {
   return "unknown";
 }
 
-Verdict Triage(std::string_view topic, std::string_view payload, const Config& config,
-               const Router& router) {
+Verdict Triage(std::string_view topic, std::string_view payload, size_t property_count,
+               size_t property_bytes, const Config& config, const Router& router) {
   Verdict v;
   auto dead = [&](DeadLetterReason r) {
     v.kind = Verdict::Kind::kDeadLetter;
@@ -28,6 +29,10 @@ Verdict Triage(std::string_view topic, std::string_view payload, const Config& c
   v.stream = router.Route(topic);
   if (payload.size() > static_cast<size_t>(config.mqtt_max_payload)) {
     return dead(DeadLetterReason::kPayloadTooLarge);
+  }
+  if (property_count > kMaxUserProperties ||
+      property_bytes > static_cast<size_t>(config.mqtt_max_payload)) {
+    return dead(DeadLetterReason::kPropertiesTooLarge);
   }
   if (!v.stream) {
     if (config.mqtt_unmatched == "drop") return v;  // kDrop

@@ -14,7 +14,15 @@
 namespace edgesync {
 
 // Why an event goes to the dead-letter stream (its "edgesync.reason").
-enum class DeadLetterReason { kPayloadTooLarge, kInvalidUtf8Topic, kInvalidJson, kUnmatched, kCount };
+enum class DeadLetterReason {
+  kPayloadTooLarge,
+  kPropertiesTooLarge,  // more than kMaxUserProperties, or more bytes than mqtt.max_payload
+  kInvalidUtf8Topic,
+  kInvalidJson,
+  kUnmatched,
+  kCount
+};
+constexpr size_t kMaxUserProperties = 1024;
 const char* DeadLetterReasonName(DeadLetterReason r);
 
 struct Verdict {
@@ -24,7 +32,8 @@ struct Verdict {
 };
 
 // `router` must have been built from config.streams, in order.
-Verdict Triage(std::string_view topic, std::string_view payload, const Config& config,
-               const Router& router);
+// `property_bytes` and `property_count`: the message's MQTT 5 user properties.
+Verdict Triage(std::string_view topic, std::string_view payload, size_t property_count,
+               size_t property_bytes, const Config& config, const Router& router);
 
 }  // namespace edgesync

@@ -132,6 +132,13 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
     return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
   }
 
+  // Every record takes at least 4 + kMinRecordBytes: refuse counts the body
+  // cannot hold before allocating for them.
+  if (h.event_count > raw.size() / (4 + format::kMinRecordBytes)) {
+    return Status::Corruption("envelope states " + std::to_string(h.event_count) +
+                              " records, more than its body can hold");
+  }
+  e.records.reserve(h.event_count);
   ByteReader body(raw);
   while (body.remaining() > 0) {
     std::string_view one = body.Bytes(body.U32());

@@ -43,7 +43,9 @@ SegmentScan ScanSegment(std::string_view bytes) {
   while (bytes.size() - pos >= format::kJournalFrameHeader) {
     uint32_t len = LoadU32(bytes.data() + pos);
     uint32_t crc = LoadU32(bytes.data() + pos + 4);
-    if (len > format::kJournalMaxBody ||
+    // Too short to be a record: zeros a power cut left behind (crc32c of
+    // nothing is 0, so they would otherwise pass as empty frames).
+    if (len < format::kMinRecordBytes || len > format::kJournalMaxBody ||
         len > bytes.size() - pos - format::kJournalFrameHeader) {
       break;
     }
@@ -115,9 +117,23 @@ Status Journal::OpenSegment(uint64_t segment) {
 }
 
 Status Journal::Append(std::string_view record) {
-  if (!file_) return Status::IOError("journal " + dir_ + " has no open segment");
+  if (broken_ || !file_) {
+    // A failed write may have left part of a frame at the end of the
+    // segment; recovery stops there, so nothing may follow it in that file.
+    if (file_) {
+      (void)file_->Sync();
+      (void)file_->Close();
+      file_.reset();
+    }
+    EDGESYNC_RETURN_IF_ERROR(OpenSegment(segment_ + 1));
+    broken_ = false;
+  }
   std::string frame = EncodeJournalFrame(record);
-  EDGESYNC_RETURN_IF_ERROR(file_->Append(frame));
+  Status st = file_->Append(frame);
+  if (!st.ok()) {
+    broken_ = true;
+    return st;
+  }
   offset_ += frame.size();
   dirty_ = true;
   return Status::OK();

@@ -73,6 +73,7 @@ class Journal {
   uint64_t segment_ = 0;
   uint64_t offset_ = 0;
   bool dirty_ = false;
+  bool broken_ = false;  // the last append failed: continue in a new segment
   std::unique_ptr<AppendFile> file_;
 };
 

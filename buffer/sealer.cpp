@@ -46,30 +46,33 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
     // Seal the recovered records in batches of the usual size; the last one
     // claims everything up to the fresh segment, which is still empty.
     Closed c{i, {}, 0, 0, 0, {}};
+    uint64_t sealed_here = 0;
     for (size_t k = 0; k < rec.entries.size(); ++k) {
       Result<Record> r = DecodeRecord(rec.entries[k].record);
       if (!r.ok()) {
         // The frame's checksum held, so this is a writer bug, not a torn write.
         spdlog::error("journal recovery: stream {}: skipping undecodable record: {}",
                       s->lanes_[i]->spec.name, r.status().ToString());
-        continue;
+      } else {
+        if (c.events == 0) c.first_us = r->received_at_us;
+        c.last_us = r->received_at_us;
+        AppendToBody(rec.entries[k].record, &c.body);
+        ++c.events;
       }
-      if (c.events == 0) c.first_us = r->received_at_us;
-      c.last_us = r->received_at_us;
-      AppendToBody(rec.entries[k].record, &c.body);
-      ++c.events;
       c.end = rec.entries[k].end;
-      bool last = k + 1 == rec.entries.size();
-      if (last) c.end = JournalPosition{s->lanes_[i]->journal->current_segment(), 0};
-      if (last || c.events >= s->options_.max_events || c.body.size() >= s->options_.max_bytes) {
-        s->recovered_events_ += c.events;
+      const bool last = k + 1 == rec.entries.size();
+      if (c.events > 0 &&
+          (last || c.events >= s->options_.max_events || c.body.size() >= s->options_.max_bytes)) {
+        if (last) c.end = JournalPosition{s->lanes_[i]->journal->current_segment(), 0};
+        sealed_here += c.events;
         EDGESYNC_RETURN_IF_ERROR(s->SealAndCommit(c));
         c = Closed{i, {}, 0, 0, 0, {}};
       }
     }
-    if (!rec.entries.empty()) {
+    s->recovered_events_ += sealed_here;
+    if (sealed_here > 0) {
       spdlog::info("journal recovery: stream {}: sealed {} recovered events",
-                   s->lanes_[i]->spec.name, rec.entries.size());
+                   s->lanes_[i]->spec.name, sealed_here);
     }
   }
   s->WarnAboutUnconfiguredJournals();
@@ -111,7 +114,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   {
     // Backpressure: far behind sealing means memory would grow without bound.
     std::unique_lock<std::mutex> lock(mu_);
-    space_cv_.wait(lock, [&] { return closed_.size() < options_.max_closed || stopping_; });
+    space_cv_.wait(lock, [&] { return closed_.size() < options_.max_closed || stopping_ || no_wait_; });
   }
   std::lock_guard<std::mutex> lock(lane.mu);
   EDGESYNC_RETURN_IF_ERROR(lane.journal->Append(encoded));
@@ -209,17 +212,13 @@ void Sealer::Run() {
       if (lanes_[i]->events > 0 &&
           (stop || now - lanes_[i]->opened_mono >= options_.max_age_us)) {
         Status st = CloseLocked(i);
-        if (!st.ok()) spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
+        if (!st.ok()) {
+          spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
+          lanes_[i]->opened_mono = now;  // try again after another max_age, not in a spin
+        }
       }
     }
-    if (now >= next_sync || stop) {
-      for (auto& lane : lanes_) {
-        std::lock_guard<std::mutex> ll(lane->mu);
-        Status st = lane->journal->SyncIfDirty();
-        if (!st.ok()) spdlog::error("stream {}: journal sync: {}", lane->spec.name, st.ToString());
-      }
-      next_sync = now + options_.sync_interval_us;
-    }
+    SyncDue(&next_sync, stop);
     // Seal closed batches in order; on failure keep the batch and retry later.
     for (;;) {
       lock.lock();
@@ -244,6 +243,8 @@ void Sealer::Run() {
       sticky_ = Status::OK();
       lock.unlock();
       space_cv_.notify_all();
+      // A long backlog must not stretch the power-cut window of open batches.
+      SyncDue(&next_sync, false);
     }
     if (stop) {
       bool open = false;
@@ -256,6 +257,25 @@ void Sealer::Run() {
       if ((closed_.empty() && !open) || retry_at > env_->MonotonicMicros()) return;
     }
   }
+}
+
+void Sealer::SyncDue(int64_t* next_sync, bool force) {
+  const int64_t now = env_->MonotonicMicros();
+  if (!force && now < *next_sync) return;
+  for (auto& lane : lanes_) {
+    std::lock_guard<std::mutex> ll(lane->mu);
+    Status st = lane->journal->SyncIfDirty();
+    if (!st.ok()) spdlog::error("stream {}: journal sync: {}", lane->spec.name, st.ToString());
+  }
+  *next_sync = now + options_.sync_interval_us;
+}
+
+void Sealer::StopWaitingForSpace() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    no_wait_ = true;
+  }
+  space_cv_.notify_all();
 }
 
 Status Sealer::Stop() {

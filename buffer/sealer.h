@@ -78,6 +78,10 @@ class Sealer {
   // Returns the first error that kept a batch from being sealed (its events
   // stay in the journal for the next start).
   Status Stop();
+  // From now on Accept no longer waits for the sealer to catch up (it still
+  // journals). Call before stopping the ingest thread, so a sealer that
+  // cannot commit cannot hold shutdown.
+  void StopWaitingForSpace();
 
   SealerStats stats() const;
   size_t stream_count() const { return lanes_.size(); }
@@ -97,6 +101,8 @@ class Sealer {
   // Requires lane.mu held. Moves the open batch to closed_ (rotating the journal).
   Status CloseLocked(size_t lane_index);
   void Run();
+  // fdatasyncs every lane's journal if `*next_sync` has passed; sealer thread.
+  void SyncDue(int64_t* next_sync, bool force);
   void WarnAboutUnconfiguredJournals();
 
   Env* env_;
@@ -110,6 +116,7 @@ class Sealer {
   std::condition_variable space_cv_;  // Accept waits for room in closed_
   std::deque<Closed> closed_;
   bool stopping_ = false;
+  bool no_wait_ = false;  // guarded by mu_: see StopWaitingForSpace
   Status sticky_;  // last error sealing a batch (reported by Stop)
   std::thread thread_;
 

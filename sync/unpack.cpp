@@ -25,6 +25,14 @@ bool SequenceTracker::Observe(const std::string& device, const std::string& stre
     }
   } else {
     s.above.insert(seq);
+    if (s.above.size() > kMaxOutOfOrder) {
+      s.contiguous = *s.above.begin();
+      s.above.erase(s.above.begin());
+      while (!s.above.empty() && *s.above.begin() == s.contiguous + 1) {
+        s.contiguous = *s.above.begin();
+        s.above.erase(s.above.begin());
+      }
+    }
   }
   return true;
 }

@@ -18,7 +18,9 @@
 namespace edgesync {
 
 // Remembers which batch sequences of each (device, stream) were seen.
-// Memory per stream is O(batches seen out of order), not O(all batches).
+// Memory per stream is O(batches seen out of order), not O(all batches), and
+// at most kMaxOutOfOrder: past that, the oldest missing sequences are given
+// up on (a batch arriving that late would be taken for a duplicate).
 class SequenceTracker {
  public:
   struct Gap {
@@ -39,6 +41,7 @@ class SequenceTracker {
     uint64_t highest = 0;
     std::set<uint64_t> above;  // seen seqs > contiguous + 1
   };
+  static constexpr size_t kMaxOutOfOrder = 65536;
   bool expect_first_;
   std::map<std::pair<std::string, std::string>, State> streams_;
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "tests/support/fault_env.h"
@@ -134,6 +135,26 @@ TEST(Sealer, CrashBeforeSealingIsRecoveredExactlyOnce) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)->stats().recovered_events, 0u);
   EXPECT_EQ(StoredRecords(f.store.get(), "payments").size(), 24u);
+}
+
+TEST(Sealer, RecoveryWithAZeroFilledTailSealsEveryRecord) {
+  Fixture f;
+  {
+    auto sealer = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+    ASSERT_TRUE(sealer.ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  }
+  std::string dir = f.options.journal_dir + "/payments";
+  for (const auto& name : *Env::Default()->ListDir(dir)) {
+    std::ofstream(dir + "/" + name, std::ios::binary | std::ios::app) << std::string(16, '\0');
+  }
+  auto sealer = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+  ASSERT_TRUE(sealer.ok());
+  EXPECT_EQ((*sealer)->stats().recovered_events, 3u);
+  (*sealer)->Start();
+  ASSERT_TRUE((*sealer)->Accept(0, Event(3)).ok());
+  ASSERT_TRUE((*sealer)->Stop().ok());
+  EXPECT_EQ(StoredRecords(f.store.get(), "payments").size(), 4u);
 }
 
 TEST(Sealer, JournalOfARemovedStreamIsKeptNotDeleted) {

@@ -79,6 +79,7 @@ max_age = "200ms"
 brokers = ")" << cluster_->bootstrap() << R"("
 [kafka.properties]
 "message.timeout.ms" = 120000
+"message.max.bytes" = 4000000
 [[streams]]
 name = "payments"
 topics = ["terminal/+/payment/#"]

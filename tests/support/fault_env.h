@@ -14,6 +14,8 @@ class FaultEnv : public Env {
  public:
   explicit FaultEnv(Env* base) : base_(base) {}
   std::atomic<bool> fail_appends{false};
+  // The next appends write half their bytes, then fail (a short write: disk full).
+  std::atomic<bool> tear_appends{false};
   std::atomic<int> appends{0};
 
   Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override {
@@ -38,6 +40,10 @@ class FaultEnv : public Env {
     File(FaultEnv* env, std::unique_ptr<AppendFile> f) : env_(env), f_(std::move(f)) {}
     Status Append(std::string_view data) override {
       if (env_->fail_appends) return Status::IOError("injected: No space left on device");
+      if (env_->tear_appends) {
+        (void)f_->Append(data.substr(0, data.size() / 2));
+        return Status::IOError("injected: short write, No space left on device");
+      }
       ++env_->appends;
       return f_->Append(data);
     }

@@ -8,6 +8,17 @@
 namespace edgesync {
 namespace {
 
+TEST(SequenceTracker, MemoryStaysBoundedAfterAGapThatNeverFills) {
+  SequenceTracker t(true);
+  std::vector<SequenceTracker::Gap> gaps;
+  EXPECT_TRUE(t.Observe("d", "s", 1, &gaps));
+  // Batch 2 never comes; 200,000 more do, each once.
+  for (uint64_t seq = 3; seq < 200'003; ++seq) ASSERT_TRUE(t.Observe("d", "s", seq, &gaps)) << seq;
+  EXPECT_EQ(gaps.size(), 1u);
+  EXPECT_FALSE(t.Observe("d", "s", 150'000, &gaps));  // still a duplicate
+  EXPECT_FALSE(t.Observe("d", "s", 200'002, &gaps));
+}
+
 TEST(SequenceTracker, DropsDuplicatesAndReportsGaps) {
   SequenceTracker t(/*expect_first_batch=*/true);
   std::vector<SequenceTracker::Gap> gaps;
