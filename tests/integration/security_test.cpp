@@ -77,6 +77,38 @@ TEST_F(SecurePipeline, MutualTlsWithPasswordDeliversAndNeverLogsThePassword) {
   EXPECT_EQ(AgentLogs().find(kPassword), std::string::npos) << "the password reached the log";
 }
 
+TEST_F(SecurePipeline, CleanStopOverTlsMidStreamDeliversEverythingOnce) {
+  WriteConfig(Security(pki_.ca_cert, dir_ / "password"));
+  StartAgent();
+  StartUnpack();
+  // mosquitto_pub -l: one QoS 1 message per line of its stdin, over mTLS.
+  harness::SpawnOptions o;
+  o.argv = {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker_->port()),
+            "--cafile", pki_.ca_cert, "--cert", pki_.client_cert, "--key", pki_.client_key,
+            "-u", "agent", "-P", kPassword, "-q", "1", "-t", "terminal/t1/payment/authorization", "-l"};
+  o.pipe_stdin = true;
+  auto pub = harness::Process::Spawn(o);
+  ASSERT_TRUE(pub.ok());
+  constexpr uint64_t kEvents = 6'000;
+  auto lines = [](uint64_t from, uint64_t to) {
+    std::string out;
+    for (uint64_t i = from; i <= to; ++i) out += testing::Event("pub", i) + "\n";
+    return out;
+  };
+  ASSERT_TRUE(pub->WriteStdin(lines(1, kEvents / 2)).ok());
+  // Stop the agent at once, while the broker is still delivering the first half.
+  ASSERT_TRUE(agent_->Stop(30s).ok());
+  EXPECT_EQ(agent_->exit_status(), 0);
+  agent_.reset();
+  ASSERT_TRUE(pub->WriteStdin(lines(kEvents / 2 + 1, kEvents)).ok());
+  ASSERT_TRUE(pub->CloseStdin().ok());
+  ASSERT_EQ(*pub->Wait(60s), 0);
+  StartAgent();
+  harness::Tally t = AwaitArrival(kEvents);
+  EXPECT_EQ(t.lost, 0u) << AgentLogs();
+  EXPECT_EQ(t.duplicates, 0u) << "a clean stop acknowledges exactly what it journaled";
+}
+
 TEST_F(SecurePipeline, WrongPasswordIsNamed) {
   std::ofstream(dir_ / "wrong") << "not-the-password\n";
   WriteConfig(Security(pki_.ca_cert, dir_ / "wrong"));
