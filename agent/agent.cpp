@@ -112,12 +112,14 @@ Status Agent::Start() {
 void Agent::OnMessage(const IngestMessage& m) {
   // Our own retained status comes back when mqtt.subscribe covers it.
   if (m.topic == config_.mqtt_status_topic) return;
-  Record r;
-  r.topic = std::string(m.topic);
+  // One Record reused for every message: its strings keep their capacity,
+  // so the ingest path does not allocate per event once warmed up.
+  Record& r = scratch_;
+  r.topic.assign(m.topic);
   r.received_at_us = env_->NowMicros();
   r.qos = static_cast<uint8_t>(m.qos);
-  r.content_type = std::string(m.content_type);
-  r.properties = m.user_properties;
+  r.content_type.assign(m.content_type);
+  r.properties.assign(m.user_properties.begin(), m.user_properties.end());
 
   size_t property_bytes = 0;
   for (const auto& [k, val] : m.user_properties) property_bytes += k.size() + val.size() + 4;
@@ -137,15 +139,15 @@ void Agent::OnMessage(const IngestMessage& m) {
     if (v.reason == DeadLetterReason::kPayloadTooLarge) {
       // Kept, but cut: one oversized event must not block a batch or Kafka.
       r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
-      r.payload = std::string(m.payload.substr(0, static_cast<size_t>(config_.mqtt_max_payload)));
+      r.payload.assign(m.payload.substr(0, static_cast<size_t>(config_.mqtt_max_payload)));
     } else {
-      r.payload = std::string(m.payload);
+      r.payload.assign(m.payload);
     }
     spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream", DeadLetterReasonName(v.reason), r.topic);
     AcceptDurably(dead_letter_stream_, r);
     return;
   }
-  r.payload = std::string(m.payload);
+  r.payload.assign(m.payload);
   AcceptDurably(*v.stream, r);
 }
 

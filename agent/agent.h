@@ -61,6 +61,7 @@ class Agent {
   std::unique_ptr<Sealer> sealer_;
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<Ingest> ingest_;
+  Record scratch_;  // OnMessage's record, reused; MQTT loop thread only
   size_t dead_letter_stream_ = 0;  // index of the built-in stream in the sealer
   std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
   std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0};

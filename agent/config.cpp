@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "base/env.h"
 #include "plugins/route.h"
 #include "sync/uploader.h"
 
@@ -482,11 +483,12 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
 }
 
 Result<Config> LoadConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::InvalidArgument(path + ": cannot read the configuration file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  Result<Config> cfg = ParseConfig(ss.str(), path);
+  Result<std::string> text = Env::Default()->ReadFile(path);
+  if (!text.ok()) {
+    return Status::InvalidArgument(path + ": cannot read the configuration file (" +
+                                   text.status().ToString() + ")");
+  }
+  Result<Config> cfg = ParseConfig(*text, path);
   if (!cfg.ok()) return cfg;
   // Files the agent will need: say now, not at the first connection.
   Problems p(path);

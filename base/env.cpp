@@ -157,6 +157,15 @@ class PosixEnv final : public Env {
     return Status::OK();
   }
 
+  Result<uint64_t> FileSize(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::NotFound(path);
+      return Status::FromErrno("stat " + path, errno);
+    }
+    return static_cast<uint64_t>(st.st_size);
+  }
+
   bool Exists(const std::string& path) override {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0;

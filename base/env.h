@@ -49,6 +49,7 @@ class Env {
   // fsync() of a directory, so that creations and removals in it are durable.
   virtual Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   // Takes the lock on `path` (created if missing) without waiting;
   // Unavailable when another process holds it.
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;

@@ -30,15 +30,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace h = edgesync::harness;
 
-std::string Event(uint64_t seq) {
-  std::string s = R"({"device":"bench","seq":)" + std::to_string(seq) +
-                  R"(,"type":"authorization","merchant_id":"MID000123456","amount":{"value":)" +
-                  std::to_string(100 + seq % 9000) +
-                  R"(,"currency":"EUR"},"card":{"pan":"411111******1111","scheme":"VISA"},"pad":")";
-  s.append(300 - 2 - s.size(), 'x');
-  return s + "\"}";
-}
-
 uint64_t CountLines(const std::string& path, const std::string& needle) {
   std::ifstream in(path);
   std::string line;
@@ -52,7 +43,7 @@ bool PublishAll(int port, uint64_t n, const std::string& topic) {
   auto pub = h::Publisher::Connect("127.0.0.1", port, "bench-publisher", 500);
   if (!pub.ok()) return false;
   for (uint64_t i = 1; i <= n; ++i) {
-    if (!(*pub)->Publish(topic, Event(i), 1).ok()) return false;
+    if (!(*pub)->Publish(topic, h::PaymentEvent("bench", i), 1).ok()) return false;
   }
   return (*pub)->WaitAcked(120s).ok();
 }

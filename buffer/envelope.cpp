@@ -14,6 +14,14 @@ void AppendToBody(std::string_view encoded_record, std::string* body) {
   body->append(encoded_record);
 }
 
+void AppendToBody(const Record& r, std::string* body) {
+  const size_t at = body->size();
+  PutU32(body, 0);  // length, patched below
+  EncodeRecord(r, body);
+  const uint32_t len = static_cast<uint32_t>(body->size() - at - kBodyFrameHeader);
+  for (int i = 0; i < 4; ++i) (*body)[at + i] = static_cast<char>(len >> (8 * i));
+}
+
 Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const SealOptions& options) {
   if (h.device_id.empty() || h.device_id.size() > format::kMaxNameBytes ||
       h.stream.empty() || h.stream.size() > format::kMaxNameBytes) {

@@ -29,8 +29,12 @@ struct BatchHeader {
   std::array<uint8_t, format::kKeyIdBytes> key_id{};  // zero: not encrypted
 };
 
+// A batch body item: u32 record length, then the record.
+constexpr size_t kBodyFrameHeader = 4;
 // Appends one record (already encoded with EncodeRecord) to a batch body.
 void AppendToBody(std::string_view encoded_record, std::string* body);
+// Encodes `r` straight into a batch body, without an intermediate string.
+void AppendToBody(const Record& r, std::string* body);
 
 struct SealOptions {
   uint8_t codec = format::kCodecZstd;

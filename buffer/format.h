@@ -12,7 +12,6 @@ namespace edgesync::format {
 // content_type, u16 property_count,
 // property_count x (u16 key_len, key, u16 value_len, value), u32 payload_len, payload.
 constexpr size_t kMaxTopicBytes = 65535;
-constexpr size_t kMaxPayloadBytes = 256 * 1024 * 1024;  // MQTT's own limit
 constexpr size_t kMinRecordBytes = 2 + 8 + 1 + 2 + 2 + 4;  // every field empty
 
 // --- Journal frame: u32 body_len, u32 crc32c(body), body (one encoded record).

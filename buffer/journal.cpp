@@ -28,13 +28,10 @@ bool ParseSegmentName(const std::string& name, uint64_t* segment) {
 
 }  // namespace
 
-std::string EncodeJournalFrame(std::string_view record) {
-  std::string frame;
-  frame.reserve(format::kJournalFrameHeader + record.size());
-  PutU32(&frame, static_cast<uint32_t>(record.size()));
-  PutU32(&frame, crc32c::Value(record));
-  frame.append(record);
-  return frame;
+void AppendJournalFrame(std::string_view record, std::string* out) {
+  PutU32(out, static_cast<uint32_t>(record.size()));
+  PutU32(out, crc32c::Value(record));
+  out->append(record);
 }
 
 SegmentScan ScanSegment(std::string_view bytes) {
@@ -128,13 +125,15 @@ Status Journal::Append(std::string_view record) {
     EDGESYNC_RETURN_IF_ERROR(OpenSegment(segment_ + 1));
     broken_ = false;
   }
-  std::string frame = EncodeJournalFrame(record);
-  Status st = file_->Append(frame);
+  // One write() of header and record, from a buffer kept between calls.
+  frame_.clear();
+  AppendJournalFrame(record, &frame_);
+  Status st = file_->Append(frame_);
   if (!st.ok()) {
     broken_ = true;
     return st;
   }
-  offset_ += frame.size();
+  offset_ += frame_.size();
   dirty_ = true;
   return Status::OK();
 }

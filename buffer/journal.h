@@ -75,6 +75,7 @@ class Journal {
   bool dirty_ = false;
   bool broken_ = false;  // the last append failed: continue in a new segment
   std::unique_ptr<AppendFile> file_;
+  std::string frame_;  // Append's buffer, reused: no allocation per event
 };
 
 // Parses one segment's bytes into frames; stops at the first frame that is
@@ -85,7 +86,7 @@ struct SegmentScan {
 };
 SegmentScan ScanSegment(std::string_view bytes);
 
-// The frame for one record: u32 length, u32 crc32c, record.
-std::string EncodeJournalFrame(std::string_view record);
+// Appends the frame for one record to `out`: u32 length, u32 crc32c, record.
+void AppendJournalFrame(std::string_view record, std::string* out);
 
 }  // namespace edgesync

@@ -92,8 +92,8 @@ void Sealer::WarnAboutUnconfiguredJournals() {
     Result<std::vector<std::string>> files = env_->ListDir(options_.journal_dir + "/" + d);
     if (files.ok()) {
       for (const std::string& f : *files) {
-        Result<std::string> content = env_->ReadFile(options_.journal_dir + "/" + d + "/" + f);
-        if (content.ok()) bytes += content->size();
+        Result<uint64_t> size = env_->FileSize(options_.journal_dir + "/" + d + "/" + f);
+        if (size.ok()) bytes += *size;
       }
     }
     if (bytes > 0) {
@@ -109,21 +109,27 @@ void Sealer::Start() { thread_ = std::thread([this] { Run(); }); }
 Status Sealer::Accept(size_t stream, const Record& r) {
   if (stream >= lanes_.size()) return Status::InvalidArgument("no stream " + std::to_string(stream));
   Lane& lane = *lanes_[stream];
-  std::string encoded;
-  EncodeRecord(r, &encoded);
-  {
-    // Backpressure: far behind sealing means memory would grow without bound.
+  // Backpressure: far behind sealing means memory would grow without bound.
+  // The common case reads one atomic instead of taking the sealer's mutex.
+  if (closed_count_.load(std::memory_order_acquire) >= options_.max_closed) {
     std::unique_lock<std::mutex> lock(mu_);
     space_cv_.wait(lock, [&] { return closed_.size() < options_.max_closed || stopping_ || no_wait_; });
   }
   std::lock_guard<std::mutex> lock(lane.mu);
-  EDGESYNC_RETURN_IF_ERROR(lane.journal->Append(encoded));
+  // Encoded once, straight into the open batch; the journal writes the same bytes.
+  const size_t mark = lane.body.size();
+  AppendToBody(r, &lane.body);
+  std::string_view encoded = std::string_view(lane.body).substr(mark + kBodyFrameHeader);
+  Status written = lane.journal->Append(encoded);
+  if (!written.ok()) {
+    lane.body.resize(mark);  // not accepted: not in the batch either
+    return written;
+  }
   if (lane.events == 0) {
     lane.first_us = r.received_at_us;
     lane.opened_mono = env_->MonotonicMicros();
   }
   lane.last_us = r.received_at_us;
-  AppendToBody(encoded, &lane.body);
   ++lane.events;
   accepted_.fetch_add(1, std::memory_order_relaxed);
   if (lane.events >= options_.max_events || lane.body.size() >= options_.max_bytes) {
@@ -145,6 +151,7 @@ Status Sealer::CloseLocked(size_t lane_index) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     closed_.push_back(std::move(c));
+    closed_count_.store(closed_.size(), std::memory_order_release);
   }
   cv_.notify_one();
   return Status::OK();
@@ -228,6 +235,7 @@ void Sealer::Run() {
       }
       Closed c = std::move(closed_.front());
       closed_.pop_front();
+      closed_count_.store(closed_.size(), std::memory_order_release);
       lock.unlock();
       Status st = SealAndCommit(c);
       lock.lock();
@@ -236,6 +244,7 @@ void Sealer::Run() {
                       lanes_[c.lane]->spec.name, st.ToString());
         sticky_ = st;
         closed_.push_front(std::move(c));
+        closed_count_.store(closed_.size(), std::memory_order_release);
         retry_at = env_->MonotonicMicros() + 1'000'000;
         lock.unlock();
         break;

@@ -115,6 +115,7 @@ class Sealer {
   std::condition_variable cv_;        // sealer thread waits for work
   std::condition_variable space_cv_;  // Accept waits for room in closed_
   std::deque<Closed> closed_;
+  std::atomic<size_t> closed_count_{0};  // closed_.size(), readable without mu_
   bool stopping_ = false;
   bool no_wait_ = false;  // guarded by mu_: see StopWaitingForSpace
   Status sticky_;  // last error sealing a batch (reported by Stop)

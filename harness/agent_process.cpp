@@ -1,18 +1,11 @@
 #include "harness/agent_process.h"
 
-#include <fstream>
+
 #include <sstream>
 #include <thread>
 #include <vector>
 
 namespace edgesync::harness {
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string PointConfigAt(const std::string& toml, int mqtt_port, const std::string& brokers,
                           const std::string& state_dir) {

@@ -38,7 +38,5 @@ bool PollUntil(Pred pred, std::chrono::milliseconds timeout,
   return pred();
 }
 
-// The whole file, or "" when it cannot be read.
-std::string ReadWholeFile(const std::string& path);
 
 }  // namespace edgesync::harness

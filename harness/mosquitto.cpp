@@ -85,10 +85,7 @@ Status RunMosquittoPasswd(const std::string& work_dir, const std::vector<std::st
   if (*code == 0) return Status::OK();
   // Its messages go to stdout or stderr depending on the case.
   std::string text;
-  for (const std::string& path : {so.stdout_path, so.stderr_path}) {
-    std::ifstream f(path, std::ios::binary);
-    text.append(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  }
+  for (const std::string& path : {so.stdout_path, so.stderr_path}) text += ReadWholeFile(path);
   return Status::IOError("mosquitto_passwd exited with status " + std::to_string(*code) + ": " +
                          text);
 }

@@ -88,9 +88,8 @@ Status RunOpenssl(const std::string& dir, const std::vector<std::string>& args) 
                            " s");
   }
   if (*code == 0) return Status::OK();
-  std::ifstream err(so.stderr_path, std::ios::binary);
-  std::string text{std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>()};
-  return Status::IOError(command + " exited with status " + std::to_string(*code) + ": " + text);
+  return Status::IOError(command + " exited with status " + std::to_string(*code) + ": " +
+                         ReadWholeFile(so.stderr_path));
 }
 
 // Creates (or truncates) `path` with mode 0600, so that openssl, which keeps

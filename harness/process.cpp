@@ -3,6 +3,8 @@
 // child only makes async-signal-safe calls between fork() and execve().
 #include "harness/process.h"
 
+#include "base/env.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -484,6 +486,11 @@ TempDir::~TempDir() {
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  Result<std::string> text = Env::Default()->ReadFile(path);
+  return text.ok() ? std::move(text).value() : std::string();
 }
 
 }  // namespace edgesync::harness

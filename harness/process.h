@@ -105,6 +105,9 @@ Result<std::string> FindProgram(const std::string& name);
 // executable + "/" + name if that exists; else `name` (PATH lookup).
 std::string ProgramPath(const std::string& name);
 
+// The whole file (a child's output, a log), or "" when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
 // A fresh private directory (mode 0700) under $TMPDIR (default /tmp), removed
 // with everything in it by the destructor unless Keep() was called or
 // EDGESYNC_KEEP_TEST_DIRS is set; for test and demo working directories.

@@ -6,6 +6,8 @@
 // this cannot deadlock with the loop thread (libmosquitto 2.0.11).
 #include "harness/publisher.h"
 
+#include <algorithm>
+
 #include <mosquitto.h>
 
 #include <cerrno>
@@ -149,6 +151,16 @@ Status Publisher::Disconnect() {
     return Status::Unavailable(std::string("disconnect: ") + mosquitto_strerror(rc));
   }
   return Status::OK();
+}
+
+std::string PaymentEvent(const std::string& device, uint64_t seq) {
+  std::string s = R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) +
+                  R"(,"type":"authorization","merchant_id":"MID000123456","amount":{"value":)" +
+                  std::to_string(100 + seq % 9000) +
+                  R"(,"currency":"EUR"},"card":{"pan":"411111******1111","scheme":"VISA"},)" +
+                  R"("result":{"approved":true,"response_code":"00"},"pad":")";
+  s.append(300 - 2 - std::min<size_t>(s.size(), 290), 'x');
+  return s + "\"}";
 }
 
 }  // namespace edgesync::harness

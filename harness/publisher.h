@@ -67,4 +67,9 @@ class Publisher {
   uint64_t acked_ = 0;
 };
 
+// A payment authorisation of exactly 300 bytes of JSON carrying the
+// (device, seq) that edgesync-tally keys on: the event of the tests and the
+// benchmarks.
+std::string PaymentEvent(const std::string& device, uint64_t seq);
+
 }  // namespace edgesync::harness

@@ -37,6 +37,12 @@ bool SequenceTracker::Observe(const std::string& device, const std::string& stre
   return true;
 }
 
+size_t SequenceTracker::out_of_order() const {
+  size_t n = 0;
+  for (const auto& [key, state] : streams_) n += state.above.size();
+  return n;
+}
+
 Status Unpacker::Process(std::string_view envelope, std::string* out,
                          std::vector<std::string>* notes) {
   Result<OpenedEnvelope> e = OpenEnvelope(envelope);

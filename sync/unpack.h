@@ -34,6 +34,8 @@ class SequenceTracker {
   // past the highest sequence seen appends the skipped range to `gaps`.
   bool Observe(const std::string& device, const std::string& stream, uint64_t seq,
                std::vector<Gap>* gaps);
+  // Sequences held because they arrived past a gap, over all streams.
+  size_t out_of_order() const;
 
  private:
   struct State {

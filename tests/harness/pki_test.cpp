@@ -22,12 +22,6 @@ namespace {
 
 using std::chrono::seconds;
 
-// The whole file; empty when it is empty or missing.
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 struct Outcome {
   int code = -1;
   std::string output;  // stdout, then stderr
@@ -69,7 +63,7 @@ class PkiTest : public ::testing::Test {
     EXPECT_TRUE(code.ok()) << argv[0] << ": " << code.status().ToString();
     if (!code.ok()) return out;
     out.code = *code;
-    out.output = ReadFile(so.stdout_path) + ReadFile(so.stderr_path);
+    out.output = ReadWholeFile(so.stdout_path) + ReadWholeFile(so.stderr_path);
     return out;
   }
 
@@ -107,7 +101,7 @@ class PkiTest : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + seconds(5);
     std::string log;
     while (std::chrono::steady_clock::now() < deadline) {
-      log = ReadFile(broker_->log_path());
+      log = ReadWholeFile(broker_->log_path());
       if (log.find(text) != std::string::npos) return ::testing::AssertionSuccess();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

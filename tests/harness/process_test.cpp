@@ -145,12 +145,8 @@ TEST(ProcessTest, RedirectsAndEnvironment) {
   o.stderr_path = dir->File("err.txt");
   Process p = SpawnOrDie(o);
   ASSERT_EQ(p.Wait(seconds(10)).value(), 0);
-  std::ifstream out(o.stdout_path), err(o.stderr_path);
-  std::stringstream so, se;
-  so << out.rdbuf();
-  se << err.rdbuf();
-  EXPECT_EQ(so.str(), "out forty-two\n");
-  EXPECT_EQ(se.str(), "err\n");
+  EXPECT_EQ(ReadWholeFile(o.stdout_path), "out forty-two\n");
+  EXPECT_EQ(ReadWholeFile(o.stderr_path), "err\n");
 }
 
 TEST(ProcessTest, EnvReplacesAnInheritedVariable) {

@@ -14,7 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using harness::Process;
-using testing::Event;
 using testing::Pipeline;
 
 // Every NDJSON record edgesync-unpack wrote to `path`, parsed.
@@ -143,7 +142,7 @@ TEST_F(Pipeline, TenThousandDistinctTopicsArrive) {
   ASSERT_TRUE(pub);
   constexpr uint64_t kTopics = 10'000;
   for (uint64_t i = 1; i <= kTopics; ++i) {
-    ASSERT_TRUE(pub->Publish("terminal/t" + std::to_string(i) + "/payment/capture", Event("pub", i), 1).ok());
+    ASSERT_TRUE(pub->Publish("terminal/t" + std::to_string(i) + "/payment/capture", harness::PaymentEvent("pub", i), 1).ok());
   }
   ASSERT_TRUE(pub->WaitAcked(60s).ok());
   ASSERT_EQ(AwaitArrival(kTopics).arrived, kTopics);

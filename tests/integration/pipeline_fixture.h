@@ -26,18 +26,6 @@ using harness::Process;
 
 constexpr const char* kTopic = "edge.test-payments";
 
-// A ~300-byte JSON event carrying the (device, seq) the tally keys on.
-inline std::string Event(const std::string& device, uint64_t seq) {
-  std::string s = R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) +
-                  R"(,"type":"authorization","merchant_id":"MID000123456","amount":{"value":)" +
-                  std::to_string(100 + seq % 9000) +
-                  R"(,"currency":"EUR"},"card":{"pan":"411111******1111","scheme":"VISA"},)" +
-                  R"("result":{"approved":true,"response_code":"00"},"pad":")";
-  s.append(300 - std::min<size_t>(s.size(), 290), 'x');
-  s += "\"}";
-  return s;
-}
-
 class Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -166,7 +154,7 @@ kafka_topic = ")" << kTopic << R"("
 
   void Publish(harness::Publisher* pub, uint64_t from, uint64_t to, int qos = 1) {
     for (uint64_t seq = from; seq <= to; ++seq) {
-      Status st = pub->Publish("terminal/t1/payment/authorization", Event("pub", seq), qos);
+      Status st = pub->Publish("terminal/t1/payment/authorization", harness::PaymentEvent("pub", seq), qos);
       ASSERT_TRUE(st.ok()) << st.ToString();
     }
   }

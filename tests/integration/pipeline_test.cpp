@@ -130,11 +130,9 @@ TEST(Cli, CheckValidatesAndRunRefusesABadConfig) {
   auto p = Process::Spawn(o);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(*p->Wait(30s), 2);
-  std::ifstream in(dir / "err");
-  std::stringstream err;
-  err << in.rdbuf();
-  EXPECT_NE(err.str().find("bad.toml:4:8: mqtt.port: must be an integer"), std::string::npos) << err.str();
-  EXPECT_NE(err.str().find("kafka.brokers: is required"), std::string::npos) << err.str();
+  const std::string err = harness::ReadWholeFile(dir / "err");
+  EXPECT_NE(err.find("bad.toml:4:8: mqtt.port: must be an integer"), std::string::npos) << err;
+  EXPECT_NE(err.find("kafka.brokers: is required"), std::string::npos) << err;
 
   o.argv = {harness::ProgramPath("edgesync"), "run", "--config", dir / "bad.toml"};
   auto run = Process::Spawn(o);

@@ -92,7 +92,7 @@ TEST_F(SecurePipeline, CleanStopOverTlsMidStreamDeliversEverythingOnce) {
   constexpr uint64_t kEvents = 6'000;
   auto lines = [](uint64_t from, uint64_t to) {
     std::string out;
-    for (uint64_t i = from; i <= to; ++i) out += testing::Event("pub", i) + "\n";
+    for (uint64_t i = from; i <= to; ++i) out += harness::PaymentEvent("pub", i) + "\n";
     return out;
   };
   ASSERT_TRUE(pub->WriteStdin(lines(1, kEvents / 2)).ok());

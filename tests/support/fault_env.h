@@ -30,6 +30,7 @@ class FaultEnv : public Env {
   Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
   Status SyncDir(const std::string& d) override { return base_->SyncDir(d); }
   bool Exists(const std::string& p) override { return base_->Exists(p); }
+  Result<uint64_t> FileSize(const std::string& p) override { return base_->FileSize(p); }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override { return base_->LockFile(p); }
   int64_t NowMicros() override { return base_->NowMicros(); }
   int64_t MonotonicMicros() override { return base_->MonotonicMicros(); }

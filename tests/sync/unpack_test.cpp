@@ -15,6 +15,7 @@ TEST(SequenceTracker, MemoryStaysBoundedAfterAGapThatNeverFills) {
   // Batch 2 never comes; 200,000 more do, each once.
   for (uint64_t seq = 3; seq < 200'003; ++seq) ASSERT_TRUE(t.Observe("d", "s", seq, &gaps)) << seq;
   EXPECT_EQ(gaps.size(), 1u);
+  EXPECT_LE(t.out_of_order(), 65536u);  // without the bound: 200,000
   EXPECT_FALSE(t.Observe("d", "s", 150'000, &gaps));  // still a duplicate
   EXPECT_FALSE(t.Observe("d", "s", 200'002, &gaps));
 }
