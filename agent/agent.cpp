@@ -31,19 +31,35 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   }
   a->lock_ = std::move(lock).value();
 
-  Result<std::unique_ptr<Store>> store = Store::Open(dir + "/store.db");
-  if (!store.ok()) return store.status();
-  a->store_ = std::move(store).value();
-
+  StoreOptions sto;
+  sto.device_id = config.device_id;
+  sto.max_bytes = static_cast<uint64_t>(config.buffer_max_bytes);
+  sto.min_free_bytes = static_cast<uint64_t>(config.buffer_min_free_bytes);
+  sto.max_age_us = static_cast<int64_t>(config.buffer_max_age * 1e6);
   std::vector<std::vector<std::string>> filters;
   std::vector<StreamSpec> specs;
   for (const StreamConfig& sc : config.streams) {
     filters.push_back(sc.topics);
     specs.push_back(StreamSpec{sc.name, sc.kafka_topic, sc.priority});
   }
-  a->router_ = std::make_unique<Router>(filters);
   a->dead_letter_stream_ = specs.size();
   specs.push_back(StreamSpec{kDeadLetterStream, config.dead_letter_topic, Priority::kLow});
+  StoreReplacement replaced;
+  Result<std::unique_ptr<Store>> store =
+      OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
+  if (!store.ok()) return store.status();
+  a->store_ = std::move(store).value();
+  if (replaced.replaced) {
+    spdlog::error("store: {} was corrupt ({}); moved it aside to {} and started a new one",
+                  dir + "/store.db", replaced.reason, replaced.moved_to);
+    for (const Gap& g : replaced.gaps) {
+      spdlog::error("store: stream {}: batches {}..{} may be lost ({} events could still be "
+                    "counted); recorded as a store-corrupt gap and reported to Kafka",
+                    g.stream, g.first_seq, g.last_seq, g.events);
+    }
+  }
+
+  a->router_ = std::make_unique<Router>(filters);
 
   SealerOptions so;
   so.device_id = config.device_id;

@@ -105,6 +105,15 @@ const std::vector<OptionSpec>& Options() {
       {.key = "buffer.sync_interval", .kind = Kind::kDuration,
        .description = "Journal fdatasync interval: the most a power cut can take.",
        .secs = &C::sync_interval},
+      {.key = "buffer.max_bytes", .kind = Kind::kSize,
+       .description = "Most sealed batches the store keeps (envelope bytes). Beyond it the lowest priority, oldest batches are given up, each recorded and uploaded as a gap (reason \"quota\").",
+       .num = &C::buffer_max_bytes, .min = 1 << 20, .max = 1ll << 50},
+      {.key = "buffer.min_free_bytes", .kind = Kind::kSize,
+       .description = "Free space to leave on state_dir's file system; below it batches are given up the same way (reason \"disk-full\"). 0: no check.",
+       .num = &C::buffer_min_free_bytes, .min = 0, .max = 1ll << 50},
+      {.key = "buffer.max_age", .kind = Kind::kDuration,
+       .description = "Batches whose newest event is older are given up (reason \"expired\"). 0: keep until uploaded.",
+       .secs = &C::buffer_max_age},
       {.key = "batch.max_events", .kind = Kind::kInt,
        .description = "A batch is sealed at this many events,", .num = &C::batch_max_events,
        .min = 1, .max = 1'000'000},
@@ -129,10 +138,20 @@ std::string DefaultText(const OptionSpec& o) {
   static const Config defaults;
   if (o.required) return "(required)";
   if (o.str) return (defaults.*(o.str)).empty() ? "(none)" : "\"" + defaults.*(o.str) + "\"";
-  if (o.num) return std::to_string(defaults.*(o.num));
+  if (o.num) {
+    const int64_t v = defaults.*(o.num);
+    if (o.kind == Kind::kSize && v > 0 && v % (1 << 20) == 0) return "\"" + std::to_string(v >> 20) + "MiB\"";
+    if (o.kind == Kind::kSize && v > 0 && v % 1024 == 0) return "\"" + std::to_string(v >> 10) + "KiB\"";
+    return std::to_string(v);
+  }
   if (o.list) return "[]";
+  const double secs = defaults.*(o.secs);
   std::ostringstream s;
-  s << "\"" << defaults.*(o.secs) << "s\"";
+  if (secs >= 86400 && std::fmod(secs, 86400) == 0) {
+    s << "\"" << secs / 86400 << "d\"";
+  } else {
+    s << "\"" << secs << "s\"";
+  }
   return s.str();
 }
 
@@ -465,6 +484,10 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
   if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
+  if (cfg.buffer_max_bytes < 2 * cfg.batch_max_bytes) {
+    p.Add("buffer.max_bytes", "must hold at least two batches (2 x batch.max_bytes = " +
+                                  std::to_string(2 * cfg.batch_max_bytes) + " bytes)");
+  }
   // A batch (up to max_bytes plus one record of up to max_payload, with its
   // framing) must fit in one Kafka message even if it does not compress.
   int64_t message_max = 1'000'000;  // librdkafka's default message.max.bytes

@@ -53,6 +53,9 @@ struct Config {
   std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
   // [buffer]
   double sync_interval = 1;       // seconds between journal fdatasyncs
+  int64_t buffer_max_bytes = 256ll << 20;      // sealed batches kept; above: evict (gap "quota")
+  int64_t buffer_min_free_bytes = 64ll << 20;  // free space kept on the file system ("disk-full")
+  double buffer_max_age = 7 * 86400;           // seconds; older batches expire ("expired"); 0 = never
   // [batch]
   int64_t batch_max_events = 1000;
   int64_t batch_max_bytes = 512 * 1024;

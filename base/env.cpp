@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +54,61 @@ class PosixAppendFile final : public AppendFile {
   int fd_;
 };
 
+class PosixRandomRWFile final : public RandomRWFile {
+ public:
+  PosixRandomRWFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixRandomRWFile() override { ::close(fd_); }
+
+  Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_, buf + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("read " + path_, errno);
+      }
+      if (r == 0) break;
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+
+  Status Write(uint64_t offset, std::string_view data) override {
+    while (!data.empty()) {
+      ssize_t r = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("write " + path_, errno);
+      }
+      data.remove_prefix(static_cast<size_t>(r));
+      offset += static_cast<uint64_t>(r);
+    }
+    return Status::OK();
+  }
+
+  Status Truncate(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+      return Status::FromErrno("truncate " + path_, errno);
+    }
+    return Status::OK();
+  }
+
+  Status Sync() override {
+    if (::fdatasync(fd_) != 0) return Status::FromErrno("fdatasync " + path_, errno);
+    return Status::OK();
+  }
+
+  Result<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Status::FromErrno("stat " + path_, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
 class PosixFileLock final : public FileLock {
  public:
   explicit PosixFileLock(int fd) : fd_(fd) {}
@@ -80,6 +136,16 @@ class PosixEnv final : public Env {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return Status::FromErrno("open " + path, errno);
     return std::unique_ptr<AppendFile>(new PosixAppendFile(path, fd));
+  }
+
+  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path,
+                                                     bool create) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+      if (errno == ENOENT) return Status::NotFound(path);
+      return Status::FromErrno("open " + path, errno);
+    }
+    return std::unique_ptr<RandomRWFile>(new PosixRandomRWFile(path, fd));
   }
 
   Result<std::string> ReadFile(const std::string& path) override {
@@ -164,6 +230,12 @@ class PosixEnv final : public Env {
       return Status::FromErrno("stat " + path, errno);
     }
     return static_cast<uint64_t>(st.st_size);
+  }
+
+  Result<uint64_t> FreeBytes(const std::string& path) override {
+    struct statvfs st;
+    if (::statvfs(path.c_str(), &st) != 0) return Status::FromErrno("statvfs " + path, errno);
+    return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   }
 
   bool Exists(const std::string& path) override {

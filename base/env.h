@@ -26,6 +26,23 @@ class AppendFile {
   virtual Status Close() = 0;
 };
 
+// A file read and written at any offset: the store's SQLite files, through
+// the VFS in buffer/sqlite_vfs.h. Not thread-safe: one owner at a time.
+class RandomRWFile {
+ public:
+  virtual ~RandomRWFile() = default;
+  // Reads up to `n` bytes at `offset` into `buf`; returns how many were
+  // read (fewer only at the end of the file).
+  virtual Result<size_t> Read(uint64_t offset, size_t n, char* buf) = 0;
+  // Writes `data` at `offset`, extending the file as needed. Survives a
+  // crash of this process once it returns ok (a power cut: see Sync).
+  virtual Status Write(uint64_t offset, std::string_view data) = 0;
+  virtual Status Truncate(uint64_t size) = 0;
+  // fdatasync(): after it returns ok everything written survives a power cut.
+  virtual Status Sync() = 0;
+  virtual Result<uint64_t> Size() = 0;
+};
+
 // An exclusive advisory lock on a file, held until destroyed (or the
 // process dies: the kernel releases it, so a crash never leaves it stale).
 class FileLock {
@@ -39,6 +56,10 @@ class Env {
   static Env* Default();
 
   virtual Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) = 0;
+  // Opens `path` for reading and writing; NotFound unless it exists or
+  // `create` is set.
+  virtual Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path,
+                                                             bool create) = 0;
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Creates `path` and its missing parents (mode 0700).
   virtual Status CreateDirs(const std::string& path) = 0;
@@ -50,6 +71,8 @@ class Env {
   virtual Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
+  // Bytes an unprivileged writer can still put on the file system holding `path`.
+  virtual Result<uint64_t> FreeBytes(const std::string& path) = 0;
   // Takes the lock on `path` (created if missing) without waiting;
   // Unavailable when another process holds it.
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;

@@ -1,11 +1,14 @@
 #include "base/status.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace edgesync {
 
 Status Status::FromErrno(const std::string& what, int err) {
-  return IOError(what + ": " + std::strerror(err));
+  std::string m = what + ": " + std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT) return NoSpace(std::move(m));
+  return IOError(std::move(m));
 }
 
 std::string Status::ToString() const {
@@ -18,6 +21,7 @@ std::string Status::ToString() const {
     case Code::kIOError: name = "I/O error"; break;
     case Code::kUnavailable: name = "unavailable"; break;
     case Code::kAborted: name = "aborted"; break;
+    case Code::kNoSpace: name = "no space"; break;
   }
   return std::string(name) + ": " + message_;
 }

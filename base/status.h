@@ -17,7 +17,8 @@ class [[nodiscard]] Status {
     kInvalidArgument,  // the input or configuration is wrong: give up, say why
     kNotFound,         // the thing asked for does not exist
     kCorruption,       // stored data failed a check: move it aside, report
-    kIOError,          // the OS refused (disk full, permission): retry later
+    kIOError,          // the OS refused (permission, bad sector): retry later
+    kNoSpace,          // the file system is full (ENOSPC, EDQUOT): free space, retry
     kUnavailable,      // a peer is unreachable or busy: retry later with backoff
     kAborted,          // stopped on request (shutdown)
   };
@@ -30,14 +31,17 @@ class [[nodiscard]] Status {
   static Status IOError(std::string m) { return {Code::kIOError, std::move(m)}; }
   static Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
-  // An IOError carrying strerror(err) after `what`.
+  static Status NoSpace(std::string m) { return {Code::kNoSpace, std::move(m)}; }
+  // An IOError (NoSpace for ENOSPC and EDQUOT) carrying strerror(err) after `what`.
   static Status FromErrno(const std::string& what, int err);
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   // True when the same call may succeed later without any change of input.
-  bool retriable() const { return code_ == Code::kIOError || code_ == Code::kUnavailable; }
+  bool retriable() const {
+    return code_ == Code::kIOError || code_ == Code::kNoSpace || code_ == Code::kUnavailable;
+  }
   // "corruption: <message>", or "ok".
   std::string ToString() const;
 

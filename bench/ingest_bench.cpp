@@ -112,7 +112,7 @@ kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
   if (!unpack.ok()) return r;
 
   if (durable_only && !cluster->AllBrokersDown().ok()) return r;
-  auto store = edgesync::Store::Open(base + "-state/store.db");
+  auto store = edgesync::Store::Open(edgesync::Env::Default(), base + "-state/store.db");
   if (!store.ok()) return r;
   auto start = Clock::now();
   if (!PublishAll(broker->port(), n, "bench/t1/payment/authorization")) return r;

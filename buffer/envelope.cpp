@@ -72,6 +72,52 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   return out;
 }
 
+Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap) {
+  if (gap.reason.empty() || gap.reason.size() > 255) {
+    return Status::InvalidArgument("gap reason must be 1..255 bytes");
+  }
+  BatchHeader h;
+  h.flags = format::kFlagGap;
+  h.device_id = device_id;
+  h.stream = gap.stream;
+  h.batch_seq = gap.first_seq;
+  h.first_event_us = gap.first_event_us;
+  h.last_event_us = gap.last_event_us;
+  std::string body;
+  PutU64(&body, gap.first_seq);
+  PutU64(&body, gap.last_seq);
+  PutU64(&body, gap.events);
+  PutU64(&body, gap.bytes);
+  PutI64(&body, gap.at_us);
+  PutU8(&body, static_cast<uint8_t>(gap.reason.size()));
+  body.append(gap.reason);
+  SealOptions plain;
+  plain.codec = format::kCodecNone;
+  return SealEnvelope(std::move(h), body, plain);
+}
+
+namespace {
+
+Status DecodeGapBody(std::string_view raw, const BatchHeader& h, Gap* gap) {
+  ByteReader in(raw);
+  gap->stream = h.stream;
+  gap->first_seq = in.U64();
+  gap->last_seq = in.U64();
+  gap->events = in.U64();
+  gap->bytes = in.U64();
+  gap->at_us = in.I64();
+  gap->reason = std::string(in.Bytes(in.U8()));
+  gap->first_event_us = h.first_event_us;
+  gap->last_event_us = h.last_event_us;
+  if (in.failed() || in.remaining() != 0) return Status::Corruption("gap record body malformed");
+  if (h.event_count != 0 || gap->first_seq != h.batch_seq || gap->last_seq < gap->first_seq) {
+    return Status::Corruption("gap record inconsistent with its header");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
   if (bytes.size() < format::kEnvelopeFixedHeader + 2 + format::kEnvelopeTrailer) {
     return Status::Corruption("envelope shorter than its fixed header");
@@ -140,6 +186,11 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
     return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
   }
 
+  if (h.flags & format::kFlagGap) {
+    e.gap.emplace();
+    EDGESYNC_RETURN_IF_ERROR(DecodeGapBody(raw, h, &*e.gap));
+    return e;
+  }
   // Every record takes at least 4 + kMinRecordBytes: refuse counts the body
   // cannot hold before allocating for them.
   if (h.event_count > raw.size() / (4 + format::kMinRecordBytes)) {

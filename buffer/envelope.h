@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,9 +47,26 @@ struct SealOptions {
 Result<std::string> SealEnvelope(BatchHeader header, std::string_view body,
                                  const SealOptions& options = {});
 
+// Batches the agent gave up, with why; what a gap record carries.
+// Sequences are inclusive.
+struct Gap {
+  std::string stream;
+  uint64_t first_seq = 0, last_seq = 0;
+  uint64_t events = 0;
+  uint64_t bytes = 0;          // envelope bytes given up
+  int64_t first_event_us = 0, last_event_us = 0;
+  std::string reason;          // format::kGap*
+  int64_t at_us = 0;           // wall clock when recorded
+};
+
+// The gap record for `gap` (FORMAT.md, "Gap records"): an envelope with the
+// gap flag, whose batch sequence is the gap's first.
+Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap);
+
 struct OpenedEnvelope {
   BatchHeader header;
-  std::vector<Record> records;
+  std::vector<Record> records;  // empty for a gap record
+  std::optional<Gap> gap;       // set for a gap record
 };
 
 // Checks and decodes an envelope from an untrusted source. Returns

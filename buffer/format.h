@@ -25,7 +25,8 @@ constexpr size_t kEnvelopeFixedHeader = 58;  // bytes before the device id
 constexpr size_t kEnvelopeTrailer = 4;       // crc32c of header and body
 // flags
 constexpr uint8_t kFlagEncrypted = 0x01;  // reserved for the encryption issue; v1 writers set 0
-constexpr uint8_t kKnownFlags = 0x00;     // a reader refuses any flag it does not know
+constexpr uint8_t kFlagGap = 0x02;        // a gap record: the body describes lost batches
+constexpr uint8_t kKnownFlags = kFlagGap; // a reader refuses any flag it does not know
 // codecs
 constexpr uint8_t kCodecNone = 0;
 constexpr uint8_t kCodecZstd = 1;
@@ -33,10 +34,20 @@ constexpr size_t kKeyIdBytes = 8;
 constexpr size_t kMaxNameBytes = 255;  // device id, stream name
 constexpr uint32_t kMaxBodyBytes = 64u << 20;  // a reader refuses a larger decompressed body
 
+// --- Gap record body (flag kFlagGap, codec none, event_count 0):
+// u64 first_seq, u64 last_seq, u64 events, u64 bytes, i64 at_us, u8 reason_len, reason.
+constexpr size_t kGapBodyFixed = 8 * 5 + 1;
+// Why batches were given up.
+constexpr const char* kGapQuota = "quota";            // buffer.max_bytes reached
+constexpr const char* kGapDiskFull = "disk-full";     // free space under buffer.min_free_bytes
+constexpr const char* kGapExpired = "expired";        // older than buffer.max_age
+constexpr const char* kGapStoreCorrupt = "store-corrupt";  // the store was damaged and replaced
+
 // Kafka message headers set on every envelope.
 constexpr const char* kHeaderFormat = "edgesync-format";
 constexpr const char* kHeaderStream = "edgesync-stream";
 constexpr const char* kHeaderBatch = "edgesync-batch";
 constexpr const char* kHeaderEvents = "edgesync-events";
+constexpr const char* kHeaderKind = "edgesync-kind";  // "batch" or "gap"
 
 }  // namespace edgesync::format

@@ -226,6 +226,7 @@ void Sealer::Run() {
       }
     }
     SyncDue(&next_sync, stop);
+    EnforceLimits();
     // Seal closed batches in order; on failure keep the batch and retry later.
     for (;;) {
       lock.lock();
@@ -252,6 +253,7 @@ void Sealer::Run() {
       sticky_ = Status::OK();
       lock.unlock();
       space_cv_.notify_all();
+      EnforceLimits();
       // A long backlog must not stretch the power-cut window of open batches.
       SyncDue(&next_sync, false);
     }
@@ -277,6 +279,22 @@ void Sealer::SyncDue(int64_t* next_sync, bool force) {
     if (!st.ok()) spdlog::error("stream {}: journal sync: {}", lane->spec.name, st.ToString());
   }
   *next_sync = now + options_.sync_interval_us;
+}
+
+void Sealer::EnforceLimits() {
+  Result<std::vector<Gap>> gaps = store_->Enforce();
+  if (!gaps.ok()) {
+    spdlog::error("buffer: enforcing the limits: {}", gaps.status().ToString());
+    return;
+  }
+  for (const Gap& g : *gaps) {
+    gap_events_.fetch_add(g.events, std::memory_order_relaxed);
+    gap_batches_.fetch_add(g.last_seq - g.first_seq + 1, std::memory_order_relaxed);
+    spdlog::warn("buffer: gave up batches {}..{} of stream {} ({} events, {} bytes): {}; "
+                 "recorded as a gap and reported to Kafka",
+                 g.first_seq, g.last_seq, g.stream, g.events, g.bytes, g.reason);
+  }
+  if (!gaps->empty() && on_sealed_) on_sealed_();  // gap records to upload
 }
 
 void Sealer::StopWaitingForSpace() {
@@ -311,6 +329,8 @@ SealerStats Sealer::stats() const {
   s.sealed_events = sealed_events_.load();
   s.recovered_events = recovered_events_;
   s.torn_bytes = torn_bytes_;
+  s.gap_batches = gap_batches_.load();
+  s.gap_events = gap_events_.load();
   return s;
 }
 

@@ -7,7 +7,8 @@
 // journal, so a closed batch is exactly the closed journal segments. The
 // sealer thread compresses the batch into an envelope and commits it to the
 // store in one transaction together with the journal position it covers,
-// then deletes those journal segments. On Open, whatever the journal holds
+// then deletes those journal segments, and lets the store enforce its
+// limits (quota, free space, age: see Store::Enforce). On Open, whatever the journal holds
 // past the store's position is recovered and sealed before anything else.
 //
 // Threads: Accept from one ingest thread (or several: lanes are locked);
@@ -34,12 +35,6 @@
 
 namespace edgesync {
 
-struct StreamSpec {
-  std::string name;         // [A-Za-z0-9._-], also the journal directory name
-  std::string kafka_topic;
-  Priority priority = Priority::kNormal;
-};
-
 struct SealerOptions {
   std::string device_id;
   std::string journal_dir;            // one subdirectory per stream
@@ -57,6 +52,8 @@ struct SealerStats {
   uint64_t sealed_events = 0;
   uint64_t recovered_events = 0;
   uint64_t torn_bytes = 0;
+  uint64_t gap_batches = 0;  // batches given up by the store's limits since start
+  uint64_t gap_events = 0;
 };
 
 class Sealer {
@@ -104,6 +101,8 @@ class Sealer {
   // fdatasyncs every lane's journal if `*next_sync` has passed; sealer thread.
   void SyncDue(int64_t* next_sync, bool force);
   void WarnAboutUnconfiguredJournals();
+  // Lets the store give up what its limits demand; logs each gap. Sealer thread.
+  void EnforceLimits();
 
   Env* env_;
   Store* store_;
@@ -122,6 +121,7 @@ class Sealer {
   std::thread thread_;
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
+  std::atomic<uint64_t> gap_batches_{0}, gap_events_{0};
   uint64_t recovered_events_ = 0, torn_bytes_ = 0;
 };
 

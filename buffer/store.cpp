@@ -1,16 +1,24 @@
 #include "buffer/store.h"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <tuple>
+
+#include "buffer/format.h"
+#include "buffer/sqlite_vfs.h"
 
 namespace edgesync {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
-// Schema version 1. Later versions add a migration step below, never edit this.
+// Schema version 1. Never edit a released version: add a migration below.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE streams (
   name            TEXT PRIMARY KEY,
@@ -34,6 +42,42 @@ CREATE TABLE batches (
 CREATE INDEX batches_drain ON batches (priority DESC, id);
 )sql";
 
+// Version 2: gap records travel in `batches` (gap=1, seq = first lost
+// sequence); `gaps` is the log of every gap, pointing at its pending record
+// until that is uploaded; `meta` holds the device id.
+constexpr const char* kMigrateToV2 = R"sql(
+ALTER TABLE batches ADD COLUMN gap INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX batches_evict ON batches (priority, id);
+CREATE TABLE gaps (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream    TEXT NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq  INTEGER NOT NULL,
+  events    INTEGER NOT NULL,
+  bytes     INTEGER NOT NULL,
+  first_us  INTEGER NOT NULL,
+  last_us   INTEGER NOT NULL,
+  reason    TEXT NOT NULL,
+  at_us     INTEGER NOT NULL,
+  record_id INTEGER
+);
+CREATE INDEX gaps_pending ON gaps (record_id);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+// Every statement the store runs must prepare against its schema.
+constexpr const char* kSchemaProbe[] = {
+    "SELECT name, next_seq, journal_segment, journal_offset FROM streams",
+    "SELECT id, stream, kafka_topic, priority, seq, events, first_us, last_us, size, envelope, "
+    "gap FROM batches",
+    "SELECT id, stream, first_seq, last_seq, events, bytes, first_us, last_us, reason, at_us, "
+    "record_id FROM gaps",
+    "SELECT key, value FROM meta",
+};
+
+constexpr uint64_t kVacuumMinBytes = 4u << 20;     // free pages worth returning
+constexpr int64_t kWalLimitBytes = 4 << 20;        // WAL truncated to this after checkpoints
+
 // Owns a prepared statement; finalizes it on scope exit.
 class Stmt {
  public:
@@ -41,6 +85,20 @@ class Stmt {
   ~Stmt() { sqlite3_finalize(s_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return s_; }
+  void Text(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void Blob(int i, const std::string& v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  int64_t ColInt(int i) { return sqlite3_column_int64(s_, i); }
+  std::string ColText(int i) {
+    const unsigned char* t = sqlite3_column_text(s_, i);
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
+             : std::string();
+  }
 
  private:
   sqlite3_stmt* s_ = nullptr;
@@ -51,64 +109,159 @@ Status SqlError(sqlite3* db, const std::string& what) {
   int code = sqlite3_errcode(db);
   std::string msg = what + ": " + sqlite3_errmsg(db);
   if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+  if (code == SQLITE_FULL) return Status::NoSpace(msg);
   if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
   return Status::IOError(msg);
 }
 
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The columns of a batch row in the order the SELECTs below list them.
+constexpr const char* kBatchColumns =
+    "id, stream, kafka_topic, priority, seq, events, first_us, last_us, gap, size";
+
+SealedBatch ReadBatchRow(Stmt& q) {
+  SealedBatch b;
+  b.id = q.ColInt(0);
+  b.stream = q.ColText(1);
+  b.kafka_topic = q.ColText(2);
+  b.priority = static_cast<Priority>(q.ColInt(3));
+  b.seq = static_cast<uint64_t>(q.ColInt(4));
+  b.events = static_cast<uint32_t>(q.ColInt(5));
+  b.first_event_us = q.ColInt(6);
+  b.last_event_us = q.ColInt(7);
+  b.gap_record = q.ColInt(8) != 0;
+  return b;
+}
+
 }  // namespace
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    Status st = Status::IOError("open store " + path + ": " +
-                                (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
-    sqlite3_close(db);
-    return st;
+Store::Store(Env* env, std::string path, StoreOptions options)
+    : env_(env), path_(std::move(path)), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
+                                           StoreOptions options) {
+  std::unique_ptr<Store> store(new Store(env, path, std::move(options)));
+  const char* vfs_name = nullptr;  // the platform's VFS
+  if (env != Env::Default()) {
+    store->vfs_ = std::make_unique<EnvVfs>(env);
+    vfs_name = store->vfs_->name();
   }
-  std::unique_ptr<Store> store(new Store(db));
+  int rc = sqlite3_open_v2(path.c_str(), &store->db_,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           vfs_name);
+  if (rc != SQLITE_OK) {
+    return Status::IOError("open store " + path + ": " +
+                           (store->db_ ? sqlite3_errmsg(store->db_) : sqlite3_errstr(rc)));
+  }
+  sqlite3* db = store->db_;
   sqlite3_busy_timeout(db, 5000);
+  // A VFS without shared memory runs WAL only in exclusive locking mode.
+  if (store->vfs_) EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA locking_mode=EXCLUSIVE"));
+  // Only takes effect on a new, empty database (older ones migrate to it).
+  EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA auto_vacuum=INCREMENTAL"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
+  EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA temp_store=MEMORY"));
+  // Debian builds SQLite with secure_delete on: every deleted batch would be
+  // written again as zeros (flash wear, and a full disk could not evict).
+  // Envelopes are sealed; FAST zeroes only what costs no extra I/O.
+  EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA secure_delete=FAST"));
+  EDGESYNC_RETURN_IF_ERROR(store->Exec(
+      ("PRAGMA journal_size_limit=" + std::to_string(kWalLimitBytes)).c_str()));
   EDGESYNC_RETURN_IF_ERROR(store->Migrate());
+  EDGESYNC_RETURN_IF_ERROR(store->CheckIntegrity());
+  EDGESYNC_RETURN_IF_ERROR(store->LoadTotals());
+  store->device_id_ = store->options_.device_id;
+  if (store->device_id_.empty()) {
+    Stmt m(db, "SELECT value FROM meta WHERE key='device_id'");
+    store->device_id_ = m.ok() && sqlite3_step(m.get()) == SQLITE_ROW ? m.ColText(0) : "unknown";
+  } else {
+    Stmt m(db, "INSERT INTO meta (key, value) VALUES ('device_id', ?1) "
+               "ON CONFLICT(key) DO UPDATE SET value=?1");
+    m.Text(1, store->device_id_);
+    if (!m.ok() || sqlite3_step(m.get()) != SQLITE_DONE) return SqlError(db, "write device id");
+  }
   return store;
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  sqlite3_close(db_);  // before vfs_ goes away
+}
 
 Status Store::Exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    int code = sqlite3_errcode(db_);
-    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
-    return Status::IOError(std::string("sqlite: ") + msg);
+    return SqlError(db_, std::string("sqlite: ") + msg);
   }
   return Status::OK();
 }
 
 Status Store::Migrate() {
-  Stmt q(db_, "PRAGMA user_version");
-  if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "read schema version");
-  int version = sqlite3_column_int(q.get(), 0);
+  int version;
+  {
+    Stmt q(db_, "PRAGMA user_version");
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "read schema version");
+    version = static_cast<int>(q.ColInt(0));
+  }
   if (version > kSchemaVersion) {
     return Status::InvalidArgument("store schema version " + std::to_string(version) +
                                    " is newer than this agent supports (" +
                                    std::to_string(kSchemaVersion) + "); upgrade the agent");
   }
-  if (version == 0) {
+  // Each step in its own transaction, so a crash leaves a whole version.
+  auto step = [&](const char* sql, int to) -> Status {
     EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = Exec(kSchemaV1);
-    if (st.ok()) st = Exec("PRAGMA user_version=1");
+    Status st = Exec(sql);
+    if (st.ok()) st = Exec(("PRAGMA user_version=" + std::to_string(to)).c_str());
     if (!st.ok()) {
       (void)Exec("ROLLBACK");
       return st;
     }
-    EDGESYNC_RETURN_IF_ERROR(Exec("COMMIT"));
+    return Exec("COMMIT");
+  };
+  if (version < 1) EDGESYNC_RETURN_IF_ERROR(step(kSchemaV1, 1));
+  if (version < 2) {
+    EDGESYNC_RETURN_IF_ERROR(step(kMigrateToV2, 2));
+    if (version == 1) {
+      // A version-1 file was created without incremental vacuum; switching
+      // takes a full VACUUM, once.
+      EDGESYNC_RETURN_IF_ERROR(Exec("PRAGMA auto_vacuum=INCREMENTAL"));
+      EDGESYNC_RETURN_IF_ERROR(Exec("VACUUM"));
+    }
   }
+  return Status::OK();
+}
+
+Status Store::CheckIntegrity() {
+  {
+    Stmt q(db_, "PRAGMA quick_check");
+    if (!q.ok()) return SqlError(db_, "quick_check");
+    int rc = sqlite3_step(q.get());
+    if (rc != SQLITE_ROW) return SqlError(db_, "quick_check");
+    std::string verdict = q.ColText(0);
+    if (verdict != "ok") return Status::Corruption("store " + path_ + " fails quick_check: " + verdict);
+  }
+  for (const char* probe : kSchemaProbe) {
+    Stmt q(db_, probe);
+    if (!q.ok()) {
+      return Status::Corruption("store " + path_ + " does not have the expected schema: " +
+                                sqlite3_errmsg(db_));
+    }
+  }
+  return Status::OK();
+}
+
+Status Store::LoadTotals() {
+  Stmt q(db_, "SELECT COALESCE(SUM(size),0) FROM batches");
+  if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "sum batch sizes");
+  bytes_ = static_cast<uint64_t>(q.ColInt(0));
   return Status::OK();
 }
 
@@ -116,17 +269,41 @@ Result<StreamState> Store::LoadStream(const std::string& stream) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_, "SELECT next_seq, journal_segment, journal_offset FROM streams WHERE name=?");
   if (!q.ok()) return SqlError(db_, "prepare stream query");
-  sqlite3_bind_text(q.get(), 1, stream.data(), static_cast<int>(stream.size()), SQLITE_TRANSIENT);
+  q.Text(1, stream);
   StreamState s;
   int rc = sqlite3_step(q.get());
   if (rc == SQLITE_ROW) {
-    s.next_seq = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
-    s.sealed.segment = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 1));
-    s.sealed.offset = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 2));
+    s.next_seq = static_cast<uint64_t>(q.ColInt(0));
+    s.sealed.segment = static_cast<uint64_t>(q.ColInt(1));
+    s.sealed.offset = static_cast<uint64_t>(q.ColInt(2));
   } else if (rc != SQLITE_DONE) {
     return SqlError(db_, "load stream " + stream);
   }
   return s;
+}
+
+namespace {
+
+// Inserts or updates a stream's row (next_seq, journal position).
+bool WriteStream(sqlite3* db, const std::string& name, const StreamState& s) {
+  Stmt up(db,
+          "INSERT INTO streams (name, next_seq, journal_segment, journal_offset) "
+          "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
+          "next_seq=?2, journal_segment=?3, journal_offset=?4");
+  if (!up.ok()) return false;
+  up.Text(1, name);
+  up.Int(2, static_cast<int64_t>(s.next_seq));
+  up.Int(3, static_cast<int64_t>(s.sealed.segment));
+  up.Int(4, static_cast<int64_t>(s.sealed.offset));
+  return sqlite3_step(up.get()) == SQLITE_DONE;
+}
+
+}  // namespace
+
+Status Store::SeedStream(const std::string& stream, StreamState state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!WriteStream(db_, stream, state)) return SqlError(db_, "seed stream " + stream);
+  return Status::OK();
 }
 
 Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
@@ -140,91 +317,473 @@ Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
   {
     Stmt ins(db_,
              "INSERT INTO batches (stream, kafka_topic, priority, seq, events, first_us, "
-             "last_us, size, envelope) VALUES (?,?,?,?,?,?,?,?,?)");
+             "last_us, size, envelope, gap) VALUES (?,?,?,?,?,?,?,?,?,0)");
     if (!ins.ok()) return fail("prepare batch insert");
-    sqlite3_stmt* s = ins.get();
-    sqlite3_bind_text(s, 1, b->stream.data(), static_cast<int>(b->stream.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, b->kafka_topic.data(), static_cast<int>(b->kafka_topic.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, static_cast<int>(b->priority));
-    sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(b->seq));
-    sqlite3_bind_int64(s, 5, b->events);
-    sqlite3_bind_int64(s, 6, b->first_event_us);
-    sqlite3_bind_int64(s, 7, b->last_event_us);
-    sqlite3_bind_int64(s, 8, static_cast<sqlite3_int64>(b->envelope.size()));
-    sqlite3_bind_blob(s, 9, b->envelope.data(), static_cast<int>(b->envelope.size()),
-                      SQLITE_STATIC);
-    if (sqlite3_step(s) != SQLITE_DONE) return fail("insert batch");
+    ins.Text(1, b->stream);
+    ins.Text(2, b->kafka_topic);
+    ins.Int(3, static_cast<int>(b->priority));
+    ins.Int(4, static_cast<int64_t>(b->seq));
+    ins.Int(5, b->events);
+    ins.Int(6, b->first_event_us);
+    ins.Int(7, b->last_event_us);
+    ins.Int(8, static_cast<int64_t>(b->envelope.size()));
+    ins.Blob(9, b->envelope);
+    if (sqlite3_step(ins.get()) != SQLITE_DONE) return fail("insert batch");
     b->id = sqlite3_last_insert_rowid(db_);
   }
-  {
-    Stmt up(db_,
-            "INSERT INTO streams (name, next_seq, journal_segment, journal_offset) "
-            "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
-            "next_seq=?2, journal_segment=?3, journal_offset=?4");
-    if (!up.ok()) return fail("prepare stream update");
-    sqlite3_stmt* s = up.get();
-    sqlite3_bind_text(s, 1, b->stream.data(), static_cast<int>(b->stream.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(b->seq + 1));
-    sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(sealed.segment));
-    sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(sealed.offset));
-    if (sqlite3_step(s) != SQLITE_DONE) return fail("update stream");
-  }
+  if (!WriteStream(db_, b->stream, StreamState{b->seq + 1, sealed})) return fail("update stream");
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return fail("commit batch");
   }
+  bytes_ += b->envelope.size();
   return Status::OK();
 }
 
-Result<std::vector<SealedBatch>> Store::Next(size_t limit, const std::vector<int64_t>& skip) {
+Result<std::vector<SealedBatch>> Store::Next(size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt q(db_,
-         "SELECT id, stream, kafka_topic, priority, seq, events, first_us, last_us, envelope "
-         "FROM batches ORDER BY priority DESC, id LIMIT ?");
+  Stmt q(db_, (std::string("SELECT ") + kBatchColumns +
+               ", envelope FROM batches ORDER BY priority DESC, id LIMIT ?")
+                  .c_str());
   if (!q.ok()) return SqlError(db_, "prepare drain query");
-  sqlite3_bind_int64(q.get(), 1, static_cast<sqlite3_int64>(limit + skip.size()));
+  q.Int(1, static_cast<int64_t>(limit + leased_.size()));
   std::vector<SealedBatch> out;
-  int rc;
-  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW && out.size() < limit) {
-    sqlite3_stmt* s = q.get();
-    int64_t id = sqlite3_column_int64(s, 0);
-    if (std::find(skip.begin(), skip.end(), id) != skip.end()) continue;
-    SealedBatch b;
-    b.id = id;
-    b.stream = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
-    b.kafka_topic = reinterpret_cast<const char*>(sqlite3_column_text(s, 2));
-    b.priority = static_cast<Priority>(sqlite3_column_int(s, 3));
-    b.seq = static_cast<uint64_t>(sqlite3_column_int64(s, 4));
-    b.events = static_cast<uint32_t>(sqlite3_column_int64(s, 5));
-    b.first_event_us = sqlite3_column_int64(s, 6);
-    b.last_event_us = sqlite3_column_int64(s, 7);
-    const void* blob = sqlite3_column_blob(s, 8);
+  int rc = SQLITE_DONE;
+  while (out.size() < limit && (rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    if (leased_.count(q.ColInt(0))) continue;
+    SealedBatch b = ReadBatchRow(q);
+    const void* blob = sqlite3_column_blob(q.get(), 10);
     b.envelope.assign(static_cast<const char*>(blob),
-                      static_cast<size_t>(sqlite3_column_bytes(s, 8)));
+                      static_cast<size_t>(sqlite3_column_bytes(q.get(), 10)));
     out.push_back(std::move(b));
   }
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqlError(db_, "read batches");
+  if (out.size() < limit && rc != SQLITE_DONE) return SqlError(db_, "read batches");
+  for (const SealedBatch& b : out) leased_.insert(b.id);
   return out;
+}
+
+void Store::Release(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  leased_.erase(id);
 }
 
 Status Store::Delete(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt d(db_, "DELETE FROM batches WHERE id=?");
-  if (!d.ok()) return SqlError(db_, "prepare delete");
-  sqlite3_bind_int64(d.get(), 1, id);
-  if (sqlite3_step(d.get()) != SQLITE_DONE) return SqlError(db_, "delete batch");
+  leased_.erase(id);
+  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  auto fail = [&](const std::string& what) {
+    Status st = SqlError(db_, what);
+    (void)Exec("ROLLBACK");
+    return st;
+  };
+  int64_t size = 0;
+  bool gap = false;
+  {
+    Stmt d(db_, "DELETE FROM batches WHERE id=? RETURNING size, gap");
+    if (!d.ok()) return fail("prepare delete");
+    d.Int(1, id);
+    int rc = sqlite3_step(d.get());
+    if (rc == SQLITE_ROW) {
+      size = d.ColInt(0);
+      gap = d.ColInt(1) != 0;
+      rc = sqlite3_step(d.get());
+    }
+    if (rc != SQLITE_DONE) return fail("delete batch");
+  }
+  if (gap) {
+    Stmt u(db_, "UPDATE gaps SET record_id=NULL WHERE record_id=?");
+    if (!u.ok()) return fail("prepare gap update");
+    u.Int(1, id);
+    if (sqlite3_step(u.get()) != SQLITE_DONE) return fail("mark gap uploaded");
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail("commit delete");
+  }
+  bytes_ -= std::min<uint64_t>(bytes_, static_cast<uint64_t>(size));
+  return Status::OK();
+}
+
+Result<std::vector<Store::Victim>> Store::CandidatesLocked(
+    const char* where, int64_t arg, const std::function<bool(uint64_t)>& enough) {
+  Stmt q(db_, (std::string("SELECT ") + kBatchColumns + " FROM batches WHERE gap=0 " + where +
+               " ORDER BY priority, id")
+                  .c_str());
+  if (!q.ok()) return SqlError(db_, "prepare eviction query");
+  if (*where != '\0') q.Int(1, arg);
+  std::vector<Victim> out;
+  uint64_t taken = 0;
+  int rc;
+  while (!enough(taken) && (rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    if (leased_.count(q.ColInt(0))) continue;
+    Victim v{ReadBatchRow(q), static_cast<uint64_t>(q.ColInt(9))};
+    taken += v.size;
+    out.push_back(std::move(v));
+  }
+  if (!enough(taken) && rc != SQLITE_DONE) return SqlError(db_, "read eviction candidates");
+  return out;
+}
+
+Result<std::vector<Gap>> Store::Enforce() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Gap> gaps;
+  const int64_t now = env_->NowMicros();
+  const int64_t mono = env_->MonotonicMicros();
+  bool evicted = false;
+
+  // Age: checked once a minute (it reads every row's time).
+  if (options_.max_age_us > 0 && mono >= next_age_check_) {
+    next_age_check_ = mono + 60'000'000;
+    const int64_t cutoff = now - options_.max_age_us;
+    Result<std::vector<Victim>> v =
+        CandidatesLocked("AND last_us < ?1", cutoff, [](uint64_t) { return false; });
+    if (!v.ok()) return v.status();
+    EDGESYNC_RETURN_IF_ERROR(EvictLocked(*v, format::kGapExpired, &gaps));
+    evicted = evicted || !v->empty();
+    Stmt prune(db_, "DELETE FROM gaps WHERE record_id IS NULL AND at_us < ?");
+    if (!prune.ok()) return SqlError(db_, "prepare gap pruning");
+    prune.Int(1, cutoff);
+    if (sqlite3_step(prune.get()) != SQLITE_DONE) return SqlError(db_, "prune gaps");
+  }
+
+  // Quota: the store's own size.
+  if (bytes_ > options_.max_bytes) {
+    const uint64_t excess = bytes_ - options_.max_bytes;
+    Result<std::vector<Victim>> v =
+        CandidatesLocked("", 0, [&](uint64_t taken) { return taken >= excess; });
+    if (!v.ok()) return v.status();
+    EDGESYNC_RETURN_IF_ERROR(EvictLocked(*v, format::kGapQuota, &gaps));
+    evicted = evicted || !v->empty();
+  }
+
+  // Free space on the file system, whoever used it up.
+  bool disk_short = false;
+  Result<uint64_t> free_bytes = env_->FreeBytes(DirOf(path_));
+  if (free_bytes.ok() && *free_bytes < options_.min_free_bytes) {
+    disk_short = true;
+    const uint64_t need = options_.min_free_bytes - *free_bytes;
+    Result<std::vector<Victim>> v =
+        CandidatesLocked("", 0, [&](uint64_t taken) { return taken >= need; });
+    if (!v.ok()) return v.status();
+    EDGESYNC_RETURN_IF_ERROR(EvictLocked(*v, format::kGapDiskFull, &gaps));
+    evicted = evicted || !v->empty();
+  }
+  Status space = GiveBackSpaceLocked(evicted || disk_short);
+  // What was evicted stays evicted; the space comes back on a later call.
+  if (!space.ok()) spdlog::warn("store: giving space back: {}", space.ToString());
+  return gaps;
+}
+
+Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
+                          std::vector<Gap>* gaps) {
+  if (victims.empty()) return Status::OK();
+  std::sort(victims.begin(), victims.end(), [](const Victim& a, const Victim& b) {
+    return std::tie(a.batch.stream, a.batch.seq) < std::tie(b.batch.stream, b.batch.seq);
+  });
+  const int64_t now = env_->NowMicros();
+  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  auto fail = [&](const std::string& what) {
+    Status st = SqlError(db_, what);
+    (void)Exec("ROLLBACK");
+    return st;
+  };
+  int64_t bytes_delta = 0;
+  std::vector<Gap> recorded;
+  for (size_t i = 0; i < victims.size();) {
+    // One run: consecutive sequences of one stream.
+    size_t j = i + 1;
+    while (j < victims.size() && victims[j].batch.stream == victims[i].batch.stream &&
+           victims[j].batch.seq == victims[j - 1].batch.seq + 1) {
+      ++j;
+    }
+    Gap g;
+    g.stream = victims[i].batch.stream;
+    g.first_seq = victims[i].batch.seq;
+    g.last_seq = victims[j - 1].batch.seq;
+    g.first_event_us = victims[i].batch.first_event_us;
+    g.last_event_us = victims[i].batch.last_event_us;
+    g.reason = reason;
+    g.at_us = now;
+    for (size_t k = i; k < j; ++k) {
+      const Victim& v = victims[k];
+      Stmt d(db_, "DELETE FROM batches WHERE id=?");
+      if (!d.ok()) return fail("prepare eviction");
+      d.Int(1, v.batch.id);
+      if (sqlite3_step(d.get()) != SQLITE_DONE) return fail("evict batch");
+      g.events += v.batch.events;
+      g.bytes += v.size;
+      g.first_event_us = std::min(g.first_event_us, v.batch.first_event_us);
+      g.last_event_us = std::max(g.last_event_us, v.batch.last_event_us);
+      bytes_delta -= static_cast<int64_t>(v.size);
+    }
+    Result<int64_t> grown = AddGapLocked(g, victims[i].batch.kafka_topic, victims[i].batch.priority);
+    if (!grown.ok()) {
+      (void)Exec("ROLLBACK");
+      return grown.status();
+    }
+    bytes_delta += *grown;
+    recorded.push_back(std::move(g));
+    i = j;
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail("commit eviction");
+  }
+  bytes_ = static_cast<uint64_t>(static_cast<int64_t>(bytes_) + bytes_delta);
+  gaps->insert(gaps->end(), recorded.begin(), recorded.end());
+  return Status::OK();
+}
+
+Result<int64_t> Store::AddGapLocked(const Gap& g, const std::string& kafka_topic,
+                                    Priority priority) {
+  Result<std::string> env = SealGapRecord(device_id_, g);
+  if (!env.ok()) return env.status();
+  Stmt ib(db_,
+          "INSERT INTO batches (stream, kafka_topic, priority, seq, events, first_us, last_us, "
+          "size, envelope, gap) VALUES (?,?,?,?,0,?,?,?,?,1)");
+  if (!ib.ok()) return SqlError(db_, "prepare gap record insert");
+  ib.Text(1, g.stream);
+  ib.Text(2, kafka_topic);
+  ib.Int(3, static_cast<int>(priority));
+  ib.Int(4, static_cast<int64_t>(g.first_seq));
+  ib.Int(5, g.first_event_us);
+  ib.Int(6, g.last_event_us);
+  ib.Int(7, static_cast<int64_t>(env->size()));
+  ib.Blob(8, *env);
+  if (sqlite3_step(ib.get()) != SQLITE_DONE) return SqlError(db_, "insert gap record");
+  const int64_t record_id = sqlite3_last_insert_rowid(db_);
+  Stmt ig(db_,
+          "INSERT INTO gaps (stream, first_seq, last_seq, events, bytes, first_us, last_us, "
+          "reason, at_us, record_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
+  if (!ig.ok()) return SqlError(db_, "prepare gap insert");
+  ig.Text(1, g.stream);
+  ig.Int(2, static_cast<int64_t>(g.first_seq));
+  ig.Int(3, static_cast<int64_t>(g.last_seq));
+  ig.Int(4, static_cast<int64_t>(g.events));
+  ig.Int(5, static_cast<int64_t>(g.bytes));
+  ig.Int(6, g.first_event_us);
+  ig.Int(7, g.last_event_us);
+  ig.Text(8, g.reason);
+  ig.Int(9, g.at_us);
+  ig.Int(10, record_id);
+  if (sqlite3_step(ig.get()) != SQLITE_DONE) return SqlError(db_, "insert gap");
+  return static_cast<int64_t>(env->size());
+}
+
+Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Result<int64_t> grown = AddGapLocked(gap, kafka_topic, priority);
+  if (!grown.ok()) {
+    (void)Exec("ROLLBACK");
+    return grown.status();
+  }
+  EDGESYNC_RETURN_IF_ERROR(Exec("COMMIT"));
+  bytes_ += static_cast<uint64_t>(*grown);
+  return Status::OK();
+}
+
+Status Store::GiveBackSpaceLocked(bool force) {
+  int64_t page_size = 0, pages = 0, free_pages = 0;
+  for (auto [pragma, out] : {std::pair{"PRAGMA page_size", &page_size},
+                             std::pair{"PRAGMA page_count", &pages},
+                             std::pair{"PRAGMA freelist_count", &free_pages}}) {
+    Stmt q(db_, pragma);
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, pragma);
+    *out = q.ColInt(0);
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(free_pages * page_size);
+  const uint64_t live_bytes = static_cast<uint64_t>((pages - free_pages) * page_size);
+  // Vacuuming moves live pages into the holes: worth its writes only when
+  // the file is mostly holes (after a drained backlog), or the disk is short.
+  const bool vacuum = free_bytes > 0 && (force || (free_bytes >= kVacuumMinBytes &&
+                                                   free_bytes >= live_bytes));
+  if (!vacuum && !force) return Status::OK();
+  EDGESYNC_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  // In steps, each checkpointed: the moved pages pass through the WAL, so
+  // one big step would need as much free space as it gives back.
+  constexpr int64_t kStepBytes = 256 << 10;
+  const std::string step = "PRAGMA incremental_vacuum(" + std::to_string(kStepBytes / page_size) + ")";
+  for (int64_t left = vacuum ? free_pages : 0; left > 0; left -= kStepBytes / page_size) {
+    EDGESYNC_RETURN_IF_ERROR(Exec(step.c_str()));
+    EDGESYNC_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  }
   return Status::OK();
 }
 
 Result<StoreCounts> Store::Counts() {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt q(db_, "SELECT COUNT(*), COALESCE(SUM(events),0), COALESCE(SUM(size),0) FROM batches");
+  Stmt q(db_,
+         "SELECT COALESCE(SUM(gap=0),0), COALESCE(SUM(events),0), "
+         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0), "
+         "COALESCE(MIN(CASE WHEN gap=0 THEN first_us END),0) FROM batches");
   if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "count batches");
   StoreCounts c;
-  c.batches = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
-  c.events = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 1));
-  c.bytes = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 2));
+  c.batches = static_cast<uint64_t>(q.ColInt(0));
+  c.events = static_cast<uint64_t>(q.ColInt(1));
+  c.bytes = static_cast<uint64_t>(q.ColInt(2));
+  c.gap_records = static_cast<uint64_t>(q.ColInt(3));
+  c.oldest_event_us = q.ColInt(4);
   return c;
+}
+
+Result<std::vector<Gap>> Store::Gaps() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt q(db_,
+         "SELECT stream, first_seq, last_seq, events, bytes, first_us, last_us, reason, at_us "
+         "FROM gaps ORDER BY id");
+  if (!q.ok()) return SqlError(db_, "prepare gap query");
+  std::vector<Gap> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    Gap g;
+    g.stream = q.ColText(0);
+    g.first_seq = static_cast<uint64_t>(q.ColInt(1));
+    g.last_seq = static_cast<uint64_t>(q.ColInt(2));
+    g.events = static_cast<uint64_t>(q.ColInt(3));
+    g.bytes = static_cast<uint64_t>(q.ColInt(4));
+    g.first_event_us = q.ColInt(5);
+    g.last_event_us = q.ColInt(6);
+    g.reason = q.ColText(7);
+    g.at_us = q.ColInt(8);
+    out.push_back(std::move(g));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "read gaps");
+  return out;
+}
+
+Result<uint64_t> Store::FileBytes() {
+  uint64_t total = 0;
+  for (const std::string& p : {path_, path_ + "-wal"}) {
+    Result<uint64_t> n = env_->FileSize(p);
+    if (n.ok()) total += *n;
+  }
+  return total;
+}
+
+namespace {
+
+// What a damaged store still tells.
+struct Remains {
+  struct Stream {
+    bool state_known = false;
+    StreamState state;
+    uint64_t batches = 0, events = 0, bytes = 0, min_seq = 0, max_seq = 0;
+    int64_t first_us = 0, last_us = 0;
+  };
+  bool batches_known = false;  // the batches table could be read to its end
+  std::map<std::string, Stream> streams;
+};
+
+// Reads whatever the file at `path` still answers; every failure just
+// leaves the corresponding facts unknown.
+Remains ReadRemains(Env* env, const std::string& path) {
+  Remains out;
+  std::unique_ptr<EnvVfs> vfs;
+  if (env != Env::Default()) vfs = std::make_unique<EnvVfs>(env);
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, vfs ? vfs->name() : nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return out;
+  }
+  if (vfs) sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr);
+  {
+    Stmt q(db, "SELECT name, next_seq, journal_segment, journal_offset FROM streams");
+    while (q.ok() && sqlite3_step(q.get()) == SQLITE_ROW) {
+      Remains::Stream& r = out.streams[q.ColText(0)];
+      r.state_known = true;
+      r.state.next_seq = static_cast<uint64_t>(q.ColInt(1));
+      r.state.sealed = {static_cast<uint64_t>(q.ColInt(2)), static_cast<uint64_t>(q.ColInt(3))};
+    }
+  }
+  // Gap records are not batches; a version-1 file has no gap column.
+  for (const char* where : {"WHERE gap=0", ""}) {
+    Stmt q(db, (std::string("SELECT stream, COUNT(*), SUM(events), SUM(size), MIN(seq), "
+                            "MAX(seq), MIN(first_us), MAX(last_us) FROM batches ") +
+                where + " GROUP BY stream")
+                   .c_str());
+    if (!q.ok()) continue;
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      Remains::Stream& r = out.streams[q.ColText(0)];
+      r.batches = static_cast<uint64_t>(q.ColInt(1));
+      r.events = static_cast<uint64_t>(q.ColInt(2));
+      r.bytes = static_cast<uint64_t>(q.ColInt(3));
+      r.min_seq = static_cast<uint64_t>(q.ColInt(4));
+      r.max_seq = static_cast<uint64_t>(q.ColInt(5));
+      r.first_us = q.ColInt(6);
+      r.last_us = q.ColInt(7);
+    }
+    out.batches_known = rc == SQLITE_DONE;
+    break;
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+std::string UtcStamp(int64_t us) {
+  std::time_t t = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenOrReplaceStore(Env* env, const std::string& path,
+                                                  StoreOptions options,
+                                                  const std::vector<StreamSpec>& streams,
+                                                  StoreReplacement* replacement) {
+  Result<std::unique_ptr<Store>> store = Store::Open(env, path, options);
+  if (store.ok() || store.status().code() != Status::Code::kCorruption) return store;
+
+  // Move it aside, never delete it: it is evidence.
+  replacement->replaced = true;
+  replacement->reason = store.status().message();
+  std::string moved = path + ".corrupt-" + UtcStamp(env->NowMicros());
+  for (int n = 2; env->Exists(moved); ++n) {
+    moved = path + ".corrupt-" + UtcStamp(env->NowMicros()) + "-" + std::to_string(n);
+  }
+  EDGESYNC_RETURN_IF_ERROR(env->Rename(path, moved));
+  if (env->Exists(path + "-wal")) EDGESYNC_RETURN_IF_ERROR(env->Rename(path + "-wal", moved + "-wal"));
+  (void)env->RemoveFile(path + "-shm");  // the WAL index is rebuilt from the WAL
+  EDGESYNC_RETURN_IF_ERROR(env->SyncDir(DirOf(path)));
+  replacement->moved_to = moved;
+  Remains remains = ReadRemains(env, moved);
+
+  store = Store::Open(env, path, options);
+  if (!store.ok()) return store;
+  // A sequence no batch of the old store can have reached, for streams
+  // whose state is unreadable: reusing one would make the central side drop
+  // new batches as duplicates. Microseconds since the epoch grow faster than
+  // any stream's batches; 2^40 covers a device whose clock was reset.
+  const uint64_t fresh = std::max<uint64_t>(static_cast<uint64_t>(env->NowMicros()), 1ull << 40);
+  for (const StreamSpec& s : streams) {
+    auto it = remains.streams.find(s.name);
+    Remains::Stream r = it == remains.streams.end() ? Remains::Stream{} : it->second;
+    StreamState state;
+    if (r.state_known) {
+      state = r.state;
+    } else {
+      state.next_seq = std::max(fresh, r.max_seq + 1);
+    }
+    EDGESYNC_RETURN_IF_ERROR((*store)->SeedStream(s.name, state));
+    if (remains.batches_known && r.batches == 0 && r.state_known) continue;  // nothing was lost
+    if (state.next_seq <= 1) continue;  // the stream never sealed a batch
+    Gap g;
+    g.stream = s.name;
+    g.first_seq = remains.batches_known && r.batches > 0 ? r.min_seq : 1;
+    g.last_seq = state.next_seq - 1;
+    g.events = r.events;
+    g.bytes = r.bytes;
+    g.first_event_us = r.first_us;
+    g.last_event_us = r.last_us;
+    g.reason = format::kGapStoreCorrupt;
+    g.at_us = env->NowMicros();
+    EDGESYNC_RETURN_IF_ERROR((*store)->RecordGap(g, s.kafka_topic, s.priority));
+    replacement->gaps.push_back(std::move(g));
+  }
+  return store;
 }
 
 }  // namespace edgesync

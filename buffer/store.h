@@ -1,39 +1,63 @@
 // Store: the SQLite database (WAL mode) holding sealed batches until Kafka
-// has them, and the per-stream state that makes batch sequences gapless and
-// journal recovery exact.
+// has them, the per-stream state that makes batch sequences gapless and
+// journal recovery exact, and the record of every gap: batches the agent
+// had to give up (quota, full disk, age, a corrupt store). A gap is itself
+// queued for upload as a small gap record, so the central side learns what
+// it will never get.
 //
 // Durability: every commit is synchronous (synchronous=FULL): when Commit
 // returns ok, the batch survives a power cut, so the journal part it came
-// from may be deleted.
+// from may be deleted. Space is given back as batches leave (incremental
+// vacuum) and the WAL is checkpointed and truncated so it stays small.
+//
+// I/O: through SQLite's own unix VFS for the POSIX Env (other processes,
+// such as `edgesync status` or tests, can then read a live store), through
+// EnvVfs (buffer/sqlite_vfs.h) for any other Env, so tests can cut power,
+// fill the disk or fail I/O under SQLite too.
 //
 // Thread safety: all methods may be called from any thread; one internal
-// mutex serialises them (the sealer commits, the uploader reads and deletes).
+// mutex serialises them (the sealer commits and evicts, the uploader reads
+// and deletes).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "base/status.h"
+#include "buffer/envelope.h"
 #include "buffer/journal.h"
 
 struct sqlite3;
 
 namespace edgesync {
 
+class EnvVfs;
+
 enum class Priority : int { kLow = 0, kNormal = 1, kHigh = 2 };
+
+// A stream as the buffer sees it.
+struct StreamSpec {
+  std::string name;         // [A-Za-z0-9._-], also the journal directory name
+  std::string kafka_topic;
+  Priority priority = Priority::kNormal;
+};
 
 struct SealedBatch {
   int64_t id = 0;              // row id, set by the store
   std::string stream;
   std::string kafka_topic;
   Priority priority = Priority::kNormal;
-  uint64_t seq = 0;
-  uint32_t events = 0;
+  uint64_t seq = 0;            // batch sequence; for a gap record, its first lost sequence
+  uint32_t events = 0;         // 0 for a gap record
   int64_t first_event_us = 0;
   int64_t last_event_us = 0;
+  bool gap_record = false;     // the envelope reports a gap instead of holding events
   std::string envelope;
 };
 
@@ -43,39 +67,125 @@ struct StreamState {
 };
 
 struct StoreCounts {
-  uint64_t batches = 0;
+  uint64_t batches = 0;        // sealed batches waiting for Kafka
   uint64_t events = 0;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;          // their envelope bytes
+  uint64_t gap_records = 0;    // gap records waiting for Kafka
+  int64_t oldest_event_us = 0; // receive time of the oldest buffered event (0: none)
+};
+
+struct StoreOptions {
+  std::string device_id;                       // written into gap records
+  uint64_t max_bytes = 256ull << 20;           // envelope bytes held; above: evict
+  uint64_t min_free_bytes = 64ull << 20;       // free space kept on the file system
+  int64_t max_age_us = 7ll * 24 * 3600 * 1'000'000;  // older batches expire
 };
 
 class Store {
  public:
-  // Opens or creates the database at `path` and migrates its schema.
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // Opens or creates the database at `path` and migrates its schema, then
+  // checks it (quick_check, schema). Corruption when the file is damaged
+  // or not a store: see OpenOrReplaceStore. `env` must outlive the store.
+  static Result<std::unique_ptr<Store>> Open(Env* env, const std::string& path,
+                                             StoreOptions options = {});
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   // State of `stream` (defaults for a stream never seen).
   Result<StreamState> LoadStream(const std::string& stream);
+  // Sets the state of a stream that has no batches yet (a replaced store
+  // continuing the old one's sequences).
+  Status SeedStream(const std::string& stream, StreamState state);
   // In one transaction: inserts `batch` (its seq must be the stream's
   // next_seq) and advances the stream to next_seq+1 and `sealed`.
   // Sets batch->id.
   Status Commit(SealedBatch* batch, JournalPosition sealed);
-  // Up to `limit` batches whose id is not in `skip`: highest priority first,
-  // oldest first.
-  Result<std::vector<SealedBatch>> Next(size_t limit, const std::vector<int64_t>& skip);
-  // Removes a batch once Kafka has acknowledged it. Removing a missing id is ok.
+
+  // Up to `limit` batches and gap records not handed out yet, highest
+  // priority first, oldest first. Each returned row is leased until
+  // Delete or Release: not handed out again, never evicted.
+  Result<std::vector<SealedBatch>> Next(size_t limit);
+  // Ends the lease of a row that was not delivered: it is sent again later.
+  void Release(int64_t id);
+  // Removes a row once Kafka has acknowledged it and ends its lease.
+  // Removing a missing id is ok.
   Status Delete(int64_t id);
+
+  // Gives up batches as the limits demand, in this order: expired ones
+  // (older than max_age, by their last event), then lowest priority and
+  // oldest first while the store holds more than max_bytes, then while the
+  // file system has less than min_free_bytes free. Leased rows and gap
+  // records are never evicted. Each run of consecutive sequences evicted
+  // becomes a Gap, recorded and queued for upload in the same transaction
+  // as the deletion. A gap record never changes once written, so a copy
+  // sent twice is recognisably the same. Returns the gaps recorded.
+  Result<std::vector<Gap>> Enforce();
+  // Records `gap` and queues its gap record for upload to `kafka_topic`.
+  Status RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority);
+
   Result<StoreCounts> Counts();
+  // Every gap recorded (uploaded or not) younger than max_age, oldest first.
+  Result<std::vector<Gap>> Gaps();
+
+  // Bytes of the database and its WAL on disk, for tests and status.
+  Result<uint64_t> FileBytes();
 
  private:
-  explicit Store(sqlite3* db) : db_(db) {}
+  Store(Env* env, std::string path, StoreOptions options);
+  struct Victim {
+    SealedBatch batch;  // without its envelope
+    uint64_t size;
+  };
   Status Exec(const char* sql);
   Status Migrate();
+  Status CheckIntegrity();
+  Status LoadTotals();
+  // The methods below require mu_.
+  // Evictable rows (not leased, not gap records) matching `where` (which
+  // may use ?1 = arg), lowest priority and oldest first, until `enough`
+  // says the bytes taken so far suffice.
+  Result<std::vector<Victim>> CandidatesLocked(const char* where, int64_t arg,
+                                               const std::function<bool(uint64_t)>& enough);
+  // In one transaction: deletes the victims and records their gaps.
+  Status EvictLocked(std::vector<Victim> victims, const char* reason, std::vector<Gap>* gaps);
+  // Inside a transaction: records `gap` and queues its gap record. Returns
+  // the record's size.
+  Result<int64_t> AddGapLocked(const Gap& gap, const std::string& kafka_topic, Priority priority);
+  // Returns free pages to the file system when the file is mostly free (or
+  // `force`), and truncates the WAL.
+  Status GiveBackSpaceLocked(bool force);
 
-  std::mutex mu_;  // serialises every use of db_
-  sqlite3* db_;
+  Env* env_;
+  std::string path_;
+  StoreOptions options_;
+  std::unique_ptr<EnvVfs> vfs_;  // set when env_ is not the POSIX Env
+  std::mutex mu_;                // serialises every use of db_ and the fields below
+  sqlite3* db_ = nullptr;
+  std::set<int64_t> leased_;
+  std::string device_id_;        // for gap records: the option, else what the store knows
+  uint64_t bytes_ = 0;           // SUM(size) of all rows
+  int64_t next_age_check_ = 0;   // monotonic µs
 };
+
+// What OpenOrReplaceStore found in a store it had to replace.
+struct StoreReplacement {
+  bool replaced = false;
+  std::string reason;            // what was wrong with it
+  std::string moved_to;          // where the old file now is (kept for forensics)
+  std::vector<Gap> gaps;         // one per stream, reason store-corrupt, with what could be read
+};
+
+// Opens the store at `path`; when it is corrupt (damaged, or not a store),
+// moves it (and its WAL) aside to `<path>.corrupt-<UTC time>`, never
+// deleting it, opens a fresh one and continues each stream's sequences
+// after what the old file still tells (or, where it tells nothing, after
+// a value no earlier batch can have reached), recording a store-corrupt
+// gap per stream. `streams` are the configured streams (name, Kafka topic,
+// priority). Other errors (permission, I/O) are returned as they are.
+Result<std::unique_ptr<Store>> OpenOrReplaceStore(Env* env, const std::string& path,
+                                                  StoreOptions options,
+                                                  const std::vector<StreamSpec>& streams,
+                                                  StoreReplacement* replacement);
 
 }  // namespace edgesync

@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
       " chargers, " + std::to_string(static_cast<int>(rate)) + " events/s over QoS 1, for " +
       std::to_string(seconds) + " s");
 
-  auto store = edgesync::Store::Open(*work / "state/store.db");
+  auto store = edgesync::Store::Open(edgesync::Env::Default(), *work / "state/store.db");
   auto buffered = [&]() -> uint64_t {
     if (!store.ok()) return 0;
     auto c = (*store)->Counts();

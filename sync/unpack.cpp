@@ -10,29 +10,43 @@ namespace edgesync {
 
 bool SequenceTracker::Observe(const std::string& device, const std::string& stream, uint64_t seq,
                               std::vector<Gap>* gaps) {
+  return ObserveRange(device, stream, seq, seq, gaps);
+}
+
+bool SequenceTracker::ObserveRange(const std::string& device, const std::string& stream,
+                                   uint64_t first, uint64_t last, std::vector<Gap>* gaps) {
   auto [it, inserted] = streams_.try_emplace({device, stream});
   State& s = it->second;
-  if (inserted && !expect_first_ && seq > 0) s.contiguous = seq - 1;
+  if (inserted && !expect_first_ && first > 0) s.contiguous = first - 1;
   if (inserted) s.highest = s.contiguous;
-  if (seq <= s.contiguous || s.above.count(seq) != 0) return false;
-  if (seq > s.highest + 1) gaps->push_back({device, stream, s.highest + 1, seq - 1});
-  s.highest = std::max(s.highest, seq);
-  if (seq == s.contiguous + 1) {
-    s.contiguous = seq;
-    while (!s.above.empty() && *s.above.begin() == s.contiguous + 1) {
-      s.contiguous = *s.above.begin();
+  first = std::max(first, s.contiguous + 1);
+  if (first > last) return false;  // all seen
+  // Seen ranges above `contiguous` are disjoint and not adjacent: find the
+  // ones [first, last] touches, and whether one covers it already.
+  auto lo = s.above.upper_bound(first);
+  if (lo != s.above.begin() && std::prev(lo)->second + 1 >= first) --lo;
+  if (lo != s.above.end() && lo->first <= first && lo->second >= last) return false;
+  if (first > s.highest + 1) gaps->push_back({device, stream, s.highest + 1, first - 1});
+  s.highest = std::max(s.highest, last);
+  uint64_t a = first, b = last;
+  while (lo != s.above.end() && lo->first <= b + 1) {
+    a = std::min(a, lo->first);
+    b = std::max(b, lo->second);
+    lo = s.above.erase(lo);
+  }
+  s.above.emplace(a, b);
+  auto absorb = [&s] {
+    while (!s.above.empty() && s.above.begin()->first == s.contiguous + 1) {
+      s.contiguous = s.above.begin()->second;
       s.above.erase(s.above.begin());
     }
-  } else {
-    s.above.insert(seq);
-    if (s.above.size() > kMaxOutOfOrder) {
-      s.contiguous = *s.above.begin();
-      s.above.erase(s.above.begin());
-      while (!s.above.empty() && *s.above.begin() == s.contiguous + 1) {
-        s.contiguous = *s.above.begin();
-        s.above.erase(s.above.begin());
-      }
-    }
+  };
+  absorb();
+  if (s.above.size() > kMaxOutOfOrder) {
+    // Give up on the oldest missing range (a batch that late would be
+    // taken for a duplicate).
+    s.contiguous = s.above.begin()->first - 1;
+    absorb();
   }
   return true;
 }
@@ -43,7 +57,7 @@ size_t SequenceTracker::out_of_order() const {
   return n;
 }
 
-Status Unpacker::Process(std::string_view envelope, std::string* out,
+Status Unpacker::Process(std::string_view envelope, std::string* out, std::string* gaps_out,
                          std::vector<std::string>* notes) {
   Result<OpenedEnvelope> e = OpenEnvelope(envelope);
   if (!e.ok()) {
@@ -52,6 +66,23 @@ Status Unpacker::Process(std::string_view envelope, std::string* out,
   }
   const BatchHeader& h = e->header;
   std::vector<SequenceTracker::Gap> gaps;
+  if (e->gap) {
+    // The agent says it gave these batches up: they are accounted for.
+    const Gap& g = *e->gap;
+    if (!tracker_.ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &gaps)) {
+      ++stats_.duplicate_batches;
+      return Status::OK();
+    }
+    for (const auto& sg : gaps) stats_.missing_batches += sg.last - sg.first + 1;
+    ++stats_.gap_records;
+    stats_.lost_events += g.events;
+    gaps_out->append(GapToJson(h.device_id, g));
+    notes->push_back("lost by the agent: device=" + h.device_id + " stream=" + h.stream +
+                     " batches " + std::to_string(g.first_seq) + ".." +
+                     std::to_string(g.last_seq) + " (" + std::to_string(g.events) +
+                     " events): " + g.reason);
+    return Status::OK();
+  }
   if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &gaps)) {
     ++stats_.duplicate_batches;
     notes->push_back("duplicate batch dropped: device=" + h.device_id + " stream=" + h.stream +
@@ -69,6 +100,22 @@ Status Unpacker::Process(std::string_view envelope, std::string* out,
     ++stats_.records;
   }
   return Status::OK();
+}
+
+std::string GapToJson(const std::string& device, const Gap& g) {
+  std::string out = "{\"device\":";
+  AppendJsonString(device, &out);
+  out += ",\"stream\":";
+  AppendJsonString(g.stream, &out);
+  out += ",\"first_batch\":" + std::to_string(g.first_seq) +
+         ",\"last_batch\":" + std::to_string(g.last_seq) +
+         ",\"events\":" + std::to_string(g.events) + ",\"bytes\":" + std::to_string(g.bytes) +
+         ",\"reason\":";
+  AppendJsonString(g.reason, &out);
+  out += ",\"first_event_at\":\"" + FormatRfc3339Micros(g.first_event_us) +
+         "\",\"last_event_at\":\"" + FormatRfc3339Micros(g.last_event_us) +
+         "\",\"recorded_at\":\"" + FormatRfc3339Micros(g.at_us) + "\"}\n";
+  return out;
 }
 
 std::string Base64Encode(std::string_view data) {

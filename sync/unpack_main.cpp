@@ -1,6 +1,8 @@
 // edgesync-unpack: the central side. Consumes edgesync envelopes from Kafka,
 // checks and decodes them, and writes one NDJSON line per record to stdout;
-// duplicate batches are dropped, gaps and bad envelopes go to stderr.
+// the agent's gap records (batches it had to give up) go as NDJSON lines to
+// --gaps FILE (else to stderr); duplicate batches are dropped; sequence gaps
+// and bad envelopes go to stderr.
 #include <librdkafka/rdkafka.h>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +27,7 @@ struct Options {
   bool from_beginning = false;
   bool exit_at_end = false;
   std::vector<std::string> properties;
+  std::string gaps_path;
 };
 
 int Fail(const std::string& msg) {
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
   app.add_flag("--from-beginning", o.from_beginning, "start at the oldest message (default: only new ones)");
   app.add_flag("--exit-at-end", o.exit_at_end, "exit once every partition is read to its end");
   app.add_option("-X,--property", o.properties, "extra librdkafka consumer property KEY=VALUE");
+  app.add_option("--gaps", o.gaps_path, "append the agent's gap records (batches it gave up) to this file as NDJSON (default: stderr)");
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGINT, OnSignal);
@@ -114,8 +118,13 @@ int main(int argc, char** argv) {
     if (rerr) return Fail(std::string("assign: ") + rd_kafka_err2str(rerr));
   }
 
+  std::FILE* gaps_file = nullptr;
+  if (!o.gaps_path.empty()) {
+    gaps_file = std::fopen(o.gaps_path.c_str(), "a");
+    if (gaps_file == nullptr) return Fail("cannot open " + o.gaps_path + " for appending");
+  }
   edgesync::Unpacker unpacker(o.from_beginning);
-  std::string out;
+  std::string out, gaps_out;
   std::vector<std::string> notes;
   bool assigned_seen = !o.group.empty() ? false : true;
   while (!g_stop) {
@@ -142,9 +151,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "edgesync-unpack: kafka: %s\n", rd_kafka_message_errstr(m));
     } else {
       out.clear();
+      gaps_out.clear();
       notes.clear();
       edgesync::Status st = unpacker.Process(
-          std::string_view(static_cast<const char*>(m->payload), m->len), &out, &notes);
+          std::string_view(static_cast<const char*>(m->payload), m->len), &out, &gaps_out, &notes);
       if (!st.ok()) {
         std::fprintf(stderr, "edgesync-unpack: bad envelope at %s/%d@%lld: %s\n",
                      rd_kafka_topic_name(m->rkt), m->partition, static_cast<long long>(m->offset),
@@ -153,18 +163,26 @@ int main(int argc, char** argv) {
       for (const auto& n : notes) std::fprintf(stderr, "edgesync-unpack: %s\n", n.c_str());
       std::fwrite(out.data(), 1, out.size(), stdout);
       std::fflush(stdout);
+      if (!gaps_out.empty()) {
+        std::FILE* g = gaps_file ? gaps_file : stderr;
+        std::fwrite(gaps_out.data(), 1, gaps_out.size(), g);
+        std::fflush(g);
+      }
     }
     rd_kafka_message_destroy(m);
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  if (gaps_file) std::fclose(gaps_file);
   const edgesync::UnpackStats& s = unpacker.stats();
   std::fprintf(stderr,
                "edgesync-unpack: batches=%llu records=%llu duplicate_batches=%llu "
-               "missing_batches=%llu bad_envelopes=%llu\n",
+               "missing_batches=%llu bad_envelopes=%llu gap_records=%llu lost_events=%llu\n",
                static_cast<unsigned long long>(s.batches), static_cast<unsigned long long>(s.records),
                static_cast<unsigned long long>(s.duplicate_batches),
                static_cast<unsigned long long>(s.missing_batches),
-               static_cast<unsigned long long>(s.bad_envelopes));
+               static_cast<unsigned long long>(s.bad_envelopes),
+               static_cast<unsigned long long>(s.gap_records),
+               static_cast<unsigned long long>(s.lost_events));
   return 0;
 }

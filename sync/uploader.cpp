@@ -58,6 +58,7 @@ struct Uploader::Impl {
       }
       return;
     }
+    store->Release(id);  // stays in the store, sent again after the pause
     failed.fetch_add(1, std::memory_order_relaxed);
     if (!failed_since_idle) {
       spdlog::warn("uploader: delivery of batch {} to {} failed: {} (will retry)", id,
@@ -181,10 +182,7 @@ void Uploader::Run() {
 
     if (!s.failed_since_idle && now >= s.resume_at && store_may_have_more &&
         s.in_flight.size() < s.opt.max_in_flight) {
-      std::vector<int64_t> skip;
-      skip.reserve(s.in_flight.size());
-      for (const auto& [id, ev] : s.in_flight) skip.push_back(id);
-      Result<std::vector<SealedBatch>> next = s.store->Next(s.opt.max_in_flight - s.in_flight.size(), skip);
+      Result<std::vector<SealedBatch>> next = s.store->Next(s.opt.max_in_flight - s.in_flight.size());
       if (!next.ok()) {
         spdlog::error("uploader: reading the store: {}", next.status().ToString());
         s.resume_at = now + 1'000'000;
@@ -193,7 +191,9 @@ void Uploader::Run() {
         for (SealedBatch& b : *next) {
           std::string seq = std::to_string(b.seq), events = std::to_string(b.events);
           const std::string version = std::to_string(format::kEnvelopeVersion);
-          rd_kafka_headers_t* hdrs = rd_kafka_headers_new(4);
+          const char* kind = b.gap_record ? "gap" : "batch";
+          rd_kafka_headers_t* hdrs = rd_kafka_headers_new(5);
+          rd_kafka_header_add(hdrs, format::kHeaderKind, -1, kind, -1);
           rd_kafka_header_add(hdrs, format::kHeaderFormat, -1, version.data(), static_cast<ssize_t>(version.size()));
           rd_kafka_header_add(hdrs, format::kHeaderStream, -1, b.stream.data(), static_cast<ssize_t>(b.stream.size()));
           rd_kafka_header_add(hdrs, format::kHeaderBatch, -1, seq.data(), static_cast<ssize_t>(seq.size()));
@@ -207,6 +207,9 @@ void Uploader::Run() {
               RD_KAFKA_V_END);
           if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_headers_destroy(hdrs);  // not taken over on failure
+            for (const SealedBatch& unsent : *next) {
+              if (!s.in_flight.count(unsent.id)) s.store->Release(unsent.id);
+            }
             spdlog::warn("uploader: producing batch {} to {}: {}", b.id, b.kafka_topic,
                          rd_kafka_err2str(err));
             s.failed_since_idle = true;
@@ -247,10 +250,11 @@ Status Uploader::Stop(int64_t timeout_us) {
   impl_->cv.notify_one();
   if (thread_.joinable()) thread_.join();
   Result<StoreCounts> left = impl_->store->Counts();
-  if (left.ok() && left->batches > 0) {
+  if (left.ok() && left->batches + left->gap_records > 0) {
     return Status::Unavailable(std::to_string(left->batches) + " batches (" +
-                               std::to_string(left->events) +
-                               " events) not uploaded yet; they stay in the store");
+                               std::to_string(left->events) + " events) and " +
+                               std::to_string(left->gap_records) +
+                               " gap records not uploaded yet; they stay in the store");
   }
   return Status::OK();
 }

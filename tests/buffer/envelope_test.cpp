@@ -115,5 +115,62 @@ TEST(Envelope, CountMismatchAndUnknownVersionAreRefused) {
                             "the length check of the fixed header").ok());
 }
 
+TEST(Envelope, GapRecordRoundTripsAndIsChecked) {
+  Gap g;
+  g.stream = "payments";
+  g.first_seq = 17;
+  g.last_seq = 42;
+  g.events = 26'000;
+  g.bytes = 3'000'000;
+  g.first_event_us = 1'700'000'000'000'000;
+  g.last_event_us = 1'700'000'100'000'000;
+  g.reason = format::kGapQuota;
+  g.at_us = 1'700'000'200'000'000;
+  Result<std::string> env = SealGapRecord("term-0042", g);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  Result<OpenedEnvelope> o = OpenEnvelope(*env);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->header.flags, format::kFlagGap);
+  EXPECT_EQ(o->header.batch_seq, 17u);
+  EXPECT_EQ(o->header.event_count, 0u);
+  EXPECT_TRUE(o->records.empty());
+  ASSERT_TRUE(o->gap.has_value());
+  EXPECT_EQ(o->gap->stream, "payments");
+  EXPECT_EQ(o->gap->last_seq, 42u);
+  EXPECT_EQ(o->gap->events, 26'000u);
+  EXPECT_EQ(o->gap->bytes, 3'000'000u);
+  EXPECT_EQ(o->gap->reason, "quota");
+  EXPECT_EQ(o->gap->at_us, g.at_us);
+  EXPECT_EQ(o->gap->first_event_us, g.first_event_us);
+  for (size_t i = 0; i < env->size(); ++i) {
+    std::string bad = *env;
+    bad[i] ^= 0x01;
+    EXPECT_FALSE(OpenEnvelope(bad).ok()) << "flip at " << i;
+  }
+  // A body that disagrees with its header is refused even with a good checksum.
+  BatchHeader h;
+  h.flags = format::kFlagGap;
+  h.device_id = "d";
+  h.stream = "s";
+  h.batch_seq = 5;
+  std::string body(format::kGapBodyFixed - 1, '\0');  // too short
+  SealOptions plain;
+  plain.codec = format::kCodecNone;
+  Result<std::string> short_body = SealEnvelope(h, body, plain);
+  ASSERT_TRUE(short_body.ok());
+  EXPECT_EQ(OpenEnvelope(*short_body).status().code(), Status::Code::kCorruption);
+}
+
+TEST(Envelope, UnknownFlagIsRefused) {
+  std::string body, enc;
+  EncodeRecord(MakeRecord(1), &enc);
+  AppendToBody(enc, &body);
+  BatchHeader h = Header(1);
+  h.flags = 0x04;
+  Result<std::string> env = SealEnvelope(h, body);
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(OpenEnvelope(*env).status().code(), Status::Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace edgesync

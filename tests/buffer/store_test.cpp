@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <sqlite3.h>
 
+#include <fstream>
+#include <map>
+
+#include "buffer/sqlite_vfs.h"
+#include "tests/support/mem_env.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync {
@@ -24,7 +29,7 @@ SealedBatch Batch(const std::string& stream, uint64_t seq, Priority p) {
 
 TEST(Store, CommitAdvancesStreamStateAtomically) {
   harness::TempDir dir = testing::NewTempDir();
-  auto store = Store::Open(dir / "store.db");
+  auto store = Store::Open(Env::Default(), dir / "store.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto fresh = (*store)->LoadStream("payments");
   ASSERT_TRUE(fresh.ok());
@@ -47,14 +52,14 @@ TEST(Store, CommitAdvancesStreamStateAtomically) {
 TEST(Store, SurvivesReopen) {
   harness::TempDir dir = testing::NewTempDir();
   {
-    auto store = Store::Open(dir / "store.db");
+    auto store = Store::Open(Env::Default(), dir / "store.db");
     ASSERT_TRUE(store.ok());
     SealedBatch b = Batch("s", 1, Priority::kHigh);
     ASSERT_TRUE((*store)->Commit(&b, JournalPosition{2, 17}).ok());
   }
-  auto store = Store::Open(dir / "store.db");
+  auto store = Store::Open(Env::Default(), dir / "store.db");
   ASSERT_TRUE(store.ok());
-  auto next = (*store)->Next(10, {});
+  auto next = (*store)->Next(10);
   ASSERT_TRUE(next.ok());
   ASSERT_EQ(next->size(), 1u);
   EXPECT_EQ((*next)[0].envelope, "envelope-s-1");
@@ -64,23 +69,28 @@ TEST(Store, SurvivesReopen) {
 
 TEST(Store, NextDrainsHighestPriorityFirstThenOldest) {
   harness::TempDir dir = testing::NewTempDir();
-  auto store = Store::Open(dir / "store.db");
+  auto store = Store::Open(Env::Default(), dir / "store.db");
   ASSERT_TRUE(store.ok());
   std::vector<SealedBatch> in = {Batch("low", 1, Priority::kLow), Batch("norm", 1, Priority::kNormal),
                                  Batch("high", 1, Priority::kHigh), Batch("norm", 2, Priority::kNormal),
                                  Batch("high", 2, Priority::kHigh)};
   for (auto& b : in) ASSERT_TRUE((*store)->Commit(&b, {}).ok());
-  auto next = (*store)->Next(10, {});
+  auto next = (*store)->Next(10);
   ASSERT_TRUE(next.ok());
   std::vector<std::string> order;
   for (const auto& b : *next) order.push_back(b.stream + std::to_string(b.seq));
   EXPECT_EQ(order, (std::vector<std::string>{"high1", "high2", "norm1", "norm2", "low1"}));
 
-  // Skipping in-flight ids and limiting.
-  auto rest = (*store)->Next(2, {in[2].id, in[4].id});
+  // Everything handed out is leased until released or deleted.
+  EXPECT_TRUE((*store)->Next(10)->empty());
+  for (const auto& b : *next) {
+    if (b.id != in[2].id && b.id != in[4].id) (*store)->Release(b.id);
+  }
+  auto rest = (*store)->Next(2);
   ASSERT_TRUE(rest.ok());
   ASSERT_EQ(rest->size(), 2u);
   EXPECT_EQ((*rest)[0].stream + std::to_string((*rest)[0].seq), "norm1");
+  EXPECT_EQ((*rest)[1].stream + std::to_string((*rest)[1].seq), "norm2");
 
   ASSERT_TRUE((*store)->Delete(in[2].id).ok());
   ASSERT_TRUE((*store)->Delete(in[2].id).ok());  // idempotent
@@ -95,9 +105,341 @@ TEST(Store, NotADatabaseIsReportedAsCorruption) {
     std::ofstream f(dir / "store.db", std::ios::binary);
     f << std::string(8192, 'x');
   }
-  auto store = Store::Open(dir / "store.db");
+  auto store = Store::Open(Env::Default(), dir / "store.db");
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Status::Code::kCorruption) << store.status().ToString();
+}
+
+// --- Limits, gaps, space, migration and corruption, on an in-memory disk.
+
+using testing::MemEnv;
+
+constexpr uint64_t kKiB = 1024;
+
+struct MemStore {
+  MemEnv env;
+  StoreOptions options;
+  std::unique_ptr<Store> store;
+  MemStore() {
+    EXPECT_TRUE(env.CreateDirs("/state").ok());
+    options.device_id = "term-0001";
+    options.max_bytes = 100 * kKiB;
+    options.min_free_bytes = 0;
+    options.max_age_us = 0;
+  }
+  void Open() {
+    store.reset();
+    auto s = Store::Open(&env, "/state/store.db", options);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store = std::move(s).value();
+  }
+  // Commits batch `seq` of `stream` with an envelope of `size` bytes and 10 events.
+  SealedBatch Add(const std::string& stream, uint64_t seq, Priority p, size_t size = 10 * kKiB,
+                  int64_t last_us = 0) {
+    SealedBatch b = Batch(stream, seq, p);
+    b.envelope.assign(size, static_cast<char>('a' + seq % 26));
+    if (last_us) b.first_event_us = b.last_event_us = last_us;
+    EXPECT_TRUE(store->Commit(&b, {}).ok());
+    return b;
+  }
+  std::vector<SealedBatch> Peek() {
+    auto all = store->Next(1'000'000);
+    EXPECT_TRUE(all.ok());
+    for (const auto& b : *all) store->Release(b.id);
+    return *all;
+  }
+};
+
+// Opens a gap record and returns its gap.
+Gap GapOf(const SealedBatch& b) {
+  EXPECT_TRUE(b.gap_record);
+  auto e = OpenEnvelope(b.envelope);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_TRUE(e->gap.has_value());
+  return e->gap.value_or(Gap{});
+}
+
+TEST(StoreLimits, QuotaEvictsLowestPriorityOldestFirstAndRecordsEachGap) {
+  MemStore m;
+  m.options.max_bytes = 104 * kKiB;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 4; ++seq) m.Add("low", seq, Priority::kLow);
+  for (uint64_t seq = 1; seq <= 4; ++seq) m.Add("high", seq, Priority::kHigh);
+  for (uint64_t seq = 1; seq <= 3; ++seq) m.Add("normal", seq, Priority::kNormal);
+  // 11 x 10 KiB in a 104 KiB quota (gap records count too): one batch must
+  // go, the oldest low one.
+  auto gaps = m.store->Enforce();
+  ASSERT_TRUE(gaps.ok()) << gaps.status().ToString();
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].stream, "low");
+  EXPECT_EQ((*gaps)[0].first_seq, 1u);
+  EXPECT_EQ((*gaps)[0].last_seq, 1u);
+  EXPECT_EQ((*gaps)[0].events, 10u);
+  EXPECT_EQ((*gaps)[0].reason, "quota");
+
+  // Four more high batches push out the rest of low, then the oldest normal.
+  for (uint64_t seq = 5; seq <= 8; ++seq) m.Add("high", seq, Priority::kHigh);
+  ASSERT_TRUE(m.store->Enforce().ok());
+  std::map<std::string, std::vector<uint64_t>> kept;
+  std::vector<Gap> records;
+  for (const SealedBatch& b : m.Peek()) {
+    if (b.gap_record) {
+      records.push_back(GapOf(b));
+    } else {
+      kept[b.stream].push_back(b.seq);
+    }
+  }
+  EXPECT_EQ(kept["low"], std::vector<uint64_t>{});
+  EXPECT_EQ(kept["normal"], (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(kept["high"].size(), 8u) << "high priority is evicted last";
+  // Each eviction run is one gap record; together they cover exactly
+  // what was given up.
+  std::map<std::string, std::vector<uint64_t>> lost_seqs;
+  for (const Gap& g : records) {
+    EXPECT_EQ(g.events, (g.last_seq - g.first_seq + 1) * 10);
+    for (uint64_t q = g.first_seq; q <= g.last_seq; ++q) lost_seqs[g.stream].push_back(q);
+  }
+  for (auto& [stream, seqs] : lost_seqs) std::sort(seqs.begin(), seqs.end());
+  EXPECT_EQ(lost_seqs["low"], (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(lost_seqs["normal"], (std::vector<uint64_t>{1}));
+  EXPECT_EQ(lost_seqs.count("high"), 0u);
+
+  // Accounting: every committed event is either still stored or in a gap.
+  auto counts = m.store->Counts();
+  auto all_gaps = m.store->Gaps();
+  ASSERT_TRUE(counts.ok() && all_gaps.ok());
+  uint64_t lost = 0;
+  for (const Gap& g : *all_gaps) lost += g.events;
+  EXPECT_EQ(counts->events + lost, 15u * 10);
+  EXPECT_LE(counts->bytes, m.options.max_bytes);
+  EXPECT_EQ(counts->gap_records, records.size());
+}
+
+TEST(StoreLimits, LeasedBatchesAndGapRecordsAreNeverEvicted) {
+  MemStore m;
+  m.options.max_bytes = 30 * kKiB;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 3; ++seq) m.Add("s", seq, Priority::kNormal);
+  auto in_flight = m.store->Next(1);  // seq 1 is on its way to Kafka
+  ASSERT_EQ(in_flight->size(), 1u);
+  m.Add("s", 4, Priority::kNormal);
+  auto gaps = m.store->Enforce();
+  ASSERT_TRUE(gaps.ok());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].first_seq, 2u) << "the in-flight batch must not be given up";
+
+  // Gap records are never evicted, however full the store.
+  m.store->Release((*in_flight)[0].id);
+  for (uint64_t seq = 5; seq <= 9; ++seq) m.Add("s", seq, Priority::kNormal);
+  ASSERT_TRUE(m.store->Enforce().ok());
+  int records = 0;
+  for (const auto& b : m.Peek()) records += b.gap_record;
+  EXPECT_EQ(static_cast<uint64_t>(records), m.store->Gaps()->size());
+  EXPECT_GE(records, 2);
+}
+
+TEST(StoreLimits, UploadedGapRecordLeavesTheQueueButStaysInTheLog) {
+  MemStore m;
+  m.options.max_bytes = 20 * kKiB;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 3; ++seq) m.Add("s", seq, Priority::kNormal);
+  ASSERT_EQ(m.store->Enforce()->size(), 1u);
+  for (const auto& b : *m.store->Next(10)) ASSERT_TRUE(m.store->Delete(b.id).ok());
+  EXPECT_EQ(m.store->Counts()->gap_records, 0u);
+  ASSERT_EQ(m.store->Gaps()->size(), 1u);
+  // A later eviction queues a new record.
+  for (uint64_t seq = 4; seq <= 6; ++seq) m.Add("s", seq, Priority::kNormal);
+  ASSERT_EQ(m.store->Enforce()->size(), 1u);
+  EXPECT_EQ(m.store->Counts()->gap_records, 1u);
+}
+
+TEST(StoreLimits, OldBatchesExpire) {
+  MemStore m;
+  m.options.max_bytes = 1 << 30;
+  m.options.max_age_us = 3600'000'000;  // one hour
+  m.Open();
+  const int64_t now = m.env.NowMicros();
+  m.Add("s", 1, Priority::kHigh, 1000, now - 2 * 3600'000'000LL);
+  m.Add("s", 2, Priority::kHigh, 1000, now - 10'000'000);
+  auto gaps = m.store->Enforce();
+  ASSERT_TRUE(gaps.ok());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].reason, "expired");
+  EXPECT_EQ((*gaps)[0].first_seq, 1u);
+  // The age check runs once a minute; an hour later batch 2 is old too.
+  m.env.AdvanceClocks(3600'000'000LL + 61'000'000);
+  gaps = m.store->Enforce();
+  ASSERT_TRUE(gaps.ok());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].first_seq, 2u);
+  EXPECT_EQ(m.store->Counts()->batches, 0u);
+}
+
+TEST(StoreLimits, ShortDiskEvictsAndGivesTheSpaceBack) {
+  MemStore m;
+  m.options.max_bytes = 1 << 30;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 40; ++seq) m.Add("s", seq, Priority::kNormal, 64 * kKiB);
+  ASSERT_TRUE(m.store->Enforce().ok());
+  m.options.min_free_bytes = 1536 * kKiB;
+  m.Open();  // the limits are options of the open store
+  // The disk fills up (another program, say): 1 MiB must be freed.
+  m.env.SetCapacity(m.env.UsedBytes() + 512 * kKiB);
+  auto gaps = m.store->Enforce();
+  ASSERT_TRUE(gaps.ok()) << gaps.status().ToString();
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].reason, "disk-full");
+  EXPECT_EQ((*gaps)[0].first_seq, 1u);
+  EXPECT_GE((*gaps)[0].bytes, 1024 * kKiB);
+  EXPECT_LT((*gaps)[0].bytes, 1024 * kKiB + 2 * 64 * kKiB) << "gives up no more than needed";
+  EXPECT_GE(*m.env.FreeBytes("/state"), m.options.min_free_bytes)
+      << "the file must shrink, not just hold free pages";
+  // Once there is room, nothing more goes.
+  ASSERT_TRUE(m.store->Enforce()->empty());
+}
+
+TEST(StoreSpace, DrainedStoreShrinksAndTheWalStaysBounded) {
+  MemStore m;
+  m.options.max_bytes = 1 << 30;
+  m.Open();
+  uint64_t max_wal = 0;
+  for (uint64_t seq = 1; seq <= 300; ++seq) {
+    m.Add("s", seq, Priority::kNormal, 100 * kKiB);
+    auto wal = m.env.FileSize("/state/store.db-wal");
+    if (wal.ok()) max_wal = std::max(max_wal, *wal);
+  }
+  const uint64_t full = *m.store->FileBytes();
+  EXPECT_GT(full, 30u << 20);
+  EXPECT_LT(max_wal, 6u << 20) << "checkpoints keep the WAL near its 4 MiB limit";
+  for (const auto& b : *m.store->Next(1000)) ASSERT_TRUE(m.store->Delete(b.id).ok());
+  ASSERT_TRUE(m.store->Enforce().ok());
+  EXPECT_LT(*m.store->FileBytes(), 2u << 20) << "space goes back as batches leave";
+}
+
+// A version-1 store (as the first release wrote it) migrates in place.
+TEST(StoreSchema, VersionOneMigratesKeepingItsBatches) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string path = dir / "store.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+      PRAGMA journal_mode=WAL;
+      CREATE TABLE streams (name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL,
+        journal_segment INTEGER NOT NULL, journal_offset INTEGER NOT NULL);
+      CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+        kafka_topic TEXT NOT NULL, priority INTEGER NOT NULL, seq INTEGER NOT NULL,
+        events INTEGER NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+        size INTEGER NOT NULL, envelope BLOB NOT NULL, UNIQUE (stream, seq));
+      CREATE INDEX batches_drain ON batches (priority DESC, id);
+      INSERT INTO streams VALUES ('s', 8, 5, 0);
+      INSERT INTO batches (stream, kafka_topic, priority, seq, events, first_us, last_us, size,
+        envelope) VALUES ('s', 'edge.s', 1, 7, 3, 1, 2, 4, x'45444753');
+      PRAGMA user_version=1;)sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  StoreOptions o;
+  o.max_age_us = 0;
+  auto store = Store::Open(Env::Default(), path, o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->LoadStream("s")->next_seq, 8u);
+  auto next = (*store)->Next(10);
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ((*next)[0].seq, 7u);
+  EXPECT_FALSE((*next)[0].gap_record);
+  EXPECT_EQ((*store)->Counts()->bytes, 4u);
+  store->reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
+                         "(SELECT auto_vacuum FROM pragma_auto_vacuum)", -1, &q, nullptr);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(q, 1), 2) << "incremental vacuum after migration";
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
+TEST(StoreSchema, NewerVersionIsRefusedWithAnUpgradeHint) {
+  harness::TempDir dir = testing::NewTempDir();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto store = Store::Open(Env::Default(), dir / "store.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(store.status().message().find("upgrade the agent"), std::string::npos);
+}
+
+const std::vector<StreamSpec> kStreams = {{"pay", "edge.pay", Priority::kHigh},
+                                          {"tele", "edge.tele", Priority::kLow}};
+
+TEST(StoreCorruption, GarbageIsMovedAsideAndSequencesJumpPastAnythingUsed) {
+  MemStore m;
+  {
+    auto f = m.env.OpenAppend("/state/store.db");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(std::string(8192, 'x')).ok());
+  }
+  StoreReplacement r;
+  auto store = OpenOrReplaceStore(&m.env, "/state/store.db", m.options, kStreams, &r);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE(r.replaced);
+  EXPECT_NE(r.moved_to.find("/state/store.db.corrupt-"), std::string::npos);
+  EXPECT_EQ(*m.env.ReadFile(r.moved_to), std::string(8192, 'x')) << "kept for forensics";
+  // Nothing could be read: every stream continues far past any sequence it
+  // may have used, and a store-corrupt gap says so.
+  ASSERT_EQ(r.gaps.size(), 2u);
+  for (const Gap& g : r.gaps) {
+    EXPECT_EQ(g.reason, "store-corrupt");
+    EXPECT_EQ(g.first_seq, 1u);
+    EXPECT_GE(g.last_seq, (1ull << 40) - 1);
+    EXPECT_EQ((*store)->LoadStream(g.stream)->next_seq, g.last_seq + 1);
+  }
+  EXPECT_EQ((*store)->Counts()->gap_records, 2u);
+  // And the new store works.
+  SealedBatch b = Batch("pay", (*store)->LoadStream("pay")->next_seq, Priority::kHigh);
+  EXPECT_TRUE((*store)->Commit(&b, {}).ok());
+}
+
+TEST(StoreCorruption, DamagedStoreContinuesFromWhatItStillTells) {
+  MemStore m;
+  m.Open();
+  m.Add("pay", 1, Priority::kHigh);
+  m.Add("pay", 2, Priority::kHigh);
+  ASSERT_TRUE(m.store->SeedStream("tele", StreamState{5, {3, 0}}).ok());
+  ASSERT_TRUE(m.store->Delete(m.Peek()[0].id).ok());  // pay 1 was uploaded
+  m.store.reset();
+  {
+    // Damage: a table is gone (as a bad page can make it).
+    EnvVfs vfs(&m.env);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2("/state/store.db", &db, SQLITE_OPEN_READWRITE, vfs.name()),
+              SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; DROP TABLE gaps;", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  StoreReplacement r;
+  auto store = OpenOrReplaceStore(&m.env, "/state/store.db", m.options, kStreams, &r);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE(r.replaced);
+  EXPECT_NE(r.reason.find("schema"), std::string::npos) << r.reason;
+  EXPECT_TRUE(m.env.Exists(r.moved_to));
+  // pay: batch 2 with its 10 events was still there; tele had nothing to lose.
+  ASSERT_EQ(r.gaps.size(), 1u);
+  EXPECT_EQ(r.gaps[0].stream, "pay");
+  EXPECT_EQ(r.gaps[0].first_seq, 2u);
+  EXPECT_EQ(r.gaps[0].last_seq, 2u);
+  EXPECT_EQ(r.gaps[0].events, 10u);
+  EXPECT_EQ((*store)->LoadStream("pay")->next_seq, 3u);
+  auto tele = (*store)->LoadStream("tele");
+  EXPECT_EQ(tele->next_seq, 5u);
+  EXPECT_EQ(tele->sealed, (JournalPosition{3, 0})) << "journal recovery resumes where it was";
 }
 
 }  // namespace

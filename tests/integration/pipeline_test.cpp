@@ -52,7 +52,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
   Publish(pub.get(), 1, kEvents);
   ASSERT_TRUE(pub->WaitAcked(60s).ok());
   // With Kafka down every event ends up sealed and buffered in the store.
-  auto store = Store::Open(dir_ / "state/store.db");
+  auto store = Store::Open(Env::Default(), dir_ / "state/store.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   uint64_t buffered = 0;
   EXPECT_TRUE(harness::PollUntil([&] {

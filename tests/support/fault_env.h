@@ -23,6 +23,9 @@ class FaultEnv : public Env {
     if (!f.ok()) return f.status();
     return std::unique_ptr<AppendFile>(new File(this, std::move(f).value()));
   }
+  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& p, bool create) override {
+    return base_->OpenRandomRW(p, create);
+  }
   Result<std::string> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
   Status CreateDirs(const std::string& p) override { return base_->CreateDirs(p); }
   Result<std::vector<std::string>> ListDir(const std::string& d) override { return base_->ListDir(d); }
@@ -30,6 +33,7 @@ class FaultEnv : public Env {
   Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
   Status SyncDir(const std::string& d) override { return base_->SyncDir(d); }
   bool Exists(const std::string& p) override { return base_->Exists(p); }
+  Result<uint64_t> FreeBytes(const std::string& p) override { return base_->FreeBytes(p); }
   Result<uint64_t> FileSize(const std::string& p) override { return base_->FileSize(p); }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override { return base_->LockFile(p); }
   int64_t NowMicros() override { return base_->NowMicros(); }

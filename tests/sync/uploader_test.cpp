@@ -47,7 +47,7 @@ class UploaderTest : public ::testing::Test {
     auto cluster = harness::KafkaCluster::Start(3, {{kTopic, 1}});
     ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
     cluster_ = std::move(cluster).value();
-    store_ = std::move(Store::Open(dir_ / "store.db")).value();
+    store_ = std::move(Store::Open(Env::Default(), dir_ / "store.db")).value();
   }
 
   std::unique_ptr<Uploader> Make() {
@@ -134,7 +134,7 @@ TEST_F(UploaderTest, StopWithKafkaDownKeepsTheBatches) {
 
 TEST(UploaderConfig, RejectedPropertyIsNamed) {
   auto dir = testing::NewTempDir();
-  auto store = Store::Open(dir / "store.db");
+  auto store = Store::Open(Env::Default(), dir / "store.db");
   ASSERT_TRUE(store.ok());
   UploaderOptions o;
   o.brokers = "127.0.0.1:1";
