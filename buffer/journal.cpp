@@ -79,7 +79,16 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
       continue;
     }
     Result<std::string> bytes = env->ReadFile(path);
-    if (!bytes.ok()) return bytes.status();
+    if (!bytes.ok()) {
+      // Unreadable (a bad sector, say): set it aside for forensics and go
+      // on, rather than fail every start on it.
+      Status moved = env->Rename(path, path + ".unreadable");
+      if (!moved.ok()) return bytes.status();
+      recovery->unreadable_segments += 1;
+      recovery->problems.push_back(path + ": unreadable (" + bytes.status().message() +
+                                   "); moved aside to " + path + ".unreadable");
+      continue;
+    }
     SegmentScan scan = ScanSegment(*bytes);
     for (auto& [body, end] : scan.records) {
       if (seg == sealed.segment && end <= sealed.offset) continue;  // already sealed

@@ -38,6 +38,7 @@ struct JournalRecovery {
   };
   std::vector<Entry> entries;
   uint64_t torn_bytes = 0;  // bytes cut from torn or corrupt tails
+  uint64_t unreadable_segments = 0;  // moved aside to <segment>.unreadable
   std::vector<std::string> problems;  // one line per cut, for the log
 };
 
@@ -45,7 +46,8 @@ class Journal {
  public:
   // Opens the journal in `dir` (created if missing). Deletes segments wholly
   // before `sealed` and returns in `recovery` every whole record at or after
-  // it. New appends go to a fresh segment after all existing ones.
+  // it; a segment that cannot be read is renamed to <name>.unreadable and
+  // reported. New appends go to a fresh segment after all existing ones.
   static Result<std::unique_ptr<Journal>> Open(Env* env, std::string dir, JournalPosition sealed,
                                                JournalRecovery* recovery);
   ~Journal();

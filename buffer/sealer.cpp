@@ -214,6 +214,7 @@ void Sealer::Run() {
     lock.unlock();
 
     now = env_->MonotonicMicros();
+    bool close_failed = false;
     for (size_t i = 0; i < lanes_.size(); ++i) {
       std::lock_guard<std::mutex> ll(lanes_[i]->mu);
       if (lanes_[i]->events > 0 &&
@@ -222,6 +223,7 @@ void Sealer::Run() {
         if (!st.ok()) {
           spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
           lanes_[i]->opened_mono = now;  // try again after another max_age, not in a spin
+          close_failed = true;
         }
       }
     }
@@ -265,7 +267,7 @@ void Sealer::Run() {
       }
       std::lock_guard<std::mutex> l2(mu_);
       // At shutdown one failed attempt is final: the journal keeps the events.
-      if ((closed_.empty() && !open) || retry_at > env_->MonotonicMicros()) return;
+      if ((closed_.empty() && !open) || close_failed || retry_at > env_->MonotonicMicros()) return;
     }
   }
 }
@@ -273,12 +275,19 @@ void Sealer::Run() {
 void Sealer::SyncDue(int64_t* next_sync, bool force) {
   const int64_t now = env_->MonotonicMicros();
   if (!force && now < *next_sync) return;
+  Status st = SyncJournals();
+  if (!st.ok()) spdlog::error("journal sync: {}", st.ToString());
+  *next_sync = now + options_.sync_interval_us;
+}
+
+Status Sealer::SyncJournals() {
+  Status first;
   for (auto& lane : lanes_) {
     std::lock_guard<std::mutex> ll(lane->mu);
     Status st = lane->journal->SyncIfDirty();
-    if (!st.ok()) spdlog::error("stream {}: journal sync: {}", lane->spec.name, st.ToString());
+    if (!st.ok() && first.ok()) first = st;  // names the segment file
   }
-  *next_sync = now + options_.sync_interval_us;
+  return first;
 }
 
 void Sealer::EnforceLimits() {
@@ -313,7 +322,16 @@ Status Sealer::Stop() {
   cv_.notify_all();
   space_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  size_t open = 0;
+  for (auto& lane : lanes_) {
+    std::lock_guard<std::mutex> ll(lane->mu);
+    open += lane->events > 0;
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  if (open > 0) {
+    return Status::IOError(std::to_string(open) +
+                           " open batches could not be closed; their events stay in the journal");
+  }
   if (!closed_.empty()) {
     return Status::IOError(std::to_string(closed_.size()) +
                            " closed batches could not be sealed; they stay in the journal: " +

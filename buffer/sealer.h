@@ -80,6 +80,11 @@ class Sealer {
   // cannot commit cannot hold shutdown.
   void StopWaitingForSpace();
 
+  // fdatasyncs every journal written since its last sync: once it returns
+  // ok, every event accepted before the call survives a power cut. The
+  // sealer thread does this every sync_interval by itself.
+  Status SyncJournals();
+
   SealerStats stats() const;
   size_t stream_count() const { return lanes_.size(); }
 

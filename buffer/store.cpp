@@ -43,11 +43,14 @@ CREATE INDEX batches_drain ON batches (priority DESC, id);
 )sql";
 
 // Version 2: gap records travel in `batches` (gap=1, seq = first lost
-// sequence); `gaps` is the log of every gap, pointing at its pending record
-// until that is uploaded; `meta` holds the device id.
+// sequence) and are sent before batches, so the central side learns of a
+// loss before it sees the sequence jump; `gaps` is the log of every gap,
+// pointing at its pending record until that is uploaded; `meta` holds the
+// device id.
 constexpr const char* kMigrateToV2 = R"sql(
 ALTER TABLE batches ADD COLUMN gap INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX batches_evict ON batches (priority, id);
+CREATE INDEX batches_send ON batches (gap DESC, priority DESC, id);
 CREATE TABLE gaps (
   id        INTEGER PRIMARY KEY AUTOINCREMENT,
   stream    TEXT NOT NULL,
@@ -342,7 +345,7 @@ Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
 Result<std::vector<SealedBatch>> Store::Next(size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_, (std::string("SELECT ") + kBatchColumns +
-               ", envelope FROM batches ORDER BY priority DESC, id LIMIT ?")
+               ", envelope FROM batches ORDER BY gap DESC, priority DESC, id LIMIT ?")
                   .c_str());
   if (!q.ok()) return SqlError(db_, "prepare drain query");
   q.Int(1, static_cast<int64_t>(limit + leased_.size()));

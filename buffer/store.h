@@ -102,8 +102,8 @@ class Store {
   // Sets batch->id.
   Status Commit(SealedBatch* batch, JournalPosition sealed);
 
-  // Up to `limit` batches and gap records not handed out yet, highest
-  // priority first, oldest first. Each returned row is leased until
+  // Up to `limit` batches and gap records not handed out yet: gap records
+  // first, then highest priority first, oldest first. Each returned row is leased until
   // Delete or Release: not handed out again, never evicted.
   Result<std::vector<SealedBatch>> Next(size_t limit);
   // Ends the lease of a row that was not delivered: it is sent again later.

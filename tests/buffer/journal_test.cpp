@@ -169,5 +169,26 @@ TEST(Journal, ShortWriteThenMoreAppendsAreAllRecovered) {
                                                    std::string(40, '4')}));
 }
 
+TEST(Journal, UnreadableSegmentIsSetAsideNotFatal) {
+  harness::TempDir dir = testing::NewTempDir();
+  {
+    JournalRecovery rec;
+    auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->Append(R("kept")).ok());
+  }
+  // A segment name read() refuses (EISDIR stands in for a bad sector).
+  ASSERT_TRUE(Env::Default()->CreateDirs(dir / "00000000000000ff.log").ok());
+  JournalRecovery rec;
+  auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  EXPECT_EQ(rec.unreadable_segments, 1u);
+  ASSERT_EQ(rec.problems.size(), 1u);
+  EXPECT_NE(rec.problems[0].find("unreadable"), std::string::npos) << rec.problems[0];
+  EXPECT_TRUE(Env::Default()->Exists(dir / "00000000000000ff.log.unreadable"));
+  EXPECT_EQ(Bodies(rec), std::vector<std::string>{R("kept")});
+  EXPECT_GT((*j)->current_segment(), 0xffu) << "never reuses the set-aside number";
+}
+
 }  // namespace
 }  // namespace edgesync

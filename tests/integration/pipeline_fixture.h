@@ -66,7 +66,7 @@ max_age = "200ms"
 [kafka]
 brokers = ")" << cluster_->bootstrap() << R"("
 [kafka.properties]
-"message.timeout.ms" = 120000
+"message.timeout.ms" = )" << message_timeout_ms_ << R"(
 "message.max.bytes" = 4000000
 [[streams]]
 name = "payments"
@@ -114,7 +114,7 @@ kafka_topic = ")" << kTopic << R"("
   void StartUnpack(const std::string& topic = kTopic) {
     harness::SpawnOptions o;
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--topic", topic, "--from-beginning"};
+              "--topic", topic, "--from-beginning", "--gaps", dir_ / "gaps.ndjson"};
     o.stdout_path = dir_ / "records.ndjson";
     o.stderr_path = dir_ / "unpack.log";
     auto p = Process::Spawn(o);
@@ -166,6 +166,7 @@ kafka_topic = ")" << kTopic << R"("
   }
 
   harness::TempDir dir_ = NewTempDir();
+  int64_t message_timeout_ms_ = 120'000;  // how long librdkafka keeps trying one envelope
   harness::BrokerOptions broker_options_;
   std::unique_ptr<harness::MosquittoBroker> broker_;
   std::unique_ptr<harness::KafkaCluster> cluster_;
