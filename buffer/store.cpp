@@ -117,6 +117,31 @@ Status SqlError(sqlite3* db, const std::string& what) {
   return Status::IOError(msg);
 }
 
+// BEGIN IMMEDIATE ... COMMIT, rolled back when it goes out of scope
+// uncommitted. Errors are read off the connection before the rollback.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {
+    begun_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  ~Transaction() {
+    if (begun_ && !committed_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status Begun() const { return begun_ ? Status::OK() : SqlError(db_, "begin transaction"); }
+  Status Commit(const std::string& what) {
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return SqlError(db_, what);
+    committed_ = true;
+    return Status::OK();
+  }
+  // The error of the step that failed; the rollback follows at scope exit.
+  Status Fail(const std::string& what) const { return SqlError(db_, what); }
+
+ private:
+  sqlite3* db_;
+  bool begun_ = false;
+  bool committed_ = false;
+};
+
 std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -220,14 +245,11 @@ Status Store::Migrate() {
   }
   // Each step in its own transaction, so a crash leaves a whole version.
   auto step = [&](const char* sql, int to) -> Status {
-    EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = Exec(sql);
-    if (st.ok()) st = Exec(("PRAGMA user_version=" + std::to_string(to)).c_str());
-    if (!st.ok()) {
-      (void)Exec("ROLLBACK");
-      return st;
-    }
-    return Exec("COMMIT");
+    Transaction txn(db_);
+    EDGESYNC_RETURN_IF_ERROR(txn.Begun());
+    EDGESYNC_RETURN_IF_ERROR(Exec(sql));
+    EDGESYNC_RETURN_IF_ERROR(Exec(("PRAGMA user_version=" + std::to_string(to)).c_str()));
+    return txn.Commit("commit schema version " + std::to_string(to));
   };
   if (version < 1) EDGESYNC_RETURN_IF_ERROR(step(kSchemaV1, 1));
   if (version < 2) {
@@ -311,12 +333,9 @@ Status Store::SeedStream(const std::string& stream, StreamState state) {
 
 Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
   std::lock_guard<std::mutex> lock(mu_);
-  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  auto fail = [&](const std::string& what) {
-    Status st = SqlError(db_, what);
-    (void)Exec("ROLLBACK");
-    return st;
-  };
+  Transaction txn(db_);
+  EDGESYNC_RETURN_IF_ERROR(txn.Begun());
+  auto fail = [&](const std::string& what) { return txn.Fail(what); };
   {
     Stmt ins(db_,
              "INSERT INTO batches (stream, kafka_topic, priority, seq, events, first_us, "
@@ -335,9 +354,7 @@ Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
     b->id = sqlite3_last_insert_rowid(db_);
   }
   if (!WriteStream(db_, b->stream, StreamState{b->seq + 1, sealed})) return fail("update stream");
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail("commit batch");
-  }
+  EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit batch"));
   bytes_ += b->envelope.size();
   return Status::OK();
 }
@@ -372,12 +389,9 @@ void Store::Release(int64_t id) {
 Status Store::Delete(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   leased_.erase(id);
-  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  auto fail = [&](const std::string& what) {
-    Status st = SqlError(db_, what);
-    (void)Exec("ROLLBACK");
-    return st;
-  };
+  Transaction txn(db_);
+  EDGESYNC_RETURN_IF_ERROR(txn.Begun());
+  auto fail = [&](const std::string& what) { return txn.Fail(what); };
   int64_t size = 0;
   bool gap = false;
   {
@@ -398,9 +412,7 @@ Status Store::Delete(int64_t id) {
     u.Int(1, id);
     if (sqlite3_step(u.get()) != SQLITE_DONE) return fail("mark gap uploaded");
   }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail("commit delete");
-  }
+  EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit delete"));
   bytes_ -= std::min<uint64_t>(bytes_, static_cast<uint64_t>(size));
   return Status::OK();
 }
@@ -482,12 +494,9 @@ Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
     return std::tie(a.batch.stream, a.batch.seq) < std::tie(b.batch.stream, b.batch.seq);
   });
   const int64_t now = env_->NowMicros();
-  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  auto fail = [&](const std::string& what) {
-    Status st = SqlError(db_, what);
-    (void)Exec("ROLLBACK");
-    return st;
-  };
+  Transaction txn(db_);
+  EDGESYNC_RETURN_IF_ERROR(txn.Begun());
+  auto fail = [&](const std::string& what) { return txn.Fail(what); };
   int64_t bytes_delta = 0;
   std::vector<Gap> recorded;
   for (size_t i = 0; i < victims.size();) {
@@ -518,17 +527,12 @@ Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
       bytes_delta -= static_cast<int64_t>(v.size);
     }
     Result<int64_t> grown = AddGapLocked(g, victims[i].batch.kafka_topic, victims[i].batch.priority);
-    if (!grown.ok()) {
-      (void)Exec("ROLLBACK");
-      return grown.status();
-    }
+    if (!grown.ok()) return grown.status();
     bytes_delta += *grown;
     recorded.push_back(std::move(g));
     i = j;
   }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail("commit eviction");
-  }
+  EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit eviction"));
   bytes_ = static_cast<uint64_t>(static_cast<int64_t>(bytes_) + bytes_delta);
   gaps->insert(gaps->end(), recorded.begin(), recorded.end());
   return Status::OK();
@@ -572,13 +576,11 @@ Result<int64_t> Store::AddGapLocked(const Gap& g, const std::string& kafka_topic
 
 Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority) {
   std::lock_guard<std::mutex> lock(mu_);
-  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Transaction txn(db_);
+  EDGESYNC_RETURN_IF_ERROR(txn.Begun());
   Result<int64_t> grown = AddGapLocked(gap, kafka_topic, priority);
-  if (!grown.ok()) {
-    (void)Exec("ROLLBACK");
-    return grown.status();
-  }
-  EDGESYNC_RETURN_IF_ERROR(Exec("COMMIT"));
+  if (!grown.ok()) return grown.status();
+  EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit gap"));
   bytes_ += static_cast<uint64_t>(*grown);
   return Status::OK();
 }

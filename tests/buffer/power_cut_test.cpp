@@ -109,6 +109,35 @@ Recovered Recover(MemEnv* env) {
   return out;
 }
 
+// A buffer on `env`, sealing: the store and a started sealer; false (with
+// the store and sealer left as far as they got) when one does not open.
+struct Buffer {
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Sealer> sealer;
+  bool Open(MemEnv* env, SealerOptions o = Sealing()) {
+    if (!env->CreateDirs("/state").ok()) return false;
+    auto st = Store::Open(env, "/state/store.db", Options());
+    if (!st.ok()) return false;
+    store = std::move(st).value();
+    auto se = Sealer::Open(env, store.get(), o, kStreams);
+    if (!se.ok()) return false;
+    sealer = std::move(se).value();
+    sealer->Start();
+    return true;
+  }
+  // Stops and closes everything, as a dying or stopping agent does.
+  Status Close() {
+    Status st;
+    if (sealer) {
+      sealer->StopWaitingForSpace();
+      st = sealer->Stop();
+    }
+    sealer.reset();
+    store.reset();
+    return st;
+  }
+};
+
 struct Workload {
   int accepted = 0;  // Accept returned ok for events 0..accepted-1
   int durable = 0;   // a SyncJournals that returned ok covered events 0..durable-1
@@ -117,18 +146,15 @@ struct Workload {
 // Feeds the events until the power goes, syncing every few events.
 Workload RunWorkload(MemEnv* env) {
   Workload w;
-  auto store = Store::Open(env, "/state/store.db", Options());
-  if (!store.ok()) return w;
-  auto sealer = Sealer::Open(env, store->get(), Sealing(), kStreams);
-  if (!sealer.ok()) return w;
-  (*sealer)->Start();
-  for (int i = 0; i < kEvents; ++i) {
-    if (!(*sealer)->Accept(0, Event(i)).ok()) break;
-    w.accepted = i + 1;
-    if (w.accepted % kSyncEvery == 0 && (*sealer)->SyncJournals().ok()) w.durable = w.accepted;
+  Buffer b;
+  if (b.Open(env)) {
+    for (int i = 0; i < kEvents; ++i) {
+      if (!b.sealer->Accept(0, Event(i)).ok()) break;
+      w.accepted = i + 1;
+      if (w.accepted % kSyncEvery == 0 && b.sealer->SyncJournals().ok()) w.durable = w.accepted;
+    }
   }
-  (*sealer)->StopWaitingForSpace();
-  (void)(*sealer)->Stop();
+  (void)b.Close();
   return w;
 }
 
@@ -141,7 +167,6 @@ TEST_P(PowerCut, RandomCutPointsLoseNothingSyncedAndDuplicateNothing) {
   uint64_t total_ops;
   {
     MemEnv env(1);
-    ASSERT_TRUE(env.CreateDirs("/state").ok());
     Workload w = RunWorkload(&env);
     ASSERT_EQ(w.accepted, kEvents);
     total_ops = env.mutating_ops();
@@ -157,7 +182,6 @@ TEST_P(PowerCut, RandomCutPointsLoseNothingSyncedAndDuplicateNothing) {
     const uint64_t cut = rng() % (total_ops + 1);
     const bool tear = seed % 2 == 0;
     MemEnv env(seed);
-    ASSERT_TRUE(env.CreateDirs("/state").ok());
     env.CutPowerAfter(cut);
     Workload w = RunWorkload(&env);
     env.PowerCut(tear ? MemEnv::CutMode::kTear : MemEnv::CutMode::kDrop);
@@ -189,16 +213,12 @@ INSTANTIATE_TEST_SUITE_P(Shards, PowerCut, ::testing::Range(0, 4));
 // The sealer's own interval sync bounds what a cut can take, without help.
 TEST(PowerCutWindow, EventsOlderThanTheSyncIntervalSurvive) {
   MemEnv env(7);
-  ASSERT_TRUE(env.CreateDirs("/state").ok());
-  auto store = Store::Open(&env, "/state/store.db", Options());
-  ASSERT_TRUE(store.ok());
   SealerOptions o = Sealing();
   o.max_events = 1000;
   o.sync_interval_us = 50'000;
-  auto sealer = Sealer::Open(&env, store->get(), o, kStreams);
-  ASSERT_TRUE(sealer.ok());
-  (*sealer)->Start();
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  Buffer b;
+  ASSERT_TRUE(b.Open(&env, o));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(b.sealer->Accept(0, Event(i)).ok());
   // Wait until the segment holding them has been synced by the sealer thread.
   std::string segment;
   for (const auto& name : *env.ListDir("/state/journal/pay")) segment = "/state/journal/pay/" + name;
@@ -207,10 +227,7 @@ TEST(PowerCutWindow, EventsOlderThanTheSyncIntervalSurvive) {
            env.SyncedContent(segment).size() > 0;
   }, 10s));
   env.CutPowerAfter(0);  // dies now, mid-batch, before any batch was sealed
-  (*sealer)->StopWaitingForSpace();
-  (void)(*sealer)->Stop();
-  sealer->reset();
-  store->reset();
+  (void)b.Close();
   env.PowerCut(MemEnv::CutMode::kTear);
   Recovered r = Recover(&env);
   ASSERT_EQ(r.problem, "");
@@ -219,24 +236,18 @@ TEST(PowerCutWindow, EventsOlderThanTheSyncIntervalSurvive) {
 
 TEST(DiskFull, AcceptFailsCleanlyAndResumesWhenThereIsRoom) {
   MemEnv env(3);
-  ASSERT_TRUE(env.CreateDirs("/state").ok());
-  auto store = Store::Open(&env, "/state/store.db", Options());
-  ASSERT_TRUE(store.ok());
-  auto sealer = Sealer::Open(&env, store->get(), Sealing(), kStreams);
-  ASSERT_TRUE(sealer.ok());
-  (*sealer)->Start();
+  Buffer b;
+  ASSERT_TRUE(b.Open(&env));
   int accepted = 0;
-  for (; accepted < 20; ++accepted) ASSERT_TRUE((*sealer)->Accept(0, Event(accepted)).ok());
+  for (; accepted < 20; ++accepted) ASSERT_TRUE(b.sealer->Accept(0, Event(accepted)).ok());
   env.SetCapacity(env.UsedBytes() + 100);  // room for nothing more
-  Status full = (*sealer)->Accept(0, Event(accepted));
+  Status full = b.sealer->Accept(0, Event(accepted));
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.code(), Status::Code::kNoSpace) << full.ToString();
   env.SetCapacity(0);
   // The refused event is offered again (the broker redelivers) and goes in.
-  for (; accepted < 40; ++accepted) ASSERT_TRUE((*sealer)->Accept(0, Event(accepted)).ok());
-  ASSERT_TRUE((*sealer)->Stop().ok());
-  sealer->reset();
-  store->reset();
+  for (; accepted < 40; ++accepted) ASSERT_TRUE(b.sealer->Accept(0, Event(accepted)).ok());
+  ASSERT_TRUE(b.Close().ok());
   Recovered r = Recover(&env);
   ASSERT_EQ(r.problem, "");
   ASSERT_EQ(r.events.size(), 40u);
@@ -245,19 +256,11 @@ TEST(DiskFull, AcceptFailsCleanlyAndResumesWhenThereIsRoom) {
 
 TEST(IoError, StoreWriteErrorsKeepEventsInTheJournalUntilTheyClear) {
   MemEnv env(4);
-  ASSERT_TRUE(env.CreateDirs("/state").ok());
-  auto store = Store::Open(&env, "/state/store.db", Options());
-  ASSERT_TRUE(store.ok());
+  Buffer b;
+  ASSERT_TRUE(b.Open(&env));
   env.FailWrites("store.db");  // the store's disk area goes bad
-  {
-    auto sealer = Sealer::Open(&env, store->get(), Sealing(), kStreams);
-    ASSERT_TRUE(sealer.ok());
-    (*sealer)->Start();
-    for (int i = 0; i < 30; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
-    Status st = (*sealer)->Stop();
-    EXPECT_FALSE(st.ok()) << "sealing cannot succeed while the store fails";
-  }
-  store->reset();
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(b.sealer->Accept(0, Event(i)).ok());
+  EXPECT_FALSE(b.Close().ok()) << "sealing cannot succeed while the store fails";
   env.ClearFailures();
   Recovered r = Recover(&env);
   ASSERT_EQ(r.problem, "");
@@ -267,21 +270,15 @@ TEST(IoError, StoreWriteErrorsKeepEventsInTheJournalUntilTheyClear) {
 
 TEST(IoError, JournalWriteErrorIsReportedAndLosesNothingElse) {
   MemEnv env(5);
-  ASSERT_TRUE(env.CreateDirs("/state").ok());
-  auto store = Store::Open(&env, "/state/store.db", Options());
-  ASSERT_TRUE(store.ok());
-  auto sealer = Sealer::Open(&env, store->get(), Sealing(), kStreams);
-  ASSERT_TRUE(sealer.ok());
-  (*sealer)->Start();
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  Buffer b;
+  ASSERT_TRUE(b.Open(&env));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(b.sealer->Accept(0, Event(i)).ok());
   env.FailWrites("/journal/");
-  Status st = (*sealer)->Accept(0, Event(10));
+  Status st = b.sealer->Accept(0, Event(10));
   EXPECT_EQ(st.code(), Status::Code::kIOError) << st.ToString();
   env.ClearFailures();
-  for (int i = 10; i < 20; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
-  ASSERT_TRUE((*sealer)->Stop().ok());
-  sealer->reset();
-  store->reset();
+  for (int i = 10; i < 20; ++i) ASSERT_TRUE(b.sealer->Accept(0, Event(i)).ok());
+  ASSERT_TRUE(b.Close().ok());
   Recovered r = Recover(&env);
   ASSERT_EQ(r.problem, "");
   ASSERT_EQ(r.events.size(), 20u);
