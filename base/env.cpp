@@ -258,6 +258,12 @@ class PosixEnv final : public Env {
 
 }  // namespace
 
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
 Env* Env::Default() {
   static PosixEnv env;  // trivially destructible state; lives for the process
   return &env;

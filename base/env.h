@@ -50,6 +50,9 @@ class FileLock {
   virtual ~FileLock() = default;
 };
 
+// The directory part of `path`: "a/b" for "a/b/c", "." for "c", "/" for "/c".
+std::string DirName(const std::string& path);
+
 class Env {
  public:
   virtual ~Env() = default;

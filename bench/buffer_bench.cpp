@@ -38,6 +38,7 @@
 #include "buffer/envelope.h"
 #include "buffer/format.h"
 #include "buffer/record.h"
+#include "bench/median.h"
 #include "buffer/store.h"
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
@@ -58,10 +59,7 @@ constexpr long kTmpfsMagic = 0x01021994;   // statfs f_type of tmpfs (linux/magi
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using edgesync::bench::Median;
 
 // write_bytes and cancelled_write_bytes of a /proc/.../io file.
 struct Io {

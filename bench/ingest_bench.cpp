@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/median.h"
 #include "buffer/store.h"
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
@@ -135,10 +136,7 @@ kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
   return r;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using edgesync::bench::Median;
 
 }  // namespace
 

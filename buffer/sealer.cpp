@@ -297,8 +297,6 @@ void Sealer::EnforceLimits() {
     return;
   }
   for (const Gap& g : *gaps) {
-    gap_events_.fetch_add(g.events, std::memory_order_relaxed);
-    gap_batches_.fetch_add(g.last_seq - g.first_seq + 1, std::memory_order_relaxed);
     spdlog::warn("buffer: gave up batches {}..{} of stream {} ({} events, {} bytes): {}; "
                  "recorded as a gap and reported to Kafka",
                  g.first_seq, g.last_seq, g.stream, g.events, g.bytes, g.reason);
@@ -347,8 +345,6 @@ SealerStats Sealer::stats() const {
   s.sealed_events = sealed_events_.load();
   s.recovered_events = recovered_events_;
   s.torn_bytes = torn_bytes_;
-  s.gap_batches = gap_batches_.load();
-  s.gap_events = gap_events_.load();
   return s;
 }
 

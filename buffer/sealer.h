@@ -52,8 +52,6 @@ struct SealerStats {
   uint64_t sealed_events = 0;
   uint64_t recovered_events = 0;
   uint64_t torn_bytes = 0;
-  uint64_t gap_batches = 0;  // batches given up by the store's limits since start
-  uint64_t gap_events = 0;
 };
 
 class Sealer {
@@ -126,7 +124,6 @@ class Sealer {
   std::thread thread_;
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
-  std::atomic<uint64_t> gap_batches_{0}, gap_events_{0};
   uint64_t recovered_events_ = 0, torn_bytes_ = 0;
 };
 

@@ -19,7 +19,7 @@ EnvVfs* Owner(sqlite3_vfs* vfs) { return reinterpret_cast<EnvVfs::Registration*>
 // SQLite allocates szOsFile bytes and we placement-new this into them.
 struct EnvFile {
   sqlite3_file base;  // first member, as SQLite requires
-  std::unique_ptr<RandomRWFile>* file;
+  RandomRWFile* file;  // owned: deleted by FileClose
   Env* env;
   std::string* path;
   bool sync_dir;          // a new journal or WAL: sync its directory once
@@ -27,12 +27,6 @@ struct EnvFile {
 };
 
 EnvFile* Cast(sqlite3_file* f) { return reinterpret_cast<EnvFile*>(f); }
-
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
 
 int ErrorCode(const Status& st, int io_error) {
   return st.code() == Status::Code::kNoSpace ? SQLITE_FULL : io_error;
@@ -48,7 +42,7 @@ int FileClose(sqlite3_file* f) {
 
 int FileRead(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
   EnvFile* ef = Cast(f);
-  Result<size_t> n = (*ef->file)->Read(static_cast<uint64_t>(offset), static_cast<size_t>(amount),
+  Result<size_t> n = ef->file->Read(static_cast<uint64_t>(offset), static_cast<size_t>(amount),
                                         static_cast<char*>(buf));
   if (!n.ok()) return SQLITE_IOERR_READ;
   if (*n < static_cast<size_t>(amount)) {
@@ -61,29 +55,29 @@ int FileRead(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
 
 int FileWrite(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   EnvFile* ef = Cast(f);
-  Status st = (*ef->file)->Write(
+  Status st = ef->file->Write(
       static_cast<uint64_t>(offset),
       std::string_view(static_cast<const char*>(buf), static_cast<size_t>(amount)));
   return st.ok() ? SQLITE_OK : ErrorCode(st, SQLITE_IOERR_WRITE);
 }
 
 int FileTruncate(sqlite3_file* f, sqlite3_int64 size) {
-  Status st = (*Cast(f)->file)->Truncate(static_cast<uint64_t>(size));
+  Status st = Cast(f)->file->Truncate(static_cast<uint64_t>(size));
   return st.ok() ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
 }
 
 int FileSync(sqlite3_file* f, int) {
   EnvFile* ef = Cast(f);
-  if (!(*ef->file)->Sync().ok()) return SQLITE_IOERR_FSYNC;
+  if (!ef->file->Sync().ok()) return SQLITE_IOERR_FSYNC;
   if (ef->sync_dir) {
-    if (!ef->env->SyncDir(DirOf(*ef->path)).ok()) return SQLITE_IOERR_DIR_FSYNC;
+    if (!ef->env->SyncDir(DirName(*ef->path)).ok()) return SQLITE_IOERR_DIR_FSYNC;
     ef->sync_dir = false;
   }
   return SQLITE_OK;
 }
 
 int FileSize(sqlite3_file* f, sqlite3_int64* size) {
-  Result<uint64_t> n = (*Cast(f)->file)->Size();
+  Result<uint64_t> n = Cast(f)->file->Size();
   if (!n.ok()) return SQLITE_IOERR_FSTAT;
   *size = static_cast<sqlite3_int64>(*n);
   return SQLITE_OK;
@@ -115,7 +109,7 @@ int VfsOpen(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags, int*
   Result<std::unique_ptr<RandomRWFile>> file = env->OpenRandomRW(name, create);
   if (!file.ok()) return SQLITE_CANTOPEN;
   EnvFile* ef = Cast(f);
-  ef->file = new std::unique_ptr<RandomRWFile>(std::move(file).value());
+  ef->file = std::move(file).value().release();
   ef->env = env;
   ef->path = new std::string(name);
   ef->sync_dir = create && (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL |
@@ -129,7 +123,7 @@ int VfsOpen(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags, int*
 int VfsDelete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
   Env* env = Owner(vfs)->env();
   if (!env->RemoveFile(name).ok()) return SQLITE_IOERR_DELETE;
-  if (sync_dir && !env->SyncDir(DirOf(name)).ok()) return SQLITE_IOERR_DIR_FSYNC;
+  if (sync_dir && !env->SyncDir(DirName(name)).ok()) return SQLITE_IOERR_DIR_FSYNC;
   return SQLITE_OK;
 }
 

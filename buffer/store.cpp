@@ -117,6 +117,26 @@ Status SqlError(sqlite3* db, const std::string& what) {
   return Status::IOError(msg);
 }
 
+// Opens `path` as the header says: SQLite's own VFS for the POSIX Env, else
+// an EnvVfs (left in *vfs, which must outlive the connection) in exclusive
+// locking mode, as it has no shared memory for the WAL index. On failure
+// the caller still closes *db.
+Status OpenDatabase(Env* env, const std::string& path, int flags, std::unique_ptr<EnvVfs>* vfs,
+                    sqlite3** db) {
+  if (env != Env::Default()) *vfs = std::make_unique<EnvVfs>(env);
+  int rc = sqlite3_open_v2(path.c_str(), db, flags | SQLITE_OPEN_NOMUTEX,
+                           *vfs ? (*vfs)->name() : nullptr);
+  if (rc != SQLITE_OK) {
+    return Status::IOError("open store " + path + ": " +
+                           (*db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc)));
+  }
+  if (*vfs && sqlite3_exec(*db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr) !=
+                  SQLITE_OK) {
+    return SqlError(*db, "exclusive locking");
+  }
+  return Status::OK();
+}
+
 // BEGIN IMMEDIATE ... COMMIT, rolled back when it goes out of scope
 // uncommitted. Errors are read off the connection before the rollback.
 class Transaction {
@@ -141,12 +161,6 @@ class Transaction {
   bool begun_ = false;
   bool committed_ = false;
 };
-
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
 
 // The columns of a batch row in the order the SELECTs below list them.
 constexpr const char* kBatchColumns =
@@ -174,22 +188,10 @@ Store::Store(Env* env, std::string path, StoreOptions options)
 Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
                                            StoreOptions options) {
   std::unique_ptr<Store> store(new Store(env, path, std::move(options)));
-  const char* vfs_name = nullptr;  // the platform's VFS
-  if (env != Env::Default()) {
-    store->vfs_ = std::make_unique<EnvVfs>(env);
-    vfs_name = store->vfs_->name();
-  }
-  int rc = sqlite3_open_v2(path.c_str(), &store->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           vfs_name);
-  if (rc != SQLITE_OK) {
-    return Status::IOError("open store " + path + ": " +
-                           (store->db_ ? sqlite3_errmsg(store->db_) : sqlite3_errstr(rc)));
-  }
+  EDGESYNC_RETURN_IF_ERROR(OpenDatabase(env, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                        &store->vfs_, &store->db_));
   sqlite3* db = store->db_;
   sqlite3_busy_timeout(db, 5000);
-  // A VFS without shared memory runs WAL only in exclusive locking mode.
-  if (store->vfs_) EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA locking_mode=EXCLUSIVE"));
   // Only takes effect on a new, empty database (older ones migrate to it).
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA auto_vacuum=INCREMENTAL"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
@@ -471,7 +473,7 @@ Result<std::vector<Gap>> Store::Enforce() {
 
   // Free space on the file system, whoever used it up.
   bool disk_short = false;
-  Result<uint64_t> free_bytes = env_->FreeBytes(DirOf(path_));
+  Result<uint64_t> free_bytes = env_->FreeBytes(DirName(path_));
   if (free_bytes.ok() && *free_bytes < options_.min_free_bytes) {
     disk_short = true;
     const uint64_t need = options_.min_free_bytes - *free_bytes;
@@ -499,6 +501,8 @@ Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
   auto fail = [&](const std::string& what) { return txn.Fail(what); };
   int64_t bytes_delta = 0;
   std::vector<Gap> recorded;
+  Stmt d(db_, "DELETE FROM batches WHERE id=?");
+  if (!d.ok()) return fail("prepare eviction");
   for (size_t i = 0; i < victims.size();) {
     // One run: consecutive sequences of one stream.
     size_t j = i + 1;
@@ -516,8 +520,7 @@ Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
     g.at_us = now;
     for (size_t k = i; k < j; ++k) {
       const Victim& v = victims[k];
-      Stmt d(db_, "DELETE FROM batches WHERE id=?");
-      if (!d.ok()) return fail("prepare eviction");
+      sqlite3_reset(d.get());
       d.Int(1, v.batch.id);
       if (sqlite3_step(d.get()) != SQLITE_DONE) return fail("evict batch");
       g.events += v.batch.events;
@@ -617,15 +620,14 @@ Result<StoreCounts> Store::Counts() {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_,
          "SELECT COALESCE(SUM(gap=0),0), COALESCE(SUM(events),0), "
-         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0), "
-         "COALESCE(MIN(CASE WHEN gap=0 THEN first_us END),0) FROM batches");
+         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0) "
+         "FROM batches");
   if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "count batches");
   StoreCounts c;
   c.batches = static_cast<uint64_t>(q.ColInt(0));
   c.events = static_cast<uint64_t>(q.ColInt(1));
   c.bytes = static_cast<uint64_t>(q.ColInt(2));
   c.gap_records = static_cast<uint64_t>(q.ColInt(3));
-  c.oldest_event_us = q.ColInt(4);
   return c;
 }
 
@@ -682,14 +684,11 @@ struct Remains {
 Remains ReadRemains(Env* env, const std::string& path) {
   Remains out;
   std::unique_ptr<EnvVfs> vfs;
-  if (env != Env::Default()) vfs = std::make_unique<EnvVfs>(env);
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, vfs ? vfs->name() : nullptr) !=
-      SQLITE_OK) {
+  if (!OpenDatabase(env, path, SQLITE_OPEN_READWRITE, &vfs, &db).ok()) {
     sqlite3_close(db);
     return out;
   }
-  if (vfs) sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr);
   {
     Stmt q(db, "SELECT name, next_seq, journal_segment, journal_offset FROM streams");
     while (q.ok() && sqlite3_step(q.get()) == SQLITE_ROW) {
@@ -752,7 +751,7 @@ Result<std::unique_ptr<Store>> OpenOrReplaceStore(Env* env, const std::string& p
   EDGESYNC_RETURN_IF_ERROR(env->Rename(path, moved));
   if (env->Exists(path + "-wal")) EDGESYNC_RETURN_IF_ERROR(env->Rename(path + "-wal", moved + "-wal"));
   (void)env->RemoveFile(path + "-shm");  // the WAL index is rebuilt from the WAL
-  EDGESYNC_RETURN_IF_ERROR(env->SyncDir(DirOf(path)));
+  EDGESYNC_RETURN_IF_ERROR(env->SyncDir(DirName(path)));
   replacement->moved_to = moved;
   Remains remains = ReadRemains(env, moved);
 

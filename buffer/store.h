@@ -71,7 +71,6 @@ struct StoreCounts {
   uint64_t events = 0;
   uint64_t bytes = 0;          // their envelope bytes
   uint64_t gap_records = 0;    // gap records waiting for Kafka
-  int64_t oldest_event_us = 0; // receive time of the oldest buffered event (0: none)
 };
 
 struct StoreOptions {

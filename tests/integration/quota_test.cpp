@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "buffer/store.h"
 #include "tests/integration/pipeline_fixture.h"
