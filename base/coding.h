@@ -22,6 +22,11 @@ inline void PutU64(std::string* out, uint64_t v) {
 }
 inline void PutI64(std::string* out, int64_t v) { PutU64(out, static_cast<uint64_t>(v)); }
 
+// Overwrites 4 bytes at `p` (a length patched in after the fact).
+inline void StoreU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+
 inline uint32_t LoadU32(const char* p) {
   uint32_t v = 0;
   for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);

@@ -37,6 +37,7 @@
 
 #include "buffer/envelope.h"
 #include "buffer/format.h"
+#include "buffer/journal.h"
 #include "buffer/record.h"
 #include "bench/median.h"
 #include "buffer/store.h"
@@ -168,17 +169,31 @@ class Paced {
   std::thread thread_;  // last: starts once the fields above exist
 };
 
-// Bytes one event takes in the journal: frame header + encoded record (the
-// agent records topic, receive time, QoS and payload; MQTT 3.1.1 brings no
-// content type or properties).
-uint64_t JournalFrameBytes(const std::string& topic) {
+// Bytes one event takes in the journal, measured by writing the events the
+// publisher sends (as the agent records them: topic, receive time, QoS,
+// payload; MQTT 3.1.1 brings no content type or properties) through a real
+// Journal, a segment per `per_segment` events as the agent's batches rotate.
+double JournalBytesPerEvent(const std::string& topic, const std::string& dir, int per_segment) {
+  const int kEvents = 4 * per_segment;
+  edgesync::JournalRecovery rec;
+  auto j = edgesync::Journal::Open(edgesync::Env::Default(), dir, {}, &rec);
+  if (!j.ok()) return 0;
   edgesync::Record r;
   r.topic = topic;
   r.qos = 1;
-  r.payload = std::string(kPayloadBytes, 'x');
   std::string encoded;
-  edgesync::EncodeRecord(r, &encoded);
-  return edgesync::format::kJournalFrameHeader + encoded.size();
+  for (int i = 0; i < kEvents; ++i) {
+    r.received_at_us = edgesync::Env::Default()->NowMicros();
+    r.payload = h::PaymentEvent("bench", static_cast<uint64_t>(i + 1));
+    encoded.clear();
+    edgesync::EncodeRecord(r, &encoded);
+    if (!(*j)->Append(encoded).ok()) return 0;
+    if ((i + 1) % per_segment == 0 && !(*j)->Rotate().ok()) return 0;
+  }
+  j->reset();
+  uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) bytes += entry.file_size();
+  return static_cast<double>(bytes) / kEvents;
 }
 
 // Batch totals of the live store, read through a connection of our own
@@ -315,7 +330,10 @@ kafka_topic = ")" + kafka_topic + "\"\n";
   r.baseline_write_bytes = b.baseline.write_bytes - a.baseline.write_bytes;
   r.baseline_events = b.appended - a.appended;
   r.batches = b.sealed - a.sealed;
-  r.journal_bytes = r.events * JournalFrameBytes(topic);
+  // Batches close at 1000 events or after 2 s: per segment, whichever first.
+  r.journal_bytes = static_cast<uint64_t>(
+      static_cast<double>(r.events) *
+      JournalBytesPerEvent(topic, base + "-journal-estimate", std::min(1000, 2 * rate)));
   r.pending_at_end = end.pending;
   r.log_bytes = b.log_bytes - a.log_bytes;
   r.ok = r.events > 0 && r.baseline_events > 0;

@@ -19,7 +19,7 @@ void AppendToBody(const Record& r, std::string* body) {
   PutU32(body, 0);  // length, patched below
   EncodeRecord(r, body);
   const uint32_t len = static_cast<uint32_t>(body->size() - at - kBodyFrameHeader);
-  for (int i = 0; i < 4; ++i) (*body)[at + i] = static_cast<char>(len >> (8 * i));
+  StoreU32(body->data() + at, len);
 }
 
 Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const SealOptions& options) {

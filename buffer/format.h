@@ -14,9 +14,19 @@ namespace edgesync::format {
 constexpr size_t kMaxTopicBytes = 65535;
 constexpr size_t kMinRecordBytes = 2 + 8 + 1 + 2 + 2 + 4;  // every field empty
 
-// --- Journal frame: u32 body_len, u32 crc32c(body), body (one encoded record).
+// --- Journal frame: u32 body_len, u32 crc32c(body), body (see below).
 constexpr size_t kJournalFrameHeader = 8;
 constexpr uint32_t kJournalMaxBody = 64u << 20;  // a larger length is a torn or foreign file
+// --- Journal segment, version 2: a header (magic, u8 version, u8 codec,
+// u16 reserved), then frames whose bodies continue one zstd stream, each
+// flushed so that one frame decompresses to exactly one record. A segment
+// without the magic is version 1: each frame body is one record as it is.
+constexpr char kJournalMagic[4] = {'E', 'D', 'G', 'J'};
+constexpr uint8_t kJournalVersion = 2;
+constexpr uint8_t kJournalCodecZstd = 1;
+constexpr size_t kJournalHeader = 8;
+constexpr int kJournalZstdLevel = 1;
+constexpr int kJournalWindowLog = 17;  // 128 KiB window: bounds both sides' memory
 
 // --- Envelope (one sealed batch; one SQLite row; one Kafka message).
 constexpr char kEnvelopeMagic[4] = {'E', 'D', 'G', 'S'};

@@ -1,7 +1,9 @@
 #include "buffer/journal.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -34,25 +36,71 @@ void AppendJournalFrame(std::string_view record, std::string* out) {
   out->append(record);
 }
 
+namespace {
+
+// Decompresses one frame body, the next part of the segment's stream, into
+// `record`; false when it is not that.
+bool InflateFrame(ZSTD_DCtx* d, std::string_view body, std::string* record) {
+  record->clear();
+  ZSTD_inBuffer in{body.data(), body.size(), 0};
+  for (;;) {
+    const size_t used = record->size();
+    if (used >= format::kJournalMaxBody) return false;
+    record->resize(used + std::max<size_t>(4 * body.size(), 1024));
+    ZSTD_outBuffer out{record->data() + used, record->size() - used, 0};
+    const size_t rc = ZSTD_decompressStream(d, &out, &in);
+    record->resize(used + out.pos);
+    if (ZSTD_isError(rc)) return false;
+    // The writer flushed: all input consumed and room left means all out.
+    if (in.pos == in.size && out.pos < out.size) return !record->empty();
+  }
+}
+
+}  // namespace
+
 SegmentScan ScanSegment(std::string_view bytes) {
   SegmentScan scan;
   size_t pos = 0;
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> zstd(nullptr, ZSTD_freeDCtx);
+  if (bytes.size() >= 4 && std::memcmp(bytes.data(), format::kJournalMagic, 4) == 0) {
+    if (bytes.size() < format::kJournalHeader ||
+        static_cast<uint8_t>(bytes[4]) != format::kJournalVersion ||
+        static_cast<uint8_t>(bytes[5]) != format::kJournalCodecZstd) {
+      return scan;  // a torn header, or a format this reader does not know
+    }
+    zstd.reset(ZSTD_createDCtx());
+    pos = format::kJournalHeader;
+  }
+  // Version 1 bodies are whole records; version 2 bodies are never empty.
+  const size_t min_body = zstd ? 1 : format::kMinRecordBytes;
+  std::string record;
   while (bytes.size() - pos >= format::kJournalFrameHeader) {
     uint32_t len = LoadU32(bytes.data() + pos);
     uint32_t crc = LoadU32(bytes.data() + pos + 4);
-    // Too short to be a record: zeros a power cut left behind (crc32c of
-    // nothing is 0, so they would otherwise pass as empty frames).
-    if (len < format::kMinRecordBytes || len > format::kJournalMaxBody ||
+    // Too short: zeros a power cut left behind (crc32c of nothing is 0, so
+    // they would otherwise pass as empty frames).
+    if (len < min_body || len > format::kJournalMaxBody ||
         len > bytes.size() - pos - format::kJournalFrameHeader) {
       break;
     }
     std::string_view body = bytes.substr(pos + format::kJournalFrameHeader, len);
     if (crc32c::Value(body) != crc) break;
+    if (zstd) {
+      if (!InflateFrame(zstd.get(), body, &record)) break;
+    } else {
+      record.assign(body);
+    }
     pos += format::kJournalFrameHeader + len;
-    scan.records.emplace_back(std::string(body), pos);
+    scan.records.emplace_back(std::move(record), pos);
   }
   scan.valid_bytes = pos;
   return scan;
+}
+
+Journal::Journal(Env* env, std::string dir)
+    : env_(env), dir_(std::move(dir)), zstd_(ZSTD_createCCtx(), ZSTD_freeCCtx) {
+  ZSTD_CCtx_setParameter(zstd_.get(), ZSTD_c_compressionLevel, format::kJournalZstdLevel);
+  ZSTD_CCtx_setParameter(zstd_.get(), ZSTD_c_windowLog, format::kJournalWindowLog);
 }
 
 std::string Journal::SegmentPath(uint64_t segment) const {
@@ -118,6 +166,7 @@ Status Journal::OpenSegment(uint64_t segment) {
   segment_ = segment;
   offset_ = 0;
   dirty_ = false;
+  ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
   // The new file's directory entry must survive a power cut too.
   return env_->SyncDir(dir_);
 }
@@ -134,9 +183,33 @@ Status Journal::Append(std::string_view record) {
     EDGESYNC_RETURN_IF_ERROR(OpenSegment(segment_ + 1));
     broken_ = false;
   }
-  // One write() of header and record, from a buffer kept between calls.
+  // One write() of the frame (and, first in a segment, the segment header),
+  // from a buffer kept between calls.
   frame_.clear();
-  AppendJournalFrame(record, &frame_);
+  if (offset_ == 0) {
+    frame_.append(format::kJournalMagic, 4);
+    PutU8(&frame_, format::kJournalVersion);
+    PutU8(&frame_, format::kJournalCodecZstd);
+    PutU16(&frame_, 0);
+  }
+  const size_t at = frame_.size();
+  frame_.resize(at + format::kJournalFrameHeader);
+  ZSTD_inBuffer in{record.data(), record.size(), 0};
+  size_t left;
+  do {
+    const size_t used = frame_.size();
+    frame_.resize(used + ZSTD_compressBound(record.size()) + 64);
+    ZSTD_outBuffer out{frame_.data() + used, frame_.size() - used, 0};
+    left = ZSTD_compressStream2(zstd_.get(), &out, &in, ZSTD_e_flush);
+    frame_.resize(used + out.pos);
+    if (ZSTD_isError(left)) {
+      broken_ = true;  // the stream is in an unknown state: start a new segment
+      return Status::InvalidArgument(std::string("journal compression: ") + ZSTD_getErrorName(left));
+    }
+  } while (left != 0);
+  const std::string_view body = std::string_view(frame_).substr(at + format::kJournalFrameHeader);
+  StoreU32(frame_.data() + at, static_cast<uint32_t>(body.size()));
+  StoreU32(frame_.data() + at + 4, crc32c::Value(body));
   Status st = file_->Append(frame_);
   if (!st.ok()) {
     broken_ = true;

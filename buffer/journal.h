@@ -2,7 +2,11 @@
 // kept until they are sealed into a batch in the store.
 //
 // Files: <dir>/<segment>.log, segment numbers in 16 hex digits, each file a
-// sequence of frames (FORMAT.md, "Journal"): u32 length, u32 crc32c, record.
+// header and a sequence of frames (FORMAT.md, "Journal"): u32 length,
+// u32 crc32c, and the record compressed as the next part of the segment's
+// zstd stream, flushed, so each frame is complete on its own write. Records
+// of one stream look alike, so this writes a fraction of their size to
+// flash. Segments written without compression (version 1) are still read.
 // A position (segment, offset) names the end of what a committed batch took;
 // everything before it may be deleted (Retire).
 //
@@ -18,6 +22,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <zstd.h>
 
 #include "base/env.h"
 #include "base/status.h"
@@ -66,7 +72,7 @@ class Journal {
   uint64_t current_segment() const { return segment_; }
 
  private:
-  Journal(Env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
+  Journal(Env* env, std::string dir);
   std::string SegmentPath(uint64_t segment) const;
   Status OpenSegment(uint64_t segment);
 
@@ -78,17 +84,21 @@ class Journal {
   bool broken_ = false;  // the last append failed: continue in a new segment
   std::unique_ptr<AppendFile> file_;
   std::string frame_;  // Append's buffer, reused: no allocation per event
+  // The segment's compression stream, restarted with each segment.
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> zstd_;
 };
 
-// Parses one segment's bytes into frames; stops at the first frame that is
-// truncated or fails its checksum. Exposed for tests and fuzzing.
+// Parses one segment's bytes (either version) into records; stops at the
+// first frame that is truncated, fails its checksum or does not decompress.
+// Exposed for tests and fuzzing.
 struct SegmentScan {
-  std::vector<std::pair<std::string, uint64_t>> records;  // body, end offset
+  std::vector<std::pair<std::string, uint64_t>> records;  // record, end offset of its frame
   uint64_t valid_bytes = 0;
 };
 SegmentScan ScanSegment(std::string_view bytes);
 
-// Appends the frame for one record to `out`: u32 length, u32 crc32c, record.
+// Appends a version-1 frame for one record to `out`: u32 length, u32
+// crc32c, the record as it is. For tests of the older format.
 void AppendJournalFrame(std::string_view record, std::string* out);
 
 }  // namespace edgesync

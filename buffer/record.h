@@ -1,5 +1,5 @@
 // Record: one event as the agent keeps it, and its binary encoding (FORMAT.md,
-// "Record"). The same encoding is a journal frame's body and an element of a
+// "Record"). The same encoding is what a journal frame holds (compressed) and an element of a
 // batch body. Value type; thread-compatible.
 #pragma once
 

@@ -192,7 +192,9 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
                                         &store->vfs_, &store->db_));
   sqlite3* db = store->db_;
   sqlite3_busy_timeout(db, 5000);
-  // Only takes effect on a new, empty database (older ones migrate to it).
+  // Only take effect on a new, empty database (older ones migrate to
+  // incremental vacuum; their page size stays).
+  EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA page_size=1024"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA auto_vacuum=INCREMENTAL"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));

@@ -41,6 +41,17 @@ TEST(Journal, AppendedRecordsAreRecoveredAfterReopen) {
   EXPECT_GT((*j)->current_segment(), rec.entries.back().end.segment);
 }
 
+// Records that do not compress away: 100 bytes of letters from a fixed LCG.
+std::string Noisy(int i) {
+  std::string r = "record-" + std::to_string(i) + "-";
+  uint32_t x = 2654435761u * static_cast<uint32_t>(i + 1);
+  while (r.size() < 100) {
+    x = x * 1664525u + 1013904223u;
+    r.push_back(static_cast<char>('a' + (x >> 27) % 26));
+  }
+  return r;
+}
+
 TEST(Journal, TornTailKeepsEveryWholeRecord) {
   harness::TempDir dir = testing::NewTempDir();
   std::string seg_path;
@@ -48,18 +59,21 @@ TEST(Journal, TornTailKeepsEveryWholeRecord) {
     JournalRecovery rec;
     auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
     ASSERT_TRUE(j.ok());
-    for (int i = 0; i < 10; ++i) ASSERT_TRUE((*j)->Append(std::string(100, char('a' + i))).ok());
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE((*j)->Append(Noisy(i)).ok());
   }
   auto names = Env::Default()->ListDir(dir.path());
   ASSERT_TRUE(names.ok());
   ASSERT_EQ(names->size(), 1u);
   seg_path = dir / (*names)[0];
   std::string bytes = *Env::Default()->ReadFile(seg_path);
-  const size_t frame = format::kJournalFrameHeader + 100;
-  ASSERT_EQ(bytes.size(), 10 * frame);
+  SegmentScan whole = ScanSegment(bytes);
+  ASSERT_EQ(whole.records.size(), 10u);
+  ASSERT_EQ(whole.valid_bytes, bytes.size());
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(whole.records[i].first, Noisy(i));
+  const size_t end7 = whole.records[6].second, end8 = whole.records[7].second;
 
-  // Cut in the middle of the 8th record, as a power cut could.
-  for (size_t cut : {7 * frame + 3, 7 * frame + 50, 7 * frame + 9}) {
+  // Cut in the middle of the 8th record's frame, as a power cut could.
+  for (size_t cut : {end7 + 3, end7 + 9, (end7 + end8) / 2, end8 - 1}) {
     {
       std::ofstream out(seg_path, std::ios::binary | std::ios::trunc);
       out << bytes.substr(0, cut);
@@ -69,16 +83,57 @@ TEST(Journal, TornTailKeepsEveryWholeRecord) {
     auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
     ASSERT_TRUE(j.ok());
     ASSERT_EQ(rec.entries.size(), 7u) << "cut at " << cut;
-    EXPECT_EQ(rec.entries[6].record, std::string(100, 'g'));
-    EXPECT_EQ(rec.torn_bytes, cut - 7 * frame);
+    EXPECT_EQ(rec.entries[6].record, Noisy(6));
+    EXPECT_EQ(rec.torn_bytes, cut - end7);
     EXPECT_EQ(rec.problems.size(), 1u);
   }
   // A flipped bit in record 3 keeps records 0..2 only.
   std::string bad = bytes;
-  bad[3 * frame + 20] ^= 0x10;
+  bad[whole.records[2].second + 10] ^= 0x10;
   SegmentScan scan = ScanSegment(bad);
   EXPECT_EQ(scan.records.size(), 3u);
-  EXPECT_EQ(scan.valid_bytes, 3 * frame);
+  EXPECT_EQ(scan.valid_bytes, whole.records[2].second);
+}
+
+TEST(Journal, RecordsAreStoredCompressed) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string event =
+      R"({"device":"term-0001","type":"authorization","amount":1250,"currency":"EUR",)"
+      R"("merchant":"m-77","terminal":"t1","status":"approved","seq":)";
+  {
+    JournalRecovery rec;
+    auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
+    ASSERT_TRUE(j.ok());
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE((*j)->Append(event + std::to_string(i) + "}").ok());
+  }
+  auto names = Env::Default()->ListDir(dir.path());
+  const uint64_t size = *Env::Default()->FileSize(dir / (*names)[0]);
+  EXPECT_LT(size, 100 * event.size() / 2) << "similar events share the segment's stream";
+  JournalRecovery rec;
+  ASSERT_TRUE(Journal::Open(Env::Default(), dir.path(), {}, &rec).ok());
+  ASSERT_EQ(rec.entries.size(), 100u);
+  EXPECT_EQ(rec.entries[99].record, event + "99}");
+}
+
+TEST(Journal, VersionOneSegmentsAreStillRecovered) {
+  harness::TempDir dir = testing::NewTempDir();
+  std::string v1;
+  AppendJournalFrame(R("old-1"), &v1);
+  AppendJournalFrame(R("old-2"), &v1);
+  {
+    std::ofstream out(dir / "0000000000000003.log", std::ios::binary);
+    out << v1;
+  }
+  JournalRecovery rec;
+  auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(Bodies(rec), (std::vector<std::string>{R("old-1"), R("old-2")}));
+  EXPECT_EQ(rec.torn_bytes, 0u);
+  ASSERT_TRUE((*j)->Append(R("new")).ok());
+  j->reset();
+  JournalRecovery rec2;
+  ASSERT_TRUE(Journal::Open(Env::Default(), dir.path(), {}, &rec2).ok());
+  EXPECT_EQ(Bodies(rec2), (std::vector<std::string>{R("old-1"), R("old-2"), R("new")}));
 }
 
 TEST(Journal, SealedPositionSkipsAndRetires) {
