@@ -1,7 +1,9 @@
 #include "buffer/envelope.h"
 
+#include <zdict.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/coding.h"
@@ -22,6 +24,81 @@ void AppendToBody(const Record& r, std::string* body) {
   StoreU32(body->data() + at, len);
 }
 
+Dictionary::~Dictionary() {
+  ZSTD_freeCDict(cdict_);
+  ZSTD_freeDDict(ddict_);
+}
+
+Result<std::shared_ptr<const Dictionary>> Dictionary::Load(std::string_view bytes, int level) {
+  const unsigned id = ZDICT_getDictID(bytes.data(), bytes.size());
+  if (id == 0) {
+    return Status::InvalidArgument(
+        "not a zstd dictionary (no dictionary id; make one with `edgesync dict train`)");
+  }
+  std::shared_ptr<Dictionary> d(new Dictionary());
+  d->id_ = id;
+  d->cdict_ = ZSTD_createCDict(bytes.data(), bytes.size(), level);
+  d->ddict_ = ZSTD_createDDict(bytes.data(), bytes.size());
+  if (d->cdict_ == nullptr || d->ddict_ == nullptr) {
+    return Status::InvalidArgument("zstd could not load the dictionary");
+  }
+  return std::shared_ptr<const Dictionary>(std::move(d));
+}
+
+namespace {
+
+// One compression and one decompression context per thread, reused: sealing
+// and opening allocate nothing for zstd once warm.
+ZSTD_CCtx* ThreadCCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* ThreadDCtx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  return ctx.get();
+}
+
+std::string_view AsView(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
+
+// The key that wraps a batch's data key (FORMAT.md, "Encryption").
+Result<crypto::Key> WrapKey(const crypto::Key& shared, const crypto::Key& ephemeral_public,
+                            const crypto::Key& recipient_public) {
+  std::string salt;
+  salt.append(AsView(ephemeral_public.data(), ephemeral_public.size()));
+  salt.append(AsView(recipient_public.data(), recipient_public.size()));
+  return crypto::HkdfSha256(AsView(shared.data(), shared.size()), salt,
+                            std::string_view(format::kSealWrapInfo, sizeof format::kSealWrapInfo - 1));
+}
+
+constexpr crypto::Nonce kWrapNonce{};  // the wrap key encrypts one message only
+
+// Appends the encrypted body (FORMAT.md) of `plain` to `out`, whose bytes
+// so far are the header: it is the associated data of both seals.
+Status SealBody(const Recipient& to, const SealSecrets* fixed, std::string_view plain, std::string* out) {
+  SealSecrets s;
+  if (fixed != nullptr) {
+    s = *fixed;
+  } else {
+    EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.ephemeral_private));
+    EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.data_key));
+    EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.nonce));
+  }
+  Result<crypto::Key> ephemeral_public = crypto::X25519PublicKey(s.ephemeral_private);
+  if (!ephemeral_public.ok()) return ephemeral_public.status();
+  Result<crypto::Key> shared = crypto::X25519(s.ephemeral_private, to.public_key);
+  if (!shared.ok()) return shared.status();
+  Result<crypto::Key> wrap = WrapKey(*shared, *ephemeral_public, to.public_key);
+  if (!wrap.ok()) return wrap.status();
+  const std::string header = *out;
+  out->append(AsView(ephemeral_public->data(), ephemeral_public->size()));
+  EDGESYNC_RETURN_IF_ERROR(
+      crypto::GcmSeal(*wrap, kWrapNonce, header, AsView(s.data_key.data(), s.data_key.size()), out));
+  out->append(AsView(s.nonce.data(), s.nonce.size()));
+  return crypto::GcmSeal(s.data_key, s.nonce, header, plain, out);
+}
+
+}  // namespace
+
 Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const SealOptions& options) {
   if (h.device_id.empty() || h.device_id.size() > format::kMaxNameBytes ||
       h.stream.empty() || h.stream.size() > format::kMaxNameBytes) {
@@ -29,12 +106,22 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   }
   if (body.size() > format::kMaxBodyBytes) return Status::InvalidArgument("batch body over 64 MiB");
   h.codec = options.codec;
+  h.dict_id = 0;
+  h.key_id = {};
+  h.flags &= static_cast<uint8_t>(~format::kFlagEncrypted);
 
   std::string stored;
   if (h.codec == format::kCodecZstd) {
     stored.resize(ZSTD_compressBound(body.size()));
-    size_t n = ZSTD_compress(stored.data(), stored.size(), body.data(), body.size(),
-                             options.zstd_level);
+    size_t n;
+    if (options.dictionary != nullptr) {
+      h.dict_id = options.dictionary->id();
+      n = ZSTD_compress_usingCDict(ThreadCCtx(), stored.data(), stored.size(), body.data(),
+                                   body.size(), options.dictionary->cdict());
+    } else {
+      n = ZSTD_compressCCtx(ThreadCCtx(), stored.data(), stored.size(), body.data(), body.size(),
+                            options.zstd_level);
+    }
     if (ZSTD_isError(n)) {
       return Status::InvalidArgument(std::string("zstd: ") + ZSTD_getErrorName(n));
     }
@@ -44,11 +131,17 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   } else {
     return Status::InvalidArgument("unknown codec " + std::to_string(h.codec));
   }
+  size_t body_len = stored.size();
+  if (options.recipient != nullptr) {
+    h.flags |= format::kFlagEncrypted;
+    h.key_id = options.recipient->key_id;
+    body_len += format::kSealOverhead;
+  }
 
   std::string out;
   const size_t header_len =
       format::kEnvelopeFixedHeader + 1 + h.device_id.size() + 1 + h.stream.size();
-  out.reserve(header_len + stored.size() + format::kEnvelopeTrailer);
+  out.reserve(header_len + body_len + format::kEnvelopeTrailer);
   out.append(format::kEnvelopeMagic, 4);
   PutU8(&out, h.version);
   PutU8(&out, h.flags);
@@ -60,14 +153,18 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   PutU8(&out, h.codec);
   PutU8(&out, 0);  // reserved
   PutU32(&out, h.dict_id);
-  out.append(reinterpret_cast<const char*>(h.key_id.data()), h.key_id.size());
-  PutU32(&out, static_cast<uint32_t>(stored.size()));
+  out.append(AsView(h.key_id.data(), h.key_id.size()));
+  PutU32(&out, static_cast<uint32_t>(body_len));
   PutU32(&out, static_cast<uint32_t>(body.size()));
   PutU8(&out, static_cast<uint8_t>(h.device_id.size()));
   out.append(h.device_id);
   PutU8(&out, static_cast<uint8_t>(h.stream.size()));
   out.append(h.stream);
-  out.append(stored);
+  if (options.recipient != nullptr) {
+    EDGESYNC_RETURN_IF_ERROR(SealBody(*options.recipient, options.fixed_secrets, stored, &out));
+  } else {
+    out.append(stored);
+  }
   PutU32(&out, crc32c::Value(out));
   return out;
 }
@@ -118,7 +215,61 @@ Status DecodeGapBody(std::string_view raw, const BatchHeader& h, Gap* gap) {
 
 }  // namespace
 
-Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
+const char* RejectionName(Rejection r) {
+  switch (r) {
+    case Rejection::kNone: return "none";
+    case Rejection::kMalformed: return "malformed";
+    case Rejection::kChecksum: return "checksum";
+    case Rejection::kVersion: return "unknown_version";
+    case Rejection::kFlags: return "unknown_flags";
+    case Rejection::kCodec: return "bad_codec";
+    case Rejection::kUnknownKey: return "unknown_key";
+    case Rejection::kDecrypt: return "decrypt_failed";
+    case Rejection::kNotEncrypted: return "not_encrypted";
+    case Rejection::kUnknownDictionary: return "unknown_dictionary";
+    case Rejection::kTooLarge: return "too_large";
+  }
+  return "unknown";
+}
+
+Status Keyring::AddPrivate(const crypto::Key& private_key) {
+  Result<crypto::Key> pub = crypto::X25519PublicKey(private_key);
+  if (!pub.ok()) return pub.status();
+  Add(private_key, *pub);
+  return Status::OK();
+}
+
+namespace {
+
+// Decrypts an encrypted body (FORMAT.md, "Encryption") into `plain`.
+Status OpenBody(const Keyring::Pair& key, std::string_view header, std::string_view sealed,
+                std::string* plain) {
+  if (sealed.size() < format::kSealOverhead) return Status::Corruption("encrypted body too short");
+  crypto::Key ephemeral_public{};
+  std::copy_n(sealed.data(), ephemeral_public.size(), reinterpret_cast<char*>(ephemeral_public.data()));
+  sealed.remove_prefix(format::kSealEphemeralBytes);
+  Result<crypto::Key> shared = crypto::X25519(key.private_key, ephemeral_public);
+  if (!shared.ok()) return shared.status();
+  Result<crypto::Key> wrap = WrapKey(*shared, ephemeral_public, key.public_key);
+  if (!wrap.ok()) return wrap.status();
+  std::string data_key;
+  Status st = crypto::GcmOpen(*wrap, kWrapNonce, header, sealed.substr(0, format::kSealWrappedKeyBytes), &data_key);
+  if (!st.ok()) return Status::Corruption("the data key does not unwrap: " + st.message());
+  sealed.remove_prefix(format::kSealWrappedKeyBytes);
+  crypto::Key k{};
+  std::copy_n(data_key.data(), k.size(), reinterpret_cast<char*>(k.data()));
+  crypto::Nonce nonce{};
+  std::copy_n(sealed.data(), nonce.size(), reinterpret_cast<char*>(nonce.data()));
+  sealed.remove_prefix(format::kSealNonceBytes);
+  return crypto::GcmOpen(k, nonce, header, sealed, plain);
+}
+
+}  // namespace
+
+Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& options, Rejection* why) {
+  Rejection ignored;
+  Rejection& reason = why != nullptr ? *why : ignored;
+  reason = Rejection::kMalformed;
   if (bytes.size() < format::kEnvelopeFixedHeader + 2 + format::kEnvelopeTrailer) {
     return Status::Corruption("envelope shorter than its fixed header");
   }
@@ -131,11 +282,13 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
   BatchHeader& h = e.header;
   h.version = in.U8();
   if (h.version != format::kEnvelopeVersion) {
+    reason = Rejection::kVersion;
     return Status::InvalidArgument("envelope version " + std::to_string(h.version) +
                                    " is not supported by this reader (supports 1)");
   }
   h.flags = in.U8();
   if ((h.flags & ~format::kKnownFlags) != 0) {
+    reason = Rejection::kFlags;
     return Status::InvalidArgument("envelope has unknown flags " + std::to_string(h.flags));
   }
   const uint16_t header_len = in.U16();
@@ -164,31 +317,74 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
   }
   const size_t covered = total - format::kEnvelopeTrailer;
   if (crc32c::Value(bytes.substr(0, covered)) != LoadU32(bytes.data() + covered)) {
+    reason = Rejection::kChecksum;
     return Status::Corruption("envelope checksum mismatch");
   }
+  const bool is_gap = (h.flags & format::kFlagGap) != 0;
+  if (raw_len > options.max_raw_bytes) {
+    reason = Rejection::kTooLarge;
+    return Status::InvalidArgument("envelope body states " + std::to_string(raw_len) +
+                                   " bytes decompressed, over the limit of " +
+                                   std::to_string(options.max_raw_bytes));
+  }
+  if (h.codec != format::kCodecZstd && h.codec != format::kCodecNone) {
+    reason = Rejection::kCodec;
+    return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
+  }
+  const Dictionary* dict = nullptr;
+  if (h.dict_id != 0) {
+    if (options.dictionaries != nullptr) {
+      auto it = options.dictionaries->find(h.dict_id);
+      if (it != options.dictionaries->end()) dict = it->second.get();
+    }
+    if (dict == nullptr || h.codec != format::kCodecZstd) {
+      reason = Rejection::kUnknownDictionary;
+      return Status::InvalidArgument("envelope was compressed with zstd dictionary " +
+                                     std::to_string(h.dict_id) + ", which this reader does not have");
+    }
+  }
+
   std::string_view stored = bytes.substr(header_len, body_len);
-  if (raw_len > format::kMaxBodyBytes) {
-    return Status::Corruption("envelope body states " + std::to_string(raw_len) +
-                              " bytes, over the 64 MiB limit");
+  std::string decrypted;
+  if (h.flags & format::kFlagEncrypted) {
+    const Keyring::Pair* key = options.keys != nullptr ? options.keys->Find(h.key_id) : nullptr;
+    if (key == nullptr) {
+      reason = Rejection::kUnknownKey;
+      return Status::InvalidArgument("envelope is encrypted for key " + crypto::Hex(h.key_id) +
+                                     ", which is not among this reader's private keys");
+    }
+    Status st = OpenBody(*key, bytes.substr(0, header_len), stored, &decrypted);
+    if (!st.ok()) {
+      reason = Rejection::kDecrypt;
+      return st;
+    }
+    stored = decrypted;
+  } else if (options.require_encryption && !is_gap) {
+    reason = Rejection::kNotEncrypted;
+    return Status::InvalidArgument("envelope is not encrypted, and this reader requires encryption");
   }
 
   std::string raw;
   if (h.codec == format::kCodecZstd) {
     raw.resize(raw_len);
-    size_t n = ZSTD_decompress(raw.data(), raw.size(), stored.data(), stored.size());
+    size_t n = dict != nullptr
+                   ? ZSTD_decompress_usingDDict(ThreadDCtx(), raw.data(), raw.size(), stored.data(),
+                                                stored.size(), dict->ddict())
+                   : ZSTD_decompressDCtx(ThreadDCtx(), raw.data(), raw.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != raw_len) {
+      reason = Rejection::kCodec;
       return Status::Corruption("envelope body does not decompress to its stated size");
     }
-  } else if (h.codec == format::kCodecNone) {
-    if (raw_len != body_len) return Status::Corruption("uncompressed body length mismatch");
-    raw.assign(stored);
   } else {
-    return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
+    if (raw_len != stored.size()) return Status::Corruption("uncompressed body length mismatch");
+    raw.assign(stored);
   }
 
-  if (h.flags & format::kFlagGap) {
+  reason = Rejection::kMalformed;
+  if (is_gap) {
     e.gap.emplace();
     EDGESYNC_RETURN_IF_ERROR(DecodeGapBody(raw, h, &*e.gap));
+    reason = Rejection::kNone;
     return e;
   }
   // Every record takes at least 4 + kMinRecordBytes: refuse counts the body
@@ -210,6 +406,7 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes) {
     return Status::Corruption("envelope holds " + std::to_string(e.records.size()) +
                               " records, header says " + std::to_string(h.event_count));
   }
+  reason = Rejection::kNone;
   return e;
 }
 

@@ -3,14 +3,19 @@
 // opening are pure functions of their inputs; thread-safe.
 #pragma once
 
+#include <zstd.h>
+
 #include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/status.h"
+#include "buffer/crypto.h"
 #include "buffer/format.h"
 #include "buffer/record.h"
 
@@ -27,7 +32,7 @@ struct BatchHeader {
   int64_t last_event_us = 0;
   uint8_t codec = format::kCodecZstd;
   uint32_t dict_id = 0;        // 0: no dictionary
-  std::array<uint8_t, format::kKeyIdBytes> key_id{};  // zero: not encrypted
+  crypto::KeyId key_id{};      // zero: not encrypted
 };
 
 // A batch body item: u32 record length, then the record.
@@ -37,13 +42,51 @@ void AppendToBody(std::string_view encoded_record, std::string* body);
 // Encodes `r` straight into a batch body, without an intermediate string.
 void AppendToBody(const Record& r, std::string* body);
 
+// A zstd dictionary (`edgesync dict train`), ready for both directions.
+// Immutable once loaded; share it between threads.
+class Dictionary {
+ public:
+  // `bytes`: a dictionary file; `level`: the compression level sealing uses.
+  static Result<std::shared_ptr<const Dictionary>> Load(std::string_view bytes, int level);
+  ~Dictionary();
+  uint32_t id() const { return id_; }
+  const ZSTD_CDict* cdict() const { return cdict_; }
+  const ZSTD_DDict* ddict() const { return ddict_; }
+
+ private:
+  Dictionary() = default;
+  uint32_t id_ = 0;
+  ZSTD_CDict* cdict_ = nullptr;
+  ZSTD_DDict* ddict_ = nullptr;
+};
+
+// Who a batch is sealed for: the central service's X25519 public key.
+struct Recipient {
+  crypto::Key public_key{};
+  crypto::KeyId key_id{};  // crypto::ShortHash(public_key)
+  static Recipient For(const crypto::Key& public_key) {
+    return {public_key, crypto::ShortHash(public_key)};
+  }
+};
+
+// The per-batch secrets, normally fresh random values. Fixed only to write
+// the test vectors in tests/vectors/.
+struct SealSecrets {
+  crypto::Key ephemeral_private{};
+  crypto::Key data_key{};
+  crypto::Nonce nonce{};
+};
+
 struct SealOptions {
   uint8_t codec = format::kCodecZstd;
   int zstd_level = 3;
+  const Dictionary* dictionary = nullptr;     // zstd only; its id goes in the header
+  const Recipient* recipient = nullptr;       // set: encrypt the body for this key
+  const SealSecrets* fixed_secrets = nullptr; // test vectors only
 };
 
 // Builds an envelope from a header and a body of AppendToBody'd records.
-// header.codec is taken from options.
+// header.codec, dict_id, key_id and the encrypted flag are taken from options.
 Result<std::string> SealEnvelope(BatchHeader header, std::string_view body,
                                  const SealOptions& options = {});
 
@@ -69,9 +112,53 @@ struct OpenedEnvelope {
   std::optional<Gap> gap;       // set for a gap record
 };
 
-// Checks and decodes an envelope from an untrusted source. Returns
-// Corruption for a bad checksum, truncation or inconsistent counts, and
-// InvalidArgument for a version, flag or codec this reader does not know.
-Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes);
+// Why an envelope was refused; one counter each on the central side.
+enum class Rejection {
+  kNone = 0,
+  kMalformed,          // bad magic, truncated, lengths or counts that do not add up
+  kChecksum,           // CRC-32C mismatch: damaged in transit or storage
+  kVersion,            // an envelope version this reader does not know
+  kFlags,              // a flag this reader does not know
+  kCodec,              // an unknown codec, or a body that does not decompress
+  kUnknownKey,         // encrypted for a key this reader does not hold
+  kDecrypt,            // authentication failed: wrong key, or changed bytes
+  kNotEncrypted,       // a plain batch where encryption is required
+  kUnknownDictionary,  // compressed with a dictionary this reader does not have
+  kTooLarge,           // decompressed size above the reader's limit (zip bomb)
+};
+const char* RejectionName(Rejection r);  // "malformed", "checksum", ... (snake_case)
+
+// The private keys a reader holds, by key id (several during a rotation).
+class Keyring {
+ public:
+  void Add(const crypto::Key& private_key, const crypto::Key& public_key) {
+    keys_[crypto::ShortHash(public_key)] = {private_key, public_key};
+  }
+  Status AddPrivate(const crypto::Key& private_key);
+  bool empty() const { return keys_.empty(); }
+  size_t size() const { return keys_.size(); }
+  struct Pair { crypto::Key private_key, public_key; };
+  const Pair* Find(const crypto::KeyId& id) const {
+    auto it = keys_.find(id);
+    return it == keys_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<crypto::KeyId, Pair> keys_;
+};
+
+struct OpenOptions {
+  const Keyring* keys = nullptr;  // for encrypted envelopes
+  const std::map<uint32_t, std::shared_ptr<const Dictionary>>* dictionaries = nullptr;  // by id
+  uint32_t max_raw_bytes = format::kMaxBodyBytes;  // refuse a larger decompressed body
+  bool require_encryption = false;  // refuse plain batches (gap records are never encrypted)
+};
+
+// Checks and decodes an envelope from an untrusted source. On failure the
+// Status says why in words and `*why` (if given) says it as a Rejection;
+// Corruption for damaged bytes, InvalidArgument for what this reader cannot
+// or may not read (version, flag, codec, key, dictionary, size).
+Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& options = {},
+                                    Rejection* why = nullptr);
 
 }  // namespace edgesync

@@ -34,13 +34,24 @@ constexpr uint8_t kEnvelopeVersion = 1;
 constexpr size_t kEnvelopeFixedHeader = 58;  // bytes before the device id
 constexpr size_t kEnvelopeTrailer = 4;       // crc32c of header and body
 // flags
-constexpr uint8_t kFlagEncrypted = 0x01;  // reserved for the encryption issue; v1 writers set 0
+constexpr uint8_t kFlagEncrypted = 0x01;  // the body is sealed for the key named by key_id
 constexpr uint8_t kFlagGap = 0x02;        // a gap record: the body describes lost batches
-constexpr uint8_t kKnownFlags = kFlagGap; // a reader refuses any flag it does not know
+constexpr uint8_t kKnownFlags = kFlagEncrypted | kFlagGap;  // a reader refuses any other flag
 // codecs
 constexpr uint8_t kCodecNone = 0;
 constexpr uint8_t kCodecZstd = 1;
 constexpr size_t kKeyIdBytes = 8;
+// An encrypted body (flag kFlagEncrypted): ephemeral X25519 public key (32),
+// wrapped data key (32) and its GCM tag (16), body nonce (12), then the
+// codec's output encrypted with AES-256-GCM and its tag (16).
+constexpr size_t kSealEphemeralBytes = 32;
+constexpr size_t kSealWrappedKeyBytes = 32 + 16;
+constexpr size_t kSealNonceBytes = 12;
+constexpr size_t kSealTagBytes = 16;
+constexpr size_t kSealOverhead =
+    kSealEphemeralBytes + kSealWrappedKeyBytes + kSealNonceBytes + kSealTagBytes;  // 108
+// HKDF-SHA256 "info" for the key that wraps a batch's data key.
+constexpr char kSealWrapInfo[] = "edgesync envelope v1 key wrap";
 constexpr size_t kMaxNameBytes = 255;  // device id, stream name
 constexpr uint32_t kMaxBodyBytes = 64u << 20;  // a reader refuses a larger decompressed body
 

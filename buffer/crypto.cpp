@@ -1,0 +1,231 @@
+#include "buffer/crypto.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace edgesync::crypto {
+namespace {
+
+struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
+struct PkeyCtxFree { void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); } };
+struct CipherCtxFree { void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); } };
+struct BioFree { void operator()(BIO* p) const { BIO_free(p); } };
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
+using Bio = std::unique_ptr<BIO, BioFree>;
+
+// The OpenSSL error queue's newest entry (and clears the queue).
+std::string OpensslError(const std::string& what) {
+  unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  if (e == 0) return what;
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return what + ": " + buf;
+}
+
+const unsigned char* U(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+Pkey PrivateKey(const Key& k) {
+  return Pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, k.data(), k.size()));
+}
+Pkey PublicKey(const Key& k) {
+  return Pkey(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, k.data(), k.size()));
+}
+
+Result<Key> RawKey(EVP_PKEY* pkey, bool private_part, const std::string& origin) {
+  if (pkey == nullptr || EVP_PKEY_get_id(pkey) != EVP_PKEY_X25519) {
+    return Status::InvalidArgument(origin + ": not an X25519 key (make one with `edgesync keygen`)");
+  }
+  Key k{};
+  size_t n = k.size();
+  int ok = private_part ? EVP_PKEY_get_raw_private_key(pkey, k.data(), &n)
+                        : EVP_PKEY_get_raw_public_key(pkey, k.data(), &n);
+  if (ok != 1 || n != k.size()) return Status::InvalidArgument(OpensslError(origin + ": unreadable X25519 key"));
+  return k;
+}
+
+std::string Pem(EVP_PKEY* pkey, bool private_part) {
+  Bio bio(BIO_new(BIO_s_mem()));
+  int ok = private_part ? PEM_write_bio_PrivateKey(bio.get(), pkey, nullptr, nullptr, 0, nullptr, nullptr)
+                        : PEM_write_bio_PUBKEY(bio.get(), pkey);
+  if (ok != 1) return {};
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
+  Result<std::string> text = env->ReadFile(path);
+  if (!text.ok()) return text.status();
+  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  Pkey pkey(private_part ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (!pkey) {
+    return Status::InvalidArgument(OpensslError(
+        path + ": not a PEM " + (private_part ? "PRIVATE KEY" : "PUBLIC KEY") +
+        " (make a key pair with `edgesync keygen --out DIR`)"));
+  }
+  return pkey;
+}
+
+}  // namespace
+
+Status RandomBytes(uint8_t* out, size_t n) {
+  if (RAND_bytes(out, static_cast<int>(n)) != 1) {
+    return Status::Unavailable(OpensslError("random generator"));
+  }
+  return Status::OK();
+}
+
+KeyId ShortHash(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  KeyId id{};
+  std::copy_n(md, id.size(), id.begin());
+  return id;
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(kDigits[p[i] >> 4]);
+    s.push_back(kDigits[p[i] & 15]);
+  }
+  return s;
+}
+
+Result<Key> X25519PublicKey(const Key& private_key) {
+  Pkey pkey = PrivateKey(private_key);
+  return RawKey(pkey.get(), false, "X25519 private key");
+}
+
+Result<Key> X25519(const Key& private_key, const Key& peer_public_key) {
+  Pkey mine = PrivateKey(private_key);
+  Pkey peer = PublicKey(peer_public_key);
+  if (!mine || !peer) return Status::InvalidArgument(OpensslError("X25519 key"));
+  PkeyCtx ctx(EVP_PKEY_CTX_new(mine.get(), nullptr));
+  Key shared{};
+  size_t n = shared.size();
+  // OpenSSL refuses a peer key of small order (all-zero shared secret).
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
+      EVP_PKEY_derive(ctx.get(), shared.data(), &n) != 1 || n != shared.size()) {
+    return Status::Corruption(OpensslError("X25519 key agreement failed"));
+  }
+  return shared;
+}
+
+Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info) {
+  PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
+  Key out{};
+  size_t n = out.size();
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) != 1 ||
+      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), U(salt), static_cast<int>(salt.size())) != 1 ||
+      EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), U(ikm), static_cast<int>(ikm.size())) != 1 ||
+      EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), U(info), static_cast<int>(info.size())) != 1 ||
+      EVP_PKEY_derive(ctx.get(), out.data(), &n) != 1 || n != out.size()) {
+    return Status::InvalidArgument(OpensslError("HKDF-SHA256"));
+  }
+  return out;
+}
+
+Status GcmSeal(const Key& key, const Nonce& nonce, std::string_view aad,
+               std::string_view plaintext, std::string* out) {
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  int n = 0;
+  const size_t at = out->size();
+  out->resize(at + plaintext.size() + kTagBytes);
+  auto* dst = reinterpret_cast<unsigned char*>(out->data() + at);
+  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), dst, &n, U(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), dst + n, &n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, dst + plaintext.size()) != 1) {
+    out->resize(at);
+    return Status::InvalidArgument(OpensslError("AES-256-GCM encryption"));
+  }
+  return Status::OK();
+}
+
+Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,
+               std::string_view ciphertext_and_tag, std::string* out) {
+  if (ciphertext_and_tag.size() < kTagBytes) return Status::Corruption("AES-256-GCM: shorter than its tag");
+  const size_t len = ciphertext_and_tag.size() - kTagBytes;
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  int n = 0;
+  const size_t at = out->size();
+  out->resize(at + len);
+  auto* dst = reinterpret_cast<unsigned char*>(out->data() + at);
+  unsigned char tag[kTagBytes];
+  std::copy_n(U(ciphertext_and_tag) + len, kTagBytes, tag);
+  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) == 1 &&
+            EVP_DecryptUpdate(ctx.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) == 1 &&
+            EVP_DecryptUpdate(ctx.get(), dst, &n, U(ciphertext_and_tag), static_cast<int>(len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
+            EVP_DecryptFinal_ex(ctx.get(), dst + n, &n) == 1;
+  if (!ok) {
+    ERR_clear_error();
+    out->resize(at);
+    return Status::Corruption("AES-256-GCM authentication failed (wrong key, or the data was changed)");
+  }
+  return Status::OK();
+}
+
+Result<Key> ReadPublicKeyFile(Env* env, const std::string& path) {
+  Result<Pkey> pkey = ReadPem(env, path, false);
+  if (!pkey.ok()) return pkey.status();
+  return RawKey(pkey->get(), false, path);
+}
+
+Result<Key> ReadPrivateKeyFile(Env* env, const std::string& path) {
+  Result<Pkey> pkey = ReadPem(env, path, true);
+  if (!pkey.ok()) return pkey.status();
+  return RawKey(pkey->get(), true, path);
+}
+
+std::string PublicKeyPem(const Key& public_key) { return Pem(PublicKey(public_key).get(), false); }
+std::string PrivateKeyPem(const Key& private_key) { return Pem(PrivateKey(private_key).get(), true); }
+
+Result<Key> LoadOrCreateKeyFile(Env* env, const std::string& path) {
+  Key k{};
+  if (env->Exists(path)) {
+    Result<std::string> bytes = env->ReadFile(path);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->size() != k.size()) {
+      return Status::Corruption(path + ": a key file holds exactly 32 bytes, this one " +
+                                std::to_string(bytes->size()));
+    }
+    std::copy_n(bytes->data(), k.size(), reinterpret_cast<char*>(k.data()));
+    return k;
+  }
+  EDGESYNC_RETURN_IF_ERROR(Random(&k));
+  // Written whole under a temporary name, then renamed: a power cut leaves
+  // either no key or the complete one.
+  const std::string tmp = path + ".tmp";
+  (void)env->RemoveFile(tmp);
+  {
+    Result<std::unique_ptr<AppendFile>> f = env->OpenAppend(tmp);  // mode 0600
+    if (!f.ok()) return f.status();
+    EDGESYNC_RETURN_IF_ERROR((*f)->Append(std::string_view(reinterpret_cast<const char*>(k.data()), k.size())));
+    EDGESYNC_RETURN_IF_ERROR((*f)->Sync());
+    EDGESYNC_RETURN_IF_ERROR((*f)->Close());
+  }
+  EDGESYNC_RETURN_IF_ERROR(env->Rename(tmp, path));
+  EDGESYNC_RETURN_IF_ERROR(env->SyncDir(DirName(path)));
+  return k;
+}
+
+}  // namespace edgesync::crypto
