@@ -45,6 +45,30 @@ Result<std::shared_ptr<const Dictionary>> Dictionary::Load(std::string_view byte
   return std::shared_ptr<const Dictionary>(std::move(d));
 }
 
+Result<std::string> TrainDictionary(const std::vector<std::string>& samples, size_t max_bytes) {
+  std::string joined;
+  std::vector<size_t> sizes;
+  for (const std::string& s : samples) {
+    if (s.empty()) continue;
+    joined.append(s);
+    sizes.push_back(s.size());
+  }
+  if (sizes.size() < 8) {
+    return Status::InvalidArgument("only " + std::to_string(sizes.size()) +
+                                   " non-empty samples: a dictionary needs hundreds");
+  }
+  std::string dict(max_bytes, '\0');
+  const size_t n = ZDICT_trainFromBuffer(dict.data(), dict.size(), joined.data(), sizes.data(),
+                                         static_cast<unsigned>(sizes.size()));
+  if (ZDICT_isError(n)) {
+    return Status::InvalidArgument(std::string("zstd could not train a dictionary: ") +
+                                   ZDICT_getErrorName(n) +
+                                   " (give more samples, or a smaller --size)");
+  }
+  dict.resize(n);
+  return dict;
+}
+
 namespace {
 
 // One compression and one decompression context per thread, reused: sealing

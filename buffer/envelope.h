@@ -60,6 +60,12 @@ class Dictionary {
   ZSTD_DDict* ddict_ = nullptr;
 };
 
+// Trains a zstd dictionary of at most `max_bytes` from `samples` (each one
+// event payload, or one record: what batches hold). zstd wants many samples
+// (hundreds at least) totalling about 100 times `max_bytes`; too few is an
+// InvalidArgument saying so.
+Result<std::string> TrainDictionary(const std::vector<std::string>& samples, size_t max_bytes);
+
 // Who a batch is sealed for: the central service's X25519 public key.
 struct Recipient {
   crypto::Key public_key{};

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "base/coding.h"
+#include "base/crc32c.h"
 #include "buffer/envelope.h"
 #include "buffer/record.h"
 
@@ -170,6 +172,193 @@ TEST(Envelope, UnknownFlagIsRefused) {
   Result<std::string> env = SealEnvelope(h, body);
   ASSERT_TRUE(env.ok());
   EXPECT_EQ(OpenEnvelope(*env).status().code(), Status::Code::kInvalidArgument);
+}
+
+// A key pair made fresh for each test.
+struct TestKey {
+  crypto::Key private_key{}, public_key{};
+  TestKey() {
+    EXPECT_TRUE(crypto::Random(&private_key).ok());
+    public_key = *crypto::X25519PublicKey(private_key);
+  }
+};
+
+std::string Body(int records) {
+  std::string body;
+  for (int i = 0; i < records; ++i) AppendToBody(MakeRecord(i), &body);
+  return body;
+}
+
+// Replaces the trailer with the right CRC: what a forger (or a bug) that
+// knows the format would do, so that only the cryptography can refuse it.
+std::string WithFixedCrc(std::string e) {
+  const size_t covered = e.size() - format::kEnvelopeTrailer;
+  StoreU32(e.data() + covered, crc32c::Value(std::string_view(e).substr(0, covered)));
+  return e;
+}
+
+TEST(SealedEnvelope, OpensOnlyWithTheRecipientsKey) {
+  TestKey central, other;
+  const Recipient to = Recipient::For(central.public_key);
+  SealOptions so;
+  so.recipient = &to;
+  Result<std::string> sealed = SealEnvelope(Header(20), Body(20), so);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  // The payloads are not in the clear, and each seal is fresh.
+  EXPECT_EQ(sealed->find("amount"), std::string::npos);
+  EXPECT_NE(*SealEnvelope(Header(20), Body(20), so), *sealed);
+
+  Keyring keys;
+  ASSERT_TRUE(keys.AddPrivate(other.private_key).ok());
+  ASSERT_TRUE(keys.AddPrivate(central.private_key).ok());  // rotation: several keys
+  OpenOptions oo;
+  oo.keys = &keys;
+  Result<OpenedEnvelope> opened = OpenEnvelope(*sealed, oo);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(opened->header.flags, format::kFlagEncrypted);
+  EXPECT_EQ(opened->header.key_id, crypto::ShortHash(central.public_key));
+  std::vector<Record> want;
+  for (int i = 0; i < 20; ++i) want.push_back(MakeRecord(i));
+  EXPECT_EQ(opened->records, want);
+
+  Rejection why = Rejection::kNone;
+  Keyring wrong;
+  ASSERT_TRUE(wrong.AddPrivate(other.private_key).ok());
+  oo.keys = &wrong;
+  Result<OpenedEnvelope> refused = OpenEnvelope(*sealed, oo, &why);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(why, Rejection::kUnknownKey);
+  EXPECT_NE(refused.status().message().find(crypto::Hex(to.key_id)), std::string::npos);
+  EXPECT_FALSE(OpenEnvelope(*sealed).ok());  // no keys at all
+
+  // A key id that matches but a private key that does not: the wrap fails.
+  Keyring impostor;
+  impostor.Add(other.private_key, central.public_key);
+  oo.keys = &impostor;
+  EXPECT_FALSE(OpenEnvelope(*sealed, oo, &why).ok());
+  EXPECT_EQ(why, Rejection::kDecrypt);
+}
+
+TEST(SealedEnvelope, NoChangedByteEverPassesEvenWithARecomputedChecksum) {
+  TestKey central;
+  const Recipient to = Recipient::For(central.public_key);
+  SealOptions so;
+  so.recipient = &to;
+  Result<std::string> sealed = SealEnvelope(Header(3), Body(3), so);
+  ASSERT_TRUE(sealed.ok());
+  Keyring keys;
+  ASSERT_TRUE(keys.AddPrivate(central.private_key).ok());
+  OpenOptions oo;
+  oo.keys = &keys;
+  ASSERT_TRUE(OpenEnvelope(*sealed, oo).ok());
+  const size_t covered = sealed->size() - format::kEnvelopeTrailer;
+  for (size_t i = 0; i < covered; ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = *sealed;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      Rejection why = Rejection::kNone;
+      EXPECT_FALSE(OpenEnvelope(bad, oo, &why).ok()) << "byte " << i << " bit " << bit;
+      EXPECT_NE(why, Rejection::kNone);
+      ASSERT_FALSE(OpenEnvelope(WithFixedCrc(bad), oo, &why).ok()) << "byte " << i << " bit " << bit;
+      EXPECT_NE(why, Rejection::kNone);
+    }
+  }
+  // The body's bytes, checksum fixed: only GCM can tell, and it does.
+  std::string body_flip = *sealed;
+  body_flip[covered - 1] ^= 0x80;
+  Rejection why = Rejection::kNone;
+  EXPECT_FALSE(OpenEnvelope(WithFixedCrc(body_flip), oo, &why).ok());
+  EXPECT_EQ(why, Rejection::kDecrypt);
+  for (size_t n = 0; n < sealed->size(); ++n) {
+    EXPECT_FALSE(OpenEnvelope(std::string_view(*sealed).substr(0, n), oo).ok()) << "prefix " << n;
+  }
+}
+
+TEST(SealedEnvelope, PlainBatchesAreRefusedWhereEncryptionIsRequiredButGapRecordsPass) {
+  OpenOptions oo;
+  oo.require_encryption = true;
+  Rejection why = Rejection::kNone;
+  Result<std::string> plain = SealEnvelope(Header(2), Body(2));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(OpenEnvelope(*plain, oo, &why).ok());
+  EXPECT_EQ(why, Rejection::kNotEncrypted);
+  Gap g;
+  g.stream = "payments";
+  g.first_seq = g.last_seq = 3;
+  g.reason = format::kGapQuota;
+  Result<std::string> gap = SealGapRecord("term-0042", g);
+  ASSERT_TRUE(gap.ok());
+  EXPECT_TRUE(OpenEnvelope(*gap, oo, &why).ok());
+  EXPECT_EQ(why, Rejection::kNone);
+}
+
+TEST(SealedEnvelope, ADecompressedSizeAboveTheLimitIsRefusedBeforeDecompressing) {
+  // 8 MiB of zeros compress to a few hundred bytes: a zip bomb in miniature.
+  std::string body;
+  Record r = MakeRecord(0);
+  r.payload.assign(8 << 20, '\0');
+  AppendToBody(r, &body);
+  Result<std::string> bomb = SealEnvelope(Header(1), body);
+  ASSERT_TRUE(bomb.ok());
+  EXPECT_LT(bomb->size(), 4096u);
+  OpenOptions oo;
+  oo.max_raw_bytes = 1 << 20;
+  Rejection why = Rejection::kNone;
+  Result<OpenedEnvelope> o = OpenEnvelope(*bomb, oo, &why);
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(why, Rejection::kTooLarge);
+  oo.max_raw_bytes = 16 << 20;
+  EXPECT_TRUE(OpenEnvelope(*bomb, oo).ok());
+}
+
+std::vector<std::string> DictionarySamples(int n, int offset) {
+  std::vector<std::string> samples;
+  for (int i = offset; i < offset + n; ++i) {
+    samples.push_back(R"({"device":"term-)" + std::to_string(i % 97) + R"(","type":"authorization",)" +
+                      R"("amount":)" + std::to_string(i * 37 % 10000) +
+                      R"(,"currency":"EUR","merchant":"m-)" + std::to_string(i % 13) +
+                      R"(","result":"approved","seq":)" + std::to_string(i) + "}");
+  }
+  return samples;
+}
+
+TEST(Dictionary, TrainedDictionaryShrinksSmallBatchesAndIsNamedInTheHeader) {
+  Result<std::string> trained = TrainDictionary(DictionarySamples(2000, 0), 8 * 1024);
+  ASSERT_TRUE(trained.ok()) << trained.status().ToString();
+  Result<std::shared_ptr<const Dictionary>> dict = Dictionary::Load(*trained, 3);
+  ASSERT_TRUE(dict.ok()) << dict.status().ToString();
+  EXPECT_NE((*dict)->id(), 0u);
+
+  std::string body;
+  std::vector<Record> want;
+  for (const std::string& p : DictionarySamples(5, 5000)) {
+    Record r = MakeRecord(1);
+    r.payload = p;
+    want.push_back(r);
+    AppendToBody(r, &body);
+  }
+  BatchHeader h = Header(5);
+  SealOptions with, without;
+  with.dictionary = dict->get();
+  Result<std::string> small = SealEnvelope(h, body, with);
+  Result<std::string> large = SealEnvelope(h, body, without);
+  ASSERT_TRUE(small.ok() && large.ok());
+  EXPECT_LT(small->size(), large->size());
+
+  Rejection why = Rejection::kNone;
+  Result<OpenedEnvelope> missing = OpenEnvelope(*small, {}, &why);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(why, Rejection::kUnknownDictionary);
+  std::map<uint32_t, std::shared_ptr<const Dictionary>> dicts{{(*dict)->id(), *dict}};
+  OpenOptions oo;
+  oo.dictionaries = &dicts;
+  Result<OpenedEnvelope> opened = OpenEnvelope(*small, oo);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(opened->header.dict_id, (*dict)->id());
+  EXPECT_EQ(opened->records, want);
+
+  EXPECT_FALSE(Dictionary::Load("not a dictionary", 3).ok());
+  EXPECT_FALSE(TrainDictionary({"a", "b"}, 1024).ok());
 }
 
 }  // namespace

@@ -1,0 +1,247 @@
+// The envelope test vectors in tests/vectors/ (FORMAT.md, "Test vectors"),
+// checked both ways: sealing the inputs a file lists gives exactly its
+// envelope, and opening its envelope gives exactly its inputs back.
+//
+// The files are made by this test: EDGESYNC_WRITE_VECTORS=1 rewrites them
+// from the inputs below. Do that only for a deliberate format change; the
+// independent decoder (tests/decode_envelope.py) then checks them against
+// FORMAT.md.
+#include <zstd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "buffer/envelope.h"
+#include "buffer/record.h"
+
+namespace edgesync {
+namespace {
+
+// A fixed "random" key from a label, so the inputs are self-evident.
+crypto::Key FixedKey(uint8_t first) {
+  crypto::Key k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(first + i);
+  return k;
+}
+
+struct Vector {
+  std::string name, description;
+  BatchHeader header;
+  uint8_t codec = format::kCodecNone;
+  int zstd_level = 3;
+  bool encrypted = false;
+  std::vector<Record> records;
+};
+
+std::vector<Vector> Inputs() {
+  std::vector<Vector> v(3);
+  Record a;
+  a.topic = "terminal/term-0001/payment/authorization";
+  a.received_at_us = 1'795'000'000'000'001;
+  a.qos = 1;
+  a.payload = R"({"device":"term-0001","seq":1,"amount":1250,"currency":"EUR","pan":"411111******1111"})";
+  Record b = a;
+  b.received_at_us += 250'000;
+  b.content_type = "application/json";
+  b.properties = {{"site", "berlin-04"}, {"fw", "3.2.1"}};
+  b.payload = R"({"device":"term-0001","seq":2,"amount":990,"currency":"EUR","pan":"550000******0004"})";
+  Record c = a;
+  c.topic = "terminal/term-0001/status";
+  c.received_at_us += 900'000;
+  c.qos = 0;
+  c.payload = "online";
+
+  v[0].name = "plain-uncompressed";
+  v[0].description = "codec 0 (none), not encrypted, two records";
+  v[0].records = {a, b};
+  v[1].name = "plain-zstd";
+  v[1].description = "codec 1 (zstd level 3), not encrypted, three records";
+  v[1].codec = format::kCodecZstd;
+  v[1].records = {a, b, c};
+  v[2].name = "sealed-zstd";
+  v[2].description = "codec 1 (zstd level 3), encrypted for the test key pair, three records";
+  v[2].codec = format::kCodecZstd;
+  v[2].encrypted = true;
+  v[2].records = {a, b, c};
+  uint64_t seq = 41;
+  for (Vector& x : v) {
+    x.header.device_id = "site-0001";
+    x.header.stream = "payments";
+    x.header.batch_seq = seq++;
+    x.header.event_count = static_cast<uint32_t>(x.records.size());
+    x.header.first_event_us = x.records.front().received_at_us;
+    x.header.last_event_us = x.records.back().received_at_us;
+  }
+  return v;
+}
+
+const crypto::Key kRecipientPrivate = FixedKey(0x10);
+SealSecrets Secrets() {
+  SealSecrets s;
+  s.ephemeral_private = FixedKey(0x40);
+  s.data_key = FixedKey(0x80);
+  for (size_t i = 0; i < s.nonce.size(); ++i) s.nonce[i] = static_cast<uint8_t>(0xc0 + i);
+  return s;
+}
+
+std::string HexOf(std::string_view s) {
+  return crypto::Hex(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+std::string ZstdVersion() { return ZSTD_versionString(); }
+
+std::string RawBody(const Vector& v) {
+  std::string body;
+  for (const Record& r : v.records) AppendToBody(r, &body);
+  return body;
+}
+
+Result<std::string> Seal(const Vector& v) {
+  SealOptions o;
+  o.codec = v.codec;
+  o.zstd_level = v.zstd_level;
+  Recipient to;
+  SealSecrets secrets = Secrets();
+  if (v.encrypted) {
+    to = Recipient::For(*crypto::X25519PublicKey(kRecipientPrivate));
+    o.recipient = &to;
+    o.fixed_secrets = &secrets;
+  }
+  return SealEnvelope(v.header, RawBody(v), o);
+}
+
+// The file's text for `v`: its inputs, the intermediate values a decoder
+// writer can check step by step, and the envelope.
+std::string Render(const Vector& v, const std::string& envelope) {
+  std::ostringstream o;
+  o << "# edgesync envelope test vector: " << v.description << ".\n"
+    << "# Layout and construction: FORMAT.md. Text values as they are; *_hex values in hex.\n"
+    << "name = " << v.name << "\n"
+    << "device_id = " << v.header.device_id << "\n"
+    << "stream = " << v.header.stream << "\n"
+    << "batch_seq = " << v.header.batch_seq << "\n"
+    << "event_count = " << v.header.event_count << "\n"
+    << "first_event_at = " << v.header.first_event_us << "\n"
+    << "last_event_at = " << v.header.last_event_us << "\n"
+    << "codec = " << int{v.codec} << "\n";
+  if (v.codec == format::kCodecZstd) {
+    o << "zstd_level = " << v.zstd_level << "\n"
+      << "# zstd output may differ between zstd versions; a decoder needs only the envelope.\n"
+      << "zstd_version = " << ZstdVersion() << "\n";
+  }
+  for (const Record& r : v.records) {
+    o << "record.topic = " << r.topic << "\n"
+      << "record.received_at = " << r.received_at_us << "\n"
+      << "record.qos = " << int{r.qos} << "\n";
+    if (!r.content_type.empty()) o << "record.content_type = " << r.content_type << "\n";
+    for (const auto& [k, val] : r.properties) o << "record.property = " << k << "=" << val << "\n";
+    o << "record.payload = " << r.payload << "\n";
+  }
+  const std::string raw = RawBody(v);
+  o << "raw_body_hex = " << HexOf(raw) << "\n";
+  if (v.encrypted) {
+    const SealSecrets s = Secrets();
+    const crypto::Key recipient_public = *crypto::X25519PublicKey(kRecipientPrivate);
+    const crypto::Key ephemeral_public = *crypto::X25519PublicKey(s.ephemeral_private);
+    const crypto::Key shared = *crypto::X25519(s.ephemeral_private, recipient_public);
+    std::string salt(reinterpret_cast<const char*>(ephemeral_public.data()), 32);
+    salt.append(reinterpret_cast<const char*>(recipient_public.data()), 32);
+    const crypto::Key wrap = *crypto::HkdfSha256(
+        std::string_view(reinterpret_cast<const char*>(shared.data()), 32), salt,
+        format::kSealWrapInfo);
+    o << "recipient_private_key_hex = " << crypto::Hex(kRecipientPrivate) << "\n"
+      << "recipient_public_key_hex = " << crypto::Hex(recipient_public) << "\n"
+      << "key_id_hex = " << crypto::Hex(crypto::ShortHash(recipient_public)) << "\n"
+      << "ephemeral_private_key_hex = " << crypto::Hex(s.ephemeral_private) << "\n"
+      << "ephemeral_public_key_hex = " << crypto::Hex(ephemeral_public) << "\n"
+      << "shared_secret_hex = " << crypto::Hex(shared) << "\n"
+      << "wrap_key_hex = " << crypto::Hex(wrap) << "\n"
+      << "data_key_hex = " << crypto::Hex(s.data_key) << "\n"
+      << "nonce_hex = " << crypto::Hex(s.nonce) << "\n";
+  }
+  o << "envelope_hex = " << HexOf(envelope) << "\n";
+  return o.str();
+}
+
+std::string VectorPath(const Vector& v) {
+  return std::string(EDGESYNC_SOURCE_DIR) + "/tests/vectors/" + v.name + ".txt";
+}
+
+std::map<std::string, std::string> ReadFields(const std::string& path) {
+  std::ifstream in(path);
+  std::map<std::string, std::string> f;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find(" = ");
+    if (eq != std::string::npos && line.compare(0, 7, "record.") != 0) f[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return f;
+}
+
+std::string Unhex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+class Vectors : public ::testing::TestWithParam<int> {};
+
+TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
+  const Vector v = Inputs()[GetParam()];
+  Result<std::string> sealed = Seal(v);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  if (std::getenv("EDGESYNC_WRITE_VECTORS") != nullptr) {
+    std::ofstream(VectorPath(v)) << Render(v, *sealed);
+  }
+  std::ifstream in(VectorPath(v));
+  ASSERT_TRUE(in) << VectorPath(v) << " missing (EDGESYNC_WRITE_VECTORS=1 writes it)";
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto fields = ReadFields(VectorPath(v));
+  const std::string envelope = Unhex(fields.at("envelope_hex"));
+
+  // Inputs -> file. Compressed bytes are only comparable under the zstd
+  // version that wrote them.
+  if (v.codec == format::kCodecNone || fields.at("zstd_version") == ZstdVersion()) {
+    EXPECT_EQ(Render(v, *sealed), file);
+    EXPECT_EQ(HexOf(*sealed), HexOf(envelope));
+  }
+
+  // File -> inputs.
+  Keyring keys;
+  ASSERT_TRUE(keys.AddPrivate(kRecipientPrivate).ok());
+  OpenOptions o;
+  o.keys = &keys;
+  o.require_encryption = v.encrypted;
+  Result<OpenedEnvelope> opened = OpenEnvelope(envelope, o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(opened->records, v.records);
+  EXPECT_EQ(opened->header.device_id, v.header.device_id);
+  EXPECT_EQ(opened->header.stream, v.header.stream);
+  EXPECT_EQ(opened->header.batch_seq, v.header.batch_seq);
+  EXPECT_EQ(opened->header.first_event_us, v.header.first_event_us);
+  EXPECT_EQ(opened->header.last_event_us, v.header.last_event_us);
+  EXPECT_EQ(opened->header.codec, v.codec);
+  EXPECT_EQ((opened->header.flags & format::kFlagEncrypted) != 0, v.encrypted);
+  EXPECT_EQ(Unhex(fields.at("raw_body_hex")), RawBody(v));
+  // Without the key, the sealed vector does not open.
+  if (v.encrypted) {
+    EXPECT_FALSE(OpenEnvelope(envelope).ok());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, Vectors, ::testing::Values(0, 1, 2),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           std::string n = Inputs()[i.param].name;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace edgesync
