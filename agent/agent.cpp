@@ -69,6 +69,35 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   so.max_age_us = static_cast<int64_t>(config.batch_max_age * 1e6);
   so.sync_interval_us = static_cast<int64_t>(config.sync_interval * 1e6);
   so.seal.zstd_level = static_cast<int>(config.zstd_level);
+  if (!config.batch_dictionary.empty()) {
+    Result<std::string> bytes = env->ReadFile(config.batch_dictionary);
+    if (!bytes.ok()) return bytes.status();
+    Result<std::shared_ptr<const Dictionary>> d = Dictionary::Load(*bytes, so.seal.zstd_level);
+    if (!d.ok()) return Status::InvalidArgument("batch.dictionary: " + d.status().message());
+    a->dictionary_ = *d;
+    so.seal.dictionary = a->dictionary_.get();
+  }
+  // The journal key is loaded whenever it exists, so segments written while
+  // encryption was on stay readable after it is turned off.
+  const std::string journal_key = config.encryption_journal_key.empty()
+                                      ? dir + "/journal.key"
+                                      : config.encryption_journal_key;
+  if (!config.encryption_public_key.empty()) {
+    Result<crypto::Key> pub = crypto::ReadPublicKeyFile(env, config.encryption_public_key);
+    if (!pub.ok()) return pub.status();
+    a->recipient_ = Recipient::For(*pub);
+    so.seal.recipient = &*a->recipient_;
+    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
+    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
+    so.journal_key = *jk;
+    so.encrypt_journal = true;
+    spdlog::info("encryption: batches sealed for key {}; journal encrypted with {}",
+                 crypto::Hex(a->recipient_->key_id), journal_key);
+  } else if (env->Exists(journal_key)) {
+    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
+    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
+    so.journal_key = *jk;
+  }
   Result<std::unique_ptr<Sealer>> sealer = Sealer::Open(env, a->store_.get(), so, specs);
   if (!sealer.ok()) return sealer.status();
   a->sealer_ = std::move(sealer).value();

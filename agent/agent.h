@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agent/config.h"
@@ -56,6 +57,9 @@ class Agent {
   Config config_;
   Env* env_;
   std::unique_ptr<FileLock> lock_;  // one agent per state_dir
+  // What the sealer seals with (declared before it: it holds pointers to them).
+  std::optional<Recipient> recipient_;
+  std::shared_ptr<const Dictionary> dictionary_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<Sealer> sealer_;

@@ -14,6 +14,8 @@
 #include <sstream>
 
 #include "base/env.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
 #include "plugins/route.h"
 #include "sync/uploader.h"
 
@@ -124,6 +126,15 @@ const std::vector<OptionSpec>& Options() {
        .description = "or this long after its first event.", .secs = &C::batch_max_age},
       {.key = "batch.zstd_level", .kind = Kind::kInt, .description = "zstd compression level (1-19).",
        .num = &C::zstd_level, .min = 1, .max = 19},
+      {.key = "batch.dictionary", .kind = Kind::kString,
+       .description = "zstd dictionary file (made by `edgesync dict train`): much smaller small batches. The central side needs the same file (`edgesync-unpack --dict-dir`).",
+       .str = &C::batch_dictionary},
+      {.key = "encryption.public_key", .kind = Kind::kString,
+       .description = "The central service's X25519 public key (PEM, from `edgesync keygen`). Set: every batch is sealed so that only the matching private key opens it, and the journal is encrypted too. The device holds no key that opens its batches.",
+       .str = &C::encryption_public_key},
+      {.key = "encryption.journal_key", .kind = Kind::kString,
+       .description = "The journal's own key (32 random bytes, created mode 0600 if missing). Default: <state_dir>/journal.key; put it on a separate protected medium if you have one.",
+       .str = &C::encryption_journal_key},
       {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
        .description = "Kafka topic of the dead-letter stream (reasons in README).",
        .str = &C::dead_letter_topic},
@@ -431,7 +442,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     if (sec == "streams") continue;
     const toml::table* t = node.as_table();
     if (t == nullptr) {
-      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, kafka, streams)");
+      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, streams)");
       continue;
     }
     for (const auto& [k, v] : *t) {
@@ -517,11 +528,24 @@ Result<Config> LoadConfig(const std::string& path) {
   Problems p(path);
   const std::pair<const char*, const std::string*> files[] = {
       {"mqtt.password_file", &cfg->mqtt_password_file}, {"mqtt.ca_file", &cfg->mqtt_ca_file},
-      {"mqtt.cert_file", &cfg->mqtt_cert_file}, {"mqtt.key_file", &cfg->mqtt_key_file}};
+      {"mqtt.cert_file", &cfg->mqtt_cert_file}, {"mqtt.key_file", &cfg->mqtt_key_file},
+      {"encryption.public_key", &cfg->encryption_public_key},
+      {"batch.dictionary", &cfg->batch_dictionary}};
   for (const auto& [key, file] : files) {
     if (file->empty()) continue;
     std::ifstream f(*file);
     if (!f) p.Add(key, "cannot read " + *file + ": " + std::strerror(errno));
+  }
+  // Keys and dictionaries: load them now, so `edgesync check` tells a wrong
+  // file from a right one.
+  if (p.empty() && !cfg->encryption_public_key.empty()) {
+    Result<crypto::Key> k = crypto::ReadPublicKeyFile(Env::Default(), cfg->encryption_public_key);
+    if (!k.ok()) p.Add("encryption.public_key", k.status().message());
+  }
+  if (p.empty() && !cfg->batch_dictionary.empty()) {
+    Result<std::string> bytes = Env::Default()->ReadFile(cfg->batch_dictionary);
+    Status st = bytes.ok() ? Dictionary::Load(*bytes, static_cast<int>(cfg->zstd_level)).status() : bytes.status();
+    if (!st.ok()) p.Add("batch.dictionary", cfg->batch_dictionary + ": " + st.message());
   }
   if (!p.empty()) return Status::InvalidArgument(p.Join());
   return cfg;

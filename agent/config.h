@@ -61,6 +61,10 @@ struct Config {
   int64_t batch_max_bytes = 512 * 1024;
   double batch_max_age = 2;       // seconds
   int64_t zstd_level = 3;
+  std::string batch_dictionary;   // zstd dictionary file (`edgesync dict train`); empty: none
+  // [encryption]
+  std::string encryption_public_key;  // central X25519 public key (PEM); set: batches and journal encrypted
+  std::string encryption_journal_key; // the journal's key file; empty: <state_dir>/journal.key
   // [dead_letter]
   std::string dead_letter_topic = "edge.dead-letter";
   // [kafka]

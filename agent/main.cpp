@@ -2,18 +2,28 @@
 //   edgesync run --config FILE     run the agent in the foreground
 //   edgesync check FILE            validate a configuration (exit 0, or 2 with the errors)
 //   edgesync config                print the configuration reference (Markdown)
+//   edgesync keygen --out DIR      make the central service's key pair
+//   edgesync dict train --samples DIR --out FILE   train a zstd dictionary
 #include <mosquitto.h>
+#include <zdict.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 
 #include "agent/agent.h"
 #include "agent/config.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
 
 namespace {
 
@@ -77,6 +87,89 @@ int RunAgent(const std::string& path) {
   return code;
 }
 
+// Creates `path` with `mode` and writes `data`; refuses to replace a file.
+edgesync::Status WriteNewFile(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return edgesync::Status::FromErrno("create " + path, errno);
+  ssize_t n = ::write(fd, data.data(), data.size());
+  int err = errno;
+  bool ok = n == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return edgesync::Status::FromErrno("write " + path, n < 0 ? err : EIO);
+  return edgesync::Status::OK();
+}
+
+// edgesync keygen: the key pair of the central service. The private key
+// stays there (edgesync-unpack --private-key); devices get the public key.
+int Keygen(const std::string& dir) {
+  using namespace edgesync;
+  Env* env = Env::Default();
+  const std::string priv_path = dir + "/edgesync.key", pub_path = dir + "/edgesync.pub";
+  for (const std::string& p : {priv_path, pub_path}) {
+    if (env->Exists(p)) {
+      std::fprintf(stderr, "edgesync keygen: %s exists; not replacing a key (move it away first)\n", p.c_str());
+      return 2;
+    }
+  }
+  Status st = env->CreateDirs(dir);
+  crypto::Key priv{};
+  if (st.ok()) st = crypto::Random(&priv);
+  Result<crypto::Key> pub = crypto::X25519PublicKey(priv);
+  if (st.ok() && !pub.ok()) st = pub.status();
+  if (st.ok()) st = WriteNewFile(priv_path, crypto::PrivateKeyPem(priv), 0600);
+  if (st.ok()) st = WriteNewFile(pub_path, crypto::PublicKeyPem(*pub), 0644);
+  if (!st.ok()) {
+    std::fprintf(stderr, "edgesync keygen: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::printf("key id %s\n  private key: %s (mode 0600: for edgesync-unpack --private-key, never on a device)\n"
+              "  public key:  %s (for the devices' encryption.public_key)\n",
+              crypto::Hex(crypto::ShortHash(*pub)).c_str(), priv_path.c_str(), pub_path.c_str());
+  return 0;
+}
+
+// edgesync dict train: a zstd dictionary from sample events.
+int TrainDict(const std::string& samples_dir, const std::string& out, bool lines, size_t size) {
+  using namespace edgesync;
+  Env* env = Env::Default();
+  Result<std::vector<std::string>> names = env->ListDir(samples_dir);
+  if (!names.ok()) {
+    std::fprintf(stderr, "edgesync dict train: %s\n", names.status().ToString().c_str());
+    return 2;
+  }
+  std::vector<std::string> samples;
+  for (const std::string& n : *names) {
+    Result<std::string> bytes = env->ReadFile(samples_dir + "/" + n);
+    if (!bytes.ok()) continue;  // a subdirectory, or unreadable: not a sample
+    if (!lines) {
+      samples.push_back(std::move(bytes).value());
+      continue;
+    }
+    size_t start = 0;
+    while (start < bytes->size()) {
+      size_t end = bytes->find('\n', start);
+      if (end == std::string::npos) end = bytes->size();
+      if (end > start) samples.push_back(bytes->substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  Result<std::string> dict = TrainDictionary(samples, size);
+  if (!dict.ok()) {
+    std::fprintf(stderr, "edgesync dict train: %s\n", dict.status().message().c_str());
+    return 1;
+  }
+  Status st = WriteNewFile(out, *dict, 0644);
+  if (!st.ok()) {
+    std::fprintf(stderr, "edgesync dict train: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::printf("dictionary id %u, %zu bytes, from %zu samples: %s\n"
+              "  devices: batch.dictionary = \"%s\"; central: put it in edgesync-unpack's --dict-dir\n",
+              ZDICT_getDictID(dict->data(), dict->size()), dict->size(), samples.size(), out.c_str(),
+              out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,7 +190,26 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("config", "print the configuration reference (Markdown)");
 
+  std::string keygen_dir;
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "write a new X25519 key pair: DIR/edgesync.key (private, 0600) and DIR/edgesync.pub");
+  keygen->add_option("--out", keygen_dir, "directory for the two files (created if missing)")->required();
+
+  std::string samples_dir, dict_out;
+  bool dict_lines = false;
+  size_t dict_size = 16 * 1024;
+  CLI::App* dict = app.add_subcommand("dict", "zstd dictionaries for small batches");
+  dict->require_subcommand(1);
+  CLI::App* train = dict->add_subcommand("train", "train a dictionary from sample events");
+  train->add_option("--samples", samples_dir, "directory of samples: each file is one event payload")->required();
+  train->add_flag("--lines", dict_lines, "each line of each file is one sample (NDJSON captures)");
+  train->add_option("--out", dict_out, "dictionary file to write (not replaced if it exists)")->required();
+  train->add_option("--size", dict_size, "largest dictionary size in bytes (default 16384)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*keygen) return Keygen(keygen_dir);
+  if (*train) return TrainDict(samples_dir, dict_out, dict_lines, dict_size);
 
   if (*run) return RunAgent(run_config);
   if (*check) {

@@ -24,7 +24,14 @@ constexpr uint32_t kJournalMaxBody = 64u << 20;  // a larger length is a torn or
 constexpr char kJournalMagic[4] = {'E', 'D', 'G', 'J'};
 constexpr uint8_t kJournalVersion = 2;
 constexpr uint8_t kJournalCodecZstd = 1;
-constexpr size_t kJournalHeader = 8;
+constexpr size_t kJournalHeader = 8;  // magic, version, codec, flags, reserved
+// Header byte 6: flags. Encrypted: the header goes on with the journal
+// key's id (8 bytes) and the segment's salt (16); each frame body is the
+// compressed part sealed with AES-256-GCM (16-byte tag appended).
+constexpr uint8_t kJournalFlagEncrypted = 0x01;
+constexpr size_t kJournalSaltBytes = 16;
+constexpr size_t kJournalEncryptedHeader = kJournalHeader + 8 + kJournalSaltBytes;  // 32
+constexpr char kJournalKeyInfo[] = "edgesync journal v2 segment key";
 constexpr int kJournalZstdLevel = 1;
 constexpr int kJournalWindowLog = 17;  // 128 KiB window: bounds both sides' memory
 

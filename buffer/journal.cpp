@@ -1,6 +1,7 @@
 #include "buffer/journal.h"
 
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -58,22 +59,66 @@ bool InflateFrame(ZSTD_DCtx* d, std::string_view body, std::string* record) {
 
 }  // namespace
 
-SegmentScan ScanSegment(std::string_view bytes) {
+namespace {
+
+std::string_view View(const crypto::Key& k) { return {reinterpret_cast<const char*>(k.data()), k.size()}; }
+
+Result<crypto::Key> SegmentKey(const crypto::Key& journal_key, std::string_view salt) {
+  return crypto::HkdfSha256(View(journal_key), salt,
+                            std::string_view(format::kJournalKeyInfo, sizeof format::kJournalKeyInfo - 1));
+}
+
+// Frame i of a segment is sealed with nonce = u64 i (little-endian), then zeros.
+crypto::Nonce FrameNonce(uint64_t index) {
+  crypto::Nonce n{};
+  for (int b = 0; b < 8; ++b) n[b] = static_cast<uint8_t>(index >> (8 * b));
+  return n;
+}
+
+}  // namespace
+
+SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key) {
   SegmentScan scan;
   size_t pos = 0;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> zstd(nullptr, ZSTD_freeDCtx);
+  std::optional<crypto::Key> segment_key;
+  std::string_view header;
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), format::kJournalMagic, 4) == 0) {
     if (bytes.size() < format::kJournalHeader ||
         static_cast<uint8_t>(bytes[4]) != format::kJournalVersion ||
-        static_cast<uint8_t>(bytes[5]) != format::kJournalCodecZstd) {
+        static_cast<uint8_t>(bytes[5]) != format::kJournalCodecZstd ||
+        (static_cast<uint8_t>(bytes[6]) & ~format::kJournalFlagEncrypted) != 0) {
       return scan;  // a torn header, or a format this reader does not know
     }
-    zstd.reset(ZSTD_createDCtx());
     pos = format::kJournalHeader;
+    if (static_cast<uint8_t>(bytes[6]) & format::kJournalFlagEncrypted) {
+      if (bytes.size() < format::kJournalEncryptedHeader) return scan;  // torn header
+      header = bytes.substr(0, format::kJournalEncryptedHeader);
+      if (key == nullptr) {
+        scan.unreadable = "encrypted, and no journal key is loaded";
+        return scan;
+      }
+      const crypto::KeyId id = crypto::ShortHash(*key);
+      if (std::memcmp(id.data(), bytes.data() + format::kJournalHeader, id.size()) != 0) {
+        scan.unreadable = "encrypted with another journal key (id " +
+                          crypto::Hex(reinterpret_cast<const uint8_t*>(bytes.data() + 8), 8) +
+                          ", loaded " + crypto::Hex(id) + ")";
+        return scan;
+      }
+      Result<crypto::Key> k = SegmentKey(*key, bytes.substr(16, format::kJournalSaltBytes));
+      if (!k.ok()) {
+        scan.unreadable = k.status().message();
+        return scan;
+      }
+      segment_key = *k;
+      pos = format::kJournalEncryptedHeader;
+    }
+    zstd.reset(ZSTD_createDCtx());
   }
   // Version 1 bodies are whole records; version 2 bodies are never empty.
-  const size_t min_body = zstd ? 1 : format::kMinRecordBytes;
-  std::string record;
+  const size_t min_body = segment_key ? crypto::kTagBytes + 1 : zstd ? 1 : format::kMinRecordBytes;
+  std::string record, plain;
+  uint64_t index = 0;
   while (bytes.size() - pos >= format::kJournalFrameHeader) {
     uint32_t len = LoadU32(bytes.data() + pos);
     uint32_t crc = LoadU32(bytes.data() + pos + 4);
@@ -85,12 +130,18 @@ SegmentScan ScanSegment(std::string_view bytes) {
     }
     std::string_view body = bytes.substr(pos + format::kJournalFrameHeader, len);
     if (crc32c::Value(body) != crc) break;
+    if (segment_key) {
+      plain.clear();
+      if (!crypto::GcmOpen(*segment_key, FrameNonce(index), header, body, &plain).ok()) break;
+      body = plain;
+    }
     if (zstd) {
       if (!InflateFrame(zstd.get(), body, &record)) break;
     } else {
       record.assign(body);
     }
     pos += format::kJournalFrameHeader + len;
+    ++index;
     scan.records.emplace_back(std::move(record), pos);
   }
   scan.valid_bytes = pos;
@@ -110,9 +161,12 @@ std::string Journal::SegmentPath(uint64_t segment) const {
 }
 
 Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, JournalPosition sealed,
-                                               JournalRecovery* recovery) {
+                                               JournalRecovery* recovery, const crypto::Key* key,
+                                               bool encrypt) {
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
   std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
+  if (encrypt && key == nullptr) return Status::InvalidArgument("journal encryption needs a key");
+  if (encrypt) j->key_ = *key;
   Result<std::vector<std::string>> names = env->ListDir(j->dir_);
   if (!names.ok()) return names.status();
 
@@ -127,17 +181,19 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
       continue;
     }
     Result<std::string> bytes = env->ReadFile(path);
-    if (!bytes.ok()) {
-      // Unreadable (a bad sector, say): set it aside for forensics and go
-      // on, rather than fail every start on it.
+    SegmentScan scan;
+    if (bytes.ok()) scan = ScanSegment(*bytes, key);
+    if (!bytes.ok() || !scan.unreadable.empty()) {
+      // Unreadable (a bad sector, a lost key): set it aside for forensics
+      // and go on, rather than fail every start on it.
+      const std::string why = bytes.ok() ? scan.unreadable : bytes.status().message();
       Status moved = env->Rename(path, path + ".unreadable");
-      if (!moved.ok()) return bytes.status();
+      if (!moved.ok()) return bytes.ok() ? moved : bytes.status();
       recovery->unreadable_segments += 1;
-      recovery->problems.push_back(path + ": unreadable (" + bytes.status().message() +
-                                   "); moved aside to " + path + ".unreadable");
+      recovery->problems.push_back(path + ": unreadable (" + why + "); moved aside to " + path +
+                                   ".unreadable");
       continue;
     }
-    SegmentScan scan = ScanSegment(*bytes);
     for (auto& [body, end] : scan.records) {
       if (seg == sealed.segment && end <= sealed.offset) continue;  // already sealed
       recovery->entries.push_back({std::move(body), JournalPosition{seg, end}});
@@ -167,8 +223,32 @@ Status Journal::OpenSegment(uint64_t segment) {
   offset_ = 0;
   dirty_ = false;
   ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
+  EDGESYNC_RETURN_IF_ERROR(StartSegmentHeader());
   // The new file's directory entry must survive a power cut too.
   return env_->SyncDir(dir_);
+}
+
+// The header written with the segment's first frame; for an encrypted
+// segment also a fresh segment key.
+Status Journal::StartSegmentHeader() {
+  header_.clear();
+  header_.append(format::kJournalMagic, 4);
+  PutU8(&header_, format::kJournalVersion);
+  PutU8(&header_, format::kJournalCodecZstd);
+  PutU8(&header_, key_ ? format::kJournalFlagEncrypted : 0);
+  PutU8(&header_, 0);
+  frame_index_ = 0;
+  if (!key_) return Status::OK();
+  const crypto::KeyId id = crypto::ShortHash(*key_);
+  header_.append(reinterpret_cast<const char*>(id.data()), id.size());
+  std::array<uint8_t, format::kJournalSaltBytes> salt{};
+  EDGESYNC_RETURN_IF_ERROR(crypto::Random(&salt));
+  std::string_view salt_view(reinterpret_cast<const char*>(salt.data()), salt.size());
+  Result<crypto::Key> k = SegmentKey(*key_, salt_view);
+  if (!k.ok()) return k.status();
+  segment_key_ = *k;
+  header_.append(salt_view);
+  return Status::OK();
 }
 
 Status Journal::Append(std::string_view record) {
@@ -186,12 +266,7 @@ Status Journal::Append(std::string_view record) {
   // One write() of the frame (and, first in a segment, the segment header),
   // from a buffer kept between calls.
   frame_.clear();
-  if (offset_ == 0) {
-    frame_.append(format::kJournalMagic, 4);
-    PutU8(&frame_, format::kJournalVersion);
-    PutU8(&frame_, format::kJournalCodecZstd);
-    PutU16(&frame_, 0);
-  }
+  if (offset_ == 0) frame_.append(header_);
   const size_t at = frame_.size();
   frame_.resize(at + format::kJournalFrameHeader);
   ZSTD_inBuffer in{record.data(), record.size(), 0};
@@ -207,6 +282,18 @@ Status Journal::Append(std::string_view record) {
       return Status::InvalidArgument(std::string("journal compression: ") + ZSTD_getErrorName(left));
     }
   } while (left != 0);
+  if (key_) {
+    // Seal the compressed part in place of itself.
+    sealed_.clear();
+    const std::string_view part = std::string_view(frame_).substr(at + format::kJournalFrameHeader);
+    Status sealed = crypto::GcmSeal(segment_key_, FrameNonce(frame_index_), header_, part, &sealed_);
+    if (!sealed.ok()) {
+      broken_ = true;
+      return sealed;
+    }
+    frame_.resize(at + format::kJournalFrameHeader);
+    frame_.append(sealed_);
+  }
   const std::string_view body = std::string_view(frame_).substr(at + format::kJournalFrameHeader);
   StoreU32(frame_.data() + at, static_cast<uint32_t>(body.size()));
   StoreU32(frame_.data() + at + 4, crc32c::Value(body));
@@ -216,6 +303,7 @@ Status Journal::Append(std::string_view record) {
     return st;
   }
   offset_ += frame_.size();
+  ++frame_index_;
   dirty_ = true;
   return Status::OK();
 }

@@ -10,6 +10,19 @@
 // A position (segment, offset) names the end of what a committed batch took;
 // everything before it may be deleted (Retire).
 //
+// Encryption at rest (optional): with a journal key, each new segment gets
+// its own key, HKDF-SHA256(journal key, a random salt in the segment
+// header), and every frame is sealed with AES-256-GCM under it (nonce: the
+// frame's index in the segment). DESIGN note: the journal key is local to
+// the device (a 32-byte file, 0600), not the central public key the batches
+// are sealed for, because the device itself must read its journal back
+// after a crash to seal what it holds. It protects the unsealed tail (at
+// most batch.max_age of events, deleted once sealed) against reading the
+// flash without that file; keep the file on a separate, protected medium
+// (encryption.journal_key) to protect against a thief with the whole
+// device. The backlog kept through outages is in sealed batches, which only
+// the central key opens.
+//
 // Durability: Append is one write(): once it returns ok the record survives
 // a crash of the process. Sync (fdatasync) makes it survive a power cut; the
 // owner calls SyncIfDirty on an interval.
@@ -20,6 +33,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +41,7 @@
 
 #include "base/env.h"
 #include "base/status.h"
+#include "buffer/crypto.h"
 
 namespace edgesync {
 
@@ -54,8 +69,12 @@ class Journal {
   // before `sealed` and returns in `recovery` every whole record at or after
   // it; a segment that cannot be read is renamed to <name>.unreadable and
   // reported. New appends go to a fresh segment after all existing ones.
+  // `key`: the journal key, to read encrypted segments and, with
+  // `encrypt`, to encrypt new ones. Without it an encrypted segment is
+  // unreadable (moved aside and reported).
   static Result<std::unique_ptr<Journal>> Open(Env* env, std::string dir, JournalPosition sealed,
-                                               JournalRecovery* recovery);
+                                               JournalRecovery* recovery,
+                                               const crypto::Key* key = nullptr, bool encrypt = false);
   ~Journal();
 
   // Appends one frame holding `record` with a single write().
@@ -73,6 +92,7 @@ class Journal {
 
  private:
   Journal(Env* env, std::string dir);
+  Status StartSegmentHeader();
   std::string SegmentPath(uint64_t segment) const;
   Status OpenSegment(uint64_t segment);
 
@@ -86,16 +106,25 @@ class Journal {
   std::string frame_;  // Append's buffer, reused: no allocation per event
   // The segment's compression stream, restarted with each segment.
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> zstd_;
+  // Encryption: the journal key, and the current segment's key, header
+  // (the associated data of every frame) and next frame index.
+  std::optional<crypto::Key> key_;
+  crypto::Key segment_key_{};
+  std::string header_;
+  std::string sealed_;  // Append's buffer for the sealed frame body
+  uint64_t frame_index_ = 0;
 };
 
 // Parses one segment's bytes (either version) into records; stops at the
-// first frame that is truncated, fails its checksum or does not decompress.
-// Exposed for tests and fuzzing.
+// first frame that is truncated, fails its checksum, does not decrypt or
+// does not decompress. An encrypted segment needs `key`. Exposed for tests
+// and fuzzing.
 struct SegmentScan {
   std::vector<std::pair<std::string, uint64_t>> records;  // record, end offset of its frame
   uint64_t valid_bytes = 0;
+  std::string unreadable;  // why the whole segment cannot be read (no key, ...); empty if it can
 };
-SegmentScan ScanSegment(std::string_view bytes);
+SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key = nullptr);
 
 // Appends a version-1 frame for one record to `out`: u32 length, u32
 // crc32c, the record as it is. For tests of the older format.

@@ -35,8 +35,10 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
     if (!state.ok()) return state.status();
     lane->next_seq = state->next_seq;
     JournalRecovery rec;
-    Result<std::unique_ptr<Journal>> j = Journal::Open(
-        env, s->options_.journal_dir + "/" + lane->spec.name, state->sealed, &rec);
+    const crypto::Key* key = s->options_.journal_key ? &*s->options_.journal_key : nullptr;
+    Result<std::unique_ptr<Journal>> j =
+        Journal::Open(env, s->options_.journal_dir + "/" + lane->spec.name, state->sealed, &rec,
+                      key, s->options_.encrypt_journal);
     if (!j.ok()) return j.status();
     lane->journal = std::move(j).value();
     s->lanes_.push_back(std::move(lane));

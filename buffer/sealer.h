@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,7 +44,9 @@ struct SealerOptions {
   int64_t max_age_us = 2'000'000;     // or this long after its first event
   int64_t sync_interval_us = 1'000'000;  // journal fdatasync interval (power-cut window)
   size_t max_closed = 64;             // closed batches awaiting the sealer before Accept waits
-  SealOptions seal;
+  SealOptions seal;                   // its pointers must outlive the sealer
+  std::optional<crypto::Key> journal_key;  // reads encrypted journal segments,
+  bool encrypt_journal = false;            // and with this, writes new ones encrypted
 };
 
 struct SealerStats {

@@ -412,6 +412,18 @@ int FreeLoopbackPort() {
   return port;
 }
 
+Result<int> RunToEnd(std::vector<std::string> argv, const std::string& stdout_path,
+                     std::chrono::milliseconds timeout) {
+  SpawnOptions o;
+  o.argv = std::move(argv);
+  o.stdout_path = stdout_path;
+  Result<Process> p = Process::Spawn(o);
+  if (!p.ok()) return p.status();
+  Result<int> code = p->Wait(timeout);
+  if (!code.ok()) (void)p->Stop(std::chrono::seconds(1));
+  return code;
+}
+
 Status WaitForTcp(const std::string& host, int port, std::chrono::milliseconds timeout) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

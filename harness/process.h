@@ -105,6 +105,12 @@ Result<std::string> FindProgram(const std::string& name);
 // executable + "/" + name if that exists; else `name` (PATH lookup).
 std::string ProgramPath(const std::string& name);
 
+// Runs `argv` to its end (stdout to `stdout_path` if given, else
+// inherited): its exit code as Process::Wait gives it. Unavailable when it
+// still runs after `timeout` (it is killed then).
+Result<int> RunToEnd(std::vector<std::string> argv, const std::string& stdout_path = "",
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // The whole file (a child's output, a log), or "" when it cannot be read.
 std::string ReadWholeFile(const std::string& path);
 

@@ -31,14 +31,9 @@ std::vector<simdjson::dom::document> ReadRecords(const std::string& path) {
   return out;
 }
 
-// Runs a command to its end; its exit code.
+// Runs a command to its end; its exit code (-1 if it did not run or end).
 int RunCommand(std::vector<std::string> argv, const std::string& out = "") {
-  harness::SpawnOptions o;
-  o.argv = std::move(argv);
-  o.stdout_path = out;
-  auto p = Process::Spawn(o);
-  if (!p.ok()) return -1;
-  auto code = p->Wait(30s);
+  Result<int> code = harness::RunToEnd(std::move(argv), out);
   return code.ok() ? *code : -1;
 }
 

@@ -1,0 +1,120 @@
+// The key and dictionary files an operator makes: `edgesync keygen`,
+// `edgesync dict train`, keys from openssl, and what `edgesync check` says
+// about a wrong file.
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "agent/config.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
+#include "harness/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace edgesync {
+namespace {
+
+std::string ConfigWith(const std::string& extra) {
+  return std::string(R"([agent]
+device_id = "term-0042"
+[[streams]]
+name = "payments"
+topics = ["terminal/+/payment/#"]
+[kafka]
+brokers = "127.0.0.1:9092"
+)") + extra;
+}
+
+Result<Config> Load(const harness::TempDir& dir, const std::string& extra) {
+  std::ofstream(dir / "edgesync.toml") << ConfigWith(extra);
+  return LoadConfig(dir / "edgesync.toml");
+}
+
+int RunTool(std::vector<std::string> argv, const std::string& out = "") {
+  Result<int> code = harness::RunToEnd(std::move(argv), out);
+  return code.ok() ? *code : -1;
+}
+
+mode_t Mode(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_mode & 0777 : 0;
+}
+
+TEST(Keygen, WritesAPairThatLoadsWithThePrivateKeyOwnerOnlyAndNeverReplacesOne) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string edgesync = harness::ProgramPath("edgesync");
+  ASSERT_EQ(RunTool({edgesync, "keygen", "--out", dir / "keys"}, dir / "out.txt"), 0);
+  EXPECT_EQ(Mode(dir / "keys/edgesync.key"), 0600u);
+  Result<crypto::Key> priv = crypto::ReadPrivateKeyFile(Env::Default(), dir / "keys/edgesync.key");
+  Result<crypto::Key> pub = crypto::ReadPublicKeyFile(Env::Default(), dir / "keys/edgesync.pub");
+  ASSERT_TRUE(priv.ok() && pub.ok());
+  EXPECT_EQ(*crypto::X25519PublicKey(*priv), *pub);
+  // It prints the key id the envelopes will carry.
+  EXPECT_NE(harness::ReadWholeFile(dir / "out.txt").find(crypto::Hex(crypto::ShortHash(*pub))),
+            std::string::npos);
+  const std::string before = harness::ReadWholeFile(dir / "keys/edgesync.key");
+  EXPECT_EQ(RunTool({edgesync, "keygen", "--out", dir / "keys"}), 2);
+  EXPECT_EQ(harness::ReadWholeFile(dir / "keys/edgesync.key"), before);
+
+  // The config takes the public key; `check` loads it.
+  EXPECT_TRUE(Load(dir, "[encryption]\npublic_key = \"" + dir / "keys/edgesync.pub" + "\"\n").ok());
+}
+
+TEST(Keygen, KeysMadeByOpensslWorkToo) {
+  harness::TempDir dir = testing::NewTempDir();
+  ASSERT_EQ(RunTool({"openssl", "genpkey", "-algorithm", "X25519", "-out", dir / "k.pem"}), 0);
+  ASSERT_EQ(RunTool({"openssl", "pkey", "-in", dir / "k.pem", "-pubout", "-out", dir / "k.pub"}), 0);
+  Result<crypto::Key> priv = crypto::ReadPrivateKeyFile(Env::Default(), dir / "k.pem");
+  Result<crypto::Key> pub = crypto::ReadPublicKeyFile(Env::Default(), dir / "k.pub");
+  ASSERT_TRUE(priv.ok()) << priv.status().ToString();
+  ASSERT_TRUE(pub.ok()) << pub.status().ToString();
+  EXPECT_EQ(*crypto::X25519PublicKey(*priv), *pub);
+}
+
+TEST(Keygen, AWrongKeyFileIsAConfigErrorThatSaysWhatToDo) {
+  harness::TempDir dir = testing::NewTempDir();
+  // A private key where the public one belongs, an RSA key, and no key.
+  ASSERT_EQ(RunTool({"openssl", "genpkey", "-algorithm", "X25519", "-out", dir / "x.pem"}), 0);
+  ASSERT_EQ(RunTool({"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-out", dir / "ec.pem"}), 0);
+  ASSERT_EQ(RunTool({"openssl", "pkey", "-in", dir / "ec.pem", "-pubout", "-out", dir / "ec.pub"}), 0);
+  std::ofstream(dir / "text.pub") << "hello\n";
+  for (const std::string f : {"x.pem", "ec.pub", "text.pub", "missing.pub"}) {
+    Result<Config> c = Load(dir, "[encryption]\npublic_key = \"" + dir / f + "\"\n");
+    ASSERT_FALSE(c.ok()) << f;
+    EXPECT_NE(c.status().message().find("encryption.public_key"), std::string::npos) << c.status().message();
+    if (f != "missing.pub") {
+      EXPECT_NE(c.status().message().find("edgesync keygen"), std::string::npos) << c.status().message();
+    }
+  }
+}
+
+TEST(DictTrain, MakesADictionaryTheConfigAcceptsAndRefusesTooFewSamples) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string edgesync = harness::ProgramPath("edgesync");
+  ASSERT_EQ(RunTool({"mkdir", "-p", dir / "samples", dir / "few"}), 0);
+  for (int i = 0; i < 600; ++i) {
+    std::ofstream(dir / ("samples/" + std::to_string(i) + ".json"))
+        << R"({"device":"term-)" << i % 40 << R"(","seq":)" << i << R"(,"amount":)" << i * 37 % 9000
+        << R"(,"currency":"EUR","type":"authorization","result":"approved"})";
+  }
+  std::ofstream(dir / "few/1.json") << "{}";
+  ASSERT_EQ(RunTool({edgesync, "dict", "train", "--samples", dir / "samples", "--out", dir / "d.dict"}), 0);
+  Result<std::string> bytes = Env::Default()->ReadFile(dir / "d.dict");
+  ASSERT_TRUE(bytes.ok());
+  Result<std::shared_ptr<const Dictionary>> d = Dictionary::Load(*bytes, 3);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(Load(dir, "[batch]\ndictionary = \"" + dir / "d.dict" + "\"\n").ok());
+  // Not replaced, and too few samples is an error that says so.
+  EXPECT_NE(RunTool({edgesync, "dict", "train", "--samples", dir / "samples", "--out", dir / "d.dict"}), 0);
+  EXPECT_NE(RunTool({edgesync, "dict", "train", "--samples", dir / "few", "--out", dir / "e.dict"}), 0);
+  // A file that is not a dictionary is a config error naming the key.
+  Result<Config> c = Load(dir, "[batch]\ndictionary = \"" + dir / "samples/1.json" + "\"\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("batch.dictionary"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgesync

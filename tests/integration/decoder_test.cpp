@@ -1,0 +1,197 @@
+// The central team's view: an agent with encryption on seals its batches for
+// a key pair from `edgesync keygen`; tests/decode_envelope.py, a decoder
+// written from FORMAT.md alone, opens the envelopes taken from Kafka with the
+// private key and gives back exactly the payloads that were published.
+#include <simdjson.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "harness/consumer.h"
+#include "tests/integration/pipeline_fixture.h"
+
+namespace edgesync::testing {
+namespace {
+
+constexpr const char* kPaymentTopic = "terminal/t1/payment/authorization";
+
+std::string Base64(std::string_view in) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t n = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out += kAlphabet[(n >> shift) & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t n = uint8_t(in[i]) << 16;
+    out += {kAlphabet[n >> 18], kAlphabet[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    uint32_t n = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
+    out += {kAlphabet[n >> 18], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Published {
+  std::string payload;
+  int qos;
+};
+
+class DecoderPipeline : public Pipeline {
+ protected:
+  // Runs a program to its end; its exit code, -1 when it could not start.
+  int Run(std::vector<std::string> argv, const std::string& out, const std::string& err) {
+    harness::SpawnOptions o;
+    o.argv = std::move(argv);
+    o.stdout_path = out;
+    o.stderr_path = err;
+    auto p = Process::Spawn(o);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    if (!p.ok()) return -1;
+    auto code = p->Wait(120s);
+    EXPECT_TRUE(code.ok()) << o.argv[0] << " did not finish: " << code.status().ToString();
+    return code.ok() ? *code : -1;
+  }
+
+  // Events sealed so far on the payments topic, by the envelopes' Kafka
+  // headers (for waiting only: the assertions are on what the decoder says).
+  uint64_t EventsInKafka() {
+    auto messages = harness::ReadTopic(cluster_->bootstrap(), kTopic, 10s);
+    if (!messages.ok()) return 0;
+    uint64_t events = 0;
+    for (const auto& m : *messages) {
+      for (const auto& [name, value] : m.headers) {
+        if (name == "edgesync-events") events += std::stoull(value);
+      }
+    }
+    return events;
+  }
+
+  void PublishAll(harness::Publisher* pub, const std::vector<Published>& events) {
+    for (const Published& e : events) {
+      Status st = pub->Publish(kPaymentTopic, e.payload, e.qos);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+  }
+};
+
+TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder) {
+  const std::string python = EDGESYNC_DEBIAN_PYTHON;
+  ASSERT_EQ(python.find("NOTFOUND"), std::string::npos)
+      << "Debian's /usr/bin/python3 is missing: run script/bootstrap";
+  const std::string script = std::string(EDGESYNC_SOURCE_DIR) + "/tests/decode_envelope.py";
+
+  // The central key pair; the agent gets the public half only.
+  ASSERT_EQ(Run({harness::ProgramPath("edgesync"), "keygen", "--out", dir_ / "keys"},
+                dir_ / "keygen.out", dir_ / "keygen.err"),
+            0)
+      << harness::ReadWholeFile(dir_ / "keygen.err");
+  WriteConfig("", "[encryption]\npublic_key = \"" + (dir_ / "keys/edgesync.pub") + "\"\n");
+
+  // Payloads a decoder can get wrong: JSON, binary with every byte value
+  // (not UTF-8), a run that compresses well, a QoS 0 delivery.
+  std::vector<Published> events;
+  for (int i = 0; i < 8; ++i) events.push_back({harness::PaymentEvent("pub", i + 1), 1});
+  std::string binary;
+  for (int b = 0; b < 256; ++b) binary += char(b);
+  events.push_back({binary, 1});
+  events.push_back({std::string(20000, 'z') + "end", 1});
+  events.push_back({"qos zero", 0});
+  events.push_back({"last of the first round", 1});
+  const size_t first_round = events.size();
+  for (int i = 0; i < 6; ++i) events.push_back({"second round " + std::to_string(i), 1});
+
+  const int64_t started_at = NowMicros();
+  StartAgent();
+  ASSERT_TRUE(agent_);
+  auto pub = Connect();
+  ASSERT_TRUE(pub);
+  // Two rounds, the second after the first is in Kafka: at least two batches.
+  PublishAll(pub.get(), {events.begin(), events.begin() + first_round});
+  ASSERT_TRUE(harness::PollUntil([&] { return EventsInKafka() == first_round; }, 60s,
+                                 200ms))
+      << "events in Kafka: " << EventsInKafka() << "\n" << AgentLogs();
+  PublishAll(pub.get(), {events.begin() + first_round, events.end()});
+  ASSERT_TRUE(harness::PollUntil([&] { return EventsInKafka() == events.size(); }, 60s, 200ms))
+      << "events in Kafka: " << EventsInKafka() << "\n" << AgentLogs();
+  const int64_t arrived_at = NowMicros();
+
+  // One file per envelope, in Kafka order (one partition: the key is the device).
+  auto messages = harness::ReadTopic(cluster_->bootstrap(), kTopic, 30s);
+  ASSERT_TRUE(messages.ok()) << messages.status().ToString();
+  ASSERT_GE(messages->size(), 2u);
+  std::vector<std::string> files;
+  for (const auto& m : *messages) {
+    EXPECT_EQ(m.key, "it-device");
+    files.push_back(dir_ / ("envelope-" + std::to_string(m.partition) + "-" +
+                            std::to_string(m.offset) + ".bin"));
+    std::ofstream(files.back(), std::ios::binary) << m.value;
+  }
+
+  // Without the private key nothing opens: the batches are sealed.
+  std::vector<std::string> argv = {python, script};
+  argv.insert(argv.end(), files.begin(), files.end());
+  EXPECT_EQ(Run(argv, dir_ / "nokey.ndjson", dir_ / "nokey.err"), 1);
+  EXPECT_EQ(harness::ReadWholeFile(dir_ / "nokey.ndjson"), "");
+  EXPECT_NE(harness::ReadWholeFile(dir_ / "nokey.err").find("unknown key"), std::string::npos)
+      << harness::ReadWholeFile(dir_ / "nokey.err");
+
+  // With it, every envelope decodes; unencrypted batches would be refused.
+  argv = {python, script, "--require-encryption", "--private-key", dir_ / "keys/edgesync.key"};
+  argv.insert(argv.end(), files.begin(), files.end());
+  ASSERT_EQ(Run(argv, dir_ / "decoded.ndjson", dir_ / "decoded.err"), 0)
+      << harness::ReadWholeFile(dir_ / "decoded.err");
+  EXPECT_EQ(harness::ReadWholeFile(dir_ / "decoded.err"), "");
+
+  std::ifstream in(dir_ / "decoded.ndjson");
+  std::string line;
+  simdjson::dom::parser parser;
+  std::vector<std::string> payloads;
+  std::vector<int64_t> qos;
+  std::set<uint64_t> batches;
+  while (std::getline(in, line)) {
+    simdjson::dom::element e;
+    ASSERT_EQ(parser.parse(line).get(e), simdjson::SUCCESS) << line;
+    EXPECT_EQ(std::string_view(e["device"]), "it-device") << line;
+    EXPECT_EQ(std::string_view(e["stream"]), "payments") << line;
+    EXPECT_EQ(std::string_view(e["topic"]), kPaymentTopic) << line;
+    // MQTT 3.1.1 publishes carry neither a content type nor user properties.
+    EXPECT_NE(e["content_type"].error(), simdjson::SUCCESS) << line;
+    EXPECT_NE(e["properties"].error(), simdjson::SUCCESS) << line;
+    int64_t received_at = e["received_at"];
+    EXPECT_GE(received_at, started_at) << line;
+    EXPECT_LE(received_at, arrived_at) << line;
+    batches.insert(uint64_t(e["batch"]));
+    qos.push_back(int64_t(e["qos"]));
+    payloads.emplace_back(std::string_view(e["payload_b64"]));
+  }
+
+  // Every payload, byte for byte and in order, at the QoS it was delivered with.
+  std::vector<std::string> want_payloads;
+  std::vector<int64_t> want_qos;
+  for (const Published& e : events) {
+    want_payloads.push_back(Base64(e.payload));
+    want_qos.push_back(e.qos);
+  }
+  EXPECT_EQ(payloads, want_payloads);
+  EXPECT_EQ(qos, want_qos);
+  // Batch sequences 1, 2, ... without gaps, one per envelope.
+  std::set<uint64_t> want_batches;
+  for (uint64_t s = 1; s <= messages->size(); ++s) want_batches.insert(s);
+  EXPECT_EQ(batches, want_batches);
+}
+
+}  // namespace
+}  // namespace edgesync::testing
