@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer/crypto.h"
 #include "buffer/envelope.h"
 #include "buffer/format.h"
 #include "buffer/journal.h"
@@ -173,10 +174,12 @@ class Paced {
 // publisher sends (as the agent records them: topic, receive time, QoS,
 // payload; MQTT 3.1.1 brings no content type or properties) through a real
 // Journal, a segment per `per_segment` events as the agent's batches rotate.
-double JournalBytesPerEvent(const std::string& topic, const std::string& dir, int per_segment) {
+// With `key`, the journal is encrypted as the agent's is with [encryption].
+double JournalBytesPerEvent(const std::string& topic, const std::string& dir, int per_segment,
+                            const edgesync::crypto::Key* key) {
   const int kEvents = 4 * per_segment;
   edgesync::JournalRecovery rec;
-  auto j = edgesync::Journal::Open(edgesync::Env::Default(), dir, {}, &rec);
+  auto j = edgesync::Journal::Open(edgesync::Env::Default(), dir, {}, &rec, key, key != nullptr);
   if (!j.ok()) return 0;
   edgesync::Record r;
   r.topic = topic;
@@ -240,10 +243,12 @@ struct AmpResult {
   uint64_t journal_bytes = 0;  // frames appended for the window's events
 };
 
+// `public_key`: empty, or a key file that turns [encryption] on.
 AmpResult WriteAmplification(h::MosquittoBroker* broker, h::KafkaCluster* cluster,
-                             const std::string& dir, int rate, int warmup_s, int window_s) {
+                             const std::string& dir, int rate, int warmup_s, int window_s,
+                             const std::string& public_key) {
   AmpResult r;
-  const std::string name = "rate" + std::to_string(rate);
+  const std::string name = "rate" + std::to_string(rate) + (public_key.empty() ? "" : "-enc");
   const std::string base = dir + "/" + name, state = base + "-state";
   const std::string kafka_topic = "bench.buffer." + name;
   // A topic of its own per rate: the broker keeps queueing for the stopped
@@ -261,7 +266,8 @@ client_id = "edgesync-bench-buffer-)" + name + R"("
 [[streams]]
 name = "payments"
 topics = ["bench/)" + name + R"(/payment/#"]
-kafka_topic = ")" + kafka_topic + "\"\n";
+kafka_topic = ")" + kafka_topic + "\"\n" +
+                          (public_key.empty() ? "" : "[encryption]\npublic_key = \"" + public_key + "\"\n");
   std::ofstream(base + ".toml") << h::PointConfigAt(cfg, broker->port(), cluster->bootstrap(), state);
   auto agent = h::StartAgent(base + ".toml", base + ".log");
   if (!agent.ok()) {
@@ -331,9 +337,12 @@ kafka_topic = ")" + kafka_topic + "\"\n";
   r.baseline_events = b.appended - a.appended;
   r.batches = b.sealed - a.sealed;
   // Batches close at 1000 events or after 2 s: per segment, whichever first.
+  // The same key material as the agent's is not needed: any key costs the same.
+  const edgesync::crypto::Key journal_key{};
   r.journal_bytes = static_cast<uint64_t>(
       static_cast<double>(r.events) *
-      JournalBytesPerEvent(topic, base + "-journal-estimate", std::min(1000, 2 * rate)));
+      JournalBytesPerEvent(topic, base + "-journal-estimate", std::min(1000, 2 * rate),
+                           public_key.empty() ? nullptr : &journal_key));
   r.pending_at_end = end.pending;
   r.log_bytes = b.log_bytes - a.log_bytes;
   r.ok = r.events > 0 && r.baseline_events > 0;
@@ -546,9 +555,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench: cannot start the broker or the Kafka mock cluster\n");
       return 1;
     }
-    for (int rate : {100, 1000}) {
+    // The central key for the encrypted runs.
+    edgesync::crypto::Key central{};
+    (void)edgesync::crypto::Random(&central);
+    const std::string pub_path = work.path() + "/central.pub";
+    std::ofstream(pub_path) << edgesync::crypto::PublicKeyPem(*edgesync::crypto::X25519PublicKey(central));
+    for (const auto& [rate, encrypted] : std::vector<std::pair<int, bool>>{
+             {100, false}, {1000, false}, {100, true}, {1000, true}}) {
       AmpResult r = WriteAmplification(broker->get(), cluster->get(), work.path(), rate, warmup_s,
-                                       window_s);
+                                       window_s, encrypted ? pub_path : "");
       if (!r.ok) {
         std::fprintf(stderr, "bench: write figure at %d events/s failed\n", rate);
         return 1;
@@ -568,12 +583,12 @@ int main(int argc, char** argv) {
       const uint64_t journal = std::min(r.write_bytes, r.journal_bytes + resync);
       const uint64_t rest = r.write_bytes - journal;
       std::fprintf(stderr,
-                   "bench: %d events/s: %.1f s window, %llu events (%.0f/s), agent write_bytes %llu "
+                   "bench: %d events/s%s: %.1f s window, %llu events (%.0f/s), agent write_bytes %llu "
                    "(cancelled %llu) = %.2f per payload byte; journal ~%llu (%.2f per payload "
                    "byte), store and rest ~%llu over %llu batches = %.0f per batch; log %llu; "
                    "store+WAL at end %llu bytes, %llu batches pending; baseline write+fdatasync/s "
                    "%llu bytes for %llu payloads = %.2f per payload byte\n",
-                   rate, r.seconds, static_cast<unsigned long long>(r.events),
+                   rate, encrypted ? " (encrypted)" : "", r.seconds, static_cast<unsigned long long>(r.events),
                    static_cast<double>(r.events) / r.seconds,
                    static_cast<unsigned long long>(r.write_bytes),
                    static_cast<unsigned long long>(r.cancelled), per_byte,
@@ -585,7 +600,7 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(r.pending_at_end),
                    static_cast<unsigned long long>(r.baseline_write_bytes),
                    static_cast<unsigned long long>(r.baseline_events), base);
-      const std::string k = std::to_string(rate);
+      const std::string k = std::to_string(rate) + (encrypted ? "_enc" : "");
       std::printf("bytes_written_per_payload_byte_%s=%.2f\n", k.c_str(), per_byte);
       std::printf("baseline_append_sync_per_payload_byte_%s=%.2f\n", k.c_str(), base);
       std::printf("write_ratio_%s=%.2f\n", k.c_str(), per_byte / base);

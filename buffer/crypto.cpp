@@ -106,16 +106,33 @@ std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
-Result<Key> X25519PublicKey(const Key& private_key) {
-  Pkey pkey = PrivateKey(private_key);
-  return RawKey(pkey.get(), false, "X25519 private key");
+Result<X25519Private> X25519Private::FromRaw(const Key& private_key) {
+  X25519Private k;
+  k.pkey_.reset(PrivateKey(private_key).release(), EVP_PKEY_free);
+  Result<Key> pub = RawKey(k.pkey_.get(), false, "X25519 private key");
+  if (!pub.ok()) return pub.status();
+  k.public_key_ = *pub;
+  return k;
 }
 
-Result<Key> X25519(const Key& private_key, const Key& peer_public_key) {
-  Pkey mine = PrivateKey(private_key);
+Result<X25519Private> X25519Private::Generate() {
+  PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+    return Status::Unavailable(OpensslError("X25519 key generation"));
+  }
+  X25519Private k;
+  k.pkey_.reset(raw, EVP_PKEY_free);
+  Result<Key> pub = RawKey(raw, false, "X25519 key");
+  if (!pub.ok()) return pub.status();
+  k.public_key_ = *pub;
+  return k;
+}
+
+Result<Key> X25519Private::Agree(const Key& peer_public_key) const {
   Pkey peer = PublicKey(peer_public_key);
-  if (!mine || !peer) return Status::InvalidArgument(OpensslError("X25519 key"));
-  PkeyCtx ctx(EVP_PKEY_CTX_new(mine.get(), nullptr));
+  if (!peer) return Status::InvalidArgument(OpensslError("X25519 public key"));
+  PkeyCtx ctx(EVP_PKEY_CTX_new(pkey_.get(), nullptr));
   Key shared{};
   size_t n = shared.size();
   // OpenSSL refuses a peer key of small order (all-zero shared secret).
@@ -125,6 +142,18 @@ Result<Key> X25519(const Key& private_key, const Key& peer_public_key) {
     return Status::Corruption(OpensslError("X25519 key agreement failed"));
   }
   return shared;
+}
+
+Result<Key> X25519PublicKey(const Key& private_key) {
+  Result<X25519Private> k = X25519Private::FromRaw(private_key);
+  if (!k.ok()) return k.status();
+  return k->public_key();
+}
+
+Result<Key> X25519(const Key& private_key, const Key& peer_public_key) {
+  Result<X25519Private> k = X25519Private::FromRaw(private_key);
+  if (!k.ok()) return k.status();
+  return k->Agree(peer_public_key);
 }
 
 Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info) {

@@ -5,8 +5,11 @@
 // does). Stateless functions; thread-safe.
 #pragma once
 
+#include <openssl/types.h>
+
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -42,6 +45,24 @@ std::string Hex(const std::array<uint8_t, N>& a) { return Hex(a.data(), N); }
 Result<Key> X25519PublicKey(const Key& private_key);
 // The shared secret; fails for a peer key of small order (all-zero result).
 Result<Key> X25519(const Key& private_key, const Key& peer_public_key);
+
+// An X25519 private key held ready for key agreements: importing a raw key
+// costs OpenSSL one scalar multiplication (it derives the public key), so a
+// key used more than once is imported once. Copies share the key; immutable.
+class X25519Private {
+ public:
+  static Result<X25519Private> Generate();
+  static Result<X25519Private> FromRaw(const Key& private_key);
+  const Key& public_key() const { return public_key_; }
+  // The shared secret with `peer_public_key`; fails for a peer key of small
+  // order (all-zero result).
+  Result<Key> Agree(const Key& peer_public_key) const;
+
+ private:
+  X25519Private() = default;
+  std::shared_ptr<EVP_PKEY> pkey_;
+  Key public_key_{};
+};
 
 // HKDF-SHA256 (RFC 5869), extract and expand, 32 bytes of output.
 Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info);

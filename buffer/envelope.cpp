@@ -103,18 +103,22 @@ Status SealBody(const Recipient& to, const SealSecrets* fixed, std::string_view 
   if (fixed != nullptr) {
     s = *fixed;
   } else {
-    EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.ephemeral_private));
     EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.data_key));
     EDGESYNC_RETURN_IF_ERROR(crypto::Random(&s.nonce));
   }
-  Result<crypto::Key> ephemeral_public = crypto::X25519PublicKey(s.ephemeral_private);
-  if (!ephemeral_public.ok()) return ephemeral_public.status();
-  Result<crypto::Key> shared = crypto::X25519(s.ephemeral_private, to.public_key);
+  // A generated ephemeral key costs one scalar multiplication less than an
+  // imported one (its public half comes with it).
+  Result<crypto::X25519Private> ephemeral = fixed != nullptr
+                                                ? crypto::X25519Private::FromRaw(s.ephemeral_private)
+                                                : crypto::X25519Private::Generate();
+  if (!ephemeral.ok()) return ephemeral.status();
+  const crypto::Key& ephemeral_public = ephemeral->public_key();
+  Result<crypto::Key> shared = ephemeral->Agree(to.public_key);
   if (!shared.ok()) return shared.status();
-  Result<crypto::Key> wrap = WrapKey(*shared, *ephemeral_public, to.public_key);
+  Result<crypto::Key> wrap = WrapKey(*shared, ephemeral_public, to.public_key);
   if (!wrap.ok()) return wrap.status();
   const std::string header = *out;
-  out->append(AsView(ephemeral_public->data(), ephemeral_public->size()));
+  out->append(AsView(ephemeral_public.data(), ephemeral_public.size()));
   EDGESYNC_RETURN_IF_ERROR(
       crypto::GcmSeal(*wrap, kWrapNonce, header, AsView(s.data_key.data(), s.data_key.size()), out));
   out->append(AsView(s.nonce.data(), s.nonce.size()));
@@ -230,7 +234,9 @@ Status DecodeGapBody(std::string_view raw, const BatchHeader& h, Gap* gap) {
   gap->reason = std::string(in.Bytes(in.U8()));
   gap->first_event_us = h.first_event_us;
   gap->last_event_us = h.last_event_us;
-  if (in.failed() || in.remaining() != 0) return Status::Corruption("gap record body malformed");
+  if (in.failed() || in.remaining() != 0 || gap->reason.empty()) {
+    return Status::Corruption("gap record body malformed");
+  }
   if (h.event_count != 0 || gap->first_seq != h.batch_seq || gap->last_seq < gap->first_seq) {
     return Status::Corruption("gap record inconsistent with its header");
   }
@@ -257,9 +263,17 @@ const char* RejectionName(Rejection r) {
 }
 
 Status Keyring::AddPrivate(const crypto::Key& private_key) {
-  Result<crypto::Key> pub = crypto::X25519PublicKey(private_key);
-  if (!pub.ok()) return pub.status();
-  Add(private_key, *pub);
+  Result<crypto::X25519Private> k = crypto::X25519Private::FromRaw(private_key);
+  if (!k.ok()) return k.status();
+  const crypto::Key pub = k->public_key();
+  keys_.insert_or_assign(crypto::ShortHash(pub), Pair{std::move(k).value(), pub});
+  return Status::OK();
+}
+
+Status Keyring::Add(const crypto::Key& private_key, const crypto::Key& public_key) {
+  Result<crypto::X25519Private> k = crypto::X25519Private::FromRaw(private_key);
+  if (!k.ok()) return k.status();
+  keys_.insert_or_assign(crypto::ShortHash(public_key), Pair{std::move(k).value(), public_key});
   return Status::OK();
 }
 
@@ -272,7 +286,7 @@ Status OpenBody(const Keyring::Pair& key, std::string_view header, std::string_v
   crypto::Key ephemeral_public{};
   std::copy_n(sealed.data(), ephemeral_public.size(), reinterpret_cast<char*>(ephemeral_public.data()));
   sealed.remove_prefix(format::kSealEphemeralBytes);
-  Result<crypto::Key> shared = crypto::X25519(key.private_key, ephemeral_public);
+  Result<crypto::Key> shared = key.private_key.Agree(ephemeral_public);
   if (!shared.ok()) return shared.status();
   Result<crypto::Key> wrap = WrapKey(*shared, ephemeral_public, key.public_key);
   if (!wrap.ok()) return wrap.status();
@@ -331,6 +345,9 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   h.stream = std::string(in.Bytes(in.U8()));
   if (in.failed() || in.position() > header_len) {
     return Status::Corruption("envelope header truncated");
+  }
+  if (h.device_id.empty() || h.stream.empty()) {
+    return Status::Corruption("envelope device id or stream is empty");
   }
   // A longer header_len than this reader knows holds fields added later in
   // version 1; they are covered by the checksum and skipped here.

@@ -137,13 +137,15 @@ const char* RejectionName(Rejection r);  // "malformed", "checksum", ... (snake_
 // The private keys a reader holds, by key id (several during a rotation).
 class Keyring {
  public:
-  void Add(const crypto::Key& private_key, const crypto::Key& public_key) {
-    keys_[crypto::ShortHash(public_key)] = {private_key, public_key};
-  }
   Status AddPrivate(const crypto::Key& private_key);
+  // Files under `public_key`'s id; for tests of a key that does not match its id.
+  Status Add(const crypto::Key& private_key, const crypto::Key& public_key);
   bool empty() const { return keys_.empty(); }
   size_t size() const { return keys_.size(); }
-  struct Pair { crypto::Key private_key, public_key; };
+  struct Pair {
+    crypto::X25519Private private_key;
+    crypto::Key public_key;
+  };
   const Pair* Find(const crypto::KeyId& id) const {
     auto it = keys_.find(id);
     return it == keys_.end() ? nullptr : &it->second;

@@ -233,7 +233,7 @@ TEST(SealedEnvelope, OpensOnlyWithTheRecipientsKey) {
 
   // A key id that matches but a private key that does not: the wrap fails.
   Keyring impostor;
-  impostor.Add(other.private_key, central.public_key);
+  ASSERT_TRUE(impostor.Add(other.private_key, central.public_key).ok());
   oo.keys = &impostor;
   EXPECT_FALSE(OpenEnvelope(*sealed, oo, &why).ok());
   EXPECT_EQ(why, Rejection::kDecrypt);

@@ -1,0 +1,381 @@
+// edgesync-bench-envelope: what sealing a batch costs in CPU and in bytes on
+// the wire, in process, beside baselines measured in the same run.
+//
+// 1. Throughput (MB/s of raw body) of zstd alone, SealEnvelope plain and
+//    encrypted, OpenEnvelope plain and encrypted, on batch bodies of 4 KiB,
+//    64 KiB and 512 KiB of ~300-byte payment JSON events. Baseline:
+//    AES-256-GCM alone (OpenSSL EVP, one context, as `openssl speed -evp
+//    aes-256-gcm` measures it) on buffers of the same sizes.
+// 2. Bytes on the wire per payload byte for batches of 1, 10, 100 and 1000
+//    events: the encrypted envelope (zstd level 3) and its compressed body
+//    alone, without and with a 16 KiB dictionary trained on other events.
+//
+// Prints a Markdown section to stdout (script/bench appends it to
+// bench/RESULTS.md); per-run figures go to stderr.
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/coding.h"
+#include "bench/median.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
+#include "buffer/format.h"
+#include "buffer/record.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using edgesync::bench::Median;
+
+// Payment events as a terminal fleet publishes them: ~300 bytes of JSON with
+// the fields that differ from event to event in real traffic (ids, amounts,
+// card numbers, codes, times), so compression sees realistic entropy rather
+// than a template with a counter. Deterministic for a seed.
+class EventGenerator {
+ public:
+  explicit EventGenerator(uint64_t seed) : rng_(seed) {}
+
+  struct Event {
+    std::string topic, payload;
+    int64_t received_at_us;
+  };
+
+  Event Next() {
+    static const char* kTypes[] = {"authorization", "authorization", "authorization", "capture",
+                                   "refund", "reversal"};
+    static const char* kCurrencies[] = {"EUR", "EUR", "EUR", "USD", "GBP", "CHF"};
+    struct Bin { const char* bin; const char* scheme; };
+    static const Bin kBins[] = {{"411111", "VISA"}, {"453201", "VISA"}, {"550000", "MASTERCARD"},
+                                {"522222", "MASTERCARD"}, {"676770", "MAESTRO"}, {"371449", "AMEX"}};
+    static const char* kCodes[] = {"00", "00", "00", "00", "00", "00", "05", "51", "54", "91"};
+    const int terminal = Pick(kTerminals);
+    const std::string term = "term-" + Digits(terminal, 4);
+    const char* type = kTypes[Pick(6)];
+    const Bin& card = kBins[Pick(6)];
+    const std::string code = kCodes[Pick(10)];
+    now_us_ += 1000 + Pick(40000);  // events a few ms apart
+    const uint64_t seq = ++seq_[terminal];
+    const int64_t now_s = now_us_ / 1'000'000;
+
+    Event e;
+    e.topic = "terminal/" + term + "/payment/" + type;
+    e.received_at_us = now_us_;
+    // A random transaction id and auth code, an amount, the card's last
+    // digits: what makes each event unique. The retrieval reference number
+    // is time and terminal sequence, as acquirers build it.
+    e.payload = R"({"id":")" + Hex(16) + R"(","device":")" + term + R"(","seq":)" +
+                std::to_string(seq) + R"(,"ts":)" + std::to_string(now_us_ / 1000) + R"(,"type":")" +
+                type + R"(","merchant":"MID)" + Digits(100000 + terminal / 4, 9) +
+                R"(","amount":{"value":)" + std::to_string(50 + Pick(250000)) +
+                R"(,"currency":")" + kCurrencies[Pick(6)] + R"("},"card":{"bin":")" + card.bin +
+                R"(","last4":")" + Digits(Pick(10000), 4) + R"(","scheme":")" + card.scheme +
+                R"("},"result":{"approved":)" + (code == "00" ? "true" : "false") + R"(,"code":")" +
+                code + R"(","auth":")" + Alnum(6) + R"(","rrn":")" +
+                Digits(static_cast<int>(now_s / 86400 % 1000), 3) +
+                Digits(static_cast<int>(now_s / 3600 % 24), 2) +
+                Digits(static_cast<int>(seq % 10'000'000), 7) + R"("}})";
+    return e;
+  }
+
+ private:
+  int Pick(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }
+  static std::string Digits(int v, int width) {
+    std::string s = std::to_string(v);
+    return std::string(static_cast<size_t>(std::max(0, width - static_cast<int>(s.size()))), '0') + s;
+  }
+  std::string Hex(int bytes) {
+    static const char* kHex = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < 2 * bytes; ++i) s.push_back(kHex[Pick(16)]);
+    return s;
+  }
+  std::string Alnum(int n) {
+    static const char* kChars = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
+    std::string s;
+    for (int i = 0; i < n; ++i) s.push_back(kChars[Pick(34)]);
+    return s;
+  }
+
+  static constexpr int kTerminals = 48;
+  std::mt19937_64 rng_;
+  int64_t now_us_ = 1'795'000'000'000'000;
+  uint64_t seq_[kTerminals] = {};
+};
+
+edgesync::Record ToRecord(const EventGenerator::Event& e) {
+  edgesync::Record r;
+  r.topic = e.topic;
+  r.received_at_us = e.received_at_us;
+  r.qos = 1;
+  r.payload = e.payload;
+  return r;
+}
+
+// A batch as the sealer builds it: the raw body and its header.
+struct Batch {
+  edgesync::BatchHeader header;
+  std::string body;
+  uint64_t payload_bytes = 0;
+};
+
+Batch MakeBatch(EventGenerator* gen, size_t max_events, size_t max_body_bytes) {
+  Batch b;
+  b.header.device_id = "site-0001";
+  b.header.stream = "payments";
+  b.header.batch_seq = 1;
+  std::string one;
+  while (b.header.event_count < max_events) {
+    const edgesync::Record r = ToRecord(gen->Next());
+    one.clear();
+    edgesync::EncodeRecord(r, &one);
+    if (b.header.event_count > 0 && b.body.size() + 4 + one.size() > max_body_bytes) break;
+    edgesync::AppendToBody(one, &b.body);
+    if (b.header.event_count == 0) b.header.first_event_us = r.received_at_us;
+    b.header.last_event_us = r.received_at_us;
+    b.payload_bytes += r.payload.size();
+    ++b.header.event_count;
+  }
+  return b;
+}
+
+// Runs `op` (one pass over `bytes` bytes) for at least `seconds` and at least
+// 3 times; MB/s (10^6 bytes) of those bytes. 0 if op fails.
+double Throughput(const std::function<bool()>& op, size_t bytes, double seconds) {
+  if (!op()) return 0;  // warm: contexts, caches, page faults
+  uint64_t n = 0;
+  const auto start = Clock::now();
+  double took = 0;
+  do {
+    if (!op()) return 0;
+    ++n;
+    took = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (took < seconds || n < 3);
+  return static_cast<double>(bytes) * static_cast<double>(n) / took / 1e6;
+}
+
+// AES-256-GCM alone, one reused EVP context as `openssl speed -evp` does:
+// the least an encrypted envelope can cost on top of compressing.
+class GcmBaseline {
+ public:
+  GcmBaseline() : ctx_(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free) {
+    key_.fill(0x42);
+    nonce_.fill(0x24);
+    ok_ = ctx_ != nullptr && EVP_EncryptInit_ex(ctx_.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1;
+  }
+  bool Seal(const std::string& plain, std::string* out) {
+    out->resize(plain.size() + edgesync::crypto::kTagBytes);
+    auto* o = reinterpret_cast<unsigned char*>(out->data());
+    int len = 0, fin = 0;
+    ++nonce_[0];  // a fresh nonce per message, as a real sealer would
+    return ok_ && EVP_EncryptInit_ex(ctx_.get(), nullptr, nullptr, key_.data(), nonce_.data()) == 1 &&
+           EVP_EncryptUpdate(ctx_.get(), o, &len, reinterpret_cast<const unsigned char*>(plain.data()),
+                             static_cast<int>(plain.size())) == 1 &&
+           EVP_EncryptFinal_ex(ctx_.get(), o + len, &fin) == 1 &&
+           EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, edgesync::crypto::kTagBytes,
+                               o + len + fin) == 1;
+  }
+
+ private:
+  std::unique_ptr<EVP_CIPHER_CTX, void (*)(EVP_CIPHER_CTX*)> ctx_;
+  edgesync::crypto::Key key_;
+  edgesync::crypto::Nonce nonce_;
+  bool ok_ = false;
+};
+
+struct Op {
+  const char* name;
+  std::function<bool()> run;
+};
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 5;
+  double seconds = 0.2;
+  CLI::App app{"edgesync-bench-envelope: seal/open throughput beside AES-256-GCM alone, and "
+               "envelope bytes per payload byte with and without a dictionary"};
+  app.add_option("--runs", runs, "runs of each throughput figure (median reported)")->capture_default_str();
+  app.add_option("--seconds", seconds, "length of one throughput measurement")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (runs < 1 || seconds <= 0) {
+    std::fprintf(stderr, "bench: --runs and --seconds must be positive\n");
+    return 2;
+  }
+
+  // The reader's key pair; the sealer holds only the public key.
+  edgesync::crypto::Key private_key{};
+  if (!edgesync::crypto::Random(&private_key).ok()) return 1;
+  auto public_key = edgesync::crypto::X25519PublicKey(private_key);
+  if (!public_key.ok()) return 1;
+  const edgesync::Recipient recipient = edgesync::Recipient::For(*public_key);
+  edgesync::Keyring keys;
+  if (!keys.AddPrivate(private_key).ok()) return 1;
+  edgesync::SealOptions plain_opts, sealed_opts;
+  sealed_opts.recipient = &recipient;
+  edgesync::OpenOptions open_opts;
+  open_opts.keys = &keys;
+
+  // 1. Throughput.
+  const std::vector<size_t> sizes = {4 << 10, 64 << 10, 512 << 10};
+  EventGenerator gen(1);
+  std::vector<Batch> batches;
+  for (size_t size : sizes) batches.push_back(MakeBatch(&gen, SIZE_MAX, size));
+
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  GcmBaseline gcm;
+  const char* kNames[] = {"AES-256-GCM alone (baseline)", "zstd -3 compress alone",
+                          "zstd decompress alone", "SealEnvelope, plain (zstd -3)",
+                          "SealEnvelope, encrypted (zstd -3)", "OpenEnvelope, plain",
+                          "OpenEnvelope, encrypted"};
+  constexpr size_t kOps = std::size(kNames);
+  // results[op][size] = MB/s per run
+  std::vector<std::vector<std::vector<double>>> results(kOps, std::vector<std::vector<double>>(sizes.size()));
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    const Batch& b = batches[s];
+    std::string out(ZSTD_compressBound(b.body.size()), '\0');
+    const size_t clen = ZSTD_compressCCtx(cctx.get(), out.data(), out.size(), b.body.data(), b.body.size(), 3);
+    if (ZSTD_isError(clen)) return 1;
+    const std::string compressed = out.substr(0, clen);
+    std::string raw(b.body.size(), '\0');
+    auto plain_env = edgesync::SealEnvelope(b.header, b.body, plain_opts);
+    auto sealed_env = edgesync::SealEnvelope(b.header, b.body, sealed_opts);
+    if (!plain_env.ok() || !sealed_env.ok()) {
+      std::fprintf(stderr, "bench: cannot seal\n");
+      return 1;
+    }
+    const Op ops[kOps] = {
+        {kNames[0], [&] { return gcm.Seal(b.body, &out); }},
+        {kNames[1], [&] {
+           return !ZSTD_isError(ZSTD_compressCCtx(cctx.get(), out.data(), out.size(), b.body.data(),
+                                                  b.body.size(), 3));
+         }},
+        {kNames[2], [&] {
+           return ZSTD_decompressDCtx(dctx.get(), raw.data(), raw.size(), compressed.data(),
+                                      compressed.size()) == raw.size();
+         }},
+        {kNames[3], [&] { return edgesync::SealEnvelope(b.header, b.body, plain_opts).ok(); }},
+        {kNames[4], [&] { return edgesync::SealEnvelope(b.header, b.body, sealed_opts).ok(); }},
+        {kNames[5], [&] { return edgesync::OpenEnvelope(*plain_env, open_opts).ok(); }},
+        {kNames[6], [&] { return edgesync::OpenEnvelope(*sealed_env, open_opts).ok(); }},
+    };
+    // Runs outside, operations inside: noise on the shared machine falls on
+    // all of them alike.
+    for (int run = 0; run < runs; ++run) {
+      for (size_t i = 0; i < kOps; ++i) {
+        const double mbs = Throughput(ops[i].run, b.body.size(), seconds);
+        if (mbs <= 0) {
+          std::fprintf(stderr, "bench: %s failed\n", ops[i].name);
+          return 1;
+        }
+        results[i][s].push_back(mbs);
+        std::fprintf(stderr, "bench: %zu KiB body (%u events), run %d: %s %.0f MB/s\n",
+                     b.body.size() >> 10, b.header.event_count, run + 1, ops[i].name, mbs);
+      }
+    }
+  }
+
+  // 2. Bytes on the wire per payload byte. The dictionary is trained on
+  // events of another generator seed, never on the ones measured.
+  EventGenerator train_gen(2), batch_gen(3);
+  std::vector<std::string> samples;
+  for (int i = 0; i < 2000; ++i) {
+    samples.emplace_back();
+    edgesync::EncodeRecord(ToRecord(train_gen.Next()), &samples.back());
+  }
+  auto trained = edgesync::TrainDictionary(samples, 16 << 10);
+  if (!trained.ok()) {
+    std::fprintf(stderr, "bench: %s\n", trained.status().ToString().c_str());
+    return 1;
+  }
+  auto dict = edgesync::Dictionary::Load(*trained, 3);
+  if (!dict.ok()) return 1;
+  edgesync::SealOptions dict_opts = sealed_opts;
+  dict_opts.dictionary = dict->get();
+
+  // Per batch: payload bytes; envelope and compressed body bytes without and
+  // with the dictionary. The compressed body is the envelope's body_len
+  // (FORMAT.md, offset 50) less the 108 bytes of encryption.
+  struct Wire {
+    size_t events;
+    double payload, envelope, body, dict_envelope, dict_body;
+  };
+  auto body_bytes = [](const std::string& env) {
+    return static_cast<double>(edgesync::LoadU32(env.data() + 50) - edgesync::format::kSealOverhead);
+  };
+  std::vector<Wire> wire;
+  for (size_t events : {1, 10, 100, 1000}) {
+    const Batch b = MakeBatch(&batch_gen, events, edgesync::format::kMaxBodyBytes);
+    auto env = edgesync::SealEnvelope(b.header, b.body, sealed_opts);
+    auto denv = edgesync::SealEnvelope(b.header, b.body, dict_opts);
+    if (!env.ok() || !denv.ok()) {
+      std::fprintf(stderr, "bench: cannot seal a %zu-event batch\n", events);
+      return 1;
+    }
+    wire.push_back({events, static_cast<double>(b.payload_bytes), static_cast<double>(env->size()),
+                    body_bytes(*env), static_cast<double>(denv->size()), body_bytes(*denv)});
+    std::fprintf(stderr,
+                 "bench: %zu events: payload %" PRIu64 " bytes, raw body %zu, envelope %zu (body %.0f), "
+                 "with dictionary %zu (body %.0f)\n",
+                 events, b.payload_bytes, b.body.size(), env->size(), body_bytes(*env), denv->size(),
+                 body_bytes(*denv));
+  }
+
+  // The Markdown section.
+  std::printf("## Envelope CPU and size (edgesync-bench-envelope)\n\n");
+  std::printf("Throughput: MB/s (10^6 bytes/s) of raw batch body on one core, in process, medians "
+              "of %d runs; in brackets the ratio to AES-256-GCM alone on the same size in the same "
+              "run. Bodies of ~300-byte payment JSON events (mean payload %.0f bytes).\n\n",
+              runs, wire.back().payload / static_cast<double>(wire.back().events));
+  std::printf("| operation |");
+  for (const Batch& b : batches) {
+    std::printf(" %zu KiB body (%u events) |", (b.body.size() + 512) >> 10, b.header.event_count);
+  }
+  std::printf("\n|---|");
+  for (size_t s = 0; s < sizes.size(); ++s) std::printf("---|");
+  std::printf("\n");
+  for (size_t i = 0; i < kOps; ++i) {
+    std::printf("| %s |", kNames[i]);
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      const double mbs = Median(results[i][s]);
+      const double base = Median(results[0][s]);
+      if (i == 0) {
+        std::printf(" %.0f |", mbs);
+      } else {
+        std::printf(" %.0f (%s) |", mbs, Fixed(mbs / base, 2).c_str());
+      }
+    }
+    std::printf("\n");
+  }
+  std::printf("\nBytes on the wire per payload byte: encrypted envelope (zstd -3) / sum of the "
+              "events' payload sizes, and the compressed body alone / the same sum (the rest is "
+              "the header, the 108 bytes of encryption and the CRC). Dictionary: 16 KiB, trained "
+              "with TrainDictionary on 2,000 other events. Goals: envelope <= 0.15 at 1,000 "
+              "events; with a dictionary <= 0.25 at 10 events.\n\n");
+  std::printf("| events per batch | payload bytes | envelope / payload | compressed body / payload "
+              "| envelope / payload, dictionary | compressed body / payload, dictionary |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (const Wire& w : wire) {
+    std::printf("| %zu | %.0f | %s | %s | %s | %s |\n", w.events, w.payload,
+                Fixed(w.envelope / w.payload, 3).c_str(), Fixed(w.body / w.payload, 3).c_str(),
+                Fixed(w.dict_envelope / w.payload, 3).c_str(), Fixed(w.dict_body / w.payload, 3).c_str());
+  }
+  return 0;
+}
