@@ -157,4 +157,68 @@ Result<std::vector<KafkaMessage>> ReadTopic(const std::string& bootstrap, const 
   return out;
 }
 
+Status WriteTopic(const std::string& bootstrap, const std::string& topic,
+                  const std::vector<KafkaMessage>& messages, std::chrono::milliseconds timeout) {
+  struct Reports {
+    size_t failed = 0;
+    std::string first_error;
+  } reports;
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const std::pair<const char*, std::string> settings[] = {
+      {"bootstrap.servers", bootstrap},
+      {"acks", "all"},
+      {"linger.ms", "5"},
+      // One message per message set, as separate uploads from agents would
+      // be: the mock cluster serves one message set per partition and fetch.
+      {"batch.num.messages", "1"},
+      {"message.timeout.ms", std::to_string(std::max<int64_t>(timeout.count(), 1))},
+  };
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf, name, value.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string(name) + ": " + errstr);
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, &reports);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* r = static_cast<Reports*>(opaque);
+    if (m->err && r->failed++ == 0) r->first_error = rd_kafka_err2str(m->err);
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("rd_kafka_new: ") + errstr);
+  }
+  Status st;
+  for (const KafkaMessage& msg : messages) {
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(msg.headers.size());
+    for (const auto& [name, value] : msg.headers) {
+      rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                          static_cast<ssize_t>(value.size()));
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic.c_str()),
+        RD_KAFKA_V_PARTITION(msg.partition >= 0 ? msg.partition : RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_KEY(msg.key.data(), msg.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(msg.value.data()), msg.value.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (err) {
+      rd_kafka_headers_destroy(hdrs);
+      st = Status::Unavailable("produce to " + topic + ": " + rd_kafka_err2str(err));
+      break;
+    }
+  }
+  if (rd_kafka_flush(rk, static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR && st.ok()) {
+    st = Status::Unavailable("not every message to " + topic + " was delivered within " +
+                             std::to_string(timeout.count()) + " ms");
+  }
+  if (st.ok() && reports.failed > 0) {
+    st = Status::Unavailable(std::to_string(reports.failed) + " message(s) to " + topic +
+                             " failed; first: " + reports.first_error);
+  }
+  rd_kafka_destroy(rk);
+  return st;
+}
+
 }  // namespace edgesync::harness

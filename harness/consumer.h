@@ -1,5 +1,6 @@
 // Reading a Kafka topic back, for tests and the demo: every partition from
-// the beginning to its current end, without a consumer group.
+// the beginning to its current end, without a consumer group. And writing
+// raw messages to one (hand-made envelopes, hostile bytes).
 #pragma once
 
 #include <chrono>
@@ -14,7 +15,7 @@ namespace edgesync::harness {
 
 struct KafkaMessage {
   std::string topic;
-  int32_t partition = 0;
+  int32_t partition = 0;  // WriteTopic: -1 chooses by key
   int64_t offset = 0;
   std::string key;
   std::string value;
@@ -33,5 +34,13 @@ struct KafkaMessage {
 // NotFound.
 Result<std::vector<KafkaMessage>> ReadTopic(const std::string& bootstrap, const std::string& topic,
                                             std::chrono::milliseconds timeout);
+
+// Produces `messages` (key, value, headers; partition when >= 0, else by
+// key) to `topic` and waits for every delivery report. OK when all were
+// delivered; Unavailable naming the first failure, or when `timeout` passes.
+// Each message goes in a message set of its own. The topic and offset
+// fields of `messages` are ignored.
+Status WriteTopic(const std::string& bootstrap, const std::string& topic,
+                  const std::vector<KafkaMessage>& messages, std::chrono::milliseconds timeout);
 
 }  // namespace edgesync::harness

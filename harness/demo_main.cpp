@@ -1,7 +1,9 @@
 // edgesync-demo: the whole product on this machine, end to end. Starts a
 // mosquitto broker and a Kafka-protocol mock cluster on free loopback ports,
 // the agent on the given config (pointed at them), edgesync-unpack reading
-// every stream's topic, and a simulated fleet publishing over QoS 1. Midway,
+// every stream's topic, and a simulated fleet publishing over QoS 1. The
+// batches are encrypted for a key pair made for the run (edgesync keygen):
+// the agent gets the public key, edgesync-unpack the private one. Midway,
 // Kafka goes away for a while, to show the buffer at work. When the fleet
 // stops it waits for the drain, stops everything it started and prints
 //   summary: published=N arrived=N lost=N duplicates=N
@@ -108,16 +110,32 @@ int main(int argc, char** argv) {
   Say("mosquitto on 127.0.0.1:" + std::to_string((*broker)->port()) +
       "; Kafka mock cluster (3 brokers) at " + (*cluster)->bootstrap());
 
+  // The central key pair, as an operator makes it once.
+  auto keygen = h::RunToEnd({h::ProgramPath("edgesync"), "keygen", "--out", *work / "keys"},
+                            *work / "keygen.out");
+  if (!keygen.ok() || *keygen != 0) {
+    return Fail("edgesync keygen", keygen.ok() ? edgesync::Status::IOError("exit " + std::to_string(*keygen))
+                                               : keygen.status());
+  }
+  std::string toml = h::PointConfigAt(h::ReadWholeFile(config_path), (*broker)->port(),
+                                      (*cluster)->bootstrap(), *work / "state");
+  if (cfg->encryption_public_key.empty()) {
+    toml += "\n[encryption]\npublic_key = \"" + *work / "keys/edgesync.pub" + "\"\n";
+  }
   const std::string agent_config = *work / "agent.toml";
-  std::ofstream(agent_config) << h::PointConfigAt(h::ReadWholeFile(config_path), (*broker)->port(),
-                                                  (*cluster)->bootstrap(), *work / "state");
+  std::ofstream(agent_config) << toml;
+  std::string key_line = h::ReadWholeFile(*work / "keygen.out");
+  key_line = key_line.substr(0, key_line.find('\n'));
+  Say("batches are encrypted for the central key pair (edgesync keygen: " + key_line +
+      "); edgesync-unpack holds the private key");
   auto agent = h::StartAgent(agent_config, *work / "agent.log");
   if (!agent.ok()) return Fail("agent", agent.status());
   Say("agent running: device " + cfg->device_id + ", " + std::to_string(cfg->streams.size()) +
       " streams (log: " + *work / "agent.log" + ")");
 
   h::SpawnOptions uo;
-  uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning"};
+  uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning",
+             "--private-key", *work / "keys/edgesync.key"};
   for (const auto& [t, parts] : topics) {
     uo.argv.push_back("--topic");
     uo.argv.push_back(t);

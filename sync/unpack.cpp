@@ -16,9 +16,14 @@ bool SequenceTracker::Observe(const std::string& device, const std::string& stre
 bool SequenceTracker::ObserveRange(const std::string& device, const std::string& stream,
                                    uint64_t first, uint64_t last, std::vector<Gap>* gaps) {
   auto [it, inserted] = streams_.try_emplace({device, stream});
-  State& s = it->second;
+  StreamState& s = it->second;
   if (inserted && !expect_first_ && first > 0) s.contiguous = first - 1;
   if (inserted) s.highest = s.contiguous;
+  // A duplicate also proves the stream alive: it is not forgotten by age.
+  if (s.last_seen_us != now_us_) {
+    s.last_seen_us = now_us_;
+    dirty_.insert(it->first);
+  }
   first = std::max(first, s.contiguous + 1);
   if (first > last) return false;  // all seen
   // Seen ranges above `contiguous` are disjoint and not adjacent: find the
@@ -26,6 +31,7 @@ bool SequenceTracker::ObserveRange(const std::string& device, const std::string&
   auto lo = s.above.upper_bound(first);
   if (lo != s.above.begin() && std::prev(lo)->second + 1 >= first) --lo;
   if (lo != s.above.end() && lo->first <= first && lo->second >= last) return false;
+  dirty_.insert(it->first);
   if (first > s.highest + 1) gaps->push_back({device, stream, s.highest + 1, first - 1});
   s.highest = std::max(s.highest, last);
   uint64_t a = first, b = last;
@@ -57,65 +63,131 @@ size_t SequenceTracker::out_of_order() const {
   return n;
 }
 
-Status Unpacker::Process(std::string_view envelope, std::string* out, std::string* gaps_out,
-                         std::vector<std::string>* notes) {
-  Result<OpenedEnvelope> e = OpenEnvelope(envelope);
-  if (!e.ok()) {
-    ++stats_.bad_envelopes;
-    return e.status();
+std::vector<SequenceTracker::SavedStream> SequenceTracker::TakeDirty() {
+  std::vector<SavedStream> out;
+  out.reserve(dirty_.size());
+  for (const Key& k : dirty_) {
+    auto it = streams_.find(k);
+    if (it != streams_.end()) out.push_back({k.first, k.second, it->second});
   }
-  const BatchHeader& h = e->header;
-  std::vector<SequenceTracker::Gap> gaps;
-  if (e->gap) {
-    // The agent says it gave these batches up: they are accounted for.
-    const Gap& g = *e->gap;
-    if (!tracker_.ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &gaps)) {
-      ++stats_.duplicate_batches;
-      return Status::OK();
+  dirty_.clear();
+  return out;
+}
+
+void SequenceTracker::Restore(const std::string& device, const std::string& stream,
+                              StreamState state) {
+  streams_[{device, stream}] = std::move(state);
+}
+
+size_t SequenceTracker::ForgetSeenBefore(int64_t cutoff_us) {
+  size_t n = 0;
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    if (it->second.last_seen_us < cutoff_us) {
+      dirty_.erase(it->first);
+      it = streams_.erase(it);
+      ++n;
+    } else {
+      ++it;
     }
-    for (const auto& sg : gaps) stats_.missing_batches += sg.last - sg.first + 1;
+  }
+  return n;
+}
+
+const SequenceTracker::StreamState* SequenceTracker::Find(const std::string& device,
+                                                          const std::string& stream) const {
+  auto it = streams_.find({device, stream});
+  return it == streams_.end() ? nullptr : &it->second;
+}
+
+Unpacker::Unpacker(bool expect_first_batch, OpenOptions open)
+    : open_(open), tracker_(expect_first_batch) {
+  // Every reason present from the start: the counters line keeps its keys.
+  for (int r = static_cast<int>(Rejection::kMalformed); r <= static_cast<int>(Rejection::kTooLarge);
+       ++r) {
+    stats_.rejected[RejectionName(static_cast<Rejection>(r))] = 0;
+  }
+  stats_.rejected[kRejectInvalidTopic] = 0;
+  stats_.rejected[kRejectRecordTooLarge] = 0;
+}
+
+Result<OpenedEnvelope> Unpacker::Open(std::string_view envelope, Rejection* why) {
+  Rejection reason = Rejection::kNone;
+  Result<OpenedEnvelope> e = OpenEnvelope(envelope, open_, &reason);
+  if (why != nullptr) *why = reason;
+  if (!e.ok()) CountRejected(RejectionName(reason));
+  return e;
+}
+
+void Unpacker::CountRejected(const std::string& reason) {
+  ++stats_.bad_envelopes;
+  ++stats_.rejected[reason];
+}
+
+Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
+  Unpacked u;
+  u.envelope = std::move(envelope);
+  const BatchHeader& h = u.envelope.header;
+  if (u.envelope.gap) {
+    // The agent says it gave these batches up: they are accounted for.
+    // Holes a gap record jumps over are counted but not reported as
+    // missing: the agent sends the gap records of one loss in no fixed
+    // order among themselves, and the earlier ones follow.
+    const Gap& g = *u.envelope.gap;
+    std::vector<SequenceTracker::Gap> skipped;
+    if (!tracker_.ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &skipped)) {
+      u.duplicate = true;
+      ++stats_.duplicate_batches;
+      return u;
+    }
     ++stats_.gap_records;
     stats_.lost_events += g.events;
-    gaps_out->append(GapToJson(h.device_id, g));
+    for (const auto& sg : skipped) stats_.missing_batches += sg.last - sg.first + 1;
+  } else {
+    if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &u.missing)) {
+      u.duplicate = true;
+      ++stats_.duplicate_batches;
+      return u;
+    }
+    ++stats_.batches;
+    stats_.records += u.envelope.records.size();
+  }
+  for (const auto& g : u.missing) stats_.missing_batches += g.last - g.first + 1;
+  return u;
+}
+
+void DescribeUnpacked(const Unpacked& u, std::vector<std::string>* notes) {
+  const BatchHeader& h = u.envelope.header;
+  if (u.duplicate) {
+    notes->push_back((u.envelope.gap ? "duplicate gap record dropped: device="
+                                     : "duplicate batch dropped: device=") +
+                     h.device_id + " stream=" + h.stream + " batch=" + std::to_string(h.batch_seq));
+    return;
+  }
+  for (const auto& g : u.missing) {
+    notes->push_back("gap: device=" + g.device + " stream=" + g.stream + " batches " +
+                     std::to_string(g.first) + ".." + std::to_string(g.last) + " not (yet) seen");
+  }
+  if (u.envelope.gap) {
+    const Gap& g = *u.envelope.gap;
     notes->push_back("lost by the agent: device=" + h.device_id + " stream=" + h.stream +
                      " batches " + std::to_string(g.first_seq) + ".." +
                      std::to_string(g.last_seq) + " (" + std::to_string(g.events) +
                      " events): " + g.reason);
-    return Status::OK();
   }
-  if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &gaps)) {
-    ++stats_.duplicate_batches;
-    notes->push_back("duplicate batch dropped: device=" + h.device_id + " stream=" + h.stream +
-                     " batch=" + std::to_string(h.batch_seq));
-    return Status::OK();
-  }
-  for (const auto& g : gaps) {
-    stats_.missing_batches += g.last - g.first + 1;
-    notes->push_back("gap: device=" + g.device + " stream=" + g.stream + " batches " +
-                     std::to_string(g.first) + ".." + std::to_string(g.last) + " not (yet) seen");
-  }
-  ++stats_.batches;
-  for (const Record& r : e->records) {
-    out->append(RecordToJson(h, r));
-    ++stats_.records;
-  }
-  return Status::OK();
 }
 
-std::string GapToJson(const std::string& device, const Gap& g) {
-  std::string out = "{\"device\":";
-  AppendJsonString(device, &out);
-  out += ",\"stream\":";
-  AppendJsonString(g.stream, &out);
-  out += ",\"first_batch\":" + std::to_string(g.first_seq) +
-         ",\"last_batch\":" + std::to_string(g.last_seq) +
-         ",\"events\":" + std::to_string(g.events) + ",\"bytes\":" + std::to_string(g.bytes) +
-         ",\"reason\":";
-  AppendJsonString(g.reason, &out);
-  out += ",\"first_event_at\":\"" + FormatRfc3339Micros(g.first_event_us) +
-         "\",\"last_event_at\":\"" + FormatRfc3339Micros(g.last_event_us) +
-         "\",\"recorded_at\":\"" + FormatRfc3339Micros(g.at_us) + "\"}\n";
-  return out;
+Status Unpacker::Process(std::string_view envelope, std::string* out, std::string* gaps_out,
+                         std::vector<std::string>* notes, Rejection* why) {
+  Result<OpenedEnvelope> e = Open(envelope, why);
+  if (!e.ok()) return e.status();
+  Unpacked u = Accept(std::move(e).value());
+  DescribeUnpacked(u, notes);
+  if (u.duplicate) return Status::OK();
+  for (const auto& g : u.missing) gaps_out->append(MissingToJson(g, tracker_.time()));
+  const BatchHeader& h = u.envelope.header;
+  if (u.envelope.gap) gaps_out->append(GapToJson(h.device_id, *u.envelope.gap));
+  for (const Record& r : u.envelope.records) out->append(RecordToJson(h, r));
+  return Status::OK();
 }
 
 std::string Base64Encode(std::string_view data) {
@@ -193,6 +265,33 @@ void AppendTextField(const char* key, std::string_view value, std::string* out) 
 }
 
 }  // namespace
+
+std::string GapToJson(const std::string& device, const Gap& g) {
+  std::string out = "{\"kind\":\"lost\",";
+  AppendTextField("device", device, &out);
+  out.push_back(',');
+  AppendTextField("stream", g.stream, &out);
+  out += ",\"first_batch\":" + std::to_string(g.first_seq) +
+         ",\"last_batch\":" + std::to_string(g.last_seq) +
+         ",\"events\":" + std::to_string(g.events) + ",\"bytes\":" + std::to_string(g.bytes) +
+         ",";
+  AppendTextField("reason", g.reason, &out);
+  out += ",\"first_event_at\":\"" + FormatRfc3339Micros(g.first_event_us) +
+         "\",\"last_event_at\":\"" + FormatRfc3339Micros(g.last_event_us) +
+         "\",\"recorded_at\":\"" + FormatRfc3339Micros(g.at_us) + "\"}\n";
+  return out;
+}
+
+std::string MissingToJson(const SequenceTracker::Gap& g, int64_t now_us) {
+  std::string out = "{\"kind\":\"missing\",";
+  AppendTextField("device", g.device, &out);
+  out.push_back(',');
+  AppendTextField("stream", g.stream, &out);
+  out += ",\"first_batch\":" + std::to_string(g.first) +
+         ",\"last_batch\":" + std::to_string(g.last) + ",\"detected_at\":\"" +
+         FormatRfc3339Micros(now_us) + "\"}\n";
+  return out;
+}
 
 std::string RecordToJson(const BatchHeader& h, const Record& r) {
   std::string out = "{";

@@ -1,24 +1,50 @@
 // edgesync-unpack: the central side. Consumes edgesync envelopes from Kafka,
-// checks and decodes them, and writes one NDJSON line per record to stdout;
-// the agent's gap records (batches it had to give up) go as NDJSON lines to
-// --gaps FILE (else to stderr); duplicate batches are dropped; sequence gaps
-// and bad envelopes go to stderr.
+// checks, decrypts and decodes them, drops duplicate batches, and writes the
+// records out: NDJSON lines on stdout (default) or one Kafka record per event
+// (--output kafka). Gaps (the agent's gap records and holes found in batch
+// sequences) go to --gaps FILE, --gaps-topic, or stderr. Refused envelopes
+// are counted by reason, logged with their offset, and optionally copied to
+// --quarantine-topic.
+//
+// Work goes in rounds: poll up to kRoundMessages messages or for kRoundTime,
+// write their output, flush it (stdout; or wait for the delivery report of
+// every record produced), save the de-duplication state, and only then store
+// the messages' offsets for the consumer group to commit. A crash therefore
+// re-reads at most the rounds not yet committed, and the saved state drops
+// what of them was already written. Exit codes: 0 after a clean stop, 1 when
+// the output or the dedupe db fails (nothing of that round is committed), 2
+// for a usage or configuration error.
 #include <librdkafka/rdkafka.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
+#include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "base/env.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
+#include "sync/dedupe_store.h"
 #include "sync/unpack.h"
 
+namespace edgesync {
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+volatile std::sig_atomic_t g_stop = 0;  // 1: finish the round and stop; 2+: give up waiting
+void OnSignal(int) { g_stop = g_stop + 1; }
+
+constexpr size_t kRoundMessages = 1000;
+constexpr int kRoundTimeMs = 100;
+constexpr int64_t kForgetIntervalUs = 60'000'000;  // how often streams are aged out
 
 struct Options {
   std::string brokers;
@@ -27,162 +53,861 @@ struct Options {
   bool from_beginning = false;
   bool exit_at_end = false;
   std::vector<std::string> properties;
+  std::vector<std::string> producer_properties;
   std::string gaps_path;
+  std::vector<std::string> private_keys;
+  bool allow_plaintext = false;
+  std::string dict_dir;
+  std::string max_batch_bytes = std::to_string(format::kMaxBodyBytes);
+  std::string dedupe_db;
+  std::string dedupe_max_age = "7d";
+  std::string output = "ndjson";
+  std::string output_brokers;
+  std::string output_topic = "{stream}";
+  std::string gaps_topic;
+  std::string quarantine_topic;
+  double stats_seconds = 0;
 };
 
+// A usage or configuration error: exit code 2.
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "edgesync-unpack: %s\n", msg.c_str());
   return 2;
 }
 
-}  // namespace
+void Log(const std::string& msg) { std::fprintf(stderr, "edgesync-unpack: %s\n", msg.c_str()); }
 
-int main(int argc, char** argv) {
-  Options o;
-  CLI::App app{"edgesync-unpack: verify, decode and explode edgesync batches from Kafka into NDJSON"};
-  app.add_option("--brokers", o.brokers, "Kafka bootstrap servers (host:port,...)")->required();
-  app.add_option("--topic", o.topics, "topic to read (repeatable)")->required();
-  app.add_option("--group", o.group, "consumer group (commits offsets); without it, reads every partition without committing");
-  app.add_flag("--from-beginning", o.from_beginning, "start at the oldest message (default: only new ones)");
-  app.add_flag("--exit-at-end", o.exit_at_end, "exit once every partition is read to its end");
-  app.add_option("-X,--property", o.properties, "extra librdkafka consumer property KEY=VALUE");
-  app.add_option("--gaps", o.gaps_path, "append the agent's gap records (batches it gave up) to this file as NDJSON (default: stderr)");
-  CLI11_PARSE(app, argc, argv);
+std::optional<uint64_t> ParseUint(std::string_view s) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  std::vector<std::pair<std::string, std::string>> props = {
-      {"bootstrap.servers", o.brokers},
-      {"enable.partition.eof", o.exit_at_end ? "true" : "false"},
-      {"auto.offset.reset", o.from_beginning ? "earliest" : "latest"},
-      {"group.id", o.group.empty() ? "edgesync-unpack" : o.group},
-      {"enable.auto.commit", o.group.empty() ? "false" : "true"},
-  };
-  for (const std::string& kv : o.properties) {
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos) return Fail("--property wants KEY=VALUE, got " + kv);
-    props.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+// "7d", "12h", "30m", "45s" or plain seconds, to seconds; nullopt if bad or 0.
+std::optional<int64_t> ParseAgeSeconds(std::string s) {
+  int64_t unit = 1;
+  if (!s.empty() && std::isalpha(static_cast<unsigned char>(s.back()))) {
+    switch (s.back()) {
+      case 'd': unit = 86400; break;
+      case 'h': unit = 3600; break;
+      case 'm': unit = 60; break;
+      case 's': unit = 1; break;
+      default: return std::nullopt;
+    }
+    s.pop_back();
   }
+  std::optional<uint64_t> n = ParseUint(s);
+  if (!n || *n == 0 || *n > uint64_t{INT64_MAX / 1'000'000} / static_cast<uint64_t>(unit)) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(*n) * unit;
+}
+
+// "67108864", "64MiB", "512KiB" to bytes; nullopt if bad.
+std::optional<uint64_t> ParseBytes(std::string s) {
+  uint64_t unit = 1;
+  for (auto [suffix, mult] : {std::pair{"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}}) {
+    std::string_view sv(suffix);
+    if (s.size() > sv.size() && s.compare(s.size() - sv.size(), sv.size(), sv) == 0) {
+      unit = mult;
+      s.resize(s.size() - sv.size());
+      break;
+    }
+  }
+  std::optional<uint64_t> n = ParseUint(s);
+  if (!n || *n > UINT64_MAX / unit) return std::nullopt;
+  return *n * unit;
+}
+
+// Kafka's rule for topic names: 1..249 of [A-Za-z0-9._-], not "." or "..".
+bool ValidTopicName(std::string_view t) {
+  if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
+  for (char c : t) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// --output-topic: literal text with {stream} and {device} placeholders.
+class TopicTemplate {
+ public:
+  // InvalidArgument for a brace that is not one of the placeholders, or
+  // literal text that no topic name may contain.
+  static Result<TopicTemplate> Parse(const std::string& text) {
+    TopicTemplate t;
+    size_t i = 0;
+    std::string literal, sample;
+    while (i < text.size()) {
+      if (text[i] == '{' || text[i] == '}') {
+        std::string_view rest = std::string_view(text).substr(i);
+        Part p;
+        if (rest.starts_with("{stream}")) {
+          p.kind = Part::kStream;
+        } else if (rest.starts_with("{device}")) {
+          p.kind = Part::kDevice;
+        } else {
+          return Status::InvalidArgument("--output-topic " + text + ": only {stream} and {device} "
+                                         "may appear in braces (at position " +
+                                         std::to_string(i) + ")");
+        }
+        if (!literal.empty()) t.parts_.push_back({Part::kLiteral, std::move(literal)});
+        literal.clear();
+        t.parts_.push_back(p);
+        sample += "x";
+        i += 8;
+      } else {
+        literal.push_back(text[i]);
+        sample.push_back(text[i]);
+        ++i;
+      }
+    }
+    if (!literal.empty()) t.parts_.push_back({Part::kLiteral, std::move(literal)});
+    if (!ValidTopicName(sample)) {
+      return Status::InvalidArgument("--output-topic " + text +
+                                     ": not a valid Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+    }
+    return t;
+  }
+
+  std::string Expand(const std::string& device, const std::string& stream) const {
+    std::string out;
+    for (const Part& p : parts_) {
+      out += p.kind == Part::kLiteral ? p.text : p.kind == Part::kStream ? stream : device;
+    }
+    return out;
+  }
+
+ private:
+  struct Part {
+    enum Kind { kLiteral, kStream, kDevice } kind = kLiteral;
+    std::string text;
+  };
+  std::vector<Part> parts_;
+};
+
+// Applies KEY=VALUE properties to a librdkafka configuration.
+Status ApplyProperties(rd_kafka_conf_t* conf, const std::vector<std::pair<std::string, std::string>>& props) {
+  char err[512];
   for (const auto& [k, v] : props) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return Fail("kafka property " + k + ": " + err);
+      return Status::InvalidArgument("kafka property " + k + ": " + err);
     }
   }
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return Fail(std::string("kafka consumer: ") + err);
-  }
-  rd_kafka_poll_set_consumer(rk);
-
-  // Partitions that must reach their end before --exit-at-end exits.
-  std::set<std::pair<std::string, int32_t>> pending_eof;
-  rd_kafka_resp_err_t rerr;
-  if (!o.group.empty()) {
-    rd_kafka_topic_partition_list_t* subs = rd_kafka_topic_partition_list_new(static_cast<int>(o.topics.size()));
-    for (const auto& t : o.topics) rd_kafka_topic_partition_list_add(subs, t.c_str(), RD_KAFKA_PARTITION_UA);
-    rerr = rd_kafka_subscribe(rk, subs);
-    rd_kafka_topic_partition_list_destroy(subs);
-    if (rerr) return Fail(std::string("subscribe: ") + rd_kafka_err2str(rerr));
-  } else {
-    rd_kafka_topic_partition_list_t* assign = rd_kafka_topic_partition_list_new(8);
-    for (const auto& t : o.topics) {
-      rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, t.c_str(), nullptr);
-      const rd_kafka_metadata_t* md = nullptr;
-      // Metadata may lag while the cluster starts: ask a few times.
-      for (int attempt = 0; attempt < 30 && !g_stop; ++attempt) {
-        rerr = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
-        if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-            md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-          break;
-        }
-        if (md) rd_kafka_metadata_destroy(md);
-        md = nullptr;
-      }
-      rd_kafka_topic_destroy(rkt);
-      if (md == nullptr) return Fail("topic " + t + ": no metadata (does it exist? are the brokers up?)");
-      for (int p = 0; p < md->topics[0].partition_cnt; ++p) {
-        int32_t id = md->topics[0].partitions[p].id;
-        rd_kafka_topic_partition_list_add(assign, t.c_str(), id)->offset =
-            o.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
-        pending_eof.insert({t, id});
-      }
-      rd_kafka_metadata_destroy(md);
-    }
-    rerr = rd_kafka_assign(rk, assign);
-    rd_kafka_topic_partition_list_destroy(assign);
-    if (rerr) return Fail(std::string("assign: ") + rd_kafka_err2str(rerr));
-  }
-
-  std::FILE* gaps_file = nullptr;
-  if (!o.gaps_path.empty()) {
-    gaps_file = std::fopen(o.gaps_path.c_str(), "a");
-    if (gaps_file == nullptr) return Fail("cannot open " + o.gaps_path + " for appending");
-  }
-  edgesync::Unpacker unpacker(o.from_beginning);
-  std::string out, gaps_out;
-  std::vector<std::string> notes;
-  bool assigned_seen = !o.group.empty() ? false : true;
-  while (!g_stop) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
-    if (m == nullptr) continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      if (o.exit_at_end) {
-        if (!assigned_seen) {
-          // Group mode: the assignment is known once messages flow.
-          rd_kafka_topic_partition_list_t* parts = nullptr;
-          if (rd_kafka_assignment(rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < parts->cnt; ++i) pending_eof.insert({parts->elems[i].topic, parts->elems[i].partition});
-            rd_kafka_topic_partition_list_destroy(parts);
-            assigned_seen = true;
-          }
-        }
-        pending_eof.erase({rd_kafka_topic_name(m->rkt), m->partition});
-        if (assigned_seen && pending_eof.empty()) {
-          rd_kafka_message_destroy(m);
-          break;
-        }
-      }
-    } else if (m->err) {
-      std::fprintf(stderr, "edgesync-unpack: kafka: %s\n", rd_kafka_message_errstr(m));
-    } else {
-      out.clear();
-      gaps_out.clear();
-      notes.clear();
-      edgesync::Status st = unpacker.Process(
-          std::string_view(static_cast<const char*>(m->payload), m->len), &out, &gaps_out, &notes);
-      if (!st.ok()) {
-        std::fprintf(stderr, "edgesync-unpack: bad envelope at %s/%d@%lld: %s\n",
-                     rd_kafka_topic_name(m->rkt), m->partition, static_cast<long long>(m->offset),
-                     st.ToString().c_str());
-      }
-      for (const auto& n : notes) std::fprintf(stderr, "edgesync-unpack: %s\n", n.c_str());
-      std::fwrite(out.data(), 1, out.size(), stdout);
-      std::fflush(stdout);
-      if (!gaps_out.empty()) {
-        std::FILE* g = gaps_file ? gaps_file : stderr;
-        std::fwrite(gaps_out.data(), 1, gaps_out.size(), g);
-        std::fflush(g);
-      }
-    }
-    rd_kafka_message_destroy(m);
-  }
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
-  if (gaps_file) std::fclose(gaps_file);
-  const edgesync::UnpackStats& s = unpacker.stats();
-  std::fprintf(stderr,
-               "edgesync-unpack: batches=%llu records=%llu duplicate_batches=%llu "
-               "missing_batches=%llu bad_envelopes=%llu gap_records=%llu lost_events=%llu\n",
-               static_cast<unsigned long long>(s.batches), static_cast<unsigned long long>(s.records),
-               static_cast<unsigned long long>(s.duplicate_batches),
-               static_cast<unsigned long long>(s.missing_batches),
-               static_cast<unsigned long long>(s.bad_envelopes),
-               static_cast<unsigned long long>(s.gap_records),
-               static_cast<unsigned long long>(s.lost_events));
-  return 0;
+  return Status::OK();
 }
+
+Status SplitProperties(const std::vector<std::string>& kvs, const char* flag,
+                       std::vector<std::pair<std::string, std::string>>* out) {
+  for (const std::string& kv : kvs) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument(std::string(flag) + " wants KEY=VALUE, got " + kv);
+    }
+    out->emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return Status::OK();
+}
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// A Kafka producer whose outcome is checked per round: Flush() waits for the
+// delivery report of every message produced since the last Flush() and says
+// whether all were delivered. librdkafka retries inside; only its final
+// answer counts. Main thread only.
+class RoundProducer {
+ public:
+  static Result<std::unique_ptr<RoundProducer>> Create(
+      const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& extra) {
+    std::unique_ptr<RoundProducer> p(new RoundProducer());
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    std::vector<std::pair<std::string, std::string>> props = {
+        {"bootstrap.servers", brokers},
+        {"enable.idempotence", "true"},  // no duplicates from librdkafka's own retries
+        {"acks", "all"},
+        {"linger.ms", "5"},
+    };
+    props.insert(props.end(), extra.begin(), extra.end());
+    Status st = ApplyProperties(conf, props);
+    if (!st.ok()) {
+      rd_kafka_conf_destroy(conf);
+      return st;
+    }
+    char value[64];
+    size_t size = sizeof value;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK) {
+      p->max_message_bytes_ = ParseUint(value).value_or(p->max_message_bytes_);
+    }
+    rd_kafka_conf_set_opaque(conf, p.get());
+    rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* self) {
+      auto* producer = static_cast<RoundProducer*>(self);
+      if (m->err) {
+        if (producer->failed_++ == 0) {
+          producer->first_error_ = std::string(rd_kafka_topic_name(m->rkt)) + ": " +
+                                   rd_kafka_err2str(m->err);
+        }
+      }
+    });
+    char err[512];
+    p->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (p->rk_ == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return Status::InvalidArgument(std::string("kafka producer: ") + err);
+    }
+    return p;
+  }
+
+  ~RoundProducer() {
+    // Everything that counted was flushed; what is left belongs to a round
+    // that failed and is read again after a restart.
+    rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(rk_, 1000);
+    rd_kafka_destroy(rk_);
+  }
+
+  // Whether a message of `bytes` (key, value and headers) is within the
+  // producer's message.max.bytes (librdkafka refuses larger ones with
+  // MSG_SIZE_TOO_LARGE); 512 bytes are kept for its framing.
+  bool Fits(size_t bytes) const { return bytes + 512 <= max_message_bytes_; }
+
+  // Queues one message (copied). Fails only for a local refusal.
+  Status Produce(const std::string& topic, std::string_view key, std::string_view value,
+                 const Headers& headers, const rd_kafka_headers_t* base = nullptr) {
+    rd_kafka_headers_t* hdrs =
+        base ? rd_kafka_headers_copy(base) : rd_kafka_headers_new(headers.size());
+    for (const auto& [k, v] : headers) {
+      rd_kafka_header_add(hdrs, k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                          static_cast<ssize_t>(v.size()));
+    }
+    while (true) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;  // hdrs now belongs to the message
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        rd_kafka_headers_destroy(hdrs);
+        return Status::InvalidArgument("produce to " + topic + ": " + rd_kafka_err2str(err));
+      }
+      rd_kafka_poll(rk_, 100);  // the queue drains as reports come in
+    }
+    ++produced_;
+    return Status::OK();
+  }
+
+  // Waits for every report since the last Flush. OK when all were
+  // delivered; Unavailable naming the first failure otherwise; Aborted on a
+  // second stop signal (the operator gives up waiting).
+  Status Flush() {
+    if (produced_ == 0) return Status::OK();
+    while (rd_kafka_outq_len(rk_) > 0) {
+      if (g_stop > 1) return Status::Aborted("stopped while waiting for Kafka delivery reports");
+      rd_kafka_flush(rk_, 200);
+    }
+    uint64_t failed = failed_;
+    std::string first = first_error_;
+    produced_ = failed_ = 0;
+    first_error_.clear();
+    if (failed > 0) {
+      return Status::Unavailable(std::to_string(failed) + " record(s) not delivered; first: " + first);
+    }
+    return Status::OK();
+  }
+
+ private:
+  RoundProducer() = default;
+  rd_kafka_t* rk_ = nullptr;
+  uint64_t max_message_bytes_ = 1'000'000;
+  uint64_t produced_ = 0;
+  uint64_t failed_ = 0;
+  std::string first_error_;
+};
+
+// Loads every zstd dictionary in `dir` by id; other files are skipped with
+// a warning. InvalidArgument when none is there, or two share an id.
+Status LoadDictionaries(const std::string& dir,
+                        std::map<uint32_t, std::shared_ptr<const Dictionary>>* dicts) {
+  Env* env = Env::Default();
+  Result<std::vector<std::string>> names = env->ListDir(dir);
+  if (!names.ok()) return Status::InvalidArgument("--dict-dir " + dir + ": " + names.status().message());
+  std::map<uint32_t, std::string> from;
+  for (const std::string& name : *names) {
+    const std::string path = dir + "/" + name;
+    Result<std::string> bytes = env->ReadFile(path);
+    if (!bytes.ok() || ZSTD_getDictID_fromDict(bytes->data(), bytes->size()) == 0) {
+      Log("warning: --dict-dir: skipping " + path + ", not a zstd dictionary");
+      continue;
+    }
+    Result<std::shared_ptr<const Dictionary>> d = Dictionary::Load(*bytes, 3);
+    if (!d.ok()) return Status::InvalidArgument("dictionary " + path + ": " + d.status().message());
+    uint32_t id = (*d)->id();
+    if (auto [it, fresh] = from.emplace(id, path); !fresh) {
+      return Status::InvalidArgument("dictionaries " + it->second + " and " + path +
+                                     " have the same id " + std::to_string(id) + "; keep one");
+    }
+    (*dicts)[id] = *d;
+  }
+  if (dicts->empty()) {
+    return Status::InvalidArgument("--dict-dir " + dir +
+                                   " holds no zstd dictionary (edgesync dict train writes them)");
+  }
+  return Status::OK();
+}
+
+// The counters of a run; printed as one key=value line.
+struct Counters {
+  uint64_t quarantined = 0;
+  uint64_t output_records = 0;
+  uint64_t gap_lines = 0;
+};
+
+std::string CountersLine(const UnpackStats& s, const Counters& c) {
+  std::string line = "batches=" + std::to_string(s.batches) + " records=" + std::to_string(s.records) +
+                     " duplicate_batches=" + std::to_string(s.duplicate_batches) +
+                     " missing_batches=" + std::to_string(s.missing_batches) +
+                     " bad_envelopes=" + std::to_string(s.bad_envelopes) +
+                     " gap_records=" + std::to_string(s.gap_records) +
+                     " lost_events=" + std::to_string(s.lost_events);
+  for (const auto& [reason, n] : s.rejected) line += " rejected_" + reason + "=" + std::to_string(n);
+  line += " quarantined=" + std::to_string(c.quarantined) +
+          " output_records=" + std::to_string(c.output_records) +
+          " gap_lines=" + std::to_string(c.gap_lines);
+  return line;
+}
+
+// One run of the service: the consumer, the outputs, the state. Main thread.
+class Service {
+ public:
+  explicit Service(Options o) : o_(std::move(o)) {}
+  ~Service() {
+    if (consumer_) {
+      rd_kafka_consumer_close(consumer_);
+      rd_kafka_destroy(consumer_);
+    }
+    if (gaps_file_) std::fclose(gaps_file_);
+  }
+
+  // Everything that can be checked before reading: exit code 2 on failure.
+  Status Configure();
+  // Runs until stopped (or, with --exit-at-end, until every partition is
+  // read); OK after a clean stop.
+  Status Run();
+  const UnpackStats& stats() const { return unpacker_->stats(); }
+  const Counters& counters() const { return counters_; }
+
+ private:
+  Status StartConsumer();
+  void HandleMessage(rd_kafka_message_t* m);
+  void Reject(rd_kafka_message_t* m, const std::string& source, const std::string& reason,
+              const std::string& why);
+  void EmitGap(const std::string& device, const std::string& stream, const std::string& kind,
+               const std::string& line);
+  Status EndRound();
+  bool AllPartitionsAtEnd(rd_kafka_message_t* eof);
+
+  Options o_;
+  bool kafka_output_ = false;
+  Keyring keys_;
+  std::map<uint32_t, std::shared_ptr<const Dictionary>> dicts_;
+  std::optional<TopicTemplate> template_;
+  int64_t max_age_us_ = 0;
+  std::unique_ptr<Unpacker> unpacker_;
+  std::unique_ptr<DedupeStore> dedupe_;
+  rd_kafka_t* consumer_ = nullptr;
+  std::unique_ptr<RoundProducer> output_;      // --output kafka (records, --gaps-topic)
+  std::unique_ptr<RoundProducer> quarantine_;  // --quarantine-topic, on the input cluster
+  RoundProducer* quarantine_via_ = nullptr;    // output_ when both clusters are the same
+  std::FILE* gaps_file_ = nullptr;
+
+  // This round's output, and the offsets to store once it is out.
+  std::string out_, gaps_out_;
+  uint64_t round_records_ = 0, round_quarantined_ = 0, round_gap_lines_ = 0;
+  std::map<std::pair<std::string, int32_t>, int64_t> next_offsets_;
+
+  Counters counters_;
+  int64_t last_stats_us_ = 0, last_forget_us_ = 0;
+  // --exit-at-end: partitions that have yet to reach their end.
+  std::set<std::pair<std::string, int32_t>> pending_eof_;
+  bool assignment_known_ = false;
+  // A local produce failure: the round cannot be vouched for.
+  Status fatal_;
+};
+
+Status Service::Configure() {
+  kafka_output_ = o_.output == "kafka";
+  if (!kafka_output_) {
+    if (!o_.output_brokers.empty() || o_.output_topic != "{stream}" || !o_.gaps_topic.empty()) {
+      return Status::InvalidArgument(
+          "--output-brokers, --output-topic and --gaps-topic need --output kafka");
+    }
+  }
+  if (!o_.gaps_topic.empty() && !o_.gaps_path.empty()) {
+    return Status::InvalidArgument("--gaps and --gaps-topic exclude each other: pick one");
+  }
+  for (const auto& [flag, topic] : {std::pair{"--gaps-topic", o_.gaps_topic},
+                                    std::pair{"--quarantine-topic", o_.quarantine_topic}}) {
+    if (!topic.empty() && !ValidTopicName(topic)) {
+      return Status::InvalidArgument(std::string(flag) + " " + topic +
+                                     ": not a valid Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+    }
+  }
+  if (kafka_output_) {
+    Result<TopicTemplate> t = TopicTemplate::Parse(o_.output_topic);
+    if (!t.ok()) return t.status();
+    template_ = std::move(t).value();
+  }
+  std::optional<int64_t> age = ParseAgeSeconds(o_.dedupe_max_age);
+  if (!age) {
+    return Status::InvalidArgument("--dedupe-max-age " + o_.dedupe_max_age +
+                                   ": want a positive duration such as 7d, 12h, 30m or 3600 (seconds)");
+  }
+  max_age_us_ = *age * 1'000'000;
+  std::optional<uint64_t> max_batch = ParseBytes(o_.max_batch_bytes);
+  if (!max_batch || *max_batch == 0 || *max_batch > format::kMaxBodyBytes) {
+    return Status::InvalidArgument("--max-batch-bytes " + o_.max_batch_bytes +
+                                   ": want 1 to 67108864 bytes (64MiB, the format's limit)");
+  }
+  if (o_.stats_seconds < 0) return Status::InvalidArgument("--stats wants seconds >= 0");
+
+  for (const std::string& path : o_.private_keys) {
+    Result<crypto::Key> key = crypto::ReadPrivateKeyFile(Env::Default(), path);
+    if (!key.ok()) {
+      if (key.status().code() == Status::Code::kNotFound) {
+        return Status::InvalidArgument("--private-key " + path + ": no such file");
+      }
+      return Status::InvalidArgument("--private-key " + path + ": " + key.status().message() +
+                                     " (want an X25519 PEM private key, as edgesync keygen writes)");
+    }
+    EDGESYNC_RETURN_IF_ERROR(keys_.AddPrivate(*key));
+  }
+  if (!o_.dict_dir.empty()) EDGESYNC_RETURN_IF_ERROR(LoadDictionaries(o_.dict_dir, &dicts_));
+
+  OpenOptions open;
+  open.keys = &keys_;
+  open.dictionaries = &dicts_;
+  open.max_raw_bytes = static_cast<uint32_t>(*max_batch);
+  // Holding a key means batches are expected sealed: a plain one is forged
+  // or from a misconfigured agent, unless the operator says otherwise.
+  open.require_encryption = !keys_.empty() && !o_.allow_plaintext;
+  unpacker_ = std::make_unique<Unpacker>(o_.from_beginning, open);
+
+  const int64_t now = Env::Default()->NowMicros();
+  unpacker_->tracker().SetTime(now);
+  last_forget_us_ = Env::Default()->MonotonicMicros();
+  if (!o_.dedupe_db.empty()) {
+    Result<std::unique_ptr<DedupeStore>> db = DedupeStore::Open(o_.dedupe_db);
+    if (!db.ok()) return Status::InvalidArgument(db.status().message());
+    dedupe_ = std::move(db).value();
+    Result<size_t> restored = dedupe_->Load(now - max_age_us_, &unpacker_->tracker());
+    if (!restored.ok()) {
+      return Status::InvalidArgument("--dedupe-db " + o_.dedupe_db + ": " +
+                                     restored.status().message() +
+                                     " (move the file aside to start with an empty state)");
+    }
+    Log("dedupe db " + o_.dedupe_db + ": " + std::to_string(*restored) + " stream(s) restored");
+  }
+
+  if (!o_.gaps_path.empty()) {
+    gaps_file_ = std::fopen(o_.gaps_path.c_str(), "a");
+    if (gaps_file_ == nullptr) return Status::InvalidArgument("cannot open " + o_.gaps_path + " for appending");
+  }
+
+  std::vector<std::pair<std::string, std::string>> producer_props;
+  EDGESYNC_RETURN_IF_ERROR(SplitProperties(o_.producer_properties, "--producer-property", &producer_props));
+  const std::string output_brokers = o_.output_brokers.empty() ? o_.brokers : o_.output_brokers;
+  if (kafka_output_) {
+    Result<std::unique_ptr<RoundProducer>> p = RoundProducer::Create(output_brokers, producer_props);
+    if (!p.ok()) return p.status();
+    output_ = std::move(p).value();
+  }
+  if (!o_.quarantine_topic.empty()) {
+    if (output_ && output_brokers == o_.brokers) {
+      quarantine_via_ = output_.get();
+    } else {
+      Result<std::unique_ptr<RoundProducer>> p = RoundProducer::Create(o_.brokers, producer_props);
+      if (!p.ok()) return p.status();
+      quarantine_ = std::move(p).value();
+      quarantine_via_ = quarantine_.get();
+    }
+  }
+  Log(std::to_string(keys_.size()) + " private key(s), " + std::to_string(dicts_.size()) +
+      " dictionar" + (dicts_.size() == 1 ? "y" : "ies") +
+      (open.require_encryption ? ", plain batches refused" : ""));
+  return StartConsumer();
+}
+
+Status Service::StartConsumer() {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const bool group = !o_.group.empty();
+  std::vector<std::pair<std::string, std::string>> props = {
+      {"bootstrap.servers", o_.brokers},
+      {"enable.partition.eof", o_.exit_at_end ? "true" : "false"},
+      {"auto.offset.reset", o_.from_beginning ? "earliest" : "latest"},
+      // librdkafka needs a group id to assign(); without --group none is joined.
+      {"group.id", group ? o_.group : "edgesync-unpack"},
+      // Offsets are stored by hand once a round's output is out (never on
+      // poll), and the stored ones committed in the background.
+      {"enable.auto.offset.store", "false"},
+      {"enable.auto.commit", group ? "true" : "false"},
+  };
+  Status st = SplitProperties(o_.properties, "--property", &props);
+  if (st.ok()) st = ApplyProperties(conf, props);
+  if (!st.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return st;
+  }
+  consumer_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (consumer_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("kafka consumer: ") + err);
+  }
+  rd_kafka_poll_set_consumer(consumer_);
+
+  rd_kafka_resp_err_t rerr;
+  if (group) {
+    rd_kafka_topic_partition_list_t* subs =
+        rd_kafka_topic_partition_list_new(static_cast<int>(o_.topics.size()));
+    for (const auto& t : o_.topics) rd_kafka_topic_partition_list_add(subs, t.c_str(), RD_KAFKA_PARTITION_UA);
+    rerr = rd_kafka_subscribe(consumer_, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (rerr) return Status::InvalidArgument(std::string("subscribe: ") + rd_kafka_err2str(rerr));
+    return Status::OK();
+  }
+  assignment_known_ = true;
+  rd_kafka_topic_partition_list_t* assign = rd_kafka_topic_partition_list_new(8);
+  for (const auto& t : o_.topics) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer_, t.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    // Metadata may lag while the cluster starts: ask a few times.
+    for (int attempt = 0; attempt < 30 && !g_stop; ++attempt) {
+      rerr = rd_kafka_metadata(consumer_, 0, rkt, &md, 2000);
+      if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+          md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+        break;
+      }
+      if (md) rd_kafka_metadata_destroy(md);
+      md = nullptr;
+    }
+    rd_kafka_topic_destroy(rkt);
+    if (md == nullptr) {
+      rd_kafka_topic_partition_list_destroy(assign);
+      return Status::Unavailable("topic " + t + ": no metadata (does it exist? are the brokers up?)");
+    }
+    for (int p = 0; p < md->topics[0].partition_cnt; ++p) {
+      int32_t id = md->topics[0].partitions[p].id;
+      rd_kafka_topic_partition_list_add(assign, t.c_str(), id)->offset =
+          o_.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+      pending_eof_.insert({t, id});
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  rerr = rd_kafka_assign(consumer_, assign);
+  rd_kafka_topic_partition_list_destroy(assign);
+  if (rerr) return Status::Unavailable(std::string("assign: ") + rd_kafka_err2str(rerr));
+  return Status::OK();
+}
+
+Status Service::Run() {
+  Env* env = Env::Default();
+  last_stats_us_ = env->MonotonicMicros();
+  bool done = false;
+  while (!g_stop && !done && fatal_.ok()) {
+    unpacker_->tracker().SetTime(env->NowMicros());
+    const int64_t deadline = env->MonotonicMicros() + kRoundTimeMs * 1000;
+    for (size_t n = 0; n < kRoundMessages && !g_stop && !done;) {
+      int64_t left_ms = (deadline - env->MonotonicMicros()) / 1000;
+      if (left_ms <= 0) break;
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, static_cast<int>(left_ms));
+      if (m == nullptr) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (o_.exit_at_end && AllPartitionsAtEnd(m)) done = true;
+      } else if (m->err) {
+        Log(std::string("kafka: ") + rd_kafka_message_errstr(m));
+      } else {
+        HandleMessage(m);
+        ++n;
+      }
+      rd_kafka_message_destroy(m);
+    }
+    EDGESYNC_RETURN_IF_ERROR(EndRound());
+  }
+  if (!o_.group.empty()) {
+    // The last rounds' offsets, now, rather than at the next auto-commit.
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer_, nullptr, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      Log(std::string("final offset commit failed (the last rounds will be read again and "
+                      "dropped as duplicates): ") + rd_kafka_err2str(err));
+    }
+  }
+  return Status::OK();
+}
+
+bool Service::AllPartitionsAtEnd(rd_kafka_message_t* eof) {
+  if (!assignment_known_) {
+    // Group mode: the assignment is known once messages flow.
+    rd_kafka_topic_partition_list_t* parts = nullptr;
+    if (rd_kafka_assignment(consumer_, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < parts->cnt; ++i) pending_eof_.insert({parts->elems[i].topic, parts->elems[i].partition});
+      rd_kafka_topic_partition_list_destroy(parts);
+      assignment_known_ = true;
+    }
+  }
+  pending_eof_.erase({rd_kafka_topic_name(eof->rkt), eof->partition});
+  return assignment_known_ && pending_eof_.empty();
+}
+
+void Service::HandleMessage(rd_kafka_message_t* m) {
+  const std::string topic = rd_kafka_topic_name(m->rkt);
+  next_offsets_[{topic, m->partition}] = m->offset + 1;
+  const std::string source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset);
+
+  Rejection why = Rejection::kNone;
+  Result<OpenedEnvelope> opened = unpacker_->Open(
+      std::string_view(static_cast<const char*>(m->payload), m->len), &why);
+  if (!opened.ok()) {
+    Reject(m, source, RejectionName(why), opened.status().ToString());
+    return;
+  }
+  std::string out_topic;
+  if (kafka_output_ && !opened->gap) {
+    const BatchHeader& h = opened->header;
+    // Checked before the batch counts as received: a refused batch stays
+    // missing, never silently passed.
+    out_topic = template_->Expand(h.device_id, h.stream);
+    if (!ValidTopicName(out_topic)) {
+      unpacker_->CountRejected(kRejectInvalidTopic);
+      std::string quoted;  // escaped: the device id is whatever the sender put there
+      AppendJsonString(out_topic, &quoted);
+      Reject(m, source, kRejectInvalidTopic,
+             "--output-topic " + o_.output_topic + " gives " + quoted +
+                 " for this batch, not a valid Kafka topic name");
+      return;
+    }
+    for (const Record& r : opened->records) {
+      size_t bytes = 2 * h.device_id.size() + h.stream.size() + r.topic.size() +
+                     r.content_type.size() + r.payload.size() + 200;  // 200: our header names
+      for (const auto& [k, v] : r.properties) bytes += k.size() + v.size() + 40;
+      if (!output_->Fits(bytes)) {
+        unpacker_->CountRejected(kRejectRecordTooLarge);
+        Reject(m, source, kRejectRecordTooLarge,
+               "a record of " + std::to_string(r.payload.size()) +
+                   " bytes is over the output's message.max.bytes (raise it with "
+                   "--producer-property and on the output cluster)");
+        return;
+      }
+    }
+  }
+
+  Unpacked u = unpacker_->Accept(std::move(opened).value());
+  std::vector<std::string> notes;
+  DescribeUnpacked(u, &notes);
+  for (const auto& n : notes) Log(n);
+  if (u.duplicate) return;
+  for (const auto& g : u.missing) {
+    EmitGap(g.device, g.stream, "missing", MissingToJson(g, unpacker_->tracker().time()));
+  }
+  const BatchHeader& hh = u.envelope.header;
+  if (u.envelope.gap) {
+    EmitGap(hh.device_id, hh.stream, "lost", GapToJson(hh.device_id, *u.envelope.gap));
+    return;
+  }
+  for (const Record& r : u.envelope.records) {
+    ++round_records_;
+    if (!kafka_output_) {
+      out_ += RecordToJson(hh, r);
+      continue;
+    }
+    Headers headers = {
+        {"edgesync-device", hh.device_id},
+        {"edgesync-stream", hh.stream},
+        {"edgesync-batch", std::to_string(hh.batch_seq)},
+        {"edgesync-received-at", FormatRfc3339Micros(r.received_at_us)},
+        {"edgesync-topic", r.topic},
+        {"edgesync-qos", std::to_string(r.qos)},
+    };
+    if (!r.content_type.empty()) headers.emplace_back("edgesync-content-type", r.content_type);
+    for (const auto& [k, v] : r.properties) headers.emplace_back("edgesync-property." + k, v);
+    Status st = output_->Produce(out_topic, hh.device_id, r.payload, headers);
+    // A local refusal here is a bug or a configuration error (the topic
+    // and size were checked): EndRound's flush cannot vouch for it.
+    if (!st.ok()) {
+      fatal_ = st;
+      return;
+    }
+  }
+}
+
+void Service::Reject(rd_kafka_message_t* m, const std::string& source, const std::string& reason,
+                     const std::string& why) {
+  Log("rejected " + source + " reason=" + reason + ": " + why);
+  if (quarantine_via_ == nullptr) return;
+  // The envelope as it came, with its key and headers, plus why and whence.
+  rd_kafka_headers_t* original = nullptr;
+  if (rd_kafka_message_headers(m, &original) != RD_KAFKA_RESP_ERR_NO_ERROR) original = nullptr;
+  Status st = quarantine_via_->Produce(
+      o_.quarantine_topic, std::string_view(static_cast<const char*>(m->key), m->key_len),
+      std::string_view(static_cast<const char*>(m->payload), m->len),
+      {{"edgesync-reject-reason", reason}, {"edgesync-source", source}}, original);
+  if (!st.ok()) {
+    fatal_ = st;
+    return;
+  }
+  ++round_quarantined_;
+}
+
+void Service::EmitGap(const std::string& device, const std::string& stream,
+                      const std::string& kind, const std::string& line) {
+  ++round_gap_lines_;
+  if (output_ && !o_.gaps_topic.empty()) {
+    std::string_view value(line);
+    value.remove_suffix(1);  // the record is the JSON object, without the line's '\n'
+    Status st = output_->Produce(o_.gaps_topic, device, value,
+                                 {{"edgesync-device", device},
+                                  {"edgesync-stream", stream},
+                                  {"edgesync-gap-kind", kind}});
+    if (!st.ok()) fatal_ = st;
+    return;
+  }
+  gaps_out_ += line;
+}
+
+Status Service::EndRound() {
+  EDGESYNC_RETURN_IF_ERROR(fatal_);
+  // 1. The output of every message of the round, out of this process.
+  if (!out_.empty()) {
+    if (std::fwrite(out_.data(), 1, out_.size(), stdout) != out_.size() || std::fflush(stdout) != 0) {
+      return Status::IOError("writing records to stdout failed");
+    }
+    out_.clear();
+  }
+  if (!gaps_out_.empty()) {
+    std::FILE* g = gaps_file_ ? gaps_file_ : stderr;
+    if (std::fwrite(gaps_out_.data(), 1, gaps_out_.size(), g) != gaps_out_.size() ||
+        std::fflush(g) != 0) {
+      return Status::IOError("writing gaps to " + (gaps_file_ ? o_.gaps_path : "stderr") + " failed");
+    }
+    gaps_out_.clear();
+  }
+  if (output_) {
+    Status st = output_->Flush();
+    if (!st.ok()) return Status::Unavailable("output to Kafka: " + st.message());
+  }
+  if (quarantine_) {
+    Status st = quarantine_->Flush();
+    if (!st.ok()) return Status::Unavailable("quarantine: " + st.message());
+  }
+  counters_.output_records += round_records_;
+  counters_.quarantined += round_quarantined_;
+  counters_.gap_lines += round_gap_lines_;
+  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
+
+  // 2. What was emitted is remembered before the offsets move past it.
+  Env* env = Env::Default();
+  if (dedupe_) {
+    Status st = dedupe_->Save(unpacker_->tracker().TakeDirty());
+    if (!st.ok()) return Status::IOError("--dedupe-db " + o_.dedupe_db + ": " + st.message());
+  } else {
+    (void)unpacker_->tracker().TakeDirty();
+  }
+  if (env->MonotonicMicros() - last_forget_us_ >= kForgetIntervalUs) {
+    last_forget_us_ = env->MonotonicMicros();
+    const int64_t cutoff = env->NowMicros() - max_age_us_;
+    size_t n = unpacker_->tracker().ForgetSeenBefore(cutoff);
+    if (dedupe_) {
+      Result<size_t> gone = dedupe_->ForgetSeenBefore(cutoff);
+      if (!gone.ok()) return Status::IOError("--dedupe-db " + o_.dedupe_db + ": " + gone.status().message());
+    }
+    if (n > 0) Log("forgot " + std::to_string(n) + " stream(s) not seen for --dedupe-max-age");
+  }
+
+  // 3. Offsets, for the background commit (group mode only).
+  if (!o_.group.empty() && !next_offsets_.empty()) {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets_.size()));
+    for (const auto& [tp, offset] : next_offsets_) {
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
+    }
+    // A partition taken away by a rebalance meanwhile refuses its offset:
+    // its new owner reads those messages again.
+    (void)rd_kafka_offsets_store(consumer_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+  next_offsets_.clear();
+
+  if (o_.stats_seconds > 0 &&
+      env->MonotonicMicros() - last_stats_us_ >= static_cast<int64_t>(o_.stats_seconds * 1e6)) {
+    last_stats_us_ = env->MonotonicMicros();
+    Log(CountersLine(unpacker_->stats(), counters_));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+}  // namespace edgesync
+
+int main(int argc, char** argv) {
+  using edgesync::Fail;
+  edgesync::Options o;
+  CLI::App app{"edgesync-unpack: verify, decrypt and explode edgesync batches from Kafka into "
+               "NDJSON or Kafka records"};
+  app.add_option("--brokers", o.brokers, "Kafka bootstrap servers (host:port,...)")->required();
+  app.add_option("--topic", o.topics, "topic to read (repeatable)")->required();
+  app.add_option("--group", o.group,
+                 "consumer group: offsets are committed once a message's output is written; "
+                 "without it, reads every partition and commits nothing");
+  app.add_flag("--from-beginning", o.from_beginning,
+               "start at the oldest message (default: only new ones); with --group, only where "
+               "the group has no committed offset");
+  app.add_flag("--exit-at-end", o.exit_at_end, "exit once every partition is read to its end");
+  app.add_option("-X,--property", o.properties, "extra librdkafka consumer property KEY=VALUE");
+  app.add_option("--producer-property", o.producer_properties,
+                 "extra librdkafka property KEY=VALUE for the output and quarantine producers");
+  app.add_option("--private-key", o.private_keys,
+                 "X25519 private key file (PEM) to decrypt batches (repeatable: key rotation); "
+                 "with one, plain batches are refused");
+  app.add_flag("--allow-plaintext", o.allow_plaintext,
+               "accept plain (unencrypted) batches although --private-key is given");
+  app.add_option("--dict-dir", o.dict_dir, "directory of zstd dictionaries (loaded by id)");
+  app.add_option("--max-batch-bytes", o.max_batch_bytes,
+                 "refuse a batch larger than this decompressed (bytes, or KiB/MiB; default 64MiB)");
+  app.add_option("--dedupe-db", o.dedupe_db,
+                 "SQLite file keeping the de-duplication state across restarts (default: memory only)");
+  app.add_option("--dedupe-max-age", o.dedupe_max_age,
+                 "forget a (device, stream) not seen for this long (7d, 12h, 30m, or seconds; default 7d)");
+  app.add_option("--output", o.output, "ndjson (stdout) or kafka")->check(CLI::IsMember({"ndjson", "kafka"}));
+  app.add_option("--output-brokers", o.output_brokers, "--output kafka: bootstrap servers (default: --brokers)");
+  app.add_option("--output-topic", o.output_topic,
+                 "--output kafka: topic per batch, with {stream} and {device} (default {stream})");
+  app.add_option("--gaps", o.gaps_path, "append gaps (lost and missing batches) to this file as NDJSON (default: stderr)");
+  app.add_option("--gaps-topic", o.gaps_topic, "--output kafka: send gaps to this topic instead");
+  app.add_option("--quarantine-topic", o.quarantine_topic,
+                 "copy refused envelopes to this topic (on the input cluster), with the reason");
+  app.add_option("--stats", o.stats_seconds, "print the counters line every SECONDS (default: only at exit)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  std::signal(SIGINT, edgesync::OnSignal);
+  std::signal(SIGTERM, edgesync::OnSignal);
+
+  int code = 0;
+  {
+    edgesync::Service service(o);
+    edgesync::Status st = service.Configure();
+    if (!st.ok()) return Fail(st.message());
+    st = service.Run();
+    if (!st.ok()) {
+      edgesync::Log(st.message() + "; stopping without committing that round's offsets (it is "
+                    "read again after a restart)");
+      code = 1;
+    }
+    edgesync::Log(edgesync::CountersLine(service.stats(), service.counters()));
+  }
+  return code;
+}
+

@@ -4,6 +4,9 @@
 #include <simdjson.h>
 
 #include "base/backoff.h"
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "buffer/crypto.h"
 
 namespace edgesync {
 namespace {
@@ -149,7 +152,9 @@ TEST(Unpacker, EmitsOneJsonLinePerRecordAndDropsDuplicateBatches) {
   EXPECT_FALSE(u.Process(bad, &out, &gaps_out, &notes).ok());
   EXPECT_EQ(u.stats().bad_envelopes, 1u);
   EXPECT_EQ(u.stats().records, 4u);
-  EXPECT_TRUE(gaps_out.empty());
+  // Batch 2 was skipped: one "missing" line, nothing for the bad envelope.
+  EXPECT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 1) << gaps_out;
+  EXPECT_NE(gaps_out.find("\"kind\":\"missing\""), std::string::npos) << gaps_out;
 }
 
 TEST(Unpacker, GapRecordsGoToTheGapsOutputOnce) {
@@ -180,6 +185,7 @@ TEST(Unpacker, GapRecordsGoToTheGapsOutputOnce) {
   simdjson::dom::parser parser;
   simdjson::dom::element e;
   ASSERT_EQ(parser.parse(gaps_out).get(e), simdjson::SUCCESS) << gaps_out;
+  EXPECT_EQ(std::string_view(e["kind"]), "lost");
   EXPECT_EQ(std::string_view(e["device"]), "cs-0007");
   EXPECT_EQ(std::string_view(e["stream"]), "ocpp");
   EXPECT_EQ(uint64_t(e["first_batch"]), 2u);
@@ -187,6 +193,260 @@ TEST(Unpacker, GapRecordsGoToTheGapsOutputOnce) {
   EXPECT_EQ(uint64_t(e["events"]), 20u);
   EXPECT_EQ(std::string_view(e["reason"]), "quota");
   EXPECT_EQ(std::string_view(e["recorded_at"]), "2026-11-18T11:06:40.000000Z");
+}
+
+TEST(Unpacker, SequenceJumpsGoToTheGapsOutputAsMissing) {
+  Unpacker u(true);
+  u.tracker().SetTime(1'795'000'000'000'000);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  Record r;
+  r.topic = "t";
+  r.payload = "{}";
+  ASSERT_TRUE(u.Process(Envelope(1, {r}), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(Envelope(5, {r}), &out, &gaps_out, &notes).ok());
+  ASSERT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 1) << gaps_out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  ASSERT_EQ(parser.parse(gaps_out).get(e), simdjson::SUCCESS) << gaps_out;
+  EXPECT_EQ(std::string_view(e["kind"]), "missing");
+  EXPECT_EQ(std::string_view(e["device"]), "cs-0007");
+  EXPECT_EQ(uint64_t(e["first_batch"]), 2u);
+  EXPECT_EQ(uint64_t(e["last_batch"]), 4u);
+  EXPECT_EQ(std::string_view(e["detected_at"]), "2026-11-18T11:06:40.000000Z");
+  // A late batch fills the hole without a new line.
+  ASSERT_TRUE(u.Process(Envelope(3, {r}), &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 1);
+}
+
+TEST(Unpacker, AGapRecordAheadOfAnotherReportsNoMissingBatches) {
+  Unpacker u(true);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  Gap late;
+  late.stream = "ocpp";
+  late.first_seq = late.last_seq = 3;
+  late.reason = "quota";
+  Gap early = late;
+  early.first_seq = 1;
+  early.last_seq = 2;
+  ASSERT_TRUE(u.Process(*SealGapRecord("cs-0007", late), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(*SealGapRecord("cs-0007", early), &out, &gaps_out, &notes).ok());
+  Record r;
+  r.topic = "t";
+  r.payload = "{}";
+  ASSERT_TRUE(u.Process(Envelope(4, {r}), &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(gaps_out.find("\"missing\""), std::string::npos) << gaps_out;
+  EXPECT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 2);
+  EXPECT_EQ(u.stats().missing_batches, 2u) << "counted, as before";
+}
+
+// --- Hostile input: each case refused with its own reason, counted once.
+
+struct KeyPair {
+  crypto::Key private_key{}, public_key{};
+  KeyPair() {
+    EXPECT_TRUE(crypto::Random(&private_key).ok());
+    public_key = *crypto::X25519PublicKey(private_key);
+  }
+};
+
+std::string Body(int records) {
+  std::string body;
+  for (int i = 0; i < records; ++i) {
+    Record r;
+    r.topic = "charger/cs-0007/ocpp/MeterValues";
+    r.received_at_us = 1'795'000'000'000'000 + i;
+    r.qos = 1;
+    r.payload = "{\"seq\":" + std::to_string(i) + ",\"kWh\":12.5,\"pad\":\"" +
+                std::string(200, 'a') + "\"}";
+    AppendToBody(r, &body);
+  }
+  return body;
+}
+
+std::string Sealed(uint64_t seq, const Recipient* to, int records = 3) {
+  BatchHeader h;
+  h.device_id = "cs-0007";
+  h.stream = "ocpp";
+  h.batch_seq = seq;
+  h.event_count = static_cast<uint32_t>(records);
+  SealOptions so;
+  so.recipient = to;
+  Result<std::string> e = SealEnvelope(h, Body(records), so);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? *e : std::string();
+}
+
+// What a forger who knows the format does after changing bytes.
+std::string WithFixedCrc(std::string e) {
+  const size_t covered = e.size() - format::kEnvelopeTrailer;
+  StoreU32(e.data() + covered, crc32c::Value(std::string_view(e).substr(0, covered)));
+  return e;
+}
+
+class HostileInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(keys_.AddPrivate(central_.private_key).ok());
+    open_.keys = &keys_;
+    open_.require_encryption = true;
+    open_.max_raw_bytes = 64 * 1024;
+  }
+  // Feeds `bytes` to a fresh Unpacker and checks it is refused for
+  // `reason`, counted once under it and nowhere else, and emits nothing.
+  void ExpectRejected(const std::string& bytes, Rejection reason) {
+    Unpacker u(true, open_);
+    std::string out, gaps_out;
+    std::vector<std::string> notes;
+    Rejection why = Rejection::kNone;
+    Status st = u.Process(bytes, &out, &gaps_out, &notes, &why);
+    EXPECT_FALSE(st.ok());
+    EXPECT_EQ(why, reason) << st.ToString();
+    EXPECT_FALSE(st.message().empty());
+    EXPECT_TRUE(out.empty());
+    EXPECT_TRUE(gaps_out.empty());
+    EXPECT_EQ(u.stats().bad_envelopes, 1u);
+    for (const auto& [name, n] : u.stats().rejected) {
+      EXPECT_EQ(n, name == RejectionName(reason) ? 1u : 0u) << name;
+    }
+    // The same stream goes on: the refused envelope left no trace.
+    ASSERT_TRUE(u.Process(Sealed(1, &to_), &out, &gaps_out, &notes).ok());
+    EXPECT_EQ(u.stats().records, 3u);
+    EXPECT_EQ(u.stats().missing_batches, 0u);
+  }
+
+  KeyPair central_;
+  const Recipient to_ = Recipient::For(central_.public_key);
+  Keyring keys_;
+  OpenOptions open_;
+};
+
+TEST_F(HostileInput, FlippedBitInTheHeaderIsAChecksumError) {
+  std::string e = Sealed(1, &to_);
+  e[20] ^= 0x04;  // event_count
+  ExpectRejected(e, Rejection::kChecksum);
+}
+
+TEST_F(HostileInput, FlippedBitInTheBodyIsAChecksumErrorOrWithAFixedCrcADecryptError) {
+  std::string e = Sealed(1, &to_);
+  e[e.size() - 30] ^= 0x01;
+  ExpectRejected(e, Rejection::kChecksum);
+  ExpectRejected(WithFixedCrc(e), Rejection::kDecrypt);
+}
+
+TEST_F(HostileInput, TruncatedMessageIsMalformed) {
+  const std::string e = Sealed(1, &to_);
+  ExpectRejected(e.substr(0, e.size() - 1), Rejection::kMalformed);
+  ExpectRejected(e.substr(0, 30), Rejection::kMalformed);
+  ExpectRejected("", Rejection::kMalformed);
+}
+
+TEST_F(HostileInput, EnvelopeForAnotherKeyIsAnUnknownKey) {
+  KeyPair other;
+  const Recipient to_other = Recipient::For(other.public_key);
+  ExpectRejected(Sealed(1, &to_other), Rejection::kUnknownKey);
+}
+
+TEST_F(HostileInput, UnknownVersionIsRefusedEvenWithACorrectCrc) {
+  std::string e = Sealed(1, &to_);
+  e[4] = 2;
+  ExpectRejected(WithFixedCrc(e), Rejection::kVersion);
+}
+
+TEST_F(HostileInput, ZipBombAboveTheLimitIsRefused) {
+  // 400 records of ~260 bytes: about 100 KiB raw, compressing to little.
+  ExpectRejected(Sealed(1, &to_, 400), Rejection::kTooLarge);
+  // Sealed, a changed raw_len fails authentication (the header is the AAD).
+  std::string sealed = Sealed(1, &to_, 100);
+  StoreU32(sealed.data() + 54, 1000);
+  ExpectRejected(WithFixedCrc(sealed), Rejection::kDecrypt);
+  // Plain, a body that decompresses past its stated raw_len is refused
+  // without writing past it.
+  open_.require_encryption = false;
+  std::string plain = Sealed(1, nullptr, 100);
+  StoreU32(plain.data() + 54, 1000);
+  ExpectRejected(WithFixedCrc(plain), Rejection::kCodec);
+}
+
+TEST_F(HostileInput, PlainBatchIsRefusedWhenKeysAreHeldUnlessAllowed) {
+  ExpectRejected(Sealed(1, nullptr), Rejection::kNotEncrypted);
+  open_.require_encryption = false;  // --allow-plaintext
+  Unpacker u(true, open_);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  EXPECT_TRUE(u.Process(Sealed(1, nullptr), &out, &gaps_out, &notes).ok());
+  EXPECT_TRUE(u.Process(Sealed(2, &to_), &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(u.stats().records, 6u);
+}
+
+TEST_F(HostileInput, EveryReasonIsCountedSeparately) {
+  Unpacker u(true, open_);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  std::string good = Sealed(1, &to_);
+  std::string flipped = good;
+  flipped[10] ^= 1;
+  std::string version = good;
+  version[4] = 7;
+  for (const std::string& bad : {flipped, flipped, good.substr(0, 40), WithFixedCrc(version)}) {
+    EXPECT_FALSE(u.Process(bad, &out, &gaps_out, &notes).ok());
+  }
+  u.CountRejected(kRejectInvalidTopic);
+  EXPECT_EQ(u.stats().bad_envelopes, 5u);
+  EXPECT_EQ(u.stats().rejected.at("checksum"), 2u);
+  EXPECT_EQ(u.stats().rejected.at("malformed"), 1u);
+  EXPECT_EQ(u.stats().rejected.at("unknown_version"), 1u);
+  EXPECT_EQ(u.stats().rejected.at(kRejectInvalidTopic), 1u);
+  EXPECT_EQ(u.stats().rejected.at("decrypt_failed"), 0u);  // present, zero
+  EXPECT_TRUE(u.Process(good, &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(u.stats().records, 3u);
+}
+
+TEST(KeyRotation, EnvelopesForEitherKeyOpenAndNoOtherDoes) {
+  KeyPair old_key, new_key, stranger;
+  const Recipient to_old = Recipient::For(old_key.public_key);
+  const Recipient to_new = Recipient::For(new_key.public_key);
+  const Recipient to_stranger = Recipient::For(stranger.public_key);
+  Keyring keys;
+  ASSERT_TRUE(keys.AddPrivate(old_key.private_key).ok());
+  ASSERT_TRUE(keys.AddPrivate(new_key.private_key).ok());
+  OpenOptions open;
+  open.keys = &keys;
+  open.require_encryption = true;
+  Unpacker u(true, open);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  ASSERT_TRUE(u.Process(Sealed(1, &to_old), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(Sealed(2, &to_new), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(Sealed(3, &to_old), &out, &gaps_out, &notes).ok());
+  Rejection why = Rejection::kNone;
+  EXPECT_FALSE(u.Process(Sealed(4, &to_stranger), &out, &gaps_out, &notes, &why).ok());
+  EXPECT_EQ(why, Rejection::kUnknownKey);
+  EXPECT_EQ(u.stats().batches, 3u);
+  EXPECT_EQ(u.stats().records, 9u);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 9);
+}
+
+TEST(SequenceTracker, DirtyStreamsAndForgettingByAge) {
+  SequenceTracker t(false);
+  std::vector<SequenceTracker::Gap> gaps;
+  t.SetTime(1000);
+  EXPECT_TRUE(t.Observe("d", "a", 1, &gaps));
+  EXPECT_TRUE(t.Observe("d", "b", 1, &gaps));
+  EXPECT_EQ(t.TakeDirty().size(), 2u);
+  EXPECT_TRUE(t.TakeDirty().empty());
+  t.SetTime(5000);
+  EXPECT_FALSE(t.Observe("d", "a", 1, &gaps));  // a duplicate keeps the stream alive
+  std::vector<SequenceTracker::SavedStream> dirty = t.TakeDirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  EXPECT_EQ(dirty[0].stream, "a");
+  EXPECT_EQ(dirty[0].state.last_seen_us, 5000);
+  EXPECT_EQ(t.ForgetSeenBefore(2000), 1u);
+  EXPECT_EQ(t.Find("d", "b"), nullptr);
+  ASSERT_NE(t.Find("d", "a"), nullptr);
+  // A forgotten stream starts afresh: its old batch is new again.
+  EXPECT_TRUE(t.Observe("d", "b", 1, &gaps));
 }
 
 TEST(Base64, Rfc4648Vectors) {

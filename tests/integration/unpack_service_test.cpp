@@ -1,0 +1,468 @@
+// edgesync-unpack as the central service, against the Kafka-protocol mock
+// cluster: consumer-group offsets that follow the output and a dedupe db
+// that survives kills, Kafka output on templated topics with headers, and
+// hostile messages counted, logged, quarantined and passed over. Envelopes
+// are made here (SealEnvelope) and written straight to the input topic.
+#include <simdjson.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "base/env.h"
+#include "buffer/crypto.h"
+#include "buffer/envelope.h"
+#include "harness/agent_process.h"
+#include "harness/consumer.h"
+#include "harness/kafka_cluster.h"
+#include "harness/process.h"
+#include "harness/tally.h"
+#include "tests/support/temp_dir.h"
+
+namespace edgesync::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using harness::KafkaMessage;
+using harness::Process;
+
+constexpr int kRecordsPerBatch = 3;
+
+// One batch of `device`'s stream "payments": records whose payloads carry
+// (device, seq) as harness::TallyLines counts them, seq from
+// (batch-1)*kRecordsPerBatch + 1.
+std::string Batch(const std::string& device, uint64_t batch, const Recipient* to) {
+  std::string body;
+  for (int i = 0; i < kRecordsPerBatch; ++i) {
+    Record r;
+    r.topic = "terminal/" + device + "/payment/authorization";
+    r.received_at_us = 1'795'000'000'000'000 + static_cast<int64_t>(batch) * 1000 + i;
+    r.qos = 1;
+    r.payload = "{\"device\":\"" + device + "\",\"seq\":" +
+                std::to_string((batch - 1) * kRecordsPerBatch + i + 1) + "}";
+    AppendToBody(r, &body);
+  }
+  BatchHeader h;
+  h.device_id = device;
+  h.stream = "payments";
+  h.batch_seq = batch;
+  h.event_count = kRecordsPerBatch;
+  SealOptions so;
+  so.recipient = to;
+  Result<std::string> e = SealEnvelope(h, body, so);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? *e : std::string();
+}
+
+// The key=value counters of the last counters line in `log`.
+std::map<std::string, uint64_t> LastCounters(const std::string& log) {
+  std::map<std::string, uint64_t> out;
+  size_t at = log.rfind(" batches=");
+  if (at == std::string::npos) return out;
+  size_t end = log.find('\n', at);
+  std::istringstream words(log.substr(at, end == std::string::npos ? std::string::npos : end - at));
+  for (std::string w; words >> w;) {
+    size_t eq = w.find('=');
+    if (eq != std::string::npos) out[w.substr(0, eq)] = std::stoull(w.substr(eq + 1));
+  }
+  return out;
+}
+
+class UnpackService : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto cluster = harness::KafkaCluster::Start(1, {{kInput, 2}});
+    ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+    cluster_ = std::move(cluster).value();
+    ASSERT_TRUE(crypto::Random(&private_key_).ok());
+    public_key_ = *crypto::X25519PublicKey(private_key_);
+    std::ofstream(key_path_) << crypto::PrivateKeyPem(private_key_);
+    to_ = Recipient::For(public_key_);
+  }
+
+  void TearDown() override {
+    if (unpack_) (void)unpack_->Stop(5s);
+  }
+
+  // Writes batches first..last of each device to the input topic, keyed by
+  // device (so a device's batches stay in order in one partition).
+  void WriteBatches(const std::vector<std::string>& devices, uint64_t first, uint64_t last) {
+    std::vector<KafkaMessage> msgs;
+    for (uint64_t b = first; b <= last; ++b) {
+      for (const std::string& d : devices) {
+        KafkaMessage m;
+        m.partition = -1;
+        m.key = d;
+        m.value = Batch(d, b, &to_);
+        msgs.push_back(std::move(m));
+      }
+    }
+    Status st = harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  // Starts edgesync-unpack with the key, reading kInput; run `n` writes
+  // records-N.ndjson and unpack-N.log.
+  void StartUnpack(int n, std::vector<std::string> args) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
+              "--topic", kInput, "--private-key", key_path_};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stdout_path = RecordsPath(n);
+    o.stderr_path = LogPath(n);
+    auto p = Process::Spawn(o);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    unpack_.emplace(std::move(p).value());
+  }
+
+  std::string RecordsPath(int n) const { return dir_ / ("records-" + std::to_string(n) + ".ndjson"); }
+  std::string LogPath(int n) const { return dir_ / ("unpack-" + std::to_string(n) + ".log"); }
+  std::string Log(int n) const { return harness::ReadWholeFile(LogPath(n)); }
+
+  // Waits until run `n` printed a counters line for which `pred` holds. A
+  // counters line is printed only at the end of a round: once it is out,
+  // that round's output is flushed, its dedupe state saved and its offsets
+  // stored.
+  template <typename Pred>
+  bool AwaitCounters(int n, Pred pred, std::chrono::milliseconds timeout = 60s) {
+    return harness::PollUntil([&] {
+      auto c = LastCounters(Log(n));
+      return !c.empty() && pred(c);
+    }, timeout);
+  }
+
+  // Every record written by runs 0..runs-1, counted by (device, seq).
+  harness::Tally CountAll(int runs, const std::map<std::string, uint64_t>& published) {
+    std::string all;
+    for (int i = 0; i < runs; ++i) all += harness::ReadWholeFile(RecordsPath(i));
+    std::istringstream in(all);
+    return harness::TallyLines(in, published);
+  }
+
+  static constexpr const char* kInput = "edge.in";
+  harness::TempDir dir_ = NewTempDir();
+  std::unique_ptr<harness::KafkaCluster> cluster_;
+  crypto::Key private_key_{}, public_key_{};
+  Recipient to_;
+  std::string key_path_ = dir_ / "central.pem";
+  std::optional<Process> unpack_;
+};
+
+// The group options every run shares. A short session lets a restarted
+// member take over from a killed one quickly (the mock waits for the dead
+// member's session to end before it rebalances).
+std::vector<std::string> GroupArgs(const std::string& db, std::vector<std::string> more = {}) {
+  std::vector<std::string> a = {"--group", "central", "--dedupe-db", db, "--from-beginning",
+                                "--stats", "0.2", "-X", "session.timeout.ms=6000",
+                                "-X", "heartbeat.interval.ms=500"};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+TEST_F(UnpackService, GroupOffsetsAndTheDedupeDbCarryAcrossACleanStopAndAKill) {
+  const std::vector<std::string> devices = {"dev-a", "dev-b"};
+  const std::string db = dir_ / "dedupe.db";
+
+  // Run 0 reads 20 batches and stops cleanly: the final commit.
+  WriteBatches(devices, 1, 10);
+  StartUnpack(0, GroupArgs(db));
+  ASSERT_TRUE(AwaitCounters(0, [](auto& c) { return c["batches"] == 20; })) << Log(0);
+  ASSERT_TRUE(unpack_->Stop(10s).ok());
+  EXPECT_EQ(unpack_->exit_status(), 0) << Log(0);
+
+  // Run 1 resumes at the committed offsets: it sees only the 20 new batches.
+  // Its offsets are never committed (no auto-commit before it is killed).
+  WriteBatches(devices, 11, 20);
+  StartUnpack(1, GroupArgs(db, {"-X", "auto.commit.interval.ms=600000"}));
+  ASSERT_TRUE(AwaitCounters(1, [](auto& c) { return c["batches"] == 20; })) << Log(1);
+  EXPECT_EQ(LastCounters(Log(1))["duplicate_batches"], 0u) << "read from the start again:\n" << Log(1);
+  ASSERT_TRUE(unpack_->Signal(SIGKILL).ok());
+  ASSERT_TRUE(unpack_->Wait(10s).ok());
+
+  // Run 2 reads run 1's batches again (their offsets were lost with it):
+  // the dedupe db drops every one of them, and the new ones come out.
+  WriteBatches(devices, 21, 25);
+  StartUnpack(2, GroupArgs(db));
+  ASSERT_TRUE(AwaitCounters(2, [](auto& c) { return c["batches"] + c["duplicate_batches"] >= 30; }))
+      << Log(2);
+  auto c2 = LastCounters(Log(2));
+  EXPECT_EQ(c2["batches"], 10u) << Log(2);
+  EXPECT_EQ(c2["duplicate_batches"], 20u) << Log(2);
+  EXPECT_EQ(c2["missing_batches"], 0u) << Log(2);
+
+  const std::map<std::string, uint64_t> published = {{"dev-a", 25 * kRecordsPerBatch},
+                                                     {"dev-b", 25 * kRecordsPerBatch}};
+  harness::Tally t = CountAll(3, published);
+  EXPECT_EQ(t.arrived, t.published);
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ(t.unparsable, 0u);
+  EXPECT_EQ(t.unexpected, 0u);
+}
+
+TEST_F(UnpackService, AKillInMidStreamLosesNothingAndTheRestartDropsWhatWasSaved) {
+  const std::vector<std::string> devices = {"dev-a", "dev-b", "dev-c"};
+  const std::string db = dir_ / "dedupe.db";
+  const std::map<std::string, uint64_t> published = {
+      {"dev-a", 60 * kRecordsPerBatch}, {"dev-b", 60 * kRecordsPerBatch}, {"dev-c", 60 * kRecordsPerBatch}};
+
+  // Run 0 reads slowly (the mock serves one envelope per partition and
+  // fetch, 20 ms per round trip) and is killed in the middle. Nothing it stored gets committed: the
+  // restart reads everything again.
+  WriteBatches(devices, 1, 60);
+  ASSERT_TRUE(cluster_->SetRtt(1, 20).ok());
+  StartUnpack(0, GroupArgs(db, {"-X", "auto.commit.interval.ms=600000"}));
+  ASSERT_TRUE(harness::PollUntil([&] {
+    const std::string out = harness::ReadWholeFile(RecordsPath(0));
+    return std::count(out.begin(), out.end(), '\n') >= 30 * kRecordsPerBatch;
+  }, 60s)) << Log(0);
+  ASSERT_TRUE(unpack_->Signal(SIGKILL).ok());
+  ASSERT_TRUE(unpack_->Wait(10s).ok());
+  ASSERT_TRUE(cluster_->SetRtt(1, 0).ok());
+  // A lower bound of what run 0 saved: its last counters line.
+  const uint64_t saved_before_kill = LastCounters(Log(0))["batches"];
+  const std::string run0_records = harness::ReadWholeFile(RecordsPath(0));
+  const auto written_by_run0 =
+      static_cast<uint64_t>(std::count(run0_records.begin(), run0_records.end(), '\n'));
+  ASSERT_LT(written_by_run0, 180u * kRecordsPerBatch) << "the kill came too late to test anything";
+
+  StartUnpack(1, GroupArgs(db));
+  ASSERT_TRUE(AwaitCounters(1, [](auto& c) { return c["batches"] + c["duplicate_batches"] >= 180; }))
+      << Log(1);
+  auto c1 = LastCounters(Log(1));
+  // Every batch whose round run 0 finished is a duplicate now.
+  EXPECT_GE(c1["duplicate_batches"], saved_before_kill) << Log(1);
+  EXPECT_EQ(c1["missing_batches"], 0u) << Log(1);
+  harness::Tally t = CountAll(2, published);
+  EXPECT_EQ(t.arrived, t.published) << "lost " << t.lost;
+  // At least once: only what run 0 wrote after its last saved round (the
+  // round the kill cut short) may come out twice.
+  EXPECT_LE(t.duplicates, written_by_run0 - saved_before_kill * kRecordsPerBatch);
+  EXPECT_EQ(t.unparsable, 0u);
+}
+
+TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
+  std::vector<KafkaMessage> msgs;
+  auto add = [&](const std::string& device, std::string value) {
+    KafkaMessage m;
+    m.partition = 0;
+    m.key = device;
+    m.value = std::move(value);
+    msgs.push_back(std::move(m));
+  };
+  // dev-a: batch 1 with MQTT 5 metadata, then batch 3 (2 is missing).
+  Record r;
+  r.topic = "terminal/dev-a/payment/authorization";
+  r.received_at_us = 1'795'000'000'123'456;
+  r.qos = 1;
+  r.content_type = "application/json";
+  r.properties = {{"tenant", "acme"}, {"trace", "t-1"}};
+  r.payload = "{\"amount\":12}";
+  std::string body;
+  AppendToBody(r, &body);
+  BatchHeader h;
+  h.device_id = "dev-a";
+  h.stream = "payments";
+  h.batch_seq = 1;
+  h.event_count = 1;
+  SealOptions so;
+  so.recipient = &to_;
+  add("dev-a", *SealEnvelope(h, body, so));
+  add("dev-a", Batch("dev-a", 3, &to_));
+  // dev-b: the agent reports batches 1..4 lost.
+  Gap gap;
+  gap.stream = "payments";
+  gap.first_seq = 1;
+  gap.last_seq = 4;
+  gap.events = 40;
+  gap.bytes = 4096;
+  gap.reason = "quota";
+  add("dev-b", *SealGapRecord("dev-b", gap));
+  // A device id no topic may contain: refused, counted, not a crash.
+  add("bad device!", Batch("bad device!", 1, &to_));
+  add("dev-b", Batch("dev-b", 5, &to_));
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s).ok());
+
+  StartUnpack(0, {"--from-beginning", "--exit-at-end", "--output", "kafka", "--output-topic",
+                  "central.{stream}.{device}", "--gaps-topic", "central.gaps"});
+  auto code = unpack_->Wait(60s);
+  ASSERT_TRUE(code.ok()) << Log(0);
+  EXPECT_EQ(*code, 0) << Log(0);
+  auto c = LastCounters(Log(0));
+  EXPECT_EQ(c["batches"], 3u) << Log(0);
+  EXPECT_EQ(c["output_records"], 1u + 2 * kRecordsPerBatch) << Log(0);
+  EXPECT_EQ(c["rejected_invalid_topic"], 1u) << Log(0);
+  EXPECT_EQ(c["bad_envelopes"], 1u) << Log(0);
+  EXPECT_NE(Log(0).find("edge.in/0@3 reason=invalid_topic"), std::string::npos) << Log(0);
+  EXPECT_TRUE(harness::ReadWholeFile(RecordsPath(0)).empty()) << "nothing on stdout with --output kafka";
+
+  auto a = harness::ReadTopic(cluster_->bootstrap(), "central.payments.dev-a", 30s);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_EQ(a->size(), 1u + kRecordsPerBatch);
+  // Order within a device holds only per partition; find the one with metadata.
+  const KafkaMessage* first = nullptr;
+  for (const auto& m : *a) {
+    if (m.value == r.payload) first = &m;
+  }
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->key, "dev-a");
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"edgesync-device", "dev-a"},
+      {"edgesync-stream", "payments"},
+      {"edgesync-batch", "1"},
+      {"edgesync-received-at", "2026-11-18T11:06:40.123456Z"},
+      {"edgesync-topic", "terminal/dev-a/payment/authorization"},
+      {"edgesync-qos", "1"},
+      {"edgesync-content-type", "application/json"},
+      {"edgesync-property.tenant", "acme"},
+      {"edgesync-property.trace", "t-1"},
+  };
+  EXPECT_EQ(first->headers, want);
+
+  auto b = harness::ReadTopic(cluster_->bootstrap(), "central.payments.dev-b", 30s);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->size(), static_cast<size_t>(kRecordsPerBatch));
+
+  auto gaps = harness::ReadTopic(cluster_->bootstrap(), "central.gaps", 30s);
+  ASSERT_TRUE(gaps.ok());
+  std::map<std::string, std::string> kinds;  // device -> kind
+  simdjson::dom::parser parser;
+  for (const auto& m : *gaps) {
+    simdjson::dom::element e;
+    ASSERT_EQ(parser.parse(m.value).get(e), simdjson::SUCCESS) << m.value;
+    kinds[std::string(std::string_view(e["device"]))] = std::string(std::string_view(e["kind"]));
+    EXPECT_EQ(m.key, std::string_view(e["device"]));
+  }
+  EXPECT_EQ(kinds, (std::map<std::string, std::string>{{"dev-a", "missing"}, {"dev-b", "lost"}}));
+}
+
+TEST_F(UnpackService, HostileMessagesAreCountedLoggedQuarantinedAndPassedOver) {
+  crypto::Key stranger_private{};
+  ASSERT_TRUE(crypto::Random(&stranger_private).ok());
+  const Recipient to_stranger = Recipient::For(*crypto::X25519PublicKey(stranger_private));
+  auto fixed_crc = [](std::string e) {
+    const size_t covered = e.size() - format::kEnvelopeTrailer;
+    StoreU32(e.data() + covered, crc32c::Value(std::string_view(e).substr(0, covered)));
+    return e;
+  };
+  std::string flipped = Batch("dev-a", 2, &to_);
+  flipped[flipped.size() / 2] ^= 0x10;
+  std::string version = Batch("dev-a", 2, &to_);
+  version[4] = 9;
+  // 1500 records: about 100 KiB decompressed, over --max-batch-bytes 64KiB.
+  std::string big_body;
+  for (int i = 0; i < 1500; ++i) {
+    Record r;
+    r.topic = "t";
+    r.payload = std::string(60, 'z');
+    AppendToBody(r, &big_body);
+  }
+  BatchHeader bh;
+  bh.device_id = "dev-a";
+  bh.stream = "payments";
+  bh.batch_seq = 2;
+  bh.event_count = 1500;
+  SealOptions so;
+  so.recipient = &to_;
+  const std::string bomb = *SealEnvelope(bh, big_body, so);
+
+  // In one partition, in this order (offset: what).
+  const std::vector<std::pair<std::string, std::string>> inputs = {
+      {"good", Batch("dev-a", 1, &to_)},          // 0
+      {"checksum", flipped},                      // 1
+      {"malformed", Batch("dev-a", 2, &to_).substr(0, 50)},  // 2
+      {"unknown_key", Batch("dev-a", 2, &to_stranger)},      // 3
+      {"unknown_version", fixed_crc(version)},    // 4
+      {"too_large", bomb},                        // 5
+      {"not_encrypted", Batch("dev-a", 2, nullptr)},         // 6
+      {"good", Batch("dev-a", 2, &to_)},          // 7
+  };
+  std::vector<KafkaMessage> msgs;
+  for (const auto& [what, bytes] : inputs) {
+    KafkaMessage m;
+    m.partition = 0;
+    m.key = "dev-a";
+    m.value = bytes;
+    m.headers = {{"edgesync-kind", "batch"}};
+    msgs.push_back(std::move(m));
+  }
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s).ok());
+
+  StartUnpack(0, {"--from-beginning", "--exit-at-end", "--max-batch-bytes", "64KiB",
+                  "--quarantine-topic", "edge.quarantine"});
+  auto code = unpack_->Wait(60s);
+  ASSERT_TRUE(code.ok()) << Log(0);
+  EXPECT_EQ(*code, 0) << Log(0);
+  const std::string log = Log(0);
+  auto c = LastCounters(log);
+  EXPECT_EQ(c["batches"], 2u) << log;
+  EXPECT_EQ(c["records"], 2u * kRecordsPerBatch) << log;
+  EXPECT_EQ(c["bad_envelopes"], 6u) << log;
+  EXPECT_EQ(c["quarantined"], 6u) << log;
+  EXPECT_EQ(c["missing_batches"], 0u) << log;
+  for (size_t offset = 1; offset <= 6; ++offset) {
+    const std::string& reason = inputs[offset].first;
+    EXPECT_EQ(c["rejected_" + reason], 1u) << reason << "\n" << log;
+    EXPECT_NE(log.find("rejected edge.in/0@" + std::to_string(offset) + " reason=" + reason),
+              std::string::npos) << reason << "\n" << log;
+  }
+
+  // The good batches after the bad ones came out.
+  std::istringstream out(harness::ReadWholeFile(RecordsPath(0)));
+  harness::Tally t = harness::TallyLines(out, {{"dev-a", 2 * kRecordsPerBatch}});
+  EXPECT_EQ(t.arrived, 2u * kRecordsPerBatch);
+  EXPECT_EQ(t.duplicates, 0u);
+
+  auto q = harness::ReadTopic(cluster_->bootstrap(), "edge.quarantine", 30s);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_EQ(q->size(), 6u);
+  std::map<std::string, std::string> by_source;
+  for (const auto& m : *q) {
+    std::map<std::string, std::string> h(m.headers.begin(), m.headers.end());
+    EXPECT_EQ(h["edgesync-kind"], "batch") << "the original headers are kept";
+    by_source[h["edgesync-source"]] = h["edgesync-reject-reason"];
+    EXPECT_EQ(m.key, "dev-a");
+    size_t offset = std::stoul(h["edgesync-source"].substr(h["edgesync-source"].find('@') + 1));
+    ASSERT_LT(offset, inputs.size());
+    EXPECT_EQ(m.value, inputs[offset].second) << "quarantined as it came";
+  }
+  for (size_t offset = 1; offset <= 6; ++offset) {
+    EXPECT_EQ(by_source["edge.in/0@" + std::to_string(offset)], inputs[offset].first);
+  }
+}
+
+TEST(UnpackConfig, ConfigurationErrorsExitWithCode2AndSayWhatIsWrong) {
+  harness::TempDir dir = NewTempDir();
+  std::ofstream(dir / "not-a-key.pem") << "hello\n";
+  ASSERT_TRUE(Env::Default()->CreateDirs(dir / "dicts").ok());
+  std::ofstream(dir / "dicts/README") << "no dictionary here\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--private-key", dir / "missing.pem"}, "missing.pem"},
+      {{"--private-key", dir / "not-a-key.pem"}, "PEM"},
+      {{"--dict-dir", dir / "dicts"}, "no zstd dictionary"},
+      {{"--output", "kafka", "--output-topic", "x.{tenant}"}, "{stream} and {device}"},
+      {{"--output", "kafka", "--output-topic", "a b"}, "not a valid Kafka topic name"},
+      {{"--dedupe-max-age", "soon"}, "--dedupe-max-age"},
+      {{"--max-batch-bytes", "1GiB"}, "--max-batch-bytes"},
+      {{"--gaps-topic", "g"}, "need --output kafka"},
+      {{"--output", "xml"}, "xml"},
+  };
+  for (const auto& [args, says] : cases) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", "127.0.0.1:1", "--topic", "t"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stderr_path = dir / "err.log";
+    auto p = Process::Spawn(o);
+    ASSERT_TRUE(p.ok());
+    auto code = p->Wait(30s);
+    ASSERT_TRUE(code.ok()) << args[1];
+    EXPECT_EQ(*code, 2) << args[1];
+    const std::string err = harness::ReadWholeFile(dir / "err.log");
+    EXPECT_NE(err.find(says), std::string::npos) << args[1] << ": " << err;
+  }
+}
+
+}  // namespace
+}  // namespace edgesync::testing
