@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "buffer/format.h"
+#include "buffer/sqlite_util.h"
 #include "buffer/sqlite_vfs.h"
 
 namespace edgesync {
@@ -81,41 +82,9 @@ constexpr const char* kSchemaProbe[] = {
 constexpr uint64_t kVacuumMinBytes = 4u << 20;     // free pages worth returning
 constexpr int64_t kWalLimitBytes = 4 << 20;        // WAL truncated to this after checkpoints
 
-// Owns a prepared statement; finalizes it on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return s_; }
-  void Text(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-  }
-  void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void Blob(int i, const std::string& v) {
-    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-  }
-  int64_t ColInt(int i) { return sqlite3_column_int64(s_, i); }
-  std::string ColText(int i) {
-    const unsigned char* t = sqlite3_column_text(s_, i);
-    return t ? std::string(reinterpret_cast<const char*>(t),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
-             : std::string();
-  }
+using sqlite::Stmt;
 
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
-
-Status SqlError(sqlite3* db, const std::string& what) {
-  int code = sqlite3_errcode(db);
-  std::string msg = what + ": " + sqlite3_errmsg(db);
-  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
-  if (code == SQLITE_FULL) return Status::NoSpace(msg);
-  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Status::Unavailable(msg);
-  return Status::IOError(msg);
-}
+Status SqlError(sqlite3* db, const std::string& what) { return sqlite::Error(db, what); }
 
 // Opens `path` as the header says: SQLite's own VFS for the POSIX Env, else
 // an EnvVfs (left in *vfs, which must outlive the connection) in exclusive

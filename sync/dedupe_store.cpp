@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "base/coding.h"
+#include "buffer/sqlite_util.h"
 
 namespace edgesync {
 
@@ -29,40 +30,15 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE INDEX IF NOT EXISTS streams_last_seen ON streams (last_seen_us);
 )sql";
 
+using sqlite::Stmt;
+
 Status SqlError(sqlite3* db, const std::string& what) {
-  int code = sqlite3_errcode(db);
-  std::string msg = what + ": " + sqlite3_errmsg(db);
-  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
-  if (code == SQLITE_FULL) return Status::NoSpace(msg);
-  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
-    return Status::Unavailable(msg + " (is another edgesync-unpack using this file?)");
+  Status st = sqlite::Error(db, what);
+  if (st.code() == Status::Code::kUnavailable) {
+    return Status::Unavailable(st.message() + " (is another edgesync-unpack using this file?)");
   }
-  return Status::IOError(msg);
+  return st;
 }
-
-// Owns a prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return s_; }
-  void Blob(int i, const std::string& v) {
-    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-  }
-  void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  std::string ColBlob(int i) {
-    const void* p = sqlite3_column_blob(s_, i);
-    return p ? std::string(static_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
-             : std::string();
-  }
-  int64_t ColInt(int i) { return sqlite3_column_int64(s_, i); }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
 
 std::string EncodeRanges(const std::map<uint64_t, uint64_t>& above) {
   std::string out;

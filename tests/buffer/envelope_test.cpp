@@ -4,6 +4,7 @@
 #include "base/crc32c.h"
 #include "buffer/envelope.h"
 #include "buffer/record.h"
+#include "tests/support/test_keys.h"
 
 namespace edgesync {
 namespace {
@@ -174,14 +175,7 @@ TEST(Envelope, UnknownFlagIsRefused) {
   EXPECT_EQ(OpenEnvelope(*env).status().code(), Status::Code::kInvalidArgument);
 }
 
-// A key pair made fresh for each test.
-struct TestKey {
-  crypto::Key private_key{}, public_key{};
-  TestKey() {
-    EXPECT_TRUE(crypto::Random(&private_key).ok());
-    public_key = *crypto::X25519PublicKey(private_key);
-  }
-};
+using TestKey = testing::TestKeyPair;
 
 std::string Body(int records) {
   std::string body;

@@ -7,6 +7,7 @@
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "buffer/crypto.h"
+#include "tests/support/test_keys.h"
 
 namespace edgesync {
 namespace {
@@ -243,13 +244,7 @@ TEST(Unpacker, AGapRecordAheadOfAnotherReportsNoMissingBatches) {
 
 // --- Hostile input: each case refused with its own reason, counted once.
 
-struct KeyPair {
-  crypto::Key private_key{}, public_key{};
-  KeyPair() {
-    EXPECT_TRUE(crypto::Random(&private_key).ok());
-    public_key = *crypto::X25519PublicKey(private_key);
-  }
-};
+using KeyPair = testing::TestKeyPair;
 
 std::string Body(int records) {
   std::string body;
