@@ -82,6 +82,31 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   const std::string journal_key = config.encryption_journal_key.empty()
                                       ? dir + "/journal.key"
                                       : config.encryption_journal_key;
+  // The key the journal's encrypted segments need must be the one in the
+  // file: else the agent refuses to start rather than set their events aside.
+  Result<std::set<crypto::KeyId>> journal_ids = JournalKeyIds(env, dir + "/journal");
+  if (!journal_ids.ok()) return journal_ids.status();
+  if (!journal_ids->empty()) {
+    const std::string want = crypto::Hex(*journal_ids->begin());
+    if (!env->Exists(journal_key)) {
+      return Status::InvalidArgument(
+          "the journal holds events encrypted with journal key " + want + ", but " + journal_key +
+          " is missing: restore that file (encryption.journal_key), or move " + dir +
+          "/journal aside to start without those events");
+    }
+    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
+    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
+    const crypto::KeyId have = crypto::ShortHash(*jk);
+    for (const crypto::KeyId& id : *journal_ids) {
+      if (id != have) {
+        return Status::InvalidArgument(
+            "the journal holds events encrypted with journal key " + crypto::Hex(id) + ", but " +
+            journal_key + " is key " + crypto::Hex(have) +
+            ": restore the right file (encryption.journal_key), or move " + dir +
+            "/journal aside to start without those events");
+      }
+    }
+  }
   if (!config.encryption_public_key.empty()) {
     Result<crypto::Key> pub = crypto::ReadPublicKeyFile(env, config.encryption_public_key);
     if (!pub.ok()) return pub.status();
@@ -273,6 +298,9 @@ static std::string FormatStats(const AgentStats& s) {
          " mqtt=" + (s.ingest.connected ? "up" : "down") + DeadLetterCounts(s) +
          (s.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.unmatched_dropped) : "") +
          (s.backpressure_events ? " backpressure_events=" + std::to_string(s.backpressure_events) : "") +
+         (s.sealer.unreadable_segments
+              ? " unreadable_journal_segments=" + std::to_string(s.sealer.unreadable_segments)
+              : "") +
          (s.backpressure ? " BACKPRESSURE" : "");
 }
 

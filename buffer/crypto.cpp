@@ -67,8 +67,16 @@ Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
   Result<std::string> text = env->ReadFile(path);
   if (!text.ok()) return text.status();
   Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  Pkey pkey(private_part ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
-                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  // No passphrase prompt: a callback that has none (OpenSSL would ask on the terminal).
+  auto no_passphrase = [](char*, int, int, void*) { return -1; };
+  Pkey pkey(private_part ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
+                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr));
+  if (!pkey && text->find("ENCRYPTED PRIVATE KEY") != std::string::npos) {
+    ERR_clear_error();
+    return Status::InvalidArgument(path + ": the private key is protected by a passphrase, which edgesync "
+                                   "does not ask for; store it decrypted with mode 0600 "
+                                   "(openssl pkey -in KEY -out PLAIN.key)");
+  }
   if (!pkey) {
     return Status::InvalidArgument(OpensslError(
         path + ": not a PEM " + (private_part ? "PRIVATE KEY" : "PUBLIC KEY") +
@@ -78,6 +86,8 @@ Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
 }
 
 }  // namespace
+
+void Wipe(void* p, size_t n) { OPENSSL_cleanse(p, n); }
 
 Status RandomBytes(uint8_t* out, size_t n) {
   if (RAND_bytes(out, static_cast<int>(n)) != 1) {
@@ -207,6 +217,7 @@ Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,
             EVP_DecryptFinal_ex(ctx.get(), dst + n, &n) == 1;
   if (!ok) {
     ERR_clear_error();
+    Wipe(out->data() + at, len);  // unauthenticated plaintext never stays behind
     out->resize(at);
     return Status::Corruption("AES-256-GCM authentication failed (wrong key, or the data was changed)");
   }

@@ -32,6 +32,12 @@ Status RandomBytes(uint8_t* out, size_t n);
 template <size_t N>
 Status Random(std::array<uint8_t, N>* out) { return RandomBytes(out->data(), N); }
 
+// Overwrites secrets before their memory is freed (OPENSSL_cleanse: not
+// optimised away).
+void Wipe(void* p, size_t n);
+template <size_t N>
+void Wipe(std::array<uint8_t, N>* a) { Wipe(a->data(), N); }
+
 // The first 8 bytes of SHA-256 over `bytes` (a raw public key, a journal key).
 KeyId ShortHash(std::string_view bytes);
 inline KeyId ShortHash(const Key& k) {

@@ -122,7 +122,13 @@ Status SealBody(const Recipient& to, const SealSecrets* fixed, std::string_view 
   EDGESYNC_RETURN_IF_ERROR(
       crypto::GcmSeal(*wrap, kWrapNonce, header, AsView(s.data_key.data(), s.data_key.size()), out));
   out->append(AsView(s.nonce.data(), s.nonce.size()));
-  return crypto::GcmSeal(s.data_key, s.nonce, header, plain, out);
+  Status st = crypto::GcmSeal(s.data_key, s.nonce, header, plain, out);
+  // The batch's secrets exist only while it is sealed.
+  crypto::Wipe(&s.ephemeral_private);
+  crypto::Wipe(&s.data_key);
+  crypto::Wipe(&*shared);
+  crypto::Wipe(&*wrap);
+  return st;
 }
 
 }  // namespace
@@ -237,7 +243,8 @@ Status DecodeGapBody(std::string_view raw, const BatchHeader& h, Gap* gap) {
   if (in.failed() || in.remaining() != 0 || gap->reason.empty()) {
     return Status::Corruption("gap record body malformed");
   }
-  if (h.event_count != 0 || gap->first_seq != h.batch_seq || gap->last_seq < gap->first_seq) {
+  if (h.event_count != 0 || gap->first_seq != h.batch_seq || gap->last_seq < gap->first_seq ||
+      gap->last_seq > format::kMaxBatchSeq) {
     return Status::Corruption("gap record inconsistent with its header");
   }
   return Status::OK();
@@ -292,14 +299,19 @@ Status OpenBody(const Keyring::Pair& key, std::string_view header, std::string_v
   if (!wrap.ok()) return wrap.status();
   std::string data_key;
   Status st = crypto::GcmOpen(*wrap, kWrapNonce, header, sealed.substr(0, format::kSealWrappedKeyBytes), &data_key);
+  crypto::Wipe(&*shared);
+  crypto::Wipe(&*wrap);
   if (!st.ok()) return Status::Corruption("the data key does not unwrap: " + st.message());
   sealed.remove_prefix(format::kSealWrappedKeyBytes);
   crypto::Key k{};
   std::copy_n(data_key.data(), k.size(), reinterpret_cast<char*>(k.data()));
+  crypto::Wipe(data_key.data(), data_key.size());
   crypto::Nonce nonce{};
   std::copy_n(sealed.data(), nonce.size(), reinterpret_cast<char*>(nonce.data()));
   sealed.remove_prefix(format::kSealNonceBytes);
-  return crypto::GcmOpen(k, nonce, header, sealed, plain);
+  st = crypto::GcmOpen(k, nonce, header, sealed, plain);
+  crypto::Wipe(&k);
+  return st;
 }
 
 }  // namespace
@@ -348,6 +360,10 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   }
   if (h.device_id.empty() || h.stream.empty()) {
     return Status::Corruption("envelope device id or stream is empty");
+  }
+  if (h.batch_seq == 0 || h.batch_seq > format::kMaxBatchSeq) {
+    return Status::Corruption("envelope batch sequence " + std::to_string(h.batch_seq) +
+                              " is out of range (1..2^63-1)");
   }
   // A longer header_len than this reader knows holds fields added later in
   // version 1; they are covered by the checksum and skipped here.
@@ -407,6 +423,14 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
 
   std::string raw;
   if (h.codec == format::kCodecZstd) {
+    // Exactly one frame that states exactly raw_len, checked before any
+    // allocation (the frame's own size could disagree with the header's).
+    const size_t frame = ZSTD_findFrameCompressedSize(stored.data(), stored.size());
+    const unsigned long long content = ZSTD_getFrameContentSize(stored.data(), stored.size());
+    if (ZSTD_isError(frame) || frame != stored.size() || content != raw_len) {
+      reason = Rejection::kCodec;
+      return Status::Corruption("envelope body is not one zstd frame of its stated size");
+    }
     raw.resize(raw_len);
     size_t n = dict != nullptr
                    ? ZSTD_decompress_usingDDict(ThreadDCtx(), raw.data(), raw.size(), stored.data(),

@@ -59,7 +59,8 @@ constexpr size_t kSealOverhead =
     kSealEphemeralBytes + kSealWrappedKeyBytes + kSealNonceBytes + kSealTagBytes;  // 108
 // HKDF-SHA256 "info" for the key that wraps a batch's data key.
 constexpr char kSealWrapInfo[] = "edgesync envelope v1 key wrap";
-constexpr size_t kMaxNameBytes = 255;  // device id, stream name
+constexpr size_t kMaxNameBytes = 255;
+constexpr uint64_t kMaxBatchSeq = (uint64_t{1} << 63) - 1;  // batch sequences are 1..2^63-1  // device id, stream name
 constexpr uint32_t kMaxBodyBytes = 64u << 20;  // a reader refuses a larger decompressed body
 
 // --- Gap record body (flag kFlagGap, codec none, event_count 0):

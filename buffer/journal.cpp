@@ -148,6 +148,31 @@ SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key) {
   return scan;
 }
 
+Result<std::set<crypto::KeyId>> JournalKeyIds(Env* env, const std::string& journal_dir) {
+  std::set<crypto::KeyId> ids;
+  if (!env->Exists(journal_dir)) return ids;
+  Result<std::vector<std::string>> streams = env->ListDir(journal_dir);
+  if (!streams.ok()) return streams.status();
+  for (const std::string& stream : *streams) {
+    Result<std::vector<std::string>> names = env->ListDir(journal_dir + "/" + stream);
+    if (!names.ok()) continue;  // not a directory
+    for (const std::string& name : *names) {
+      uint64_t seg;
+      if (!ParseSegmentName(name, &seg)) continue;
+      Result<std::string> bytes = env->ReadFile(journal_dir + "/" + stream + "/" + name);
+      if (!bytes.ok() || bytes->size() < format::kJournalEncryptedHeader ||
+          std::memcmp(bytes->data(), format::kJournalMagic, 4) != 0 ||
+          (static_cast<uint8_t>((*bytes)[6]) & format::kJournalFlagEncrypted) == 0) {
+        continue;
+      }
+      crypto::KeyId id{};
+      std::memcpy(id.data(), bytes->data() + format::kJournalHeader, id.size());
+      ids.insert(id);
+    }
+  }
+  return ids;
+}
+
 Journal::Journal(Env* env, std::string dir)
     : env_(env), dir_(std::move(dir)), zstd_(ZSTD_createCCtx(), ZSTD_freeCCtx) {
   ZSTD_CCtx_setParameter(zstd_.get(), ZSTD_c_compressionLevel, format::kJournalZstdLevel);
@@ -216,38 +241,44 @@ Journal::~Journal() {
 }
 
 Status Journal::OpenSegment(uint64_t segment) {
+  // The new segment's header and key first: nothing changes unless both
+  // exist, so a failure can never leave the previous segment's key (and its
+  // used nonces) in place for new frames.
+  std::string header;
+  crypto::Key segment_key{};
+  EDGESYNC_RETURN_IF_ERROR(MakeSegmentHeader(&header, &segment_key));
   Result<std::unique_ptr<AppendFile>> f = env_->OpenAppend(SegmentPath(segment));
   if (!f.ok()) return f.status();
   file_ = std::move(f).value();
   segment_ = segment;
   offset_ = 0;
   dirty_ = false;
+  header_ = std::move(header);
+  segment_key_ = segment_key;
+  frame_index_ = 0;
   ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
-  EDGESYNC_RETURN_IF_ERROR(StartSegmentHeader());
   // The new file's directory entry must survive a power cut too.
   return env_->SyncDir(dir_);
 }
 
-// The header written with the segment's first frame; for an encrypted
-// segment also a fresh segment key.
-Status Journal::StartSegmentHeader() {
-  header_.clear();
-  header_.append(format::kJournalMagic, 4);
-  PutU8(&header_, format::kJournalVersion);
-  PutU8(&header_, format::kJournalCodecZstd);
-  PutU8(&header_, key_ ? format::kJournalFlagEncrypted : 0);
-  PutU8(&header_, 0);
-  frame_index_ = 0;
+// The header written with a segment's first frame; for an encrypted
+// segment also its fresh key (random salt, HKDF from the journal key).
+Status Journal::MakeSegmentHeader(std::string* header, crypto::Key* segment_key) const {
+  header->append(format::kJournalMagic, 4);
+  PutU8(header, format::kJournalVersion);
+  PutU8(header, format::kJournalCodecZstd);
+  PutU8(header, key_ ? format::kJournalFlagEncrypted : 0);
+  PutU8(header, 0);
   if (!key_) return Status::OK();
   const crypto::KeyId id = crypto::ShortHash(*key_);
-  header_.append(reinterpret_cast<const char*>(id.data()), id.size());
+  header->append(reinterpret_cast<const char*>(id.data()), id.size());
   std::array<uint8_t, format::kJournalSaltBytes> salt{};
   EDGESYNC_RETURN_IF_ERROR(crypto::Random(&salt));
   std::string_view salt_view(reinterpret_cast<const char*>(salt.data()), salt.size());
   Result<crypto::Key> k = SegmentKey(*key_, salt_view);
   if (!k.ok()) return k.status();
-  segment_key_ = *k;
-  header_.append(salt_view);
+  *segment_key = *k;
+  header->append(salt_view);
   return Status::OK();
 }
 

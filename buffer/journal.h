@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -92,7 +93,7 @@ class Journal {
 
  private:
   Journal(Env* env, std::string dir);
-  Status StartSegmentHeader();
+  Status MakeSegmentHeader(std::string* header, crypto::Key* segment_key) const;
   std::string SegmentPath(uint64_t segment) const;
   Status OpenSegment(uint64_t segment);
 
@@ -125,6 +126,13 @@ struct SegmentScan {
   std::string unreadable;  // why the whole segment cannot be read (no key, ...); empty if it can
 };
 SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key = nullptr);
+
+// The ids of the journal keys the segments under `journal_dir` (one
+// subdirectory per stream, as the sealer keeps them) are encrypted with;
+// empty when none is encrypted. The agent checks them against its key file
+// before it starts, so a missing or wrong key stops it instead of setting
+// events aside.
+Result<std::set<crypto::KeyId>> JournalKeyIds(Env* env, const std::string& journal_dir);
 
 // Appends a version-1 frame for one record to `out`: u32 length, u32
 // crc32c, the record as it is. For tests of the older format.

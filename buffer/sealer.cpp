@@ -44,6 +44,7 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
     s->lanes_.push_back(std::move(lane));
     for (const std::string& p : rec.problems) spdlog::warn("journal recovery: {}", p);
     s->torn_bytes_ += rec.torn_bytes;
+    s->unreadable_segments_ += rec.unreadable_segments;
 
     // Seal the recovered records in batches of the usual size; the last one
     // claims everything up to the fresh segment, which is still empty.
@@ -347,6 +348,7 @@ SealerStats Sealer::stats() const {
   s.sealed_events = sealed_events_.load();
   s.recovered_events = recovered_events_;
   s.torn_bytes = torn_bytes_;
+  s.unreadable_segments = unreadable_segments_;
   return s;
 }
 

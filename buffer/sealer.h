@@ -55,6 +55,7 @@ struct SealerStats {
   uint64_t sealed_events = 0;
   uint64_t recovered_events = 0;
   uint64_t torn_bytes = 0;
+  uint64_t unreadable_segments = 0;  // journal segments set aside at start (see the log)
 };
 
 class Sealer {
@@ -127,7 +128,7 @@ class Sealer {
   std::thread thread_;
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
-  uint64_t recovered_events_ = 0, torn_bytes_ = 0;
+  uint64_t recovered_events_ = 0, torn_bytes_ = 0, unreadable_segments_ = 0;
 };
 
 }  // namespace edgesync

@@ -15,6 +15,8 @@
 // the output or the dedupe db fails (nothing of that round is committed), 2
 // for a usage or configuration error.
 #include <librdkafka/rdkafka.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -44,6 +46,10 @@ void OnSignal(int) { g_stop = g_stop + 1; }
 
 constexpr size_t kRoundMessages = 1000;
 constexpr int kRoundTimeMs = 100;
+// A round also ends once this much output waits in memory: what bounds the
+// process's memory is then one envelope's output (about ten times
+// --max-batch-bytes for the smallest records) on top of this.
+constexpr size_t kRoundOutputBytes = 16u << 20;
 constexpr int64_t kForgetIntervalUs = 60'000'000;  // how often streams are aged out
 
 struct Options {
@@ -491,7 +497,11 @@ Status Service::Configure() {
   // Holding a key means batches are expected sealed: a plain one is forged
   // or from a misconfigured agent, unless the operator says otherwise.
   open.require_encryption = !keys_.empty() && !o_.allow_plaintext;
-  unpacker_ = std::make_unique<Unpacker>(o_.from_beginning, open);
+  // Expect every stream to start at batch 1 only when reading every
+  // partition from its start. A consumer group resumes from its offsets, where
+  // a stream the dedupe state does not know (forgotten by age, or no
+  // --dedupe-db) starts wherever it is met: holes before it would be false.
+  unpacker_ = std::make_unique<Unpacker>(o_.from_beginning && o_.group.empty(), open);
 
   const int64_t now = Env::Default()->NowMicros();
   unpacker_->tracker().SetTime(now);
@@ -617,7 +627,8 @@ Status Service::Run() {
   while (!g_stop && !done && fatal_.ok()) {
     unpacker_->tracker().SetTime(env->NowMicros());
     const int64_t deadline = env->MonotonicMicros() + kRoundTimeMs * 1000;
-    for (size_t n = 0; n < kRoundMessages && !g_stop && !done;) {
+    for (size_t n = 0; n < kRoundMessages && !g_stop && !done &&
+                       out_.size() + gaps_out_.size() < kRoundOutputBytes;) {
       int64_t left_ms = (deadline - env->MonotonicMicros()) / 1000;
       if (left_ms <= 0) break;
       rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, static_cast<int>(left_ms));
@@ -790,6 +801,16 @@ Status Service::EndRound() {
       return Status::IOError("writing gaps to " + (gaps_file_ ? o_.gaps_path : "stderr") + " failed");
     }
     gaps_out_.clear();
+  }
+  // Files on disk: durable before the offsets move past them (a power cut
+  // must not leave committed offsets over lines the disk never got). A
+  // pipe or terminal has nothing to sync.
+  for (std::FILE* f : {stdout, gaps_file_}) {
+    if (f == nullptr) continue;
+    struct stat st {};
+    if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && ::fsync(::fileno(f)) != 0) {
+      return Status::IOError(f == stdout ? "fsync of stdout failed" : "fsync of " + o_.gaps_path + " failed");
+    }
   }
   if (output_) {
     Status st = output_->Flush();

@@ -229,6 +229,8 @@ def parse_header(env: bytes) -> Header:
     stream = h.take(h.unpack("B"))
     if not device_id or not stream:
         raise Refused("corrupt: empty device_id or stream")
+    if not 1 <= batch_seq <= 2**63 - 1:
+        raise Refused(f"corrupt: batch_seq {batch_seq} outside 1..2^63-1")
     return Header(version, flags, header_len, batch_seq, event_count, first_at, last_at, codec,
                   dict_id, key_id, body_len, raw_len, device_id, stream)
 
@@ -338,7 +340,7 @@ def parse_gap(header: Header, raw: bytes) -> Gap:
         raise Refused(f"corrupt: {r.rest()} bytes after the gap record")
     if not reason:
         raise Refused("corrupt: gap record without a reason")
-    if header.event_count != 0 or first != header.batch_seq or last < first:
+    if header.event_count != 0 or first != header.batch_seq or last < first or last > 2**63 - 1:
         raise Refused(f"corrupt: gap record of sequences {first}..{last}, batch_seq "
                       f"{header.batch_seq}, event_count {header.event_count}")
     return Gap(first, last, events, nbytes, recorded_at, reason)

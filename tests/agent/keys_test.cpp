@@ -4,12 +4,15 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 
+#include "agent/agent.h"
 #include "agent/config.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/journal.h"
 #include "harness/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -114,6 +117,52 @@ TEST(DictTrain, MakesADictionaryTheConfigAcceptsAndRefusesTooFewSamples) {
   Result<Config> c = Load(dir, "[batch]\ndictionary = \"" + dir / "samples/1.json" + "\"\n");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("batch.dictionary"), std::string::npos);
+}
+
+// A journal segment encrypted with `key`, as the sealer leaves it for
+// stream "payments" under `state_dir`.
+void WriteEncryptedSegment(const std::string& state_dir, const crypto::Key& key) {
+  JournalRecovery rec;
+  auto j = Journal::Open(Env::Default(), state_dir + "/journal/payments", {}, &rec, &key, true);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  ASSERT_TRUE((*j)->Append(std::string(40, 'e')).ok());
+}
+
+TEST(JournalKey, AMissingOrWrongKeyFileStopsTheAgentInsteadOfSettingEventsAside) {
+  harness::TempDir dir = testing::NewTempDir();
+  const crypto::Key key = *crypto::HkdfSha256("journal", "key", "test");
+  WriteEncryptedSegment(dir / "state", key);
+  Result<std::set<crypto::KeyId>> ids = JournalKeyIds(Env::Default(), dir / "state/journal");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, std::set<crypto::KeyId>{crypto::ShortHash(key)});
+
+  std::ofstream(dir / "edgesync.toml") << R"([agent]
+device_id = "term-0042"
+state_dir = ")" << dir / "state" << R"("
+[[streams]]
+name = "payments"
+topics = ["terminal/+/payment/#"]
+[kafka]
+brokers = "127.0.0.1:9"
+)";
+  Result<Config> cfg = LoadConfig(dir / "edgesync.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  // No key file: the agent does not start, and says which key and where.
+  Result<std::unique_ptr<Agent>> agent = Agent::Open(*cfg, Env::Default());
+  ASSERT_FALSE(agent.ok());
+  EXPECT_NE(agent.status().message().find("is missing"), std::string::npos) << agent.status().message();
+  EXPECT_NE(agent.status().message().find(crypto::Hex(crypto::ShortHash(key))), std::string::npos);
+  EXPECT_FALSE(Env::Default()->Exists(dir / "state/journal.key")) << "no new key made in its place";
+  // Another key in the file: the same.
+  const crypto::Key other = *crypto::HkdfSha256("other", "key", "test");
+  std::ofstream(dir / "state/journal.key", std::ios::binary)
+      .write(reinterpret_cast<const char*>(other.data()), other.size());
+  agent = Agent::Open(*cfg, Env::Default());
+  ASSERT_FALSE(agent.ok());
+  EXPECT_NE(agent.status().message().find(crypto::Hex(crypto::ShortHash(other))), std::string::npos)
+      << agent.status().message();
+  // The segment is still there for the right key.
+  EXPECT_EQ(JournalKeyIds(Env::Default(), dir / "state/journal")->size(), 1u);
 }
 
 }  // namespace

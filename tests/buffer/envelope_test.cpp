@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -353,6 +354,62 @@ TEST(Dictionary, TrainedDictionaryShrinksSmallBatchesAndIsNamedInTheHeader) {
 
   EXPECT_FALSE(Dictionary::Load("not a dictionary", 3).ok());
   EXPECT_FALSE(TrainDictionary({"a", "b"}, 1024).ok());
+}
+
+// An envelope with codec 1 whose stored body is `stored` (any bytes) and
+// whose header states `raw_len`, with a correct checksum.
+std::string ZstdEnvelopeOf(const std::string& stored, uint32_t raw_len, uint32_t events) {
+  SealOptions plain;
+  plain.codec = format::kCodecNone;
+  std::string e = *SealEnvelope(Header(events), stored, plain);
+  e[36] = static_cast<char>(format::kCodecZstd);
+  StoreU32(e.data() + 54, raw_len);
+  return WithFixedCrc(e);
+}
+
+TEST(Envelope, TheBodyMustBeOneZstdFrameOfExactlyItsStatedSize) {
+  const std::string body = Body(6);
+  auto compress = [](std::string_view in) {
+    std::string out(ZSTD_compressBound(in.size()), '\0');
+    out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
+    return out;
+  };
+  const std::string whole = compress(body);
+  const uint32_t n = static_cast<uint32_t>(body.size());
+  Rejection why = Rejection::kNone;
+  ASSERT_TRUE(OpenEnvelope(ZstdEnvelopeOf(whole, n, 6), {}, &why).ok());
+  // Two frames that together make the body; a frame and a skippable frame;
+  // a frame whose own size disagrees with the header's.
+  const std::string two = compress(std::string_view(body).substr(0, 100)) +
+                          compress(std::string_view(body).substr(100));
+  std::string skippable = whole;
+  PutU32(&skippable, 0x184D2A50);  // a skippable frame: magic, length, bytes
+  PutU32(&skippable, 4);
+  skippable += "junk";
+  for (const std::string& stored : {two, skippable}) {
+    EXPECT_FALSE(OpenEnvelope(ZstdEnvelopeOf(stored, n, 6), {}, &why).ok());
+    EXPECT_EQ(why, Rejection::kCodec);
+  }
+  EXPECT_FALSE(OpenEnvelope(ZstdEnvelopeOf(whole, n + 1, 6), {}, &why).ok());
+  EXPECT_EQ(why, Rejection::kCodec);
+}
+
+TEST(Envelope, BatchSequencesOutside1To2Pow63AreRefused) {
+  for (uint64_t seq : {uint64_t{0}, uint64_t{1} << 63, ~uint64_t{0}}) {
+    BatchHeader h = Header(2);
+    h.batch_seq = seq;
+    Result<std::string> e = SealEnvelope(h, Body(2));
+    ASSERT_TRUE(e.ok());
+    EXPECT_FALSE(OpenEnvelope(*e).ok()) << seq;
+  }
+  Gap g;
+  g.stream = "payments";
+  g.first_seq = 5;
+  g.last_seq = ~uint64_t{0};
+  g.reason = format::kGapStoreCorrupt;
+  EXPECT_FALSE(OpenEnvelope(*SealGapRecord("term-0042", g)).ok());
+  g.last_seq = format::kMaxBatchSeq;
+  EXPECT_TRUE(OpenEnvelope(*SealGapRecord("term-0042", g)).ok());
 }
 
 }  // namespace
