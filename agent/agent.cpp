@@ -13,6 +13,43 @@ namespace edgesync {
 
 Agent::Agent(const Config& config, Env* env) : config_(config), env_(env) {}
 
+namespace {
+
+// The journal key: created when the journal is to be encrypted, loaded
+// whenever its file exists (segments written while encryption was on stay
+// readable after it is turned off). The key the journal's encrypted segments
+// name must be the one in the file: else the agent refuses to start rather
+// than set their events aside.
+Status LoadJournalKey(Env* env, const std::string& path, bool encrypt, const std::string& journal_dir,
+                      SealerOptions* so) {
+  Result<std::set<crypto::KeyId>> needed = JournalKeyIds(env, journal_dir);
+  if (!needed.ok()) return needed.status();
+  const std::string what_to_do = ": restore the right file (encryption.journal_key), or move " +
+                                 journal_dir + " aside to start without those events";
+  const bool exists = env->Exists(path);
+  if (!needed->empty() && !exists) {
+    return Status::InvalidArgument("the journal holds events encrypted with journal key " +
+                                   crypto::Hex(*needed->begin()) + ", but " + path + " is missing" +
+                                   what_to_do);
+  }
+  if (!encrypt && !exists) return Status::OK();
+  Result<crypto::Key> key = crypto::LoadOrCreateKeyFile(env, path);
+  if (!key.ok()) return Status::InvalidArgument("encryption.journal_key: " + key.status().ToString());
+  const crypto::KeyId have = crypto::ShortHash(*key);
+  for (const crypto::KeyId& id : *needed) {
+    if (id != have) {
+      return Status::InvalidArgument("the journal holds events encrypted with journal key " +
+                                     crypto::Hex(id) + ", but " + path + " is key " +
+                                     crypto::Hex(have) + what_to_do);
+    }
+  }
+  so->journal_key = *key;
+  so->encrypt_journal = encrypt;
+  return Status::OK();
+}
+
+}  // namespace
+
 Agent::~Agent() {
   if (started_) (void)Shutdown();
 }
@@ -77,52 +114,19 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
     a->dictionary_ = *d;
     so.seal.dictionary = a->dictionary_.get();
   }
-  // The journal key is loaded whenever it exists, so segments written while
-  // encryption was on stay readable after it is turned off.
   const std::string journal_key = config.encryption_journal_key.empty()
                                       ? dir + "/journal.key"
                                       : config.encryption_journal_key;
-  // The key the journal's encrypted segments need must be the one in the
-  // file: else the agent refuses to start rather than set their events aside.
-  Result<std::set<crypto::KeyId>> journal_ids = JournalKeyIds(env, dir + "/journal");
-  if (!journal_ids.ok()) return journal_ids.status();
-  if (!journal_ids->empty()) {
-    const std::string want = crypto::Hex(*journal_ids->begin());
-    if (!env->Exists(journal_key)) {
-      return Status::InvalidArgument(
-          "the journal holds events encrypted with journal key " + want + ", but " + journal_key +
-          " is missing: restore that file (encryption.journal_key), or move " + dir +
-          "/journal aside to start without those events");
-    }
-    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
-    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
-    const crypto::KeyId have = crypto::ShortHash(*jk);
-    for (const crypto::KeyId& id : *journal_ids) {
-      if (id != have) {
-        return Status::InvalidArgument(
-            "the journal holds events encrypted with journal key " + crypto::Hex(id) + ", but " +
-            journal_key + " is key " + crypto::Hex(have) +
-            ": restore the right file (encryption.journal_key), or move " + dir +
-            "/journal aside to start without those events");
-      }
-    }
-  }
   if (!config.encryption_public_key.empty()) {
     Result<crypto::Key> pub = crypto::ReadPublicKeyFile(env, config.encryption_public_key);
     if (!pub.ok()) return pub.status();
     a->recipient_ = Recipient::For(*pub);
     so.seal.recipient = &*a->recipient_;
-    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
-    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
-    so.journal_key = *jk;
-    so.encrypt_journal = true;
     spdlog::info("encryption: batches sealed for key {}; journal encrypted with {}",
                  crypto::Hex(a->recipient_->key_id), journal_key);
-  } else if (env->Exists(journal_key)) {
-    Result<crypto::Key> jk = crypto::LoadOrCreateKeyFile(env, journal_key);
-    if (!jk.ok()) return Status::InvalidArgument("encryption.journal_key: " + jk.status().ToString());
-    so.journal_key = *jk;
   }
+  EDGESYNC_RETURN_IF_ERROR(
+      LoadJournalKey(env, journal_key, !config.encryption_public_key.empty(), so.journal_dir, &so));
   Result<std::unique_ptr<Sealer>> sealer = Sealer::Open(env, a->store_.get(), so, specs);
   if (!sealer.ok()) return sealer.status();
   a->sealer_ = std::move(sealer).value();

@@ -15,11 +15,9 @@ namespace {
 
 struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
 struct PkeyCtxFree { void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); } };
-struct CipherCtxFree { void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); } };
 struct BioFree { void operator()(BIO* p) const { BIO_free(p); } };
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using Bio = std::unique_ptr<BIO, BioFree>;
 
 // The OpenSSL error queue's newest entry (and clears the queue).
@@ -181,40 +179,45 @@ Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_
   return out;
 }
 
-Status GcmSeal(const Key& key, const Nonce& nonce, std::string_view aad,
-               std::string_view plaintext, std::string* out) {
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
+Gcm::Gcm(const Key& key) : ctx_(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free) {
+  // The key is set once; each message only sets its nonce (and direction).
+  if (ctx_ && EVP_CipherInit_ex(ctx_.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr, 1) != 1) {
+    ctx_.reset();
+  }
+}
+
+Status Gcm::Seal(const Nonce& nonce, std::string_view aad, std::string* buf, size_t from) {
+  const size_t len = buf->size() - from;
+  buf->resize(buf->size() + kTagBytes);
+  auto* p = reinterpret_cast<unsigned char*>(buf->data() + from);
   int n = 0;
-  const size_t at = out->size();
-  out->resize(at + plaintext.size() + kTagBytes);
-  auto* dst = reinterpret_cast<unsigned char*>(out->data() + at);
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), dst, &n, U(plaintext), static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), dst + n, &n) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, dst + plaintext.size()) != 1) {
-    out->resize(at);
+  if (!ctx_ || EVP_CipherInit_ex(ctx_.get(), nullptr, nullptr, nullptr, nonce.data(), 1) != 1 ||
+      EVP_CipherUpdate(ctx_.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_CipherUpdate(ctx_.get(), p, &n, p, static_cast<int>(len)) != 1 ||  // in place
+      EVP_CipherFinal_ex(ctx_.get(), p + n, &n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, p + len) != 1) {
+    Wipe(p, len);  // neither plaintext nor half-encrypted bytes stay behind
+    buf->resize(from);
     return Status::InvalidArgument(OpensslError("AES-256-GCM encryption"));
   }
   return Status::OK();
 }
 
-Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,
-               std::string_view ciphertext_and_tag, std::string* out) {
+Status Gcm::Open(const Nonce& nonce, std::string_view aad, std::string_view ciphertext_and_tag,
+                 std::string* out) {
   if (ciphertext_and_tag.size() < kTagBytes) return Status::Corruption("AES-256-GCM: shorter than its tag");
   const size_t len = ciphertext_and_tag.size() - kTagBytes;
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
-  int n = 0;
   const size_t at = out->size();
   out->resize(at + len);
   auto* dst = reinterpret_cast<unsigned char*>(out->data() + at);
   unsigned char tag[kTagBytes];
   std::copy_n(U(ciphertext_and_tag) + len, kTagBytes, tag);
-  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), dst, &n, U(ciphertext_and_tag), static_cast<int>(len)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
-            EVP_DecryptFinal_ex(ctx.get(), dst + n, &n) == 1;
+  int n = 0;
+  bool ok = ctx_ && EVP_CipherInit_ex(ctx_.get(), nullptr, nullptr, nullptr, nonce.data(), 0) == 1 &&
+            EVP_CipherUpdate(ctx_.get(), nullptr, &n, U(aad), static_cast<int>(aad.size())) == 1 &&
+            EVP_CipherUpdate(ctx_.get(), dst, &n, U(ciphertext_and_tag), static_cast<int>(len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
+            EVP_CipherFinal_ex(ctx_.get(), dst + n, &n) == 1;
   if (!ok) {
     ERR_clear_error();
     Wipe(out->data() + at, len);  // unauthenticated plaintext never stays behind
@@ -222,6 +225,18 @@ Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,
     return Status::Corruption("AES-256-GCM authentication failed (wrong key, or the data was changed)");
   }
   return Status::OK();
+}
+
+Status GcmSeal(const Key& key, const Nonce& nonce, std::string_view aad,
+               std::string_view plaintext, std::string* out) {
+  const size_t at = out->size();
+  out->append(plaintext);
+  return Gcm(key).Seal(nonce, aad, out, at);
+}
+
+Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,
+               std::string_view ciphertext_and_tag, std::string* out) {
+  return Gcm(key).Open(nonce, aad, ciphertext_and_tag, out);
 }
 
 Result<Key> ReadPublicKeyFile(Env* env, const std::string& path) {

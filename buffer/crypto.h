@@ -73,9 +73,25 @@ class X25519Private {
 // HKDF-SHA256 (RFC 5869), extract and expand, 32 bytes of output.
 Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info);
 
-// AES-256-GCM with a 16-byte tag. Seal appends ciphertext || tag to `out`.
-// Open appends the plaintext to `out`, or returns Corruption when the tag
-// does not verify (wrong key, or the bytes or `aad` were changed).
+// AES-256-GCM with a 16-byte tag, one key for many messages (a journal
+// segment's frames): the key is scheduled once. Seal encrypts (*buf)[from..]
+// in place and appends the tag. Open appends the plaintext to `out`, or
+// returns Corruption when the tag does not verify (wrong key, or the bytes
+// or `aad` were changed). Not thread-safe.
+class Gcm {
+ public:
+  explicit Gcm(const Key& key);
+  Status Seal(const Nonce& nonce, std::string_view aad, std::string* buf, size_t from);
+  Status Open(const Nonce& nonce, std::string_view aad, std::string_view ciphertext_and_tag,
+              std::string* out);
+
+ private:
+  std::unique_ptr<EVP_CIPHER_CTX, void (*)(EVP_CIPHER_CTX*)> ctx_;
+};
+
+// One message under `key`. GcmSeal appends ciphertext || tag to `out`;
+// GcmOpen appends the plaintext, or returns Corruption when the tag does not
+// verify (wrong key, or the bytes or `aad` were changed).
 Status GcmSeal(const Key& key, const Nonce& nonce, std::string_view aad,
                std::string_view plaintext, std::string* out);
 Status GcmOpen(const Key& key, const Nonce& nonce, std::string_view aad,

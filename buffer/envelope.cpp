@@ -203,6 +203,16 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   return out;
 }
 
+void EncodeGapBody(const Gap& gap, std::string* body) {
+  PutU64(body, gap.first_seq);
+  PutU64(body, gap.last_seq);
+  PutU64(body, gap.events);
+  PutU64(body, gap.bytes);
+  PutI64(body, gap.at_us);
+  PutU8(body, static_cast<uint8_t>(gap.reason.size()));
+  body->append(gap.reason);
+}
+
 Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap) {
   if (gap.reason.empty() || gap.reason.size() > 255) {
     return Status::InvalidArgument("gap reason must be 1..255 bytes");
@@ -215,13 +225,7 @@ Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap) 
   h.first_event_us = gap.first_event_us;
   h.last_event_us = gap.last_event_us;
   std::string body;
-  PutU64(&body, gap.first_seq);
-  PutU64(&body, gap.last_seq);
-  PutU64(&body, gap.events);
-  PutU64(&body, gap.bytes);
-  PutI64(&body, gap.at_us);
-  PutU8(&body, static_cast<uint8_t>(gap.reason.size()));
-  body.append(gap.reason);
+  EncodeGapBody(gap, &body);
   SealOptions plain;
   plain.codec = format::kCodecNone;
   return SealEnvelope(std::move(h), body, plain);

@@ -108,6 +108,9 @@ struct Gap {
   int64_t at_us = 0;           // wall clock when recorded
 };
 
+// Appends the raw body of `gap`'s gap record (FORMAT.md, "Gap record").
+void EncodeGapBody(const Gap& gap, std::string* body);
+
 // The gap record for `gap` (FORMAT.md, "Gap records"): an envelope with the
 // gap flag, whose batch sequence is the gap's first.
 Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap);

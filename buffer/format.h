@@ -29,6 +29,8 @@ constexpr size_t kJournalHeader = 8;  // magic, version, codec, flags, reserved
 // key's id (8 bytes) and the segment's salt (16); each frame body is the
 // compressed part sealed with AES-256-GCM (16-byte tag appended).
 constexpr uint8_t kJournalFlagEncrypted = 0x01;
+constexpr size_t kJournalKeyIdOffset = kJournalHeader;  // 8 bytes
+constexpr size_t kJournalSaltOffset = kJournalHeader + 8;
 constexpr size_t kJournalSaltBytes = 16;
 constexpr size_t kJournalEncryptedHeader = kJournalHeader + 8 + kJournalSaltBytes;  // 32
 constexpr char kJournalKeyInfo[] = "edgesync journal v2 segment key";

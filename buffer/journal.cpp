@@ -77,11 +77,24 @@ crypto::Nonce FrameNonce(uint64_t index) {
 
 }  // namespace
 
+// The journal key id an encrypted segment's header names; none when `bytes`
+// does not begin with a whole encrypted header.
+std::optional<crypto::KeyId> EncryptedSegmentKeyId(std::string_view bytes) {
+  if (bytes.size() < format::kJournalEncryptedHeader ||
+      std::memcmp(bytes.data(), format::kJournalMagic, 4) != 0 ||
+      (static_cast<uint8_t>(bytes[6]) & format::kJournalFlagEncrypted) == 0) {
+    return std::nullopt;
+  }
+  crypto::KeyId id{};
+  std::memcpy(id.data(), bytes.data() + format::kJournalKeyIdOffset, id.size());
+  return id;
+}
+
 SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key) {
   SegmentScan scan;
   size_t pos = 0;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> zstd(nullptr, ZSTD_freeDCtx);
-  std::optional<crypto::Key> segment_key;
+  std::optional<crypto::Gcm> gcm;  // an encrypted segment's key, scheduled once
   std::string_view header;
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), format::kJournalMagic, 4) == 0) {
     if (bytes.size() < format::kJournalHeader ||
@@ -92,31 +105,31 @@ SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key) {
     }
     pos = format::kJournalHeader;
     if (static_cast<uint8_t>(bytes[6]) & format::kJournalFlagEncrypted) {
-      if (bytes.size() < format::kJournalEncryptedHeader) return scan;  // torn header
+      const std::optional<crypto::KeyId> named = EncryptedSegmentKeyId(bytes);
+      if (!named) return scan;  // torn header
       header = bytes.substr(0, format::kJournalEncryptedHeader);
       if (key == nullptr) {
         scan.unreadable = "encrypted, and no journal key is loaded";
         return scan;
       }
       const crypto::KeyId id = crypto::ShortHash(*key);
-      if (std::memcmp(id.data(), bytes.data() + format::kJournalHeader, id.size()) != 0) {
-        scan.unreadable = "encrypted with another journal key (id " +
-                          crypto::Hex(reinterpret_cast<const uint8_t*>(bytes.data() + 8), 8) +
+      if (*named != id) {
+        scan.unreadable = "encrypted with another journal key (id " + crypto::Hex(*named) +
                           ", loaded " + crypto::Hex(id) + ")";
         return scan;
       }
-      Result<crypto::Key> k = SegmentKey(*key, bytes.substr(16, format::kJournalSaltBytes));
+      Result<crypto::Key> k = SegmentKey(*key, bytes.substr(format::kJournalSaltOffset, format::kJournalSaltBytes));
       if (!k.ok()) {
         scan.unreadable = k.status().message();
         return scan;
       }
-      segment_key = *k;
+      gcm.emplace(*k);
       pos = format::kJournalEncryptedHeader;
     }
     zstd.reset(ZSTD_createDCtx());
   }
   // Version 1 bodies are whole records; version 2 bodies are never empty.
-  const size_t min_body = segment_key ? crypto::kTagBytes + 1 : zstd ? 1 : format::kMinRecordBytes;
+  const size_t min_body = gcm ? crypto::kTagBytes + 1 : zstd ? 1 : format::kMinRecordBytes;
   std::string record, plain;
   uint64_t index = 0;
   while (bytes.size() - pos >= format::kJournalFrameHeader) {
@@ -130,9 +143,9 @@ SegmentScan ScanSegment(std::string_view bytes, const crypto::Key* key) {
     }
     std::string_view body = bytes.substr(pos + format::kJournalFrameHeader, len);
     if (crc32c::Value(body) != crc) break;
-    if (segment_key) {
+    if (gcm) {
       plain.clear();
-      if (!crypto::GcmOpen(*segment_key, FrameNonce(index), header, body, &plain).ok()) break;
+      if (!gcm->Open(FrameNonce(index), header, body, &plain).ok()) break;
       body = plain;
     }
     if (zstd) {
@@ -160,14 +173,8 @@ Result<std::set<crypto::KeyId>> JournalKeyIds(Env* env, const std::string& journ
       uint64_t seg;
       if (!ParseSegmentName(name, &seg)) continue;
       Result<std::string> bytes = env->ReadFile(journal_dir + "/" + stream + "/" + name);
-      if (!bytes.ok() || bytes->size() < format::kJournalEncryptedHeader ||
-          std::memcmp(bytes->data(), format::kJournalMagic, 4) != 0 ||
-          (static_cast<uint8_t>((*bytes)[6]) & format::kJournalFlagEncrypted) == 0) {
-        continue;
-      }
-      crypto::KeyId id{};
-      std::memcpy(id.data(), bytes->data() + format::kJournalHeader, id.size());
-      ids.insert(id);
+      if (!bytes.ok()) continue;
+      if (std::optional<crypto::KeyId> id = EncryptedSegmentKeyId(*bytes)) ids.insert(*id);
     }
   }
   return ids;
@@ -191,7 +198,10 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
   std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
   if (encrypt && key == nullptr) return Status::InvalidArgument("journal encryption needs a key");
-  if (encrypt) j->key_ = *key;
+  if (encrypt) {
+    j->key_ = *key;
+    j->key_id_ = crypto::ShortHash(*key);
+  }
   Result<std::vector<std::string>> names = env->ListDir(j->dir_);
   if (!names.ok()) return names.status();
 
@@ -247,6 +257,9 @@ Status Journal::OpenSegment(uint64_t segment) {
   std::string header;
   crypto::Key segment_key{};
   EDGESYNC_RETURN_IF_ERROR(MakeSegmentHeader(&header, &segment_key));
+  std::optional<crypto::Gcm> gcm;
+  if (key_) gcm.emplace(segment_key);
+  crypto::Wipe(&segment_key);
   Result<std::unique_ptr<AppendFile>> f = env_->OpenAppend(SegmentPath(segment));
   if (!f.ok()) return f.status();
   file_ = std::move(f).value();
@@ -254,7 +267,7 @@ Status Journal::OpenSegment(uint64_t segment) {
   offset_ = 0;
   dirty_ = false;
   header_ = std::move(header);
-  segment_key_ = segment_key;
+  gcm_ = std::move(gcm);
   frame_index_ = 0;
   ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
   // The new file's directory entry must survive a power cut too.
@@ -270,8 +283,7 @@ Status Journal::MakeSegmentHeader(std::string* header, crypto::Key* segment_key)
   PutU8(header, key_ ? format::kJournalFlagEncrypted : 0);
   PutU8(header, 0);
   if (!key_) return Status::OK();
-  const crypto::KeyId id = crypto::ShortHash(*key_);
-  header->append(reinterpret_cast<const char*>(id.data()), id.size());
+  header->append(reinterpret_cast<const char*>(key_id_.data()), key_id_.size());
   std::array<uint8_t, format::kJournalSaltBytes> salt{};
   EDGESYNC_RETURN_IF_ERROR(crypto::Random(&salt));
   std::string_view salt_view(reinterpret_cast<const char*>(salt.data()), salt.size());
@@ -313,17 +325,13 @@ Status Journal::Append(std::string_view record) {
       return Status::InvalidArgument(std::string("journal compression: ") + ZSTD_getErrorName(left));
     }
   } while (left != 0);
-  if (key_) {
-    // Seal the compressed part in place of itself.
-    sealed_.clear();
-    const std::string_view part = std::string_view(frame_).substr(at + format::kJournalFrameHeader);
-    Status sealed = crypto::GcmSeal(segment_key_, FrameNonce(frame_index_), header_, part, &sealed_);
+  if (gcm_) {
+    // The compressed part is sealed in place; the tag follows it.
+    Status sealed = gcm_->Seal(FrameNonce(frame_index_), header_, &frame_, at + format::kJournalFrameHeader);
     if (!sealed.ok()) {
       broken_ = true;
       return sealed;
     }
-    frame_.resize(at + format::kJournalFrameHeader);
-    frame_.append(sealed_);
   }
   const std::string_view body = std::string_view(frame_).substr(at + format::kJournalFrameHeader);
   StoreU32(frame_.data() + at, static_cast<uint32_t>(body.size()));

@@ -107,12 +107,12 @@ class Journal {
   std::string frame_;  // Append's buffer, reused: no allocation per event
   // The segment's compression stream, restarted with each segment.
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> zstd_;
-  // Encryption: the journal key, and the current segment's key, header
-  // (the associated data of every frame) and next frame index.
+  // Encryption: the journal key, and the current segment's key (scheduled
+  // once), header (the associated data of every frame) and next frame index.
   std::optional<crypto::Key> key_;
-  crypto::Key segment_key_{};
+  crypto::KeyId key_id_{};
+  std::optional<crypto::Gcm> gcm_;
   std::string header_;
-  std::string sealed_;  // Append's buffer for the sealed frame body
   uint64_t frame_index_ = 0;
 };
 

@@ -150,6 +150,7 @@ Status Sealer::CloseLocked(size_t lane_index) {
   if (!end.ok()) return end.status();
   Closed c{lane_index, std::move(lane.body), lane.events, lane.first_us, lane.last_us, *end};
   lane.body.clear();
+  lane.body.reserve(c.body.size());  // the next batch grows in one allocation, not a dozen
   lane.events = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -231,8 +232,10 @@ void Sealer::Run() {
       }
     }
     SyncDue(&next_sync, stop);
-    EnforceLimits();
     // Seal closed batches in order; on failure keep the batch and retry later.
+    // The limits are enforced after each commit, and on a pass that sealed
+    // nothing (age, free space and uploads change meanwhile too).
+    bool sealed_any = false;
     for (;;) {
       lock.lock();
       if (closed_.empty() || env_->MonotonicMicros() < retry_at) {
@@ -259,9 +262,11 @@ void Sealer::Run() {
       lock.unlock();
       space_cv_.notify_all();
       EnforceLimits();
+      sealed_any = true;
       // A long backlog must not stretch the power-cut window of open batches.
       SyncDue(&next_sync, false);
     }
+    if (!sealed_any) EnforceLimits();
     if (stop) {
       bool open = false;
       for (auto& lane : lanes_) {

@@ -56,4 +56,29 @@ inline Status Error(sqlite3* db, const std::string& what) {
   return Status::IOError(std::move(msg));
 }
 
+// BEGIN IMMEDIATE ... COMMIT, rolled back when it goes out of scope
+// uncommitted. Errors are read off the connection before the rollback.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {
+    begun_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  ~Transaction() {
+    if (begun_ && !committed_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status Begun() const { return begun_ ? Status::OK() : Error(db_, "begin transaction"); }
+  Status Commit(const std::string& what) {
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return Error(db_, what);
+    committed_ = true;
+    return Status::OK();
+  }
+  // The error of the step that failed; the rollback follows at scope exit.
+  Status Fail(const std::string& what) const { return Error(db_, what); }
+
+ private:
+  sqlite3* db_;
+  bool begun_ = false;
+  bool committed_ = false;
+};
+
 }  // namespace edgesync::sqlite

@@ -106,30 +106,7 @@ Status OpenDatabase(Env* env, const std::string& path, int flags, std::unique_pt
   return Status::OK();
 }
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back when it goes out of scope
-// uncommitted. Errors are read off the connection before the rollback.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {
-    begun_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
-  }
-  ~Transaction() {
-    if (begun_ && !committed_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  Status Begun() const { return begun_ ? Status::OK() : SqlError(db_, "begin transaction"); }
-  Status Commit(const std::string& what) {
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return SqlError(db_, what);
-    committed_ = true;
-    return Status::OK();
-  }
-  // The error of the step that failed; the rollback follows at scope exit.
-  Status Fail(const std::string& what) const { return SqlError(db_, what); }
-
- private:
-  sqlite3* db_;
-  bool begun_ = false;
-  bool committed_ = false;
-};
+using sqlite::Transaction;
 
 // The columns of a batch row in the order the SELECTs below list them.
 constexpr const char* kBatchColumns =
@@ -344,9 +321,7 @@ Result<std::vector<SealedBatch>> Store::Next(size_t limit) {
   while (out.size() < limit && (rc = sqlite3_step(q.get())) == SQLITE_ROW) {
     if (leased_.count(q.ColInt(0))) continue;
     SealedBatch b = ReadBatchRow(q);
-    const void* blob = sqlite3_column_blob(q.get(), 10);
-    b.envelope.assign(static_cast<const char*>(blob),
-                      static_cast<size_t>(sqlite3_column_bytes(q.get(), 10)));
+    b.envelope = q.ColBlob(10);
     out.push_back(std::move(b));
   }
   if (out.size() < limit && rc != SQLITE_DONE) return SqlError(db_, "read batches");

@@ -75,13 +75,8 @@ Status RunMosquittoPasswd(const std::string& work_dir, const std::vector<std::st
   so.argv.insert(so.argv.end(), args.begin(), args.end());
   so.stdout_path = work_dir + "/mosquitto_passwd.out";
   so.stderr_path = work_dir + "/mosquitto_passwd.err";
-  Result<Process> p = Process::Spawn(so);
-  if (!p.ok()) return p.status();
-  Result<int> code = p->Wait(std::chrono::seconds(30));
-  if (!code.ok()) {
-    (void)p->Stop(std::chrono::seconds(1));
-    return Status::IOError("mosquitto_passwd did not exit within 30 s");
-  }
+  Result<int> code = RunToEnd(so, std::chrono::seconds(30));
+  if (!code.ok()) return Status::IOError("mosquitto_passwd: " + code.status().message());
   if (*code == 0) return Status::OK();
   // Its messages go to stdout or stderr depending on the case.
   std::string text;

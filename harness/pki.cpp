@@ -79,13 +79,9 @@ Status RunOpenssl(const std::string& dir, const std::vector<std::string>& args) 
   so.stderr_path = dir + "/openssl.err";
   std::string command = "openssl";
   for (const std::string& a : args) command += " " + a;
-  Result<Process> p = Process::Spawn(so);
-  if (!p.ok()) return p.status();
-  Result<int> code = p->Wait(kToolTimeout);
+  Result<int> code = RunToEnd(so, kToolTimeout);
   if (!code.ok()) {
-    (void)p->Stop(std::chrono::seconds(1));
-    return Status::IOError(command + ": no exit within " + std::to_string(kToolTimeout.count()) +
-                           " s");
+    return Status::IOError(command + ": " + code.status().message());
   }
   if (*code == 0) return Status::OK();
   return Status::IOError(command + " exited with status " + std::to_string(*code) + ": " +

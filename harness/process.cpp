@@ -412,16 +412,20 @@ int FreeLoopbackPort() {
   return port;
 }
 
+Result<int> RunToEnd(const SpawnOptions& opts, std::chrono::milliseconds timeout) {
+  Result<Process> p = Process::Spawn(opts);
+  if (!p.ok()) return p.status();
+  Result<int> code = p->Wait(timeout);
+  if (!code.ok()) (void)p->Stop(std::chrono::seconds(1));
+  return code;
+}
+
 Result<int> RunToEnd(std::vector<std::string> argv, const std::string& stdout_path,
                      std::chrono::milliseconds timeout) {
   SpawnOptions o;
   o.argv = std::move(argv);
   o.stdout_path = stdout_path;
-  Result<Process> p = Process::Spawn(o);
-  if (!p.ok()) return p.status();
-  Result<int> code = p->Wait(timeout);
-  if (!code.ok()) (void)p->Stop(std::chrono::seconds(1));
-  return code;
+  return RunToEnd(o, timeout);
 }
 
 Status WaitForTcp(const std::string& host, int port, std::chrono::milliseconds timeout) {

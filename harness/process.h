@@ -105,9 +105,10 @@ Result<std::string> FindProgram(const std::string& name);
 // executable + "/" + name if that exists; else `name` (PATH lookup).
 std::string ProgramPath(const std::string& name);
 
-// Runs `argv` to its end (stdout to `stdout_path` if given, else
-// inherited): its exit code as Process::Wait gives it. Unavailable when it
-// still runs after `timeout` (it is killed then).
+// Runs a program to its end: its exit code as Process::Wait gives it.
+// Unavailable when it still runs after `timeout` (it is killed then).
+Result<int> RunToEnd(const SpawnOptions& opts, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The same for `argv`, stdout to `stdout_path` if given, else inherited.
 Result<int> RunToEnd(std::vector<std::string> argv, const std::string& stdout_path = "",
                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 

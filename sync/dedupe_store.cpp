@@ -100,14 +100,11 @@ Result<std::unique_ptr<DedupeStore>> DedupeStore::Open(const std::string& path) 
                                    std::to_string(kSchemaVersion) + "); upgrade it");
   }
   if (version < kSchemaVersion) {
-    EDGESYNC_RETURN_IF_ERROR(store->Exec("BEGIN IMMEDIATE", "dedupe db " + path));
-    Status st = store->Exec(kSchemaV1, "create dedupe db schema");
-    if (st.ok()) st = store->Exec("PRAGMA user_version=1", "create dedupe db schema");
-    if (st.ok()) st = store->Exec("COMMIT", "create dedupe db schema");
-    if (!st.ok()) {
-      (void)store->Exec("ROLLBACK", "");
-      return st;
-    }
+    sqlite::Transaction txn(db);
+    if (!txn.Begun().ok()) return SqlError(db, "dedupe db " + path);
+    EDGESYNC_RETURN_IF_ERROR(store->Exec(kSchemaV1, "create dedupe db schema"));
+    EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=1", "create dedupe db schema"));
+    EDGESYNC_RETURN_IF_ERROR(txn.Commit("create dedupe db schema"));
   }
   return store;
 }
@@ -141,7 +138,8 @@ Result<size_t> DedupeStore::Load(int64_t cutoff_us, SequenceTracker* tracker) {
 
 Status DedupeStore::Save(const std::vector<SequenceTracker::SavedStream>& streams) {
   if (streams.empty()) return Status::OK();
-  EDGESYNC_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "save dedupe state"));
+  sqlite::Transaction txn(db_);
+  if (!txn.Begun().ok()) return SqlError(db_, "save dedupe state");
   Stmt put(db_,
            "INSERT OR REPLACE INTO streams (device, stream, contiguous, highest, above, "
            "last_seen_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -158,9 +156,8 @@ Status DedupeStore::Save(const std::vector<SequenceTracker::SavedStream>& stream
     if (sqlite3_step(put.get()) != SQLITE_DONE) st = SqlError(db_, "save dedupe state");
     sqlite3_reset(put.get());
   }
-  if (st.ok()) st = Exec("COMMIT", "save dedupe state");
-  if (!st.ok()) (void)Exec("ROLLBACK", "");
-  return st;
+  if (!st.ok()) return st;  // rolled back as txn goes
+  return txn.Commit("save dedupe state");
 }
 
 Result<size_t> DedupeStore::ForgetSeenBefore(int64_t cutoff_us) {

@@ -56,7 +56,6 @@ class SequenceTracker {
                     uint64_t last, std::vector<Gap>* gaps);
   // Ranges held because they arrived past a gap, over all streams.
   size_t out_of_order() const;
-  size_t streams() const { return streams_.size(); }
 
   // The wall clock (µs) stamped as last_seen_us on the streams observed
   // from now on. Callers set it before each envelope (or round).

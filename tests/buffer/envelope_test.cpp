@@ -5,7 +5,7 @@
 #include "base/crc32c.h"
 #include "buffer/envelope.h"
 #include "buffer/record.h"
-#include "tests/support/test_keys.h"
+#include "tests/support/envelopes.h"
 
 namespace edgesync {
 namespace {
@@ -184,13 +184,7 @@ std::string Body(int records) {
   return body;
 }
 
-// Replaces the trailer with the right CRC: what a forger (or a bug) that
-// knows the format would do, so that only the cryptography can refuse it.
-std::string WithFixedCrc(std::string e) {
-  const size_t covered = e.size() - format::kEnvelopeTrailer;
-  StoreU32(e.data() + covered, crc32c::Value(std::string_view(e).substr(0, covered)));
-  return e;
-}
+using testing::WithFixedCrc;
 
 TEST(SealedEnvelope, OpensOnlyWithTheRecipientsKey) {
   TestKey central, other;

@@ -171,14 +171,7 @@ void CheckWellFormed(const Outcome& o, bool require_encryption) {
 std::string RawBody(const OpenedEnvelope& e) {
   std::string body;
   if (e.gap.has_value()) {
-    const Gap& g = *e.gap;
-    PutU64(&body, g.first_seq);
-    PutU64(&body, g.last_seq);
-    PutU64(&body, g.events);
-    PutU64(&body, g.bytes);
-    PutI64(&body, g.at_us);
-    PutU8(&body, static_cast<uint8_t>(g.reason.size()));
-    body.append(g.reason);
+    EncodeGapBody(*e.gap, &body);
   } else {
     for (const Record& r : e.records) AppendToBody(r, &body);
   }

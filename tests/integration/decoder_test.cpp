@@ -11,38 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "harness/consumer.h"
+#include "sync/unpack.h"
 #include "tests/integration/pipeline_fixture.h"
 
 namespace edgesync::testing {
 namespace {
 
 constexpr const char* kPaymentTopic = "terminal/t1/payment/authorization";
-
-std::string Base64(std::string_view in) {
-  static const char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
-    for (int shift : {18, 12, 6, 0}) out += kAlphabet[(n >> shift) & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    out += {kAlphabet[n >> 18], kAlphabet[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
-    out += {kAlphabet[n >> 18], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], '='};
-  }
-  return out;
-}
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Published {
   std::string payload;
@@ -57,10 +34,7 @@ class DecoderPipeline : public Pipeline {
     o.argv = std::move(argv);
     o.stdout_path = out;
     o.stderr_path = err;
-    auto p = Process::Spawn(o);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    if (!p.ok()) return -1;
-    auto code = p->Wait(120s);
+    Result<int> code = harness::RunToEnd(o, 120s);
     EXPECT_TRUE(code.ok()) << o.argv[0] << " did not finish: " << code.status().ToString();
     return code.ok() ? *code : -1;
   }
@@ -113,7 +87,7 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
   const size_t first_round = events.size();
   for (int i = 0; i < 6; ++i) events.push_back({"second round " + std::to_string(i), 1});
 
-  const int64_t started_at = NowMicros();
+  const int64_t started_at = Env::Default()->NowMicros();
   StartAgent();
   ASSERT_TRUE(agent_);
   auto pub = Connect();
@@ -126,7 +100,7 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
   PublishAll(pub.get(), {events.begin() + first_round, events.end()});
   ASSERT_TRUE(harness::PollUntil([&] { return EventsInKafka() == events.size(); }, 60s, 200ms))
       << "events in Kafka: " << EventsInKafka() << "\n" << AgentLogs();
-  const int64_t arrived_at = NowMicros();
+  const int64_t arrived_at = Env::Default()->NowMicros();
 
   // One file per envelope, in Kafka order (one partition: the key is the device).
   auto messages = harness::ReadTopic(cluster_->bootstrap(), kTopic, 30s);
@@ -182,7 +156,7 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
   std::vector<std::string> want_payloads;
   std::vector<int64_t> want_qos;
   for (const Published& e : events) {
-    want_payloads.push_back(Base64(e.payload));
+    want_payloads.push_back(Base64Encode(e.payload));
     want_qos.push_back(e.qos);
   }
   EXPECT_EQ(payloads, want_payloads);

@@ -20,6 +20,7 @@
 #include "harness/kafka_cluster.h"
 #include "harness/process.h"
 #include "harness/tally.h"
+#include "tests/support/envelopes.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync::testing {
@@ -77,10 +78,8 @@ class UnpackService : public ::testing::Test {
     auto cluster = harness::KafkaCluster::Start(1, {{kInput, 2}});
     ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
     cluster_ = std::move(cluster).value();
-    ASSERT_TRUE(crypto::Random(&private_key_).ok());
-    public_key_ = *crypto::X25519PublicKey(private_key_);
-    std::ofstream(key_path_) << crypto::PrivateKeyPem(private_key_);
-    to_ = Recipient::For(public_key_);
+    std::ofstream(key_path_) << crypto::PrivateKeyPem(central_.private_key);
+    to_ = Recipient::For(central_.public_key);
   }
 
   void TearDown() override {
@@ -145,7 +144,7 @@ class UnpackService : public ::testing::Test {
   static constexpr const char* kInput = "edge.in";
   harness::TempDir dir_ = NewTempDir();
   std::unique_ptr<harness::KafkaCluster> cluster_;
-  crypto::Key private_key_{}, public_key_{};
+  TestKeyPair central_;
   Recipient to_;
   std::string key_path_ = dir_ / "central.pem";
   std::optional<Process> unpack_;
@@ -339,14 +338,8 @@ TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
 }
 
 TEST_F(UnpackService, HostileMessagesAreCountedLoggedQuarantinedAndPassedOver) {
-  crypto::Key stranger_private{};
-  ASSERT_TRUE(crypto::Random(&stranger_private).ok());
-  const Recipient to_stranger = Recipient::For(*crypto::X25519PublicKey(stranger_private));
-  auto fixed_crc = [](std::string e) {
-    const size_t covered = e.size() - format::kEnvelopeTrailer;
-    StoreU32(e.data() + covered, crc32c::Value(std::string_view(e).substr(0, covered)));
-    return e;
-  };
+  const TestKeyPair stranger;
+  const Recipient to_stranger = Recipient::For(stranger.public_key);
   std::string flipped = Batch("dev-a", 2, &to_);
   flipped[flipped.size() / 2] ^= 0x10;
   std::string version = Batch("dev-a", 2, &to_);
@@ -374,7 +367,7 @@ TEST_F(UnpackService, HostileMessagesAreCountedLoggedQuarantinedAndPassedOver) {
       {"checksum", flipped},                      // 1
       {"malformed", Batch("dev-a", 2, &to_).substr(0, 50)},  // 2
       {"unknown_key", Batch("dev-a", 2, &to_stranger)},      // 3
-      {"unknown_version", fixed_crc(version)},    // 4
+      {"unknown_version", WithFixedCrc(version)},    // 4
       {"too_large", bomb},                        // 5
       {"not_encrypted", Batch("dev-a", 2, nullptr)},         // 6
       {"good", Batch("dev-a", 2, &to_)},          // 7
@@ -454,9 +447,7 @@ TEST(UnpackConfig, ConfigurationErrorsExitWithCode2AndSayWhatIsWrong) {
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", "127.0.0.1:1", "--topic", "t"};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
     o.stderr_path = dir / "err.log";
-    auto p = Process::Spawn(o);
-    ASSERT_TRUE(p.ok());
-    auto code = p->Wait(30s);
+    Result<int> code = harness::RunToEnd(o, 30s);
     ASSERT_TRUE(code.ok()) << args[1];
     EXPECT_EQ(*code, 2) << args[1];
     const std::string err = harness::ReadWholeFile(dir / "err.log");
