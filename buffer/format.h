@@ -74,11 +74,20 @@ constexpr const char* kGapDiskFull = "disk-full";     // free space under buffer
 constexpr const char* kGapExpired = "expired";        // older than buffer.max_age
 constexpr const char* kGapStoreCorrupt = "store-corrupt";  // the store was damaged and replaced
 
+// --- Fragment (FORMAT.md "Fragments"): part of an envelope a broker refused
+// as too large, one Kafka message each.
+// "EDGF", u8 version, u8 flags (0), u16 index, u16 count, u32 total_len,
+// u32 crc32c of the whole envelope, then the slice.
+constexpr char kFragmentMagic[4] = {'E', 'D', 'G', 'F'};
+constexpr uint8_t kFragmentVersion = 1;
+constexpr size_t kFragmentHeaderSize = 18;
+
 // Kafka message headers set on every envelope.
 constexpr const char* kHeaderFormat = "edgesync-format";
 constexpr const char* kHeaderStream = "edgesync-stream";
 constexpr const char* kHeaderBatch = "edgesync-batch";
 constexpr const char* kHeaderEvents = "edgesync-events";
-constexpr const char* kHeaderKind = "edgesync-kind";  // "batch" or "gap"
+constexpr const char* kHeaderKind = "edgesync-kind";  // "batch", "gap" or "fragment"
+constexpr const char* kHeaderFragment = "edgesync-fragment";  // "<index+1>/<count>" on fragments
 
 }  // namespace edgesync::format

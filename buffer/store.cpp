@@ -309,13 +309,20 @@ Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
   return Status::OK();
 }
 
-Result<std::vector<SealedBatch>> Store::Next(size_t limit) {
+Result<std::vector<SealedBatch>> Store::Next(size_t limit, const std::set<std::string>& skip_topics) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt q(db_, (std::string("SELECT ") + kBatchColumns +
-               ", envelope FROM batches ORDER BY gap DESC, priority DESC, id LIMIT ?")
-                  .c_str());
+  std::string sql = std::string("SELECT ") + kBatchColumns + ", envelope FROM batches";
+  if (!skip_topics.empty()) {
+    sql += " WHERE kafka_topic NOT IN (?";
+    for (size_t i = 1; i < skip_topics.size(); ++i) sql += ",?";
+    sql += ")";
+  }
+  sql += " ORDER BY gap DESC, priority DESC, id LIMIT ?";
+  Stmt q(db_, sql.c_str());
   if (!q.ok()) return SqlError(db_, "prepare drain query");
-  q.Int(1, static_cast<int64_t>(limit + leased_.size()));
+  int param = 1;
+  for (const std::string& t : skip_topics) q.Text(param++, t);
+  q.Int(param, static_cast<int64_t>(limit + leased_.size()));
   std::vector<SealedBatch> out;
   int rc = SQLITE_DONE;
   while (out.size() < limit && (rc = sqlite3_step(q.get())) == SQLITE_ROW) {
@@ -566,15 +573,28 @@ Result<StoreCounts> Store::Counts() {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_,
          "SELECT COALESCE(SUM(gap=0),0), COALESCE(SUM(events),0), "
-         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0) "
-         "FROM batches");
+         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0), "
+         "COALESCE(MIN(CASE WHEN gap=0 THEN first_us END),0) FROM batches");
   if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "count batches");
   StoreCounts c;
   c.batches = static_cast<uint64_t>(q.ColInt(0));
   c.events = static_cast<uint64_t>(q.ColInt(1));
   c.bytes = static_cast<uint64_t>(q.ColInt(2));
   c.gap_records = static_cast<uint64_t>(q.ColInt(3));
+  c.oldest_event_us = q.ColInt(4);
   return c;
+}
+
+Result<std::vector<std::string>> Store::StreamsOfTopic(const std::string& kafka_topic) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt q(db_, "SELECT DISTINCT stream FROM batches WHERE kafka_topic=? ORDER BY stream");
+  if (!q.ok()) return SqlError(db_, "prepare stream query");
+  q.Text(1, kafka_topic);
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) out.push_back(q.ColText(0));
+  if (rc != SQLITE_DONE) return SqlError(db_, "read streams");
+  return out;
 }
 
 Result<std::vector<Gap>> Store::Gaps() {

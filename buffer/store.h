@@ -71,6 +71,7 @@ struct StoreCounts {
   uint64_t events = 0;
   uint64_t bytes = 0;          // their envelope bytes
   uint64_t gap_records = 0;    // gap records waiting for Kafka
+  int64_t oldest_event_us = 0; // first event time of the oldest buffered batch; 0: none
 };
 
 struct StoreOptions {
@@ -102,9 +103,11 @@ class Store {
   Status Commit(SealedBatch* batch, JournalPosition sealed);
 
   // Up to `limit` batches and gap records not handed out yet: gap records
-  // first, then highest priority first, oldest first. Each returned row is leased until
-  // Delete or Release: not handed out again, never evicted.
-  Result<std::vector<SealedBatch>> Next(size_t limit);
+  // first, then highest priority first, oldest first, leaving out rows for
+  // `skip_topics` (Kafka topics the uploader cannot send to now). Each
+  // returned row is leased until Delete or Release: not handed out again,
+  // never evicted.
+  Result<std::vector<SealedBatch>> Next(size_t limit, const std::set<std::string>& skip_topics = {});
   // Ends the lease of a row that was not delivered: it is sent again later.
   void Release(int64_t id);
   // Removes a row once Kafka has acknowledged it and ends its lease.
@@ -124,6 +127,8 @@ class Store {
   Status RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority);
 
   Result<StoreCounts> Counts();
+  // The streams that have batches or gap records queued for `kafka_topic`.
+  Result<std::vector<std::string>> StreamsOfTopic(const std::string& kafka_topic);
   // Every gap recorded (uploaded or not) younger than max_age, oldest first.
   Result<std::vector<Gap>> Gaps();
 

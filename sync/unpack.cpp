@@ -108,6 +108,7 @@ Unpacker::Unpacker(bool expect_first_batch, OpenOptions open)
   }
   stats_.rejected[kRejectInvalidTopic] = 0;
   stats_.rejected[kRejectRecordTooLarge] = 0;
+  stats_.rejected[kRejectFragment] = 0;
 }
 
 Result<OpenedEnvelope> Unpacker::Open(std::string_view envelope, Rejection* why) {

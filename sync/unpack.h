@@ -101,6 +101,7 @@ struct UnpackStats {
 // topic name; one of its records is larger than the output accepts.
 constexpr const char* kRejectInvalidTopic = "invalid_topic";
 constexpr const char* kRejectRecordTooLarge = "record_too_large";
+constexpr const char* kRejectFragment = "fragment";  // a fragment that cannot be part of a whole envelope
 
 // What one accepted envelope amounts to.
 struct Unpacked {

@@ -35,6 +35,7 @@
 #include "base/env.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/fragment.h"
 #include "sync/dedupe_store.h"
 #include "sync/unpack.h"
 
@@ -367,6 +368,9 @@ struct Counters {
   uint64_t quarantined = 0;
   uint64_t output_records = 0;
   uint64_t gap_lines = 0;
+  uint64_t fragments = 0;            // fragment messages read
+  uint64_t fragment_sets = 0;        // envelopes put back together from them
+  uint64_t fragments_abandoned = 0;  // partial sets given up (resent from the start, broken, evicted)
 };
 
 std::string CountersLine(const UnpackStats& s, const Counters& c) {
@@ -379,7 +383,9 @@ std::string CountersLine(const UnpackStats& s, const Counters& c) {
   for (const auto& [reason, n] : s.rejected) line += " rejected_" + reason + "=" + std::to_string(n);
   line += " quarantined=" + std::to_string(c.quarantined) +
           " output_records=" + std::to_string(c.output_records) +
-          " gap_lines=" + std::to_string(c.gap_lines);
+          " gap_lines=" + std::to_string(c.gap_lines) + " fragments=" + std::to_string(c.fragments) +
+          " fragment_sets=" + std::to_string(c.fragment_sets) +
+          " fragments_abandoned=" + std::to_string(c.fragments_abandoned);
   return line;
 }
 
@@ -420,6 +426,7 @@ class Service {
   std::optional<TopicTemplate> template_;
   int64_t max_age_us_ = 0;
   std::unique_ptr<Unpacker> unpacker_;
+  std::unique_ptr<FragmentAssembler> fragments_;
   std::unique_ptr<DedupeStore> dedupe_;
   rd_kafka_t* consumer_ = nullptr;
   std::unique_ptr<RoundProducer> output_;      // --output kafka (records, --gaps-topic)
@@ -502,6 +509,10 @@ Status Service::Configure() {
   // a stream the dedupe state does not know (forgotten by age, or no
   // --dedupe-db) starts wherever it is met: holes before it would be false.
   unpacker_ = std::make_unique<Unpacker>(o_.from_beginning && o_.group.empty(), open);
+  // An envelope is at most its body (compressed, or stored if zstd did not
+  // help) plus header and seal: 64 KiB covers the rest.
+  const size_t max_envelope = static_cast<size_t>(*max_batch) + (64 << 10);
+  fragments_ = std::make_unique<FragmentAssembler>(max_envelope, std::max<size_t>(64 << 20, 2 * max_envelope));
 
   const int64_t now = Env::Default()->NowMicros();
   unpacker_->tracker().SetTime(now);
@@ -673,11 +684,32 @@ bool Service::AllPartitionsAtEnd(rd_kafka_message_t* eof) {
 void Service::HandleMessage(rd_kafka_message_t* m) {
   const std::string topic = rd_kafka_topic_name(m->rkt);
   next_offsets_[{topic, m->partition}] = m->offset + 1;
-  const std::string source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset);
+  std::string source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset);
+
+  std::string_view value(static_cast<const char*>(m->payload), m->len);
+  std::string assembled;
+  if (IsFragment(value)) {
+    // Part of an envelope a broker found too large for one message: held
+    // until the set is complete, then opened like any envelope.
+    ++counters_.fragments;
+    FragmentAssembler::Outcome f = fragments_->Add(
+        {topic, m->partition, std::string(static_cast<const char*>(m->key), m->key_len)}, m->offset, value);
+    counters_.fragments_abandoned += f.abandoned;
+    if (f.kind == FragmentAssembler::Outcome::Kind::kRejected) {
+      unpacker_->CountRejected(kRejectFragment);
+      Reject(m, source, kRejectFragment, f.why);
+      return;
+    }
+    if (f.kind == FragmentAssembler::Outcome::Kind::kIncomplete) return;
+    ++counters_.fragment_sets;
+    assembled = std::move(f.envelope);
+    value = assembled;
+    source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(f.first_offset) + ".." +
+             std::to_string(m->offset);
+  }
 
   Rejection why = Rejection::kNone;
-  Result<OpenedEnvelope> opened = unpacker_->Open(
-      std::string_view(static_cast<const char*>(m->payload), m->len), &why);
+  Result<OpenedEnvelope> opened = unpacker_->Open(value, &why);
   if (!opened.ok()) {
     Reject(m, source, RejectionName(why), opened.status().ToString());
     return;
@@ -849,7 +881,11 @@ Status Service::EndRound() {
     rd_kafka_topic_partition_list_t* list =
         rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets_.size()));
     for (const auto& [tp, offset] : next_offsets_) {
-      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
+      // Never past the first fragment of a set still incomplete: a restart
+      // must read the whole set again.
+      std::optional<int64_t> pending = fragments_->OldestPending(tp.first, tp.second);
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset =
+          pending ? std::min(offset, *pending) : offset;
     }
     // A partition taken away by a rebalance meanwhile refuses its offset:
     // its new owner reads those messages again.

@@ -4,6 +4,7 @@
 #include "base/crc32c.h"
 #include "base/env.h"
 #include "base/status.h"
+#include "base/token_bucket.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync {
@@ -83,6 +84,46 @@ TEST(PosixEnv, FilesAndDirectories) {
   EXPECT_GT(env->NowMicros(), 1'600'000'000'000'000);
   int64_t a = env->MonotonicMicros();
   EXPECT_GE(env->MonotonicMicros(), a);
+}
+
+TEST(TokenBucket, UnlimitedNeverWaits) {
+  TokenBucket b(0, 0, 0);
+  b.Take(1 << 30, 0);
+  EXPECT_EQ(b.WaitMicros(0), 0);
+}
+
+TEST(TokenBucket, HoldsTheRateOverTimeWithOneBurst) {
+  // 1000 bytes/s, burst 1000: the first 1000 bytes go at once, then one
+  // 100-byte message every 100 ms.
+  TokenBucket b(1000, 1000, 0);
+  int64_t now = 0;
+  uint64_t sent = 0;
+  while (now <= 10'000'000) {  // 10 s of simulated time
+    int64_t wait = b.WaitMicros(now);
+    if (wait > 0) {
+      now += wait;
+      continue;
+    }
+    b.Take(100, now);
+    sent += 100;
+    // Never more than burst + rate * elapsed + one message.
+    ASSERT_LE(sent, 1000 + static_cast<uint64_t>(now / 1000) + 100) << "at " << now;
+  }
+  EXPECT_GE(sent, 1000u + 10'000u - 200u) << "the bucket must not hold back more than it should";
+}
+
+TEST(TokenBucket, AMessageLargerThanTheBurstGoesAndThenIsPaidFor) {
+  TokenBucket b(1000, 100, 0);
+  EXPECT_EQ(b.WaitMicros(0), 0);
+  b.Take(5000, 0);  // 4900 bytes of debt: 4.9 s
+  const int64_t wait = b.WaitMicros(0);
+  EXPECT_GE(wait, 4'900'000);
+  EXPECT_LE(wait, 4'900'010);
+  EXPECT_EQ(b.WaitMicros(wait), 0);
+  // Idle time fills the bucket only up to the burst.
+  EXPECT_EQ(b.WaitMicros(wait + 60'000'000), 0);
+  b.Take(200, wait + 60'000'000);
+  EXPECT_GT(b.WaitMicros(wait + 60'000'000), 0) << "100 bytes of burst, 200 taken";
 }
 
 }  // namespace

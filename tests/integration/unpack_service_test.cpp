@@ -15,6 +15,7 @@
 #include "base/env.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/fragment.h"
 #include "harness/agent_process.h"
 #include "harness/consumer.h"
 #include "harness/kafka_cluster.h"
@@ -240,6 +241,96 @@ TEST_F(UnpackService, AKillInMidStreamLosesNothingAndTheRestartDropsWhatWasSaved
   // round the kill cut short) may come out twice.
   EXPECT_LE(t.duplicates, written_by_run0 - saved_before_kill * kRecordsPerBatch);
   EXPECT_EQ(t.unparsable, 0u);
+}
+
+// Fragments (an envelope a broker refused as too large, resent in pieces):
+// interleaved with whole envelopes and another device's fragments in one
+// partition, and a set resent from its start after a partial attempt; each
+// batch comes out once, in order.
+TEST_F(UnpackService, FragmentedEnvelopesAreReassembledAmongOthers) {
+  auto fragments = [&](const std::string& device, uint64_t batch, size_t max) {
+    std::vector<KafkaMessage> out;
+    auto parts = SplitEnvelope(Batch(device, batch, &to_), max);
+    EXPECT_TRUE(parts.ok()) << parts.status().ToString();
+    for (std::string& p : *parts) {
+      KafkaMessage m;
+      m.partition = 0;
+      m.key = device;
+      m.value = std::move(p);
+      out.push_back(std::move(m));
+    }
+    return out;
+  };
+  auto whole = [&](const std::string& device, uint64_t batch) {
+    KafkaMessage m;
+    m.partition = 0;
+    m.key = device;
+    m.value = Batch(device, batch, &to_);
+    return m;
+  };
+  std::vector<KafkaMessage> msgs;
+  msgs.push_back(whole("dev-a", 1));
+  auto a2 = fragments("dev-a", 2, 100);  // several fragments
+  auto b1 = fragments("dev-b", 1, 150);
+  ASSERT_GE(a2.size(), 3u);
+  // dev-a's batch 2: a first attempt that stops after two fragments, then
+  // the whole set again (the agent resends from the start).
+  msgs.push_back(a2[0]);
+  msgs.push_back(b1[0]);  // another device's set in between
+  msgs.push_back(a2[1]);
+  for (size_t i = 1; i < b1.size(); ++i) msgs.push_back(b1[i]);
+  msgs.insert(msgs.end(), a2.begin(), a2.end());
+  msgs.push_back(whole("dev-a", 3));
+  msgs.push_back(whole("dev-b", 2));
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s).ok());
+
+  StartUnpack(0, {"--from-beginning", "--stats", "0.2"});
+  ASSERT_TRUE(AwaitCounters(0, [](auto& c) { return c["batches"] == 5; })) << Log(0);
+  auto c = LastCounters(Log(0));
+  EXPECT_EQ(c["fragment_sets"], 2u);
+  EXPECT_EQ(c["fragments_abandoned"], 1u) << "the partial first attempt";
+  EXPECT_EQ(c["rejected_fragment"], 0u);
+  EXPECT_EQ(c["missing_batches"], 0u);
+  harness::Tally t = CountAll(1, {{"dev-a", 3 * kRecordsPerBatch}, {"dev-b", 2 * kRecordsPerBatch}});
+  EXPECT_EQ(t.arrived, t.published);
+  EXPECT_EQ(t.duplicates, 0u);
+  // In order: dev-a's records by seq.
+  const std::string out = harness::ReadWholeFile(RecordsPath(0));
+  EXPECT_LT(out.find("\"device\":\"dev-a\",\"seq\":4}"), out.find("\"device\":\"dev-a\",\"seq\":7}"));
+}
+
+// With a consumer group, offsets never move past the first fragment of a set
+// still incomplete: stopped half way through a set, the next run reads the
+// set again from its start and the batch comes out.
+TEST_F(UnpackService, AnIncompleteFragmentSetIsReadAgainAfterARestart) {
+  const std::string db = dir_ / "dedupe.db";
+  auto parts = SplitEnvelope(Batch("dev-a", 2, &to_), 120);
+  ASSERT_TRUE(parts.ok());
+  auto message = [](std::string value) {
+    KafkaMessage m;
+    m.partition = 0;
+    m.key = "dev-a";
+    m.value = std::move(value);
+    return m;
+  };
+  std::vector<KafkaMessage> first = {message(Batch("dev-a", 1, &to_))};
+  for (size_t i = 0; i + 1 < parts->size(); ++i) first.push_back(message((*parts)[i]));
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, first, 30s).ok());
+  StartUnpack(0, GroupArgs(db));
+  ASSERT_TRUE(AwaitCounters(0, [&](auto& c) { return c["batches"] == 1 && c["fragments"] == parts->size() - 1; }))
+      << Log(0);
+  ASSERT_TRUE(unpack_->Stop(10s).ok());
+
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, {message(parts->back()), message(Batch("dev-a", 3, &to_))}, 30s).ok());
+  StartUnpack(1, GroupArgs(db));
+  ASSERT_TRUE(AwaitCounters(1, [](auto& c) { return c["batches"] == 2; })) << Log(1);
+  auto c = LastCounters(Log(1));
+  EXPECT_EQ(c["fragment_sets"], 1u) << "the set read whole from its first fragment";
+  EXPECT_EQ(c["rejected_fragment"], 0u) << Log(1);
+  EXPECT_EQ(c["duplicate_batches"], 0u) << "batch 1 was committed before the set began";
+  harness::Tally t = CountAll(2, {{"dev-a", 3 * kRecordsPerBatch}});
+  EXPECT_EQ(t.arrived, t.published);
+  EXPECT_EQ(t.duplicates, 0u);
 }
 
 TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {

@@ -1,0 +1,162 @@
+#include "buffer/fragment.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "buffer/format.h"
+
+namespace edgesync {
+
+Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t max_message_bytes) {
+  if (max_message_bytes <= format::kFragmentHeaderSize) {
+    return Status::InvalidArgument("a fragment of " + std::to_string(max_message_bytes) +
+                                   " bytes leaves no room after its " +
+                                   std::to_string(format::kFragmentHeaderSize) + "-byte header");
+  }
+  const size_t room = max_message_bytes - format::kFragmentHeaderSize;
+  const size_t count = std::max<size_t>(2, (envelope.size() + room - 1) / room);
+  if (count > 0xFFFF || envelope.size() > UINT32_MAX || envelope.size() < count) {
+    return Status::InvalidArgument("an envelope of " + std::to_string(envelope.size()) +
+                                   " bytes cannot be cut into fragments of " +
+                                   std::to_string(max_message_bytes) + " bytes (2 to 65535 of them)");
+  }
+  // Equal slices but the last, which may be shorter.
+  const size_t slice = (envelope.size() + count - 1) / count;
+  const uint32_t crc = crc32c::Value(envelope);
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    std::string f(format::kFragmentMagic, sizeof format::kFragmentMagic);
+    PutU8(&f, format::kFragmentVersion);
+    PutU8(&f, 0);
+    PutU16(&f, static_cast<uint16_t>(i));
+    PutU16(&f, static_cast<uint16_t>(count));
+    PutU32(&f, static_cast<uint32_t>(envelope.size()));
+    PutU32(&f, crc);
+    const size_t at = std::min(i * slice, envelope.size());
+    f.append(envelope.substr(at, slice));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+bool IsFragment(std::string_view message) {
+  return message.size() >= sizeof format::kFragmentMagic &&
+         std::memcmp(message.data(), format::kFragmentMagic, sizeof format::kFragmentMagic) == 0;
+}
+
+Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view* slice) {
+  if (!IsFragment(message) || message.size() < format::kFragmentHeaderSize) {
+    return Status::Corruption("not a fragment, or shorter than its header");
+  }
+  ByteReader r(message.substr(sizeof format::kFragmentMagic));
+  const uint8_t version = r.U8(), flags = r.U8();
+  FragmentHeader h;
+  h.index = r.U16();
+  h.count = r.U16();
+  h.total_len = r.U32();
+  h.crc = r.U32();
+  if (version != format::kFragmentVersion) {
+    return Status::Corruption("fragment version " + std::to_string(version) + " (this reader knows 1)");
+  }
+  if (flags != 0) return Status::Corruption("unknown fragment flags " + std::to_string(flags));
+  if (h.count < 2 || h.index >= h.count) {
+    return Status::Corruption("fragment " + std::to_string(h.index) + " of " + std::to_string(h.count));
+  }
+  // Every slice is ceil(total_len / count) bytes but the last, which holds the rest.
+  const uint64_t each = (uint64_t{h.total_len} + h.count - 1) / h.count;
+  const uint64_t at = each * h.index;
+  const uint64_t want = at >= h.total_len ? 0 : std::min<uint64_t>(each, h.total_len - at);
+  *slice = message.substr(format::kFragmentHeaderSize);
+  if (want == 0 || slice->size() != want) {
+    return Status::Corruption("fragment " + std::to_string(h.index) + " of " + std::to_string(h.count) +
+                              " holds " + std::to_string(slice->size()) + " bytes, its place " +
+                              std::to_string(want));
+  }
+  return h;
+}
+
+void FragmentAssembler::Drop(std::list<Partial>::iterator it, size_t* abandoned) {
+  pending_bytes_ -= it->data.capacity();
+  partials_.erase(it);
+  ++*abandoned;
+}
+
+FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t offset,
+                                                  std::string_view message) {
+  Outcome out;
+  std::string_view slice;
+  Result<FragmentHeader> h = ParseFragment(message, &slice);
+  if (!h.ok()) {
+    out.kind = Outcome::Kind::kRejected;
+    out.why = h.status().message();
+    return out;
+  }
+  auto it = std::find_if(partials_.begin(), partials_.end(),
+                         [&](const Partial& p) { return p.source == source; });
+  if (it != partials_.end()) {
+    const FragmentHeader& p = it->header;
+    const bool continues = h->index == it->next && h->count == p.count &&
+                           h->total_len == p.total_len && h->crc == p.crc;
+    if (!continues) {
+      // A resend from the start (after a failed delivery) or a broken
+      // sequence: the partial set cannot complete.
+      Drop(it, &out.abandoned);
+      it = partials_.end();
+    }
+  }
+  if (it == partials_.end()) {
+    if (h->index != 0) {
+      out.kind = Outcome::Kind::kRejected;
+      out.why = "fragment " + std::to_string(h->index) + " of " + std::to_string(h->count) +
+                " without the ones before it";
+      return out;
+    }
+    if (h->total_len > max_envelope_) {
+      out.kind = Outcome::Kind::kRejected;
+      out.why = "fragments of a " + std::to_string(h->total_len) + "-byte envelope, over the limit of " +
+                std::to_string(max_envelope_);
+      return out;
+    }
+    Partial p;
+    p.source = source;
+    p.header = *h;
+    p.first_offset = offset;
+    p.data.reserve(h->total_len);
+    pending_bytes_ += p.data.capacity();
+    partials_.push_back(std::move(p));
+    it = std::prev(partials_.end());
+    // Memory stays bounded: the oldest partial sets go first.
+    while (pending_bytes_ > max_pending_ && partials_.begin() != it) Drop(partials_.begin(), &out.abandoned);
+  }
+  it->data.append(slice);
+  ++it->next;
+  if (it->next < it->header.count) return out;
+  Partial done = std::move(*it);
+  pending_bytes_ -= done.data.capacity();
+  partials_.erase(it);
+  if (crc32c::Value(done.data) != done.header.crc) {
+    out.kind = Outcome::Kind::kRejected;
+    out.why = "reassembled fragments fail their CRC-32C";
+    return out;
+  }
+  out.kind = Outcome::Kind::kComplete;
+  out.envelope = std::move(done.data);
+  out.first_offset = done.first_offset;
+  return out;
+}
+
+std::optional<int64_t> FragmentAssembler::OldestPending(const std::string& topic, int32_t partition) const {
+  std::optional<int64_t> oldest;
+  for (const Partial& p : partials_) {
+    if (p.source.topic == topic && p.source.partition == partition &&
+        (!oldest || p.first_offset < *oldest)) {
+      oldest = p.first_offset;
+    }
+  }
+  return oldest;
+}
+
+}  // namespace edgesync

@@ -1,0 +1,85 @@
+// Fragments: an envelope cut into pieces that each fit in one Kafka message,
+// for a broker that refuses the whole as too large (the device cannot
+// re-batch: it holds no key that opens its sealed envelopes). Layout in
+// FORMAT.md "Fragments". The central side reassembles them in partition
+// order and then checks the whole envelope as usual (CRC, AES-GCM), so a
+// fragment needs no authentication of its own.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace edgesync {
+
+// Cuts `envelope` into 2 or more fragments of at most `max_message_bytes`
+// each (header included). InvalidArgument when max_message_bytes leaves no
+// room for data or more than 65535 fragments would be needed.
+Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t max_message_bytes);
+
+// True when `message` starts with the fragment magic (an envelope starts with "EDGS").
+bool IsFragment(std::string_view message);
+
+struct FragmentHeader {
+  uint16_t index = 0;
+  uint16_t count = 0;
+  uint32_t total_len = 0;
+  uint32_t crc = 0;  // CRC-32C of the whole envelope
+};
+
+// Parses a fragment's header and sets `*slice` to its data. Corruption names
+// what is wrong (version, flags, index beyond count, slice beyond total_len).
+Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view* slice);
+
+// Puts envelopes back together from their fragments, per source (the
+// caller's key: Kafka topic, partition and message key). Fragments of one
+// envelope arrive in order, one source at a time; an agent that resends a
+// batch starts again at index 0. Not thread-safe.
+class FragmentAssembler {
+ public:
+  struct Source {
+    std::string topic;
+    int32_t partition = 0;
+    std::string key;
+    bool operator==(const Source&) const = default;
+  };
+  struct Outcome {
+    enum class Kind { kIncomplete, kComplete, kRejected } kind = Kind::kIncomplete;
+    std::string envelope;      // kComplete: the whole envelope
+    int64_t first_offset = 0;  // kComplete: the offset of its first fragment
+    std::string why;           // kRejected
+    size_t abandoned = 0;      // partial sets given up by this call (restarted, out of order, evicted)
+  };
+
+  // `max_envelope_bytes`: a larger total_len is refused before any memory is
+  // taken. `max_pending_bytes`: above it the oldest partial set is given up.
+  FragmentAssembler(size_t max_envelope_bytes, size_t max_pending_bytes)
+      : max_envelope_(max_envelope_bytes), max_pending_(max_pending_bytes) {}
+
+  Outcome Add(const Source& source, int64_t offset, std::string_view message);
+  // The offset of the first fragment of a partial set from this partition,
+  // if any: a consumer must not commit past it, or a restart loses the set.
+  std::optional<int64_t> OldestPending(const std::string& topic, int32_t partition) const;
+  size_t pending_bytes() const { return pending_bytes_; }
+
+ private:
+  struct Partial {
+    Source source;
+    FragmentHeader header;
+    int64_t first_offset = 0;
+    uint16_t next = 0;  // index expected next
+    std::string data;
+  };
+  void Drop(std::list<Partial>::iterator it, size_t* abandoned);
+
+  size_t max_envelope_, max_pending_;
+  std::list<Partial> partials_;  // oldest first
+  size_t pending_bytes_ = 0;
+};
+
+}  // namespace edgesync
