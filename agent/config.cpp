@@ -57,6 +57,11 @@ const std::vector<OptionSpec>& Options() {
       {.key = "agent.stats_interval", .kind = Kind::kDuration,
        .description = "Interval of the one-line counters in the log; 0 turns them off.",
        .secs = &C::stats_interval},
+      {.key = "agent.heartbeat_interval", .kind = Kind::kDuration,
+       .description = "Interval of the health records (counters, buffer, connection states, last errors) the agent sends on its own stream `_agent`; 0 turns them off.",
+       .secs = &C::heartbeat_interval},
+      {.key = "agent.health_topic", .kind = Kind::kString,
+       .description = "Kafka topic of the health records.", .str = &C::health_topic},
       {.key = "mqtt.host", .kind = Kind::kString,
        .description = "Broker host (the device's local broker).", .str = &C::mqtt_host},
       {.key = "mqtt.port", .kind = Kind::kInt, .description = "Broker port.",
@@ -141,6 +146,39 @@ const std::vector<OptionSpec>& Options() {
       {.key = "kafka.brokers", .kind = Kind::kString,
        .description = "Kafka bootstrap servers, host:port[,host:port...].", .str = &C::kafka_brokers,
        .required = true},
+      {.key = "kafka.security_protocol", .kind = Kind::kString,
+       .description = "How to reach the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.",
+       .str = &C::kafka_security_protocol, .choices = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"}},
+      {.key = "kafka.ssl_ca_file", .kind = Kind::kString,
+       .description = "CA certificate(s) to verify the brokers with (ssl, sasl_ssl). Default: the system's.",
+       .str = &C::kafka_ssl_ca_file},
+      {.key = "kafka.ssl_cert_file", .kind = Kind::kString,
+       .description = "Client certificate for mutual TLS (with ssl_key_file).", .str = &C::kafka_ssl_cert_file},
+      {.key = "kafka.ssl_key_file", .kind = Kind::kString,
+       .description = "Client private key for mutual TLS (with ssl_cert_file).", .str = &C::kafka_ssl_key_file},
+      {.key = "kafka.sasl_mechanism", .kind = Kind::kString,
+       .description = "SASL mechanism (sasl_plaintext, sasl_ssl): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+       .str = &C::kafka_sasl_mechanism, .choices = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}},
+      {.key = "kafka.sasl_username", .kind = Kind::kString, .description = "SASL user name.",
+       .str = &C::kafka_sasl_username},
+      {.key = "kafka.sasl_password_file", .kind = Kind::kString,
+       .description = "File holding the SASL password (its first line); never in the config or the log.",
+       .str = &C::kafka_sasl_password_file},
+      {.key = "kafka.max_in_flight", .kind = Kind::kInt,
+       .description = "Batches handed to the Kafka client at once (bounds memory and what a failure sends again).",
+       .num = &C::kafka_max_in_flight, .min = 1, .max = 1000},
+      {.key = "kafka.max_in_flight_bytes", .kind = Kind::kSize,
+       .description = "and their bytes (one batch is always allowed).",
+       .num = &C::kafka_max_in_flight_bytes, .min = 1024, .max = 1ll << 30},
+      {.key = "kafka.max_bytes_per_sec", .kind = Kind::kSize,
+       .description = "Upload rate limit for metered links (e.g. \"64KiB\"; bursts of up to one second's worth). 0: unlimited.",
+       .num = &C::kafka_max_bytes_per_sec, .min = 0, .max = 1ll << 40},
+      {.key = "kafka.retry_backoff_max", .kind = Kind::kDuration,
+       .description = "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter).",
+       .secs = &C::kafka_retry_backoff_max},
+      {.key = "kafka.blocked_retry_interval", .kind = Kind::kDuration,
+       .description = "A topic that refuses the agent (not authorized, unknown, invalid config) is blocked and tried again this often with one batch; other topics keep flowing.",
+       .secs = &C::kafka_blocked_retry_interval},
   };
   return kOptions;
 }
@@ -276,8 +314,8 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
         auto name = v.value<std::string>();
         if (!name || !ValidStreamName(*name)) {
           p->Add(v.source(), fkey, "must be 1-64 characters of A-Z a-z 0-9 . _ -");
-        } else if (*name == kDeadLetterStream) {
-          p->Add(v.source(), fkey, "\"dead-letter\" is the built-in dead-letter stream; choose another name");
+        } else if (*name == kDeadLetterStream || *name == kAgentStream) {
+          p->Add(v.source(), fkey, "\"" + *name + "\" is a built-in stream (dead letters, health records); choose another name");
         } else if (!names.insert(*name).second) {
           p->Add(v.source(), fkey, "stream \"" + *name + "\" is defined twice");
         } else {
@@ -492,6 +530,29 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   if (!cfg.mqtt_password_file.empty() && cfg.mqtt_username.empty()) {
     p.Add("mqtt.password_file", "a password needs mqtt.username");
   }
+  const bool sasl = cfg.kafka_security_protocol.rfind("sasl_", 0) == 0;
+  const bool ssl = cfg.kafka_security_protocol == "ssl" || cfg.kafka_security_protocol == "sasl_ssl";
+  if (sasl && (cfg.kafka_sasl_mechanism.empty() || cfg.kafka_sasl_username.empty() ||
+               cfg.kafka_sasl_password_file.empty())) {
+    p.Add("kafka.security_protocol", cfg.kafka_security_protocol +
+                                         " needs kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password_file");
+  }
+  if (!sasl && (!cfg.kafka_sasl_mechanism.empty() || !cfg.kafka_sasl_username.empty() ||
+                !cfg.kafka_sasl_password_file.empty())) {
+    p.Add("kafka.sasl_mechanism", "SASL settings need kafka.security_protocol = \"sasl_plaintext\" or \"sasl_ssl\"");
+  }
+  if (!ssl && (!cfg.kafka_ssl_ca_file.empty() || !cfg.kafka_ssl_cert_file.empty() ||
+               !cfg.kafka_ssl_key_file.empty())) {
+    p.Add("kafka.ssl_ca_file", "TLS files need kafka.security_protocol = \"ssl\" or \"sasl_ssl\"");
+  }
+  if (cfg.kafka_ssl_cert_file.empty() != cfg.kafka_ssl_key_file.empty()) {
+    p.Add("kafka.ssl_cert_file", "ssl_cert_file and ssl_key_file go together (mutual TLS): set both or neither");
+  }
+  if (cfg.kafka_blocked_retry_interval < 1) p.Add("kafka.blocked_retry_interval", "must be at least 1s");
+  if (cfg.kafka_retry_backoff_max < 0.25) p.Add("kafka.retry_backoff_max", "must be at least 250ms");
+  if (cfg.health_topic.empty() || cfg.health_topic.size() > 249) {
+    p.Add("agent.health_topic", "must be a Kafka topic name (1-249 characters)");
+  }
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
   if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
@@ -530,7 +591,9 @@ Result<Config> LoadConfig(const std::string& path) {
       {"mqtt.password_file", &cfg->mqtt_password_file}, {"mqtt.ca_file", &cfg->mqtt_ca_file},
       {"mqtt.cert_file", &cfg->mqtt_cert_file}, {"mqtt.key_file", &cfg->mqtt_key_file},
       {"encryption.public_key", &cfg->encryption_public_key},
-      {"batch.dictionary", &cfg->batch_dictionary}};
+      {"batch.dictionary", &cfg->batch_dictionary}, {"kafka.ssl_ca_file", &cfg->kafka_ssl_ca_file},
+      {"kafka.ssl_cert_file", &cfg->kafka_ssl_cert_file}, {"kafka.ssl_key_file", &cfg->kafka_ssl_key_file},
+      {"kafka.sasl_password_file", &cfg->kafka_sasl_password_file}};
   for (const auto& [key, file] : files) {
     if (file->empty()) continue;
     std::ifstream f(*file);
@@ -551,14 +614,33 @@ Result<Config> LoadConfig(const std::string& path) {
   return cfg;
 }
 
-Result<std::string> ReadPasswordFile(const std::string& path) {
+Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key) {
   std::ifstream f(path);
-  if (!f) return Status::InvalidArgument("mqtt.password_file: cannot read " + path);
+  if (!f) return Status::InvalidArgument(key + ": cannot read " + path);
   std::string line;
   std::getline(f, line);
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return Status::InvalidArgument("mqtt.password_file: " + path + " is empty");
+  if (line.empty()) return Status::InvalidArgument(key + ": " + path + " is empty");
   return line;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& c) {
+  std::vector<std::pair<std::string, std::string>> props;
+  props.emplace_back("security.protocol", c.kafka_security_protocol);
+  const std::pair<const char*, const std::string*> typed[] = {
+      {"ssl.ca.location", &c.kafka_ssl_ca_file}, {"ssl.certificate.location", &c.kafka_ssl_cert_file},
+      {"ssl.key.location", &c.kafka_ssl_key_file}, {"sasl.mechanisms", &c.kafka_sasl_mechanism},
+      {"sasl.username", &c.kafka_sasl_username}};
+  for (const auto& [name, value] : typed) {
+    if (!value->empty()) props.emplace_back(name, *value);
+  }
+  if (!c.kafka_sasl_password_file.empty()) {
+    Result<std::string> pw = ReadPasswordFile(c.kafka_sasl_password_file, "kafka.sasl_password_file");
+    if (!pw.ok()) return pw.status();
+    props.emplace_back("sasl.password", *pw);
+  }
+  props.insert(props.end(), c.kafka_properties.begin(), c.kafka_properties.end());
+  return props;
 }
 
 std::string ConfigReference() {
@@ -567,7 +649,7 @@ std::string ConfigReference() {
     out += "| `" + std::string(o.key) + "` | " + DefaultText(o) + " | " + o.description + " |\n";
   }
   out +=
-      "| `kafka.properties.*` | | Any librdkafka producer property, passed through; one librdkafka rejects is an error naming it. |\n"
+      "| `kafka.properties.*` | | Any other librdkafka producer property, passed through (it wins over the typed keys above); one librdkafka rejects is an error naming it. |\n"
       "| `[[streams]] name` | (required) | Stream name, 1-64 of A-Z a-z 0-9 . _ - |\n"
       "| `[[streams]] topics` | (required) | MQTT topic filters (`+`, `#`) whose messages this stream takes; the first stream that matches wins. |\n"
       "| `[[streams]] kafka_topic` | \"edge.<name>\" | Kafka topic the stream's batches go to. |\n"

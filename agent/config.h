@@ -25,6 +25,9 @@ struct StreamConfig {
 // The built-in stream that takes what cannot go where it should (reasons in
 // agent/agent.h). Always present, low priority; its name is reserved.
 constexpr const char* kDeadLetterStream = "dead-letter";
+// The built-in stream of the agent's health records (agent.heartbeat_interval),
+// high priority, to agent.health_topic; its name is reserved.
+constexpr const char* kAgentStream = "_agent";
 
 struct Config {
   // [agent]
@@ -33,6 +36,8 @@ struct Config {
   std::string log_level = "info";
   double shutdown_timeout = 10;   // seconds
   double stats_interval = 60;     // seconds between stats lines in the log; 0 = never
+  double heartbeat_interval = 60; // seconds between health records on the _agent stream; 0 = never
+  std::string health_topic = "edge.agent";  // Kafka topic of the _agent stream
   // [mqtt]
   std::string mqtt_host = "127.0.0.1";
   int64_t mqtt_port = 1883;
@@ -69,6 +74,16 @@ struct Config {
   std::string dead_letter_topic = "edge.dead-letter";
   // [kafka]
   std::string kafka_brokers;
+  std::string kafka_security_protocol = "plaintext";
+  std::string kafka_ssl_ca_file, kafka_ssl_cert_file, kafka_ssl_key_file;
+  std::string kafka_sasl_mechanism;       // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+  std::string kafka_sasl_username;
+  std::string kafka_sasl_password_file;   // never the password itself
+  int64_t kafka_max_in_flight = 16;       // batches handed to librdkafka at once
+  int64_t kafka_max_in_flight_bytes = 4 << 20;
+  int64_t kafka_max_bytes_per_sec = 0;    // 0 = unlimited
+  double kafka_retry_backoff_max = 30;    // seconds: cap of the pause after failed deliveries
+  double kafka_blocked_retry_interval = 300;  // seconds between tries of a topic that refuses us
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
   // [[streams]]
   std::vector<StreamConfig> streams;
@@ -79,8 +94,12 @@ struct Config {
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
 // ParseConfig of the file, then checks that the files it names are readable.
 Result<Config> LoadConfig(const std::string& path);
-// The password: the first line of `path`, without its line end.
-Result<std::string> ReadPasswordFile(const std::string& path);
+// The password: the first line of `path`, without its line end. `key`
+// names the option in errors.
+Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key = "mqtt.password_file");
+// librdkafka properties for the [kafka] settings (typed ones first, then
+// kafka.properties, which win); reads the SASL password file.
+Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& config);
 
 // The reference of every option, as a Markdown table.
 std::string ConfigReference();

@@ -81,6 +81,11 @@ Status KafkaCluster::PushRequestErrors(int api_key, int count, int code) {
                  std::to_string(code));
 }
 
+Status KafkaCluster::PushBrokerErrors(int id, int api_key, int count, int code) {
+  return Command("broker-error " + std::to_string(id) + " " + std::to_string(api_key) + " " +
+                 std::to_string(count) + " " + std::to_string(code));
+}
+
 Status KafkaCluster::SetTopicError(const std::string& topic, int code) {
   return Command("topic-error " + topic + " " + std::to_string(code));
 }

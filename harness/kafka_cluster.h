@@ -42,6 +42,8 @@ class KafkaCluster {
   // The next `count` requests with `api_key` (0 Produce, 1 Fetch, 3 Metadata)
   // fail with `code`, a numeric rd_kafka_resp_err_t.
   Status PushRequestErrors(int api_key, int count, int code);
+  // The same for requests to broker `id` only.
+  Status PushBrokerErrors(int id, int api_key, int count, int code);
   // Metadata reports `code` for `topic` (0 clears it).
   Status SetTopicError(const std::string& topic, int code);
   // Sends one command line (without '\n'); OK when the reply is "ok",

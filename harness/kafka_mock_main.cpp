@@ -12,7 +12,11 @@
 //   error APIKEY COUNT CODE     the next COUNT requests of APIKEY (0 Produce,
 //                               1 Fetch, 3 Metadata, 22 InitProducerId, ...)
 //                               fail with CODE, a numeric rd_kafka_resp_err_t
-//   clear-errors APIKEY         forgets the pushed errors for APIKEY
+//   broker-error ID APIKEY COUNT CODE
+//                               the same for requests to broker ID only (so a
+//                               topic led by ID fails while others flow)
+//   clear-errors APIKEY         forgets the pushed errors for APIKEY (not
+//                               those of broker-error)
 //   topic-error NAME CODE       metadata reports CODE for topic NAME (0 clears)
 //   quit                        exits 0
 // Broker ids run from 1 to --brokers. The program exits 0 on `quit`, end of
@@ -41,6 +45,11 @@
 //   retriable; TOPIC_AUTHORIZATION_FAILED also makes later produce() calls to
 //   that topic fail at once (librdkafka marks the topic), so prefer a
 //   per-message error such as MSG_SIZE_TOO_LARGE (10) to fail one batch.
+// - `topic-error NAME 29` (TOPIC_AUTHORIZATION_FAILED in Metadata) does not
+//   fail a 2.0.2 producer's messages: the client sees the topic with no
+//   partitions and holds them until message.timeout.ms. To refuse one
+//   topic's produce requests, lead it from its own broker and use
+//   `broker-error`.
 // - The cluster lives in this process only: nothing survives `quit`.
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -121,6 +130,22 @@ class MockCommands {
                                             static_cast<rd_kafka_resp_err_t>(*code));
       rd_kafka_mock_push_request_errors_array(cluster_, static_cast<int16_t>(*api), errs.size(),
                                               errs.data());
+      return "ok";
+    }
+    if (cmd == "broker-error" && w.size() == 5) {
+      std::optional<int32_t> id = BrokerId(w[1]);
+      std::optional<long> api = ParseInt(w[2], 0, INT16_MAX);
+      std::optional<long> count = ParseInt(w[3], 1, 1000000);
+      std::optional<long> code = ParseInt(w[4], INT32_MIN, INT32_MAX);
+      if (!id || *id == -1 || !api || !count || !code) {
+        return "error usage: broker-error ID APIKEY COUNT CODE";
+      }
+      for (long i = 0; i < *count; ++i) {
+        rd_kafka_resp_err_t err = rd_kafka_mock_broker_push_request_error_rtts(
+            cluster_, *id, static_cast<int16_t>(*api), 1,
+            static_cast<rd_kafka_resp_err_t>(*code), 0);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return Reply(err);
+      }
       return "ok";
     }
     if (cmd == "clear-errors" && w.size() == 2) {

@@ -1,16 +1,35 @@
 // Uploader: sends sealed batches from the store to Kafka, one envelope per
 // message, and deletes a batch from the store only when its delivery report
-// says Kafka has it (acks=all, idempotent producer, so retries inside
-// librdkafka neither lose nor duplicate within a producer session).
+// says Kafka has it (acks=all, idempotent producer: retries inside
+// librdkafka neither lose, duplicate nor reorder within a producer session).
 //
-// While Kafka is unreachable, in-flight envelopes wait inside librdkafka up
-// to message.timeout.ms; a failed delivery puts the batch back and the
-// uploader backs off (capped exponential, full jitter) before it sends again,
-// oldest first. The store is the queue: nothing is lost by a restart, and a
-// batch sent twice (delivered, crash before delete) is dropped centrally by
-// its (device, stream, batch sequence).
+// What goes wrong, and what the uploader does about it:
+// - Retriable (broker down, leader moved, timeouts, NOT_ENOUGH_REPLICAS):
+//   librdkafka retries inside, in order, until message.timeout.ms; a batch
+//   that still fails comes back to the store, everything queued behind it is
+//   taken back too (so later batches of its stream cannot overtake it), and
+//   after a capped exponential pause with full jitter the store is sent again
+//   in its order. Reconnects back off exponentially inside librdkafka.
+// - Permanent for a topic (authorization failed, unknown topic, invalid
+//   config or record): the topic is blocked with its reason, logged once;
+//   its streams stay in the store and are retried every
+//   blocked_retry_us with a single batch, while every other topic flows.
+// - Too large for the broker: the batch is sent again as fragments
+//   (buffer/fragment.h) of half the size, and so on; the topic remembers the
+//   size that worked. A batch is never dropped.
+// - Fatal (the idempotent producer fenced): the producer is rebuilt; its
+//   batches in flight come back to the store and go again in store order.
+// The store is the queue: nothing is lost by a restart, and a batch sent
+// twice (delivered, crash before delete) is dropped centrally by its
+// (device, stream, batch sequence).
 //
-// Threads: one uploader thread from Start to Stop; Notify from any thread.
+// Order: gap records first, then highest priority first, oldest first (the
+// store's order), with at most max_in_flight batches and
+// max_in_flight_bytes handed to librdkafka at once, so live batches of high
+// priority pass a backlog of lower priority. max_bytes_per_sec caps the rate
+// (a token bucket) for metered links.
+//
+// Threads: one uploader thread from Start to Stop; Notify and stats from any thread.
 #pragma once
 
 #include <atomic>
@@ -24,6 +43,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/last_error.h"
 #include "base/status.h"
 #include "buffer/store.h"
 
@@ -32,19 +52,39 @@ namespace edgesync {
 struct UploaderOptions {
   std::string brokers;    // bootstrap.servers
   std::string device_id;  // message key, so a device's batches stay in one partition
-  // Extra librdkafka properties, applied after the defaults; a property
-  // librdkafka rejects makes Create fail naming it.
+  // librdkafka properties, applied after the defaults; a property librdkafka
+  // rejects makes Create fail naming it.
   std::vector<std::pair<std::string, std::string>> properties;
-  size_t max_in_flight = 32;             // envelopes handed to librdkafka at once
-  int64_t backoff_initial_us = 250'000;  // first pause after a failed delivery
-  int64_t backoff_max_us = 30'000'000;   // cap of the pause
+  size_t max_in_flight = 16;                  // batches handed to librdkafka at once
+  uint64_t max_in_flight_bytes = 4u << 20;    // and their bytes (at least one batch)
+  uint64_t max_bytes_per_sec = 0;             // 0: unlimited
+  int64_t backoff_initial_us = 250'000;       // first pause after a failed delivery
+  int64_t backoff_max_us = 30'000'000;        // cap of the pause
+  int64_t blocked_retry_us = 300'000'000;     // how often a blocked topic is tried again
+};
+
+enum class KafkaState { kUnknown, kUp, kDown };
+const char* KafkaStateName(KafkaState s);
+
+struct BlockedTopic {
+  std::string topic;
+  std::string reason;    // librdkafka's error name and text
+  int64_t since_us = 0;  // wall clock
 };
 
 struct UploaderStats {
   uint64_t delivered_batches = 0;
   uint64_t delivered_events = 0;
-  uint64_t failed_deliveries = 0;
+  uint64_t delivered_bytes = 0;     // envelope bytes Kafka acknowledged
+  uint64_t failed_deliveries = 0;   // batches that came back to the store
   uint64_t in_flight = 0;
+  uint64_t split_batches = 0;       // batches sent as fragments
+  uint64_t producer_rebuilds = 0;   // after fatal errors
+  uint64_t out_of_order = 0;        // batches delivered after a later one of their stream
+  KafkaState kafka = KafkaState::kUnknown;
+  int64_t last_delivery_us = 0;     // wall clock of the last successful delivery; 0: none
+  ErrorNote last_error;             // the last Kafka error
+  std::vector<BlockedTopic> blocked;
 };
 
 class Uploader {
@@ -62,6 +102,10 @@ class Uploader {
   Status Stop(int64_t timeout_us);
 
   UploaderStats stats() const;
+
+  // Makes librdkafka raise a fatal error, as a fenced idempotent producer
+  // would (rd_kafka_test_fatal_error), to test the rebuild.
+  void InjectFatalErrorForTest();
 
   struct Impl;  // librdkafka state; in uploader.cpp
 

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "sync/uploader.h"
+#include "tests/support/temp_dir.h"
+
 namespace edgesync {
 namespace {
 
@@ -131,6 +136,88 @@ topics = ["a"]
   const std::string& m = c.status().message();
   EXPECT_NE(m.find("k.toml:6:15: kafka.properties.linger.ms: Invalid value"), std::string::npos) << m;
   EXPECT_NE(m.find("kafka.properties.no.such.thing: No such configuration property"), std::string::npos) << m;
+}
+
+TEST(Config, TypedKafkaSettingsBecomeClientPropertiesAndPropertiesWin) {
+  auto dir = testing::NewTempDir();
+  std::ofstream(dir / "kafka.pw") << "s3cret\n";
+  Result<Config> c = ParseConfig(R"([agent]
+device_id = "d"
+heartbeat_interval = "30s"
+health_topic = "fleet.health"
+[kafka]
+brokers = "b:1"
+security_protocol = "sasl_ssl"
+ssl_ca_file = "/etc/ssl/kafka-ca.pem"
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "term-0042"
+sasl_password_file = ")" + std::string(dir / "kafka.pw") + R"("
+max_in_flight = 4
+max_in_flight_bytes = "1MiB"
+max_bytes_per_sec = "64KiB"
+blocked_retry_interval = "10m"
+[kafka.properties]
+"sasl.username" = "override"
+[[streams]]
+name = "s"
+topics = ["a"]
+)", "k.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->heartbeat_interval, 30);
+  EXPECT_EQ(c->health_topic, "fleet.health");
+  EXPECT_EQ(c->kafka_max_in_flight, 4);
+  EXPECT_EQ(c->kafka_max_in_flight_bytes, 1 << 20);
+  EXPECT_EQ(c->kafka_max_bytes_per_sec, 64 << 10);
+  EXPECT_EQ(c->kafka_blocked_retry_interval, 600);
+  auto props = KafkaProperties(*c);
+  ASSERT_TRUE(props.ok()) << props.status().message();
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(*props, (std::vector<P>{{"security.protocol", "sasl_ssl"},
+                                    {"ssl.ca.location", "/etc/ssl/kafka-ca.pem"},
+                                    {"sasl.mechanisms", "SCRAM-SHA-512"},
+                                    {"sasl.username", "term-0042"},
+                                    {"sasl.password", "s3cret"},
+                                    {"sasl.username", "override"}}))
+      << "typed first, then kafka.properties, which librdkafka applies last (so they win)";
+  for (const auto& [k, v] : *props) EXPECT_TRUE(CheckProducerProperty(k, v).ok()) << k;
+}
+
+TEST(Config, KafkaSecuritySettingsMustGoTogether) {
+  auto parse = [](const std::string& kafka) {
+    return ParseConfig("[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"b:1\"\n" + kafka +
+                           "[[streams]]\nname = \"s\"\ntopics = [\"a\"]\n",
+                       "k.toml");
+  };
+  auto m = parse("security_protocol = \"sasl_plaintext\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("needs kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password_file"),
+            std::string::npos) << m.status().message();
+  m = parse("sasl_username = \"u\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("SASL settings need kafka.security_protocol"), std::string::npos);
+  m = parse("ssl_ca_file = \"ca.pem\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("TLS files need kafka.security_protocol"), std::string::npos);
+  m = parse("security_protocol = \"ssl\"\nssl_cert_file = \"c.pem\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("ssl_cert_file and ssl_key_file go together"), std::string::npos);
+  m = parse("security_protocol = \"kerberos\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("kafka.security_protocol: must be one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
+            std::string::npos) << m.status().message();
+  m = parse("blocked_retry_interval = \"10ms\"\n");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("kafka.blocked_retry_interval: must be at least 1s"), std::string::npos);
+}
+
+TEST(Config, BuiltInStreamNamesAreReserved) {
+  for (const char* name : {"dead-letter", "_agent"}) {
+    auto c = ParseConfig(std::string("[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"b:1\"\n"
+                                     "[[streams]]\nname = \"") + name + "\"\ntopics = [\"a\"]\n",
+                         "k.toml");
+    ASSERT_FALSE(c.ok()) << name;
+    EXPECT_NE(c.status().message().find("is a built-in stream"), std::string::npos) << c.status().message();
+  }
 }
 
 TEST(Config, ReferenceListsEveryOption) {

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
+#include <random>
 
 #include "buffer/envelope.h"
 #include "harness/agent_process.h"
@@ -18,27 +21,65 @@ using namespace std::chrono_literals;
 
 constexpr const char* kTopic = "edge.uploader-test";
 
-void CommitBatches(Store* store, int n) {
-  for (int i = 1; i <= n; ++i) {
+struct Batches {
+  std::string stream = "s";
+  std::string topic = kTopic;
+  Priority priority = Priority::kNormal;
+  size_t payload_bytes = 0;  // random bytes (incompressible) added to each event
+  uint64_t first_seq = 1;
+};
+
+// Commits `n` one-event batches; returns their envelopes, by sequence.
+std::vector<std::string> CommitBatches(Store* store, int n, const Batches& spec = {}) {
+  std::vector<std::string> envelopes;
+  std::mt19937_64 rng(n);
+  for (int i = 0; i < n; ++i) {
+    const uint64_t seq = spec.first_seq + static_cast<uint64_t>(i);
     Record r;
     r.topic = "t";
-    r.payload = "event " + std::to_string(i);
+    r.payload = "event " + std::to_string(seq);
+    for (size_t k = 0; k < spec.payload_bytes; ++k) r.payload.push_back(static_cast<char>(rng()));
     std::string enc, body;
     EncodeRecord(r, &enc);
     AppendToBody(enc, &body);
     BatchHeader h;
     h.device_id = "dev-1";
-    h.stream = "s";
-    h.batch_seq = static_cast<uint64_t>(i);
+    h.stream = spec.stream;
+    h.batch_seq = seq;
     h.event_count = 1;
     SealedBatch b;
-    b.stream = "s";
-    b.kafka_topic = kTopic;
-    b.seq = static_cast<uint64_t>(i);
+    b.stream = spec.stream;
+    b.kafka_topic = spec.topic;
+    b.priority = spec.priority;
+    b.seq = seq;
     b.events = 1;
     b.envelope = *SealEnvelope(h, body);
-    ASSERT_TRUE(store->Commit(&b, {}).ok());
+    envelopes.push_back(b.envelope);
+    EXPECT_TRUE(store->Commit(&b, {}).ok());
   }
+  return envelopes;
+}
+
+std::string Header(const harness::KafkaMessage& m, const std::string& name) {
+  auto it = std::find_if(m.headers.begin(), m.headers.end(), [&](const auto& h) { return h.first == name; });
+  return it == m.headers.end() ? std::string("<missing>") : it->second;
+}
+
+// The batch sequences of `stream` in `msgs` (whole batches only), in topic order.
+std::vector<uint64_t> Sequences(const std::vector<harness::KafkaMessage>& msgs, const std::string& stream) {
+  std::vector<uint64_t> out;
+  for (const auto& m : msgs) {
+    if (Header(m, "edgesync-stream") == stream && Header(m, "edgesync-kind") == "batch") {
+      out.push_back(std::stoull(Header(m, "edgesync-batch")));
+    }
+  }
+  return out;
+}
+
+std::vector<uint64_t> OneTo(uint64_t n) {
+  std::vector<uint64_t> v(n);
+  for (uint64_t i = 0; i < n; ++i) v[i] = i + 1;
+  return v;
 }
 
 class UploaderTest : public ::testing::Test {
@@ -50,8 +91,7 @@ class UploaderTest : public ::testing::Test {
     store_ = std::move(Store::Open(Env::Default(), dir_ / "store.db")).value();
   }
 
-  std::unique_ptr<Uploader> Make() {
-    UploaderOptions o;
+  std::unique_ptr<Uploader> Make(UploaderOptions o = {}) {
     o.brokers = cluster_->bootstrap();
     o.device_id = "dev-1";
     o.backoff_initial_us = 50'000;
@@ -89,11 +129,7 @@ TEST_F(UploaderTest, DeliversInOrderWithKeyAndHeadersThenDeletes) {
     auto env = OpenEnvelope(m.value);
     ASSERT_TRUE(env.ok());
     EXPECT_EQ(env->header.batch_seq, i + 1) << "order within a stream";
-    auto header = [&](const std::string& name) {
-      auto it = std::find_if(m.headers.begin(), m.headers.end(),
-                             [&](const auto& h) { return h.first == name; });
-      return it == m.headers.end() ? std::string("<missing>") : it->second;
-    };
+    auto header = [&](const std::string& name) { return Header(m, name); };
     EXPECT_EQ(header("edgesync-format"), "1");
     EXPECT_EQ(header("edgesync-stream"), "s");
     EXPECT_EQ(header("edgesync-batch"), std::to_string(i + 1));
@@ -130,6 +166,145 @@ TEST_F(UploaderTest, StopWithKafkaDownKeepsTheBatches) {
   Status st = up->Stop(300'000);
   EXPECT_EQ(st.code(), Status::Code::kUnavailable) << st.ToString();
   EXPECT_EQ(store_->Counts()->batches, 3u);
+}
+
+TEST_F(UploaderTest, AnUnauthorizedTopicIsBlockedWhileTheOthersFlowThenDrainsInOrder) {
+  // The refused topic is led by broker 3 alone, whose next produce requests
+  // answer TOPIC_AUTHORIZATION_FAILED (29); the other topic is led by broker 1.
+  constexpr const char* kRefused = "edge.uploader-refused";
+  constexpr int kRefusals = 6;
+  ASSERT_TRUE(cluster_->CreateTopic(kRefused, 1).ok());
+  ASSERT_TRUE(cluster_->SetLeader(kRefused, 0, 3).ok());
+  ASSERT_TRUE(cluster_->SetLeader(kTopic, 0, 1).ok());
+  ASSERT_TRUE(cluster_->PushBrokerErrors(3, 0, kRefusals, 29).ok());
+  Batches refused;
+  refused.stream = "r";
+  refused.topic = kRefused;
+  refused.priority = Priority::kHigh;  // first in the store's order: it must not hold the rest up
+  CommitBatches(store_.get(), 10, refused);
+  CommitBatches(store_.get(), 10);
+  UploaderOptions o;
+  o.blocked_retry_us = 300'000;
+  auto up = Make(o);
+  ASSERT_TRUE(up);
+  up->Start();
+  up->Notify();
+  // The other topic drains while the refused one is blocked.
+  ASSERT_TRUE(harness::PollUntil([&] { return !up->stats().blocked.empty(); }, 30s));
+  UploaderStats st = up->stats();
+  ASSERT_EQ(st.blocked.size(), 1u);
+  EXPECT_EQ(st.blocked[0].topic, kRefused);
+  EXPECT_NE(st.blocked[0].reason.find("TOPIC_AUTHORIZATION_FAILED"), std::string::npos) << st.blocked[0].reason;
+  ASSERT_TRUE(harness::PollUntil([&] {
+    auto streams = store_->StreamsOfTopic(kTopic);
+    return streams.ok() && streams->empty();
+  }, 30s)) << "the other topic keeps flowing";
+  // Once the broker takes it again (its refusals used up by the rare
+  // retries), the blocked topic drains: every batch once, in order.
+  ASSERT_TRUE(StoreEmpties());
+  EXPECT_TRUE(up->stats().blocked.empty());
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
+  auto msgs = harness::ReadTopic(cluster_->bootstrap(), kRefused, 30s);
+  ASSERT_TRUE(msgs.ok()) << msgs.status().ToString();
+  EXPECT_EQ(Sequences(*msgs, "r"), OneTo(10));
+}
+
+TEST_F(UploaderTest, AFatalErrorRebuildsTheProducerWithoutLosingOrReordering) {
+  CommitBatches(store_.get(), 200);
+  auto up = Make();
+  ASSERT_TRUE(up);
+  up->Start();
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] { return up->stats().delivered_batches > 0; }, 30s));
+  up->InjectFatalErrorForTest();
+  ASSERT_TRUE(StoreEmpties());
+  EXPECT_EQ(up->stats().producer_rebuilds, 1u);
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
+  auto msgs = harness::ReadTopic(cluster_->bootstrap(), kTopic, 30s);
+  ASSERT_TRUE(msgs.ok());
+  // Batches in flight at the fatal moment may arrive twice (the central side
+  // drops the copy); first arrivals are complete and in order.
+  std::vector<uint64_t> first;
+  std::set<uint64_t> seen;
+  for (uint64_t seq : Sequences(*msgs, "s")) {
+    if (seen.insert(seq).second) first.push_back(seq);
+  }
+  EXPECT_EQ(first, OneTo(200));
+  EXPECT_LE(Sequences(*msgs, "s").size() - 200, UploaderOptions{}.max_in_flight);
+}
+
+TEST_F(UploaderTest, ABatchTheBrokerFindsTooLargeIsSentAsFragments) {
+  // 3 batches of ~20 KB that do not compress; the broker refuses the first
+  // produce request as too large (MSG_SIZE_TOO_LARGE, 10).
+  Batches big;
+  big.payload_bytes = 20'000;
+  std::vector<std::string> envelopes = CommitBatches(store_.get(), 3, big);
+  ASSERT_TRUE(cluster_->PushRequestErrors(0, 1, 10).ok());
+  auto up = Make();
+  ASSERT_TRUE(up);
+  up->Start();
+  up->Notify();
+  ASSERT_TRUE(StoreEmpties());
+  EXPECT_GE(up->stats().split_batches, 1u);
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
+  auto msgs = harness::ReadTopic(cluster_->bootstrap(), kTopic, 30s);
+  ASSERT_TRUE(msgs.ok());
+  // Reassemble by the format (FORMAT.md "Fragments"): 18-byte header, then
+  // the slice; the slices in order make the envelope.
+  std::map<uint64_t, std::string> whole;
+  size_t fragments = 0;
+  for (const auto& m : *msgs) {
+    const uint64_t seq = std::stoull(Header(m, "edgesync-batch"));
+    if (Header(m, "edgesync-kind") == "batch") {
+      whole[seq] = m.value;
+      continue;
+    }
+    ASSERT_EQ(Header(m, "edgesync-kind"), "fragment");
+    ASSERT_EQ(m.value.substr(0, 4), "EDGF");
+    ++fragments;
+    const uint16_t index = static_cast<uint8_t>(m.value[6]) | static_cast<uint8_t>(m.value[7]) << 8;
+    if (index == 0) whole[seq].clear();
+    whole[seq] += m.value.substr(18);
+    EXPECT_LE(m.value.size(), envelopes[0].size() / 2 + 18) << "half the refused size";
+  }
+  EXPECT_GE(fragments, 2u);
+  ASSERT_EQ(whole.size(), 3u);
+  for (uint64_t seq = 1; seq <= 3; ++seq) EXPECT_EQ(whole[seq], envelopes[seq - 1]) << "batch " << seq;
+}
+
+TEST_F(UploaderTest, LiveHighPriorityPassesABacklogAndTheRateLimitHolds) {
+  // 100 low-priority batches of ~4 KB behind a 40 KB/s limit (64 KiB burst):
+  // about 8 s of backlog.
+  Batches low;
+  low.priority = Priority::kLow;
+  low.payload_bytes = 4000;
+  CommitBatches(store_.get(), 100, low);
+  UploaderOptions o;
+  o.max_bytes_per_sec = 40'000;
+  auto up = Make(o);
+  ASSERT_TRUE(up);
+  const int64_t start = Env::Default()->MonotonicMicros();
+  up->Start();
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] { return up->stats().delivered_batches > 0; }, 30s));
+  Batches live;
+  live.stream = "live";
+  live.priority = Priority::kHigh;
+  CommitBatches(store_.get(), 1, live);
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] {
+    auto rows = store_->StreamsOfTopic(kTopic);
+    return rows.ok() && std::find(rows->begin(), rows->end(), "live") == rows->end();
+  }, 30s));
+  EXPECT_GT(store_->Counts()->batches, 50u) << "the live batch went before most of the backlog";
+  ASSERT_TRUE(StoreEmpties()) << store_->Counts()->batches << " left; delivered " << up->stats().delivered_batches << " in flight " << up->stats().in_flight;
+  const int64_t elapsed = Env::Default()->MonotonicMicros() - start;
+  const UploaderStats st = up->stats();
+  // An upper bound only (a slow machine sends less, never more): the burst,
+  // the rate over the time taken, one message of debt.
+  EXPECT_LE(st.delivered_bytes, (64u << 10) + 40'000 * static_cast<uint64_t>(elapsed) / 1'000'000 + 5000)
+      << "in " << elapsed / 1000 << " ms";
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
 }
 
 TEST(UploaderConfig, RejectedPropertyIsNamed) {
