@@ -7,6 +7,7 @@
 #include <thread>
 
 
+#include "agent/health.h"
 #include "base/backoff.h"
 
 namespace edgesync {
@@ -81,6 +82,8 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   }
   a->dead_letter_stream_ = specs.size();
   specs.push_back(StreamSpec{kDeadLetterStream, config.dead_letter_topic, Priority::kLow});
+  a->agent_stream_ = specs.size();
+  specs.push_back(StreamSpec{kAgentStream, config.health_topic, Priority::kHigh});
   StoreReplacement replaced;
   Result<std::unique_ptr<Store>> store =
       OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
@@ -134,7 +137,14 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   UploaderOptions uo;
   uo.brokers = config.kafka_brokers;
   uo.device_id = config.device_id;
-  uo.properties = config.kafka_properties;
+  Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config);
+  if (!props.ok()) return props.status();
+  uo.properties = std::move(props).value();
+  uo.max_in_flight = static_cast<size_t>(config.kafka_max_in_flight);
+  uo.max_in_flight_bytes = static_cast<uint64_t>(config.kafka_max_in_flight_bytes);
+  uo.max_bytes_per_sec = static_cast<uint64_t>(config.kafka_max_bytes_per_sec);
+  uo.backoff_max_us = static_cast<int64_t>(config.kafka_retry_backoff_max * 1e6);
+  uo.blocked_retry_us = static_cast<int64_t>(config.kafka_blocked_retry_interval * 1e6);
   Result<std::unique_ptr<Uploader>> up = Uploader::Create(a->store_.get(), env, uo);
   if (!up.ok()) return up.status();
   a->uploader_ = std::move(up).value();
@@ -172,12 +182,47 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
 }
 
 Status Agent::Start() {
+  started_us_ = env_->MonotonicMicros();
   sealer_->Start();
   uploader_->Start();
   uploader_->Notify();  // whatever the store held from before
   EDGESYNC_RETURN_IF_ERROR(ingest_->Start());
   started_ = true;
+  if (config_.heartbeat_interval > 0) {
+    EmitHealth("starting");
+    health_thread_ = std::thread([this] { HealthLoop(); });
+  }
   return Status::OK();
+}
+
+void Agent::HealthLoop() {
+  const auto interval = std::chrono::microseconds(static_cast<int64_t>(config_.heartbeat_interval * 1e6));
+  std::unique_lock<std::mutex> lock(health_mu_);
+  while (!health_cv_.wait_for(lock, interval, [this] { return health_stop_; })) {
+    lock.unlock();
+    EmitHealth("running");
+    lock.lock();
+  }
+}
+
+std::string Agent::HealthRecord(const char* state) const {
+  HealthContext c;
+  c.device_id = config_.device_id;
+  c.version = EDGESYNC_VERSION;
+  c.state = state;
+  c.now_us = env_->NowMicros();
+  c.uptime_us = env_->MonotonicMicros() - started_us_;
+  return HealthRecordJson(stats(), c);
+}
+
+void Agent::EmitHealth(const char* state) {
+  Record r;
+  r.topic = "edgesync/" + config_.device_id + "/health";
+  r.received_at_us = env_->NowMicros();
+  r.content_type = "application/json";
+  r.payload = HealthRecord(state);
+  Status st = sealer_->Accept(agent_stream_, r);
+  if (!st.ok()) spdlog::warn("health record not journaled: {}", st.ToString());
 }
 
 // Runs on the MQTT loop thread. Returning acknowledges the message to the
@@ -259,6 +304,15 @@ Status Agent::Shutdown() {
   spdlog::info("shutting down: stopping intake");
   sealer_->StopWaitingForSpace();
   ingest_->Stop();
+  if (health_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(health_mu_);
+      health_stop_ = true;
+    }
+    health_cv_.notify_all();
+    health_thread_.join();
+    EmitHealth("stopping");  // sealed and sent with the rest below
+  }
   Status sealed = sealer_->Stop();
   if (!sealed.ok()) spdlog::error("sealing at shutdown: {}", sealed.ToString());
   Status up = uploader_->Stop(static_cast<int64_t>(config_.shutdown_timeout * 1e6));
@@ -278,6 +332,11 @@ AgentStats Agent::stats() const {
   s.backpressure = backpressure_.load();
   Result<StoreCounts> c = store_->Counts();
   if (c.ok()) s.buffered = *c;
+  Result<std::vector<Gap>> gaps = store_->Gaps();
+  if (gaps.ok()) {
+    s.gaps = gaps->size();
+    for (const Gap& g : *gaps) s.gap_events += g.events;
+  }
   return s;
 }
 
@@ -292,6 +351,12 @@ static std::string DeadLetterCounts(const AgentStats& s) {
   return out;
 }
 
+static std::string BlockedTopics(const AgentStats& s) {
+  std::string out;
+  for (const BlockedTopic& b : s.uploader.blocked) out += (out.empty() ? " blocked=" : ",") + b.topic;
+  return out;
+}
+
 static std::string FormatStats(const AgentStats& s) {
   return "received=" + std::to_string(s.ingest.received) +
          " accepted=" + std::to_string(s.sealer.accepted) +
@@ -299,7 +364,8 @@ static std::string FormatStats(const AgentStats& s) {
          " uploaded=" + std::to_string(s.uploader.delivered_events) +
          " buffered_events=" + std::to_string(s.buffered.events) +
          " buffered_batches=" + std::to_string(s.buffered.batches) +
-         " mqtt=" + (s.ingest.connected ? "up" : "down") + DeadLetterCounts(s) +
+         " mqtt=" + (s.ingest.connected ? "up" : "down") +
+         " kafka=" + KafkaStateName(s.uploader.kafka) + BlockedTopics(s) + DeadLetterCounts(s) +
          (s.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.unmatched_dropped) : "") +
          (s.backpressure_events ? " backpressure_events=" + std::to_string(s.backpressure_events) : "") +
          (s.sealer.unreadable_segments

@@ -7,9 +7,12 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "agent/config.h"
 #include "agent/ingest.h"
@@ -32,6 +35,8 @@ struct AgentStats {
   uint64_t backpressure_events = 0;  // events that had to wait for the journal
   bool backpressure = false;         // waiting for the journal right now
   StoreCounts buffered;
+  uint64_t gaps = 0;        // gaps recorded (younger than buffer.max_age)
+  uint64_t gap_events = 0;  // events they gave up
 };
 
 class Agent {
@@ -46,6 +51,9 @@ class Agent {
   AgentStats stats() const;
   // One line of counters for the log.
   std::string StatsLine() const;
+  // The health record now (agent/health.h), as sent on the _agent stream.
+  std::string HealthRecord(const char* state) const;
+  Uploader* uploader() { return uploader_.get(); }  // for tests
 
  private:
   Agent(const Config& config, Env* env);
@@ -53,6 +61,10 @@ class Agent {
   // Makes `r` durable in `stream`, waiting (and so holding the broker's
   // acknowledgement) while the journal cannot take it.
   void AcceptDurably(size_t stream, const Record& r);
+  // Appends a health record to the _agent stream. A journal that cannot
+  // take it is logged, not retried: the next record tells the same and more.
+  void EmitHealth(const char* state);
+  void HealthLoop();
 
   Config config_;
   Env* env_;
@@ -66,7 +78,13 @@ class Agent {
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<Ingest> ingest_;
   Record scratch_;  // OnMessage's record, reused; MQTT loop thread only
-  size_t dead_letter_stream_ = 0;  // index of the built-in stream in the sealer
+  size_t dead_letter_stream_ = 0;  // index of the built-in streams in the sealer
+  size_t agent_stream_ = 0;
+  int64_t started_us_ = 0;         // monotonic
+  std::thread health_thread_;
+  std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  bool health_stop_ = false;       // guarded by health_mu_
   std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
   std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0};
   std::atomic<bool> backpressure_{false};

@@ -110,6 +110,8 @@ void Ingest::Run() {
       }
       if (rc != MOSQ_ERR_SUCCESS) {
         ++failures_;
+        last_error_.Set("cannot connect to " + options_.host + ":" + std::to_string(options_.port) +
+                        ": " + Describe(rc));
         int64_t pause = backoff.NextMicros();
         if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
           spdlog::warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
@@ -133,6 +135,10 @@ void Ingest::Run() {
     connected_ = false;
     subscribed_ = false;
     ++failures_;
+    if (!refused_) {
+      last_error_.Set(std::string(was_connected ? "connection lost" : "cannot connect") + " to " +
+                      options_.host + ":" + std::to_string(options_.port) + ": " + Describe(rc));
+    }
     int64_t pause = backoff.NextMicros();
     if (was_connected) {
       spdlog::warn("mqtt: connection to {}:{} lost ({}); reconnecting in {} ms", options_.host,
@@ -214,6 +220,7 @@ IngestStats Ingest::stats() const {
   s.connection_failures = failures_.load();
   s.connected = connected_.load();
   s.subscribed = subscribed_.load();
+  s.last_error = last_error_.Get();
   return s;
 }
 
@@ -230,6 +237,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
     } else if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || (!in->options_.mqtt5 && rc == 1)) {
       hint = " (set mqtt.protocol = \"3.1.1\" for this broker)";
     }
+    in->last_error_.Set(std::string("the broker refused the connection: ") + why + hint);
     // Retried with backoff: say it the first time and then every tenth.
     if (++in->refusals_ == 1 || in->refusals_ % 10 == 0) {
       spdlog::error("mqtt: the broker {}:{} refused the connection: {}{} (attempt {}; retrying)",
@@ -254,6 +262,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
     int src = mosquitto_subscribe(m, nullptr, f.c_str(), in->options_.qos);
     if (src != MOSQ_ERR_SUCCESS) {
       spdlog::error("mqtt: subscribe {}: {}", f, mosquitto_strerror(src));
+      in->last_error_.Set("subscribe " + f + ": " + mosquitto_strerror(src));
     } else {
       ++in->pending_subacks_;
     }
@@ -266,6 +275,8 @@ void Ingest::OnSubscribe(mosquitto*, void* self, int, int count, const int* gran
   for (int i = 0; i < count; ++i) {
     if (granted[i] > 2) {  // 0x80 and up: the broker refused the subscription
       spdlog::error("mqtt: the broker refused a subscription (code {}); check its ACLs", granted[i]);
+      in->last_error_.Set("the broker refused a subscription (code " + std::to_string(granted[i]) +
+                          "); check its ACLs");
     } else if (granted[i] < in->options_.qos) {
       spdlog::warn("mqtt: the broker granted QoS {} instead of {}: events may be lost", granted[i],
                    in->options_.qos);

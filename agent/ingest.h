@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/last_error.h"
 #include "base/status.h"
 
 struct mosquitto;
@@ -67,6 +68,7 @@ struct IngestStats {
   uint64_t connection_failures = 0;
   bool connected = false;
   bool subscribed = false;  // the broker granted every subscription of this connection
+  ErrorNote last_error;     // connection failures, refusals, refused subscriptions
 };
 
 class Ingest {
@@ -111,6 +113,7 @@ class Ingest {
   std::atomic<uint64_t> received_{0}, connects_{0}, failures_{0};
   std::atomic<bool> connected_{false};
   std::atomic<bool> subscribed_{false};
+  LastError last_error_;
   int pending_subacks_ = 0;  // loop thread only
   bool refused_ = false;     // loop thread only: the last CONNACK refused us
   bool session_up_ = false;  // loop thread only: CONNACK accepted on this socket

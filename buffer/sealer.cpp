@@ -126,6 +126,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   Status written = lane.journal->Append(encoded);
   if (!written.ok()) {
     lane.body.resize(mark);  // not accepted: not in the batch either
+    last_error_.Set("stream " + lane.spec.name + ": journal: " + written.ToString());
     return written;
   }
   if (lane.events == 0) {
@@ -138,7 +139,10 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   if (lane.events >= options_.max_events || lane.body.size() >= options_.max_bytes) {
     // The event is durable already; a failed rotation only delays sealing.
     Status st = CloseLocked(stream);
-    if (!st.ok()) spdlog::error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
+    if (!st.ok()) {
+      spdlog::error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
+      last_error_.Set("stream " + lane.spec.name + ": closing batch: " + st.ToString());
+    }
   }
   return Status::OK();
 }
@@ -226,6 +230,7 @@ void Sealer::Run() {
         Status st = CloseLocked(i);
         if (!st.ok()) {
           spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
+          last_error_.Set("stream " + lanes_[i]->spec.name + ": closing batch: " + st.ToString());
           lanes_[i]->opened_mono = now;  // try again after another max_age, not in a spin
           close_failed = true;
         }
@@ -251,6 +256,7 @@ void Sealer::Run() {
       if (!st.ok()) {
         spdlog::error("stream {}: sealing batch: {} (retrying in 1 s)",
                       lanes_[c.lane]->spec.name, st.ToString());
+        last_error_.Set("stream " + lanes_[c.lane]->spec.name + ": sealing batch: " + st.ToString());
         sticky_ = st;
         closed_.push_front(std::move(c));
         closed_count_.store(closed_.size(), std::memory_order_release);
@@ -284,7 +290,10 @@ void Sealer::SyncDue(int64_t* next_sync, bool force) {
   const int64_t now = env_->MonotonicMicros();
   if (!force && now < *next_sync) return;
   Status st = SyncJournals();
-  if (!st.ok()) spdlog::error("journal sync: {}", st.ToString());
+  if (!st.ok()) {
+    spdlog::error("journal sync: {}", st.ToString());
+    last_error_.Set("journal sync: " + st.ToString());
+  }
   *next_sync = now + options_.sync_interval_us;
 }
 
@@ -302,9 +311,12 @@ void Sealer::EnforceLimits() {
   Result<std::vector<Gap>> gaps = store_->Enforce();
   if (!gaps.ok()) {
     spdlog::error("buffer: enforcing the limits: {}", gaps.status().ToString());
+    last_error_.Set("enforcing the limits: " + gaps.status().ToString());
     return;
   }
   for (const Gap& g : *gaps) {
+    last_error_.Set("gave up batches " + std::to_string(g.first_seq) + ".." + std::to_string(g.last_seq) +
+                    " of stream " + g.stream + ": " + g.reason);
     spdlog::warn("buffer: gave up batches {}..{} of stream {} ({} events, {} bytes): {}; "
                  "recorded as a gap and reported to Kafka",
                  g.first_seq, g.last_seq, g.stream, g.events, g.bytes, g.reason);
@@ -354,6 +366,7 @@ SealerStats Sealer::stats() const {
   s.recovered_events = recovered_events_;
   s.torn_bytes = torn_bytes_;
   s.unreadable_segments = unreadable_segments_;
+  s.last_error = last_error_.Get();
   return s;
 }
 

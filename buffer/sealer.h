@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/last_error.h"
 #include "base/status.h"
 #include "buffer/envelope.h"
 #include "buffer/journal.h"
@@ -56,6 +57,7 @@ struct SealerStats {
   uint64_t recovered_events = 0;
   uint64_t torn_bytes = 0;
   uint64_t unreadable_segments = 0;  // journal segments set aside at start (see the log)
+  ErrorNote last_error;              // journal, sealing and store errors
 };
 
 class Sealer {
@@ -128,6 +130,7 @@ class Sealer {
   std::thread thread_;
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
+  LastError last_error_;
   uint64_t recovered_events_ = 0, torn_bytes_ = 0, unreadable_segments_ = 0;
 };
 

@@ -105,7 +105,9 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, int>> topics;
   for (const auto& s : cfg->streams) topics.emplace_back(s.kafka_topic, 3);
   topics.emplace_back(cfg->dead_letter_topic, 1);
-  auto cluster = h::KafkaCluster::Start(3, topics);
+  std::vector<std::pair<std::string, int>> all_topics = topics;
+  all_topics.emplace_back(cfg->health_topic, 1);
+  auto cluster = h::KafkaCluster::Start(3, all_topics);
   if (!cluster.ok()) return Fail("Kafka mock cluster", cluster.status());
   Say("mosquitto on 127.0.0.1:" + std::to_string((*broker)->port()) +
       "; Kafka mock cluster (3 brokers) at " + (*cluster)->bootstrap());
@@ -217,6 +219,25 @@ int main(int argc, char** argv) {
   if (agent->exit_status() != 0) {
     std::fprintf(stderr, "demo: the agent exited with %d; see %s\n", agent->exit_status().value_or(-1),
                  (*work / "agent.log").c_str());
+  }
+  // The agent's health records (its own _agent stream), as the central side
+  // reads them: the last one is the one it sent while stopping.
+  h::SpawnOptions ho;
+  ho.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning",
+             "--exit-at-end", "--private-key", *work / "keys/edgesync.key", "--topic", cfg->health_topic};
+  ho.stdout_path = *work / "health.ndjson";
+  ho.stderr_path = *work / "health-unpack.log";
+  auto health = h::RunToEnd(ho);
+  if (health.ok() && *health == 0) {
+    std::ifstream in(*work / "health.ndjson");
+    std::string line, last;
+    size_t count = 0;
+    while (std::getline(in, line)) {
+      if (!line.empty()) last = line, ++count;
+    }
+    const size_t at = last.find("\"payload\":");
+    Say(std::to_string(count) + " health records arrived on " + cfg->health_topic + "; the last: " +
+        (at == std::string::npos ? "(none)" : last.substr(at + 10, 400) + " ..."));
   }
   (void)unpack->Stop(10s);
   (void)(*cluster)->Stop();

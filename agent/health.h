@@ -1,0 +1,27 @@
+// Health records: what the agent tells the central side about itself, every
+// agent.heartbeat_interval, as one JSON event on its own stream (`_agent`,
+// Kafka topic agent.health_topic). Each record stands alone (counters since
+// start, current states), so a fleet dashboard needs nothing else: the
+// newest record per device is that device's state, and a missing one means
+// the device or its uplink is down. The fields are documented in README.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "agent/agent.h"
+
+namespace edgesync {
+
+struct HealthContext {
+  std::string device_id;
+  std::string version;
+  const char* state = "running";  // "starting", "running" or "stopping"
+  int64_t now_us = 0;             // wall clock
+  int64_t uptime_us = 0;
+};
+
+// One health record (a JSON object, no newline).
+std::string HealthRecordJson(const AgentStats& s, const HealthContext& c);
+
+}  // namespace edgesync
