@@ -10,6 +10,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
@@ -66,6 +67,7 @@ max_events = 200
 max_age = "200ms"
 [kafka]
 brokers = ")" << cluster_->bootstrap() << R"("
+)" << kafka_extra_ << R"(
 [kafka.properties]
 "message.timeout.ms" = )" << message_timeout_ms_ << R"(
 "message.max.bytes" = 4000000
@@ -85,6 +87,7 @@ kafka_topic = ")" << kTopic << R"("
   // Health records are off unless a test wants them: they are events of
   // their own stream, which would change the counts of the others.
   std::string heartbeat_interval_ = "0";
+  std::string kafka_extra_;  // more lines for [kafka]
 
   void StartAgent() {
     std::string log = dir_ / ("agent-" + std::to_string(agent_starts_++) + ".log");
@@ -115,10 +118,15 @@ kafka_topic = ")" << kTopic << R"("
     return harness::ReadWholeFile(dir_ / ("agent-" + std::to_string(start) + ".log"));
   }
 
-  void StartUnpack(const std::string& topic = kTopic) {
+  void StartUnpack(const std::string& topic = kTopic) { StartUnpackTopics({topic}); }
+  void StartUnpackTopics(const std::vector<std::string>& topics) {
     harness::SpawnOptions o;
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--topic", topic, "--from-beginning", "--gaps", dir_ / "gaps.ndjson"};
+              "--from-beginning", "--gaps", dir_ / "gaps.ndjson"};
+    for (const std::string& t : topics) {
+      o.argv.push_back("--topic");
+      o.argv.push_back(t);
+    }
     o.stdout_path = dir_ / "records.ndjson";
     o.stderr_path = dir_ / "unpack.log";
     auto p = Process::Spawn(o);
