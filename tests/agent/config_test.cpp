@@ -183,31 +183,23 @@ topics = ["a"]
 }
 
 TEST(Config, KafkaSecuritySettingsMustGoTogether) {
-  auto parse = [](const std::string& kafka) {
-    return ParseConfig("[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"b:1\"\n" + kafka +
-                           "[[streams]]\nname = \"s\"\ntopics = [\"a\"]\n",
-                       "k.toml");
+  const std::pair<const char*, const char*> cases[] = {
+      {"security_protocol = \"sasl_plaintext\"\n",
+       "needs kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password_file"},
+      {"sasl_username = \"u\"\n", "SASL settings need kafka.security_protocol"},
+      {"ssl_ca_file = \"ca.pem\"\n", "TLS files need kafka.security_protocol"},
+      {"security_protocol = \"ssl\"\nssl_cert_file = \"c.pem\"\n", "ssl_cert_file and ssl_key_file go together"},
+      {"security_protocol = \"kerberos\"\n",
+       "kafka.security_protocol: must be one of plaintext, ssl, sasl_plaintext, sasl_ssl"},
+      {"blocked_retry_interval = \"10ms\"\n", "kafka.blocked_retry_interval: must be at least 1s"},
   };
-  auto m = parse("security_protocol = \"sasl_plaintext\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("needs kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password_file"),
-            std::string::npos) << m.status().message();
-  m = parse("sasl_username = \"u\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("SASL settings need kafka.security_protocol"), std::string::npos);
-  m = parse("ssl_ca_file = \"ca.pem\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("TLS files need kafka.security_protocol"), std::string::npos);
-  m = parse("security_protocol = \"ssl\"\nssl_cert_file = \"c.pem\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("ssl_cert_file and ssl_key_file go together"), std::string::npos);
-  m = parse("security_protocol = \"kerberos\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("kafka.security_protocol: must be one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
-            std::string::npos) << m.status().message();
-  m = parse("blocked_retry_interval = \"10ms\"\n");
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("kafka.blocked_retry_interval: must be at least 1s"), std::string::npos);
+  for (const auto& [kafka, says] : cases) {
+    auto c = ParseConfig(std::string("[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"b:1\"\n") + kafka +
+                             "[[streams]]\nname = \"s\"\ntopics = [\"a\"]\n",
+                         "k.toml");
+    ASSERT_FALSE(c.ok()) << kafka;
+    EXPECT_NE(c.status().message().find(says), std::string::npos) << c.status().message();
+  }
 }
 
 TEST(Config, BuiltInStreamNamesAreReserved) {

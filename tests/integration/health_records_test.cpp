@@ -1,11 +1,8 @@
 // Health records end to end: the agent's own `_agent` stream reaches Kafka
 // (agent.health_topic) like any other, sealed, and edgesync-unpack explodes
 // it into records the central side can build a fleet view from.
-#include <simdjson.h>
-
-#include <fstream>
-
 #include "tests/integration/pipeline_fixture.h"
+#include "tests/support/json_lines.h"
 
 namespace edgesync::testing {
 namespace {
@@ -19,14 +16,9 @@ struct Health {
 
 std::vector<Health> ReadHealth(const std::string& path) {
   std::vector<Health> out;
-  std::ifstream in(path);
-  std::string line;
-  simdjson::dom::parser parser;
-  while (std::getline(in, line)) {
-    simdjson::dom::element e;
-    if (parser.parse(line).get(e) != simdjson::SUCCESS) continue;
+  ForEachJsonLine(path, [&](simdjson::dom::element e) {
     std::string_view stream;
-    if (e["stream"].get(stream) != simdjson::SUCCESS || stream != "_agent") continue;
+    if (e["stream"].get(stream) != simdjson::SUCCESS || stream != "_agent") return;
     simdjson::dom::element p = e["payload"];
     Health h;
     h.state = std::string(std::string_view(p["state"]));
@@ -35,7 +27,7 @@ std::vector<Health> ReadHealth(const std::string& path) {
     h.mqtt = std::string(std::string_view(p["mqtt"]["state"]));
     h.kafka = std::string(std::string_view(p["kafka"]["state"]));
     out.push_back(h);
-  }
+  });
   return out;
 }
 

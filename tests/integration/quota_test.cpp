@@ -10,6 +10,7 @@
 
 #include "buffer/store.h"
 #include "tests/integration/pipeline_fixture.h"
+#include "tests/support/json_lines.h"
 
 namespace edgesync::testing {
 namespace {
@@ -30,15 +31,10 @@ struct GapTotals {
 
 GapTotals ReadGaps(const std::string& path) {
   GapTotals t;
-  std::ifstream in(path);
-  std::string line;
-  simdjson::dom::parser parser;
-  while (std::getline(in, line)) {
-    simdjson::dom::element e;
-    if (parser.parse(line).get(e) != simdjson::SUCCESS) continue;
+  ForEachJsonLine(path, [&](simdjson::dom::element e) {
     t.events += uint64_t(e["events"]);
     t.reasons.insert(std::string(std::string_view(e["reason"])));
-  }
+  });
   return t;
 }
 

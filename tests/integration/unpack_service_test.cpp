@@ -73,6 +73,15 @@ std::map<std::string, uint64_t> LastCounters(const std::string& log) {
   return out;
 }
 
+// A message for WriteTopic, keyed (a device's messages stay in order).
+KafkaMessage Keyed(const std::string& key, std::string value, int32_t partition = 0) {
+  KafkaMessage m;
+  m.partition = partition;
+  m.key = key;
+  m.value = std::move(value);
+  return m;
+}
+
 class UnpackService : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -92,13 +101,7 @@ class UnpackService : public ::testing::Test {
   void WriteBatches(const std::vector<std::string>& devices, uint64_t first, uint64_t last) {
     std::vector<KafkaMessage> msgs;
     for (uint64_t b = first; b <= last; ++b) {
-      for (const std::string& d : devices) {
-        KafkaMessage m;
-        m.partition = -1;
-        m.key = d;
-        m.value = Batch(d, b, &to_);
-        msgs.push_back(std::move(m));
-      }
+      for (const std::string& d : devices) msgs.push_back(Keyed(d, Batch(d, b, &to_), -1));
     }
     Status st = harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s);
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -252,22 +255,10 @@ TEST_F(UnpackService, FragmentedEnvelopesAreReassembledAmongOthers) {
     std::vector<KafkaMessage> out;
     auto parts = SplitEnvelope(Batch(device, batch, &to_), max);
     EXPECT_TRUE(parts.ok()) << parts.status().ToString();
-    for (std::string& p : *parts) {
-      KafkaMessage m;
-      m.partition = 0;
-      m.key = device;
-      m.value = std::move(p);
-      out.push_back(std::move(m));
-    }
+    for (std::string& p : *parts) out.push_back(Keyed(device, std::move(p)));
     return out;
   };
-  auto whole = [&](const std::string& device, uint64_t batch) {
-    KafkaMessage m;
-    m.partition = 0;
-    m.key = device;
-    m.value = Batch(device, batch, &to_);
-    return m;
-  };
+  auto whole = [&](const std::string& device, uint64_t batch) { return Keyed(device, Batch(device, batch, &to_)); };
   std::vector<KafkaMessage> msgs;
   msgs.push_back(whole("dev-a", 1));
   auto a2 = fragments("dev-a", 2, 100);  // several fragments
@@ -306,13 +297,7 @@ TEST_F(UnpackService, AnIncompleteFragmentSetIsReadAgainAfterARestart) {
   const std::string db = dir_ / "dedupe.db";
   auto parts = SplitEnvelope(Batch("dev-a", 2, &to_), 120);
   ASSERT_TRUE(parts.ok());
-  auto message = [](std::string value) {
-    KafkaMessage m;
-    m.partition = 0;
-    m.key = "dev-a";
-    m.value = std::move(value);
-    return m;
-  };
+  auto message = [](std::string value) { return Keyed("dev-a", std::move(value)); };
   std::vector<KafkaMessage> first = {message(Batch("dev-a", 1, &to_))};
   for (size_t i = 0; i + 1 < parts->size(); ++i) first.push_back(message((*parts)[i]));
   ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kInput, first, 30s).ok());
@@ -335,13 +320,7 @@ TEST_F(UnpackService, AnIncompleteFragmentSetIsReadAgainAfterARestart) {
 
 TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
   std::vector<KafkaMessage> msgs;
-  auto add = [&](const std::string& device, std::string value) {
-    KafkaMessage m;
-    m.partition = 0;
-    m.key = device;
-    m.value = std::move(value);
-    msgs.push_back(std::move(m));
-  };
+  auto add = [&](const std::string& device, std::string value) { msgs.push_back(Keyed(device, std::move(value))); };
   // dev-a: batch 1 with MQTT 5 metadata, then batch 3 (2 is missing).
   Record r;
   r.topic = "terminal/dev-a/payment/authorization";
@@ -465,10 +444,7 @@ TEST_F(UnpackService, HostileMessagesAreCountedLoggedQuarantinedAndPassedOver) {
   };
   std::vector<KafkaMessage> msgs;
   for (const auto& [what, bytes] : inputs) {
-    KafkaMessage m;
-    m.partition = 0;
-    m.key = "dev-a";
-    m.value = bytes;
+    KafkaMessage m = Keyed("dev-a", bytes);
     m.headers = {{"edgesync-kind", "batch"}};
     msgs.push_back(std::move(m));
   }
