@@ -105,6 +105,7 @@ struct Uploader::Impl {
   uint64_t in_flight_bytes = 0;
   std::map<std::string, Topic> topics;
   std::unordered_map<std::string, uint64_t> resend_from;  // stream -> lowest seq taken back after a failure
+  std::set<std::string> metadata_asked;  // topics whose metadata a timeout made us ask for, this episode
   bool store_may_have_more = true; // Next may find something to send
   bool failed_since_idle = false;  // a delivery failed: send nothing new until in-flight drains
   bool fatal = false;              // librdkafka raised a fatal error
@@ -285,11 +286,27 @@ struct Uploader::Impl {
     store->Release(b.id);  // stays in the store, sent again
     Topic& t = topics[b.kafka_topic];
     if (f.probe) t.probing = false;
-    const Failure kind = Classify(f.err);
+    rd_kafka_resp_err_t err = f.err;
+    Failure kind = Classify(err);
+    if (err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
+      // librdkafka 2.0.2 holds the messages of a topic whose metadata
+      // carries an error (not authorized, unknown) until they time out, as
+      // it does while the cluster is unreachable. The topic's metadata tells
+      // the two apart: asked once per topic and failure episode.
+      if (t.blocked) {
+        kind = Failure::kTopic;  // more of a blocked topic's batches coming back
+      } else if (metadata_asked.insert(b.kafka_topic).second) {
+        const rd_kafka_resp_err_t topic_err = RefreshMetadata(b.kafka_topic);
+        if (Classify(topic_err) == Failure::kTopic) {
+          err = topic_err;
+          kind = Failure::kTopic;
+        }
+      }
+    }
     if (kind != Failure::kPurged) {
       failed.fetch_add(1, std::memory_order_relaxed);
       SetLastError("delivering batch " + std::to_string(b.seq) + " of stream " + b.stream + " to " +
-                   b.kafka_topic + ": " + Describe(f.err));
+                   b.kafka_topic + ": " + Describe(err));
     }
     if (!b.gap_record) {
       auto [r, inserted] = resend_from.emplace(b.stream, b.seq);
@@ -313,7 +330,7 @@ struct Uploader::Impl {
         break;
       }
       case Failure::kTopic:
-        Block(b.kafka_topic, Describe(f.err));
+        Block(b.kafka_topic, Describe(err));
         break;
       case Failure::kFatal:
         fatal = true;
@@ -342,6 +359,7 @@ struct Uploader::Impl {
   void Block(const std::string& name, const std::string& reason) {
     Topic& t = topics[name];
     const int64_t now = env->MonotonicMicros();
+    metadata_asked.erase(name);
     t.retry_at = now + opt.blocked_retry_us;
     t.refreshed = false;
     if (t.blocked) {
@@ -367,14 +385,20 @@ struct Uploader::Impl {
 
   // librdkafka keeps a topic's error until its metadata is refreshed; ask
   // for it before the probe (blocking, so only once per blocked_retry_us).
-  void RefreshMetadata(const std::string& name) {
+  // Asks the cluster for `name`'s metadata (blocking, up to 2 s) and returns
+  // the error it reports for the topic (NO_ERROR when none, or when the
+  // cluster did not answer). Also clears librdkafka's memory of an old error.
+  rd_kafka_resp_err_t RefreshMetadata(const std::string& name) {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
-    if (rkt == nullptr) return;
+    if (rkt == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     const rd_kafka_metadata_t* md = nullptr;
     if (rd_kafka_metadata(rk, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (md->topic_cnt == 1) err = md->topics[0].err;
       rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_destroy(rkt);
+    return err;
   }
 
   // Hands batches to librdkafka while the limits allow. Returns true when
@@ -636,6 +660,7 @@ void Uploader::Run() {
     // pause, then resend in store order (keeps each stream's order).
     if (s.failed_since_idle && s.in_flight.empty()) {
       s.failed_since_idle = false;
+      s.metadata_asked.clear();
       s.resume_at = now + s.backoff.NextMicros();
       store_may_have_more = true;
     }

@@ -209,6 +209,39 @@ TEST_F(UploaderTest, AnUnauthorizedTopicIsBlockedWhileTheOthersFlowThenDrainsInO
   EXPECT_EQ(Sequences(*msgs, "r"), OneTo(10));
 }
 
+TEST_F(UploaderTest, ATopicWhoseMetadataSaysUnauthorizedIsBlockedOnceItsBatchesTimeOut) {
+  // librdkafka 2.0.2 holds batches for a topic whose metadata carries
+  // TOPIC_AUTHORIZATION_FAILED until message.timeout.ms, like an outage; the
+  // uploader asks the metadata and blocks that topic alone.
+  constexpr const char* kRefused = "edge.uploader-refused";
+  ASSERT_TRUE(cluster_->SetTopicError(kRefused, 29).ok());
+  Batches refused;
+  refused.stream = "r";
+  refused.topic = kRefused;
+  CommitBatches(store_.get(), 5, refused);
+  UploaderOptions o;
+  o.blocked_retry_us = 500'000;
+  o.properties = {{"message.timeout.ms", "1500"}};
+  auto up = Make(o);
+  ASSERT_TRUE(up);
+  up->Start();
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] { return !up->stats().blocked.empty(); }, 30s));
+  EXPECT_NE(up->stats().blocked[0].reason.find("TOPIC_AUTHORIZATION_FAILED"), std::string::npos)
+      << up->stats().blocked[0].reason;
+  // Meanwhile another topic flows without pauses.
+  CommitBatches(store_.get(), 10);
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] { return up->stats().delivered_batches == 10; }, 30s));
+  EXPECT_EQ(store_->Counts()->batches, 5u);
+  ASSERT_TRUE(cluster_->SetTopicError(kRefused, 0).ok());
+  ASSERT_TRUE(StoreEmpties());
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
+  auto msgs = harness::ReadTopic(cluster_->bootstrap(), kRefused, 30s);
+  ASSERT_TRUE(msgs.ok());
+  EXPECT_EQ(Sequences(*msgs, "r"), OneTo(5));
+}
+
 TEST_F(UploaderTest, AFatalErrorRebuildsTheProducerWithoutLosingOrReordering) {
   CommitBatches(store_.get(), 200);
   auto up = Make();
