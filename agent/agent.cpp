@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -140,6 +141,11 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config);
   if (!props.ok()) return props.status();
   uo.properties = std::move(props).value();
+  for (const StreamSpec& spec : specs) {
+    if (std::find(uo.topics.begin(), uo.topics.end(), spec.kafka_topic) == uo.topics.end()) {
+      uo.topics.push_back(spec.kafka_topic);
+    }
+  }
   uo.max_in_flight = static_cast<size_t>(config.kafka_max_in_flight);
   uo.max_in_flight_bytes = static_cast<uint64_t>(config.kafka_max_in_flight_bytes);
   uo.max_bytes_per_sec = static_cast<uint64_t>(config.kafka_max_bytes_per_sec);

@@ -341,34 +341,38 @@ void Store::Release(int64_t id) {
   leased_.erase(id);
 }
 
-Status Store::Delete(int64_t id) {
+Status Store::Delete(int64_t id) { return Delete(std::vector<int64_t>{id}); }
+
+Status Store::Delete(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::OK();
   std::lock_guard<std::mutex> lock(mu_);
-  leased_.erase(id);
+  for (int64_t id : ids) leased_.erase(id);
   Transaction txn(db_);
   EDGESYNC_RETURN_IF_ERROR(txn.Begun());
   auto fail = [&](const std::string& what) { return txn.Fail(what); };
-  int64_t size = 0;
-  bool gap = false;
-  {
-    Stmt d(db_, "DELETE FROM batches WHERE id=? RETURNING size, gap");
-    if (!d.ok()) return fail("prepare delete");
+  Stmt d(db_, "DELETE FROM batches WHERE id=? RETURNING size, gap");
+  Stmt u(db_, "UPDATE gaps SET record_id=NULL WHERE record_id=?");
+  if (!d.ok() || !u.ok()) return fail("prepare delete");
+  uint64_t freed = 0;
+  for (int64_t id : ids) {
+    sqlite3_reset(d.get());
     d.Int(1, id);
+    bool gap = false;
     int rc = sqlite3_step(d.get());
     if (rc == SQLITE_ROW) {
-      size = d.ColInt(0);
+      freed += static_cast<uint64_t>(d.ColInt(0));
       gap = d.ColInt(1) != 0;
       rc = sqlite3_step(d.get());
     }
     if (rc != SQLITE_DONE) return fail("delete batch");
-  }
-  if (gap) {
-    Stmt u(db_, "UPDATE gaps SET record_id=NULL WHERE record_id=?");
-    if (!u.ok()) return fail("prepare gap update");
-    u.Int(1, id);
-    if (sqlite3_step(u.get()) != SQLITE_DONE) return fail("mark gap uploaded");
+    if (gap) {
+      sqlite3_reset(u.get());
+      u.Int(1, id);
+      if (sqlite3_step(u.get()) != SQLITE_DONE) return fail("mark gap uploaded");
+    }
   }
   EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit delete"));
-  bytes_ -= std::min<uint64_t>(bytes_, static_cast<uint64_t>(size));
+  bytes_ -= std::min<uint64_t>(bytes_, freed);
   return Status::OK();
 }
 

@@ -113,6 +113,8 @@ class Store {
   // Removes a row once Kafka has acknowledged it and ends its lease.
   // Removing a missing id is ok.
   Status Delete(int64_t id);
+  // The same for several rows in one transaction (one sync for them all).
+  Status Delete(const std::vector<int64_t>& ids);
 
   // Gives up batches as the limits demand, in this order: expired ones
   // (older than max_age, by their last event), then lowest priority and

@@ -50,6 +50,12 @@
 //   partitions and holds them until message.timeout.ms. To refuse one
 //   topic's produce requests, lead it from its own broker and use
 //   `broker-error`.
+// - Idempotent sequence numbers are checked for transactional producers
+//   only. With several produce requests in flight, a later one is appended
+//   while an earlier one gets an injected error; the client then takes the
+//   earlier messages as delivered (a later sequence was acknowledged), and
+//   they are lost. Tests that inject produce errors or move leaders while
+//   messages flow set max.in.flight.requests.per.connection=1.
 // - The cluster lives in this process only: nothing survives `quit`.
 #include <poll.h>
 #include <sys/signalfd.h>

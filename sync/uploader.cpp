@@ -99,12 +99,14 @@ struct Uploader::Impl {
   Env* env;
   UploaderOptions opt;
   rd_kafka_t* rk = nullptr;
+  std::vector<rd_kafka_topic_t*> known_topics;  // handles of opt.topics, for as long as rk lives
 
   // Uploader thread only (delivery reports and callbacks run inside rd_kafka_poll there).
   std::unordered_map<int64_t, std::unique_ptr<InFlight>> in_flight;  // by batch id
   uint64_t in_flight_bytes = 0;
   std::map<std::string, Topic> topics;
   std::unordered_map<std::string, uint64_t> resend_from;  // stream -> lowest seq taken back after a failure
+  std::vector<int64_t> delivered_ids;    // delivered, not deleted yet (still leased)
   std::set<std::string> metadata_asked;  // topics whose metadata a timeout made us ask for, this episode
   bool store_may_have_more = true; // Next may find something to send
   bool failed_since_idle = false;  // a delivery failed: send nothing new until in-flight drains
@@ -130,8 +132,13 @@ struct Uploader::Impl {
   mutable std::mutex stats_mu;
   std::vector<BlockedTopic> blocked_list;  // guarded by stats_mu
 
-  ~Impl() {
+  ~Impl() { DestroyProducer(); }
+
+  void DestroyProducer() {
+    for (rd_kafka_topic_t* t : known_topics) rd_kafka_topic_destroy(t);
+    known_topics.clear();
     if (rk) rd_kafka_destroy(rk);
+    rk = nullptr;
   }
 
   void SetLastError(std::string what) { last_error.Set(std::move(what)); }
@@ -230,6 +237,20 @@ struct Uploader::Impl {
 
   // --- delivery reports ------------------------------------------------------
 
+  // Removes the batches delivered since the last call, in one transaction:
+  // one sync for all the reports a poll served, not one each.
+  void DeleteDelivered() {
+    if (delivered_ids.empty()) return;
+    Status st = store->Delete(delivered_ids);
+    if (!st.ok()) {
+      // Kafka has them; the rows will be sent again and dropped centrally as duplicates.
+      spdlog::error("uploader: delivered {} batches but could not delete them: {}", delivered_ids.size(),
+                    st.ToString());
+      for (int64_t id : delivered_ids) store->Release(id);
+    }
+    delivered_ids.clear();
+  }
+
   void OnDelivery(const rd_kafka_message_t* m) {
     InFlight* f = static_cast<InFlight*>(m->_private);
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && f->err == RD_KAFKA_RESP_ERR_NO_ERROR) f->err = m->err;
@@ -248,11 +269,7 @@ struct Uploader::Impl {
 
   void Delivered(const InFlight& f) {
     const SealedBatch& b = f.batch;
-    Status st = store->Delete(b.id);
-    if (!st.ok()) {
-      // Kafka has it; the row will be sent again and dropped centrally as a duplicate.
-      spdlog::error("uploader: delivered batch {} but could not delete it: {}", b.id, st.ToString());
-    }
+    delivered_ids.push_back(b.id);  // deleted after this poll, together (DeleteDelivered)
     delivered_batches.fetch_add(1, std::memory_order_relaxed);
     delivered_events.fetch_add(b.events, std::memory_order_relaxed);
     delivered_bytes.fetch_add(b.envelope.size(), std::memory_order_relaxed);
@@ -469,8 +486,7 @@ struct Uploader::Impl {
                   rd_kafka_err2name(err), reason);
     SetLastError(std::string("fatal producer error: ") + rd_kafka_err2name(err) + ": " + reason);
     DrainProducer(10'000'000);
-    if (rk != nullptr) rd_kafka_destroy(rk);
-    rk = nullptr;
+    DestroyProducer();
     fatal = false;
     rebuilds.fetch_add(1, std::memory_order_relaxed);
     Status st = MakeProducer();
@@ -484,14 +500,17 @@ struct Uploader::Impl {
     if (rk != nullptr) {
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       const int64_t until = env->MonotonicMicros() + timeout_us;
-      while (!in_flight.empty() && env->MonotonicMicros() < until) rd_kafka_poll(rk, 100);
+      while (!in_flight.empty() && env->MonotonicMicros() < until) {
+        rd_kafka_poll(rk, 100);
+        DeleteDelivered();
+      }
       if (!in_flight.empty()) {
         // Reports that never came: destroying the producer ends its use of
         // the batches' bytes before they are freed below.
-        rd_kafka_destroy(rk);
-        rk = nullptr;
+        DestroyProducer();
       }
     }
+    DeleteDelivered();
     for (auto& [id, f] : in_flight) store->Release(id);
     in_flight.clear();
     in_flight_bytes = 0;
@@ -574,6 +593,10 @@ Status Uploader::Impl::MakeProducer() {
   if (rk == nullptr) {
     rd_kafka_conf_destroy(conf);  // librdkafka takes the conf only on success
     return Status::InvalidArgument(std::string("kafka producer: ") + err);
+  }
+  for (const std::string& name : opt.topics) {
+    rd_kafka_topic_t* t = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+    if (t != nullptr) known_topics.push_back(t);
   }
   return Status::OK();
 }
@@ -685,8 +708,10 @@ void Uploader::Run() {
     // Serve delivery reports; sleep when there is nothing in flight.
     if (!s.in_flight.empty()) {
       rd_kafka_poll(s.rk, static_cast<int>(std::clamp<int64_t>((wake - now) / 1000, 0, 50)));
+      s.DeleteDelivered();
     } else {
       rd_kafka_poll(s.rk, 0);
+      s.DeleteDelivered();
       const bool ready = store_may_have_more && now >= s.resume_at && !s.failed_since_idle &&
                          s.bucket.WaitMicros(now) == 0;
       std::unique_lock<std::mutex> lock(s.mu);

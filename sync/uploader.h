@@ -55,6 +55,9 @@ struct UploaderOptions {
   // librdkafka properties, applied after the defaults; a property librdkafka
   // rejects makes Create fail naming it.
   std::vector<std::pair<std::string, std::string>> properties;
+  // The topics the streams go to, known up front so their metadata is asked
+  // for as the producer starts, not at the first batch (which costs a second).
+  std::vector<std::string> topics;
   size_t max_in_flight = 16;                  // batches handed to librdkafka at once
   uint64_t max_in_flight_bytes = 4u << 20;    // and their bytes (at least one batch)
   uint64_t max_bytes_per_sec = 0;             // 0: unlimited

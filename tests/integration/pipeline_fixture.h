@@ -71,6 +71,7 @@ brokers = ")" << cluster_->bootstrap() << R"("
 [kafka.properties]
 "message.timeout.ms" = )" << message_timeout_ms_ << R"(
 "message.max.bytes" = 4000000
+)" << kafka_properties_extra_ << R"(
 [[streams]]
 name = "payments"
 topics = ["terminal/+/payment/#"]
@@ -87,7 +88,8 @@ kafka_topic = ")" << kTopic << R"("
   // Health records are off unless a test wants them: they are events of
   // their own stream, which would change the counts of the others.
   std::string heartbeat_interval_ = "0";
-  std::string kafka_extra_;  // more lines for [kafka]
+  std::string kafka_extra_;             // more lines for [kafka]
+  std::string kafka_properties_extra_;  // more lines for [kafka.properties]
 
   void StartAgent() {
     std::string log = dir_ / ("agent-" + std::to_string(agent_starts_++) + ".log");
