@@ -291,10 +291,10 @@ struct Uploader::Impl {
       store_may_have_more = true;  // the rest of its streams
       PublishBlocked();
     }
-    if (outage_logged && !failed_since_idle) {
-      spdlog::info("uploader: Kafka reachable again, draining");
+    if (!failed_since_idle) {
+      if (outage_logged) spdlog::info("uploader: Kafka reachable again, draining");
       outage_logged = false;
-      backoff.Reset();
+      backoff.Reset();  // the next failure starts from the shortest pause again
     }
   }
 
