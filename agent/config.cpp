@@ -355,13 +355,9 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
           p->Add(v.source(), fkey, "must be \"raw\" (any bytes) or \"json\" (invalid JSON is dead-lettered)");
         }
       } else if (field == "priority") {
-        auto prio = v.value<std::string>();
-        if (prio == "high") {
-          s.priority = Priority::kHigh;
-        } else if (prio == "normal") {
-          s.priority = Priority::kNormal;
-        } else if (prio == "low") {
-          s.priority = Priority::kLow;
+        std::optional<Priority> prio = ParsePriority(v.value<std::string>().value_or(""));
+        if (prio) {
+          s.priority = *prio;
         } else {
           p->Add(v.source(), fkey, "must be \"high\", \"normal\" or \"low\"");
         }

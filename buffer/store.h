@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/priority.h"
 #include "base/status.h"
 #include "buffer/envelope.h"
 #include "buffer/journal.h"
@@ -38,8 +39,6 @@ struct sqlite3;
 namespace edgesync {
 
 class EnvVfs;
-
-enum class Priority : int { kLow = 0, kNormal = 1, kHigh = 2 };
 
 // A stream as the buffer sees it.
 struct StreamSpec {

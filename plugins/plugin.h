@@ -1,0 +1,63 @@
+// Plugin: one step of a stream's chain. A plugin sees one event (its MQTT
+// topic, payload, user properties and receive time) and keeps it, drops it,
+// or rewrites it, and may change where it goes (stream, Kafka topic,
+// priority, key). A stream runs its chain in order; the first drop or dead
+// letter ends it.
+//
+// Plugins are stateless: the same event in gives the same event out, so a
+// chain can be replaced between two events (live reload) and an event
+// replayed after a crash is processed the same way. Process is const and is
+// called from one thread at a time (the MQTT loop thread, or a benchmark).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/priority.h"
+#include "plugins/json.h"
+
+namespace edgesync {
+
+// Where an event goes. The chain starts with the stream the topic filters
+// chose and that stream's Kafka topic and priority. A plugin may route to
+// another configured stream, or to another Kafka topic or priority within
+// its stream (a lane the configuration declares: see plugins/chain.h).
+struct Route {
+  std::string stream;
+  std::string kafka_topic;
+  Priority priority = Priority::kNormal;
+  // The event's key for the central side (edgesync-unpack writes it as the
+  // Kafka key of the record it emits); empty: none. Batches keep the
+  // device id as their own key.
+  std::string key;
+};
+
+struct Event {
+  std::string_view topic;   // MQTT topic it was published on
+  int64_t received_at_us = 0;
+  std::vector<std::pair<std::string, std::string>>* properties = nullptr;  // MQTT 5 user properties
+  // A JSON stream's payload, parsed. Plugins edit it in place; the agent
+  // writes it back after the chain when it changed (Json::dirty()).
+  Json* json = nullptr;
+  // A raw stream's payload (json == nullptr): plugins that understand
+  // plain text (pci) edit it here; the others leave raw events alone.
+  std::string* raw = nullptr;
+  Route route;
+  // Set by a plugin that returns kDeadLetter: why (e.g. the script error).
+  std::string error;
+};
+
+enum class Action { kKeep, kDrop, kDeadLetter };
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual Action Process(Event& e) const = 0;
+};
+
+}  // namespace edgesync
