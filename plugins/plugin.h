@@ -54,10 +54,22 @@ struct Event {
 
 enum class Action { kKeep, kDrop, kDeadLetter };
 
+// A lane a plugin may route events to: another stream, and/or another Kafka
+// topic or priority (empty / nullopt: unchanged). Every (stream, Kafka topic,
+// priority) an event can end in is a lane of the buffer, with its own
+// journal and batch sequence, so the lanes must be known when the
+// configuration is loaded: plugins declare the ones they use.
+struct LaneRequest {
+  std::string stream;
+  std::string kafka_topic;
+  std::optional<Priority> priority;
+};
+
 class Plugin {
  public:
   virtual ~Plugin() = default;
   virtual Action Process(Event& e) const = 0;
+  virtual std::vector<LaneRequest> Lanes() const { return {}; }
 };
 
 }  // namespace edgesync

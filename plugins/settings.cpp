@@ -82,6 +82,13 @@ const toml::table* Settings::Table(std::string_view key) {
   return n->as_table();
 }
 
+Status Settings::status() const {
+  if (problems_.empty()) return Status::OK();
+  std::string all;
+  for (const std::string& p : problems_) all += (all.empty() ? "" : "\n") + p;
+  return Status::InvalidArgument(all);
+}
+
 void Settings::OnlyKeys(std::initializer_list<std::string_view> known) {
   for (const auto& [k, v] : table_) {
     if (k.str() == "type" || k.str() == "every_stream") continue;  // the agent's own keys

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
+
 namespace edgesync {
 
 class Settings {
@@ -36,6 +38,8 @@ class Settings {
   void OnlyKeys(std::initializer_list<std::string_view> known);
 
   bool ok() const { return problems_.empty(); }
+  // InvalidArgument with every problem, one per line; ok when there are none.
+  Status status() const;
   // One problem per line: "file:line:col: plugins.NAME.key: what".
   const std::vector<std::string>& problems() const { return problems_; }
 

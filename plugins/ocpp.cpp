@@ -1,0 +1,128 @@
+#include "plugins/ocpp.h"
+
+#include <map>
+#include <set>
+
+namespace edgesync {
+
+namespace {
+
+std::string_view TopicLevel(std::string_view topic, int64_t level) {
+  for (int64_t i = 0; i < level; ++i) {
+    size_t slash = topic.find('/');
+    if (slash == std::string_view::npos) return {};
+    topic.remove_prefix(slash + 1);
+  }
+  return topic.substr(0, topic.find('/'));
+}
+
+class OcppPlugin : public Plugin {
+ public:
+  OcppPlugin(int64_t level, std::map<std::string, Priority, std::less<>> priorities,
+             std::set<std::string, std::less<>> drop)
+      : level_(level), priorities_(std::move(priorities)), drop_(std::move(drop)) {}
+
+  Action Process(Event& e) const override {
+    if (e.json == nullptr) return Fail(e, "the stream must have format = \"json\"");
+    Json& j = *e.json;
+    const Json::Ref frame = j.root();
+    if (frame == Json::kNone || j.type(frame) != Json::Type::kArray) return Fail(e, "not an array");
+    Json::Ref parts[5];
+    size_t n = 0;
+    for (Json::Ref c = j.first(frame); c != Json::kNone; c = j.next(c)) {
+      if (n == 5) return Fail(e, "more than 5 elements");
+      parts[n++] = c;
+    }
+    if (n < 3 || j.type(parts[0]) != Json::Type::kNumber) return Fail(e, "no message type id");
+    const std::string_view type = j.raw(parts[0]);
+    if (!j.IsString(parts[1])) return Fail(e, "the unique id must be a string");
+    std::string action;
+    const char* message_type;
+    Json::Ref payload;
+    Json::Ref out = j.NewObject();
+    if (type == "2") {
+      if (n != 4 || !j.IsString(parts[2]) || !j.IsObject(parts[3])) {
+        return Fail(e, "a CALL is [2, uniqueId, action, {payload}]");
+      }
+      message_type = "CALL";
+      action = j.str(parts[2], &scratch_);
+      payload = parts[3];
+    } else if (type == "3") {
+      if (n != 3 || !j.IsObject(parts[2])) return Fail(e, "a CALLRESULT is [3, uniqueId, {payload}]");
+      message_type = "CALLRESULT";
+      payload = parts[2];
+    } else if (type == "4") {
+      if (n != 5 || !j.IsString(parts[2]) || !j.IsString(parts[3]) || !j.IsObject(parts[4])) {
+        return Fail(e, "a CALLERROR is [4, uniqueId, errorCode, errorDescription, {errorDetails}]");
+      }
+      message_type = "CALLERROR";
+      payload = parts[4];
+    } else {
+      return Fail(e, "message type id must be 2 (CALL), 3 (CALLRESULT) or 4 (CALLERROR)");
+    }
+    if (!action.empty() && drop_.count(action) != 0) return Action::kDrop;
+    j.Append(out, j.NewString(TopicLevel(e.topic, level_)), "charger_id");
+    j.Append(out, j.NewString(message_type), "message_type");
+    j.Append(out, action.empty() ? j.NewNull() : j.NewString(action), "action");
+    j.Append(out, parts[1], "unique_id");
+    if (type == "4") {
+      j.Append(out, parts[2], "error_code");
+      j.Append(out, parts[3], "error_description");
+    }
+    j.Append(out, payload, "payload");
+    j.SetRoot(out);
+    if (!action.empty()) {
+      auto p = priorities_.find(action);
+      if (p != priorities_.end()) e.route.priority = p->second;
+    }
+    return Action::kKeep;
+  }
+
+  std::vector<LaneRequest> Lanes() const override {
+    std::set<Priority> used;
+    for (const auto& [action, p] : priorities_) used.insert(p);
+    std::vector<LaneRequest> out;
+    for (Priority p : used) out.push_back(LaneRequest{"", "", p});
+    return out;
+  }
+
+ private:
+  static Action Fail(Event& e, const std::string& why) {
+    e.error = "ocpp: not an OCPP-J frame: " + why;
+    return Action::kDeadLetter;
+  }
+
+  const int64_t level_;
+  const std::map<std::string, Priority, std::less<>> priorities_;
+  const std::set<std::string, std::less<>> drop_;
+  mutable std::string scratch_;  // Process runs on one thread at a time
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s) {
+  s.OnlyKeys({"charger_id_level", "priorities", "drop_actions"});
+  int64_t level = s.Int("charger_id_level").value_or(1);
+  if (level < 0 || level > 64) s.Problem(*s.Get("charger_id_level"), "charger_id_level", "must be 0-64");
+  std::map<std::string, Priority, std::less<>> priorities = {{"StartTransaction", Priority::kHigh},
+                                                              {"StopTransaction", Priority::kHigh},
+                                                              {"TransactionEvent", Priority::kHigh},
+                                                              {"MeterValues", Priority::kLow}};
+  if (const toml::table* t = s.Table("priorities")) {
+    priorities.clear();
+    for (const auto& [action, v] : *t) {
+      std::optional<Priority> p = ParsePriority(v.value<std::string>().value_or(""));
+      if (!p) {
+        s.Problem(v, "priorities." + std::string(action.str()), "must be \"high\", \"normal\" or \"low\"");
+      } else {
+        priorities[std::string(action.str())] = *p;
+      }
+    }
+  }
+  std::set<std::string, std::less<>> drop;
+  if (auto list = s.StringList("drop_actions")) drop.insert(list->begin(), list->end());
+  if (!s.ok()) return s.status();
+  return std::shared_ptr<const Plugin>(std::make_shared<OcppPlugin>(level, std::move(priorities), std::move(drop)));
+}
+
+}  // namespace edgesync

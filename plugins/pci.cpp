@@ -1,0 +1,259 @@
+#include "plugins/pci.h"
+
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace edgesync {
+
+bool LuhnValid(std::string_view digits) {
+  int sum = 0;
+  bool twice = false;
+  for (size_t i = digits.size(); i-- > 0;) {
+    int d = digits[i] - '0';
+    if (twice) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    twice = !twice;
+  }
+  return sum % 10 == 0;
+}
+
+namespace {
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+struct Group {
+  size_t begin, end;  // a run of digits in the text
+};
+
+// A PAN candidate: 13-19 digits, first digit 2-6, Luhn-valid.
+bool IsPan(std::string_view digits) {
+  return digits.size() >= 13 && digits.size() <= 19 && digits[0] >= '2' && digits[0] <= '6' &&
+         LuhnValid(digits);
+}
+
+}  // namespace
+
+bool MaskPans(std::string_view text,
+              const std::function<std::string(std::string_view, std::string_view)>& replace,
+              std::string* out) {
+  const size_t n = text.size();
+  size_t copied = 0;  // text[0, copied) is in *out already
+  bool found = false;
+  std::vector<Group> groups;
+  std::string digits;
+  for (size_t i = 0; i < n;) {
+    if (!IsDigit(text[i])) {
+      ++i;
+      continue;
+    }
+    // The digit groups of one run, joined by single spaces or dashes.
+    groups.clear();
+    size_t j = i;
+    size_t total = 0;
+    for (;;) {
+      const size_t start = j;
+      while (j < n && IsDigit(text[j])) ++j;
+      groups.push_back(Group{start, j});
+      total += j - start;
+      if (j + 1 < n && (text[j] == ' ' || text[j] == '-') && IsDigit(text[j + 1])) {
+        ++j;
+        continue;
+      }
+      break;
+    }
+    const size_t run_end = j;
+    i = run_end;
+    if (total < 13) continue;  // the common case: no PAN here
+    // The longest span of whole groups that is a PAN, from each start group.
+    for (size_t a = 0; a < groups.size();) {
+      size_t best = SIZE_MAX;
+      size_t count = 0;
+      for (size_t b = a; b < groups.size(); ++b) {
+        count += groups[b].end - groups[b].begin;
+        if (count > 19) break;
+        if (count < 13) continue;
+        digits.clear();
+        for (size_t k = a; k <= b; ++k) digits.append(text.substr(groups[k].begin, groups[k].end - groups[k].begin));
+        if (IsPan(digits)) best = b;
+      }
+      if (best == SIZE_MAX) {
+        ++a;
+        continue;
+      }
+      digits.clear();
+      for (size_t k = a; k <= best; ++k) digits.append(text.substr(groups[k].begin, groups[k].end - groups[k].begin));
+      const size_t begin = groups[a].begin, end = groups[best].end;
+      if (!found) out->clear();
+      found = true;
+      out->append(text.substr(copied, begin - copied));
+      out->append(replace(digits, text.substr(begin, end - begin)));
+      copied = end;
+      a = best + 1;
+    }
+  }
+  if (found) out->append(text.substr(copied));
+  return found;
+}
+
+namespace {
+
+const char* const kDefaultSensitive[] = {"cvv", "cvc", "cvv2", "track1", "track2", "pin", "pin_block"};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+class PciPlugin : public Plugin {
+ public:
+  PciPlugin(bool token, std::string key, std::vector<std::string> sensitive)
+      : token_(token), key_(std::move(key)), sensitive_(std::move(sensitive)) {
+    for (const std::string& s : sensitive_) max_sensitive_ = std::max(max_sensitive_, s.size());
+  }
+
+  Action Process(Event& e) const override {
+    if (e.json != nullptr && e.json->root() != Json::kNone) {
+      Walk(*e.json, e.json->root());
+    } else if (e.raw != nullptr) {
+      if (MaskPans(*e.raw, replace_, &scratch_)) e.raw->swap(scratch_);
+    }
+    if (e.properties != nullptr) {
+      for (auto& [name, value] : *e.properties) {
+        if (MaskPans(value, replace_, &scratch_)) value.swap(scratch_);
+      }
+    }
+    return Action::kKeep;
+  }
+
+ private:
+  std::string Replace(std::string_view digits, std::string_view written) const {
+    if (token_) {
+      unsigned char mac[32];
+      unsigned int len = 0;
+      HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+           reinterpret_cast<const unsigned char*>(digits.data()), digits.size(), mac, &len);
+      static const char kHex[] = "0123456789abcdef";
+      std::string t = "tok_";
+      for (int i = 0; i < 16; ++i) {
+        t.push_back(kHex[mac[i] >> 4]);
+        t.push_back(kHex[mac[i] & 15]);
+      }
+      return t;
+    }
+    std::string m(written);
+    size_t k = 0;
+    for (char& c : m) {
+      if (!IsDigit(c)) continue;
+      if (k >= 6 && k + 4 < digits.size()) c = '*';
+      ++k;
+    }
+    return m;
+  }
+
+  bool Sensitive(std::string_view key) const {
+    if (key.size() > max_sensitive_) return false;
+    for (const std::string& s : sensitive_) {
+      if (s.size() == key.size() &&
+          std::equal(s.begin(), s.end(), key.begin(), [](char a, char b) {
+            return a == std::tolower(static_cast<unsigned char>(b));
+          })) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void Walk(Json& j, Json::Ref r) const {
+    switch (j.type(r)) {
+      case Json::Type::kObject:
+        for (Json::Ref c = j.first(r); c != Json::kNone;) {
+          const Json::Ref next = j.next(c);
+          if (Sensitive(j.key(c, &key_scratch_))) {
+            j.Remove(c);
+          } else {
+            Walk(j, c);
+          }
+          c = next;
+        }
+        break;
+      case Json::Type::kArray:
+        for (Json::Ref c = j.first(r); c != Json::kNone; c = j.next(c)) Walk(j, c);
+        break;
+      case Json::Type::kString: {
+        std::string_view s = j.str(r, &value_scratch_);
+        if (MaskPans(s, replace_, &scratch_)) j.ReplaceWithString(r, scratch_);
+        break;
+      }
+      case Json::Type::kNumber: {
+        // A PAN sent as a number leaves as a masked string.
+        std::string_view s = j.raw(r);
+        if (s.size() >= 13 && s.size() <= 19 && std::all_of(s.begin(), s.end(), IsDigit) &&
+            MaskPans(s, replace_, &scratch_)) {
+          j.ReplaceWithString(r, scratch_);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  const bool token_;
+  const std::string key_;
+  const std::vector<std::string> sensitive_;
+  size_t max_sensitive_ = 0;
+  const std::function<std::string(std::string_view, std::string_view)> replace_ =
+      [this](std::string_view digits, std::string_view written) { return Replace(digits, written); };
+  // Scratch buffers: Process runs on one thread at a time.
+  mutable std::string scratch_, key_scratch_, value_scratch_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir) {
+  s.OnlyKeys({"mode", "token_key_file", "sensitive_fields"});
+  const std::string mode = s.String("mode").value_or("mask");
+  bool token = false;
+  if (mode == "token") {
+    token = true;
+  } else if (mode != "mask") {
+    s.Problem(*s.Get("mode"), "mode", "must be \"mask\" (first 6 and last 4 digits) or \"token\" (HMAC-SHA256)");
+  }
+  std::string key;
+  std::optional<std::string> key_file = s.String("token_key_file");
+  if (token && !key_file) {
+    s.Problem("token_key_file", "mode = \"token\" needs a key file (at least 32 bytes, e.g. head -c 32 /dev/urandom)");
+  } else if (key_file) {
+    std::string path = (!key_file->empty() && (*key_file)[0] != '/' && !base_dir.empty())
+                           ? base_dir + "/" + *key_file
+                           : *key_file;
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream buf;
+    buf << f.rdbuf();
+    key = buf.str();
+    if (!f) {
+      s.Problem(*s.Get("token_key_file"), "token_key_file", "cannot read " + path);
+    } else if (key.size() < 32) {
+      s.Problem(*s.Get("token_key_file"), "token_key_file",
+                path + " holds " + std::to_string(key.size()) + " bytes; a token key needs at least 32");
+    }
+  }
+  std::vector<std::string> sensitive(std::begin(kDefaultSensitive), std::end(kDefaultSensitive));
+  if (auto list = s.StringList("sensitive_fields")) {
+    sensitive.clear();
+    for (const std::string& f : *list) sensitive.push_back(Lower(f));
+  }
+  if (!s.ok()) return s.status();
+  return std::shared_ptr<const Plugin>(std::make_shared<PciPlugin>(token, std::move(key), std::move(sensitive)));
+}
+
+}  // namespace edgesync
