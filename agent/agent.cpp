@@ -75,16 +75,13 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   sto.max_bytes = static_cast<uint64_t>(config.buffer_max_bytes);
   sto.min_free_bytes = static_cast<uint64_t>(config.buffer_min_free_bytes);
   sto.max_age_us = static_cast<int64_t>(config.buffer_max_age * 1e6);
-  std::vector<std::vector<std::string>> filters;
-  std::vector<StreamSpec> specs;
-  for (const StreamConfig& sc : config.streams) {
-    filters.push_back(sc.topics);
-    specs.push_back(StreamSpec{sc.name, sc.kafka_topic, sc.priority});
-  }
-  a->dead_letter_stream_ = specs.size();
-  specs.push_back(StreamSpec{kDeadLetterStream, config.dead_letter_topic, Priority::kLow});
-  a->agent_stream_ = specs.size();
-  specs.push_back(StreamSpec{kAgentStream, config.health_topic, Priority::kHigh});
+  Result<std::shared_ptr<const Pipeline>> pipeline = Pipeline::Build(config);
+  if (!pipeline.ok()) return pipeline.status();
+  a->pipeline_ = std::move(pipeline).value();
+  a->pipeline_lanes_ = a->pipeline_->lanes();
+  const std::vector<StreamSpec>& specs = a->pipeline_lanes_;
+  a->dead_letter_stream_ = a->pipeline_->dead_letter_lane();
+  a->agent_stream_ = a->pipeline_->agent_lane();
   StoreReplacement replaced;
   Result<std::unique_ptr<Store>> store =
       OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
@@ -99,8 +96,6 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
                     g.stream, g.first_seq, g.last_seq, g.events);
     }
   }
-
-  a->router_ = std::make_unique<Router>(filters);
 
   SealerOptions so;
   so.device_id = config.device_id;
@@ -176,7 +171,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   io.key_file = config.mqtt_key_file;
   io.tls_version = config.mqtt_tls_version;
   io.status_topic = config.mqtt_status_topic;
-  std::vector<std::string> filters_wanted = a->router_->AllFilters();
+  std::vector<std::string> filters_wanted = a->pipeline_->router().AllFilters();
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
   io.filters = MinimalSubscriptions(filters_wanted);
   Agent* self = a.get();
@@ -233,10 +228,18 @@ void Agent::EmitHealth(const char* state) {
 
 // Runs on the MQTT loop thread. Returning acknowledges the message to the
 // broker, so it returns only once the event is in a journal: its stream's,
-// or the dead-letter stream's with the reason.
+// or the dead-letter stream's with the reason; or once a plugin dropped it.
 void Agent::OnMessage(const IngestMessage& m) {
   // Our own retained status comes back when mqtt.subscribe covers it.
   if (m.topic == config_.mqtt_status_topic) return;
+  if (reload_pending_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    pipeline_ = std::move(pending_);
+    reload_pending_ = false;
+    reloads_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("reload: the new configuration's chains take over from this event on");
+  }
+  const Pipeline& pl = *pipeline_;
   // One Record reused for every message: its strings keep their capacity,
   // so the ingest path does not allocate per event once warmed up.
   Record& r = scratch_;
@@ -248,32 +251,114 @@ void Agent::OnMessage(const IngestMessage& m) {
 
   size_t property_bytes = 0;
   for (const auto& [k, val] : m.user_properties) property_bytes += k.size() + val.size() + 4;
-  Verdict v = Triage(m.topic, m.payload, m.user_properties.size(), property_bytes, config_, *router_);
+  Verdict v = Triage(m.topic, m.payload, m.user_properties.size(), property_bytes, pl.config(), pl.router(), &json_);
   if (v.kind == Verdict::Kind::kDrop) {
     unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (v.kind == Verdict::Kind::kDeadLetter) {
-    dead_letters_[static_cast<int>(v.reason)].fetch_add(1, std::memory_order_relaxed);
     if (v.reason == DeadLetterReason::kPropertiesTooLarge) {
       r.properties.clear();  // they are what is too large; the payload is kept
       r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_properties.size()));
     }
-    r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(v.reason));
-    if (v.stream) r.properties.emplace_back("edgesync.stream", config_.streams[*v.stream].name);
     if (v.reason == DeadLetterReason::kPayloadTooLarge) {
       // Kept, but cut: one oversized event must not block a batch or Kafka.
       r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
-      r.payload.assign(m.payload.substr(0, static_cast<size_t>(config_.mqtt_max_payload)));
+      r.payload.assign(m.payload.substr(0, static_cast<size_t>(pl.config().mqtt_max_payload)));
     } else {
       r.payload.assign(m.payload);
     }
-    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream", DeadLetterReasonName(v.reason), r.topic);
-    AcceptDurably(dead_letter_stream_, r);
+    DeadLetter(pl, r, v.reason, v.stream ? pl.config().streams[*v.stream].name : "", "");
     return;
   }
-  r.payload.assign(m.payload);
-  AcceptDurably(*v.stream, r);
+  RunChain(pl, *v.stream, r, m.payload);
+}
+
+void Agent::RunChain(const Pipeline& pl, size_t stream, Record& r, std::string_view payload) {
+  const std::vector<std::shared_ptr<const Plugin>>& chain = pl.chain(stream);
+  if (chain.empty()) {
+    r.payload.assign(payload);
+    AcceptDurably(stream, r);
+    return;
+  }
+  const bool json = pl.config().streams[stream].json;
+  Event e;
+  e.topic = r.topic;
+  e.received_at_us = r.received_at_us;
+  e.properties = &r.properties;
+  e.route = pl.DefaultRoute(stream);
+  if (json) {
+    e.json = &json_;  // Triage parsed the payload into it
+  } else {
+    r.payload.assign(payload);
+    e.raw = &r.payload;
+  }
+  for (const std::shared_ptr<const Plugin>& plugin : chain) {
+    const Action a = plugin->Process(e);
+    if (a == Action::kKeep) continue;
+    if (a == Action::kDrop) {
+      filtered_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // Dead letter: the event as the plugin found it, with its reason.
+    if (json) json_.Serialize(&r.payload);
+    DeadLetter(pl, r, DeadLetterReason::kPluginError, pl.config().streams[stream].name, e.error);
+    return;
+  }
+  if (json) json_.Serialize(&r.payload);  // the original text when no plugin changed it
+  std::optional<size_t> lane = pl.LaneOf(e.route);
+  if (!lane) {
+    DeadLetter(pl, r, DeadLetterReason::kUnknownRoute, pl.config().streams[stream].name,
+               "no lane for stream \"" + e.route.stream + "\", Kafka topic \"" + e.route.kafka_topic +
+                   "\", priority " + (e.route.priority ? PriorityName(*e.route.priority) : "(the stream's)") +
+                   ": route only to configured streams, and to Kafka topics and priorities a plugin declares");
+    return;
+  }
+  if (!e.route.key.empty()) r.properties.emplace_back("edgesync.key", e.route.key);
+  AcceptDurably(*lane, r);
+}
+
+void Agent::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, const std::string& stream,
+                       const std::string& error) {
+  dead_letters_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(reason));
+  if (!stream.empty()) r.properties.emplace_back("edgesync.stream", stream);
+  if (!error.empty()) r.properties.emplace_back("edgesync.error", error);
+  spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream{}{}", DeadLetterReasonName(reason), r.topic,
+                error.empty() ? "" : ": ", error);
+  // The every_stream plugins see dead letters too, as plain text: card data
+  // must not leave through the dead-letter stream either.
+  Event e;
+  e.topic = r.topic;
+  e.received_at_us = r.received_at_us;
+  e.properties = &r.properties;
+  e.raw = &r.payload;
+  e.route.stream = kDeadLetterStream;
+  for (const std::shared_ptr<const Plugin>& plugin : pl.chain(pl.dead_letter_lane())) {
+    if (plugin->Process(e) == Action::kDrop) {
+      filtered_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  AcceptDurably(dead_letter_stream_, r);
+}
+
+Status Agent::Reload(const Config& config) {
+  if (!SameButPlugins(config_, config)) {
+    return Status::InvalidArgument(
+        "the new configuration changes more than plugins and chains; restart edgesync to apply it");
+  }
+  Result<std::shared_ptr<const Pipeline>> next = Pipeline::Build(config);
+  if (!next.ok()) return next.status();
+  if ((*next)->lanes() != pipeline_lanes_) {
+    return Status::InvalidArgument(
+        "the new chains route to Kafka topics or priorities the running ones do not (new lanes); restart "
+        "edgesync to apply them");
+  }
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  pending_ = std::move(next).value();
+  reload_pending_.store(true, std::memory_order_release);
+  return Status::OK();
 }
 
 void Agent::AcceptDurably(size_t stream, const Record& r) {
@@ -334,6 +419,8 @@ AgentStats Agent::stats() const {
   s.uploader = uploader_->stats();
   for (int i = 0; i < static_cast<int>(DeadLetterReason::kCount); ++i) s.dead_letters[i] = dead_letters_[i].load();
   s.unmatched_dropped = unmatched_dropped_.load();
+  s.filtered = filtered_.load();
+  s.reloads = reloads_.load();
   s.backpressure_events = backpressure_events_.load();
   s.backpressure = backpressure_.load();
   Result<StoreCounts> c = store_->Counts();
@@ -373,6 +460,7 @@ static std::string FormatStats(const AgentStats& s) {
          " mqtt=" + (s.ingest.connected ? "up" : "down") +
          " kafka=" + KafkaStateName(s.uploader.kafka) + BlockedTopics(s) + DeadLetterCounts(s) +
          (s.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.unmatched_dropped) : "") +
+         (s.filtered ? " filtered=" + std::to_string(s.filtered) : "") +
          (s.backpressure_events ? " backpressure_events=" + std::to_string(s.backpressure_events) : "") +
          (s.sealer.unreadable_segments
               ? " unreadable_journal_segments=" + std::to_string(s.sealer.unreadable_segments)

@@ -16,7 +16,9 @@
 #include "base/env.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "plugins/registry.h"
 #include "plugins/route.h"
+#include "plugins/settings.h"
 #include "sync/uploader.h"
 
 namespace edgesync {
@@ -45,6 +47,9 @@ const std::vector<OptionSpec>& Options() {
       {.key = "agent.device_id", .kind = Kind::kString,
        .description = "This device's id: Kafka message key and part of every batch header. 1-255 bytes.",
        .str = &C::device_id, .required = true},
+      {.key = "agent.profile", .kind = Kind::kString,
+       .description = "A fleet profile (plugins/profiles/) this file is laid over: its streams and plugins, with this file's keys winning and its [[streams]] replacing the profile's of the same name. Relative to this file's directory.",
+       .str = &C::profile},
       {.key = "agent.state_dir", .kind = Kind::kString,
        .description = "Directory for the journal and the store (created if missing, mode 0700).",
        .str = &C::state_dir},
@@ -143,6 +148,9 @@ const std::vector<OptionSpec>& Options() {
       {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
        .description = "Kafka topic of the dead-letter stream (reasons in README).",
        .str = &C::dead_letter_topic},
+      {.key = "plugins.dir", .kind = Kind::kString,
+       .description = "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.",
+       .str = &C::plugins_dir},
       {.key = "kafka.brokers", .kind = Kind::kString,
        .description = "Kafka bootstrap servers, host:port[,host:port...].", .str = &C::kafka_brokers,
        .required = true},
@@ -209,12 +217,13 @@ class Problems {
   explicit Problems(std::string origin) : origin_(std::move(origin)) {}
   void Add(const toml::source_region& where, const std::string& key, const std::string& what) {
     std::ostringstream s;
-    s << origin_;
+    s << (where.path ? *where.path : origin_);
     if (where.begin.line > 0) s << ":" << where.begin.line << ":" << where.begin.column;
     s << ": " << key << ": " << what;
     lines_.push_back(s.str());
   }
   void Add(const std::string& key, const std::string& what) { lines_.push_back(origin_ + ": " + key + ": " + what); }
+  void AddLine(std::string line) { lines_.push_back(std::move(line)); }
   bool empty() const { return lines_.empty(); }
   std::string Join() const {
     std::string out;
@@ -361,8 +370,19 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
         } else {
           p->Add(v.source(), fkey, "must be \"high\", \"normal\" or \"low\"");
         }
+      } else if (field == "plugins" || field == "skip_plugins") {
+        std::vector<std::string>& list = field == "plugins" ? s.plugins : s.skip_plugins;
+        const toml::array* pa = v.as_array();
+        bool ok = pa != nullptr;
+        if (ok) {
+          for (const toml::node& n : *pa) {
+            if (!n.is_string()) ok = false;
+            else list.push_back(*n.value<std::string>());
+          }
+        }
+        if (!ok) p->Add(v.source(), fkey, "must be an array of plugin names ([plugins.NAME])");
       } else {
-        p->Add(v.source(), fkey, "unknown key (stream keys: name, topics, kafka_topic, priority, format)");
+        p->Add(v.source(), fkey, "unknown key (stream keys: name, topics, kafka_topic, priority, format, plugins, skip_plugins)");
       }
     }
     if (!t.contains("name")) p->Add(t.source(), key, "name is required");
@@ -374,7 +394,151 @@ void ParseStreams(const toml::table& root, Config* cfg, Problems* p) {
   }
 }
 
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string Resolve(const std::string& path, const std::string& dir) {
+  return path.empty() || path[0] == '/' ? path : dir + "/" + path;
+}
+
+// Lays `top` over `base`: see ParseConfig.
+void Overlay(toml::table& base, const toml::table& top) {
+  for (const auto& [k, v] : top) {
+    toml::node* b = base.get(k);
+    if (k.str() == "streams" && b != nullptr && b->is_array_of_tables() && v.is_array_of_tables()) {
+      toml::array& streams = *b->as_array();
+      for (const toml::node& s : *v.as_array()) {
+        const auto name = s.as_table()->get("name") ? s.as_table()->get("name")->value<std::string>() : std::nullopt;
+        bool replaced = false;
+        for (toml::node& old : streams) {
+          const toml::node* old_name = old.as_table()->get("name");
+          if (name && old_name && old_name->value<std::string>() == name) {
+            *old.as_table() = *s.as_table();
+            replaced = true;
+          }
+        }
+        if (!replaced) streams.push_back(*s.as_table());
+      }
+    } else if (b != nullptr && b->is_table() && v.is_table()) {
+      Overlay(*b->as_table(), *v.as_table());
+    } else {
+      base.insert_or_assign(k, v);
+    }
+  }
+}
+
+void ParsePlugins(const toml::table& root, const std::string& origin, Config* cfg, Problems* p) {
+  const toml::table* plugins = root["plugins"].as_table();
+  if (root.get("plugins") != nullptr && plugins == nullptr) {
+    p->Add(root.get("plugins")->source(), "plugins", "must be a table: plugins.dir and [plugins.NAME] tables");
+    return;
+  }
+  if (plugins == nullptr) return;
+  for (const auto& [k, v] : *plugins) {
+    const std::string name(k.str());
+    if (name == "dir") continue;  // an option (Options())
+    const std::string key = "plugins." + name;
+    const toml::table* t = v.as_table();
+    if (t == nullptr) {
+      p->Add(v.source(), key, "must be a table with the plugin's type and settings, or plugins.dir");
+      continue;
+    }
+    if (!ValidStreamName(name)) {
+      p->Add(v.source(), key, "plugin names are 1-64 characters of A-Z a-z 0-9 . _ -");
+      continue;
+    }
+    PluginConfig pc;
+    pc.name = name;
+    const toml::node* type = t->get("type");
+    if (type == nullptr || !type->is_string()) {
+      p->Add(t->source(), key + ".type", std::string("is required: one of ") + PluginTypes());
+      continue;
+    }
+    pc.type = *type->value<std::string>();
+    if (const toml::node* every = t->get("every_stream")) {
+      if (!every->is_boolean()) {
+        p->Add(every->source(), key + ".every_stream", "must be true or false");
+      } else {
+        pc.every_stream = *every->value<bool>();
+      }
+    }
+    // Relative paths in a table start where the file it came from is.
+    const std::string dir = DirOf(t->source().path ? *t->source().path : origin);
+    Settings s(*t, key);
+    Result<std::shared_ptr<const Plugin>> made = MakePlugin(pc.type, s, dir, Resolve(cfg->plugins_dir, DirOf(origin)));
+    if (!made.ok()) {
+      for (const std::string& line : s.problems()) p->AddLine(line);
+      if (s.problems().empty()) p->Add(t->source(), key, made.status().message());
+      continue;
+    }
+    pc.plugin = std::move(made).value();
+    cfg->plugins.push_back(std::move(pc));
+  }
+}
+
+// Every name a chain or opt-out uses must be a plugin; opt-outs only of
+// every_stream ones.
+void CheckChains(const Config& cfg, Problems* p) {
+  for (size_t i = 0; i < cfg.streams.size(); ++i) {
+    const StreamConfig& s = cfg.streams[i];
+    const std::string key = "streams[" + std::to_string(i) + "]";
+    for (const std::string& n : s.plugins) {
+      if (cfg.FindPlugin(n) == nullptr) p->Add(key + ".plugins", "no plugin \"" + n + "\" ([plugins." + n + "] is missing)");
+    }
+    for (const std::string& n : s.skip_plugins) {
+      const PluginConfig* pc = cfg.FindPlugin(n);
+      if (pc == nullptr) {
+        p->Add(key + ".skip_plugins", "no plugin \"" + n + "\"");
+      } else if (!pc->every_stream) {
+        p->Add(key + ".skip_plugins", "\"" + n + "\" is not an every_stream plugin: leave it out of plugins instead");
+      }
+    }
+  }
+}
+
 }  // namespace
+
+const PluginConfig* Config::FindPlugin(const std::string& name) const {
+  for (const PluginConfig& p : plugins) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::vector<std::shared_ptr<const Plugin>> Config::Chain(size_t i) const {
+  std::vector<std::shared_ptr<const Plugin>> chain;
+  const StreamConfig* s = i < streams.size() ? &streams[i] : nullptr;
+  if (s != nullptr) {
+    for (const std::string& n : s->plugins) {
+      if (const PluginConfig* pc = FindPlugin(n)) chain.push_back(pc->plugin);
+    }
+  }
+  for (const PluginConfig& pc : plugins) {
+    if (!pc.every_stream) continue;
+    if (s != nullptr && (std::find(s->plugins.begin(), s->plugins.end(), pc.name) != s->plugins.end() ||
+                         std::find(s->skip_plugins.begin(), s->skip_plugins.end(), pc.name) != s->skip_plugins.end())) {
+      continue;
+    }
+    chain.push_back(pc.plugin);
+  }
+  return chain;
+}
+
+bool SameButPlugins(const Config& a, const Config& b) {
+  auto strip = [](Config c) {
+    c.plugins.clear();
+    c.plugins_dir.clear();
+    c.profile.clear();
+    for (StreamConfig& s : c.streams) {
+      s.plugins.clear();
+      s.skip_plugins.clear();
+    }
+    return c;
+  };
+  return strip(a) == strip(b);
+}
 
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin) {
   toml::table root;
@@ -384,6 +548,28 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     Problems p(origin);
     p.Add(e.source(), "syntax", std::string(e.description()));
     return Status::InvalidArgument(p.Join());
+  }
+  if (const toml::node* prof = root.at_path("agent.profile").node(); prof != nullptr && prof->is_string()) {
+    const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
+    Problems p(origin);
+    Result<std::string> text = Env::Default()->ReadFile(path);
+    if (!text.ok()) {
+      p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
+      return Status::InvalidArgument(p.Join());
+    }
+    toml::table merged;
+    try {
+      merged = toml::parse(*text, path);
+    } catch (const toml::parse_error& e) {
+      p.Add(e.source(), "syntax", std::string(e.description()));
+      return Status::InvalidArgument(p.Join());
+    }
+    if (merged.at_path("agent.profile")) {
+      p.Add(merged.at_path("agent.profile").node()->source(), "agent.profile", "a profile cannot name another profile");
+      return Status::InvalidArgument(p.Join());
+    }
+    Overlay(merged, root);
+    root = std::move(merged);
   }
 
   Config cfg;
@@ -473,10 +659,10 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   // Unknown keys are mistakes (a typo must not silently fall back to a default).
   for (const auto& [section, node] : root) {
     std::string sec(section.str());
-    if (sec == "streams") continue;
+    if (sec == "streams" || sec == "plugins") continue;  // checked by ParseStreams, ParsePlugins
     const toml::table* t = node.as_table();
     if (t == nullptr) {
-      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, streams)");
+      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, plugins, streams)");
       continue;
     }
     for (const auto& [k, v] : *t) {
@@ -512,6 +698,8 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     }
   }
   ParseStreams(root, &cfg, &p);
+  ParsePlugins(root, origin, &cfg, &p);
+  CheckChains(cfg, &p);
   if (cfg.device_id.size() > 255) p.Add("agent.device_id", "longer than 255 bytes");
   for (const std::string& f : cfg.mqtt_subscribe) {
     Status st = ValidateTopicFilter(f);
@@ -650,7 +838,11 @@ std::string ConfigReference() {
       "| `[[streams]] topics` | (required) | MQTT topic filters (`+`, `#`) whose messages this stream takes; the first stream that matches wins. |\n"
       "| `[[streams]] kafka_topic` | \"edge.<name>\" | Kafka topic the stream's batches go to. |\n"
       "| `[[streams]] priority` | \"normal\" | \"high\", \"normal\" or \"low\": upload order. |\n"
-      "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n";
+      "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n"
+      "| `[[streams]] plugins` | [] | The stream's chain: names of `[plugins.NAME]` tables, run in order. |\n"
+      "| `[[streams]] skip_plugins` | [] | `every_stream` plugins this stream opts out of (explicitly: nothing is skipped by omission). |\n"
+      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (README, Plugins). |\n"
+      "| `[plugins.NAME] every_stream` | false | Run at the end of every stream's chain, and on dead letters, unless a stream skips it. |\n";
   return out;
 }
 

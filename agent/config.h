@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "buffer/store.h"
+#include "plugins/plugin.h"
 
 namespace edgesync {
 
@@ -20,6 +21,19 @@ struct StreamConfig {
   std::string kafka_topic;
   Priority priority = Priority::kNormal;
   bool json = false;                // format = "json": payloads that are not JSON are dead-lettered
+  std::vector<std::string> plugins;       // its chain: [plugins.NAME] instances, in order
+  std::vector<std::string> skip_plugins;  // every_stream plugins this stream opts out of
+  bool operator==(const StreamConfig&) const = default;
+};
+
+// A plugin instance: [plugins.NAME] with its type and settings, built (and
+// so checked) when the configuration is loaded.
+struct PluginConfig {
+  std::string name;
+  std::string type;          // rules, pci, ocpp, lua, external
+  bool every_stream = false; // runs at the end of every stream's chain (and on dead letters)
+  std::shared_ptr<const Plugin> plugin;
+  bool operator==(const PluginConfig&) const = default;
 };
 
 // The built-in stream that takes what cannot go where it should (reasons in
@@ -32,6 +46,7 @@ constexpr const char* kAgentStream = "_agent";
 struct Config {
   // [agent]
   std::string device_id;
+  std::string profile;            // a fleet profile merged under this file (see ParseConfig)
   std::string state_dir = "/var/lib/edgesync";
   std::string log_level = "info";
   double shutdown_timeout = 10;   // seconds
@@ -85,12 +100,33 @@ struct Config {
   double kafka_retry_backoff_max = 30;    // seconds: cap of the pause after failed deliveries
   double kafka_blocked_retry_interval = 300;  // seconds between tries of a topic that refuses us
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
+  // [plugins]
+  std::string plugins_dir;        // where external plugins (shared objects) are loaded from
+  std::vector<PluginConfig> plugins;  // [plugins.NAME], in name order
   // [[streams]]
   std::vector<StreamConfig> streams;
+
+  // The plugin instance named `name`, or nullptr.
+  const PluginConfig* FindPlugin(const std::string& name) const;
+  // Stream `i`'s chain as it runs: its own plugins, then the every_stream
+  // ones it neither names nor skips. i == streams.size(): the dead-letter
+  // stream's (every_stream plugins only).
+  std::vector<std::shared_ptr<const Plugin>> Chain(size_t i) const;
+  bool operator==(const Config&) const = default;
 };
+
+// True when `a` and `b` differ at most in their plugins and chains: what a
+// live reload can change while the agent runs.
+bool SameButPlugins(const Config& a, const Config& b);
 
 // Parses `toml_text` (named `origin` in messages). On failure the Status
 // message lists every problem, one per line, as "origin:line:col: key: what".
+//
+// With agent.profile = PATH (relative to `origin`'s directory), the profile
+// is read first and this file is laid over it: its keys win, tables merge
+// key by key, and a [[streams]] entry replaces the profile's stream of the
+// same name or is added after the profile's. Paths inside the profile's
+// plugin tables are relative to the profile's directory.
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
 // ParseConfig of the file, then checks that the files it names are readable.
 Result<Config> LoadConfig(const std::string& path);

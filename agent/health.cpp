@@ -55,7 +55,7 @@ std::string HealthRecordJson(const AgentStats& s, const HealthContext& c) {
   o.Str("kind", "health").Str("device", c.device_id).Str("version", c.version).Str("state", c.state);
   o.Time("time", c.now_us).Int("uptime_s", c.uptime_us / 1'000'000);
   o.Num("received", s.ingest.received)
-      .Num("filtered_out", s.unmatched_dropped)
+      .Num("filtered_out", s.unmatched_dropped + s.filtered)
       .Num("dead_lettered", dead_lettered)
       .Num("sealed_batches", s.sealer.sealed_batches)
       .Num("sealed_events", s.sealer.sealed_events)

@@ -74,7 +74,17 @@ int RunAgent(const std::string& path) {
         break;
       }
       if (sig == SIGHUP) {
-        spdlog::info("SIGHUP: live reload is not supported yet; restart to apply a new config");
+        // Live reload: the whole file is read and checked again; only a
+        // valid configuration replaces the running chains.
+        spdlog::info("SIGHUP: reloading {}", path);
+        edgesync::Result<edgesync::Config> next = edgesync::LoadConfig(path);
+        edgesync::Status reloaded = next.ok() ? (*agent)->Reload(*next) : next.status();
+        if (reloaded.ok()) {
+          spdlog::info("reload: {} is valid; its chains ({} plugins) take over at the next event", path,
+                       next->plugins.size());
+        } else {
+          spdlog::error("reload: keeping the running configuration: {}", reloaded.message());
+        }
       } else if (interval > 0) {
         spdlog::info("stats: {}", (*agent)->StatsLine());
       }

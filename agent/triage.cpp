@@ -11,13 +11,15 @@ const char* DeadLetterReasonName(DeadLetterReason r) {
     case DeadLetterReason::kInvalidUtf8Topic: return "invalid-utf8-topic";
     case DeadLetterReason::kInvalidJson: return "invalid-json";
     case DeadLetterReason::kUnmatched: return "unmatched";
+    case DeadLetterReason::kPluginError: return "plugin-error";
+    case DeadLetterReason::kUnknownRoute: return "unknown-route";
     case DeadLetterReason::kCount: break;
   }
   return "unknown";
 }
 
 Verdict Triage(std::string_view topic, std::string_view payload, size_t property_count,
-               size_t property_bytes, const Config& config, const Router& router) {
+               size_t property_bytes, const Config& config, const Router& router, Json* doc) {
   Verdict v;
   auto dead = [&](DeadLetterReason r) {
     v.kind = Verdict::Kind::kDeadLetter;
@@ -38,12 +40,7 @@ Verdict Triage(std::string_view topic, std::string_view payload, size_t property
     if (config.mqtt_unmatched == "drop") return v;  // kDrop
     return dead(DeadLetterReason::kUnmatched);
   }
-  if (config.streams[*v.stream].json) {
-    thread_local simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    simdjson::padded_string padded(payload);
-    if (parser.parse(padded).get(doc) != simdjson::SUCCESS) return dead(DeadLetterReason::kInvalidJson);
-  }
+  if (config.streams[*v.stream].json && !doc->Parse(payload).ok()) return dead(DeadLetterReason::kInvalidJson);
   v.kind = Verdict::Kind::kStream;
   return v;
 }

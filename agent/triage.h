@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "agent/config.h"
+#include "plugins/json.h"
 #include "plugins/route.h"
 
 namespace edgesync {
@@ -20,6 +21,8 @@ enum class DeadLetterReason {
   kInvalidUtf8Topic,
   kInvalidJson,
   kUnmatched,
+  kPluginError,   // a plugin refused the event (its message in "edgesync.error")
+  kUnknownRoute,  // a plugin routed it to a stream or lane that does not exist
   kCount
 };
 constexpr size_t kMaxUserProperties = 1024;
@@ -33,7 +36,8 @@ struct Verdict {
 
 // `router` must have been built from config.streams, in order.
 // `property_bytes` and `property_count`: the message's MQTT 5 user properties.
+// A JSON stream's payload is parsed into `*doc`, ready for the stream's chain.
 Verdict Triage(std::string_view topic, std::string_view payload, size_t property_count,
-               size_t property_bytes, const Config& config, const Router& router);
+               size_t property_bytes, const Config& config, const Router& router, Json* doc);
 
 }  // namespace edgesync

@@ -42,9 +42,10 @@ class EnvVfs;
 
 // A stream as the buffer sees it.
 struct StreamSpec {
-  std::string name;         // [A-Za-z0-9._-], also the journal directory name
+  std::string name;         // the journal directory name: no '/', not "." or ".."
   std::string kafka_topic;
   Priority priority = Priority::kNormal;
+  bool operator==(const StreamSpec&) const = default;
 };
 
 struct SealedBatch {

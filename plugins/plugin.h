@@ -24,13 +24,12 @@
 namespace edgesync {
 
 // Where an event goes. The chain starts with the stream the topic filters
-// chose and that stream's Kafka topic and priority. A plugin may route to
-// another configured stream, or to another Kafka topic or priority within
-// its stream (a lane the configuration declares: see plugins/chain.h).
+// chose. A plugin may route to another configured stream, or to another
+// Kafka topic or priority of its stream (a lane: see LaneRequest).
 struct Route {
   std::string stream;
-  std::string kafka_topic;
-  Priority priority = Priority::kNormal;
+  std::string kafka_topic;            // empty: the stream's
+  std::optional<Priority> priority;   // nullopt: the stream's
   // The event's key for the central side (edgesync-unpack writes it as the
   // Kafka key of the record it emits); empty: none. Batches keep the
   // device id as their own key.

@@ -25,7 +25,8 @@ topics = ["raw/#"]
 }
 
 Verdict TriageWithoutProperties(std::string_view topic, std::string_view payload, const Config& c, const Router& r) {
-  return Triage(topic, payload, 0, 0, c, r);
+  Json doc;
+  return Triage(topic, payload, 0, 0, c, r, &doc);
 }
 
 Router RouterOf(const Config& c) {
@@ -60,10 +61,11 @@ TEST(Triage, EachReason) {
   EXPECT_EQ(none.reason, DeadLetterReason::kUnmatched);
   c.mqtt_unmatched = "drop";
   EXPECT_EQ(TriageWithoutProperties("elsewhere", "x", c, r).kind, Verdict::Kind::kDrop);
-  Verdict props = Triage("raw/x", "x", kMaxUserProperties + 1, 10, c, r);
+  Json doc;
+  Verdict props = Triage("raw/x", "x", kMaxUserProperties + 1, 10, c, r, &doc);
   EXPECT_EQ(props.reason, DeadLetterReason::kPropertiesTooLarge);
-  EXPECT_EQ(Triage("raw/x", "x", 3, 101, c, r).reason, DeadLetterReason::kPropertiesTooLarge);
-  EXPECT_EQ(Triage("raw/x", "x", 3, 100, c, r).kind, Verdict::Kind::kStream);
+  EXPECT_EQ(Triage("raw/x", "x", 3, 101, c, r, &doc).reason, DeadLetterReason::kPropertiesTooLarge);
+  EXPECT_EQ(Triage("raw/x", "x", 3, 100, c, r, &doc).kind, Verdict::Kind::kStream);
   EXPECT_STREQ(DeadLetterReasonName(DeadLetterReason::kInvalidUtf8Topic), "invalid-utf8-topic");
 }
 

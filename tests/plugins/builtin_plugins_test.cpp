@@ -39,7 +39,6 @@ Outcome Process(const Plugin& p, const std::string& payload, const std::string& 
   e.json = &j;
   e.properties = &props;
   e.route.stream = "s";
-  e.route.kafka_topic = "edge.s";
   Outcome r;
   r.action = p.Process(e);
   j.Serialize(&r.payload);
@@ -355,7 +354,7 @@ TEST(Ocpp, NormalisesOcpp16Frames) {
   r = Process(*p, R"([3,"19223201",{"idTagInfo":{"status":"Accepted"},"transactionId":7}])", "ocpp/CP-0042/out");
   EXPECT_EQ(r.payload, R"({"charger_id":"CP-0042","message_type":"CALLRESULT","action":null,"unique_id":"19223201",)"
                        R"("payload":{"idTagInfo":{"status":"Accepted"},"transactionId":7}})");
-  EXPECT_EQ(r.route.priority, Priority::kNormal);
+  EXPECT_EQ(r.route.priority, std::nullopt);
   r = Process(*p, R"([4,"162376037","NotImplemented","Requested Action is not known by receiver",{}])", "ocpp/CP-0042/out");
   EXPECT_EQ(r.payload, R"({"charger_id":"CP-0042","message_type":"CALLERROR","action":null,"unique_id":"162376037",)"
                        R"("error_code":"NotImplemented","error_description":"Requested Action is not known by receiver","payload":{}})");
@@ -375,7 +374,7 @@ TEST(Ocpp, Ocpp201TransactionEventsAndDroppedHeartbeats) {
                     "site/7/CS-201/events").route.priority, Priority::kLow);
   // Only the configured priorities now: MeterValues keeps the stream's.
   EXPECT_EQ(Process(*p, R"([2,"m","MeterValues",{"evseId":1,"meterValue":[]}])", "site/7/CS-201/events").route.priority,
-            Priority::kNormal);
+            std::nullopt);
   EXPECT_EQ(p->Lanes().size(), 2u);  // high and low
 }
 
