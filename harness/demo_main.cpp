@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -121,6 +122,16 @@ int main(int argc, char** argv) {
   }
   std::string toml = h::PointConfigAt(h::ReadWholeFile(config_path), (*broker)->port(),
                                       (*cluster)->bootstrap(), *work / "state");
+  // The profile is named relative to the configuration file, which is
+  // rewritten into the working directory: name it absolutely there.
+  if (!cfg->profile.empty() && cfg->profile[0] != '/') {
+    const std::string from = "profile = \"" + cfg->profile + "\"";
+    const size_t at = toml.find(from);
+    const std::string dir = std::filesystem::path(config_path).parent_path().string();
+    const std::string abs =
+        std::filesystem::absolute(std::filesystem::path(dir.empty() ? "." : dir) / cfg->profile).lexically_normal();
+    if (at != std::string::npos) toml.replace(at, from.size(), "profile = \"" + abs + "\"");
+  }
   if (cfg->encryption_public_key.empty()) {
     toml += "\n[encryption]\npublic_key = \"" + *work / "keys/edgesync.pub" + "\"\n";
   }

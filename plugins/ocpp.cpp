@@ -18,15 +18,17 @@ std::string_view TopicLevel(std::string_view topic, int64_t level) {
 
 class OcppPlugin : public Plugin {
  public:
-  OcppPlugin(int64_t level, std::map<std::string, Priority, std::less<>> priorities,
+  OcppPlugin(int64_t level, std::string frame_field, std::map<std::string, Priority, std::less<>> priorities,
              std::set<std::string, std::less<>> drop)
-      : level_(level), priorities_(std::move(priorities)), drop_(std::move(drop)) {}
+      : level_(level), frame_field_(std::move(frame_field)), priorities_(std::move(priorities)), drop_(std::move(drop)) {}
 
   Action Process(Event& e) const override {
     if (e.json == nullptr) return Fail(e, "the stream must have format = \"json\"");
     Json& j = *e.json;
-    const Json::Ref frame = j.root();
-    if (frame == Json::kNone || j.type(frame) != Json::Type::kArray) return Fail(e, "not an array");
+    const Json::Ref frame = frame_field_.empty() ? j.root() : j.FindPath(frame_field_);
+    if (frame == Json::kNone || j.type(frame) != Json::Type::kArray) {
+      return Fail(e, frame_field_.empty() ? "not an array" : "no array at \"" + frame_field_ + "\"");
+    }
     Json::Ref parts[5];
     size_t n = 0;
     for (Json::Ref c = j.first(frame); c != Json::kNone; c = j.next(c)) {
@@ -70,7 +72,11 @@ class OcppPlugin : public Plugin {
       j.Append(out, parts[3], "error_description");
     }
     j.Append(out, payload, "payload");
-    j.SetRoot(out);
+    if (frame_field_.empty()) {
+      j.SetRoot(out);
+    } else {
+      j.Put(j.parent(frame), frame_field_.substr(frame_field_.rfind('.') + 1), out);
+    }
     if (!action.empty()) {
       auto p = priorities_.find(action);
       if (p != priorities_.end()) e.route.priority = p->second;
@@ -93,6 +99,7 @@ class OcppPlugin : public Plugin {
   }
 
   const int64_t level_;
+  const std::string frame_field_;
   const std::map<std::string, Priority, std::less<>> priorities_;
   const std::set<std::string, std::less<>> drop_;
   mutable std::string scratch_;  // Process runs on one thread at a time
@@ -101,7 +108,8 @@ class OcppPlugin : public Plugin {
 }  // namespace
 
 Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s) {
-  s.OnlyKeys({"charger_id_level", "priorities", "drop_actions"});
+  s.OnlyKeys({"charger_id_level", "frame_field", "priorities", "drop_actions"});
+  std::string frame_field = s.String("frame_field").value_or("");
   int64_t level = s.Int("charger_id_level").value_or(1);
   if (level < 0 || level > 64) s.Problem(*s.Get("charger_id_level"), "charger_id_level", "must be 0-64");
   std::map<std::string, Priority, std::less<>> priorities = {{"StartTransaction", Priority::kHigh},
@@ -122,7 +130,7 @@ Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s) {
   std::set<std::string, std::less<>> drop;
   if (auto list = s.StringList("drop_actions")) drop.insert(list->begin(), list->end());
   if (!s.ok()) return s.status();
-  return std::shared_ptr<const Plugin>(std::make_shared<OcppPlugin>(level, std::move(priorities), std::move(drop)));
+  return std::shared_ptr<const Plugin>(std::make_shared<OcppPlugin>(level, std::move(frame_field), std::move(priorities), std::move(drop)));
 }
 
 }  // namespace edgesync

@@ -13,7 +13,9 @@
 // maps actions to "high"/"normal"/"low" (default: the transaction messages
 // high, MeterValues low) and `drop_actions` lists actions not worth the
 // uplink (e.g. Heartbeat). A payload that is not an OCPP-J frame goes to
-// the dead-letter stream with the reason.
+// the dead-letter stream with the reason. With `frame_field` (a dotted
+// path), the frame is that field of a wrapping object (gateways that add
+// their own metadata), and the normalised object takes its place there.
 #pragma once
 
 #include <memory>

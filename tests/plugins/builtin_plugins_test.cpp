@@ -378,6 +378,14 @@ TEST(Ocpp, Ocpp201TransactionEventsAndDroppedHeartbeats) {
   EXPECT_EQ(p->Lanes().size(), 2u);  // high and low
 }
 
+TEST(Ocpp, AFrameInsideAWrappingObject) {
+  auto p = Ocpp("frame_field = \"ocpp\"\n");
+  ASSERT_TRUE(p);
+  Outcome r = Process(*p, R"({"device":"CP-7","seq":3,"ocpp":[2,"u","Heartbeat",{}]})", "charger/CP-7/ocpp/Heartbeat");
+  EXPECT_EQ(r.payload, R"({"device":"CP-7","seq":3,"ocpp":{"charger_id":"CP-7","message_type":"CALL","action":"Heartbeat","unique_id":"u","payload":{}}})");
+  EXPECT_EQ(Process(*p, R"({"device":"CP-7"})").action, Action::kDeadLetter);
+}
+
 TEST(Ocpp, RefusesWhatIsNotAFrame) {
   auto p = Ocpp();
   ASSERT_TRUE(p);
