@@ -222,3 +222,147 @@ TEST(Config, ReferenceListsEveryOption) {
 
 }  // namespace
 }  // namespace edgesync
+
+namespace edgesync {
+namespace {
+
+// kMinimal with the stream last, so that lines added after it are its keys.
+constexpr const char* kStreamLast = R"(
+[agent]
+device_id = "term-0042"
+[kafka]
+brokers = "127.0.0.1:9092"
+[[streams]]
+name = "payments"
+topics = ["terminal/+/payment/#"]
+)";
+
+TEST(ConfigPlugins, ChainsEveryStreamPluginsAndOptOuts) {
+  Result<Config> c = ParseConfig(std::string(kStreamLast) + R"(
+format = "json"
+plugins = ["shape"]
+[[streams]]
+name = "lab"
+topics = ["lab/#"]
+skip_plugins = ["cards"]
+[[streams]]
+name = "other"
+topics = ["other/#"]
+[plugins.cards]
+type = "pci"
+every_stream = true
+[plugins.shape]
+type = "rules"
+[[plugins.shape.rules]]
+drop = true
+)", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const PluginConfig* cards = c->FindPlugin("cards");
+  const PluginConfig* shape = c->FindPlugin("shape");
+  ASSERT_TRUE(cards && shape);
+  using Chain = std::vector<std::shared_ptr<const Plugin>>;
+  EXPECT_EQ(c->Chain(0), (Chain{shape->plugin, cards->plugin}));  // its own, then every_stream
+  EXPECT_EQ(c->Chain(1), Chain{});                                // opted out
+  EXPECT_EQ(c->Chain(2), Chain{cards->plugin});                   // names none: pci still runs
+  EXPECT_EQ(c->Chain(3), Chain{cards->plugin});                   // the dead-letter stream
+}
+
+TEST(ConfigPlugins, MistakesNameTheKeyAndWhere) {
+  struct Case {
+    const char* extra;
+    const char* says;
+  } cases[] = {
+      {"plugins = [\"nope\"]\n", "streams[0].plugins: no plugin \"nope\""},
+      {"skip_plugins = [\"x\"]\n[plugins.x]\ntype = \"pci\"\n", "\"x\" is not an every_stream plugin"},
+      {"[plugins.x]\ntype = \"magic\"\n", "unknown plugin type \"magic\""},
+      {"[plugins.x]\nmode = \"mask\"\n", "plugins.x.type: is required"},
+      {"[plugins.x]\ntype = \"pci\"\nmode = \"hide\"\n", "c.toml:11:8: plugins.x.mode: must be \"mask\""},
+      {"[plugins.x]\ntype = \"rules\"\n[[plugins.x.rules]]\nwhen = 'a >'\ndrop = true\n",
+       "plugins.x.rules[0].when: column 4: expected a value"},
+  };
+  for (const Case& k : cases) {
+    Result<Config> c = ParseConfig(std::string(kStreamLast) + k.extra, "c.toml");
+    ASSERT_FALSE(c.ok()) << k.extra;
+    EXPECT_NE(c.status().message().find(k.says), std::string::npos) << k.extra << "\n" << c.status().message();
+  }
+}
+
+TEST(ConfigPlugins, AProfileLiesUnderTheDeviceFile) {
+  auto dir = testing::NewTempDir();
+  std::ofstream(dir / "fleet.toml") << R"([agent]
+stats_interval = "7s"
+heartbeat_interval = "9s"
+[[streams]]
+name = "payments"
+topics = ["profile/#"]
+[[streams]]
+name = "status"
+topics = ["status/#"]
+[plugins.cards]
+type = "pci"
+every_stream = true
+mode = "mask"
+)";
+  std::ofstream(dir / "device.toml") << R"([agent]
+device_id = "d1"
+profile = "fleet.toml"
+stats_interval = "3s"
+[kafka]
+brokers = "b:9092"
+[[streams]]
+name = "payments"
+topics = ["terminal/#"]
+[[streams]]
+name = "extra"
+topics = ["extra/#"]
+[plugins.cards]
+sensitive_fields = ["secret"]
+)";
+  Result<Config> c = LoadConfig(dir / "device.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->profile, "fleet.toml");
+  EXPECT_EQ(c->stats_interval, 3);      // the device file wins
+  EXPECT_EQ(c->heartbeat_interval, 9);  // the profile fills in
+  ASSERT_EQ(c->streams.size(), 3u);
+  EXPECT_EQ(c->streams[0].name, "payments");
+  EXPECT_EQ(c->streams[0].topics, std::vector<std::string>{"terminal/#"});  // replaced by name
+  EXPECT_EQ(c->streams[1].name, "status");
+  EXPECT_EQ(c->streams[2].name, "extra");
+  ASSERT_NE(c->FindPlugin("cards"), nullptr);
+  EXPECT_TRUE(c->FindPlugin("cards")->every_stream);  // tables merge key by key
+  // A problem inside the profile names the profile's file and line.
+  std::ofstream(dir / "fleet.toml", std::ios::app) << "[plugins.bad]\ntype = \"ocpp\"\ncharger_id_level = -1\n";
+  c = LoadConfig(dir / "device.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("fleet.toml:16:20: plugins.bad.charger_id_level"), std::string::npos)
+      << c.status().message();
+  std::ofstream(dir / "nested.toml") << "[agent]\ndevice_id = \"d\"\nprofile = \"device.toml\"\n";
+  c = LoadConfig(dir / "nested.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("a profile cannot name another profile"), std::string::npos);
+  c = ParseConfig("[agent]\ndevice_id = \"d\"\nprofile = \"missing.toml\"\n", dir / "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("cannot read"), std::string::npos);
+}
+
+TEST(ConfigPlugins, TheShippedProfilesAndExamplesAreValid) {
+  for (const char* f : {"examples/demo.toml", "examples/charger-demo.toml"}) {
+    Result<Config> c = LoadConfig(std::string(EDGESYNC_SOURCE_DIR) + "/" + f);
+    EXPECT_TRUE(c.ok()) << f << ": " << c.status().ToString();
+    if (c.ok()) {
+      EXPECT_FALSE(c->plugins.empty()) << f;
+    }
+  }
+}
+
+TEST(ConfigPlugins, OnlyPluginsAndChainsCanChangeLive) {
+  Result<Config> a = ParseConfig(kStreamLast, "c.toml");
+  Result<Config> b = ParseConfig(std::string(kStreamLast) + "plugins = [\"x\"]\n[plugins.x]\ntype = \"pci\"\n", "c.toml");
+  Result<Config> d = ParseConfig(std::string(kStreamLast) + "[batch]\nmax_events = 5\n", "c.toml");
+  ASSERT_TRUE(a.ok() && b.ok() && d.ok());
+  EXPECT_TRUE(SameButPlugins(*a, *b));
+  EXPECT_FALSE(SameButPlugins(*a, *d));
+}
+
+}  // namespace
+}  // namespace edgesync
