@@ -170,11 +170,16 @@ struct JsonBuilder {
   void Space() {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
   }
+  Json::Ref Add(Json::Type t, std::string_view text, bool escaped) {
+    const Json::Ref r = json->Add(t, text, escaped);
+    json->nodes_[r].changed = false;
+    return r;
+  }
   bool Literal(std::string_view word, Json::Type t, Json::Ref* out) {
     if (static_cast<size_t>(end - p) < word.size() || std::string_view(p, word.size()) != word) {
       return Fail("not a JSON value");
     }
-    *out = json->Add(t, word, false);
+    *out = Add(t, word, false);
     p += word.size();
     return true;
   }
@@ -229,8 +234,12 @@ struct JsonBuilder {
       if (p < end && (*p == '+' || *p == '-')) ++p;
       if (!Digits()) return Fail("bad number: digits must follow the exponent");
     }
-    *out = json->Add(Json::Type::kNumber, std::string_view(s, static_cast<size_t>(p - s)), false);
+    *out = Add(Json::Type::kNumber, std::string_view(s, static_cast<size_t>(p - s)), false);
     return true;
+  }
+  // A container's parsed text, from its opening bracket to p.
+  void Span(Json::Ref r, const char* start) {
+    json->nodes_[r].text = std::string_view(start, static_cast<size_t>(p - start));
   }
   void Link(Json::Ref parent, Json::Ref child) {
     auto& n = json->nodes_;
@@ -249,12 +258,13 @@ struct JsonBuilder {
     if (p >= end) return Fail("unexpected end");
     switch (*p) {
       case '{': {
-        ++p;
-        const Json::Ref o = json->Add(Json::Type::kObject, {}, false);
+        const char* start = p++;
+        const Json::Ref o = Add(Json::Type::kObject, {}, false);
         *out = o;
         Space();
         if (p < end && *p == '}') {
           ++p;
+          Span(o, start);
           return true;
         }
         for (;;) {
@@ -278,18 +288,20 @@ struct JsonBuilder {
           }
           if (p < end && *p == '}') {
             ++p;
+            Span(o, start);
             return true;
           }
           return Fail("expected ',' or '}'");
         }
       }
       case '[': {
-        ++p;
-        const Json::Ref a = json->Add(Json::Type::kArray, {}, false);
+        const char* start = p++;
+        const Json::Ref a = Add(Json::Type::kArray, {}, false);
         *out = a;
         Space();
         if (p < end && *p == ']') {
           ++p;
+          Span(a, start);
           return true;
         }
         for (;;) {
@@ -303,6 +315,7 @@ struct JsonBuilder {
           }
           if (p < end && *p == ']') {
             ++p;
+            Span(a, start);
             return true;
           }
           return Fail("expected ',' or ']'");
@@ -312,7 +325,7 @@ struct JsonBuilder {
         std::string_view content;
         bool escaped;
         if (!String(&content, &escaped)) return false;
-        *out = json->Add(Json::Type::kString, content, escaped);
+        *out = Add(Json::Type::kString, content, escaped);
         return true;
       }
       case 't': return Literal("true", Json::Type::kBool, out);
@@ -360,6 +373,7 @@ void Json::Serialize(std::string* out) const {
     out->assign(original_);
     return;
   }
+  out->reserve(original_.size() + 256);
   if (root_ != kNone) Write(root_, out);
 }
 
@@ -368,6 +382,10 @@ void Json::Write(Ref r, std::string* out) const {
   switch (n.type) {
     case Type::kObject:
     case Type::kArray: {
+      if (!n.changed) {  // as it was parsed, inside and out
+        out->append(n.text);
+        break;
+      }
       const bool obj = n.type == Type::kObject;
       out->push_back(obj ? '{' : '[');
       for (Ref c = n.first; c != kNone; c = nodes_[c].next) {
@@ -478,22 +496,31 @@ void Json::Unlink(Ref r) {
     if (root_ == r) root_ = kNone;
     return;
   }
+  MarkChanged(n.parent);
   Node& p = nodes_[n.parent];
   if (n.prev != kNone) nodes_[n.prev].next = n.next; else p.first = n.next;
   if (n.next != kNone) nodes_[n.next].prev = n.prev; else p.last = n.prev;
   n.parent = n.prev = n.next = kNone;
 }
 
-void Json::Append(Ref container, Ref child, std::string_view key) {
-  Unlink(child);
-  if (nodes_[container].type == Type::kObject) {
-    bool escaped = false;
-    nodes_[child].key = KeepEscaped(key, &escaped);
-    nodes_[child].key_escaped = escaped;
-  } else {
-    nodes_[child].key = {};
-    nodes_[child].key_escaped = false;
+void Json::MarkChanged(Ref r) {
+  while (r != kNone && !nodes_[r].changed) {
+    nodes_[r].changed = true;
+    r = nodes_[r].parent;
   }
+}
+
+void Json::Append(Ref container, Ref child, std::string_view key) {
+  bool escaped = false;
+  AppendStaticKey(container, child, nodes_[container].type == Type::kObject ? KeepEscaped(key, &escaped) : key);
+  nodes_[child].key_escaped = escaped;
+}
+
+void Json::AppendStaticKey(Ref container, Ref child, std::string_view key) {
+  Unlink(child);
+  MarkChanged(container);
+  nodes_[child].key = nodes_[container].type == Type::kObject ? key : std::string_view();
+  nodes_[child].key_escaped = false;
   Node& c = nodes_[container];
   nodes_[child].parent = container;
   nodes_[child].prev = c.last;
@@ -509,6 +536,7 @@ void Json::Put(Ref object, std::string_view key, Ref value) {
     return;
   }
   Unlink(value);
+  MarkChanged(object);
   // Take the place of `existing`, with its key.
   Node& v = nodes_[value];
   v.key = nodes_[existing].key;
@@ -538,6 +566,7 @@ void Json::Rename(Ref member, std::string_view key) {
   bool escaped = false;
   nodes_[member].key = KeepEscaped(key, &escaped);
   nodes_[member].key_escaped = escaped;
+  MarkChanged(nodes_[member].parent);
   dirty_ = true;
 }
 
@@ -549,6 +578,8 @@ void Json::ReplaceWithString(Ref r, std::string_view value) {
   n.text = text;
   n.escaped = escaped;
   n.first = n.last = kNone;
+  n.changed = false;  // a scalar: written from its text
+  MarkChanged(n.parent);
   dirty_ = true;
 }
 

@@ -43,12 +43,17 @@ class Json {
   // The document as JSON text: the original text when nothing changed.
   void Serialize(std::string* out) const;
   bool dirty() const { return dirty_; }
+  // The text Parse was given (kept until the next Parse).
+  std::string_view original() const { return original_; }
 
   Ref root() const { return root_; }
   void SetRoot(Ref r);
   Type type(Ref r) const { return nodes_[r].type; }
   bool IsObject(Ref r) const { return r != kNone && nodes_[r].type == Type::kObject; }
   bool IsString(Ref r) const { return r != kNone && nodes_[r].type == Type::kString; }
+  bool IsContainer(Ref r) const {
+    return r != kNone && (nodes_[r].type == Type::kObject || nodes_[r].type == Type::kArray);
+  }
 
   // A scalar's JSON text: a number as written, "true", "false", "null"; a
   // string's content between its quotes, still escaped.
@@ -85,6 +90,11 @@ class Json {
   // Appends `child` to `container` (first taking it out of where it was);
   // `key` is the member name in an object, ignored in an array.
   void Append(Ref container, Ref child, std::string_view key = {});
+  // Append with a key that lives at least as long as the document (a string
+  // literal) and needs no escaping: it is not copied.
+  void AppendStaticKey(Ref container, Ref child, std::string_view key);
+  // A string of such a value (a literal, no escaping needed): not copied.
+  Ref NewStaticString(std::string_view value) { return Add(Type::kString, value, false); }
   // Sets member `key` of `object` to `value`: in place of the first member
   // of that name (later ones are removed), else appended.
   void Put(Ref object, std::string_view key, Ref value);
@@ -99,12 +109,16 @@ class Json {
 
  private:
   struct Node {
-    std::string_view text;  // scalars: see raw()
+    std::string_view text;  // scalars: see raw(); containers: their text as parsed
     std::string_view key;   // members: the key, escaped
     Ref parent = kNone, first = kNone, last = kNone, prev = kNone, next = kNone;
     Type type = Type::kNull;
     bool escaped = false;      // text holds a backslash escape
     bool key_escaped = false;  // key holds a backslash escape
+    // Made or edited since Parse, or with something made or edited inside:
+    // a container that is not is written as its parsed text. Every
+    // ancestor of a changed node is changed.
+    bool changed = true;
   };
   struct Reader;
   friend struct JsonBuilder;
@@ -115,6 +129,7 @@ class Json {
   // Escapes `s` into the arena when it needs escapes; sets *escaped.
   std::string_view KeepEscaped(std::string_view s, bool* escaped);
   void Unlink(Ref r);
+  void MarkChanged(Ref r);
   void Write(Ref r, std::string* out) const;
 
   std::vector<Node> nodes_;

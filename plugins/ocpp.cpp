@@ -38,7 +38,7 @@ class OcppPlugin : public Plugin {
     if (n < 3 || j.type(parts[0]) != Json::Type::kNumber) return Fail(e, "no message type id");
     const std::string_view type = j.raw(parts[0]);
     if (!j.IsString(parts[1])) return Fail(e, "the unique id must be a string");
-    std::string action;
+    std::string_view action;  // a CALL's, in the frame (or scratch_)
     const char* message_type;
     Json::Ref payload;
     Json::Ref out = j.NewObject();
@@ -63,15 +63,17 @@ class OcppPlugin : public Plugin {
       return Fail(e, "message type id must be 2 (CALL), 3 (CALLRESULT) or 4 (CALLERROR)");
     }
     if (!action.empty() && drop_.count(action) != 0) return Action::kDrop;
-    j.Append(out, j.NewString(TopicLevel(e.topic, level_)), "charger_id");
-    j.Append(out, j.NewString(message_type), "message_type");
-    j.Append(out, action.empty() ? j.NewNull() : j.NewString(action), "action");
-    j.Append(out, parts[1], "unique_id");
+    // Literal keys and values are not copied (AppendStaticKey); the action
+    // and ids are the frame's own nodes, moved.
+    j.AppendStaticKey(out, j.NewString(TopicLevel(e.topic, level_)), "charger_id");
+    j.AppendStaticKey(out, j.NewStaticString(message_type), "message_type");
+    j.AppendStaticKey(out, type == "2" ? parts[2] : j.NewNull(), "action");
+    j.AppendStaticKey(out, parts[1], "unique_id");
     if (type == "4") {
-      j.Append(out, parts[2], "error_code");
-      j.Append(out, parts[3], "error_description");
+      j.AppendStaticKey(out, parts[2], "error_code");
+      j.AppendStaticKey(out, parts[3], "error_description");
     }
-    j.Append(out, payload, "payload");
+    j.AppendStaticKey(out, payload, "payload");
     if (frame_field_.empty()) {
       j.SetRoot(out);
     } else {

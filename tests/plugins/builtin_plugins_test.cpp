@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <random>
 #include <fstream>
 
 #include "plugins/ocpp.h"
@@ -281,6 +283,68 @@ TEST(Pci, JsonStringsNumbersNestedSensitiveFieldsAndProperties) {
                  R"("note":"card 4111 11** **** 1111","items":[{}],"card":{"bin":"411111"},"id":"ORD-1"})");
   EXPECT_EQ(props[0].second, "510510******5100");
   EXPECT_EQ(props[1].second, "1");
+}
+
+TEST(Pci, CardNumbersInNamesNegativeNumbersAndAfterEarlierEdits) {
+  Result<std::shared_ptr<const Plugin>> p = Build("[plugins.p]\ntype = \"pci\"\n", Pci);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(Process(**p, R"({"4111111111111111":1,"n":-5555555555554444,"f":4111111111111111.5})").payload,
+            R"({"411111******1111":1,"n":"-555555******4444","f":"411111******1111.5"})");
+  // An earlier plugin's edit is not in the parsed text: pci still sees it.
+  Json j;
+  ASSERT_TRUE(j.Parse(R"({"a":"x"})").ok());
+  j.Put(j.root(), "note", j.NewString("card 4111111111111111"));
+  j.Put(j.root(), "CVC", j.NewString("123"));
+  Event e;
+  e.json = &j;
+  (*p)->Process(e);
+  std::string out;
+  j.Serialize(&out);
+  EXPECT_EQ(out, R"({"a":"x","note":"card 411111******1111"})");
+}
+
+// The fast path (one pass over the text proves an event holds no card
+// number) against the full walk, on many events: a PAN anywhere, written in
+// any of the ways the scanner accepts, never comes out; an event without
+// one comes out byte for byte.
+TEST(Pci, NoCardNumberSlipsThroughTheFastPath) {
+  Result<std::shared_ptr<const Plugin>> p = Build("[plugins.p]\ntype = \"pci\"\n", Pci);
+  ASSERT_TRUE(p.ok());
+  const std::string pans[] = {"4111111111111111", "5555555555554444", "378282246310005", "6011111111111117",
+                              "4222222222222", "3530111333300000"};
+  std::mt19937 rng(1234);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  for (int round = 0; round < 2000; ++round) {
+    const std::string pan = pans[pick(std::size(pans))];
+    std::string written;  // the PAN with separators, as a device might write it
+    const int style = static_cast<int>(pick(3));
+    for (size_t i = 0; i < pan.size(); ++i) {
+      if (i > 0 && i % 4 == 0 && style > 0) written.push_back(style == 1 ? ' ' : '-');
+      written.push_back(pan[i]);
+    }
+    std::vector<std::string> fields = {R"("id":"a3f9c2")", R"("ts":1795000000129)", R"("amount":{"value":1250})",
+                                       R"("note":"ok")", R"("items":[1,2,"x"])", R"("ref":"ORD-000123456")"};
+    const bool with_pan = round % 2 == 0;
+    if (with_pan) {
+      switch (pick(5)) {
+        case 0: fields.push_back(R"("pan":")" + written + R"(")"); break;
+        case 1: fields.push_back(R"("note2":"card )" + written + R"( exp 12/27")"); break;
+        case 2: fields.push_back(R"("deep":{"a":[{"b":")" + written + R"("}]})"); break;
+        case 3: fields.push_back(R"("n":)" + pan); break;
+        case 4: fields.push_back(R"(")" + pan + R"(":true)"); break;
+      }
+    }
+    std::shuffle(fields.begin(), fields.end(), rng);
+    std::string doc = "{";
+    for (size_t i = 0; i < fields.size(); ++i) doc += (i ? "," : "") + fields[i];
+    doc += "}";
+    Outcome r = Process(**p, doc);
+    EXPECT_EQ(r.payload.find(pan), std::string::npos) << doc << " -> " << r.payload;
+    EXPECT_EQ(r.payload.find(written), std::string::npos) << doc << " -> " << r.payload;
+    if (!with_pan) {
+      EXPECT_EQ(r.payload, doc);
+    }
+  }
 }
 
 TEST(Pci, RawPayloads) {

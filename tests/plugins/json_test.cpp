@@ -72,6 +72,19 @@ TEST(Json, BuildsAndEditsDocuments) {
   EXPECT_EQ(Out(j), R"({"moved":[1.25,false,null,null]})");
 }
 
+TEST(Json, UnchangedContainersKeepTheirTextAfterOtherEdits) {
+  Json j;
+  ASSERT_TRUE(j.Parse(R"({ "keep" : { "a" : [1, 2.50] }, "edit" : { "b" : 1 , "c" : 2 }, "move" : [ 3 ] })").ok());
+  j.Remove(j.FindPath("edit.c"));
+  Json::Ref o = j.NewObject();
+  j.Append(o, j.Find(j.root(), "move"), "moved");
+  j.Append(j.root(), o, "wrapper");
+  EXPECT_EQ(Out(j), R"({"keep":{ "a" : [1, 2.50] },"edit":{"b":1},"wrapper":{"moved":[ 3 ]}})");
+  j.Rename(j.FindPath("keep.a"), "z");
+  j.ReplaceWithString(j.FindPath("wrapper.moved.0"), "x");
+  EXPECT_EQ(Out(j), R"({"keep":{"z":[1, 2.50]},"edit":{"b":1},"wrapper":{"moved":["x"]}})");
+}
+
 TEST(Json, ParseReusesTheDocument) {
   Json j;
   ASSERT_TRUE(j.Parse(R"({"a":"first"})").ok());
