@@ -1,6 +1,9 @@
 #include "agent/pipeline.h"
 
+#include <cstdio>
 #include <set>
+
+#include "base/crc32c.h"
 
 namespace edgesync {
 
@@ -13,6 +16,18 @@ std::vector<std::vector<std::string>> Filters(const Config& c) {
 }
 
 }  // namespace
+
+std::string LaneName(const std::string& stream, const std::string& kafka_topic, Priority priority) {
+  std::string name = stream + "@" + kafka_topic + "@" + PriorityName(priority);
+  // Batch headers hold up to 255 bytes of stream name (FORMAT.md), and a
+  // file name as many: a long topic is cut and told apart by its CRC.
+  if (name.size() > 200) {
+    char crc[9];
+    std::snprintf(crc, sizeof crc, "%08x", crc32c::Value(kafka_topic));
+    name = stream + "@" + kafka_topic.substr(0, 100) + "~" + crc + "@" + PriorityName(priority);
+  }
+  return name;
+}
 
 Pipeline::Pipeline(const Config& config) : config_(config), router_(Filters(config)) {}
 
@@ -60,7 +75,7 @@ Result<std::shared_ptr<const Pipeline>> Pipeline::Build(const Config& config) {
         auto key = std::make_tuple(streams[i].name, t, pr);
         if (p->lane_of_.count(key) != 0) continue;
         p->lane_of_[key] = p->lanes_.size();
-        p->lanes_.push_back(StreamSpec{streams[i].name + "@" + t + "@" + PriorityName(pr), t, pr});
+        p->lanes_.push_back(StreamSpec{LaneName(streams[i].name, t, pr), t, pr});
       }
     }
   }

@@ -27,6 +27,10 @@
 
 namespace edgesync {
 
+// The name of a lane that is not a stream's own: "stream@topic@priority"
+// (a topic longer than fits is cut and followed by "~" and its CRC-32C).
+std::string LaneName(const std::string& stream, const std::string& kafka_topic, Priority priority);
+
 class Pipeline {
  public:
   // InvalidArgument when a plugin routes to a stream that is not configured.

@@ -13,8 +13,9 @@
 // library), and simdjson's DOM parser for reference.
 //
 // Plain Google Benchmark flags work (--benchmark_filter=...). With
-// --markdown it runs each benchmark --runs times (default 5) and prints the
-// medians as a Markdown section for bench/RESULTS.md.
+// --markdown it runs each benchmark --runs times (default 15; repetitions
+// interleaved in random order) and prints the medians as a Markdown section
+// for bench/RESULTS.md.
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
 
@@ -231,7 +232,7 @@ std::string Ratio(double a, double b) {
 int main(int argc, char** argv) {
   using namespace edgesync::bench;
   bool markdown = false;
-  int runs = 5;
+  int runs = 15;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--markdown") == 0) {
@@ -244,9 +245,12 @@ int main(int argc, char** argv) {
   }
   std::string reps = "--benchmark_repetitions=" + std::to_string(runs);
   std::string only_aggregates = "--benchmark_report_aggregates_only=true";
+  // The machine is shared: repetitions of the six benchmarks interleaved in
+  // random order, so a noisy moment hits chain and baseline alike.
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  std::string min_time = "--benchmark_min_time=0.2";
   if (markdown) {
-    args.push_back(reps.data());
-    args.push_back(only_aggregates.data());
+    for (std::string* a : {&reps, &only_aggregates, &interleave, &min_time}) args.push_back(a->data());
   }
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());

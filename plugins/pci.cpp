@@ -224,8 +224,13 @@ class PciPlugin : public Plugin {
         continue;
       }
       size_t e = i + 13;
-      while (e < n && kClass[p[e]] != 0) ++e;
-      if (ScanPans(text.substr(i, e - i), nullptr, nullptr)) return false;
+      bool plain = true;  // digits only: one group
+      for (size_t k = i; k < e; ++k) plain &= kClass[p[k]] == 1;
+      while (e < n && kClass[p[e]] != 0) plain &= kClass[p[e++]] == 1;
+      // One group (a timestamp, an id) is a PAN only if it is one whole;
+      // groups with separators go through the full scanner.
+      const std::string_view span = text.substr(i, e - i);
+      if (plain ? IsPan(span) : ScanPans(span, nullptr, nullptr)) return false;
       i = e + 1;
     }
     return true;

@@ -772,8 +772,13 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
         {"edgesync-qos", std::to_string(r.qos)},
     };
     if (!r.content_type.empty()) headers.emplace_back("edgesync-content-type", r.content_type);
-    for (const auto& [k, v] : r.properties) headers.emplace_back("edgesync-property." + k, v);
-    Status st = output_->Produce(out_topic, hh.device_id, r.payload, headers);
+    // The key an agent's plugin chose for the event (route key), else the device.
+    std::string_view key = hh.device_id;
+    for (const auto& [k, v] : r.properties) {
+      headers.emplace_back("edgesync-property." + k, v);
+      if (k == "edgesync.key") key = v;
+    }
+    Status st = output_->Produce(out_topic, key, r.payload, headers);
     // A local refusal here is a bug or a configuration error (the topic
     // and size were checked): EndRound's flush cannot vouch for it.
     if (!st.ok()) {

@@ -327,7 +327,7 @@ TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
   r.received_at_us = 1'795'000'000'123'456;
   r.qos = 1;
   r.content_type = "application/json";
-  r.properties = {{"tenant", "acme"}, {"trace", "t-1"}};
+  r.properties = {{"tenant", "acme"}, {"trace", "t-1"}, {"edgesync.key", "term-0001"}};
   r.payload = "{\"amount\":12}";
   std::string body;
   AppendToBody(r, &body);
@@ -376,7 +376,12 @@ TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
     if (m.value == r.payload) first = &m;
   }
   ASSERT_NE(first, nullptr);
-  EXPECT_EQ(first->key, "dev-a");
+  EXPECT_EQ(first->key, "term-0001");  // the route key a plugin set; the others are keyed by device
+  for (const auto& m : *a) {
+    if (&m != first) {
+      EXPECT_EQ(m.key, "dev-a");
+    }
+  }
   const std::vector<std::pair<std::string, std::string>> want = {
       {"edgesync-device", "dev-a"},
       {"edgesync-stream", "payments"},
@@ -387,6 +392,7 @@ TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
       {"edgesync-content-type", "application/json"},
       {"edgesync-property.tenant", "acme"},
       {"edgesync-property.trace", "t-1"},
+      {"edgesync-property.edgesync.key", "term-0001"},
   };
   EXPECT_EQ(first->headers, want);
 
