@@ -164,10 +164,18 @@ TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences)
     EXPECT_TRUE(harness::PollUntil([&] { return AgentLog(0).find(text, before) != std::string::npos; }, 30s))
         << text << "\n" << AgentLog(0);
   };
+  // The publisher's acknowledgements come from the broker: wait until the
+  // agent has taken the events (they arrive centrally) before changing.
+  auto arrived = [&](size_t n) {
+    ASSERT_TRUE(harness::PollUntil([&] { return ReadArrived(dir_ / "records.ndjson").size() >= n; }, 60s))
+        << AgentLogs();
+  };
   publish(100);
+  arrived(100);
   WriteConfig("", Tagging("v2"), stream);
   reloads("take over at the next event");
   publish(100);
+  arrived(200);
   // An invalid configuration: the running one stays, the error says where.
   WriteConfig("", Tagging("v3") + "[[plugins.tag.rules]]\nwhen = 'a =='\ndrop = true\n", stream);
   reloads("keeping the running configuration");
@@ -175,6 +183,7 @@ TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences)
   // More than chains changed: refused too, with what to do.
   WriteConfig("", Tagging("v4") + "[buffer]\nsync_interval = \"3s\"\n", stream);
   reloads("restart edgesync to apply it");
+  arrived(200);
   publish(100);
 
   std::vector<Arrived> got;
