@@ -273,6 +273,7 @@ struct JsonBuilder {
           std::string_view key;
           bool key_escaped;
           if (!String(&key, &key_escaped)) return false;
+          json->name_signature_ |= key_escaped ? ~0ull : Json::NameBit(key);
           Space();
           if (p >= end || *p != ':') return Fail("expected ':'");
           ++p;
@@ -342,6 +343,7 @@ Status Json::Parse(std::string_view text) {
   nodes_.clear();
   root_ = kNone;
   dirty_ = false;
+  name_signature_ = 0;
   for (std::string& c : chunks_) c.clear();
   chunk_ = 0;
   text_.assign(text);

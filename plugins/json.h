@@ -45,6 +45,16 @@ class Json {
   bool dirty() const { return dirty_; }
   // The text Parse was given (kept until the next Parse).
   std::string_view original() const { return original_; }
+  // A 64-bit summary of the member names as parsed: the bit NameBit(name)
+  // of each (all bits when a name has escapes). A name whose bit is clear
+  // is certainly not among them; edits are not reflected.
+  uint64_t name_signature() const { return name_signature_; }
+  // Case-insensitive (ASCII) in the name's length and first and last bytes.
+  static uint64_t NameBit(std::string_view name) {
+    if (name.empty()) return 1;
+    auto fold = [](char c) { return static_cast<unsigned>(c >= 'A' && c <= 'Z' ? c + 32 : c) & 0xFF; };
+    return 1ull << ((name.size() * 7 + fold(name.front()) * 13 + fold(name.back()) * 17) & 63);
+  }
 
   Ref root() const { return root_; }
   void SetRoot(Ref r);
@@ -135,6 +145,7 @@ class Json {
   std::vector<Node> nodes_;
   Ref root_ = kNone;
   bool dirty_ = false;
+  uint64_t name_signature_ = 0;
   std::string text_;  // the payload being read
   std::string_view original_;
   // The arena: chunks that keep their capacity from event to event.

@@ -142,6 +142,7 @@ class PciPlugin : public Plugin {
       if (s.empty() || s.size() > 63) continue;  // refused by MakePciPlugin
       max_sensitive_ = std::max(max_sensitive_, s.size());
       first_letters_[s.size()] |= 1u << (Fold(s[0]) & 31);
+      names_ |= Json::NameBit(s);
     }
   }
 
@@ -150,7 +151,10 @@ class PciPlugin : public Plugin {
       // Most events hold no card data: one pass over their text shows it,
       // and the walk over every value is left out.
       const bool clean = !e.json->dirty() && Clean(e.json->original());
-      Walk(*e.json, e.json->root(), /*values=*/!clean);
+      // Sensitive names can only be there if their bits are in the names'
+      // signature; an edited document is walked whatever it says.
+      const bool names = e.json->dirty() || (e.json->name_signature() & names_) != 0;
+      if (!clean || names) Walk(*e.json, e.json->root(), /*values=*/!clean);
     } else if (e.raw != nullptr) {
       if (ScanPans(*e.raw, &replace_, &scratch_)) e.raw->swap(scratch_);
     }
@@ -285,6 +289,7 @@ class PciPlugin : public Plugin {
   size_t max_sensitive_ = 0;
   // [n] bit (c & 31): a sensitive name of n characters starts with c.
   std::array<uint32_t, 64> first_letters_{};
+  uint64_t names_ = 0;  // Json::NameBit of every sensitive name
   const std::function<std::string(std::string_view, std::string_view)> replace_ =
       [this](std::string_view digits, std::string_view written) { return Replace(digits, written); };
   // Scratch buffers: Process runs on one thread at a time.

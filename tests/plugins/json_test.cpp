@@ -85,6 +85,18 @@ TEST(Json, UnchangedContainersKeepTheirTextAfterOtherEdits) {
   EXPECT_EQ(Out(j), R"({"keep":{"z":[1, 2.50]},"edit":{"b":1},"wrapper":{"moved":["x"]}})");
 }
 
+TEST(Json, NameSignatureHasABitForEveryNameAsParsed) {
+  Json j;
+  ASSERT_TRUE(j.Parse(R"({"Card":{"CVV":"1"},"items":[{"pin":2}]})").ok());
+  for (const char* name : {"card", "cvv", "CVV", "items", "pin"}) {
+    EXPECT_NE(j.name_signature() & Json::NameBit(name), 0u) << name;
+  }
+  ASSERT_TRUE(j.Parse(R"({"a":1})").ok());
+  EXPECT_EQ(j.name_signature(), Json::NameBit("a"));
+  ASSERT_TRUE(j.Parse(R"({"c\u0076v":1})").ok());
+  EXPECT_EQ(j.name_signature(), ~0ull);  // escaped: anything may be there
+}
+
 TEST(Json, ParseReusesTheDocument) {
   Json j;
   ASSERT_TRUE(j.Parse(R"({"a":"first"})").ok());
