@@ -1,5 +1,7 @@
 #include "plugins/json.h"
 
+#include "base/json_text.h"
+
 #include <simdjson.h>
 
 #include <charconv>
@@ -92,28 +94,7 @@ bool NeedsEscape(std::string_view s) {
 
 }  // namespace
 
-void Json::AppendEscaped(std::string_view s, std::string* out) {
-  static const char kHex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-}
+void Json::AppendEscaped(std::string_view s, std::string* out) { AppendJsonEscaped(s, out); }
 
 Json::Ref Json::Add(Type t, std::string_view text, bool escaped) {
   Node n;

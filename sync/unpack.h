@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/json_text.h"
 #include "base/status.h"
 #include "buffer/envelope.h"
 
@@ -166,8 +167,7 @@ std::string GapToJson(const std::string& device, const Gap& gap);
 std::string MissingToJson(const SequenceTracker::Gap& gap, int64_t now_us);
 
 std::string Base64Encode(std::string_view data);
-// Appends `s` as a quoted JSON string (valid UTF-8 required; see RecordToJson).
-void AppendJsonString(std::string_view s, std::string* out);
+// (AppendJsonString, for valid UTF-8 only: base/json_text.h.)
 // "2026-11-22T03:04:05.123456Z"
 std::string FormatRfc3339Micros(int64_t us);
 
