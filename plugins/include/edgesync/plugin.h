@@ -138,7 +138,8 @@ struct edgesync_plugin {
   int abi_version;
   /* A short name for messages ("topic-key"). */
   const char *name;
-  /* Reads the settings (valid during this call only: copy what you keep)
+  /* Reads the settings (one per key of the `settings` table, in no
+   * particular order; valid during this call only: copy what you keep)
    * and returns the plugin's state, passed to process and cleanup; a
    * plugin without state returns the address of any static object. On bad
    * settings it returns NULL with the reason, NUL-terminated, in `error`
