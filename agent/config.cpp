@@ -267,32 +267,6 @@ bool ParseDuration(const toml::node& n, double* secs, std::string* why) {
 }
 
 // 1048576, "512KiB", "64MiB", "1GiB", "100KB" (decimal), "100B".
-bool ParseSize(const toml::node& n, int64_t* bytes, std::string* why) {
-  if (auto v = n.value<int64_t>(); v && n.is_integer()) {
-    *bytes = *v;
-    return true;
-  }
-  auto s = n.value<std::string>();
-  if (!s) {
-    *why = "must be a size (bytes, or a string like \"512KiB\")";
-    return false;
-  }
-  static const std::pair<const char*, int64_t> kUnits[] = {
-      {"B", 1}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000LL * 1000 * 1000},
-      {"KiB", 1024}, {"MiB", 1 << 20}, {"GiB", 1LL << 30}};
-  size_t i = 0;
-  while (i < s->size() && std::isdigit(static_cast<unsigned char>((*s)[i]))) ++i;
-  std::string digits = s->substr(0, i), unit = s->substr(i);
-  for (const auto& [u, m] : kUnits) {
-    if (unit == u && !digits.empty() && digits.size() < 12) {
-      *bytes = std::stoll(digits) * m;
-      return true;
-    }
-  }
-  *why = "not a size: \"" + *s + "\" (use e.g. 4096, \"512KiB\", \"64MiB\")";
-  return false;
-}
-
 bool ValidStreamName(const std::string& name) {
   if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
   return std::all_of(name.begin(), name.end(), [](char c) {

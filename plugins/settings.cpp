@@ -1,6 +1,7 @@
 #include "plugins/settings.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace edgesync {
 
@@ -10,6 +11,44 @@ std::string Where(const toml::source_region& where) {
     out += ":" + std::to_string(where.begin.line) + ":" + std::to_string(where.begin.column);
   }
   return out;
+}
+
+bool ParseSize(const toml::node& n, int64_t* bytes, std::string* why) {
+  if (auto v = n.value<int64_t>(); v && n.is_integer()) {
+    *bytes = *v;
+    return true;
+  }
+  auto s = n.value<std::string>();
+  if (!s) {
+    *why = "must be a size (bytes, or a string like \"512KiB\")";
+    return false;
+  }
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"B", 1}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000LL * 1000 * 1000},
+      {"KiB", 1024}, {"MiB", 1 << 20}, {"GiB", 1LL << 30}};
+  size_t i = 0;
+  while (i < s->size() && std::isdigit(static_cast<unsigned char>((*s)[i]))) ++i;
+  std::string digits = s->substr(0, i), unit = s->substr(i);
+  for (const auto& [u, m] : kUnits) {
+    if (unit == u && !digits.empty() && digits.size() < 12) {
+      *bytes = std::stoll(digits) * m;
+      return true;
+    }
+  }
+  *why = "not a size: \"" + *s + "\" (use e.g. 4096, \"512KiB\", \"64MiB\")";
+  return false;
+}
+
+std::optional<int64_t> Settings::Size(std::string_view key) {
+  const toml::node* n = table_.get(key);
+  if (n == nullptr) return std::nullopt;
+  int64_t bytes = 0;
+  std::string why;
+  if (!ParseSize(*n, &bytes, &why)) {
+    Problem(*n, key, why);
+    return std::nullopt;
+  }
+  return bytes;
 }
 
 void Settings::Problem(const toml::node& at, std::string_view key, const std::string& what) {

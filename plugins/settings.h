@@ -28,6 +28,8 @@ class Settings {
   std::optional<std::string> String(std::string_view key);
   std::optional<bool> Bool(std::string_view key);
   std::optional<int64_t> Int(std::string_view key);
+  // Bytes, or a string such as "512KiB", "8MiB" (see ParseSize).
+  std::optional<int64_t> Size(std::string_view key);
   std::optional<std::vector<std::string>> StringList(std::string_view key);
   const toml::table* Table(std::string_view key);
 
@@ -48,6 +50,10 @@ class Settings {
   std::string prefix_;
   std::vector<std::string> problems_;
 };
+
+// A size: an integer of bytes, or a string such as "512KiB", "64MiB", "1GB".
+// False with *why saying what is wrong.
+bool ParseSize(const toml::node& n, int64_t* bytes, std::string* why);
 
 // "file:line:col" of a node, or "file" when it has no position.
 std::string Where(const toml::source_region& where);

@@ -366,3 +366,37 @@ TEST(ConfigPlugins, OnlyPluginsAndChainsCanChangeLive) {
 
 }  // namespace
 }  // namespace edgesync
+
+namespace edgesync {
+namespace {
+
+TEST(ConfigPlugins, ExternalPluginsLoadFromPluginsDir) {
+  const std::string base = R"([agent]
+device_id = "d"
+[kafka]
+brokers = "b:1"
+[[streams]]
+name = "s"
+topics = ["s/#"]
+plugins = ["keys"]
+[plugins.keys]
+type = "external"
+file = "edgesync-topic-key.so"
+settings = { level = 1 }
+)";
+  Result<Config> c = ParseConfig(base + "[plugins]\ndir = \"" + EDGESYNC_EXAMPLE_PLUGIN_DIR + "\"\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->Chain(0).size(), 1u);
+  std::string raw = "x";
+  Event e;
+  e.topic = "s/meter-9/x";
+  e.raw = &raw;
+  EXPECT_EQ(c->Chain(0)[0]->Process(e), Action::kKeep);
+  EXPECT_EQ(e.route.key, "meter-9");
+  c = ParseConfig(base, "c.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("plugins.dir"), std::string::npos) << c.status().message();
+}
+
+}  // namespace
+}  // namespace edgesync

@@ -3,6 +3,7 @@
 // opts out, and SIGHUP swaps the chains between two events without
 // touching the buffer or the batch sequences.
 #include <csignal>
+#include <fstream>
 #include <map>
 
 #include "tests/integration/pipeline_fixture.h"
@@ -12,7 +13,7 @@ namespace edgesync::testing {
 namespace {
 
 struct Arrived {
-  std::string stream, topic, payload, reason, key;
+  std::string stream, topic, payload, reason, key, error;
   uint64_t batch = 0;
 };
 
@@ -51,6 +52,7 @@ std::vector<Arrived> ReadArrived(const std::string& path) {
     }
     if (e["properties"]["edgesync.reason"].get(s) == simdjson::SUCCESS) a.reason = s;
     if (e["properties"]["edgesync.key"].get(s) == simdjson::SUCCESS) a.key = s;
+    if (e["properties"]["edgesync.error"].get(s) == simdjson::SUCCESS) a.error = s;
     out.push_back(a);
   });
   return out;
@@ -119,25 +121,52 @@ TEST_F(Pipeline, ChainsRunPerStreamAndPciCoversEveryStreamAndDeadLetters) {
 }
 
 TEST_F(Pipeline, AScriptOrPluginErrorGoesToTheDeadLetterStreamWithTheReason) {
+  std::ofstream(dir_ / "fleet.lua") << "function process(e)\n"
+                                       "  if e.payload.action == 'Authorize' then e.payload.checked = true end\n"
+                                       "  return e\n"
+                                       "end\n"
+                                       "function broken(e)\n"
+                                       "  return e.payload.nothing.here\n"
+                                       "end\n";
   WriteConfig("", R"(
+[[streams]]
+name = "scripted"
+topics = ["lab/#"]
+kafka_topic = "edge.test-payments"
+format = "json"
+plugins = ["broken"]
+
 [plugins.ocpp]
 type = "ocpp"
-)", "format = \"json\"\nplugins = [\"ocpp\"]\n");
+[plugins.script]
+type = "lua"
+script = "fleet.lua"
+[plugins.broken]
+type = "lua"
+script = "fleet.lua"
+function = "broken"
+)", "format = \"json\"\nplugins = [\"ocpp\", \"script\"]\n");
   StartAgent();
   StartUnpackTopics({kTopic, "edge.dead-letter"});
   auto pub = Connect();
   ASSERT_TRUE(pub);
   ASSERT_TRUE(pub->Publish("terminal/CP1/payment/x", R"({"not":"a frame"})").ok());
   ASSERT_TRUE(pub->Publish("terminal/CP1/payment/x", R"([2,"id","Authorize",{"idTag":"A"}])").ok());
+  ASSERT_TRUE(pub->Publish("lab/x", R"({"n":1})").ok());
   ASSERT_TRUE(pub->WaitAcked(30s).ok());
   std::vector<Arrived> got;
-  ASSERT_TRUE(harness::PollUntil([&] { return (got = ReadArrived(dir_ / "records.ndjson")).size() >= 2; }, 60s))
+  ASSERT_TRUE(harness::PollUntil([&] { return (got = ReadArrived(dir_ / "records.ndjson")).size() >= 3; }, 60s))
       << AgentLogs();
-  std::map<std::string, Arrived> by;
-  for (const Arrived& a : got) by[a.reason] = a;
-  EXPECT_EQ(by["plugin-error"].payload, R"({"not":"a frame"})");
+  std::map<std::string, Arrived> by;  // by the edgesync.error's start, or "" when none
+  for (const Arrived& a : got) by[a.error.substr(0, a.error.find(':'))] = a;
+  EXPECT_EQ(by["ocpp"].payload, R"({"not":"a frame"})");
+  EXPECT_EQ(by["ocpp"].reason, "plugin-error");
+  EXPECT_EQ(by["lua"].payload, R"({"n":1})");  // never dropped: kept as it came
+  EXPECT_EQ(by["lua"].reason, "plugin-error");
+  EXPECT_NE(by["lua"].error.find("fleet.lua:6: attempt to index a nil value"), std::string::npos) << by["lua"].error;
+  // ocpp, then the script (which sorts the members it writes back).
   EXPECT_EQ(by[""].payload,
-            R"({"charger_id":"CP1","message_type":"CALL","action":"Authorize","unique_id":"id","payload":{"idTag":"A"}})");
+            R"({"action":"Authorize","charger_id":"CP1","checked":true,"message_type":"CALL","payload":{"idTag":"A"},"unique_id":"id"})");
 }
 
 std::string Tagging(const std::string& tag) {

@@ -1,0 +1,47 @@
+// lua: a fleet's own step in a chain, as a Lua 5.4 script (portable across
+// the boards' CPU types, unlike a shared object).
+//
+//   [plugins.enrich]
+//   type = "lua"
+//   script = "enrich.lua"          # relative to the file the table is in
+//   function = "process"           # default
+//   instruction_budget = 1000000   # Lua VM instructions per event
+//   memory_limit = "8MiB"          # or bytes; the script's whole heap
+//
+// The function gets the event as a table
+//   { topic = "...", received_at_us = <integer>,
+//     payload = <the JSON as tables, or the raw payload as a string>,
+//     properties = { {name, value}, ... },
+//     route = { stream = "...", kafka_topic = "...", priority = "...", key = "..." } }
+// and returns a table (the event as it should go on: a field left out keeps
+// its value) or nil (drop the event). JSON objects are tables with string
+// keys, arrays are sequences, null is `edgesync.null`; numbers are integers
+// when they are whole and fit 64 bits. A table written back is an array
+// when its keys are exactly 1..n (an empty table is an object); an object's
+// members are written in key order, so the output is deterministic. An
+// empty kafka_topic or priority means the stream's own.
+//
+// Sandbox: only the base library (without dofile, loadfile, load, require,
+// collectgarbage, print, rawset, rawequal... that reach outside or around
+// it), string (without dump), table, math (without random, randomseed) and
+// utf8. No io, os, package or debug; precompiled chunks are refused. After
+// the script's top level has run, its globals are read only, so a script
+// cannot keep state from one event to the next. An error, an exhausted
+// instruction budget or memory limit, or a result that cannot be written
+// back sends the event, unchanged, to the dead-letter stream with the
+// message ("lua: enrich.lua:12: attempt to index a nil value"), never
+// drops it; the next event runs as if nothing happened.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "plugins/plugin.h"
+#include "plugins/settings.h"
+
+namespace edgesync {
+
+Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir);
+
+}  // namespace edgesync
