@@ -228,8 +228,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
       return 2;
     }
-    std::printf("%s: ok (device %s, %zu streams)\n", check_config.c_str(), cfg->device_id.c_str(),
-                cfg->streams.size());
+    std::printf("%s: ok (device %s, %zu streams, %zu plugins%s%s)\n", check_config.c_str(),
+                cfg->device_id.c_str(), cfg->streams.size(), cfg->plugins.size(),
+                cfg->profile.empty() ? "" : ", profile ", cfg->profile.c_str());
     return 0;
   }
   std::fputs(edgesync::ConfigReference().c_str(), stdout);

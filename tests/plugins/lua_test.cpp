@@ -238,6 +238,25 @@ TEST_F(Lua, LoadProblemsAreConfigErrors) {
   EXPECT_FALSE(MakeLuaPlugin(s, dir_).ok());
 }
 
+TEST_F(Lua, TheReadmeExample) {
+  auto p = MustMake(R"(
+-- enrich.lua: readings in kWh, test meters dropped, alarms to their stream.
+local TEST_PREFIX = "meter/test-"
+function process(e)
+  if e.topic:sub(1, #TEST_PREFIX) == TEST_PREFIX then return nil end  -- drop
+  local p = e.payload
+  if p.wh then p.kwh = p.wh / 1000 end
+  if p.alarm == true then e.route.stream = "alarms" end
+  e.route.key = p.meter
+  return e
+end)");
+  ASSERT_TRUE(p);
+  Out o = Run(*p, R"({"meter":"m-1","wh":2500,"alarm":true})");
+  EXPECT_EQ(o.payload, R"({"alarm":true,"kwh":2.5,"meter":"m-1","wh":2500})");
+  EXPECT_EQ(o.route.stream, "alarms");
+  EXPECT_EQ(o.route.key, "m-1");
+}
+
 TEST_F(Lua, SameInputSameOutput) {
   auto p = MustMake(R"(
 function process(e)
