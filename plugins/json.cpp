@@ -77,6 +77,9 @@ void Unescape(std::string_view s, std::string* out) {
             i += 6;
           }
         }
+        // A lone surrogate has no UTF-8 form: the replacement character
+        // keeps the text valid (found by fuzzing).
+        if (cp >= 0xD800 && cp < 0xE000) cp = 0xFFFD;
         AppendUtf8(cp, out);
         break;
       }

@@ -47,12 +47,48 @@ void* Allocate(void* ud, void* ptr, size_t old_size, size_t new_size) {
   return p;
 }
 
-void BudgetHook(lua_State* L, lua_Debug*) { luaL_error(L, kBudgetMessage); }
+// Once the budget is spent, every further instruction raises again, so a
+// script cannot swallow the error with pcall and keep going.
+void BudgetHook(lua_State* L, lua_Debug*) {
+  lua_sethook(L, BudgetHook, LUA_MASKCOUNT, 1);
+  luaL_error(L, kBudgetMessage);
+}
 
-int ReadOnlyGlobals(lua_State* L) {
-  const char* name = lua_tostring(L, 2);
-  return luaL_error(L, "globals are read only while events are processed (assigning %s): keep state in locals",
-                    name ? name : "a global");
+int ReadOnly(lua_State* L) {
+  const char* name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "a field";
+  return luaL_error(L, "globals and libraries are read only while events are processed (assigning %s): keep state in locals",
+                    name);
+}
+
+// Makes the table at `index` read only: its contents move to a table of
+// their own that it reads through, so every assignment to it, new key or
+// not, reaches __newindex. `rawset` is gone and the metatable is protected.
+void Freeze(lua_State* L, int index) {
+  index = lua_absindex(L, index);
+  lua_newtable(L);
+  const int values = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, index) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, values);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, values) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, index);
+  }
+  lua_newtable(L);  // the metatable
+  lua_pushvalue(L, values);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ReadOnly);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");  // getmetatable/setmetatable cannot undo it
+  lua_setmetatable(L, index);
+  lua_pop(L, 1);  // values
 }
 
 class LuaPlugin : public Plugin {
@@ -83,35 +119,21 @@ class LuaPlugin : public Plugin {
       return Status::InvalidArgument("the script defines no function " + function_ + "(event)");
     }
     lua_pop(L_, 1);
-    // Globals read only from now on: no state from one event to the next.
-    // They move to a table of their own that the (now empty) global table
-    // reads through, so every assignment to a global, new or not, reaches
-    // __newindex.
-    lua_pushglobaltable(L_);
-    const int globals = lua_gettop(L_);
-    lua_newtable(L_);
-    const int values = lua_gettop(L_);
-    lua_pushnil(L_);
-    while (lua_next(L_, globals) != 0) {
-      lua_pushvalue(L_, -2);
-      lua_insert(L_, -2);
-      lua_rawset(L_, values);
-    }
-    lua_pushnil(L_);
-    while (lua_next(L_, values) != 0) {
+    // Globals and the libraries read only from now on: no state from one
+    // event to the next. (Tables the script's own globals hold are not
+    // frozen: lua.h says so.)
+    for (const char* lib : {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, "edgesync"}) {
+      if (lua_getglobal(L_, lib) == LUA_TTABLE) Freeze(L_, -1);
       lua_pop(L_, 1);
-      lua_pushvalue(L_, -1);
-      lua_pushnil(L_);
-      lua_rawset(L_, globals);
     }
-    lua_newtable(L_);  // the metatable
-    lua_pushvalue(L_, values);
-    lua_setfield(L_, -2, "__index");
-    lua_pushcfunction(L_, ReadOnlyGlobals);
-    lua_setfield(L_, -2, "__newindex");
+    lua_pushglobaltable(L_);
+    Freeze(L_, -1);
+    lua_pop(L_, 1);
+    // Strings' metatable is shared by every string: not the script's to change.
+    lua_pushliteral(L_, "");
+    lua_getmetatable(L_, -1);
     lua_pushboolean(L_, 0);
-    lua_setfield(L_, -2, "__metatable");  // getmetatable/setmetatable cannot undo it
-    lua_setmetatable(L_, globals);
+    lua_setfield(L_, -2, "__metatable");
     lua_settop(L_, 0);
     lua_gc(L_, LUA_GCCOLLECT);
     return Status::OK();
@@ -212,7 +234,7 @@ class LuaPlugin : public Plugin {
     }
     // rawset would write around the read-only globals; the rest reach
     // outside the sandbox (files, modules, code from strings, stdout).
-    for (const char* name : {"dofile", "loadfile", "load", "require", "collectgarbage", "print", "rawset"}) {
+    for (const char* name : {"dofile", "loadfile", "load", "require", "collectgarbage", "print", "warn", "rawset"}) {
       lua_pushnil(L_);
       lua_setglobal(L_, name);
     }

@@ -22,15 +22,18 @@
 // empty kafka_topic or priority means the stream's own.
 //
 // Sandbox: only the base library (without dofile, loadfile, load, require,
-// collectgarbage, print, rawset, rawequal... that reach outside or around
-// it), string (without dump), table, math (without random, randomseed) and
-// utf8. No io, os, package or debug; precompiled chunks are refused. After
-// the script's top level has run, its globals are read only, so a script
-// cannot keep state from one event to the next. An error, an exhausted
-// instruction budget or memory limit, or a result that cannot be written
-// back sends the event, unchanged, to the dead-letter stream with the
-// message ("lua: enrich.lua:12: attempt to index a nil value"), never
-// drops it; the next event runs as if nothing happened.
+// collectgarbage, print, warn and rawset, which reach outside the sandbox or
+// around it), string (without dump), table, math (without random,
+// randomseed) and utf8. No io, os, package or debug; precompiled chunks are
+// refused. After the script's top level has run, its globals and the
+// library tables are read only (and strings' metatable protected), so a
+// script cannot keep state from one event to the next through them; a table
+// one of its own globals holds is not frozen. Once the instruction budget is
+// spent, every further instruction raises, so pcall cannot swallow it. An
+// error, an exhausted instruction budget or memory limit, or a result that
+// cannot be written back sends the event, unchanged, to the dead-letter
+// stream with the message ("lua: enrich.lua:12: attempt to index a nil
+// value"), never drops it; the next event runs as if nothing happened.
 #pragma once
 
 #include <memory>

@@ -121,7 +121,14 @@ bool ScanPans(std::string_view text, const std::function<std::string(std::string
 bool MaskPans(std::string_view text,
               const std::function<std::string(std::string_view, std::string_view)>& replace,
               std::string* out) {
-  return ScanPans(text, &replace, out);
+  if (!ScanPans(text, &replace, out)) return false;
+  // The digits a mask keeps can join the groups after it into what reads as
+  // a new card number ("4155555555525 14111 1111 1111 1111": the PAN's last
+  // four, 4111, then three groups that were not part of it). Scan the result
+  // again until nothing reads as one; each pass replaces digits, so it ends.
+  thread_local std::string again;
+  for (int pass = 0; pass < 64 && ScanPans(*out, &replace, &again); ++pass) out->swap(again);
+  return true;
 }
 
 namespace {
@@ -156,11 +163,11 @@ class PciPlugin : public Plugin {
       const bool names = e.json->dirty() || (e.json->name_signature() & names_) != 0;
       if (!clean || names) Walk(*e.json, e.json->root(), /*values=*/!clean);
     } else if (e.raw != nullptr) {
-      if (ScanPans(*e.raw, &replace_, &scratch_)) e.raw->swap(scratch_);
+      if (MaskPans(*e.raw, replace_, &scratch_)) e.raw->swap(scratch_);
     }
     if (e.properties != nullptr) {
       for (auto& [name, value] : *e.properties) {
-        if (ScanPans(value, &replace_, &scratch_)) value.swap(scratch_);
+        if (MaskPans(value, replace_, &scratch_)) value.swap(scratch_);
       }
     }
     return Action::kKeep;
@@ -253,7 +260,7 @@ class PciPlugin : public Plugin {
             c = next;
             continue;
           }
-          if (values && ScanPans(key, &replace_, &scratch_)) j.Rename(c, scratch_);  // a card number as a name
+          if (values && MaskPans(key, replace_, &scratch_)) j.Rename(c, scratch_);  // a card number as a name
           if (values || j.IsContainer(c)) Walk(j, c, values);
           c = next;
         }
@@ -266,14 +273,14 @@ class PciPlugin : public Plugin {
       case Json::Type::kString: {
         if (!values) break;
         std::string_view s = j.str(r, &value_scratch_);
-        if (ScanPans(s, &replace_, &scratch_)) j.ReplaceWithString(r, scratch_);
+        if (MaskPans(s, replace_, &scratch_)) j.ReplaceWithString(r, scratch_);
         break;
       }
       case Json::Type::kNumber: {
         if (!values) break;
         // A PAN sent as a number leaves as a masked string.
         std::string_view s = j.raw(r);
-        if (s.size() >= 13 && ScanPans(s, &replace_, &scratch_)) {
+        if (s.size() >= 13 && MaskPans(s, replace_, &scratch_)) {
           j.ReplaceWithString(r, scratch_);
         }
         break;

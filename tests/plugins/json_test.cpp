@@ -50,6 +50,12 @@ TEST(Json, UnescapesUnicodeAndSurrogatePairs) {
   EXPECT_EQ(j.key(m, &s1), "k\xc3\xa9y");
   EXPECT_EQ(j.str(m, &s2), "\xe2\x82\xac \xf0\x9f\x98\x80 \t");
   EXPECT_EQ(j.Find(j.root(), "k\xc3\xa9y"), m);
+  // Lone surrogates (valid JSON, no UTF-8 form) become U+FFFD.
+  ASSERT_TRUE(j.Parse(R"(["\udc1a1","\ud800","\ud800\u0041"])").ok());
+  Json::Ref a = j.first(j.root());
+  EXPECT_EQ(j.str(a, &s1), "\xef\xbf\xbd" "1");
+  EXPECT_EQ(j.str(j.next(a), &s1), "\xef\xbf\xbd");
+  EXPECT_EQ(j.str(j.next(j.next(a)), &s1), "\xef\xbf\xbd" "A");
 }
 
 TEST(Json, BuildsAndEditsDocuments) {

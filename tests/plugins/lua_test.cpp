@@ -136,7 +136,7 @@ TEST_F(Lua, RawStreamsSeeAndReturnStrings) {
 
 TEST_F(Lua, TheSandboxHasNoWayOut) {
   for (const char* expr : {"io", "os", "package", "require", "load", "loadfile", "dofile", "debug", "math.random",
-                           "math.randomseed", "string.dump", "collectgarbage", "print", "rawset"}) {
+                           "math.randomseed", "string.dump", "collectgarbage", "print", "warn", "rawset"}) {
     auto p = MustMake(std::string("function process(e) e.payload.present = ") + expr + " ~= nil return e end");
     ASSERT_TRUE(p) << expr;
     Out o = Run(*p, "{}");
@@ -154,10 +154,18 @@ end)");
   ASSERT_TRUE(p);
   Out o = Run(*p, R"({"a":1})");
   EXPECT_EQ(o.action, Action::kDeadLetter);
-  EXPECT_NE(o.error.find("globals are read only"), std::string::npos) << o.error;
+  EXPECT_NE(o.error.find("globals and libraries are read only"), std::string::npos) << o.error;
   EXPECT_EQ(o.payload, R"({"a":1})");  // unchanged, for the dead-letter stream
-  auto sneaky = MustMake("function process(e) setmetatable(_G, nil) return e end");
-  EXPECT_EQ(Run(*sneaky, "{}").action, Action::kDeadLetter);
+  for (const char* sneaky : {"setmetatable(_G, nil)", "string.count = 1", "math.pi = 3", "table.insert = nil",
+                             "getmetatable('').__index = {}", "edgesync.null = 1"}) {
+    auto q = MustMake(std::string("function process(e) ") + sneaky + " return e end");
+    ASSERT_TRUE(q) << sneaky;
+    EXPECT_EQ(Run(*q, "{}").action, Action::kDeadLetter) << sneaky;
+  }
+  // What the libraries offer still works through the read-only tables.
+  auto ok = MustMake("function process(e) e.payload.s = ('ab'):upper() .. string.rep('c', 2) .. math.floor(2.5) "
+                     ".. table.concat({'x', 'y'}) .. utf8.char(233) return e end");
+  EXPECT_EQ(Run(*ok, "{}").payload, "{\"s\":\"ABcc2xy\xc3\xa9\"}");
 }
 
 TEST_F(Lua, TheInstructionBudgetEndsALoopAndTheNextEventRuns) {
@@ -172,6 +180,11 @@ end)", "instruction_budget = 100000\n");
   EXPECT_EQ(o.action, Action::kDeadLetter);
   EXPECT_EQ(o.error, "lua: instruction budget of 100000 exceeded");
   EXPECT_EQ(Run(*p, R"({"spin":false})").payload, R"({"ok":true,"spin":false})");
+  // pcall cannot swallow the budget: once spent, every instruction raises.
+  auto q = MustMake("function process(e) while true do pcall(function() while true do end end) end end",
+                    "instruction_budget = 100000\n");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(Run(*q, "{}").error, "lua: instruction budget of 100000 exceeded");
 }
 
 TEST_F(Lua, TheMemoryLimitEndsAHogAndTheNextEventRuns) {
