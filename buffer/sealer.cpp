@@ -201,6 +201,10 @@ Status Sealer::SealAndCommit(Closed& c) {
 
 void Sealer::Run() {
   using std::chrono::microseconds;
+  struct Exit {  // a stopped sealer is not a wedged one
+    Progress& p;
+    ~Exit() { p.Wait(); }
+  } exit{progress_};
   int64_t next_sync = env_->MonotonicMicros() + options_.sync_interval_us;
   int64_t retry_at = 0;  // after a failed commit, when to try again
   for (;;) {
@@ -214,6 +218,7 @@ void Sealer::Run() {
     int64_t now = env_->MonotonicMicros();
     if (!closed_.empty()) wake = std::max(now, std::min(wake, retry_at));
     if (!stopping_ && wake > now) {
+      progress_.Wait();
       cv_.wait_for(lock, microseconds(wake - now), [&] {
         return stopping_ || (!closed_.empty() && env_->MonotonicMicros() >= retry_at);
       });
@@ -222,6 +227,7 @@ void Sealer::Run() {
     lock.unlock();
 
     now = env_->MonotonicMicros();
+    progress_.Advance(now);
     bool close_failed = false;
     for (size_t i = 0; i < lanes_.size(); ++i) {
       std::lock_guard<std::mutex> ll(lanes_[i]->mu);
@@ -266,6 +272,7 @@ void Sealer::Run() {
       }
       sticky_ = Status::OK();
       lock.unlock();
+      progress_.Advance(env_->MonotonicMicros());
       space_cv_.notify_all();
       EnforceLimits();
       sealed_any = true;

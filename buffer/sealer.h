@@ -29,6 +29,7 @@
 
 #include "base/env.h"
 #include "base/last_error.h"
+#include "base/progress.h"
 #include "base/status.h"
 #include "buffer/envelope.h"
 #include "buffer/journal.h"
@@ -90,6 +91,9 @@ class Sealer {
   Status SyncJournals();
 
   SealerStats stats() const;
+  // How long the sealer thread has been on one piece of work (closing,
+  // sealing, syncing) without finishing it; 0 while it waits (base/progress.h).
+  int64_t StuckMicros() const { return progress_.StuckMicros(env_->MonotonicMicros()); }
   size_t stream_count() const { return lanes_.size(); }
 
  private:
@@ -131,6 +135,7 @@ class Sealer {
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
   LastError last_error_;
+  Progress progress_;
   uint64_t recovered_events_ = 0, torn_bytes_ = 0, unreadable_segments_ = 0;
 };
 

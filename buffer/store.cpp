@@ -167,6 +167,18 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
   return store;
 }
 
+Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& path) {
+  if (!env->Exists(path)) return Status::NotFound(path + " does not exist");
+  std::unique_ptr<Store> store(new Store(env, path, StoreOptions{}));
+  EDGESYNC_RETURN_IF_ERROR(OpenDatabase(env, path, SQLITE_OPEN_READONLY, &store->vfs_, &store->db_));
+  sqlite3_busy_timeout(store->db_, 1000);
+  for (const char* probe : kSchemaProbe) {
+    Stmt q(store->db_, probe);
+    if (!q.ok()) return Status::Corruption(path + ": not an edgesync store of this version");
+  }
+  return store;
+}
+
 Store::~Store() {
   sqlite3_close(db_);  // before vfs_ goes away
 }
@@ -573,20 +585,42 @@ Status Store::GiveBackSpaceLocked(bool force) {
   return Status::OK();
 }
 
+namespace {
+
+// The columns CountsFromRow reads, from `batches` (grouped or not).
+constexpr const char* kCountColumns =
+    "COALESCE(SUM(gap=0),0), COALESCE(SUM(events),0), "
+    "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0), "
+    "COALESCE(MIN(CASE WHEN gap=0 THEN first_us END),0)";
+
+StoreCounts CountsFromRow(Stmt& q, int first) {
+  StoreCounts c;
+  c.batches = static_cast<uint64_t>(q.ColInt(first));
+  c.events = static_cast<uint64_t>(q.ColInt(first + 1));
+  c.bytes = static_cast<uint64_t>(q.ColInt(first + 2));
+  c.gap_records = static_cast<uint64_t>(q.ColInt(first + 3));
+  c.oldest_event_us = q.ColInt(first + 4);
+  return c;
+}
+
+}  // namespace
+
 Result<StoreCounts> Store::Counts() {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt q(db_,
-         "SELECT COALESCE(SUM(gap=0),0), COALESCE(SUM(events),0), "
-         "COALESCE(SUM(CASE WHEN gap=0 THEN size ELSE 0 END),0), COALESCE(SUM(gap),0), "
-         "COALESCE(MIN(CASE WHEN gap=0 THEN first_us END),0) FROM batches");
+  Stmt q(db_, (std::string("SELECT ") + kCountColumns + " FROM batches").c_str());
   if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "count batches");
-  StoreCounts c;
-  c.batches = static_cast<uint64_t>(q.ColInt(0));
-  c.events = static_cast<uint64_t>(q.ColInt(1));
-  c.bytes = static_cast<uint64_t>(q.ColInt(2));
-  c.gap_records = static_cast<uint64_t>(q.ColInt(3));
-  c.oldest_event_us = q.ColInt(4);
-  return c;
+  return CountsFromRow(q, 0);
+}
+
+Result<std::map<std::string, StoreCounts>> Store::CountsByStream() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt q(db_, (std::string("SELECT stream, ") + kCountColumns + " FROM batches GROUP BY stream").c_str());
+  if (!q.ok()) return SqlError(db_, "prepare batch count");
+  std::map<std::string, StoreCounts> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) out[q.ColText(0)] = CountsFromRow(q, 1);
+  if (rc != SQLITE_DONE) return SqlError(db_, "count batches by stream");
+  return out;
 }
 
 Result<std::vector<std::string>> Store::StreamsOfTopic(const std::string& kafka_topic) {

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -88,6 +89,10 @@ class Store {
   // or not a store: see OpenOrReplaceStore. `env` must outlive the store.
   static Result<std::unique_ptr<Store>> Open(Env* env, const std::string& path,
                                              StoreOptions options = {});
+  // Opens an existing store for reading only (`edgesync status` while the
+  // agent is stopped): no migration, no check, nothing written. Only the
+  // counting queries (Counts, CountsByStream, Gaps) are meant for it.
+  static Result<std::unique_ptr<Store>> OpenReadOnly(Env* env, const std::string& path);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -129,6 +134,8 @@ class Store {
   Status RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority);
 
   Result<StoreCounts> Counts();
+  // The same per stream (the batches' stream: a lane's name).
+  Result<std::map<std::string, StoreCounts>> CountsByStream();
   // The streams that have batches or gap records queued for `kafka_topic`.
   Result<std::vector<std::string>> StreamsOfTopic(const std::string& kafka_topic);
   // Every gap recorded (uploaded or not) younger than max_age, oldest first.

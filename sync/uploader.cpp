@@ -11,6 +11,7 @@
 
 #include "base/backoff.h"
 #include "base/last_error.h"
+#include "base/progress.h"
 #include "base/token_bucket.h"
 #include "buffer/format.h"
 #include "buffer/fragment.h"
@@ -131,6 +132,8 @@ struct Uploader::Impl {
   LastError last_error;
   mutable std::mutex stats_mu;
   std::vector<BlockedTopic> blocked_list;  // guarded by stats_mu
+  std::map<std::string, StreamUploads> per_stream;  // guarded by stats_mu
+  Progress progress;  // the uploader thread's (base/progress.h)
 
   ~Impl() { DestroyProducer(); }
 
@@ -275,6 +278,13 @@ struct Uploader::Impl {
     delivered_bytes.fetch_add(b.envelope.size(), std::memory_order_relaxed);
     last_delivery_us = env->NowMicros();
     kafka_state = static_cast<int>(KafkaState::kUp);
+    {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      StreamUploads& u = per_stream[b.stream];
+      u.events += b.events;
+      u.batches += b.gap_record ? 0 : 1;
+      u.last_us = last_delivery_us;
+    }
     if (!b.gap_record) {
       auto r = resend_from.find(b.stream);
       if (r != resend_from.end()) {
@@ -645,6 +655,7 @@ void Uploader::Run() {
   Impl& s = *impl_;
   bool& store_may_have_more = s.store_may_have_more;
   for (;;) {
+    s.progress.Advance(s.env->MonotonicMicros());
     bool stopping, inject;
     int64_t deadline;
     {
@@ -672,6 +683,7 @@ void Uploader::Run() {
       }
       std::unique_lock<std::mutex> lock(s.mu);
       if (!s.notified && !s.stopping) {
+        s.progress.Wait();
         s.cv.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(s.resume_at - now, 1000)));
       }
       continue;
@@ -716,6 +728,7 @@ void Uploader::Run() {
                          s.bucket.WaitMicros(now) == 0;
       std::unique_lock<std::mutex> lock(s.mu);
       if (!s.notified && !s.stopping && !s.inject_fatal && !s.fatal && !ready && wake > now) {
+        s.progress.Wait();
         s.cv.wait_for(lock, std::chrono::microseconds(wake - now));
       }
     }
@@ -723,6 +736,7 @@ void Uploader::Run() {
   // What is still in flight is purged: its reports come back as failures and
   // the batches stay in the store for the next start.
   s.DrainProducer(1'000'000);
+  s.progress.Wait();  // a stopped uploader is not a wedged one
 }
 
 Status Uploader::Stop(int64_t timeout_us) {
@@ -744,6 +758,8 @@ Status Uploader::Stop(int64_t timeout_us) {
   return Status::OK();
 }
 
+int64_t Uploader::StuckMicros() const { return impl_->progress.StuckMicros(impl_->env->MonotonicMicros()); }
+
 UploaderStats Uploader::stats() const {
   const Impl& s = *impl_;
   UploaderStats st;
@@ -760,6 +776,7 @@ UploaderStats Uploader::stats() const {
   st.last_error = s.last_error.Get();
   std::lock_guard<std::mutex> lock(s.stats_mu);
   st.blocked = s.blocked_list;
+  st.streams = s.per_stream;
   return st;
 }
 

@@ -33,6 +33,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -75,6 +76,14 @@ struct BlockedTopic {
   int64_t since_us = 0;  // wall clock
 };
 
+// What Kafka acknowledged of one stream (a lane: buffer/sealer.h StreamSpec name).
+struct StreamUploads {
+  uint64_t batches = 0;
+  uint64_t events = 0;
+  int64_t last_us = 0;  // wall clock of the last delivery
+  bool operator==(const StreamUploads&) const = default;
+};
+
 struct UploaderStats {
   uint64_t delivered_batches = 0;
   uint64_t delivered_events = 0;
@@ -88,6 +97,7 @@ struct UploaderStats {
   int64_t last_delivery_us = 0;     // wall clock of the last successful delivery; 0: none
   ErrorNote last_error;             // the last Kafka error
   std::vector<BlockedTopic> blocked;
+  std::map<std::string, StreamUploads> streams;  // by the batches' stream
 };
 
 class Uploader {
@@ -105,6 +115,9 @@ class Uploader {
   Status Stop(int64_t timeout_us);
 
   UploaderStats stats() const;
+  // How long the uploader thread has been on one turn of its loop; 0 while
+  // it waits for work (base/progress.h).
+  int64_t StuckMicros() const;
 
   // Makes librdkafka raise a fatal error, as a fenced idempotent producer
   // would (rd_kafka_test_fatal_error), to test the rebuild.

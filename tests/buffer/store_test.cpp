@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -65,6 +66,41 @@ TEST(Store, SurvivesReopen) {
   EXPECT_EQ((*next)[0].envelope, "envelope-s-1");
   EXPECT_EQ((*next)[0].priority, Priority::kHigh);
   EXPECT_EQ((*store)->LoadStream("s")->sealed, (JournalPosition{2, 17}));
+}
+
+TEST(Store, CountsByStreamAndReadOnlyOpenForStatus) {
+  harness::TempDir dir = testing::NewTempDir();
+  EXPECT_EQ(Store::OpenReadOnly(Env::Default(), dir / "store.db").status().code(), Status::Code::kNotFound);
+  {
+    auto store = Store::Open(Env::Default(), dir / "store.db");
+    ASSERT_TRUE(store.ok());
+    for (uint64_t seq = 1; seq <= 3; ++seq) {
+      SealedBatch b = Batch("payments", seq, Priority::kNormal);
+      b.first_event_us = static_cast<int64_t>(100 * seq);
+      ASSERT_TRUE((*store)->Commit(&b, JournalPosition{1, seq}).ok());
+    }
+    SealedBatch s = Batch("status", 1, Priority::kLow);
+    ASSERT_TRUE((*store)->Commit(&s, JournalPosition{1, 9}).ok());
+    auto by = (*store)->CountsByStream();
+    ASSERT_TRUE(by.ok());
+    ASSERT_EQ(by->size(), 2u);
+    EXPECT_EQ(by->at("payments").batches, 3u);
+    EXPECT_EQ(by->at("payments").events, 30u);
+    EXPECT_EQ(by->at("payments").oldest_event_us, 100);
+    EXPECT_EQ(by->at("status").batches, 1u);
+  }
+  // Read-only: the same answers, and nothing can be written through it.
+  const auto before = std::filesystem::last_write_time(dir / "store.db");
+  auto ro = Store::OpenReadOnly(Env::Default(), dir / "store.db");
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->Counts()->batches, 4u);
+  EXPECT_EQ((*ro)->CountsByStream()->at("payments").bytes, 3 * std::string("envelope-payments-1").size());
+  SealedBatch more = Batch("payments", 4, Priority::kNormal);
+  EXPECT_FALSE((*ro)->Commit(&more, JournalPosition{1, 10}).ok());
+  EXPECT_EQ(std::filesystem::last_write_time(dir / "store.db"), before);
+
+  std::ofstream(dir / "other.db") << "not a database at all, but long enough to have a header...";
+  EXPECT_FALSE(Store::OpenReadOnly(Env::Default(), dir / "other.db").ok());
 }
 
 TEST(Store, NextDrainsHighestPriorityFirstThenOldest) {
