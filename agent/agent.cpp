@@ -1,15 +1,23 @@
 #include "agent/agent.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <thread>
 
 
 #include "agent/health.h"
+#include "agent/logging.h"
 #include "base/backoff.h"
+#include "base/systemd.h"
 
 namespace edgesync {
 
@@ -50,6 +58,16 @@ Status LoadJournalKey(Env* env, const std::string& path, bool encrypt, const std
   return Status::OK();
 }
 
+void AddCounts(const StoreCounts& c, StoreCounts* sum) {
+  sum->batches += c.batches;
+  sum->events += c.events;
+  sum->bytes += c.bytes;
+  sum->gap_records += c.gap_records;
+  if (c.oldest_event_us > 0 && (sum->oldest_event_us == 0 || c.oldest_event_us < sum->oldest_event_us)) {
+    sum->oldest_event_us = c.oldest_event_us;
+  }
+}
+
 }  // namespace
 
 Agent::~Agent() {
@@ -69,6 +87,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
                                "; stop it first (it holds " + dir + "/lock)");
   }
   a->lock_ = std::move(lock).value();
+  Result<std::unique_ptr<StatusSocket>> sock = StatusSocket::Listen(dir + "/status.sock");
+  if (!sock.ok()) return sock.status();
+  a->status_socket_ = std::move(sock).value();
 
   StoreOptions sto;
   sto.device_id = config.device_id;
@@ -82,6 +103,20 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   const std::vector<StreamSpec>& specs = a->pipeline_lanes_;
   a->dead_letter_stream_ = a->pipeline_->dead_letter_lane();
   a->agent_stream_ = a->pipeline_->agent_lane();
+  // Status and metrics speak of streams: a derived lane (stream@topic@priority)
+  // counts for its stream.
+  for (const StreamConfig& sc : config.streams) a->stream_names_.push_back(sc.name);
+  a->stream_names_.push_back(kDeadLetterStream);
+  a->stream_names_.push_back(kAgentStream);
+  for (const StreamSpec& lane : specs) {
+    const std::string base = lane.name.substr(0, lane.name.find('@'));
+    auto it = std::find(a->stream_names_.begin(), a->stream_names_.end(), base);
+    if (it == a->stream_names_.end()) it = a->stream_names_.insert(a->stream_names_.end(), base);
+    a->lane_stream_.push_back(static_cast<size_t>(it - a->stream_names_.begin()));
+  }
+  a->lane_accepted_ = std::make_unique<std::atomic<uint64_t>[]>(specs.size());
+  const int64_t watchdog_us = systemd::WatchdogMicros();
+  a->wedged_after_us_ = watchdog_us > 0 ? watchdog_us / 2 : 30'000'000;
   StoreReplacement replaced;
   Result<std::unique_ptr<Store>> store =
       OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
@@ -184,25 +219,121 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
 
 Status Agent::Start() {
   started_us_ = env_->MonotonicMicros();
+  monitor_stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (monitor_stop_fd_ < 0) return Status::FromErrno("eventfd", errno);
   sealer_->Start();
   uploader_->Start();
   uploader_->Notify();  // whatever the store held from before
   EDGESYNC_RETURN_IF_ERROR(ingest_->Start());
   started_ = true;
-  if (config_.heartbeat_interval > 0) {
-    EmitHealth("starting");
-    health_thread_ = std::thread([this] { HealthLoop(); });
-  }
+  if (config_.heartbeat_interval > 0) EmitHealth("starting");
+  monitor_thread_ = std::thread([this] { MonitorLoop(); });
   return Status::OK();
 }
 
-void Agent::HealthLoop() {
-  const auto interval = std::chrono::microseconds(static_cast<int64_t>(config_.heartbeat_interval * 1e6));
-  std::unique_lock<std::mutex> lock(health_mu_);
-  while (!health_cv_.wait_for(lock, interval, [this] { return health_stop_; })) {
-    lock.unlock();
-    EmitHealth("running");
-    lock.lock();
+void Agent::MonitorLoop() {
+  const int64_t heartbeat_us = static_cast<int64_t>(config_.heartbeat_interval * 1e6);
+  const int64_t metrics_us = static_cast<int64_t>(config_.metrics_interval * 1e6);
+  int64_t now = env_->MonotonicMicros();
+  int64_t next_tick = now, next_health = now + heartbeat_us, next_metrics = now;
+  for (;;) {
+    now = env_->MonotonicMicros();
+    if (now >= next_tick) {
+      SampleRates();
+      NotifySystemd();
+      FlushLog();
+      next_tick = now + 1'000'000;
+    }
+    if (heartbeat_us > 0 && now >= next_health && !shutting_down_) {
+      EmitHealth("running");
+      next_health = now + heartbeat_us;
+    }
+    if (!config_.metrics_textfile.empty() && now >= next_metrics) {
+      WriteMetrics();
+      next_metrics = now + metrics_us;
+    }
+    pollfd fds[2] = {{.fd = monitor_stop_fd_, .events = POLLIN, .revents = 0},
+                     {.fd = status_socket_->fd(), .events = POLLIN, .revents = 0}};
+    const int64_t wait_ms = std::max<int64_t>(0, (next_tick - env_->MonotonicMicros() + 999) / 1000);
+    if (::poll(fds, 2, static_cast<int>(wait_ms)) < 0 && errno != EINTR) {
+      spdlog::error("status: poll: {}", std::strerror(errno));
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (fds[0].revents != 0) return;
+    if (fds[1].revents != 0) status_socket_->Serve([this] { return HealthRecord("running"); });
+  }
+}
+
+void Agent::SampleRates() {
+  RateSample sample{env_->MonotonicMicros(), std::vector<uint64_t>(stream_names_.size()),
+                    std::vector<uint64_t>(stream_names_.size())};
+  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
+    sample.in[lane_stream_[lane]] += lane_accepted_[lane].load(std::memory_order_relaxed);
+  }
+  const UploaderStats up = uploader_->stats();
+  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
+    auto it = up.streams.find(pipeline_lanes_[lane].name);
+    if (it != up.streams.end()) sample.out[lane_stream_[lane]] += it->second.events;
+  }
+  std::lock_guard<std::mutex> lock(rates_mu_);
+  rates_.push_back(std::move(sample));
+  while (rates_.size() > 2 && rates_.back().at_us - rates_[1].at_us >= kRateWindowUs) rates_.pop_front();
+}
+
+void Agent::NotifySystemd() {
+  const std::string wedged = Wedged(wedged_after_us_);
+  if (wedged.empty()) {
+    systemd::Notify("WATCHDOG=1");
+  } else {
+    spdlog::error("watchdog: {}; no longer telling systemd all is well, so that it restarts the agent",
+                  wedged);
+  }
+  const IngestStats in = ingest_->stats();
+  const UploaderStats up = uploader_->stats();
+  std::string status = "STATUS=";
+  if (!wedged.empty()) {
+    status += "wedged: " + wedged;
+  } else {
+    status += std::string("mqtt ") + (in.connected ? "connected" : "disconnected") + ", kafka " +
+              KafkaStateName(up.kafka) + ", " + std::to_string(in.received) + " received, " +
+              std::to_string(up.delivered_events) + " uploaded" + (backpressure_ ? ", BACKPRESSURE" : "");
+  }
+  if (status != systemd_status_) {
+    systemd::Notify(status);
+    systemd_status_ = status;
+  }
+}
+
+std::string Agent::Wedged(int64_t limit_us) const {
+  const int64_t now = env_->MonotonicMicros();
+  const std::pair<const char*, int64_t> stages[] = {{"ingest", ingest_progress_.StuckMicros(now)},
+                                                    {"buffer", sealer_->StuckMicros()},
+                                                    {"upload", uploader_->StuckMicros()}};
+  for (const auto& [stage, stuck_us] : stages) {
+    if (stuck_us > limit_us) {
+      return std::string(stage) + ": no progress for " + std::to_string(stuck_us / 1'000'000) + " s";
+    }
+  }
+  return "";
+}
+
+void Agent::WriteMetrics() {
+  HealthContext c;
+  c.device_id = config_.device_id;
+  c.version = EDGESYNC_VERSION;
+  c.now_us = env_->NowMicros();
+  c.uptime_us = env_->MonotonicMicros() - started_us_;
+  const std::string& path = config_.metrics_textfile;
+  // node_exporter reads only *.prom files: the temporary one is skipped.
+  // No fsync: losing the file to a power cut costs one interval; syncing
+  // it every interval would cost flash.
+  const std::string tmp = path + ".tmp";
+  const std::string text = MetricsText(stats(), c);
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    spdlog::warn("metrics.textfile: cannot write {}: {}", path, std::strerror(errno));
   }
 }
 
@@ -232,6 +363,11 @@ void Agent::EmitHealth(const char* state) {
 void Agent::OnMessage(const IngestMessage& m) {
   // Our own retained status comes back when mqtt.subscribe covers it.
   if (m.topic == config_.mqtt_status_topic) return;
+  ingest_progress_.Advance(env_->MonotonicMicros());
+  struct Done {
+    Progress& p;
+    ~Done() { p.Wait(); }
+  } done{ingest_progress_};
   if (reload_pending_.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(reload_mu_);
     pipeline_ = std::move(pending_);
@@ -363,7 +499,10 @@ Status Agent::Reload(const Config& config) {
 
 void Agent::AcceptDurably(size_t stream, const Record& r) {
   Status st = sealer_->Accept(stream, r);
-  if (st.ok()) return;
+  if (st.ok()) {
+    lane_accepted_[stream].fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   // Backpressure: hold this message (and with it the connection's reading)
   // until the journal takes it. The broker queues the rest meanwhile; if the
   // connection times out, the persistent session delivers again.
@@ -380,11 +519,13 @@ void Agent::AcceptDurably(size_t stream, const Record& r) {
       std::_Exit(3);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(backoff.NextMicros()));
+    ingest_progress_.Advance(env_->MonotonicMicros());  // waiting for the journal is not wedged
     st = sealer_->Accept(stream, r);
     if (st.ok()) break;
     if (attempt % 50 == 0) spdlog::error("journal: still cannot take events: {}", st.ToString());
   }
   backpressure_ = false;
+  lane_accepted_[stream].fetch_add(1, std::memory_order_relaxed);
   spdlog::info("journal: taking events again");
 }
 
@@ -395,18 +536,17 @@ Status Agent::Shutdown() {
   spdlog::info("shutting down: stopping intake");
   sealer_->StopWaitingForSpace();
   ingest_->Stop();
-  if (health_thread_.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(health_mu_);
-      health_stop_ = true;
-    }
-    health_cv_.notify_all();
-    health_thread_.join();
-    EmitHealth("stopping");  // sealed and sent with the rest below
-  }
+  if (config_.heartbeat_interval > 0) EmitHealth("stopping");  // sealed and sent with the rest below
   Status sealed = sealer_->Stop();
   if (!sealed.ok()) spdlog::error("sealing at shutdown: {}", sealed.ToString());
   Status up = uploader_->Stop(static_cast<int64_t>(config_.shutdown_timeout * 1e6));
+  // The monitor (watchdog pings, status answers) runs until here: uploading
+  // the rest may take agent.shutdown_timeout.
+  const uint64_t one = 1;
+  if (::write(monitor_stop_fd_, &one, sizeof(one)) < 0) spdlog::error("eventfd: {}", std::strerror(errno));
+  monitor_thread_.join();
+  ::close(monitor_stop_fd_);
+  monitor_stop_fd_ = -1;
   spdlog::info("shut down: {}", StatsLine());
   if (!sealed.ok()) return sealed;
   return up;
@@ -430,6 +570,42 @@ AgentStats Agent::stats() const {
     s.gaps = gaps->size();
     for (const Gap& g : *gaps) s.gap_events += g.events;
   }
+  // Per stream, each lane folded into its stream.
+  s.streams.resize(stream_names_.size());
+  for (size_t i = 0; i < stream_names_.size(); ++i) s.streams[i].name = stream_names_[i];
+  Result<std::map<std::string, StoreCounts>> by_stream = store_->CountsByStream();
+  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
+    StreamStats& st = s.streams[lane_stream_[lane]];
+    const std::string& name = pipeline_lanes_[lane].name;
+    st.accepted += lane_accepted_[lane].load(std::memory_order_relaxed);
+    auto up = s.uploader.streams.find(name);
+    if (up != s.uploader.streams.end()) {
+      st.uploaded_events += up->second.events;
+      st.last_upload_us = std::max(st.last_upload_us, up->second.last_us);
+    }
+    if (by_stream.ok()) {
+      auto b = by_stream->find(name);
+      if (b != by_stream->end()) AddCounts(b->second, &st.buffered);
+    }
+    if (gaps.ok()) {
+      for (const Gap& g : *gaps) {
+        if (g.stream != name) continue;
+        ++st.gaps;
+        st.gap_events += g.events;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(rates_mu_);
+  if (rates_.size() >= 2) {
+    const RateSample& a = rates_.front();
+    const RateSample& b = rates_.back();
+    const double secs = static_cast<double>(b.at_us - a.at_us) / 1e6;
+    for (size_t i = 0; i < s.streams.size() && secs > 0; ++i) {
+      s.streams[i].in_per_s = static_cast<double>(b.in[i] - a.in[i]) / secs;
+      s.streams[i].out_per_s = static_cast<double>(b.out[i] - a.out[i]) / secs;
+    }
+  }
+  s.wedged = Wedged(wedged_after_us_);
   return s;
 }
 

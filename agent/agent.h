@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,8 +18,10 @@
 #include "agent/config.h"
 #include "agent/ingest.h"
 #include "agent/pipeline.h"
+#include "agent/status_socket.h"
 #include "agent/triage.h"
 #include "base/env.h"
+#include "base/progress.h"
 #include "base/status.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
@@ -26,6 +29,23 @@
 #include "sync/uploader.h"
 
 namespace edgesync {
+
+// Rates (events/s in and out) are measured over this window.
+constexpr int64_t kRateWindowUs = 10'000'000;
+
+// One stream's figures (its derived lanes folded in), for the health
+// records, `edgesync status` and the metrics file.
+struct StreamStats {
+  std::string name;
+  StoreCounts buffered;
+  uint64_t accepted = 0;         // events journaled since start
+  uint64_t uploaded_events = 0;  // events Kafka acknowledged since start
+  int64_t last_upload_us = 0;    // wall clock; 0: none since start
+  double in_per_s = 0;           // accepted, over the last seconds (kRateWindowUs)
+  double out_per_s = 0;          // uploaded, over the same window
+  uint64_t gaps = 0;             // gaps recorded, younger than buffer.max_age
+  uint64_t gap_events = 0;
+};
 
 struct AgentStats {
   IngestStats ingest;
@@ -40,6 +60,8 @@ struct AgentStats {
   StoreCounts buffered;
   uint64_t gaps = 0;        // gaps recorded (younger than buffer.max_age)
   uint64_t gap_events = 0;  // events they gave up
+  std::vector<StreamStats> streams;  // the configured ones, then dead-letter and _agent
+  std::string wedged;       // "" or the stage with no progress for too long, and for how long
 };
 
 class Agent {
@@ -52,6 +74,10 @@ class Agent {
   // store (they go out on the next start); not an error for the exit code.
   Status Shutdown();
   AgentStats stats() const;
+  // The stage (ingest, buffer, upload) that has been on one piece of work
+  // without progress for longer than `limit_us`, and for how long; "" when
+  // none. The systemd watchdog is pinged only while this is empty.
+  std::string Wedged(int64_t limit_us) const;
   // One line of counters for the log.
   std::string StatsLine() const;
   // The health record now (agent/health.h), as sent on the _agent stream.
@@ -81,7 +107,14 @@ class Agent {
   // Appends a health record to the _agent stream. A journal that cannot
   // take it is logged, not retried: the next record tells the same and more.
   void EmitHealth(const char* state);
-  void HealthLoop();
+  // The monitor thread: every second it samples the rates, pings the
+  // systemd watchdog unless a stage is wedged and folds log repeats; it
+  // answers the status socket, and sends health records and writes the
+  // metrics file when they are due.
+  void MonitorLoop();
+  void SampleRates();
+  void NotifySystemd();
+  void WriteMetrics();
 
   Config config_;
   Env* env_;
@@ -105,10 +138,24 @@ class Agent {
   size_t dead_letter_stream_ = 0;  // index of the built-in streams in the sealer
   size_t agent_stream_ = 0;
   int64_t started_us_ = 0;         // monotonic
-  std::thread health_thread_;
-  std::mutex health_mu_;
-  std::condition_variable health_cv_;
-  bool health_stop_ = false;       // guarded by health_mu_
+  std::thread monitor_thread_;
+  int monitor_stop_fd_ = -1;       // an eventfd: written to stop the monitor thread
+  std::unique_ptr<StatusSocket> status_socket_;
+  int64_t wedged_after_us_ = 0;    // a stage stuck this long is wedged
+  std::string systemd_status_;     // the last STATUS= sent; monitor thread only
+  // Per lane (sealer order): its stream's index in stream_names_, and events journaled.
+  std::vector<std::string> stream_names_;
+  std::vector<size_t> lane_stream_;
+  std::unique_ptr<std::atomic<uint64_t>[]> lane_accepted_;
+  Progress ingest_progress_;       // the MQTT loop thread's, inside OnMessage
+  // Rate samples: (monotonic time, accepted and uploaded per stream), the
+  // last kRateWindowUs of them, oldest first.
+  struct RateSample {
+    int64_t at_us;
+    std::vector<uint64_t> in, out;
+  };
+  mutable std::mutex rates_mu_;
+  std::deque<RateSample> rates_;   // guarded by rates_mu_
   std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
   std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0}, filtered_{0}, reloads_{0};
   std::atomic<bool> backpressure_{false};

@@ -148,6 +148,11 @@ const std::vector<OptionSpec>& Options() {
       {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
        .description = "Kafka topic of the dead-letter stream (reasons in README).",
        .str = &C::dead_letter_topic},
+      {.key = "metrics.textfile", .kind = Kind::kString,
+       .description = "A Prometheus file for node_exporter's textfile collector (a `.prom` name in its directory, e.g. /var/lib/prometheus/node-exporter/edgesync.prom), rewritten atomically every metrics.interval with the health records' counters. Empty: none.",
+       .str = &C::metrics_textfile},
+      {.key = "metrics.interval", .kind = Kind::kDuration,
+       .description = "Interval of the metrics file's updates.", .secs = &C::metrics_interval},
       {.key = "plugins.dir", .kind = Kind::kString,
        .description = "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.",
        .str = &C::plugins_dir},
@@ -502,6 +507,7 @@ std::vector<std::shared_ptr<const Plugin>> Config::Chain(size_t i) const {
 
 bool SameButPlugins(const Config& a, const Config& b) {
   auto strip = [](Config c) {
+    c.log_level.clear();  // main sets it after a reload
     c.plugins.clear();
     c.plugins_dir.clear();
     c.profile.clear();
@@ -636,7 +642,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     if (sec == "streams" || sec == "plugins") continue;  // checked by ParseStreams, ParsePlugins
     const toml::table* t = node.as_table();
     if (t == nullptr) {
-      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, plugins, streams)");
+      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, metrics, plugins, streams)");
       continue;
     }
     for (const auto& [k, v] : *t) {
@@ -711,6 +717,10 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   if (cfg.health_topic.empty() || cfg.health_topic.size() > 249) {
     p.Add("agent.health_topic", "must be a Kafka topic name (1-249 characters)");
   }
+  if (!cfg.metrics_textfile.empty() && !cfg.metrics_textfile.ends_with(".prom")) {
+    p.Add("metrics.textfile", "must end in .prom: node_exporter's textfile collector reads only those");
+  }
+  if (cfg.metrics_interval < 1) p.Add("metrics.interval", "must be at least 1s");
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
   if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
@@ -756,6 +766,10 @@ Result<Config> LoadConfig(const std::string& path) {
     if (file->empty()) continue;
     std::ifstream f(*file);
     if (!f) p.Add(key, "cannot read " + *file + ": " + std::strerror(errno));
+  }
+  if (!cfg->metrics_textfile.empty() && !Env::Default()->Exists(DirName(cfg->metrics_textfile))) {
+    p.Add("metrics.textfile", "the directory " + DirName(cfg->metrics_textfile) +
+                                  " does not exist (install node_exporter's textfile collector, or create it)");
   }
   // Keys and dictionaries: load them now, so `edgesync check` tells a wrong
   // file from a right one.

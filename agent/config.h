@@ -100,6 +100,9 @@ struct Config {
   double kafka_retry_backoff_max = 30;    // seconds: cap of the pause after failed deliveries
   double kafka_blocked_retry_interval = 300;  // seconds between tries of a topic that refuses us
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
+  // [metrics]
+  std::string metrics_textfile;   // node_exporter textfile (.prom); empty: none
+  double metrics_interval = 15;   // seconds between its updates
   // [plugins]
   std::string plugins_dir;        // where external plugins (shared objects) are loaded from
   std::vector<PluginConfig> plugins;  // [plugins.NAME], in name order
@@ -115,8 +118,8 @@ struct Config {
   bool operator==(const Config&) const = default;
 };
 
-// True when `a` and `b` differ at most in their plugins and chains: what a
-// live reload can change while the agent runs.
+// True when `a` and `b` differ at most in their plugins, chains and log
+// level: what a live reload can change while the agent runs.
 bool SameButPlugins(const Config& a, const Config& b);
 
 // Parses `toml_text` (named `origin` in messages). On failure the Status

@@ -21,7 +21,17 @@ struct HealthContext {
   int64_t uptime_us = 0;
 };
 
-// One health record (a JSON object, no newline).
+// One health record (a JSON object, no newline). `edgesync status --json`
+// prints the same document.
 std::string HealthRecordJson(const AgentStats& s, const HealthContext& c);
+
+// The status document of a stopped agent (`edgesync status` reading the
+// store): its buffered batches and gaps, overall and per stream in `s`.
+std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us);
+
+// The same figures in Prometheus' text format, for node_exporter's textfile
+// collector (metrics.textfile): counters as *_total, states as 0/1 gauges,
+// per-stream figures labelled with the stream. Rates are left to PromQL.
+std::string MetricsText(const AgentStats& s, const HealthContext& c);
 
 }  // namespace edgesync

@@ -1,12 +1,12 @@
 // edgesync: the edge agent's command line.
 //   edgesync run --config FILE     run the agent in the foreground
 //   edgesync check FILE            validate a configuration (exit 0, or 2 with the errors)
+//   edgesync status [--json] [--watch]   the running agent's state (or its store's)
 //   edgesync config                print the configuration reference (Markdown)
 //   edgesync keygen --out DIR      make the central service's key pair
 //   edgesync dict train --samples DIR --out FILE   train a zstd dictionary
 #include <mosquitto.h>
 #include <zdict.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -22,6 +22,9 @@
 
 #include "agent/agent.h"
 #include "agent/config.h"
+#include "agent/logging.h"
+#include "agent/status_cli.h"
+#include "base/systemd.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
 
@@ -63,6 +66,8 @@ int RunAgent(const std::string& path) {
     }
     spdlog::info("edgesync {} running: device {}, {} streams, state in {}", EDGESYNC_VERSION,
                  cfg->device_id, cfg->streams.size(), cfg->state_dir);
+    // The store is open and the first connection attempts are under way.
+    edgesync::systemd::Notify("READY=1\nSTATUS=started: connecting to the broker and Kafka");
     const double interval = cfg->stats_interval;
     for (;;) {
       timespec ts{};
@@ -71,17 +76,21 @@ int RunAgent(const std::string& path) {
       int sig = sigtimedwait(&set, nullptr, &ts);
       if (sig == SIGINT || sig == SIGTERM) {
         spdlog::info("signal {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        edgesync::systemd::Notify("STOPPING=1\nSTATUS=stopping: sealing and uploading what is open");
         break;
       }
       if (sig == SIGHUP) {
         // Live reload: the whole file is read and checked again; only a
         // valid configuration replaces the running chains.
         spdlog::info("SIGHUP: reloading {}", path);
+        edgesync::systemd::Notify("RELOADING=1");
         edgesync::Result<edgesync::Config> next = edgesync::LoadConfig(path);
         edgesync::Status reloaded = next.ok() ? (*agent)->Reload(*next) : next.status();
+        edgesync::systemd::Notify("READY=1");
         if (reloaded.ok()) {
-          spdlog::info("reload: {} is valid; its chains ({} plugins) take over at the next event", path,
-                       next->plugins.size());
+          spdlog::set_level(spdlog::level::from_str(next->log_level));
+          spdlog::info("reload: {} is valid; its chains ({} plugins) take over at the next event; log level {}",
+                       path, next->plugins.size(), next->log_level);
         } else {
           spdlog::error("reload: keeping the running configuration: {}", reloaded.message());
         }
@@ -183,8 +192,8 @@ int TrainDict(const std::string& samples_dir, const std::string& out, bool lines
 }  // namespace
 
 int main(int argc, char** argv) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt("edgesync"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  edgesync::SetUpLogging(edgesync::systemd::StderrIsJournal() ? edgesync::LogTarget::kJournal
+                                                               : edgesync::LogTarget::kTerminal);
 
   CLI::App app{"edgesync: seals MQTT events into encrypted, compressed batches and uploads them to Kafka"};
   app.require_subcommand(1);
@@ -199,6 +208,19 @@ int main(int argc, char** argv) {
   check->add_option("config", check_config, "configuration file (TOML)")->required();
 
   app.add_subcommand("config", "print the configuration reference (Markdown)");
+
+  std::string status_config = "/etc/edgesync/edgesync.toml";
+  edgesync::StatusOptions status_opts;
+  CLI::App* status = app.add_subcommand(
+      "status", "the running agent's state, per stream (asked over STATE_DIR/status.sock; when no agent "
+                "answers, read from its store). Exit 0: running; 3: not running; 1: error");
+  status->add_option("-c,--config", status_config, "configuration file, for agent.state_dir (default " +
+                                                       status_config + ")");
+  status->add_option("--state-dir", status_opts.state_dir, "the agent's state directory (instead of --config)");
+  status->add_flag("--json", status_opts.json, "print the JSON document (the health record) instead");
+  status->add_flag("-w,--watch", status_opts.watch, "print again every --interval seconds until interrupted");
+  status->add_option("--interval", status_opts.interval, "seconds between prints with --watch (default 2)")
+      ->check(CLI::Range(0.1, 3600.0));
 
   std::string keygen_dir;
   CLI::App* keygen = app.add_subcommand(
@@ -222,6 +244,19 @@ int main(int argc, char** argv) {
   if (*train) return TrainDict(samples_dir, dict_out, dict_lines, dict_size);
 
   if (*run) return RunAgent(run_config);
+  if (*status) {
+    if (status_opts.state_dir.empty()) {
+      edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(status_config);
+      if (!cfg.ok()) {
+        std::fprintf(stderr, "edgesync status: %s\n(use --config FILE or --state-dir DIR)\n",
+                     cfg.status().message().c_str());
+        return 1;
+      }
+      status_opts.state_dir = cfg->state_dir;
+      status_opts.device_id = cfg->device_id;
+    }
+    return edgesync::StatusCommand(status_opts);
+  }
   if (*check) {
     edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(check_config);
     if (!cfg.ok()) {

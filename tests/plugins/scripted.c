@@ -10,13 +10,16 @@
  *   route_field      a number: set_route on that field (an unknown one)
  *   error            given to set_error
  *   cleanup_counter  the address of an int that cleanup increments
+ *   sleep_ms         milliseconds each call takes (a plugin that hangs)
  */
+#define _POSIX_C_SOURCE 200809L  /* nanosleep */
 #include <edgesync/plugin.h>
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_SETTINGS 16
 
@@ -143,6 +146,13 @@ static int scripted_process(void *state, const struct edgesync_event *event, str
   const char *error = setting(s, "error");
   if (error != NULL) out->set_error(out, error);
 
+  const char *sleep_ms = setting(s, "sleep_ms");
+  if (sleep_ms != NULL) {
+    long ms = atol(sleep_ms);
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+  }
   const char *action = setting(s, "action");
   if (action == NULL || strcmp(action, "keep") == 0) return EDGESYNC_KEEP;
   if (strcmp(action, "drop") == 0) return EDGESYNC_DROP;

@@ -1,0 +1,289 @@
+#include "agent/status_cli.h"
+
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "agent/health.h"
+#include "agent/status_socket.h"
+#include "base/env.h"
+#include "buffer/store.h"
+
+namespace edgesync {
+
+namespace {
+
+constexpr size_t kWidth = 80;
+
+std::string Bytes(uint64_t n) {
+  char buf[32];
+  if (n < 1024) {
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(n));
+  } else if (n < (1ull << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", static_cast<double>(n) / 1024);
+  } else if (n < (1ull << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(n) / (1 << 20));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f GiB", static_cast<double>(n) / (1 << 30));
+  }
+  return buf;
+}
+
+// "42s", "13m", "5h", "3d": short enough for a column.
+std::string Duration(int64_t secs) {
+  if (secs < 0) secs = 0;
+  if (secs < 120) return std::to_string(secs) + "s";
+  if (secs < 7200) return std::to_string(secs / 60) + "m";
+  if (secs < 172800) return std::to_string(secs / 3600) + "h";
+  return std::to_string(secs / 86400) + "d";
+}
+
+std::string Rate(double r) {
+  char buf[32];
+  if (r < 10000) {
+    std::snprintf(buf, sizeof(buf), "%.1f", r);
+  } else if (r < 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.0fk", r / 1e3);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1fM", r / 1e6);
+  }
+  return buf;
+}
+
+std::string Fit(std::string s, size_t width) {
+  if (s.size() > width) s = s.substr(0, width - 1) + "~";
+  return s;
+}
+
+// Reading the document: absent or mistyped fields read as empty.
+uint64_t U(simdjson::dom::element e, const char* key) {
+  uint64_t v = 0;
+  return e[key].get(v) == simdjson::SUCCESS ? v : 0;
+}
+double D(simdjson::dom::element e, const char* key) {
+  double v = 0;
+  return e[key].get(v) == simdjson::SUCCESS ? v : 0;
+}
+std::string S(simdjson::dom::element e, const char* key) {
+  std::string_view v;
+  return e[key].get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
+}
+bool B(simdjson::dom::element e, const char* key) {
+  bool v = false;
+  return e[key].get(v) == simdjson::SUCCESS && v;
+}
+
+// Microseconds since the epoch of "YYYY-MM-DDTHH:MM:SS[.ffffff]Z", the form
+// the agent writes (FormatRfc3339Micros); nullopt for anything else.
+std::optional<int64_t> ParseUtcMicros(std::string_view t) {
+  std::tm tm{};
+  int consumed = 0;
+  const std::string s(t);
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
+    return std::nullopt;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  int64_t micros = 0;
+  size_t i = static_cast<size_t>(consumed);
+  if (i < s.size() && s[i] == '.') {
+    int64_t scale = 100000;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10) micros += (s[i] - '0') * scale;
+  }
+  if (i + 1 != s.size() || s[i] != 'Z') return std::nullopt;
+  return static_cast<int64_t>(::timegm(&tm)) * 1'000'000 + micros;
+}
+
+// "3m ago" for an RFC 3339 time the agent wrote, "never" for null.
+std::string Ago(simdjson::dom::element e, const char* key, int64_t now_us) {
+  std::string_view t;
+  if (e[key].get(t) != simdjson::SUCCESS) return "never";
+  std::optional<int64_t> us = ParseUtcMicros(t);
+  if (!us) return std::string(t);
+  return Duration((now_us - *us) / 1'000'000) + " ago";
+}
+
+void Line(std::string* out, const std::string& label, const std::string& text) {
+  std::string l = label;
+  l.resize(9, ' ');
+  *out += Fit(l + text, kWidth) + "\n";
+}
+
+}  // namespace
+
+Result<std::string> FormatStatusText(std::string_view json, int64_t now_us) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(json.data(), json.size()).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
+    return Status::InvalidArgument("the agent's answer is not a JSON object");
+  }
+  const std::string state = S(doc, "state");
+  const bool live = S(doc, "kind") == "health";
+  std::string out;
+  std::string head = "edgesync";
+  if (live) head += " " + S(doc, "version");
+  head += ", device " + S(doc, "device") + ": " + state;
+  if (live) head += " for " + Duration(static_cast<int64_t>(U(doc, "uptime_s")));
+  out += Fit(head, kWidth) + "\n";
+  if (!live) out += Fit("(no agent answered: figures read from the store, read-only)", kWidth) + "\n";
+  out += "\n";
+
+  simdjson::dom::element e;
+  if (live && doc["mqtt"].get(e) == simdjson::SUCCESS) {
+    Line(&out, "mqtt", S(e, "state") + (B(e, "subscribed") ? ", subscribed" : ", not subscribed") + " (" +
+                           std::to_string(U(e, "connects")) + " connects, " +
+                           std::to_string(U(e, "connection_failures")) + " failures)" +
+                           (B(e, "backpressure") ? ", BACKPRESSURE" : ""));
+  }
+  if (live && doc["kafka"].get(e) == simdjson::SUCCESS) {
+    std::string k = S(e, "state") + ", " + std::to_string(U(e, "in_flight")) + " in flight, last delivery " +
+                    Ago(e, "last_delivery", now_us);
+    simdjson::dom::array blocked;
+    if (e["blocked_topics"].get(blocked) == simdjson::SUCCESS) {
+      for (simdjson::dom::element b : blocked) k += "; BLOCKED " + S(b, "topic");
+    }
+    Line(&out, "kafka", k);
+  }
+  if (doc["buffered"].get(e) == simdjson::SUCCESS) {
+    simdjson::dom::element g;
+    uint64_t gaps = 0, gap_events = 0;
+    if (doc["gaps"].get(g) == simdjson::SUCCESS) {
+      gaps = U(g, "count");
+      gap_events = U(g, "events");
+    }
+    Line(&out, "buffer", std::to_string(U(e, "batches")) + " batches, " + std::to_string(U(e, "events")) +
+                             " events, " + Bytes(U(e, "bytes")) + ", oldest " +
+                             Duration(static_cast<int64_t>(U(e, "oldest_age_s"))) + "; " +
+                             std::to_string(gaps) + " gaps (" + std::to_string(gap_events) + " events)");
+  }
+  if (live) {
+    std::string_view wedged;
+    if (doc["wedged"].get(wedged) == simdjson::SUCCESS) Line(&out, "WEDGED", std::string(wedged));
+    if (doc["last_error"].get(e) == simdjson::SUCCESS) {
+      std::string label = "errors";
+      bool any = false;
+      for (const char* stage : {"ingest", "buffer", "upload"}) {
+        simdjson::dom::element err;
+        if (e[stage].get(err) != simdjson::SUCCESS || !err.is_object()) continue;
+        std::string s = stage;
+        s.resize(7, ' ');
+        Line(&out, label, s + Ago(err, "at", now_us) + ": " + S(err, "error"));
+        label.clear();
+        any = true;
+      }
+      if (!any) Line(&out, label, "none since start");
+    }
+  }
+
+  simdjson::dom::array streams;
+  if (doc["streams"].get(streams) == simdjson::SUCCESS) {
+    char row[160];
+    std::snprintf(row, sizeof(row), "\n%-16s %7s %8s %9s %6s %6s %6s %9s %4s\n", "STREAM", "BATCHES", "EVENTS",
+                  "BYTES", "OLDEST", "IN/S", "OUT/S", "UPLOADED", "GAPS");
+    out += row;
+    for (simdjson::dom::element st : streams) {
+      simdjson::dom::element b, g;
+      if (st["buffered"].get(b) != simdjson::SUCCESS) continue;
+      const uint64_t gaps = st["gaps"].get(g) == simdjson::SUCCESS ? U(g, "count") : 0;
+      const bool has_oldest = U(b, "batches") > 0;
+      std::snprintf(row, sizeof(row), "%-16s %7llu %8llu %9s %6s %6s %6s %9s %4llu\n",
+                    Fit(S(st, "name"), 16).c_str(), static_cast<unsigned long long>(U(b, "batches")),
+                    static_cast<unsigned long long>(U(b, "events")), Bytes(U(b, "bytes")).c_str(),
+                    has_oldest ? Duration(static_cast<int64_t>(U(b, "oldest_age_s"))).c_str() : "-",
+                    live ? Rate(D(st, "in_per_s")).c_str() : "-", live ? Rate(D(st, "out_per_s")).c_str() : "-",
+                    live ? Fit(Ago(st, "last_upload", now_us), 9).c_str() : "-", static_cast<unsigned long long>(gaps));
+      out += row;
+    }
+  }
+  return out;
+}
+
+Result<std::string> StoredStatusJson(const std::string& state_dir, const std::string& device_id, int64_t now_us) {
+  Result<std::unique_ptr<Store>> store = Store::OpenReadOnly(Env::Default(), state_dir + "/store.db");
+  if (!store.ok()) return store.status();
+  Result<std::map<std::string, StoreCounts>> by_lane = (*store)->CountsByStream();
+  if (!by_lane.ok()) return by_lane.status();
+  Result<std::vector<Gap>> gaps = (*store)->Gaps();
+  if (!gaps.ok()) return gaps.status();
+  // Lanes folded into their streams, as the running agent reports them.
+  AgentStats s;
+  auto stream = [&s](const std::string& lane) -> StreamStats& {
+    const std::string name = lane.substr(0, lane.find('@'));
+    for (StreamStats& st : s.streams) {
+      if (st.name == name) return st;
+    }
+    s.streams.push_back(StreamStats{.name = name});
+    return s.streams.back();
+  };
+  for (const auto& [lane, c] : *by_lane) {
+    StreamStats& st = stream(lane);
+    st.buffered.batches += c.batches;
+    st.buffered.events += c.events;
+    st.buffered.bytes += c.bytes;
+    if (c.oldest_event_us > 0 && (st.buffered.oldest_event_us == 0 || c.oldest_event_us < st.buffered.oldest_event_us)) {
+      st.buffered.oldest_event_us = c.oldest_event_us;
+    }
+    s.buffered.batches += c.batches;
+    s.buffered.events += c.events;
+    s.buffered.bytes += c.bytes;
+    s.buffered.gap_records += c.gap_records;
+    if (c.oldest_event_us > 0 && (s.buffered.oldest_event_us == 0 || c.oldest_event_us < s.buffered.oldest_event_us)) {
+      s.buffered.oldest_event_us = c.oldest_event_us;
+    }
+  }
+  for (const Gap& g : *gaps) {
+    StreamStats& st = stream(g.stream);
+    ++st.gaps;
+    st.gap_events += g.events;
+    ++s.gaps;
+    s.gap_events += g.events;
+  }
+  return StoredStatusDocument(s, device_id, now_us);
+}
+
+int StatusCommand(const StatusOptions& o) {
+  const std::string socket = o.state_dir + "/status.sock";
+  for (;;) {
+    const int64_t now_us = Env::Default()->NowMicros();
+    int code = 0;
+    Result<std::string> doc = QueryStatusSocket(socket, 5000);
+    if (!doc.ok() && doc.status().code() == Status::Code::kUnavailable) {
+      code = 3;
+      doc = StoredStatusJson(o.state_dir, o.device_id, now_us);
+      if (!doc.ok()) {
+        std::fprintf(stderr, "edgesync status: no agent answers on %s, and its store cannot be read: %s\n",
+                     socket.c_str(), doc.status().ToString().c_str());
+        return 1;
+      }
+    } else if (!doc.ok()) {
+      std::fprintf(stderr, "edgesync status: %s\n", doc.status().ToString().c_str());
+      return 1;
+    }
+    std::string text;
+    if (o.json) {
+      text = *doc + "\n";
+    } else {
+      Result<std::string> t = FormatStatusText(*doc, now_us);
+      if (!t.ok()) {
+        std::fprintf(stderr, "edgesync status: %s\n", t.status().ToString().c_str());
+        return 1;
+      }
+      text = *t;
+      if (o.watch && ::isatty(STDOUT_FILENO)) text = "\x1b[H\x1b[2J" + text;  // redraw in place
+    }
+    std::fputs(text.c_str(), stdout);
+    std::fflush(stdout);
+    if (!o.watch) return code;
+    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(o.interval * 1e6)));
+  }
+}
+
+}  // namespace edgesync
