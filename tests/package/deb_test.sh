@@ -36,7 +36,10 @@ for t in dpkg dpkg-deb dpkg-shlibdeps readelf; do
 done
 
 # ---- 1. the package ---------------------------------------------------------
-if ! "$cpack" -G DEB --config "$build/CPackConfig.cmake" -B "$work/pkg" >"$work/cpack.log" 2>&1; then
+# gzip instead of the package's xz: the same contents, in a third of the time
+# for the sanitizer build's large binaries.
+if ! "$cpack" -G DEB -D CPACK_DEBIAN_COMPRESSION_TYPE=gzip --config "$build/CPackConfig.cmake" -B "$work/pkg" \
+     >"$work/cpack.log" 2>&1; then
   cat "$work/cpack.log" >&2
   fail "cpack -G DEB failed (its output is above)"
 fi
