@@ -28,7 +28,8 @@ _es_dir(_es_datadir "${EDGESYNC_DATADIR}")
 _es_dir(_es_docdir "${EDGESYNC_DOCDIR}")
 
 # A configuration file (a conffile of the package): a hand install never
-# replaces one that was edited; the shipped version stays in the docs.
+# replaces one that differs (edited; the shipped edgesync.toml is also in
+# <docdir>/examples). The package's own are fresh; dpkg handles conffiles.
 macro(_es_install_config src dir name)
   set(_es_dest "$ENV{DESTDIR}${dir}/${name}")
   set(_es_keep FALSE)
