@@ -190,11 +190,22 @@ class PosixEnv final : public Env {
       return Status::FromErrno("opendir " + dir, errno);
     }
     std::vector<std::string> names;
-    while (dirent* e = ::readdir(d)) {
+    // readdir returns null both at the end and on an error (e.g. EOVERFLOW):
+    // only errno tells them apart, and a partial listing must not pass for
+    // the whole directory (recovery would miss segments).
+    int err = 0;
+    for (;;) {
+      errno = 0;
+      dirent* e = ::readdir(d);
+      if (e == nullptr) {
+        err = errno;
+        break;
+      }
       std::string name = e->d_name;
       if (name != "." && name != "..") names.push_back(std::move(name));
     }
     ::closedir(d);
+    if (err != 0) return Status::FromErrno("readdir " + dir, err);
     std::sort(names.begin(), names.end());
     return names;
   }
