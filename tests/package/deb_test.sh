@@ -6,7 +6,8 @@
 #    Recommends, conffiles, maintainer scripts;
 # 3. its files: where they go, what must not be there, binaries stripped;
 # 4. dpkg -x into a scratch root: the shipped /etc/edgesync/edgesync.toml
-#    passes the unpacked `edgesync check`; systemd-analyze verify on the unit;
+#    passes the unpacked `edgesync check`; systemd-analyze verify on the unit,
+#    and systemd-analyze security rates its hardening 2.0 or lower;
 # 5. cmake --install --prefix into another scratch directory.
 # Everything temporary is under one mktemp directory, removed on exit.
 set -eu
@@ -146,6 +147,17 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     fail "systemd-analyze verify edgesync.service complained (above)"
   fi
   note "systemd-analyze verify: ok"
+  # The hardening: an exposure of 2.0 or lower ("OK"). --offline reads the
+  # unit file alone, not the running system's state.
+  if ! systemd-analyze security --offline=yes --man=no "$work/units/edgesync.service" >"$work/security.log" 2>&1; then
+    cat "$work/security.log" >&2
+    fail "systemd-analyze security could not rate edgesync.service (above)"
+  fi
+  exposure=$(sed -n 's/.*Overall exposure level for edgesync\.service: \([0-9.]*\).*/\1/p' "$work/security.log")
+  [ -n "$exposure" ] || { cat "$work/security.log" >&2; fail "no overall exposure level in systemd-analyze security's output"; }
+  awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' ||
+    { grep '✗' "$work/security.log" >&2 || true; fail "systemd-analyze security rates edgesync.service $exposure, above 2.0"; }
+  note "systemd-analyze security: exposure $exposure (OK is 2.0 or lower)"
 else
   note "systemd-analyze not found: the unit is not verified"
 fi
