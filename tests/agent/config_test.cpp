@@ -362,6 +362,20 @@ TEST(ConfigPlugins, OnlyPluginsAndChainsCanChangeLive) {
   ASSERT_TRUE(a.ok() && b.ok() && d.ok());
   EXPECT_TRUE(SameButPlugins(*a, *b));
   EXPECT_FALSE(SameButPlugins(*a, *d));
+  Config level = *a;
+  level.log_level = "debug";
+  EXPECT_TRUE(SameButPlugins(*a, level));  // main applies it after the reload
+}
+
+TEST(ConfigMetrics, TextfileMustBeAPromFileInAnExistingDirectory) {
+  Result<Config> ok = ParseConfig(std::string(kStreamLast) + "[metrics]\ntextfile = \"/tmp/edgesync.prom\"\ninterval = \"5s\"\n", "c.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->metrics_textfile, "/tmp/edgesync.prom");
+  EXPECT_EQ(ok->metrics_interval, 5);
+  Result<Config> bad = ParseConfig(std::string(kStreamLast) + "[metrics]\ntextfile = \"/tmp/edgesync.txt\"\ninterval = \"0s\"\n", "c.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("metrics.textfile: must end in .prom"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("metrics.interval: must be at least 1s"), std::string::npos) << bad.status().message();
 }
 
 }  // namespace

@@ -232,6 +232,23 @@ TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences)
   // One stream, its batch sequence continues across the reloads: 1..n.
   EXPECT_EQ(batches.begin()->first, 1u);
   EXPECT_EQ(batches.rbegin()->first, batches.size());
+
+  // The log level is reloaded too: debug lines (a dead letter's: not JSON) appear
+  // only after it.
+  ASSERT_TRUE(pub->Publish("terminal/t1/payment/before", "not json").ok());
+  ASSERT_TRUE(pub->WaitAcked(30s).ok());
+  // Taken by the agent (the stats line counts it) before the reload.
+  ASSERT_TRUE(harness::PollUntil([&] { return AgentLog(0).find(" dead_letter.") != std::string::npos; }, 30s))
+      << AgentLog(0);
+  WriteConfig("", Tagging("v2"), stream);
+  std::string text = harness::ReadWholeFile(config_path());
+  text.replace(text.find("log_level = \"info\""), 18, "log_level = \"debug\"");
+  std::ofstream(config_path()) << text;
+  reloads("log level debug");
+  ASSERT_TRUE(pub->Publish("terminal/t1/payment/after", "not json").ok());
+  EXPECT_TRUE(harness::PollUntil([&] { return AgentLog(0).find("on topic terminal/t1/payment/after") != std::string::npos; }, 30s))
+      << AgentLog(0);
+  EXPECT_EQ(AgentLog(0).find("on topic terminal/t1/payment/before"), std::string::npos) << AgentLog(0);
 }
 
 }  // namespace
