@@ -5,4 +5,5 @@
 set(EDGESYNC_CROSS_TRIPLET aarch64-linux-gnu)
 set(EDGESYNC_CROSS_PROCESSOR aarch64)
 set(EDGESYNC_CROSS_QEMU qemu-aarch64)
+set(EDGESYNC_CROSS_DEB_ARCH arm64)  # the .deb's architecture (CPack)
 include(${CMAKE_CURRENT_LIST_DIR}/debian-multiarch.cmake)

@@ -6,4 +6,5 @@
 set(EDGESYNC_CROSS_TRIPLET arm-linux-gnueabihf)
 set(EDGESYNC_CROSS_PROCESSOR arm)
 set(EDGESYNC_CROSS_QEMU qemu-arm)
+set(EDGESYNC_CROSS_DEB_ARCH armhf)  # the .deb's architecture (CPack)
 include(${CMAKE_CURRENT_LIST_DIR}/debian-multiarch.cmake)

@@ -40,7 +40,8 @@ class NotifySocket {
       seen_ = messages_.size();
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
-      timeval tv{.tv_sec = left.count() / 1000, .tv_usec = static_cast<suseconds_t>(left.count() % 1000) * 1000};
+      timeval tv{.tv_sec = static_cast<time_t>(left.count() / 1000),
+                 .tv_usec = static_cast<suseconds_t>(left.count() % 1000) * 1000};
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
       char buf[4096];
       ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
