@@ -282,11 +282,15 @@ void Agent::SampleRates() {
 
 void Agent::NotifySystemd() {
   const std::string wedged = Wedged(wedged_after_us_);
+  // Logged when it starts and when it ends, not every second in between.
   if (wedged.empty()) {
     systemd::Notify("WATCHDOG=1");
-  } else {
+    if (wedged_logged_) spdlog::warn("watchdog: every stage makes progress again");
+    wedged_logged_ = false;
+  } else if (!wedged_logged_) {
     spdlog::error("watchdog: {}; no longer telling systemd all is well, so that it restarts the agent",
                   wedged);
+    wedged_logged_ = true;
   }
   const IngestStats in = ingest_->stats();
   const UploaderStats up = uploader_->stats();

@@ -143,6 +143,7 @@ class Agent {
   std::unique_ptr<StatusSocket> status_socket_;
   int64_t wedged_after_us_ = 0;    // a stage stuck this long is wedged
   std::string systemd_status_;     // the last STATUS= sent; monitor thread only
+  bool wedged_logged_ = false;     // the wedge is in the log; monitor thread only
   // Per lane (sealer order): its stream's index in stream_names_, and events journaled.
   std::vector<std::string> stream_names_;
   std::vector<size_t> lane_stream_;
