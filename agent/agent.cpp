@@ -58,16 +58,6 @@ Status LoadJournalKey(Env* env, const std::string& path, bool encrypt, const std
   return Status::OK();
 }
 
-void AddCounts(const StoreCounts& c, StoreCounts* sum) {
-  sum->batches += c.batches;
-  sum->events += c.events;
-  sum->bytes += c.bytes;
-  sum->gap_records += c.gap_records;
-  if (c.oldest_event_us > 0 && (sum->oldest_event_us == 0 || c.oldest_event_us < sum->oldest_event_us)) {
-    sum->oldest_event_us = c.oldest_event_us;
-  }
-}
-
 }  // namespace
 
 Agent::~Agent() {
@@ -109,7 +99,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   a->stream_names_.push_back(kDeadLetterStream);
   a->stream_names_.push_back(kAgentStream);
   for (const StreamSpec& lane : specs) {
-    const std::string base = lane.name.substr(0, lane.name.find('@'));
+    const std::string base = StreamOfLane(lane.name);
     auto it = std::find(a->stream_names_.begin(), a->stream_names_.end(), base);
     if (it == a->stream_names_.end()) it = a->stream_names_.insert(a->stream_names_.end(), base);
     a->lane_stream_.push_back(static_cast<size_t>(it - a->stream_names_.begin()));

@@ -30,6 +30,8 @@ namespace edgesync {
 // The name of a lane that is not a stream's own: "stream@topic@priority"
 // (a topic longer than fits is cut and followed by "~" and its CRC-32C).
 std::string LaneName(const std::string& stream, const std::string& kafka_topic, Priority priority);
+// The stream a lane belongs to: its name up to the first '@' (LaneName).
+inline std::string StreamOfLane(const std::string& lane) { return lane.substr(0, lane.find('@')); }
 
 class Pipeline {
  public:

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/health.h"
+#include "agent/pipeline.h"
 #include "agent/status_socket.h"
 #include "base/env.h"
 #include "buffer/store.h"
@@ -216,7 +217,7 @@ Result<std::string> StoredStatusJson(const std::string& state_dir, const std::st
   // Lanes folded into their streams, as the running agent reports them.
   AgentStats s;
   auto stream = [&s](const std::string& lane) -> StreamStats& {
-    const std::string name = lane.substr(0, lane.find('@'));
+    const std::string name = StreamOfLane(lane);
     for (StreamStats& st : s.streams) {
       if (st.name == name) return st;
     }
@@ -224,20 +225,8 @@ Result<std::string> StoredStatusJson(const std::string& state_dir, const std::st
     return s.streams.back();
   };
   for (const auto& [lane, c] : *by_lane) {
-    StreamStats& st = stream(lane);
-    st.buffered.batches += c.batches;
-    st.buffered.events += c.events;
-    st.buffered.bytes += c.bytes;
-    if (c.oldest_event_us > 0 && (st.buffered.oldest_event_us == 0 || c.oldest_event_us < st.buffered.oldest_event_us)) {
-      st.buffered.oldest_event_us = c.oldest_event_us;
-    }
-    s.buffered.batches += c.batches;
-    s.buffered.events += c.events;
-    s.buffered.bytes += c.bytes;
-    s.buffered.gap_records += c.gap_records;
-    if (c.oldest_event_us > 0 && (s.buffered.oldest_event_us == 0 || c.oldest_event_us < s.buffered.oldest_event_us)) {
-      s.buffered.oldest_event_us = c.oldest_event_us;
-    }
+    AddCounts(c, &stream(lane).buffered);
+    AddCounts(c, &s.buffered);
   }
   for (const Gap& g : *gaps) {
     StreamStats& st = stream(g.stream);

@@ -75,6 +75,17 @@ struct StoreCounts {
   int64_t oldest_event_us = 0; // first event time of the oldest buffered batch; 0: none
 };
 
+// Adds `c` to `sum` (the oldest event is the older of the two).
+inline void AddCounts(const StoreCounts& c, StoreCounts* sum) {
+  sum->batches += c.batches;
+  sum->events += c.events;
+  sum->bytes += c.bytes;
+  sum->gap_records += c.gap_records;
+  if (c.oldest_event_us > 0 && (sum->oldest_event_us == 0 || c.oldest_event_us < sum->oldest_event_us)) {
+    sum->oldest_event_us = c.oldest_event_us;
+  }
+}
+
 struct StoreOptions {
   std::string device_id;                       // written into gap records
   uint64_t max_bytes = 256ull << 20;           // envelope bytes held; above: evict
