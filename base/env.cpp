@@ -217,6 +217,13 @@ class PosixEnv final : public Env {
     return Status::OK();
   }
 
+  Status RemoveDir(const std::string& dir) override {
+    if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+      return Status::FromErrno("rmdir " + dir, errno);
+    }
+    return Status::OK();
+  }
+
   Status Rename(const std::string& from, const std::string& to) override {
     if (::rename(from.c_str(), to.c_str()) != 0) {
       return Status::FromErrno("rename " + from + " to " + to, errno);
@@ -252,6 +259,18 @@ class PosixEnv final : public Env {
   bool Exists(const std::string& path) override {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0;
+  }
+
+  Result<FileType> TypeOf(const std::string& path) override {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::NotFound(path);
+      return Status::FromErrno("lstat " + path, errno);
+    }
+    if (S_ISREG(st.st_mode)) return FileType::kRegular;
+    if (S_ISDIR(st.st_mode)) return FileType::kDirectory;
+    if (S_ISLNK(st.st_mode)) return FileType::kSymlink;
+    return FileType::kOther;
   }
 
   int64_t NowMicros() override {

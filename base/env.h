@@ -69,10 +69,16 @@ class Env {
   // Names (not paths) of the entries in `dir`, without "." and "..", sorted.
   virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
   virtual Status RemoveFile(const std::string& path) = 0;
+  // Removes the empty directory `dir`; ok if it does not exist.
+  virtual Status RemoveDir(const std::string& dir) = 0;
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   // fsync() of a directory, so that creations and removals in it are durable.
   virtual Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // What `path` itself is: a symbolic link is reported, not followed
+  // (lstat). NotFound if there is nothing at `path`.
+  enum class FileType { kRegular, kDirectory, kSymlink, kOther };
+  virtual Result<FileType> TypeOf(const std::string& path) = 0;
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   // Bytes an unprivileged writer can still put on the file system holding `path`.
   virtual Result<uint64_t> FreeBytes(const std::string& path) = 0;

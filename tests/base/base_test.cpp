@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -84,6 +85,23 @@ TEST(PosixEnv, FilesAndDirectories) {
   EXPECT_GT(env->NowMicros(), 1'600'000'000'000'000);
   int64_t a = env->MonotonicMicros();
   EXPECT_GE(env->MonotonicMicros(), a);
+}
+
+TEST(PosixEnv, TypeOfDoesNotFollowLinksAndRemoveDirTakesEmptyDirectories) {
+  harness::TempDir dir = testing::NewTempDir();
+  Env* env = Env::Default();
+  ASSERT_TRUE(env->CreateDirs(dir / "d/sub").ok());
+  ASSERT_TRUE((*env->OpenAppend(dir / "d/f"))->Close().ok());
+  ASSERT_EQ(::symlink((dir / "d").c_str(), (dir / "link").c_str()), 0);
+  EXPECT_EQ(*env->TypeOf(dir / "d"), Env::FileType::kDirectory);
+  EXPECT_EQ(*env->TypeOf(dir / "d/f"), Env::FileType::kRegular);
+  EXPECT_EQ(*env->TypeOf(dir / "link"), Env::FileType::kSymlink);
+  EXPECT_EQ(*env->TypeOf("/dev/null"), Env::FileType::kOther);
+  EXPECT_EQ(env->TypeOf(dir / "missing").status().code(), Status::Code::kNotFound);
+  EXPECT_FALSE(env->RemoveDir(dir / "d").ok());  // not empty
+  ASSERT_TRUE(env->RemoveDir(dir / "d/sub").ok());
+  EXPECT_FALSE(env->Exists(dir / "d/sub"));
+  EXPECT_TRUE(env->RemoveDir(dir / "d/sub").ok());  // missing: still ok
 }
 
 TEST(TokenBucket, UnlimitedNeverWaits) {

@@ -89,6 +89,23 @@ TEST(MemEnv, FilesAndDirectories) {
   EXPECT_FALSE(env.Exists("d/sub/deep"));
 }
 
+TEST(MemEnv, TypeOfAndRemoveDir) {
+  MemEnv env;
+  ASSERT_TRUE(env.CreateDirs("d/sub").ok());
+  MustAppend(env, "d/f");
+  EXPECT_EQ(*env.TypeOf("d"), edgesync::Env::FileType::kDirectory);
+  EXPECT_EQ(*env.TypeOf("d/f"), edgesync::Env::FileType::kRegular);
+  EXPECT_EQ(env.TypeOf("d/missing").status().code(), Code::kNotFound);
+  EXPECT_FALSE(env.RemoveDir("d").ok());    // not empty
+  EXPECT_FALSE(env.RemoveDir("d/f").ok());  // a file
+  ASSERT_TRUE(env.RemoveDir("d/sub").ok());
+  EXPECT_FALSE(env.Exists("d/sub"));
+  EXPECT_TRUE(env.RemoveDir("d/sub").ok());  // missing: still ok
+  ASSERT_TRUE(env.RemoveFile("d/f").ok());
+  ASSERT_TRUE(env.RemoveDir("d").ok());
+  EXPECT_EQ(*env.ListDir(""), std::vector<std::string>{});
+}
+
 TEST(MemEnv, RandomRWFileReadsShortAndZeroFillsHoles) {
   MemEnv env;
   auto f = MustRW(env, "db");

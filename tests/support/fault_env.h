@@ -30,9 +30,11 @@ class FaultEnv : public Env {
   Status CreateDirs(const std::string& p) override { return base_->CreateDirs(p); }
   Result<std::vector<std::string>> ListDir(const std::string& d) override { return base_->ListDir(d); }
   Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
+  Status RemoveDir(const std::string& d) override { return base_->RemoveDir(d); }
   Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
   Status SyncDir(const std::string& d) override { return base_->SyncDir(d); }
   bool Exists(const std::string& p) override { return base_->Exists(p); }
+  Result<FileType> TypeOf(const std::string& p) override { return base_->TypeOf(p); }
   Result<uint64_t> FreeBytes(const std::string& p) override { return base_->FreeBytes(p); }
   Result<uint64_t> FileSize(const std::string& p) override { return base_->FileSize(p); }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override { return base_->LockFile(p); }

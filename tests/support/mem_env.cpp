@@ -412,6 +412,23 @@ Status MemEnv::RemoveFile(const std::string& path) {
   return Status::OK();
 }
 
+Status MemEnv::RemoveDir(const std::string& dir) {
+  std::string d = Normalize(dir);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EDGESYNC_RETURN_IF_ERROR(state_->CheckPower("rmdir", d));
+  if (state_->files.count(d) != 0) return Status::IOError(Prefix("rmdir", d) + "Not a directory");
+  if (IsRoot(d) || state_->dirs.count(d) == 0) return Status::OK();
+  for (const auto& [p, node] : state_->files) {
+    if (Parent(p) == d) return Status::IOError(Prefix("rmdir", d) + "Directory not empty");
+  }
+  for (const std::string& p : state_->dirs) {
+    if (Parent(p) == d) return Status::IOError(Prefix("rmdir", d) + "Directory not empty");
+  }
+  EDGESYNC_RETURN_IF_ERROR(state_->TakeOp("rmdir", d));
+  state_->dirs.erase(d);
+  return Status::OK();
+}
+
 Status MemEnv::Rename(const std::string& from, const std::string& to) {
   std::string f = Normalize(from);
   std::string t = Normalize(to);
@@ -490,6 +507,15 @@ bool MemEnv::Exists(const std::string& path) {
   std::string p = Normalize(path);
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->IsDir(p) || state_->files.count(p) != 0;
+}
+
+Result<Env::FileType> MemEnv::TypeOf(const std::string& path) {
+  std::string p = Normalize(path);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EDGESYNC_RETURN_IF_ERROR(state_->CheckPower("lstat", p));
+  if (state_->IsDir(p)) return FileType::kDirectory;
+  if (state_->files.count(p) != 0) return FileType::kRegular;
+  return Status::NotFound(Prefix("lstat", p) + "No such file or directory");
 }
 
 Result<uint64_t> MemEnv::FileSize(const std::string& path) {

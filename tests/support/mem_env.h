@@ -23,8 +23,9 @@
 //   handle after power cut"), every lock is released.
 // - CutPowerAfter(n): the machine dies at the (n+1)-th mutating operation
 //   from now. Mutating operations are Append, Write, Truncate, file Sync,
-//   SyncDir, Rename, RemoveFile and the creation of a file (by OpenAppend,
-//   OpenRandomRW or LockFile); mutating_ops() counts the ones that succeeded.
+//   SyncDir, Rename, RemoveFile, RemoveDir and the creation of a file (by
+//   OpenAppend, OpenRandomRW or LockFile); mutating_ops() counts the ones
+//   that succeeded.
 //   From the cut on every call but the clocks and Exists fails with
 //   IOError "injected: power lost", until PowerCut().
 // - SetCapacity(bytes): the current content of all files may not exceed it;
@@ -68,10 +69,14 @@ class MemEnv final : public Env {
   Status CreateDirs(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& dir) override;
   Status RemoveFile(const std::string& path) override;
+  // IOError if `dir` is a file or not empty.
+  Status RemoveDir(const std::string& dir) override;
   // Replaces `to` when it is a file; moves a whole directory too.
   Status Rename(const std::string& from, const std::string& to) override;
   Status SyncDir(const std::string& dir) override;
   bool Exists(const std::string& path) override;
+  // kRegular or kDirectory: MemEnv has no links or special files.
+  Result<FileType> TypeOf(const std::string& path) override;
   Result<uint64_t> FileSize(const std::string& path) override;
   // Capacity minus used bytes; 1 TiB minus used bytes when unlimited.
   Result<uint64_t> FreeBytes(const std::string& path) override;
