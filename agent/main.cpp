@@ -5,6 +5,9 @@
 //   edgesync config                print the configuration reference (Markdown)
 //   edgesync keygen --out DIR      make the central service's key pair
 //   edgesync dict train --samples DIR --out FILE   train a zstd dictionary
+//   edgesync bundle keygen --out DIR                the fleet's signing key pair
+//   edgesync bundle sign --key KEY --in DIR --out FILE --version N   sign a configuration bundle
+//   edgesync bundle verify --key PUB [--key PUB ...] FILE             check one (exit 0, or 2)
 #include <mosquitto.h>
 #include <zdict.h>
 #include <spdlog/spdlog.h>
@@ -27,6 +30,7 @@
 #include "base/systemd.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "fleet/bundle_cli.h"
 
 namespace {
 
@@ -238,10 +242,38 @@ int main(int argc, char** argv) {
   train->add_option("--out", dict_out, "dictionary file to write (not replaced if it exists)")->required();
   train->add_option("--size", dict_size, "largest dictionary size in bytes (default 16384)");
 
+  // edgesync bundle: signed configuration bundles (fleet/bundle.h).
+  std::string bundle_keygen_dir, bundle_verify_file;
+  std::vector<std::string> bundle_verify_keys;
+  edgesync::fleet::BundleSignOptions bundle_sign_opts;
+  CLI::App* bundle = app.add_subcommand("bundle", "signed configuration bundles for the fleet's devices");
+  bundle->require_subcommand(1);
+  CLI::App* bundle_keygen = bundle->add_subcommand(
+      "keygen", "write the fleet's Ed25519 signing key pair: DIR/fleet.key (private, 0600) and DIR/fleet.pub");
+  bundle_keygen->add_option("--out", bundle_keygen_dir, "directory for the two files (created if missing)")
+      ->required();
+  CLI::App* bundle_sign = bundle->add_subcommand(
+      "sign", "sign a configuration directory into a bundle; exit 0, 2 on bad input, 1 on an I/O error");
+  bundle_sign->add_option("--key", bundle_sign_opts.key, "the fleet's private key (fleet.key)")->required();
+  bundle_sign->add_option("--in", bundle_sign_opts.in, "the configuration directory (with edgesync.toml)")
+      ->required();
+  bundle_sign->add_option("--out", bundle_sign_opts.out, "the bundle file to write")->required();
+  bundle_sign->add_option("--version", bundle_sign_opts.version, "the bundle's version, 1 or more")->required();
+  bundle_sign->add_flag("--force", bundle_sign_opts.force, "replace the bundle file if it exists");
+  CLI::App* bundle_verify = bundle->add_subcommand(
+      "verify", "check a bundle's signature and contents; exit 0 if valid, 2 if refused");
+  bundle_verify->add_option("--key", bundle_verify_keys, "a fleet public key (fleet.pub); repeat for several")
+      ->required()
+      ->allow_extra_args(false);
+  bundle_verify->add_option("file", bundle_verify_file, "the bundle file")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*keygen) return Keygen(keygen_dir);
   if (*train) return TrainDict(samples_dir, dict_out, dict_lines, dict_size);
+  if (*bundle_keygen) return edgesync::fleet::BundleKeygenCommand(bundle_keygen_dir);
+  if (*bundle_sign) return edgesync::fleet::BundleSignCommand(bundle_sign_opts);
+  if (*bundle_verify) return edgesync::fleet::BundleVerifyCommand(bundle_verify_keys, bundle_verify_file);
 
   if (*run) return RunAgent(run_config);
   if (*status) {
