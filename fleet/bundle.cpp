@@ -147,7 +147,7 @@ bool PathByte(char c) {
 // order) without duplicates, no path that is also a directory of another
 // (it could not be written out), edgesync.toml among them.
 Status CheckFileList(const std::vector<BundleFile>& files) {
-  if (files.empty()) return Status::InvalidArgument("a bundle holds at least edgesync.toml; this one no file");
+  if (files.empty()) return Status::InvalidArgument("a bundle holds at least edgesync.toml; this one holds no file");
   if (files.size() > kMaxBundleFiles) {
     return Status::InvalidArgument(std::to_string(files.size()) + " files; a bundle holds at most " +
                                    std::to_string(kMaxBundleFiles));
@@ -297,6 +297,9 @@ Result<std::vector<BundleFile>> ReadBundleDir(Env* env, const std::string& dir) 
   Result<Env::FileType> type = env->TypeOf(dir);
   if (!type.ok() && type.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(dir + ": no such configuration directory");
+  }
+  if (type.ok() && *type != Env::FileType::kDirectory && *type != Env::FileType::kSymlink) {
+    return Status::InvalidArgument(dir + ": not a directory; give the directory holding edgesync.toml");
   }
   std::vector<BundleFile> files;
   uint64_t bytes = 0;

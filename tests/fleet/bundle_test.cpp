@@ -453,6 +453,10 @@ TEST(Bundle, ReadBundleDirRefusesSymlinksBadNamesAndAMissingConfig) {
   files = ReadBundleDir(Env::Default(), tmp / "missing");
   ASSERT_FALSE(files.ok());
   EXPECT_EQ(files.status().code(), Status::Code::kNotFound);
+  files = ReadBundleDir(Env::Default(), dir + "/other.toml");
+  ASSERT_FALSE(files.ok());
+  EXPECT_EQ(files.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Contains(files.status().message(), "not a directory"));
 }
 
 Bundle Verified(const std::vector<BundleFile>& files) {
