@@ -198,6 +198,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   io.status_topic = config.mqtt_status_topic;
   std::vector<std::string> filters_wanted = a->pipeline_->router().AllFilters();
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
+  if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
   io.filters = MinimalSubscriptions(filters_wanted);
   Agent* self = a.get();
   Result<std::unique_ptr<Ingest>> in =
@@ -357,6 +358,10 @@ void Agent::EmitHealth(const char* state) {
 void Agent::OnMessage(const IngestMessage& m) {
   // Our own retained status comes back when mqtt.subscribe covers it.
   if (m.topic == config_.mqtt_status_topic) return;
+  if (!config_.fleet_mqtt_topic.empty() && m.topic == config_.fleet_mqtt_topic) {
+    if (bundle_sink_ && !m.payload.empty()) bundle_sink_(m.payload);  // empty: the retained one was cleared
+    return;
+  }
   ingest_progress_.Advance(env_->MonotonicMicros());
   struct Done {
     Progress& p;
@@ -523,17 +528,17 @@ void Agent::AcceptDurably(size_t stream, const Record& r) {
   spdlog::info("journal: taking events again");
 }
 
-Status Agent::Shutdown() {
+Status Agent::Shutdown(bool restarting) {
   if (!started_) return Status::OK();
   started_ = false;
   shutting_down_ = true;
-  spdlog::info("shutting down: stopping intake");
+  spdlog::info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
   sealer_->StopWaitingForSpace();
   ingest_->Stop();
   if (config_.heartbeat_interval > 0) EmitHealth("stopping");  // sealed and sent with the rest below
   Status sealed = sealer_->Stop();
   if (!sealed.ok()) spdlog::error("sealing at shutdown: {}", sealed.ToString());
-  Status up = uploader_->Stop(static_cast<int64_t>(config_.shutdown_timeout * 1e6));
+  Status up = uploader_->Stop(static_cast<int64_t>((restarting ? std::min(config_.shutdown_timeout, 2.0) : config_.shutdown_timeout) * 1e6));
   // The monitor (watchdog pings, status answers) runs until here: uploading
   // the rest may take agent.shutdown_timeout.
   const uint64_t one = 1;
@@ -600,7 +605,14 @@ AgentStats Agent::stats() const {
     }
   }
   s.wedged = Wedged(wedged_after_us_);
+  std::lock_guard<std::mutex> fleet_lock(fleet_mu_);
+  s.fleet = fleet_;
   return s;
+}
+
+void Agent::SetFleetStatus(const FleetStatus& f) {
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  fleet_ = f;
 }
 
 static std::string DeadLetterCounts(const AgentStats& s) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,18 @@ struct StreamStats {
   uint64_t gap_events = 0;
 };
 
+// Fleet rollout (agent/fleet.h): the bundle running and the state of the
+// newest bundle the agent was given.
+struct FleetStatus {
+  bool enabled = false;   // fleet.public_keys set
+  uint64_t version = 0;   // the bundle running; 0: the device file alone
+  uint64_t bundle = 0;    // the bundle `state` is about
+  std::string state;      // "", "probation", "applied", "rolled-back" or "refused"
+  std::string reason;     // why it was refused or rolled back
+  int64_t at_us = 0;      // wall clock of the state change
+  bool operator==(const FleetStatus&) const = default;
+};
+
 struct AgentStats {
   IngestStats ingest;
   SealerStats sealer;
@@ -62,6 +75,7 @@ struct AgentStats {
   uint64_t gap_events = 0;  // events they gave up
   std::vector<StreamStats> streams;  // the configured ones, then dead-letter and _agent
   std::string wedged;       // "" or the stage with no progress for too long, and for how long
+  FleetStatus fleet;
 };
 
 class Agent {
@@ -72,7 +86,9 @@ class Agent {
   // Stops intake, seals every open batch, uploads until the store is empty
   // or agent.shutdown_timeout passes. Unavailable: batches were left in the
   // store (they go out on the next start); not an error for the exit code.
-  Status Shutdown();
+  // `restarting`: the process goes on with another configuration, so
+  // nothing waits for uploads (the store keeps what is left).
+  Status Shutdown(bool restarting = false);
   AgentStats stats() const;
   // The stage (ingest, buffer, upload) that has been on one piece of work
   // without progress for longer than `limit_us`, and for how long; "" when
@@ -83,12 +99,18 @@ class Agent {
   // The health record now (agent/health.h), as sent on the _agent stream.
   std::string HealthRecord(const char* state) const;
   Uploader* uploader() { return uploader_.get(); }  // for tests
+  // Where a payload published to fleet.mqtt_topic goes instead of a stream
+  // (called on the MQTT thread; set before Start).
+  void OnBundle(std::function<void(std::string_view)> sink) { bundle_sink_ = std::move(sink); }
+  // The fleet rollout's state, for health records, status and metrics.
+  void SetFleetStatus(const FleetStatus& f);
 
-  // Live reload: `config` (already parsed and checked) replaces the running
-  // chains between two events, with the buffer, MQTT session and sequence
-  // numbers untouched. InvalidArgument, and nothing changes, when it
-  // differs in more than plugins and chains (those settings need a restart),
-  // or when it would change the lanes.
+  // Live reload of the chains: `config` (already parsed and checked)
+  // replaces the running chains between two events, with the buffer, MQTT
+  // session and sequence numbers untouched. InvalidArgument, and nothing
+  // changes, when it differs in more than plugins and chains or would
+  // change the lanes: main then restarts the pipeline (Shutdown(true), and
+  // a new Agent on the same store).
   Status Reload(const Config& config);
 
  private:
@@ -162,6 +184,9 @@ class Agent {
   std::atomic<bool> backpressure_{false};
   std::atomic<bool> shutting_down_{false};
   bool started_ = false;
+  std::function<void(std::string_view)> bundle_sink_;
+  mutable std::mutex fleet_mu_;
+  FleetStatus fleet_;  // guarded by fleet_mu_
 };
 
 }  // namespace edgesync

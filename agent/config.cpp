@@ -156,6 +156,18 @@ const std::vector<OptionSpec>& Options() {
       {.key = "plugins.dir", .kind = Kind::kString,
        .description = "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.",
        .str = &C::plugins_dir},
+      {.key = "fleet.public_keys", .kind = Kind::kStringList,
+       .description = "The fleet's Ed25519 public keys (PEM files, `edgesync bundle keygen`): set, the agent takes signed configuration bundles (README, Fleet rollout). Empty: off.",
+       .list = &C::fleet_public_keys},
+      {.key = "fleet.drop_dir", .kind = Kind::kString,
+       .description = "Directory the fleet's update channel drops bundles into, as *.bundle files (write elsewhere, then rename in). Taken within a second, then removed.",
+       .str = &C::fleet_drop_dir},
+      {.key = "fleet.mqtt_topic", .kind = Kind::kString,
+       .description = "Topic on the local broker where bundles arrive, retained (\"{device_id}\" is replaced by agent.device_id), e.g. \"fleet/config/{device_id}\" or a group's topic. At most mqtt.max_payload bytes.",
+       .str = &C::fleet_mqtt_topic},
+      {.key = "fleet.probation", .kind = Kind::kDuration,
+       .description = "How long a new bundle's health is watched before it counts as good; a failure in that time rolls back to the last good bundle.",
+       .secs = &C::fleet_probation},
       {.key = "kafka.brokers", .kind = Kind::kString,
        .description = "Kafka bootstrap servers, host:port[,host:port...].", .str = &C::kafka_brokers,
        .required = true},
@@ -520,36 +532,64 @@ bool SameButPlugins(const Config& a, const Config& b) {
   return strip(a) == strip(b);
 }
 
-Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin) {
-  toml::table root;
+namespace {
+
+// Lays the profile `t` names (agent.profile, relative to `origin`'s
+// directory) under `t`. Profiles do not nest.
+Status LayProfileUnder(toml::table* t, const std::string& origin) {
+  const toml::node* prof = t->at_path("agent.profile").node();
+  if (prof == nullptr || !prof->is_string()) return Status::OK();
+  const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
+  Problems p(origin);
+  Result<std::string> text = Env::Default()->ReadFile(path);
+  if (!text.ok()) {
+    p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
+    return Status::InvalidArgument(p.Join());
+  }
+  toml::table merged;
   try {
-    root = toml::parse(toml_text, origin);
+    merged = toml::parse(*text, path);
+  } catch (const toml::parse_error& e) {
+    p.Add(e.source(), "syntax", std::string(e.description()));
+    return Status::InvalidArgument(p.Join());
+  }
+  if (merged.at_path("agent.profile")) {
+    p.Add(merged.at_path("agent.profile").node()->source(), "agent.profile", "a profile cannot name another profile");
+    return Status::InvalidArgument(p.Join());
+  }
+  Overlay(merged, *t);
+  *t = std::move(merged);
+  return Status::OK();
+}
+
+Result<toml::table> ParseToml(const std::string& text, const std::string& origin) {
+  try {
+    return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
     Problems p(origin);
     p.Add(e.source(), "syntax", std::string(e.description()));
     return Status::InvalidArgument(p.Join());
   }
-  if (const toml::node* prof = root.at_path("agent.profile").node(); prof != nullptr && prof->is_string()) {
-    const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
-    Problems p(origin);
-    Result<std::string> text = Env::Default()->ReadFile(path);
-    if (!text.ok()) {
-      p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
-      return Status::InvalidArgument(p.Join());
-    }
-    toml::table merged;
-    try {
-      merged = toml::parse(*text, path);
-    } catch (const toml::parse_error& e) {
-      p.Add(e.source(), "syntax", std::string(e.description()));
-      return Status::InvalidArgument(p.Join());
-    }
-    if (merged.at_path("agent.profile")) {
-      p.Add(merged.at_path("agent.profile").node()->source(), "agent.profile", "a profile cannot name another profile");
-      return Status::InvalidArgument(p.Join());
-    }
-    Overlay(merged, root);
-    root = std::move(merged);
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config) {
+  Result<toml::table> parsed = ParseToml(toml_text, origin);
+  if (!parsed.ok()) return parsed.status();
+  toml::table root = std::move(parsed).value();
+  if (bundle_config.empty()) {
+    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&root, origin));
+  } else {
+    // A fleet bundle's configuration takes the profile's place.
+    Result<std::string> text = Env::Default()->ReadFile(bundle_config);
+    if (!text.ok()) return Status::InvalidArgument(bundle_config + ": cannot read: " + text.status().ToString());
+    Result<toml::table> base = ParseToml(*text, bundle_config);
+    if (!base.ok()) return base.status();
+    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&base.value(), bundle_config));
+    if (toml::table* agent = root["agent"].as_table()) agent->erase("profile");
+    Overlay(base.value(), root);
+    root = std::move(base).value();
   }
 
   Config cfg;
@@ -642,7 +682,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     if (sec == "streams" || sec == "plugins") continue;  // checked by ParseStreams, ParsePlugins
     const toml::table* t = node.as_table();
     if (t == nullptr) {
-      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, metrics, plugins, streams)");
+      p.Add(node.source(), sec, "unknown key (sections: agent, mqtt, buffer, batch, encryption, dead_letter, kafka, metrics, fleet, plugins, streams)");
       continue;
     }
     for (const auto& [k, v] : *t) {
@@ -721,6 +761,24 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     p.Add("metrics.textfile", "must end in .prom: node_exporter's textfile collector reads only those");
   }
   if (cfg.metrics_interval < 1) p.Add("metrics.interval", "must be at least 1s");
+  if (!cfg.fleet_mqtt_topic.empty()) {
+    const std::string placeholder = "{device_id}";
+    for (size_t at; (at = cfg.fleet_mqtt_topic.find(placeholder)) != std::string::npos;) {
+      cfg.fleet_mqtt_topic.replace(at, placeholder.size(), cfg.device_id);
+    }
+    if (cfg.fleet_mqtt_topic.find_first_of("+#") != std::string::npos) {
+      p.Add("fleet.mqtt_topic", "must be one topic, without wildcards (+ #)");
+    } else if (Status st = ValidateTopicFilter(cfg.fleet_mqtt_topic); !st.ok()) {
+      p.Add("fleet.mqtt_topic", st.message());
+    }
+  }
+  if (!cfg.fleet_public_keys.empty() && cfg.fleet_drop_dir.empty() && cfg.fleet_mqtt_topic.empty()) {
+    p.Add("fleet.public_keys", "bundles need a way in: set fleet.drop_dir, fleet.mqtt_topic or both");
+  }
+  if (cfg.fleet_public_keys.empty() && (!cfg.fleet_drop_dir.empty() || !cfg.fleet_mqtt_topic.empty())) {
+    p.Add("fleet.public_keys", "bundles are taken only when signed: set the fleet's public key(s)");
+  }
+  if (cfg.fleet_probation < 1) p.Add("fleet.probation", "must be at least 1s");
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
   if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
@@ -745,13 +803,13 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   return cfg;
 }
 
-Result<Config> LoadConfig(const std::string& path) {
+Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config) {
   Result<std::string> text = Env::Default()->ReadFile(path);
   if (!text.ok()) {
     return Status::InvalidArgument(path + ": cannot read the configuration file (" +
                                    text.status().ToString() + ")");
   }
-  Result<Config> cfg = ParseConfig(*text, path);
+  Result<Config> cfg = ParseConfig(*text, path, bundle_config);
   if (!cfg.ok()) return cfg;
   // Files the agent will need: say now, not at the first connection.
   Problems p(path);
@@ -766,6 +824,13 @@ Result<Config> LoadConfig(const std::string& path) {
     if (file->empty()) continue;
     std::ifstream f(*file);
     if (!f) p.Add(key, "cannot read " + *file + ": " + std::strerror(errno));
+  }
+  for (const std::string& file : cfg->fleet_public_keys) {
+    std::ifstream f(file);
+    if (!f) p.Add("fleet.public_keys", "cannot read " + file + ": " + std::strerror(errno));
+  }
+  if (!cfg->fleet_drop_dir.empty() && !Env::Default()->Exists(cfg->fleet_drop_dir)) {
+    p.Add("fleet.drop_dir", "the directory " + cfg->fleet_drop_dir + " does not exist (create it, writable by edgesync)");
   }
   if (!cfg->metrics_textfile.empty() && !Env::Default()->Exists(DirName(cfg->metrics_textfile))) {
     p.Add("metrics.textfile", "the directory " + DirName(cfg->metrics_textfile) +

@@ -103,6 +103,11 @@ struct Config {
   // [metrics]
   std::string metrics_textfile;   // node_exporter textfile (.prom); empty: none
   double metrics_interval = 15;   // seconds between its updates
+  // [fleet]
+  std::vector<std::string> fleet_public_keys;  // Ed25519 public keys (PEM) bundles must be signed by; empty: off
+  std::string fleet_drop_dir;     // bundles arrive here as *.bundle files
+  std::string fleet_mqtt_topic;   // or here, retained on the local broker ("{device_id}" expanded)
+  double fleet_probation = 120;   // seconds a new bundle's health is watched before it counts as good
   // [plugins]
   std::string plugins_dir;        // where external plugins (shared objects) are loaded from
   std::vector<PluginConfig> plugins;  // [plugins.NAME], in name order
@@ -130,9 +135,15 @@ bool SameButPlugins(const Config& a, const Config& b);
 // key by key, and a [[streams]] entry replaces the profile's stream of the
 // same name or is added after the profile's. Paths inside the profile's
 // plugin tables are relative to the profile's directory.
-Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
+//
+// With `bundle_config` (the edgesync.toml of an applied fleet bundle, see
+// agent/fleet.h), that file takes the profile's place: it (over its own
+// agent.profile, if it names one) is the base this file is laid over, and
+// this file's agent.profile is not used.
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin,
+                           const std::string& bundle_config = "");
 // ParseConfig of the file, then checks that the files it names are readable.
-Result<Config> LoadConfig(const std::string& path);
+Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config = "");
 // The password: the first line of `path`, without its line end. `key`
 // names the option in errors.
 Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key = "mqtt.password_file");

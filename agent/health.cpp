@@ -97,6 +97,24 @@ void WriteBufferedAndGaps(Obj* o, const AgentStats& s, int64_t now_us) {
   g.Num("count", s.gaps).Num("events", s.gap_events).End();
 }
 
+// "fleet": the bundle running and the newest bundle's state; null when fleet
+// rollout is off.
+void WriteFleet(Obj* o, const FleetStatus& f) {
+  if (!f.enabled) {
+    o->Key("fleet")->append("null");
+    return;
+  }
+  Obj fo(o->Key("fleet"));
+  fo.Num("version", f.version);
+  if (f.state.empty()) {
+    fo.Key("state")->append("null");
+  } else {
+    fo.Str("state", f.state).Num("bundle", f.bundle).Time("since", f.at_us);
+    if (!f.reason.empty()) fo.Str("reason", f.reason);
+  }
+  fo.End();
+}
+
 }  // namespace
 
 std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us) {
@@ -104,6 +122,7 @@ std::string StoredStatusDocument(const AgentStats& s, const std::string& device_
   Obj o(&out);
   o.Str("kind", "status").Str("device", device_id).Str("state", "not running").Time("time", now_us);
   WriteBufferedAndGaps(&o, s, now_us);
+  WriteFleet(&o, s.fleet);
   WriteStreams(&o, s.streams, now_us, false);
   o.End();
   return out;
@@ -163,6 +182,7 @@ std::string HealthRecordJson(const AgentStats& s, const HealthContext& c) {
   } else {
     o.Str("wedged", s.wedged);
   }
+  WriteFleet(&o, s.fleet);
   WriteStreams(&o, s.streams, c.now_us, true);
   o.End();
   return out;
@@ -277,6 +297,12 @@ std::string MetricsText(const AgentStats& s, const HealthContext& c) {
       .Sample(Seconds(s.uploader.last_error.at_us), "stage", "upload");
   p.One("edgesync_wedged", "gauge", "1 while a stage makes no progress (the watchdog is not pinged).",
         !s.wedged.empty());
+  if (s.fleet.enabled) {
+    p.One("edgesync_fleet_bundle_version", "gauge", "The fleet bundle running (0: the device file alone).",
+          static_cast<double>(s.fleet.version));
+    p.Family("edgesync_fleet_state", "gauge", "The newest bundle's state (1 for the current one).");
+    for (const char* st : {"probation", "applied", "rolled-back", "refused"}) p.Sample(s.fleet.state == st, "state", st);
+  }
   struct PerStream {
     const char* name;
     const char* type;

@@ -1,6 +1,6 @@
 // edgesync: the edge agent's command line.
 //   edgesync run --config FILE     run the agent in the foreground
-//   edgesync check FILE            validate a configuration (exit 0, or 2 with the errors)
+//   edgesync check FILE [--bundle B]  validate a configuration (exit 0, or 2 with the errors)
 //   edgesync status [--json] [--watch]   the running agent's state (or its store's)
 //   edgesync config                print the configuration reference (Markdown)
 //   edgesync keygen --out DIR      make the central service's key pair
@@ -22,9 +22,11 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <optional>
 
 #include "agent/agent.h"
 #include "agent/config.h"
+#include "agent/fleet.h"
 #include "agent/logging.h"
 #include "agent/status_cli.h"
 #include "base/systemd.h"
@@ -34,13 +36,79 @@
 
 namespace {
 
+// The agent for `config`, started, with fleet bundles from its MQTT topic
+// going to `fleet` (may be null).
+edgesync::Result<std::unique_ptr<edgesync::Agent>> StartAgent(const edgesync::Config& config,
+                                                              edgesync::Rollout* fleet) {
+  edgesync::Result<std::unique_ptr<edgesync::Agent>> agent = edgesync::Agent::Open(config, edgesync::Env::Default());
+  if (!agent.ok()) return agent.status();
+  if (fleet != nullptr) {
+    (*agent)->OnBundle([fleet](std::string_view bytes) { fleet->Offer(bytes); });
+    (*agent)->SetFleetStatus(fleet->status());
+  }
+  edgesync::Status st = (*agent)->Start();
+  if (!st.ok()) return st;
+  return agent;
+}
+
+// Makes `next` the running configuration: between two events when only the
+// chains change, else by restarting the pipeline in this process (the
+// store, its sequences and the MQTT session carry over). When `next` cannot
+// start, the running one starts again and the error is returned; Aborted
+// when that fails too (the process must end).
+edgesync::Status Switch(std::unique_ptr<edgesync::Agent>* agent, edgesync::Config* running,
+                        const edgesync::Config& next, edgesync::Rollout* fleet) {
+  using edgesync::Status;
+  if (edgesync::SameButPlugins(*running, next) && (*agent)->Reload(next).ok()) {
+    *running = next;
+    spdlog::set_level(spdlog::level::from_str(next.log_level));
+    spdlog::info("reload: the new chains ({} plugins) take over at the next event; log level {}",
+                 next.plugins.size(), next.log_level);
+    return Status::OK();
+  }
+  spdlog::info("reload: more than the chains changed: restarting the pipeline with the new configuration");
+  Status down = (*agent)->Shutdown(/*restarting=*/true);
+  if (!down.ok() && down.code() != Status::Code::kUnavailable) spdlog::warn("{}", down.message());
+  agent->reset();
+  edgesync::Result<std::unique_ptr<edgesync::Agent>> started = StartAgent(next, fleet);
+  if (started.ok()) {
+    *agent = std::move(started).value();
+    *running = next;
+    spdlog::set_level(spdlog::level::from_str(next.log_level));
+    spdlog::info("reload: the pipeline restarted with the new configuration (buffer, sequences and MQTT "
+                 "session kept); log level {}", next.log_level);
+    return Status::OK();
+  }
+  spdlog::error("reload: cannot start with the new configuration ({}); starting the previous one again",
+                started.status().ToString());
+  edgesync::Result<std::unique_ptr<edgesync::Agent>> back = StartAgent(*running, fleet);
+  if (!back.ok()) return Status::Aborted("cannot start the previous configuration again: " + back.status().ToString());
+  *agent = std::move(back).value();
+  return started.status();
+}
+
 int RunAgent(const std::string& path) {
-  edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(path);
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
+  using edgesync::Status;
+  edgesync::Result<edgesync::Config> device = edgesync::LoadConfig(path);
+  if (!device.ok()) {
+    std::fprintf(stderr, "%s\n", device.status().message().c_str());
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  spdlog::set_level(spdlog::level::from_str(device->log_level));
+  // With [fleet], the configuration is the device file over the bundle
+  // running (agent/fleet.h).
+  std::unique_ptr<edgesync::Rollout> fleet;
+  if (!device->fleet_public_keys.empty()) {
+    edgesync::Result<std::unique_ptr<edgesync::Rollout>> r =
+        edgesync::Rollout::Open(path, *device, edgesync::Env::Default());
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s: %s\n", path.c_str(), r.status().message().c_str());
+      return 2;
+    }
+    fleet = std::move(r).value();
+  }
+  edgesync::Config running = fleet ? fleet->config() : *device;
+  spdlog::set_level(spdlog::level::from_str(running.log_level));
 
   // Signals are taken synchronously by this thread; every thread started
   // below inherits the mask.
@@ -55,29 +123,25 @@ int RunAgent(const std::string& path) {
   mosquitto_lib_init();
   int code = 0;
   {
-    edgesync::Result<std::unique_ptr<edgesync::Agent>> agent =
-        edgesync::Agent::Open(*cfg, edgesync::Env::Default());
-    if (!agent.ok()) {
-      spdlog::critical("cannot start: {}", agent.status().ToString());
+    edgesync::Result<std::unique_ptr<edgesync::Agent>> started = StartAgent(running, fleet.get());
+    if (!started.ok()) {
+      spdlog::critical("cannot start: {}", started.status().ToString());
       mosquitto_lib_cleanup();
       return 1;
     }
-    edgesync::Status st = (*agent)->Start();
-    if (!st.ok()) {
-      spdlog::critical("cannot start: {}", st.ToString());
-      mosquitto_lib_cleanup();
-      return 1;
-    }
-    spdlog::info("edgesync {} running: device {}, {} streams, state in {}", EDGESYNC_VERSION,
-                 cfg->device_id, cfg->streams.size(), cfg->state_dir);
+    std::unique_ptr<edgesync::Agent> agent = std::move(started).value();
+    spdlog::info("edgesync {} running: device {}, {} streams, state in {}{}", EDGESYNC_VERSION, running.device_id,
+                 running.streams.size(), running.state_dir,
+                 !fleet ? "" : fleet->status().version == 0 ? ", no fleet bundle yet"
+                                                            : ", fleet bundle " + std::to_string(fleet->status().version));
     // The store is open and the first connection attempts are under way.
     edgesync::systemd::Notify("READY=1\nSTATUS=started: connecting to the broker and Kafka");
-    const double interval = cfg->stats_interval;
+    edgesync::Env* env = edgesync::Env::Default();
+    int64_t next_stats_us = env->MonotonicMicros() + static_cast<int64_t>(running.stats_interval * 1e6);
+    bool fatal = false;
     for (;;) {
-      timespec ts{};
-      ts.tv_sec = interval > 0 ? static_cast<time_t>(interval) : 3600;
-      ts.tv_nsec = interval > 0 ? static_cast<long>((interval - static_cast<double>(ts.tv_sec)) * 1e9) : 0;
-      int sig = sigtimedwait(&set, nullptr, &ts);
+      timespec second{1, 0};
+      int sig = sigtimedwait(&set, nullptr, &second);
       if (sig == SIGINT || sig == SIGTERM) {
         spdlog::info("signal {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
         edgesync::systemd::Notify("STOPPING=1\nSTATUS=stopping: sealing and uploading what is open");
@@ -85,26 +149,42 @@ int RunAgent(const std::string& path) {
       }
       if (sig == SIGHUP) {
         // Live reload: the whole file is read and checked again; only a
-        // valid configuration replaces the running chains.
+        // valid configuration replaces the running one.
         spdlog::info("SIGHUP: reloading {}", path);
         edgesync::systemd::Notify("RELOADING=1");
-        edgesync::Result<edgesync::Config> next = edgesync::LoadConfig(path);
-        edgesync::Status reloaded = next.ok() ? (*agent)->Reload(*next) : next.status();
+        edgesync::Result<edgesync::Config> next = fleet ? fleet->Reload() : edgesync::LoadConfig(path);
+        Status st = next.ok() ? Switch(&agent, &running, *next, fleet.get()) : next.status();
+        fatal = st.code() == Status::Code::kAborted;
+        if (!st.ok()) spdlog::error("reload: keeping the running configuration: {}", st.message());
         edgesync::systemd::Notify("READY=1");
-        if (reloaded.ok()) {
-          spdlog::set_level(spdlog::level::from_str(next->log_level));
-          spdlog::info("reload: {} is valid; its chains ({} plugins) take over at the next event; log level {}",
-                       path, next->plugins.size(), next->log_level);
-        } else {
-          spdlog::error("reload: keeping the running configuration: {}", reloaded.message());
+        if (fatal) break;
+      }
+      if (fleet) {
+        // New bundles, probation and rollback (agent/fleet.h).
+        auto stats = [&agent] { return agent->stats(); };
+        std::optional<edgesync::Config> next = fleet->Tick(stats, env->MonotonicMicros());
+        while (next && !fatal) {
+          Status st = Switch(&agent, &running, *next, fleet.get());
+          fatal = st.code() == Status::Code::kAborted;
+          next = fleet->Switched(st, env->MonotonicMicros());
         }
-      } else if (interval > 0) {
-        spdlog::info("stats: {}", (*agent)->StatsLine());
+        if (fatal) break;
+        agent->SetFleetStatus(fleet->status());
+      }
+      const int64_t now_us = env->MonotonicMicros();
+      if (running.stats_interval > 0 && now_us >= next_stats_us) {
+        spdlog::info("stats: {}", agent->StatsLine());
+        next_stats_us = now_us + static_cast<int64_t>(running.stats_interval * 1e6);
       }
     }
-    st = (*agent)->Shutdown();
-    if (!st.ok() && st.code() != edgesync::Status::Code::kUnavailable) code = 1;
-    if (!st.ok()) spdlog::warn("{}", st.message());
+    if (fatal) {
+      spdlog::critical("stopping: no configuration can run");
+      code = 1;
+    } else {
+      Status st = agent->Shutdown();
+      if (!st.ok() && st.code() != Status::Code::kUnavailable) code = 1;
+      if (!st.ok()) spdlog::warn("{}", st.message());
+    }
   }
   mosquitto_lib_cleanup();
   return code;
@@ -210,6 +290,9 @@ int main(int argc, char** argv) {
   std::string check_config;
   CLI::App* check = app.add_subcommand("check", "validate a configuration file; exit 0 if valid, 2 if not");
   check->add_option("config", check_config, "configuration file (TOML)")->required();
+  std::string check_bundle;
+  check->add_option("--bundle", check_bundle,
+                    "a bundle's edgesync.toml (unpacked) to check under the device file, as the agent would apply it");
 
   app.add_subcommand("config", "print the configuration reference (Markdown)");
 
@@ -290,7 +373,7 @@ int main(int argc, char** argv) {
     return edgesync::StatusCommand(status_opts);
   }
   if (*check) {
-    edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(check_config);
+    edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(check_config, check_bundle);
     if (!cfg.ok()) {
       std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
       return 2;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "agent/fleet.h"
 #include "agent/health.h"
 #include "agent/pipeline.h"
 #include "agent/status_socket.h"
@@ -165,6 +166,19 @@ Result<std::string> FormatStatusText(std::string_view json, int64_t now_us) {
                              Duration(static_cast<int64_t>(U(e, "oldest_age_s"))) + "; " +
                              std::to_string(gaps) + " gaps (" + std::to_string(gap_events) + " events)");
   }
+  if (doc["fleet"].get(e) == simdjson::SUCCESS && e.is_object()) {
+    const uint64_t version = U(e, "version");
+    std::string f = version == 0 ? "no bundle (the device file alone)" : "bundle " + std::to_string(version);
+    std::string_view fleet_state;
+    if (e["state"].get(fleet_state) == simdjson::SUCCESS) {
+      const uint64_t bundle = U(e, "bundle");
+      f += "; " + (bundle == 0 ? std::string("a bundle") : "bundle " + std::to_string(bundle)) + " " +
+           std::string(fleet_state) + " " + Ago(e, "since", now_us);
+      std::string_view reason;
+      if (e["reason"].get(reason) == simdjson::SUCCESS) f += ": " + std::string(reason);
+    }
+    Line(&out, "fleet", f);
+  }
   if (live) {
     std::string_view wedged;
     if (doc["wedged"].get(wedged) == simdjson::SUCCESS) Line(&out, "WEDGED", std::string(wedged));
@@ -235,6 +249,8 @@ Result<std::string> StoredStatusJson(const std::string& state_dir, const std::st
     ++s.gaps;
     s.gap_events += g.events;
   }
+  Result<FleetStatus> fleet = ReadFleetStatus(Env::Default(), state_dir);
+  if (fleet.ok()) s.fleet = *fleet;
   return StoredStatusDocument(s, device_id, now_us);
 }
 

@@ -62,26 +62,6 @@ class NotifySocket {
   size_t seen_ = 0;
 };
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-CommandResult RunStatus(const std::vector<std::string>& args, const harness::TempDir& dir) {
-  harness::SpawnOptions o;
-  o.argv = {harness::ProgramPath("edgesync"), "status"};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.stdout_path = dir / "status.out";
-  o.stderr_path = dir / "status.err";
-  CommandResult r;
-  auto p = Process::Spawn(o);
-  if (!p.ok()) return r;
-  auto code = p->Wait(30s);
-  r.exit_code = code.ok() ? *code : -1;
-  r.out = harness::ReadWholeFile(dir / "status.out") + harness::ReadWholeFile(dir / "status.err");
-  return r;
-}
-
 class Operations : public Pipeline {
  protected:
   // The agent as systemd starts it: $NOTIFY_SOCKET and $WATCHDOG_USEC set.
@@ -122,7 +102,7 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   uint64_t accepted = 0, uploaded = 0;
   CommandResult r;
   EXPECT_TRUE(harness::PollUntil([&] {
-    r = RunStatus({"--config", config_path(), "--json"}, dir_);
+    r = RunStatus({"--config", config_path(), "--json"});
     simdjson::dom::element doc;
     if (r.exit_code != 0 || parser.parse(r.out).get(doc) != simdjson::SUCCESS) return false;
     for (simdjson::dom::element s : doc["streams"].get_array()) {
@@ -140,7 +120,7 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   EXPECT_TRUE(doc["wedged"].is_null());
 
   // The summary fits an 80-column terminal.
-  r = RunStatus({"--config", config_path()}, dir_);
+  r = RunStatus({"--config", config_path()});
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("payments"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("mqtt     connected"), std::string::npos) << r.out;
@@ -158,7 +138,7 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   Publish(pub.get(), kEvents + 1, kEvents + 30);
   ASSERT_TRUE(pub->WaitAcked(30s).ok());
   EXPECT_TRUE(harness::PollUntil([&] {
-    r = RunStatus({"--config", config_path(), "--json"}, dir_);
+    r = RunStatus({"--config", config_path(), "--json"});
     simdjson::dom::element d;
     return parser.parse(r.out).get(d) == simdjson::SUCCESS && uint64_t(d["buffered"]["events"]) == 30;
   }, 30s, 200ms)) << r.out;
@@ -167,12 +147,12 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   auto code = agent_->Wait(60s);
   ASSERT_TRUE(code.ok());
   agent_.reset();
-  r = RunStatus({"--config", config_path(), "--json"}, dir_);
+  r = RunStatus({"--config", config_path(), "--json"});
   EXPECT_EQ(r.exit_code, 3) << r.out;
   doc = parser.parse(r.out);
   EXPECT_EQ(std::string_view(doc["state"]), "not running");
   EXPECT_EQ(uint64_t(doc["buffered"]["events"]), 30u) << r.out;
-  r = RunStatus({"--state-dir", dir_ / "state"}, dir_);
+  r = RunStatus({"--state-dir", dir_ / "state"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("read from the store, read-only"), std::string::npos) << r.out;
 }

@@ -50,13 +50,14 @@ class Pipeline : public ::testing::Test {
   // `mqtt_extra` goes into [mqtt], `streams_extra` after the payments stream.
   void WriteConfig(const std::string& mqtt_extra = "", const std::string& streams_extra = "",
                    const std::string& stream_extra = "") {
-    std::ofstream(config_path()) << R"([agent]
+    std::ofstream out(config_path());
+    out << R"([agent]
 device_id = "it-device"
 state_dir = ")" << dir_ / "state" << R"("
 log_level = "info"
 shutdown_timeout = "20s"
 stats_interval = "2s"
-heartbeat_interval = )" << heartbeat_interval_ << R"(
+heartbeat_interval = )" << heartbeat_interval_ << "\n" << agent_extra_ << R"(
 [mqtt]
 host = "127.0.0.1"
 port = )" << broker_->port() << R"(
@@ -71,12 +72,15 @@ brokers = ")" << cluster_->bootstrap() << R"("
 [kafka.properties]
 "message.timeout.ms" = )" << message_timeout_ms_ << R"(
 "message.max.bytes" = 4000000
-)" << kafka_properties_extra_ << R"(
-[[streams]]
-name = "payments"
-topics = ["terminal/+/payment/#"]
-kafka_topic = ")" << kTopic << R"("
-)" << stream_extra << "\n" << streams_extra;
+)" << kafka_properties_extra_ << "\n";
+    if (payments_stream_) out << PaymentsStream(stream_extra);
+    out << "\n" << streams_extra;
+  }
+
+  // The payments stream's table, with `extra` lines.
+  static std::string PaymentsStream(const std::string& extra = "") {
+    return std::string("[[streams]]\nname = \"payments\"\ntopics = [\"terminal/+/payment/#\"]\nkafka_topic = \"") +
+           kTopic + "\"\n" + extra;
   }
 
   void TearDown() override {
@@ -89,6 +93,8 @@ kafka_topic = ")" << kTopic << R"("
   // their own stream, which would change the counts of the others.
   std::string heartbeat_interval_ = "0";
   std::string kafka_extra_;             // more lines for [kafka]
+  std::string agent_extra_;             // more lines for [agent]
+  bool payments_stream_ = true;         // false: the file has no [[streams]] of its own
   std::string kafka_properties_extra_;  // more lines for [kafka.properties]
 
   void StartAgent() {
@@ -171,6 +177,26 @@ kafka_topic = ")" << kTopic << R"("
       Status st = pub->Publish("terminal/t1/payment/authorization", harness::PaymentEvent("pub", seq), qos);
       ASSERT_TRUE(st.ok()) << st.ToString();
     }
+  }
+
+  struct CommandResult {
+    int exit_code = -1;
+    std::string out;  // stdout, then stderr
+  };
+  // `edgesync status ARGS`, run to its end.
+  CommandResult RunStatus(const std::vector<std::string>& args) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync"), "status"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stdout_path = dir_ / "status.out";
+    o.stderr_path = dir_ / "status.err";
+    CommandResult r;
+    auto p = Process::Spawn(o);
+    if (!p.ok()) return r;
+    auto code = p->Wait(30s);
+    r.exit_code = code.ok() ? *code : -1;
+    r.out = harness::ReadWholeFile(dir_ / "status.out") + harness::ReadWholeFile(dir_ / "status.err");
+    return r;
   }
 
   std::string AgentLogs() {

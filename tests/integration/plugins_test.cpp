@@ -1,62 +1,17 @@
 // Chains end to end: the agent runs each stream's plugins between the broker
 // and the journal, pci covers every stream (and dead letters) unless one
-// opts out, and SIGHUP swaps the chains between two events without
-// touching the buffer or the batch sequences.
+// opts out, and SIGHUP swaps the chains between two events (or restarts
+// the pipeline in the process for other changes) without touching the
+// buffer or the batch sequences.
 #include <csignal>
 #include <fstream>
 #include <map>
 
 #include "tests/integration/pipeline_fixture.h"
-#include "tests/support/json_lines.h"
+#include "tests/integration/arrived.h"
 
 namespace edgesync::testing {
 namespace {
-
-struct Arrived {
-  std::string stream, topic, payload, reason, key, error;
-  uint64_t batch = 0;
-};
-
-// Raw payloads arrive base64-encoded (payload_b64).
-std::string FromBase64(std::string_view in) {
-  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    size_t v = kAlphabet.find(c);
-    if (v == std::string::npos) continue;  // '=' padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
-std::vector<Arrived> ReadArrived(const std::string& path) {
-  std::vector<Arrived> out;
-  ForEachJsonLine(path, [&](simdjson::dom::element e) {
-    Arrived a;
-    a.stream = std::string(std::string_view(e["stream"]));
-    a.topic = std::string(std::string_view(e["topic"]));
-    a.batch = uint64_t(e["batch"]);
-    std::string_view s;
-    simdjson::dom::element payload;
-    if (e["payload"].get(payload) == simdjson::SUCCESS) {
-      a.payload = simdjson::minify(payload);
-    } else if (e["payload_b64"].get(s) == simdjson::SUCCESS) {
-      a.payload = FromBase64(s);
-    }
-    if (e["properties"]["edgesync.reason"].get(s) == simdjson::SUCCESS) a.reason = s;
-    if (e["properties"]["edgesync.key"].get(s) == simdjson::SUCCESS) a.key = s;
-    if (e["properties"]["edgesync.error"].get(s) == simdjson::SUCCESS) a.error = s;
-    out.push_back(a);
-  });
-  return out;
-}
 
 constexpr const char* kPlugins = R"(
 [[streams]]
@@ -173,7 +128,7 @@ std::string Tagging(const std::string& tag) {
   return "\n[plugins.tag]\ntype = \"rules\"\n[[plugins.tag.rules]]\nset = { tag = \"" + tag + "\" }\n";
 }
 
-TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences) {
+TEST_F(Pipeline, SighupSwapsTheChainsOrRestartsThePipelineAndKeepsBufferAndSequences) {
   const std::string stream = "format = \"json\"\nplugins = [\"tag\"]\n";
   WriteConfig("", Tagging("v1"), stream);
   StartAgent();
@@ -209,9 +164,10 @@ TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences)
   WriteConfig("", Tagging("v3") + "[[plugins.tag.rules]]\nwhen = 'a =='\ndrop = true\n", stream);
   reloads("keeping the running configuration");
   EXPECT_NE(AgentLog(0).find("rules[1].when: column 5: expected a value"), std::string::npos) << AgentLog(0);
-  // More than chains changed: refused too, with what to do.
+  // More than chains changed: the pipeline restarts in the process, with
+  // the buffer and the sequences.
   WriteConfig("", Tagging("v4") + "[buffer]\nsync_interval = \"3s\"\n", stream);
-  reloads("restart edgesync to apply it");
+  reloads("the pipeline restarted with the new configuration");
   arrived(200);
   publish(100);
 
@@ -228,8 +184,9 @@ TEST_F(Pipeline, SighupSwapsTheChainsBetweenTwoEventsAndKeepsBufferAndSequences)
     batches[a.batch]++;
   }
   ASSERT_EQ(tag_of.size(), 300u);  // each event once
-  for (uint64_t s = 1; s <= 300; ++s) EXPECT_EQ(tag_of[s], s <= 100 ? "v1" : "v2") << s;
-  // One stream, its batch sequence continues across the reloads: 1..n.
+  for (uint64_t s = 1; s <= 300; ++s) EXPECT_EQ(tag_of[s], s <= 100 ? "v1" : s <= 200 ? "v2" : "v4") << s;
+  // One stream, its batch sequence continues across the reloads and the
+  // restart: 1..n.
   EXPECT_EQ(batches.begin()->first, 1u);
   EXPECT_EQ(batches.rbegin()->first, batches.size());
 

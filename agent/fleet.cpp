@@ -1,0 +1,356 @@
+#include "agent/fleet.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+
+namespace edgesync {
+namespace {
+
+// Messages go into a key=value line and a JSON string: one line.
+std::string OneLine(std::string s) {
+  for (size_t at; (at = s.find('\n')) != std::string::npos;) s.replace(at, 1, "; ");
+  return s;
+}
+
+void RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) spdlog::warn("fleet: cannot remove {}: {}", path, ec.message());
+}
+
+bool SameFleetSettings(const Config& a, const Config& b) {
+  return a.state_dir == b.state_dir && a.fleet_public_keys == b.fleet_public_keys &&
+         a.fleet_drop_dir == b.fleet_drop_dir && a.fleet_mqtt_topic == b.fleet_mqtt_topic &&
+         a.fleet_probation == b.fleet_probation;
+}
+
+}  // namespace
+
+Rollout::Rollout(std::string device_path, Config device, Env* env, fleet::TrustedKeys keys)
+    : device_path_(std::move(device_path)), device_(std::move(device)), env_(env), keys_(std::move(keys)),
+      dir_(device_.state_dir + "/fleet") {}
+
+Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, const Config& device, Env* env) {
+  Result<fleet::TrustedKeys> keys = fleet::TrustedKeys::Load(env, device.fleet_public_keys);
+  if (!keys.ok()) return Status::InvalidArgument("fleet.public_keys: " + keys.status().message());
+  std::unique_ptr<Rollout> r(new Rollout(device_path, device, env, std::move(keys).value()));
+  EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(r->dir_ + "/bundles"));
+  if (env->Exists(r->dir_ + "/state")) {
+    Result<std::string> text = env->ReadFile(r->dir_ + "/state");
+    if (!text.ok()) return text.status();
+    r->state_ = ParseFleetState(*text);
+  }
+  r->state_.status.enabled = true;
+  if (r->state_.status.state == "probation") {
+    // Stopped before the bundle proved itself: it is not trusted again.
+    r->RollBack("the agent stopped during probation (crash, kill or restart) before the bundle proved good");
+  }
+  Result<Config> c = r->Load(r->state_.running);
+  if (!c.ok()) {
+    // The running bundle was good, but no longer loads with this device
+    // file (changed since): the device file alone, and said why.
+    spdlog::error("fleet: bundle {} does not load with {}: {}; running the device file alone", r->state_.running,
+                  device_path, c.status().message());
+    r->state_.status = FleetStatus{.enabled = true, .version = 0, .bundle = r->state_.running, .state = "rolled-back",
+                             .reason = "it no longer loads with the device file: " + OneLine(c.status().message()),
+                             .at_us = env->NowMicros()};
+    r->state_.running = r->state_.good = 0;
+    r->state_.running_digest = r->state_.good_digest = "";
+    r->Save();
+    c = device;
+  }
+  r->config_ = std::move(c).value();
+  r->state_.status.version = r->state_.running;
+  return r;
+}
+
+FleetStatus Rollout::status() const { return state_.status; }
+
+void Rollout::Offer(std::string_view bytes) {
+  std::lock_guard<std::mutex> lock(offered_mu_);
+  if (offered_.size() >= 4) offered_.pop_front();  // the newest count; a flood cannot grow memory
+  offered_.emplace_back(bytes);
+}
+
+std::string Rollout::BundleDir(uint64_t version) const { return dir_ + "/bundles/" + std::to_string(version); }
+
+Result<Config> Rollout::Load(uint64_t version) const {
+  if (version == 0) return device_;
+  return LoadConfig(device_path_, BundleDir(version) + "/edgesync.toml");
+}
+
+Result<Config> Rollout::Reload() {
+  Result<Config> device = LoadConfig(device_path_);
+  if (!device.ok()) return device.status();
+  if (!SameFleetSettings(*device, device_)) {
+    return Status::InvalidArgument("agent.state_dir and [fleet] take effect at the next start: restart edgesync to apply them");
+  }
+  device_ = std::move(device).value();
+  Result<Config> c = Load(state_.running);
+  if (c.ok()) config_ = *c;
+  return c;
+}
+
+std::optional<Config> Rollout::Tick(const std::function<AgentStats()>& stats, int64_t now_mono_us) {
+  if (state_.status.state == "probation") {
+    if (probation_end_us_ == 0) return std::nullopt;  // not switched yet
+    const bool ended = now_mono_us >= probation_end_us_;
+    const std::string why = Judge(stats(), ended);
+    if (!why.empty()) return RollBack(why);
+    if (!ended) return std::nullopt;
+    probation_end_us_ = 0;
+    state_.good = state_.running;
+    state_.good_digest = state_.running_digest;
+    state_.status.state = "applied";
+    state_.status.at_us = env_->NowMicros();
+    Save();
+    Prune();
+    spdlog::info("fleet: bundle {} passed probation: it is the last good bundle now", state_.running);
+    return std::nullopt;
+  }
+  // One bundle at a time: what the MQTT topic brought, then the drop
+  // directory's files in name order.
+  for (;;) {
+    std::string bytes, from;
+    {
+      std::lock_guard<std::mutex> lock(offered_mu_);
+      if (!offered_.empty()) {
+        bytes = std::move(offered_.front());
+        offered_.pop_front();
+        from = "topic " + device_.fleet_mqtt_topic;
+      }
+    }
+    if (from.empty() && !device_.fleet_drop_dir.empty()) {
+      Result<std::vector<std::string>> names = env_->ListDir(device_.fleet_drop_dir);
+      if (!names.ok()) {
+        spdlog::error("fleet: fleet.drop_dir: {}", names.status().ToString());
+        return std::nullopt;
+      }
+      std::sort(names->begin(), names->end());
+      for (const std::string& n : *names) {
+        if (!n.ends_with(".bundle")) continue;  // e.g. one still being written under another name
+        from = device_.fleet_drop_dir + "/" + n;
+        break;
+      }
+      if (from.empty()) return std::nullopt;
+      Result<uint64_t> size = env_->FileSize(from);
+      Result<std::string> read = size.ok() && *size > fleet::kMaxBundleBytes
+                                     ? Result<std::string>(Status::InvalidArgument("larger than 8 MiB"))
+                                     : env_->ReadFile(from);
+      Status removed = env_->RemoveFile(from);
+      if (!removed.ok()) {
+        spdlog::error("fleet: cannot remove {} ({}); bundles in fleet.drop_dir wait until it can",
+                      from, removed.ToString());
+        return std::nullopt;
+      }
+      if (!read.ok()) {
+        Refuse(0, from, "cannot read it: " + read.status().message());
+        continue;
+      }
+      bytes = std::move(read).value();
+    }
+    if (from.empty()) return std::nullopt;
+    if (std::optional<Config> c = Take(bytes, from, stats())) return c;
+  }
+}
+
+std::optional<Config> Rollout::Take(const std::string& bytes, const std::string& from, const AgentStats& stats) {
+  const std::string digest = fleet::Sha256Hex(bytes);
+  if (digest == state_.running_digest || digest == state_.highest_digest || digest == last_refused_digest_) {
+    // A retained bundle comes back at every (re)subscription.
+    spdlog::debug("fleet: the bundle from {} was seen before; nothing to do", from);
+    return std::nullopt;
+  }
+  Result<fleet::Bundle> b = fleet::VerifyBundle(bytes, keys_);
+  if (!b.ok()) {
+    last_refused_digest_ = digest;
+    Refuse(0, from, b.status().message());
+    return std::nullopt;
+  }
+  const uint64_t version = b->version;
+  if (version <= state_.highest) {
+    last_refused_digest_ = digest;
+    Refuse(version, from,
+           "version " + std::to_string(version) + " is not newer than " + std::to_string(state_.highest) +
+               ", the newest tried: bundles never go back (sign the configuration again with a higher --version)");
+    return std::nullopt;
+  }
+  const std::string dir = BundleDir(version);
+  RemoveTree(dir);  // left by a crash
+  Status unpacked = fleet::ExtractBundle(env_, *b, dir);
+  if (!unpacked.ok()) {
+    Refuse(version, from, "cannot unpack it: " + unpacked.ToString());
+    return std::nullopt;
+  }
+  Result<Config> c = LoadConfig(device_path_, dir + "/edgesync.toml");
+  if (c.ok() && !SameFleetSettings(*c, device_)) {
+    c = Status::InvalidArgument("it sets agent.state_dir or [fleet]: those belong to the device file");
+  }
+  if (!c.ok()) {
+    RemoveTree(dir);
+    last_refused_digest_ = digest;
+    state_.highest = version;  // signed by the fleet, and wrong: its version is used up
+    state_.highest_digest = digest;
+    Refuse(version, from, "its configuration fails check: " + OneLine(c.status().message()));
+    return std::nullopt;
+  }
+  // What flowed before, for Judge. Streams gone from the new configuration
+  // are not expected to flow.
+  flowed_in_.clear();
+  uploads_flowed_ = false;
+  blocked_before_.clear();
+  for (const StreamStats& st : stats.streams) {
+    const bool kept = std::any_of(c->streams.begin(), c->streams.end(),
+                                  [&](const StreamConfig& s) { return s.name == st.name; });
+    if (kept && st.in_per_s > 0) flowed_in_.insert(st.name);
+    if (st.out_per_s > 0) uploads_flowed_ = true;
+  }
+  for (const BlockedTopic& t : stats.uploader.blocked) blocked_before_.insert(t.topic);
+  // On probation from here on: a stop before it ends brings back state_.good.
+  state_.highest = state_.running = version;
+  state_.highest_digest = state_.running_digest = digest;
+  state_.status = FleetStatus{.enabled = true, .version = version, .bundle = version, .state = "probation",
+                        .reason = "", .at_us = env_->NowMicros()};
+  Save();
+  probation_end_us_ = 0;  // starts when the agent runs it (Switched)
+  spdlog::info("fleet: bundle {} from {} (key {}, {} files) is valid: applying it, on probation for {}s", version,
+               from, b->key_id, b->files.size(), device_.fleet_probation);
+  config_ = std::move(c).value();
+  return config_;
+}
+
+std::optional<Config> Rollout::Switched(const Status& st, int64_t now_mono_us) {
+  if (state_.status.state != "probation") return std::nullopt;  // a rollback, done
+  if (!st.ok()) return RollBack("the agent could not start with it: " + st.message());
+  probation_end_us_ = now_mono_us + static_cast<int64_t>(device_.fleet_probation * 1e6);
+  return std::nullopt;
+}
+
+std::string Rollout::Judge(const AgentStats& s, bool ended) const {
+  if (!s.wedged.empty()) return "a stage is wedged: " + s.wedged;
+  for (const BlockedTopic& t : s.uploader.blocked) {
+    if (blocked_before_.count(t.topic) == 0) return "Kafka topic " + t.topic + " refuses the agent: " + t.reason;
+  }
+  if (!ended) return "";
+  const std::string mqtt_error = s.ingest.last_error.what.empty() ? "" : " (" + s.ingest.last_error.what + ")";
+  if (!s.ingest.connected) return "not connected to the MQTT broker at the end of probation" + mqtt_error;
+  if (!s.ingest.subscribed) return "the MQTT broker did not grant every subscription" + mqtt_error;
+  for (const StreamStats& st : s.streams) {
+    if (flowed_in_.count(st.name) > 0 && st.accepted == 0) {
+      return "stream " + st.name + " took no events during probation, though it took events before";
+    }
+  }
+  if (uploads_flowed_ && s.uploader.delivered_batches == 0 && s.buffered.batches > 0) {
+    return "no batch reached Kafka during probation, though uploads went out before";
+  }
+  return "";
+}
+
+std::optional<Config> Rollout::RollBack(const std::string& reason) {
+  const uint64_t failed = state_.running;
+  Result<Config> c = Load(state_.good);
+  if (!c.ok()) {
+    spdlog::error("fleet: the last good bundle {} does not load: {}; the device file alone", state_.good,
+                  c.status().message());
+    state_.good = 0;
+    state_.good_digest.clear();
+    c = device_;
+  }
+  state_.running = state_.good;
+  state_.running_digest = state_.good_digest;
+  probation_end_us_ = 0;
+  state_.status = FleetStatus{.enabled = true, .version = state_.good, .bundle = failed, .state = "rolled-back",
+                        .reason = OneLine(reason), .at_us = env_->NowMicros()};
+  Save();
+  RemoveTree(BundleDir(failed));
+  spdlog::error("fleet: bundle {} rolled back to {}: {}", failed,
+                state_.good == 0 ? std::string("the device file alone") : "bundle " + std::to_string(state_.good), reason);
+  config_ = std::move(c).value();
+  return config_;
+}
+
+void Rollout::Refuse(uint64_t version, const std::string& from, const std::string& reason) {
+  state_.status.bundle = version;
+  state_.status.state = "refused";
+  state_.status.reason = OneLine(reason);
+  state_.status.at_us = env_->NowMicros();
+  Save();
+  spdlog::error("fleet: refused the bundle from {}: {}", from, reason);
+}
+
+void Rollout::Save() {
+  const std::string text = FormatFleetState(state_);
+  const std::string tmp = dir_ + "/state.tmp";
+  Status st = env_->RemoveFile(tmp);
+  (void)st;  // usually not there
+  Result<std::unique_ptr<AppendFile>> f = env_->OpenAppend(tmp);
+  st = f.ok() ? (*f)->Append(text) : f.status();
+  if (st.ok()) st = (*f)->Sync();
+  if (st.ok()) st = (*f)->Close();
+  if (st.ok()) st = env_->Rename(tmp, dir_ + "/state");
+  if (st.ok()) st = env_->SyncDir(dir_);
+  if (!st.ok()) spdlog::error("fleet: cannot save its state in {}: {}", dir_, st.ToString());
+}
+
+void Rollout::Prune() {
+  Result<std::vector<std::string>> names = env_->ListDir(dir_ + "/bundles");
+  if (!names.ok()) return;
+  for (const std::string& n : *names) {
+    if (n == std::to_string(state_.running) || n == std::to_string(state_.good)) continue;
+    RemoveTree(dir_ + "/bundles/" + n);
+  }
+}
+
+FleetState ParseFleetState(const std::string& text) {
+  FleetState f;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    const uint64_t n = std::strtoull(v.c_str(), nullptr, 10);
+    if (k == "running") f.running = f.status.version = n;
+    if (k == "good") f.good = n;
+    if (k == "highest") f.highest = n;
+    if (k == "running_digest") f.running_digest = v;
+    if (k == "good_digest") f.good_digest = v;
+    if (k == "highest_digest") f.highest_digest = v;
+    if (k == "state") f.status.state = v;
+    if (k == "bundle") f.status.bundle = n;
+    if (k == "reason") f.status.reason = v;
+    if (k == "at_us") f.status.at_us = static_cast<int64_t>(n);
+  }
+  return f;
+}
+
+std::string FormatFleetState(const FleetState& f) {
+  std::string text;
+  auto put = [&](const char* k, const std::string& v) { text += std::string(k) + "=" + v + "\n"; };
+  put("running", std::to_string(f.running));
+  put("good", std::to_string(f.good));
+  put("highest", std::to_string(f.highest));
+  put("running_digest", f.running_digest);
+  put("good_digest", f.good_digest);
+  put("highest_digest", f.highest_digest);
+  put("state", f.status.state);
+  put("bundle", std::to_string(f.status.bundle));
+  put("reason", f.status.reason);
+  put("at_us", std::to_string(f.status.at_us));
+  return text;
+}
+
+Result<FleetStatus> ReadFleetStatus(Env* env, const std::string& state_dir) {
+  const std::string path = state_dir + "/fleet/state";
+  if (!env->Exists(path)) return FleetStatus{};
+  Result<std::string> text = env->ReadFile(path);
+  if (!text.ok()) return text.status();
+  FleetStatus f = ParseFleetState(*text).status;
+  f.enabled = true;
+  return f;
+}
+
+}  // namespace edgesync
