@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <sstream>
 
 
@@ -16,10 +15,9 @@ std::string OneLine(std::string s) {
   return s;
 }
 
-void RemoveTree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  if (ec) spdlog::warn("fleet: cannot remove {}: {}", path, ec.message());
+void RemoveTree(Env* env, const std::string& path) {
+  Status st = fleet::RemoveTree(env, path);
+  if (!st.ok()) spdlog::warn("fleet: cannot remove {}: {}", path, st.ToString());
 }
 
 bool SameFleetSettings(const Config& a, const Config& b) {
@@ -180,7 +178,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
     return std::nullopt;
   }
   const std::string dir = BundleDir(version);
-  RemoveTree(dir);  // left by a crash
+  RemoveTree(env_, dir);  // left by a crash
   Status unpacked = fleet::ExtractBundle(env_, *b, dir);
   if (!unpacked.ok()) {
     Refuse(version, from, "cannot unpack it: " + unpacked.ToString());
@@ -191,7 +189,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
     c = Status::InvalidArgument("it sets agent.state_dir or [fleet]: those belong to the device file");
   }
   if (!c.ok()) {
-    RemoveTree(dir);
+    RemoveTree(env_, dir);
     last_refused_digest_ = digest;
     state_.highest = version;  // signed by the fleet, and wrong: its version is used up
     state_.highest_digest = digest;
@@ -266,7 +264,7 @@ std::optional<Config> Rollout::RollBack(const std::string& reason) {
   state_.status = FleetStatus{.enabled = true, .version = state_.good, .bundle = failed, .state = "rolled-back",
                         .reason = OneLine(reason), .at_us = env_->NowMicros()};
   Save();
-  RemoveTree(BundleDir(failed));
+  RemoveTree(env_, BundleDir(failed));
   spdlog::error("fleet: bundle {} rolled back to {}: {}", failed,
                 state_.good == 0 ? std::string("the device file alone") : "bundle " + std::to_string(state_.good), reason);
   config_ = std::move(c).value();
@@ -301,7 +299,7 @@ void Rollout::Prune() {
   if (!names.ok()) return;
   for (const std::string& n : *names) {
     if (n == std::to_string(state_.running) || n == std::to_string(state_.good)) continue;
-    RemoveTree(dir_ + "/bundles/" + n);
+    RemoveTree(env_, dir_ + "/bundles/" + n);
   }
 }
 

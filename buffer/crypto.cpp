@@ -10,27 +10,16 @@
 #include <algorithm>
 #include <memory>
 
+#include "base/openssl.h"
+
 namespace edgesync::crypto {
 namespace {
 
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-struct PkeyCtxFree { void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); } };
-struct BioFree { void operator()(BIO* p) const { BIO_free(p); } };
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using Bio = std::unique_ptr<BIO, BioFree>;
-
-// The OpenSSL error queue's newest entry (and clears the queue).
-std::string OpensslError(const std::string& what) {
-  unsigned long e = ERR_peek_last_error();
-  ERR_clear_error();
-  if (e == 0) return what;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return what + ": " + buf;
-}
-
-const unsigned char* U(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+using ossl::Bio;
+using ossl::Pem;
+using ossl::Pkey;
+using ossl::PkeyCtx;
+using ossl::U;
 
 Pkey PrivateKey(const Key& k) {
   return Pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, k.data(), k.size()));
@@ -47,18 +36,8 @@ Result<Key> RawKey(EVP_PKEY* pkey, bool private_part, const std::string& origin)
   size_t n = k.size();
   int ok = private_part ? EVP_PKEY_get_raw_private_key(pkey, k.data(), &n)
                         : EVP_PKEY_get_raw_public_key(pkey, k.data(), &n);
-  if (ok != 1 || n != k.size()) return Status::InvalidArgument(OpensslError(origin + ": unreadable X25519 key"));
+  if (ok != 1 || n != k.size()) return Status::InvalidArgument(ossl::Error(origin + ": unreadable X25519 key"));
   return k;
-}
-
-std::string Pem(EVP_PKEY* pkey, bool private_part) {
-  Bio bio(BIO_new(BIO_s_mem()));
-  int ok = private_part ? PEM_write_bio_PrivateKey(bio.get(), pkey, nullptr, nullptr, 0, nullptr, nullptr)
-                        : PEM_write_bio_PUBKEY(bio.get(), pkey);
-  if (ok != 1) return {};
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
 }
 
 Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
@@ -76,7 +55,7 @@ Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
                                    "(openssl pkey -in KEY -out PLAIN.key)");
   }
   if (!pkey) {
-    return Status::InvalidArgument(OpensslError(
+    return Status::InvalidArgument(ossl::Error(
         path + ": not a PEM " + (private_part ? "PRIVATE KEY" : "PUBLIC KEY") +
         " (make a key pair with `edgesync keygen --out DIR`)"));
   }
@@ -89,29 +68,16 @@ void Wipe(void* p, size_t n) { OPENSSL_cleanse(p, n); }
 
 Status RandomBytes(uint8_t* out, size_t n) {
   if (RAND_bytes(out, static_cast<int>(n)) != 1) {
-    return Status::Unavailable(OpensslError("random generator"));
+    return Status::Unavailable(ossl::Error("random generator"));
   }
   return Status::OK();
 }
 
 KeyId ShortHash(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  const std::array<uint8_t, 32> md = ossl::Sha256(bytes);
   KeyId id{};
-  std::copy_n(md, id.size(), id.begin());
+  std::copy_n(md.begin(), id.size(), id.begin());
   return id;
-}
-
-std::string Hex(const uint8_t* p, size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(kDigits[p[i] >> 4]);
-    s.push_back(kDigits[p[i] & 15]);
-  }
-  return s;
 }
 
 Result<X25519Private> X25519Private::FromRaw(const Key& private_key) {
@@ -127,7 +93,7 @@ Result<X25519Private> X25519Private::Generate() {
   PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
   EVP_PKEY* raw = nullptr;
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
-    return Status::Unavailable(OpensslError("X25519 key generation"));
+    return Status::Unavailable(ossl::Error("X25519 key generation"));
   }
   X25519Private k;
   k.pkey_.reset(raw, EVP_PKEY_free);
@@ -139,7 +105,7 @@ Result<X25519Private> X25519Private::Generate() {
 
 Result<Key> X25519Private::Agree(const Key& peer_public_key) const {
   Pkey peer = PublicKey(peer_public_key);
-  if (!peer) return Status::InvalidArgument(OpensslError("X25519 public key"));
+  if (!peer) return Status::InvalidArgument(ossl::Error("X25519 public key"));
   PkeyCtx ctx(EVP_PKEY_CTX_new(pkey_.get(), nullptr));
   Key shared{};
   size_t n = shared.size();
@@ -147,7 +113,7 @@ Result<Key> X25519Private::Agree(const Key& peer_public_key) const {
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
       EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
       EVP_PKEY_derive(ctx.get(), shared.data(), &n) != 1 || n != shared.size()) {
-    return Status::Corruption(OpensslError("X25519 key agreement failed"));
+    return Status::Corruption(ossl::Error("X25519 key agreement failed"));
   }
   return shared;
 }
@@ -174,7 +140,7 @@ Result<Key> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_
       EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), U(ikm), static_cast<int>(ikm.size())) != 1 ||
       EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), U(info), static_cast<int>(info.size())) != 1 ||
       EVP_PKEY_derive(ctx.get(), out.data(), &n) != 1 || n != out.size()) {
-    return Status::InvalidArgument(OpensslError("HKDF-SHA256"));
+    return Status::InvalidArgument(ossl::Error("HKDF-SHA256"));
   }
   return out;
 }
@@ -198,7 +164,7 @@ Status Gcm::Seal(const Nonce& nonce, std::string_view aad, std::string* buf, siz
       EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, p + len) != 1) {
     Wipe(p, len);  // neither plaintext nor half-encrypted bytes stay behind
     buf->resize(from);
-    return Status::InvalidArgument(OpensslError("AES-256-GCM encryption"));
+    return Status::InvalidArgument(ossl::Error("AES-256-GCM encryption"));
   }
   return Status::OK();
 }

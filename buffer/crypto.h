@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "base/env.h"
+#include "base/openssl.h"
 #include "base/status.h"
 
 namespace edgesync::crypto {
@@ -43,9 +44,7 @@ KeyId ShortHash(std::string_view bytes);
 inline KeyId ShortHash(const Key& k) {
   return ShortHash(std::string_view(reinterpret_cast<const char*>(k.data()), k.size()));
 }
-std::string Hex(const uint8_t* p, size_t n);
-template <size_t N>
-std::string Hex(const std::array<uint8_t, N>& a) { return Hex(a.data(), N); }
+using ossl::Hex;  // lower-case hex (base/openssl.h)
 
 // X25519 (RFC 7748).
 Result<Key> X25519PublicKey(const Key& private_key);

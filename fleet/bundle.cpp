@@ -12,26 +12,19 @@
 #include <set>
 
 #include "base/coding.h"
+#include "base/openssl.h"
 
 namespace edgesync::fleet {
 namespace {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using Bio = std::unique_ptr<BIO, BioFree>;
+using ossl::Bio;
+using ossl::Hex;
+using ossl::MdCtx;
+using ossl::Pem;
+using ossl::Pkey;
+using ossl::PkeyCtx;
+using ossl::Sha256;
+using ossl::U;
 
 using KeyId = std::array<uint8_t, kBundleKeyIdBytes>;
 using RawKey = std::array<uint8_t, 32>;
@@ -42,40 +35,6 @@ constexpr size_t kHeaderBytes = 8 + 1 + 8 + 4;
 constexpr size_t kTrailerBytes = kBundleKeyIdBytes + kBundleSignatureBytes;
 constexpr std::string_view kConfigFile = "edgesync.toml";
 constexpr const char* kKeygenHint = "make a key pair with `edgesync bundle keygen --out DIR`";
-
-const unsigned char* U(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
-
-// The OpenSSL error queue's newest entry (and clears the queue).
-std::string OpensslError(const std::string& what) {
-  unsigned long e = ERR_peek_last_error();
-  ERR_clear_error();
-  if (e == 0) return what;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return what + ": " + buf;
-}
-
-std::string Hex(const uint8_t* p, size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(kDigits[p[i] >> 4]);
-    s.push_back(kDigits[p[i] & 15]);
-  }
-  return s;
-}
-template <size_t N>
-std::string Hex(const std::array<uint8_t, N>& a) {
-  return Hex(a.data(), N);
-}
-
-std::array<uint8_t, 32> Sha256(std::string_view bytes) {
-  std::array<uint8_t, 32> md{};
-  unsigned int n = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md.data(), &n, EVP_sha256(), nullptr);
-  return md;
-}
 
 KeyId IdOf(const RawKey& raw) {
   std::array<uint8_t, 32> md = Sha256(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
@@ -106,7 +65,7 @@ Result<Pkey> ParseEd25519Pem(std::string_view pem, bool private_part, std::strin
                                    "(openssl pkey -in KEY -out PLAIN.key)");
   }
   if (!pkey) {
-    return Status::InvalidArgument(OpensslError(
+    return Status::InvalidArgument(ossl::Error(
         origin + "not a PEM " + (private_part ? "PRIVATE KEY" : "PUBLIC KEY") + " (" + kKeygenHint + ")"));
   }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) {
@@ -122,19 +81,9 @@ Result<RawKey> RawPublicKey(EVP_PKEY* pkey, std::string origin) {
   RawKey raw{};
   size_t n = raw.size();
   if (EVP_PKEY_get_raw_public_key(pkey, raw.data(), &n) != 1 || n != raw.size()) {
-    return Status::InvalidArgument(OpensslError(origin + "unreadable Ed25519 key"));
+    return Status::InvalidArgument(ossl::Error(origin + "unreadable Ed25519 key"));
   }
   return raw;
-}
-
-std::string Pem(EVP_PKEY* pkey, bool private_part) {
-  Bio bio(BIO_new(BIO_s_mem()));
-  int ok = private_part ? PEM_write_bio_PrivateKey(bio.get(), pkey, nullptr, nullptr, 0, nullptr, nullptr)
-                        : PEM_write_bio_PUBKEY(bio.get(), pkey);
-  if (ok != 1) return {};
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
 }
 
 bool PathByte(char c) {
@@ -222,8 +171,10 @@ Status ReadTree(Env* env, const std::string& root, const std::string& rel, std::
   return Status::OK();
 }
 
-// Removes `path` and, for a directory, everything in it. Symbolic links are
-// removed, never followed. Ok if nothing is there.
+}  // namespace
+
+std::string Sha256Hex(std::string_view bytes) { return Hex(Sha256(bytes)); }
+
 Status RemoveTree(Env* env, const std::string& path) {
   Result<Env::FileType> type = env->TypeOf(path);
   if (!type.ok()) return type.status().code() == Status::Code::kNotFound ? Status::OK() : type.status();
@@ -233,10 +184,6 @@ Status RemoveTree(Env* env, const std::string& path) {
   for (const std::string& name : *names) EDGESYNC_RETURN_IF_ERROR(RemoveTree(env, path + "/" + name));
   return env->RemoveDir(path);
 }
-
-}  // namespace
-
-std::string Sha256Hex(std::string_view bytes) { return Hex(Sha256(bytes)); }
 
 Status ValidBundlePath(std::string_view path) {
   const std::string quoted = "\"" + std::string(path) + "\"";
@@ -349,7 +296,7 @@ Result<std::string> SignBundle(uint64_t version, std::vector<BundleFile> files,
   size_t sig_len = sig.size();
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, pkey->get()) != 1 ||
       EVP_DigestSign(ctx.get(), sig.data(), &sig_len, U(out), out.size()) != 1 || sig_len != sig.size()) {
-    return Status::InvalidArgument(OpensslError("Ed25519 signing failed"));
+    return Status::InvalidArgument(ossl::Error("Ed25519 signing failed"));
   }
   out.append(reinterpret_cast<const char*>(sig.data()), sig.size());
   return out;
@@ -395,7 +342,7 @@ Result<Bundle> VerifyBundle(std::string_view bytes, const TrustedKeys& keys) {
   Pkey pub(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key->raw.data(), key->raw.size()));
   MdCtx ctx(EVP_MD_CTX_new());
   if (!pub || !ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pub.get()) != 1) {
-    return Status::InvalidArgument(OpensslError("Ed25519 key " + Hex(id)));
+    return Status::InvalidArgument(ossl::Error("Ed25519 key " + Hex(id)));
   }
   if (EVP_DigestVerify(ctx.get(), U(sig), sig.size(), U(signed_part), signed_part.size()) != 1) {
     ERR_clear_error();
@@ -465,11 +412,11 @@ Result<std::pair<std::string, std::string>> GenerateSigningKey() {
   PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
   EVP_PKEY* raw = nullptr;
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
-    return Status::Unavailable(OpensslError("Ed25519 key generation"));
+    return Status::Unavailable(ossl::Error("Ed25519 key generation"));
   }
   Pkey pkey(raw);
   std::string private_pem = Pem(pkey.get(), true), public_pem = Pem(pkey.get(), false);
-  if (private_pem.empty() || public_pem.empty()) return Status::Unavailable(OpensslError("PEM encoding"));
+  if (private_pem.empty() || public_pem.empty()) return Status::Unavailable(ossl::Error("PEM encoding"));
   return std::make_pair(std::move(private_pem), std::move(public_pem));
 }
 

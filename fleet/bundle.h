@@ -106,4 +106,8 @@ Result<std::string> SigningKeyId(std::string_view pem);
 // Lowercase hex SHA-256 of `bytes`.
 std::string Sha256Hex(std::string_view bytes);
 
+// Removes `path` and, for a directory, everything in it. Symbolic links are
+// removed, never followed. Ok if nothing is there.
+Status RemoveTree(Env* env, const std::string& path);
+
 }  // namespace edgesync::fleet
