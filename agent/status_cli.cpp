@@ -174,10 +174,25 @@ Result<std::string> FormatStatusText(std::string_view json, int64_t now_us) {
       const uint64_t bundle = U(e, "bundle");
       f += "; " + (bundle == 0 ? std::string("a bundle") : "bundle " + std::to_string(bundle)) + " " +
            std::string(fleet_state) + " " + Ago(e, "since", now_us);
-      std::string_view reason;
-      if (e["reason"].get(reason) == simdjson::SUCCESS) f += ": " + std::string(reason);
     }
     Line(&out, "fleet", f);
+    // The reason in full, wrapped: it is what the operator acts on.
+    std::string_view reason;
+    if (e["reason"].get(reason) == simdjson::SUCCESS) {
+      std::string line = "why:";
+      for (size_t at = 0; at < reason.size();) {
+        size_t end = reason.find(' ', at);
+        if (end == std::string_view::npos) end = reason.size();
+        const std::string_view word = reason.substr(at, end - at);
+        if (line.size() + 1 + word.size() > kWidth - 9 && line.size() > 4) {
+          Line(&out, "", line);
+          line = "    ";
+        }
+        line += " " + std::string(word);
+        at = end + 1;
+      }
+      Line(&out, "", line);
+    }
   }
   if (live) {
     std::string_view wedged;

@@ -2,12 +2,15 @@
 // bundle's configuration taking the profile's place under the device file,
 // and the state file.
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "agent/config.h"
 #include "agent/fleet.h"
+#include "agent/health.h"
+#include "agent/status_cli.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync {
@@ -123,6 +126,53 @@ TEST(FleetState, SurvivesItsFileAndSkipsWhatItDoesNotKnow) {
   EXPECT_TRUE(read->enabled);
   EXPECT_EQ(read->state, "refused");
   EXPECT_EQ(read->version, 7u);
+}
+
+}  // namespace
+}  // namespace edgesync
+
+namespace edgesync {
+namespace {
+
+TEST(FleetStatusOut, HealthRecordStatusTextAndMetricsCarryTheRollout) {
+  AgentStats s;
+  HealthContext c;
+  c.device_id = "term-7";
+  c.version = "0.1.0";
+  c.now_us = 1'795'000'000'000'000;
+  simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  // Without [fleet]: null, and no fleet line or metric.
+  std::string json = HealthRecordJson(s, c);
+  ASSERT_EQ(parser.parse(json).get(e), simdjson::SUCCESS) << json;
+  EXPECT_TRUE(e["fleet"].is_null());
+  EXPECT_EQ(MetricsText(s, c).find("edgesync_fleet"), std::string::npos);
+
+  s.fleet = FleetStatus{.enabled = true, .version = 6, .bundle = 7, .state = "rolled-back",
+                        .reason = "stream payments took no events during probation, though it took events before",
+                        .at_us = c.now_us - 90'000'000};
+  json = HealthRecordJson(s, c);
+  ASSERT_EQ(parser.parse(json).get(e), simdjson::SUCCESS) << json;
+  EXPECT_EQ(uint64_t(e["fleet"]["version"]), 6u);
+  EXPECT_EQ(uint64_t(e["fleet"]["bundle"]), 7u);
+  EXPECT_EQ(std::string_view(e["fleet"]["state"]), "rolled-back");
+  EXPECT_EQ(std::string_view(e["fleet"]["reason"]),
+            "stream payments took no events during probation, though it took events before");
+  Result<std::string> text = FormatStatusText(json, c.now_us);
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find("fleet    bundle 6; bundle 7 rolled-back 90s ago\n         why: stream payments took no"),
+            std::string::npos) << *text;
+  EXPECT_NE(text->find("\n              events before\n"), std::string::npos) << "wrapped, not cut: " << *text;
+  const std::string metrics = MetricsText(s, c);
+  EXPECT_NE(metrics.find("edgesync_fleet_bundle_version 6\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("edgesync_fleet_state{state=\"rolled-back\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("edgesync_fleet_state{state=\"applied\"} 0\n"), std::string::npos) << metrics;
+
+  // A stopped agent's status reads the state file.
+  s.fleet.enabled = true;
+  const std::string stored = StoredStatusDocument(s, "term-7", c.now_us);
+  ASSERT_EQ(parser.parse(stored).get(e), simdjson::SUCCESS) << stored;
+  EXPECT_EQ(std::string_view(e["fleet"]["state"]), "rolled-back");
 }
 
 }  // namespace
