@@ -524,8 +524,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warmup-seconds", warmup_s, "agent warm-up before the window")->capture_default_str();
   app.add_option("--store-seconds", store_seconds, "length of one store accept run")->capture_default_str();
-  app.add_option("--rates", rates, "events/s of the plain write figures")->delimiter(',')->capture_default_str();
-  app.add_option("--series", series_dir, "write bytes written per event by rate (bytes_per_event.tsv) into this directory");
+  app.add_option("--rates", rates, "events/s of the plain write figures")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--series", series_dir,
+                 "write bytes written per event by rate (bytes_per_event.tsv) into this directory");
   app.add_option("--dir", dir,
                  "where to put the working directory (default: $TMPDIR or /tmp unless that is "
                  "tmpfs, else next to this program); must not be tmpfs");

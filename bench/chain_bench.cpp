@@ -301,8 +301,9 @@ int main(int argc, char** argv) {
     std::ofstream out(series_dir + "/chain_throughput.tsv");
     out << "# edgesync-bench-chain: events/s on one core, medians of " << runs << " repetitions\n"
         << "# chain\tchain_events_per_sec\tparse_only_events_per_sec\tsimdjson_dom_events_per_sec\n";
-    for (const auto& [label, name] : {std::pair<const char*, const char*>{"payment-terminal (rules + pci)", "Payment"},
-                                      {"ev-charger (ocpp + rules)", "Charger"}}) {
+    using Row = std::pair<const char*, const char*>;  // label, benchmark name part
+    for (const auto& [label, name] :
+         {Row{"payment-terminal (rules + pci)", "Payment"}, Row{"ev-charger (ocpp + rules)", "Charger"}}) {
       const std::string bm = std::string("BM_") + name + "_";
       out << '"' << label << "\"\t" << PerSec(m[bm + "Chain"]) << '\t' << PerSec(m[bm + "ParseOnly"]) << '\t'
           << PerSec(m[bm + "SimdjsonDom"]) << '\n';

@@ -554,9 +554,10 @@ int main(int argc, char** argv) {
     const std::string comment = "edgesync-bench-drain: VmRSS (MiB) every 10 ms from the spawn, run " +
                                 std::to_string(at + 1) + " of " + std::to_string(runs) +
                                 " (the median agent rate), " + std::to_string(backlog.events) + " events";
-    if (!edgesync::bench::WriteSeries(series_dir + "/drain_rss.tsv", comment, "t_s\trss_mib",
-                                      {{"agent: edgesync run, until its store is empty", rss_series[at].first},
-                                       {"baseline: kcat -P -z zstd, until it exits", rss_series[at].second}})) {
+    if (!edgesync::bench::WriteSeries(
+            series_dir + "/drain_rss.tsv", comment, "t_s\trss_mib",
+            {{"agent: edgesync run, until its store is empty", rss_series[at].first},
+             {"baseline: kcat -P -z zstd, until it exits", rss_series[at].second}})) {
       std::fprintf(stderr, "bench: cannot write %s/drain_rss.tsv\n", series_dir.c_str());
       return 1;
     }

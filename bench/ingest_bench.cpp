@@ -239,8 +239,9 @@ int main(int argc, char** argv) {
   if (!series_dir.empty()) {
     // The run whose agent-to-Kafka rate is the median (Median picks one of them).
     const size_t at = std::find(agent_rates.begin(), agent_rates.end(), agent) - agent_rates.begin();
-    const std::string comment = "edgesync-bench-ingest: events/s over time, sampled every 0.1 s from the first "
-                                "publish, run " + std::to_string(at + 1) + " of " + std::to_string(runs) +
+    const std::string comment = "edgesync-bench-ingest: events/s over time, sampled every 0.1 s from "
+                                "the first publish, run " + std::to_string(at + 1) + " of " +
+                                std::to_string(runs) +
                                 " (the median agent-to-Kafka rate), " + std::to_string(events) + " events";
     if (!edgesync::bench::WriteSeries(series_dir + "/ingest_rate.tsv", comment, "t_s\tevents_per_sec",
                                       series[at])) {
