@@ -8,7 +8,10 @@
 //    /proc/<pid>/io write_bytes over a steady-state window, divided by the
 //    payload bytes published in it. Baseline: a thread of this process that
 //    write()s each payload to a file at the same rate and fdatasyncs once a
-//    second (the least a durable journal of raw payloads costs).
+//    second (the least a durable journal of raw payloads costs). At each of
+//    --rates (10, 100, 1000 and 5000 events/s), then encrypted at 100 and
+//    1000. With --series DIR, the bytes written per event by rate as
+//    DIR/bytes_per_event.tsv (bench/plots/bytes_per_event.gp).
 // 2. Store accept rate: Store::Commit of real 1000-event envelopes, beside
 //    the same bytes appended to a plain file with one fdatasync each.
 // 3. Store::Open of a store holding 1,000,000 events, beside sqlite3_open_v2
@@ -41,6 +44,7 @@
 #include "buffer/journal.h"
 #include "buffer/record.h"
 #include "bench/median.h"
+#include "bench/series.h"
 #include "buffer/store.h"
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
@@ -510,7 +514,9 @@ double TimeSqliteOpenCount(const std::string& path, bool cold) {
 int main(int argc, char** argv) {
   int runs = 3, window_s = 60, warmup_s = 10;
   double store_seconds = 3;
-  std::string dir;
+  std::string dir, series_dir;
+  // 100 and 1000 are the figures of RESULTS.md (and the encrypted runs' rates).
+  std::vector<int> rates = {10, 100, 1000, 5000};
   CLI::App app{"edgesync-bench-buffer: disk bytes written per payload byte, store accept rate "
                "and store open time, each beside a baseline"};
   app.add_option("--runs", runs, "runs of the store figures (median reported)")->capture_default_str();
@@ -518,12 +524,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warmup-seconds", warmup_s, "agent warm-up before the window")->capture_default_str();
   app.add_option("--store-seconds", store_seconds, "length of one store accept run")->capture_default_str();
+  app.add_option("--rates", rates, "events/s of the plain write figures")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--series", series_dir,
+                 "write bytes written per event by rate (bytes_per_event.tsv) into this directory");
   app.add_option("--dir", dir,
                  "where to put the working directory (default: $TMPDIR or /tmp unless that is "
                  "tmpfs, else next to this program); must not be tmpfs");
   CLI11_PARSE(app, argc, argv);
-  if (runs < 1 || window_s < 1 || warmup_s < 0 || store_seconds <= 0) {
-    std::fprintf(stderr, "bench: --runs, --window-seconds and --store-seconds must be positive\n");
+  if (runs < 1 || window_s < 1 || warmup_s < 0 || store_seconds <= 0 ||
+      std::any_of(rates.begin(), rates.end(), [](int r) { return r < 1; })) {
+    std::fprintf(stderr, "bench: --runs, --window-seconds, --store-seconds and --rates must be positive\n");
     return 2;
   }
 
@@ -544,7 +556,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "bench: working in %s\n", work.path().c_str());
 
-  // 1. Bytes written per payload byte, at 100 and 1000 events/s.
+  // 1. Bytes written per payload byte, at each of `rates`, then encrypted at
+  // 100 and 1000 events/s.
   {
     h::BrokerOptions bo;
     bo.max_queued_messages = -1;
@@ -560,8 +573,13 @@ int main(int argc, char** argv) {
     (void)edgesync::crypto::Random(&central);
     const std::string pub_path = work.path() + "/central.pub";
     std::ofstream(pub_path) << edgesync::crypto::PublicKeyPem(*edgesync::crypto::X25519PublicKey(central));
-    for (const auto& [rate, encrypted] : std::vector<std::pair<int, bool>>{
-             {100, false}, {1000, false}, {100, true}, {1000, true}}) {
+    std::vector<std::pair<int, bool>> runs_of_rates;
+    for (int rate : rates) runs_of_rates.emplace_back(rate, false);
+    runs_of_rates.insert(runs_of_rates.end(), {{100, true}, {1000, true}});
+    // Bytes written per event by rate: the agent plain, the baseline beside
+    // it, the agent encrypted.
+    edgesync::bench::Series agent_per_event, baseline_per_event, encrypted_per_event;
+    for (const auto& [rate, encrypted] : runs_of_rates) {
       AmpResult r = WriteAmplification(broker->get(), cluster->get(), work.path(), rate, warmup_s,
                                        window_s, encrypted ? pub_path : "");
       if (!r.ok) {
@@ -600,6 +618,8 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(r.pending_at_end),
                    static_cast<unsigned long long>(r.baseline_write_bytes),
                    static_cast<unsigned long long>(r.baseline_events), base);
+      (encrypted ? encrypted_per_event : agent_per_event).emplace_back(rate, per_byte * kPayloadBytes);
+      if (!encrypted) baseline_per_event.emplace_back(rate, base * kPayloadBytes);
       const std::string k = std::to_string(rate) + (encrypted ? "_enc" : "");
       std::printf("bytes_written_per_payload_byte_%s=%.2f\n", k.c_str(), per_byte);
       std::printf("baseline_append_sync_per_payload_byte_%s=%.2f\n", k.c_str(), base);
@@ -612,6 +632,18 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     std::printf("window_seconds=%d\n", window_s);
+    if (!series_dir.empty() &&
+        !edgesync::bench::WriteSeries(
+            series_dir + "/bytes_per_event.tsv",
+            "edgesync-bench-buffer: disk bytes written (write_bytes) per 300-byte event by events/s, " +
+                std::to_string(window_s) + " s steady-state window each, Kafka up",
+            "events_per_sec\tbytes_written_per_event",
+            {{"agent", agent_per_event},
+             {"baseline: write() each payload + fdatasync once a second", baseline_per_event},
+             {"agent, [encryption] on", encrypted_per_event}})) {
+      std::fprintf(stderr, "bench: cannot write %s/bytes_per_event.tsv\n", series_dir.c_str());
+      return 1;
+    }
   }
 
   const std::string envelope = RealEnvelope(kBatchEvents);

@@ -15,12 +15,14 @@
 // Plain Google Benchmark flags work (--benchmark_filter=...). With
 // --markdown it runs each benchmark --runs times (default 15; repetitions
 // interleaved in random order) and prints the medians as a Markdown section
-// for bench/RESULTS.md.
+// for bench/RESULTS.md; with --series DIR as well, the same medians as
+// DIR/chain_throughput.tsv (bench/plots/chain_throughput.gp).
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -195,13 +197,15 @@ BENCHMARK(BM_Charger_ParseOnly);
 BENCHMARK(BM_Charger_SimdjsonDom);
 BENCHMARK(BM_Charger_Chain);
 
-// Keeps the median of each benchmark's repetitions.
+// Keeps the median of each benchmark's repetitions (with --runs 1, which
+// makes no aggregates, the one run).
 class Medians : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
+      if ((r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") ||
+          (r.run_type == Run::RT_Iteration && r.repetitions <= 1)) {
         auto it = r.counters.find("items_per_second");
         if (it != r.counters.end()) per_sec[r.run_name.function_name] = it->second;
       }
@@ -233,12 +237,15 @@ int main(int argc, char** argv) {
   using namespace edgesync::bench;
   bool markdown = false;
   int runs = 15;
+  std::string series_dir;  // with --markdown only
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--markdown") == 0) {
       markdown = true;
     } else if (std::strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       runs = std::max(1, std::atoi(argv[++i]));
+    } else if (std::strcmp(argv[i], "--series") == 0 && i + 1 < argc) {
+      series_dir = argv[++i];
     } else {
       args.push_back(argv[i]);
     }
@@ -287,5 +294,25 @@ int main(int argc, char** argv) {
               Thousands(m["BM_Charger_ParseOnly"]).c_str(), Ratio(m["BM_Charger_Chain"], m["BM_Charger_ParseOnly"]).c_str(),
               Thousands(m["BM_Charger_SimdjsonDom"]).c_str(),
               Ratio(m["BM_Charger_Chain"], m["BM_Charger_SimdjsonDom"]).c_str());
+  if (!series_dir.empty()) {
+    // One row a chain, its events/s beside its two baselines (gnuplot's
+    // clustered histogram; the labels are quoted because of their spaces).
+    auto PerSec = [](double v) { return static_cast<uint64_t>(v + 0.5); };
+    std::ofstream out(series_dir + "/chain_throughput.tsv");
+    out << "# edgesync-bench-chain: events/s on one core, medians of " << runs << " repetitions\n"
+        << "# chain\tchain_events_per_sec\tparse_only_events_per_sec\tsimdjson_dom_events_per_sec\n";
+    using Row = std::pair<const char*, const char*>;  // label, benchmark name part
+    for (const auto& [label, name] :
+         {Row{"payment-terminal (rules + pci)", "Payment"}, Row{"ev-charger (ocpp + rules)", "Charger"}}) {
+      const std::string bm = std::string("BM_") + name + "_";
+      out << '"' << label << "\"\t" << PerSec(m[bm + "Chain"]) << '\t' << PerSec(m[bm + "ParseOnly"]) << '\t'
+          << PerSec(m[bm + "SimdjsonDom"]) << '\n';
+    }
+    out.close();
+    if (!out) {
+      std::fprintf(stderr, "bench: cannot write %s/chain_throughput.tsv\n", series_dir.c_str());
+      return 1;
+    }
+  }
   return 0;
 }

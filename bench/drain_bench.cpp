@@ -14,7 +14,7 @@
 //    (nothing published), the Kafka mock cluster up. The clock runs from
 //    the spawn until the store holds no batch: every batch delivered
 //    (acks=all, idempotent) and deleted on its delivery report. The store
-//    is polled read-only every 10 ms; the agent's VmRSS sampled every 50 ms;
+//    is polled read-only every 10 ms, and the agent's VmRSS at each poll;
 //    VmHWM and CPU (utime+stime of all its threads) read once the store is
 //    empty, before SIGTERM. Also on stderr, from the same polling: when the
 //    first batch left the store, and the longest time the store's row count
@@ -26,6 +26,9 @@
 //    and linger.ms=5 (the agent's settings), into a fresh topic of the same
 //    cluster. The clock runs from the spawn until kcat exits (it exits once
 //    every message is acknowledged). CPU from getrusage(RUSAGE_CHILDREN).
+// With --series DIR, the VmRSS samples of the agent and of kcat over their
+// clocks in the run of the median agent rate, as DIR/drain_rss.tsv
+// (bench/plots/drain_rss.gp).
 //
 // The mock cluster (librdkafka's, harness/kafka_mock_main.cpp) keeps at most
 // 5 MiB and 100,000 message sets per partition and silently drops the oldest
@@ -53,6 +56,7 @@
 #include "agent/config.h"
 #include "bench/median.h"
 #include "bench/payment_events.h"
+#include "bench/series.h"
 #include "buffer/record.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
@@ -71,7 +75,8 @@ using edgesync::bench::Median;
 constexpr int kPartitions = 3;                  // of every topic
 constexpr const char* kAgentTopic = "bench.drain.agent";
 constexpr auto kPoll = 10ms;                    // store / exit polling
-constexpr int kRssEvery = 5;                    // polls between RSS samples (50 ms)
+constexpr int kRssEvery = 1;                    // polls between RSS samples (10 ms: a drain of
+                                                // 1,000,000 events takes well under a second)
 constexpr long kTmpfsMagic = 0x01021994;        // statfs f_type of tmpfs
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -289,18 +294,22 @@ struct RunResult {
   // back its space by an incremental vacuum after a drain; see store.h).
   double idle_after_seconds = 0, cpu_seconds_idle = 0;
   uint64_t write_bytes_idle = 0;
+  edgesync::bench::Series rss;  // (seconds since the spawn, VmRSS MiB) every kRssEvery polls
 };
 
 // Samples `p`'s RSS every kRssEvery polls while `done()` is false and `p`
-// runs. Returns false on timeout.
+// runs, into r->rss with the time since `start` (its spawn). Returns false
+// on timeout.
 template <typename Done>
-bool Watch(h::Process* p, Done done, RunResult* r, std::chrono::seconds timeout) {
+bool Watch(h::Process* p, Clock::time_point start, Done done, RunResult* r, std::chrono::seconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (int i = 0;; ++i) {
     if (done()) return true;
     if (Clock::now() > deadline) return false;
     if (i % kRssEvery == 0) {
-      r->max_sampled_rss_mib = std::max(r->max_sampled_rss_mib, Mib(StatusKib(p->pid(), "VmRSS")));
+      const double rss = Mib(StatusKib(p->pid(), "VmRSS"));
+      if (rss > 0) r->rss.emplace_back(Seconds(Clock::now() - start), rss);  // 0: it has exited
+      r->max_sampled_rss_mib = std::max(r->max_sampled_rss_mib, rss);
       const uint64_t hwm = StatusKib(p->pid(), "VmHWM");
       if (hwm > 0) r->peak_rss_mib = Mib(hwm);
     }
@@ -337,7 +346,7 @@ RunResult AgentRun(h::MosquittoBroker* broker, h::KafkaCluster* cluster, const s
   bool exited = false;
   int64_t last_rows = -1;
   Clock::time_point last_change = start;
-  const bool drained = Watch(&*agent, [&] {
+  const bool drained = Watch(&*agent, start, [&] {
     const auto now = Clock::now();
     if (!running_logged && h::ReadWholeFile(base + ".log").find("running: device") != std::string::npos) {
       running_logged = true;
@@ -424,7 +433,7 @@ RunResult KcatRun(h::KafkaCluster* cluster, const std::string& dir, const std::s
                  kcat.status().ToString().c_str());
     return r;
   }
-  const bool exited = Watch(&*kcat, [&] { return !kcat->Running(); }, &r, 600s);
+  const bool exited = Watch(&*kcat, start, [&] { return !kcat->Running(); }, &r, 600s);
   const double took = Seconds(Clock::now() - start);
   if (!exited || kcat->exit_status() != 0) {
     std::fprintf(stderr, "bench: kcat run %d: %s; see %s\n", run,
@@ -452,10 +461,12 @@ int main(int argc, char** argv) {
   uint64_t events = 1'000'000;
   int runs = 3;
   bool no_mqtt = false;
+  std::string series_dir;
   CLI::App app{"edgesync-bench-drain: the agent draining a backlog to Kafka, beside kcat -P -z zstd"};
   app.add_option("--events", events, "events in the backlog")->capture_default_str();
   app.add_option("--runs", runs, "runs of each (median reported)")->capture_default_str();
   app.add_flag("--no-mqtt", no_mqtt, "start no mosquitto: the agent's MQTT side cannot connect");
+  app.add_option("--series", series_dir, "write the RSS over time (drain_rss.tsv) into this directory");
   CLI11_PARSE(app, argc, argv);
   if (runs < 1 || events < 1) {
     std::fprintf(stderr, "bench: --runs and --events must be positive\n");
@@ -503,6 +514,7 @@ int main(int argc, char** argv) {
 
   std::vector<double> agent_rates, kcat_rates, rss, agent_cpu, kcat_cpu, kcat_rss, agent_cpu_idle,
       agent_written, agent_written_idle;
+  std::vector<std::pair<edgesync::bench::Series, edgesync::bench::Series>> rss_series;  // agent, kcat per run
   for (int run = 0; run < runs; ++run) {
     const RunResult k = KcatRun(cluster->get(), work->path(), lines, run);
     const RunResult a = AgentRun(broker.get(), cluster->get(), work->path(), pristine, backlog, run, no_mqtt);
@@ -522,6 +534,7 @@ int main(int argc, char** argv) {
     agent_cpu_idle.push_back(a.cpu_seconds_idle / n * 1e6);
     agent_written.push_back(static_cast<double>(a.write_bytes) / static_cast<double>(backlog.envelope_bytes));
     agent_written_idle.push_back(static_cast<double>(a.write_bytes_idle) / static_cast<double>(backlog.envelope_bytes));
+    rss_series.emplace_back(a.rss, k.rss);
     std::fprintf(stderr,
                  "bench: run %d: kcat %.2f s = %.0f events/s, CPU %.2f s, peak RSS >= %.1f MiB; "
                  "agent %.2f s = %.0f events/s, CPU %.2f s, peak RSS %.1f MiB (largest VmRSS sample "
@@ -535,6 +548,20 @@ int main(int argc, char** argv) {
                  a.cpu_seconds_idle, Mib(a.write_bytes_idle >> 10), agent_rates.back() / kcat_rates.back());
   }
   const double agent = Median(agent_rates), kcat = Median(kcat_rates);
+  if (!series_dir.empty()) {
+    // The run whose agent rate is the median (Median picks one of them).
+    const size_t at = std::find(agent_rates.begin(), agent_rates.end(), agent) - agent_rates.begin();
+    const std::string comment = "edgesync-bench-drain: VmRSS (MiB) every 10 ms from the spawn, run " +
+                                std::to_string(at + 1) + " of " + std::to_string(runs) +
+                                " (the median agent rate), " + std::to_string(backlog.events) + " events";
+    if (!edgesync::bench::WriteSeries(
+            series_dir + "/drain_rss.tsv", comment, "t_s\trss_mib",
+            {{"agent: edgesync run, until its store is empty", rss_series[at].first},
+             {"baseline: kcat -P -z zstd, until it exits", rss_series[at].second}})) {
+      std::fprintf(stderr, "bench: cannot write %s/drain_rss.tsv\n", series_dir.c_str());
+      return 1;
+    }
+  }
   std::printf("drain_agent_events_per_sec=%.0f\n", agent);
   std::printf("drain_kcat_events_per_sec=%.0f\n", kcat);
   std::printf("drain_ratio=%.2f\n", agent / kcat);

@@ -9,6 +9,9 @@
 // 2. Bytes on the wire per payload byte for batches of 1, 10, 100 and 1000
 //    events: the encrypted envelope (zstd level 3) and its compressed body
 //    alone, without and with a 16 KiB dictionary trained on other events.
+//    With --series DIR, envelope / payload by events per batch (also 2, 5,
+//    20, 50, 200 and 500) as DIR/compression_ratio.tsv
+//    (bench/plots/compression_ratio.gp).
 //
 // Prints a Markdown section to stdout (script/bench appends it to
 // bench/RESULTS.md); per-run figures go to stderr.
@@ -16,6 +19,7 @@
 #include <zstd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -23,11 +27,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/coding.h"
 #include "bench/median.h"
 #include "bench/payment_events.h"
+#include "bench/series.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
 #include "buffer/format.h"
@@ -150,10 +156,13 @@ std::string Fixed(double v, int digits) {
 int main(int argc, char** argv) {
   int runs = 5;
   double seconds = 0.2;
+  std::string series_dir;
   CLI::App app{"edgesync-bench-envelope: seal/open throughput beside AES-256-GCM alone, and "
                "envelope bytes per payload byte with and without a dictionary"};
   app.add_option("--runs", runs, "runs of each throughput figure (median reported)")->capture_default_str();
   app.add_option("--seconds", seconds, "length of one throughput measurement")->capture_default_str();
+  app.add_option("--series", series_dir,
+                 "write envelope / payload by events per batch (compression_ratio.tsv) into this directory");
   CLI11_PARSE(app, argc, argv);
   if (runs < 1 || seconds <= 0) {
     std::fprintf(stderr, "bench: --runs and --seconds must be positive\n");
@@ -240,6 +249,7 @@ int main(int argc, char** argv) {
     const char* events_kind;
     size_t events;
     double payload, envelope, body, dict_envelope, dict_body, level19_envelope;
+    bool in_table;  // else only in the --series file
   };
   // The compressed body is the envelope's body_len (FORMAT.md, offset 50)
   // less the 108 bytes of encryption.
@@ -268,7 +278,9 @@ int main(int argc, char** argv) {
     edgesync::SealOptions dict_opts = sealed_opts, level19_opts = sealed_opts;
     dict_opts.dictionary = dict->get();
     level19_opts.zstd_level = 19;
-    for (size_t events : {1, 10, 100, 1000}) {
+    // The table's batch sizes first, so its batches hold the same events
+    // whatever the plot adds.
+    for (size_t events : {1, 10, 100, 1000, 2, 5, 20, 50, 200, 500}) {
       const Batch b = MakeBatch(sources.second, events, edgesync::format::kMaxBodyBytes);
       auto env = edgesync::SealEnvelope(b.header, b.body, sealed_opts);
       auto denv = edgesync::SealEnvelope(b.header, b.body, dict_opts);
@@ -280,12 +292,38 @@ int main(int argc, char** argv) {
       wire.push_back({kind, events, static_cast<double>(b.payload_bytes),
                       static_cast<double>(env->size()), body_bytes(*env),
                       static_cast<double>(denv->size()), body_bytes(*denv),
-                      static_cast<double>(env19->size())});
+                      static_cast<double>(env19->size()),
+                      events == 1 || events == 10 || events == 100 || events == 1000});
       std::fprintf(stderr,
                    "bench: %s, %zu events: payload %" PRIu64 " bytes, raw body %zu, envelope %zu "
                    "(body %.0f), with dictionary %zu (body %.0f), zstd -19 %zu\n",
                    kind, events, b.payload_bytes, b.body.size(), env->size(), body_bytes(*env),
                    denv->size(), body_bytes(*denv), env19->size());
+    }
+  }
+
+  if (!series_dir.empty()) {
+    // envelope / payload by events per batch, for each kind of events
+    // without and with the dictionary (the kind's batches in size order).
+    std::vector<std::pair<std::string, edgesync::bench::Series>> blocks;
+    for (const auto& [kind, sources] : kinds) {
+      edgesync::bench::Series plain, dict;
+      for (const Wire& w : wire) {
+        if (std::string_view(w.events_kind) != kind) continue;
+        plain.emplace_back(static_cast<double>(w.events), w.envelope / w.payload);
+        dict.emplace_back(static_cast<double>(w.events), w.dict_envelope / w.payload);
+      }
+      std::sort(plain.begin(), plain.end());
+      std::sort(dict.begin(), dict.end());
+      blocks.emplace_back(std::string(kind) + ", no dictionary", std::move(plain));
+      blocks.emplace_back(std::string(kind) + ", 16 KiB dictionary", std::move(dict));
+    }
+    if (!edgesync::bench::WriteSeries(series_dir + "/compression_ratio.tsv",
+                                      "edgesync-bench-envelope: encrypted envelope (zstd -3) / payload "
+                                      "bytes by events per batch",
+                                      "events_per_batch\tenvelope_per_payload", blocks)) {
+      std::fprintf(stderr, "bench: cannot write %s/compression_ratio.tsv\n", series_dir.c_str());
+      return 1;
     }
   }
 
@@ -329,6 +367,7 @@ int main(int argc, char** argv) {
               "envelope / payload, zstd -19 |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Wire& w : wire) {
+    if (!w.in_table) continue;
     std::printf("| %s | %zu | %.0f | %s | %s | %s | %s | %s |\n", w.events_kind, w.events, w.payload,
                 Fixed(w.envelope / w.payload, 3).c_str(), Fixed(w.body / w.payload, 3).c_str(),
                 Fixed(w.dict_envelope / w.payload, 3).c_str(), Fixed(w.dict_body / w.payload, 3).c_str(),
