@@ -19,9 +19,10 @@
 // drain is awaited (bounded), everything is stopped and the records are
 // counted against the fleet's manifest. The last line on stdout is the
 // verdict:
-//   soak: PASS|FAIL minutes=N published=N arrived=N gaps=N gap_events=N lost=N
-//         duplicates=N quota=held rss_growth=+x.x% fds=a..b threads=a..b
-//         kills=N broker_restarts=N kafka_outages=N csv=PATH [log=PATH why=...]
+//   soak: PASS|FAIL minutes=N rate=R devices=D published=N arrived=N gaps=N
+//         gap_events=N lost=N duplicates=N quota=held|exceeded(...)
+//         rss_growth=+x.x% fds=a..b threads=a..b kills=N broker_restarts=N
+//         kafka_outages=N csv=PATH [log=PATH why=...]
 // (on one line). Exit 0 on PASS, 1 on FAIL. Everything else goes to soak.log
 // in the working directory, which is kept with --keep or on FAIL.
 #include <CLI/CLI.hpp>
