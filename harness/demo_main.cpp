@@ -12,9 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -24,6 +22,7 @@
 #include "harness/kafka_cluster.h"
 #include "harness/mosquitto.h"
 #include "harness/process.h"
+#include "harness/site.h"
 #include "harness/tally.h"
 
 namespace {
@@ -98,10 +97,7 @@ int main(int argc, char** argv) {
   if (!work.ok()) return Fail("working directory", work.status());
   if (keep) work->Keep();
 
-  h::BrokerOptions bo;  // as systemd/'s broker drop-in: queue without limit for the agent
-  bo.max_queued_messages = -1;
-  bo.max_inflight_messages = 100;
-  auto broker = h::MosquittoBroker::Start(*work / "broker", bo);
+  auto broker = h::StartSiteBroker(*work / "broker");
   if (!broker.ok()) return Fail("mosquitto", broker.status());
   std::vector<std::pair<std::string, int>> topics;
   for (const auto& s : cfg->streams) topics.emplace_back(s.kafka_topic, 3);
@@ -114,58 +110,40 @@ int main(int argc, char** argv) {
       "; Kafka mock cluster (3 brokers) at " + (*cluster)->bootstrap());
 
   // The central key pair, as an operator makes it once.
-  auto keygen = h::RunToEnd({h::ProgramPath("edgesync"), "keygen", "--out", *work / "keys"},
-                            *work / "keygen.out");
-  if (!keygen.ok() || *keygen != 0) {
-    return Fail("edgesync keygen", keygen.ok() ? edgesync::Status::IOError("exit " + std::to_string(*keygen))
-                                               : keygen.status());
-  }
-  std::string toml = h::PointConfigAt(h::ReadWholeFile(config_path), (*broker)->port(),
-                                      (*cluster)->bootstrap(), *work / "state");
-  // The profile is named relative to the configuration file, which is
-  // rewritten into the working directory: name it absolutely there.
-  if (!cfg->profile.empty() && cfg->profile[0] != '/') {
-    const std::string from = "profile = \"" + cfg->profile + "\"";
-    const size_t at = toml.find(from);
-    const std::string dir = std::filesystem::path(config_path).parent_path().string();
-    const std::string abs =
-        std::filesystem::absolute(std::filesystem::path(dir.empty() ? "." : dir) / cfg->profile).lexically_normal();
-    if (at != std::string::npos) toml.replace(at, from.size(), "profile = \"" + abs + "\"");
-  }
-  if (cfg->encryption_public_key.empty()) {
-    toml += "\n[encryption]\npublic_key = \"" + *work / "keys/edgesync.pub" + "\"\n";
-  }
+  auto key_line = h::MakeCentralKeys(*work / "keys");
+  if (!key_line.ok()) return Fail("edgesync keygen", key_line.status());
+  h::SiteConfig site;
+  site.source_path = config_path;
+  site.profile = cfg->profile;
+  site.mqtt_port = (*broker)->port();
+  site.kafka_brokers = (*cluster)->bootstrap();
+  site.state_dir = *work / "state";
+  if (cfg->encryption_public_key.empty()) site.public_key = *work / "keys/edgesync.pub";
   const std::string agent_config = *work / "agent.toml";
-  std::ofstream(agent_config) << toml;
-  std::string key_line = h::ReadWholeFile(*work / "keygen.out");
-  key_line = key_line.substr(0, key_line.find('\n'));
-  Say("batches are encrypted for the central key pair (edgesync keygen: " + key_line +
+  if (auto st = h::WriteSiteConfig(site, agent_config); !st.ok()) return Fail("agent configuration", st);
+  Say("batches are encrypted for the central key pair (edgesync keygen: " + *key_line +
       "); edgesync-unpack holds the private key");
   auto agent = h::StartAgent(agent_config, *work / "agent.log");
   if (!agent.ok()) return Fail("agent", agent.status());
   Say("agent running: device " + cfg->device_id + ", " + std::to_string(cfg->streams.size()) +
       " streams (log: " + *work / "agent.log" + ")");
 
-  h::SpawnOptions uo;
-  uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning",
-             "--private-key", *work / "keys/edgesync.key"};
-  for (const auto& [t, parts] : topics) {
-    uo.argv.push_back("--topic");
-    uo.argv.push_back(t);
-  }
-  uo.stdout_path = *work / "records.ndjson";
-  uo.stderr_path = *work / "unpack.log";
-  auto unpack = h::Process::Spawn(uo);
+  std::vector<std::string> topic_names;
+  for (const auto& [t, parts] : topics) topic_names.push_back(t);
+  auto unpack = h::StartUnpack((*cluster)->bootstrap(), topic_names, *work / "keys/edgesync.key",
+                               *work / "records.ndjson", *work / "unpack.log");
   if (!unpack.ok()) return Fail("edgesync-unpack", unpack.status());
 
-  h::SpawnOptions fo;
-  fo.argv = {h::ProgramPath("edgesync-fleet"), "--port", std::to_string((*broker)->port()),
-             "--terminals", std::to_string(terminals), "--chargers", std::to_string(chargers),
-             "--rate", std::to_string(rate), "--seconds", std::to_string(seconds),
-             "--manifest", *work / "manifest.csv", "--quiet"};
-  fo.stdout_path = *work / "fleet.out";
-  fo.stderr_path = *work / "fleet.log";
-  auto fleet = h::Process::Spawn(fo);
+  h::FleetRun fr;
+  fr.port = (*broker)->port();
+  fr.terminals = terminals;
+  fr.chargers = chargers;
+  fr.rate = rate;
+  fr.seconds = seconds;
+  fr.manifest_path = *work / "manifest.csv";
+  fr.out_path = *work / "fleet.out";
+  fr.log_path = *work / "fleet.log";
+  auto fleet = h::StartFleet(fr);
   if (!fleet.ok()) return Fail("edgesync-fleet", fleet.status());
   Say("fleet: " + std::to_string(terminals) + " payment terminals and " + std::to_string(chargers) +
       " chargers, " + std::to_string(static_cast<int>(rate)) + " events/s over QoS 1, for " +
@@ -211,12 +189,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "demo: the fleet simulator failed; see %s\n", (*work / "fleet.log").c_str());
   }
 
-  std::ifstream manifest_in(*work / "manifest.csv");
-  auto manifest = h::ParseManifest(manifest_in);
-  uint64_t published = 0;
-  if (manifest.ok()) {
-    for (const auto& [d, n] : *manifest) published += n;
-  }
+  auto manifest_total = h::ManifestTotal(*work / "manifest.csv");
+  const uint64_t published = manifest_total.ok() ? *manifest_total : 0;
   Say("fleet done: published " + std::to_string(published) + "; waiting for the drain");
   h::Tally tally;
   h::PollUntil([&] {

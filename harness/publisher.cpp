@@ -101,6 +101,11 @@ Status Publisher::Publish(const std::string& topic, std::string_view payload, in
   int mid = 0;
   int rc = mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()),
                              payload.data(), qos, retain);
+  // While the connection is down (the broker restarting), libmosquitto
+  // 2.0.11 still queues a QoS 1/2 message and says MOSQ_ERR_NO_CONN only
+  // because it could not send it yet: it goes out after the reconnect with
+  // the others unacknowledged, so it is pending like them.
+  if (rc == MOSQ_ERR_NO_CONN && qos > 0) rc = MOSQ_ERR_SUCCESS;
   if (rc != MOSQ_ERR_SUCCESS) {
     Status s = Status::Unavailable("publish to " + topic + ": " + mosquitto_strerror(rc));
     if (rc == MOSQ_ERR_INVAL || rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_MALFORMED_UTF8) {

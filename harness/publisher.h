@@ -35,7 +35,9 @@ class Publisher {
 
   // Queues a publish. For QoS 1/2 it first waits while max_inflight earlier
   // publishes await their acknowledgement; Unavailable when no slot frees up
-  // within 60 s (broker gone), Aborted after Disconnect().
+  // within 60 s (broker gone), Aborted after Disconnect(). A QoS 1/2 publish
+  // while the connection is down is queued and sent after the reconnect;
+  // a QoS 0 one fails then (Unavailable).
   Status Publish(const std::string& topic, std::string_view payload, int qos = 1,
                  bool retain = false);
   // Waits until every QoS 1/2 publish so far has been acknowledged

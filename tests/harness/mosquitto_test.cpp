@@ -154,6 +154,32 @@ TEST_F(MosquittoTest, RestartKeepsQueuedMessagesOfAPersistentSession) {
   EXPECT_TRUE(reader.Stop(seconds(5)).ok());
 }
 
+TEST_F(MosquittoTest, PublisherRidesOutABrokerRestart) {
+  StartBroker();
+  CreateSession("reader-3", {"test/#"});
+  Result<std::unique_ptr<Publisher>> pub = Publisher::Connect("127.0.0.1", broker_->port(), "writer-3");
+  ASSERT_TRUE(pub.ok()) << pub.status().ToString();
+  ASSERT_TRUE((*pub)->Publish("test/r", "before 1").ok());
+  ASSERT_TRUE((*pub)->WaitAcked(seconds(30)).ok());
+  // Publishes while the broker is away are queued, not refused (the fleet
+  // simulator goes on through the soak's broker restarts).
+  ASSERT_TRUE(broker_->Stop().ok());
+  for (int i = 1; i <= 3; ++i) {
+    Status s = (*pub)->Publish("test/r", "during " + std::to_string(i));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  ASSERT_TRUE(broker_->Restart().ok());
+  ASSERT_TRUE((*pub)->WaitAcked(seconds(30)).ok());
+  EXPECT_EQ((*pub)->acked(), 4u);
+
+  Process reader = Reader("reader-3", {"test/#"});
+  auto msgs = ReadMessages(reader, 4);
+  std::set<std::string> payloads;
+  for (const auto& m : msgs) payloads.insert(m.second);
+  EXPECT_EQ(payloads, (std::set<std::string>{"before 1", "during 1", "during 2", "during 3"}));
+  EXPECT_TRUE(reader.Stop(seconds(5)).ok());
+}
+
 TEST_F(MosquittoTest, KillStopsTheBrokerAtOnceAndRestartBringsItBack) {
   StartBroker();
   int port = broker_->port();

@@ -1,0 +1,93 @@
+// The pieces of a loopback site shared by edgesync-demo and edgesync-soak
+// (see harness/site.h).
+#include "harness/site.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness/agent_process.h"
+#include "harness/tally.h"
+
+namespace edgesync::harness {
+
+Result<std::unique_ptr<MosquittoBroker>> StartSiteBroker(const std::string& work_dir) {
+  BrokerOptions bo;  // as systemd/'s broker drop-in: queue without limit for the agent
+  bo.max_queued_messages = -1;
+  bo.max_inflight_messages = 100;
+  return MosquittoBroker::Start(work_dir, bo);
+}
+
+Result<std::string> MakeCentralKeys(const std::string& dir) {
+  const std::string out = dir + ".out";
+  Result<int> code = RunToEnd({ProgramPath("edgesync"), "keygen", "--out", dir}, out);
+  if (!code.ok()) return code.status();
+  if (*code != 0) return Status::IOError("edgesync keygen: exit " + std::to_string(*code));
+  std::string line = ReadWholeFile(out);
+  return line.substr(0, line.find('\n'));
+}
+
+Status WriteSiteConfig(const SiteConfig& site, const std::string& out_path) {
+  const std::string source = ReadWholeFile(site.source_path);
+  if (source.empty()) return Status::IOError("cannot read " + site.source_path);
+  std::string toml = PointConfigAt(source, site.mqtt_port, site.kafka_brokers, site.state_dir);
+  // The profile is named relative to the configuration file, which is
+  // rewritten elsewhere: name it absolutely there.
+  if (!site.profile.empty() && site.profile[0] != '/') {
+    namespace fs = std::filesystem;
+    const std::string from = "profile = \"" + site.profile + "\"";
+    const size_t at = toml.find(from);
+    const fs::path dir = fs::path(site.source_path).parent_path();
+    const std::string abs = fs::absolute((dir.empty() ? fs::path(".") : dir) / site.profile).lexically_normal();
+    if (at != std::string::npos) toml.replace(at, from.size(), "profile = \"" + abs + "\"");
+  }
+  if (!site.public_key.empty()) toml += "\n[encryption]\npublic_key = \"" + site.public_key + "\"\n";
+  toml += site.extra_toml;
+  std::ofstream out(out_path, std::ios::trunc);
+  out << toml;
+  out.flush();
+  if (!out) return Status::IOError("cannot write " + out_path);
+  return Status::OK();
+}
+
+Result<Process> StartUnpack(const std::string& bootstrap, const std::vector<std::string>& topics,
+                            const std::string& private_key, const std::string& records_path,
+                            const std::string& log_path, const std::string& gaps_path) {
+  SpawnOptions o;
+  o.argv = {ProgramPath("edgesync-unpack"), "--brokers", bootstrap, "--from-beginning",
+            "--private-key", private_key};
+  for (const auto& t : topics) {
+    o.argv.push_back("--topic");
+    o.argv.push_back(t);
+  }
+  if (!gaps_path.empty()) {
+    o.argv.push_back("--gaps");
+    o.argv.push_back(gaps_path);
+  }
+  o.stdout_path = records_path;
+  o.stderr_path = log_path;
+  return Process::Spawn(o);
+}
+
+Result<Process> StartFleet(const FleetRun& run) {
+  SpawnOptions o;
+  o.argv = {ProgramPath("edgesync-fleet"), "--port", std::to_string(run.port),
+            "--terminals", std::to_string(run.terminals), "--chargers", std::to_string(run.chargers),
+            "--rate", std::to_string(run.rate), "--seconds", std::to_string(run.seconds),
+            "--manifest", run.manifest_path};
+  if (!run.progress) o.argv.push_back("--quiet");
+  o.stdout_path = run.out_path;
+  o.stderr_path = run.log_path;
+  return Process::Spawn(o);
+}
+
+Result<uint64_t> ManifestTotal(const std::string& manifest_path) {
+  std::ifstream in(manifest_path);
+  if (!in) return Status::NotFound("cannot read " + manifest_path);
+  Result<std::map<std::string, uint64_t>> manifest = ParseManifest(in);
+  if (!manifest.ok()) return manifest.status();
+  uint64_t total = 0;
+  for (const auto& [device, n] : *manifest) total += n;
+  return total;
+}
+
+}  // namespace edgesync::harness
