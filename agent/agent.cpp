@@ -288,6 +288,9 @@ void Agent::NotifySystemd() {
   std::string status = "STATUS=";
   if (!wedged.empty()) {
     status += "wedged: " + wedged;
+  } else if (shutting_down_) {
+    status += std::string(restarting_ ? "restarting the pipeline" : "stopping") +
+              ": sealing and uploading what is open, " + std::to_string(up.delivered_events) + " uploaded";
   } else {
     status += std::string("mqtt ") + (in.connected ? "connected" : "disconnected") + ", kafka " +
               KafkaStateName(up.kafka) + ", " + std::to_string(in.received) + " received, " +
@@ -531,6 +534,7 @@ void Agent::AcceptDurably(size_t stream, const Record& r) {
 Status Agent::Shutdown(bool restarting) {
   if (!started_) return Status::OK();
   started_ = false;
+  restarting_ = restarting;
   shutting_down_ = true;
   spdlog::info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
   sealer_->StopWaitingForSpace();

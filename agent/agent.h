@@ -164,7 +164,9 @@ class Agent {
   int monitor_stop_fd_ = -1;       // an eventfd: written to stop the monitor thread
   std::unique_ptr<StatusSocket> status_socket_;
   int64_t wedged_after_us_ = 0;    // a stage stuck this long is wedged
-  std::string systemd_status_;     // the last STATUS= sent; monitor thread only
+  // The last STATUS= sent. The monitor thread is the only one to send
+  // STATUS=, so that what systemd shows is always its latest text.
+  std::string systemd_status_;
   bool wedged_logged_ = false;     // the wedge is in the log; monitor thread only
   // Per lane (sealer order): its stream's index in stream_names_, and events journaled.
   std::vector<std::string> stream_names_;
@@ -182,7 +184,7 @@ class Agent {
   std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
   std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0}, filtered_{0}, reloads_{0};
   std::atomic<bool> backpressure_{false};
-  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> shutting_down_{false}, restarting_{false};
   bool started_ = false;
   std::function<void(std::string_view)> bundle_sink_;
   mutable std::mutex fleet_mu_;

@@ -135,7 +135,9 @@ int RunAgent(const std::string& path) {
                  !fleet ? "" : fleet->status().version == 0 ? ", no fleet bundle yet"
                                                             : ", fleet bundle " + std::to_string(fleet->status().version));
     // The store is open and the first connection attempts are under way.
-    edgesync::systemd::Notify("READY=1\nSTATUS=started: connecting to the broker and Kafka");
+    // STATUS= comes from the agent's monitor thread alone (Agent::NotifySystemd):
+    // a second sender could overwrite its text with an older one.
+    edgesync::systemd::Notify("READY=1");
     edgesync::Env* env = edgesync::Env::Default();
     int64_t next_stats_us = env->MonotonicMicros() + static_cast<int64_t>(running.stats_interval * 1e6);
     bool fatal = false;
@@ -144,7 +146,7 @@ int RunAgent(const std::string& path) {
       int sig = sigtimedwait(&set, nullptr, &second);
       if (sig == SIGINT || sig == SIGTERM) {
         spdlog::info("signal {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        edgesync::systemd::Notify("STOPPING=1\nSTATUS=stopping: sealing and uploading what is open");
+        edgesync::systemd::Notify("STOPPING=1");
         break;
       }
       if (sig == SIGHUP) {
