@@ -45,7 +45,10 @@ Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, c
   r->state_.status.enabled = true;
   if (r->state_.status.state == "probation") {
     // Stopped before the bundle proved itself: it is not trusted again.
+    // RollBack loads what runs instead (the last good bundle or the device
+    // file alone).
     r->RollBack("the agent stopped during probation (crash, kill or restart) before the bundle proved good");
+    return r;
   }
   Result<Config> c = r->Load(r->state_.running);
   if (!c.ok()) {

@@ -31,9 +31,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace h = edgesync::harness;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnSignal(int) { g_interrupted = 1; }
-
 void Say(const std::string& line) {
   std::printf("demo: %s\n", line.c_str());
   std::fflush(stdout);
@@ -88,8 +85,7 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-outage", outage, "do not take Kafka down midway");
   app.add_flag("--keep", keep, "keep the working directory (logs, records) for a look afterwards");
   CLI11_PARSE(app, argc, argv);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  h::CatchInterrupts();
 
   edgesync::Result<edgesync::Config> cfg = edgesync::LoadConfig(config_path);
   if (!cfg.ok()) return Fail("configuration", cfg.status());
@@ -164,7 +160,7 @@ int main(int argc, char** argv) {
   const auto start = Clock::now();
   const int outage_at = seconds / 3, outage_for = std::max(3, seconds / 6);
   bool down = false;
-  for (int tick = 0; fleet->Running() && !g_interrupted; ++tick) {
+  for (int tick = 0; fleet->Running() && !h::Interrupted(); ++tick) {
     std::this_thread::sleep_for(1s);
     int t = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count());
     if (outage && !down && t >= outage_at && t < outage_at + outage_for) {
@@ -183,7 +179,7 @@ int main(int argc, char** argv) {
     }
   }
   if (down) (void)(*cluster)->AllBrokersUp();
-  if (g_interrupted) (void)fleet->Signal(SIGTERM);
+  if (h::Interrupted()) (void)fleet->Signal(SIGTERM);
   auto fleet_code = fleet->Wait(60s);
   if (!fleet_code.ok() || *fleet_code != 0) {
     std::fprintf(stderr, "demo: the fleet simulator failed; see %s\n", (*work / "fleet.log").c_str());
@@ -196,7 +192,7 @@ int main(int argc, char** argv) {
   h::PollUntil([&] {
     auto t = h::TallyFiles(*work / "records.ndjson", *work / "manifest.csv");
     if (t.ok()) tally = *t;
-    return g_interrupted || (t.ok() && tally.arrived == published);
+    return h::Interrupted() || (t.ok() && tally.arrived == published);
   }, std::chrono::seconds(drain_timeout), 250ms);
   sampler.PrintNew(2);
   Say("stopping the agent, edgesync-unpack, Kafka and mosquitto");

@@ -2,6 +2,7 @@
 // (see harness/site.h).
 #include "harness/site.h"
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -9,6 +10,19 @@
 #include "harness/tally.h"
 
 namespace edgesync::harness {
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+
+}  // namespace
+
+void CatchInterrupts() {
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
+}
+
+bool Interrupted() { return g_interrupted != 0; }
 
 Result<std::unique_ptr<MosquittoBroker>> StartSiteBroker(const std::string& work_dir) {
   BrokerOptions bo;  // as systemd/'s broker drop-in: queue without limit for the agent

@@ -17,6 +17,12 @@
 
 namespace edgesync::harness {
 
+// Makes SIGINT and SIGTERM set a flag, read by Interrupted(): the demo and
+// the soak stop their loops and clean up instead of dying with their
+// children still running.
+void CatchInterrupts();
+bool Interrupted();
+
 // mosquitto in `work_dir` as the agent's broker drop-in configures it:
 // persistence on, the agent's queue without limit, 100 messages in flight.
 Result<std::unique_ptr<MosquittoBroker>> StartSiteBroker(const std::string& work_dir);

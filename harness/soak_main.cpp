@@ -55,9 +55,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace h = edgesync::harness;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnSignal(int) { g_interrupted = 1; }
-
 // The fault schedule (seconds since the fleet started); see the file comment.
 constexpr int kKafkaPeriod = 60, kKafkaDownFrom = 20, kKafkaDownFor = 20;
 constexpr int kKillPeriod = 120, kFirstKill = 90;
@@ -271,8 +268,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain-timeout", drain_timeout, "seconds to wait for the drain at the end")->capture_default_str();
   app.add_flag("--keep", keep, "keep the working directory (logs, records) also on PASS");
   CLI11_PARSE(app, argc, argv);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  h::CatchInterrupts();
 
   auto work = h::TempDir::Create("edgesync-soak");
   if (!work.ok()) {
@@ -372,7 +368,7 @@ int main(int argc, char** argv) {
   auto elapsed = [&] {
     return static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - zero).count());
   };
-  while (fleet->Running() && !g_interrupted && problems.empty()) {
+  while (fleet->Running() && !h::Interrupted() && problems.empty()) {
     std::this_thread::sleep_for(200ms);
     const int t = elapsed();
     if (t >= publish_seconds) break;
@@ -416,7 +412,7 @@ int main(int argc, char** argv) {
     (void)(*cluster)->AllBrokersUp();
     sampler.Mark("kafka-up");
   }
-  if (g_interrupted) problems.push_back("interrupted");
+  if (h::Interrupted()) problems.push_back("interrupted");
   if (!problems.empty()) (void)fleet->Signal(SIGTERM);  // ends early, writes its manifest
   auto fleet_code = fleet->Wait(120s);
   if (!fleet_code.ok() || *fleet_code != 0) problems.push_back("the fleet simulator failed (fleet.log)");
@@ -435,7 +431,7 @@ int main(int argc, char** argv) {
   uint64_t last_records = 0;
   Clock::time_point last_progress = Clock::now();
   bool drained = false;
-  while (agent.ok() && published > 0 && !g_interrupted && Clock::now() < drain_deadline && Clock::now() - last_progress < 60s) {
+  while (agent.ok() && published > 0 && !h::Interrupted() && Clock::now() < drain_deadline && Clock::now() - last_progress < 60s) {
     std::this_thread::sleep_for(2s);
     const uint64_t records = sampler.records();
     if (records != last_records) last_records = records, last_progress = Clock::now();
