@@ -125,9 +125,25 @@ bool MaskPans(std::string_view text,
   // The digits a mask keeps can join the groups after it into what reads as
   // a new card number ("4155555555525 14111 1111 1111 1111": the PAN's last
   // four, 4111, then three groups that were not part of it). Scan the result
-  // again until nothing reads as one; each pass replaces digits, so it ends.
+  // again until nothing reads as one. Text can be made so that each pass
+  // reveals one more (a chain of such groups, one link a pass): after
+  // kRescans, one last pass turns every digit of what it finds into '*'.
+  // That reveals nothing new (no digit is kept to start a group), so the
+  // result never holds a PAN, and the work stays linear in the text.
+  constexpr int kRescans = 8;
   thread_local std::string again;
-  for (int pass = 0; pass < 64 && ScanPans(*out, &replace, &again); ++pass) out->swap(again);
+  for (int pass = 0; ScanPans(*out, &replace, &again); ++pass) {
+    out->swap(again);
+    if (pass + 1 < kRescans) continue;
+    static const std::function<std::string(std::string_view, std::string_view)> every_digit =
+        [](std::string_view, std::string_view written) {
+          std::string m(written);
+          for (char& c : m) c = IsDigit(c) ? '*' : c;
+          return m;
+        };
+    if (ScanPans(*out, &every_digit, &again)) out->swap(again);
+    break;
+  }
   return true;
 }
 

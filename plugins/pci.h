@@ -35,7 +35,8 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
 // `text` into `*out` with `replace` (given the PAN's digits and the text
 // as written, returning the replacement). False, and *out untouched, when
 // `text` holds none. The result is scanned again until no PAN is left in
-// it (the digits a mask keeps could otherwise join the next groups).
+// it (the digits a mask keeps could otherwise join the next groups); text
+// that still reveals new ones after 8 passes has them replaced by '*' whole.
 bool MaskPans(std::string_view text, const std::function<std::string(std::string_view digits,
                                                                      std::string_view written)>& replace,
               std::string* out);

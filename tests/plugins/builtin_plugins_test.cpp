@@ -254,6 +254,33 @@ TEST(Pci, MasksTheCardBrandsTestNumbers) {
   EXPECT_EQ(masked.find("4111 1111 1111 1111"), std::string::npos) << masked;
 }
 
+TEST(Pci, AChainOfGroupsThatRevealsOnePanAPassLeavesNone) {
+  // "4000000000c5000" masks to "400000******5000": its last four start a new
+  // run with the next 12-digit group, a PAN only then ("5000 0000000c5000"),
+  // whose mask keeps the next four, and so on: one more PAN each pass.
+  auto luhn_fixed = [](std::string d, size_t at) {
+    for (char c = '0'; c <= '9'; ++c) {
+      d[at] = c;
+      if (LuhnValid(d)) break;
+    }
+    return d;
+  };
+  const std::string first = luhn_fixed("4000000000005000", 11);
+  const std::string link = luhn_fixed("5000000000005000", 11).substr(4);  // follows a "5000"
+  std::string text = first;
+  for (int i = 0; i < 100; ++i) text += " " + link;
+  const std::string masked = Mask(text);
+  std::string again;
+  EXPECT_FALSE(MaskPans(masked, [](std::string_view, std::string_view w) { return std::string(w); }, &again))
+      << masked;
+  // The first passes mask as always (first six, last four kept); the PAN
+  // still revealed after them loses every digit, and the groups after it,
+  // none of them a PAN, stay as they were.
+  EXPECT_EQ(masked.substr(0, 30), "400000******5000 00******5000 ") << masked;
+  EXPECT_NE(masked.find("**** ************ " + link + " "), std::string::npos) << masked;
+  EXPECT_EQ(masked.substr(masked.size() - 13), " " + link) << masked;
+}
+
 TEST(Pci, LeavesWhatIsNotACardNumber) {
   for (const char* text : {
            "1795000000129",             // a Luhn-valid 13-digit ms timestamp: starts with 1
