@@ -105,6 +105,7 @@ class Operations : public Pipeline {
 
 TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRunningAndAfter) {
   const std::string metrics = dir_ / "edgesync.prom";
+  shutdown_timeout_ = "3s";  // the stop below has Kafka down: it waits this long
   WriteConfig();
   std::ofstream(config_path(), std::ios::app) << "\n[metrics]\ntextfile = \"" << metrics << "\"\ninterval = \"1s\"\n";
   NotifySocket systemd(notify_path());
@@ -172,7 +173,8 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   }, 30s, 200ms)) << r.out;
   ASSERT_TRUE(agent_->Signal(SIGTERM).ok());
   EXPECT_TRUE(systemd.AwaitMessage("STOPPING=1", 10s)) << systemd.All();
-  // Kafka is down: the 30 events hold the shutdown for agent.shutdown_timeout.
+  // Kafka is down: the 30 events hold the shutdown for agent.shutdown_timeout
+  // (3 s: three of the monitor's ticks).
   EXPECT_TRUE(systemd.AwaitStatus("stopping: sealing and uploading what is open", 10s)) << systemd.All();
   auto code = agent_->Wait(60s);
   ASSERT_TRUE(code.ok());
