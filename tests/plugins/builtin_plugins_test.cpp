@@ -255,7 +255,7 @@ TEST(Pci, MasksTheCardBrandsTestNumbers) {
 }
 
 TEST(Pci, AChainOfGroupsThatRevealsOnePanAPassLeavesNone) {
-  // "4000000000c5000" masks to "400000******5000": its last four start a new
+  // "40000000000c5000" masks to "400000******5000": its last four start a new
   // run with the next 12-digit group, a PAN only then ("5000 0000000c5000"),
   // whose mask keeps the next four, and so on: one more PAN each pass.
   auto luhn_fixed = [](std::string d, size_t at) {
