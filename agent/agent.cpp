@@ -422,6 +422,8 @@ void Agent::RunChain(const Pipeline& pl, size_t stream, Record& r, std::string_v
   const bool json = pl.config().streams[stream].json;
   Event e;
   e.topic = r.topic;
+  e.topic_text = &r.topic;
+  e.content_type = &r.content_type;
   e.received_at_us = r.received_at_us;
   e.properties = &r.properties;
   e.route = pl.DefaultRoute(stream);
@@ -468,6 +470,8 @@ void Agent::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, c
   // must not leave through the dead-letter stream either.
   Event e;
   e.topic = r.topic;
+  e.topic_text = &r.topic;
+  e.content_type = &r.content_type;
   e.received_at_us = r.received_at_us;
   e.properties = &r.properties;
   e.raw = &r.payload;

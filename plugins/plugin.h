@@ -40,6 +40,12 @@ struct Event {
   std::string_view topic;   // MQTT topic it was published on
   int64_t received_at_us = 0;
   std::vector<std::pair<std::string, std::string>>* properties = nullptr;  // MQTT 5 user properties
+  // The record's own topic and MQTT 5 content type ("" for none), for the
+  // plugins that must rewrite what is stored (pci masks card numbers in
+  // them). Routing has happened by then: a plugin that writes *topic_text
+  // sets `topic` to it again. Null where the caller has no record (tests).
+  std::string* topic_text = nullptr;
+  std::string* content_type = nullptr;
   // A JSON stream's payload, parsed. Plugins edit it in place; the agent
   // writes it back after the chain when it changed (Json::dirty()).
   Json* json = nullptr;
