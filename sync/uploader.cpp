@@ -126,7 +126,7 @@ struct Uploader::Impl {
 
   // Read by stats() from any thread.
   std::atomic<uint64_t> delivered_batches{0}, delivered_events{0}, delivered_bytes{0}, failed{0},
-      inflight_count{0}, split{0}, rebuilds{0}, out_of_order{0};
+      inflight_count{0}, split{0}, rebuilds{0}, out_of_order{0}, wakeups{0};
   std::atomic<int> kafka_state{static_cast<int>(KafkaState::kUnknown)};
   std::atomic<int64_t> last_delivery_us{0};
   LastError last_error;
@@ -656,6 +656,7 @@ void Uploader::Run() {
   bool& store_may_have_more = s.store_may_have_more;
   for (;;) {
     s.progress.Advance(s.env->MonotonicMicros());
+    s.wakeups.fetch_add(1, std::memory_order_relaxed);
     bool stopping, inject;
     int64_t deadline;
     {
@@ -703,19 +704,25 @@ void Uploader::Run() {
     for (const auto& [name, t] : s.topics) {
       if (t.blocked && !t.probing && now >= t.retry_at) store_may_have_more = true;  // time to probe
     }
-    const bool room = s.in_flight.size() < s.opt.max_in_flight &&
-                      (s.in_flight.empty() || s.in_flight_bytes < s.opt.max_in_flight_bytes);
-    if (!s.failed_since_idle && now >= s.resume_at && store_may_have_more && room &&
-        s.bucket.WaitMicros(now) == 0) {
-      store_may_have_more = s.Fill(now);
-    }
+    auto room = [&s] {
+      return s.in_flight.size() < s.opt.max_in_flight &&
+             (s.in_flight.empty() || s.in_flight_bytes < s.opt.max_in_flight_bytes);
+    };
+    // Sending more waits for: the pause after a failure, the end of what a
+    // failure left in flight, and room among the batches in flight.
+    auto may_send = [&] { return !s.failed_since_idle && now >= s.resume_at && store_may_have_more && room(); };
+    if (may_send() && s.bucket.WaitMicros(now) == 0) store_may_have_more = s.Fill(now);
 
-    // The next moment something may change without a notification.
+    // The next moment something may change without a notification: the
+    // pause's end, the rate limit's next token (only when that is all that
+    // holds a send back), a blocked topic's probe. Room and the end of a
+    // failure come with delivery reports, which the poll below waits for:
+    // waking for them here would spin a core while Kafka is away.
     int64_t wake = now + 1'000'000;
     if (s.resume_at > now) wake = std::min(wake, s.resume_at);
-    if (store_may_have_more) wake = std::min(wake, now + s.bucket.WaitMicros(now));
+    if (may_send()) wake = std::min(wake, now + s.bucket.WaitMicros(now));
     for (const auto& [name, t] : s.topics) {
-      if (t.blocked && !t.probing) wake = std::min(wake, std::max(t.retry_at, now));
+      if (t.blocked && !t.probing && t.retry_at > now) wake = std::min(wake, t.retry_at);  // due: may_send says
     }
     // Serve delivery reports; sleep when there is nothing in flight.
     if (!s.in_flight.empty()) {
@@ -771,6 +778,7 @@ UploaderStats Uploader::stats() const {
   st.split_batches = s.split.load();
   st.producer_rebuilds = s.rebuilds.load();
   st.out_of_order = s.out_of_order.load();
+  st.wakeups = s.wakeups.load();
   st.kafka = static_cast<KafkaState>(s.kafka_state.load());
   st.last_delivery_us = s.last_delivery_us.load();
   st.last_error = s.last_error.Get();

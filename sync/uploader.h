@@ -93,6 +93,7 @@ struct UploaderStats {
   uint64_t split_batches = 0;       // batches sent as fragments
   uint64_t producer_rebuilds = 0;   // after fatal errors
   uint64_t out_of_order = 0;        // batches delivered after a later one of their stream
+  uint64_t wakeups = 0;             // turns of the upload thread's loop: few while it waits
   KafkaState kafka = KafkaState::kUnknown;
   int64_t last_delivery_us = 0;     // wall clock of the last successful delivery; 0: none
   ErrorNote last_error;             // the last Kafka error

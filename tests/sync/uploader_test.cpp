@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <random>
+#include <thread>
 
 #include "buffer/envelope.h"
 #include "harness/agent_process.h"
@@ -166,6 +167,33 @@ TEST_F(UploaderTest, StopWithKafkaDownKeepsTheBatches) {
   Status st = up->Stop(300'000);
   EXPECT_EQ(st.code(), Status::Code::kUnavailable) << st.ToString();
   EXPECT_EQ(store_->Counts()->batches, 3u);
+}
+
+// More batches waiting than may be in flight while Kafka is away: the
+// uploader sleeps until a delivery report or its next timer (librdkafka
+// reports back at most every 50 ms while batches are in flight), instead of
+// asking the store again and again. It used to spin a core: millions of
+// turns in these two seconds.
+TEST_F(UploaderTest, WithKafkaDownAndNoRoomInFlightItSleeps) {
+  ASSERT_TRUE(cluster_->AllBrokersDown().ok());
+  CommitBatches(store_.get(), 40);
+  UploaderOptions o;
+  o.max_in_flight = 4;
+  auto up = Make(o);
+  ASSERT_TRUE(up);
+  up->Start();
+  up->Notify();
+  ASSERT_TRUE(harness::PollUntil([&] { return up->stats().in_flight == 4; }, 10s));
+  const uint64_t before = up->stats().wakeups;
+  // Two seconds of an outage (nothing to await: the point is what the
+  // thread does while nothing happens).
+  std::this_thread::sleep_for(2s);
+  const uint64_t turns = up->stats().wakeups - before;
+  EXPECT_LT(turns, 200u) << "the upload loop turned " << turns << " times in 2 s with nothing to do";
+  EXPECT_EQ(store_->Counts()->batches, 40u);
+  ASSERT_TRUE(cluster_->AllBrokersUp().ok());
+  ASSERT_TRUE(StoreEmpties());
+  ASSERT_TRUE(up->Stop(5'000'000).ok());
 }
 
 TEST_F(UploaderTest, AnUnauthorizedTopicIsBlockedWhileTheOthersFlowThenDrainsInOrder) {
