@@ -131,7 +131,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   so.sync_interval_us = static_cast<int64_t>(config.sync_interval * 1e6);
   so.seal.zstd_level = static_cast<int>(config.zstd_level);
   if (!config.batch_dictionary.empty()) {
-    Result<std::string> bytes = env->ReadFile(config.batch_dictionary);
+    Result<std::string> bytes = env->ReadFile(config.batch_dictionary, kMaxDictionaryBytes);
     if (!bytes.ok()) return bytes.status();
     Result<std::shared_ptr<const Dictionary>> d = Dictionary::Load(*bytes, so.seal.zstd_level);
     if (!d.ok()) return Status::InvalidArgument("batch.dictionary: " + d.status().message());
@@ -196,6 +196,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   io.key_file = config.mqtt_key_file;
   io.tls_version = config.mqtt_tls_version;
   io.status_topic = config.mqtt_status_topic;
+  io.max_packet_size = static_cast<uint32_t>(config.mqtt_max_packet_size);
+  io.max_user_properties = kMaxUserProperties;
+  io.max_user_property_bytes = static_cast<size_t>(config.mqtt_max_payload);
   std::vector<std::string> filters_wanted = a->pipeline_->router().AllFilters();
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
   if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
@@ -387,9 +390,8 @@ void Agent::OnMessage(const IngestMessage& m) {
   r.content_type.assign(m.content_type);
   r.properties.assign(m.user_properties.begin(), m.user_properties.end());
 
-  size_t property_bytes = 0;
-  for (const auto& [k, val] : m.user_properties) property_bytes += k.size() + val.size() + 4;
-  Verdict v = Triage(m.topic, m.payload, m.user_properties.size(), property_bytes, pl.config(), pl.router(), &json_);
+  Verdict v = Triage(m.topic, m.payload, m.user_property_count, m.user_property_bytes, pl.config(), pl.router(),
+                     &json_);
   if (v.kind == Verdict::Kind::kDrop) {
     unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -397,7 +399,7 @@ void Agent::OnMessage(const IngestMessage& m) {
   if (v.kind == Verdict::Kind::kDeadLetter) {
     if (v.reason == DeadLetterReason::kPropertiesTooLarge) {
       r.properties.clear();  // they are what is too large; the payload is kept
-      r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_properties.size()));
+      r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_property_count));
     }
     if (v.reason == DeadLetterReason::kPayloadTooLarge) {
       // Kept, but cut: one oversized event must not block a batch or Kafka.

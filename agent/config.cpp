@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/toml_bounds.h"
 #include "base/env.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
@@ -108,6 +109,9 @@ const std::vector<OptionSpec>& Options() {
       {.key = "mqtt.max_payload", .kind = Kind::kSize,
        .description = "A larger payload goes to the dead-letter stream, cut to this size.",
        .num = &C::mqtt_max_payload, .min = 1, .max = 16 << 20},
+      {.key = "mqtt.max_packet_size", .kind = Kind::kSize,
+       .description = "MQTT 5: the largest message the broker may send the agent, announced when it connects (the broker drops larger ones; the broker drop-in refuses them from publishers). Bounds what one message costs in memory. At least mqtt.max_payload + 64KiB.",
+       .num = &C::mqtt_max_packet_size, .min = 128 << 10, .max = 256 << 20},
       {.key = "mqtt.unmatched", .kind = Kind::kString,
        .description = "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".",
        .str = &C::mqtt_unmatched, .choices = {"dead-letter", "drop"}},
@@ -201,6 +205,9 @@ const std::vector<OptionSpec>& Options() {
       {.key = "kafka.retry_backoff_max", .kind = Kind::kDuration,
        .description = "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter).",
        .secs = &C::kafka_retry_backoff_max},
+      {.key = "kafka.allow_unsafe_properties", .kind = Kind::kStringList,
+       .description = "kafka.properties that load code, run a program or read a file (plugin.library.paths, ssl.engine.location, ssl.providers, sasl.kerberos.kinit.cmd, ssl.*.location, ...) are refused unless named here. Only in the device's own file.",
+       .list = &C::kafka_allow_unsafe_properties},
       {.key = "kafka.blocked_retry_interval", .kind = Kind::kDuration,
        .description = "A topic that refuses the agent (not authorized, unknown, invalid config) is blocked and tried again this often with one batch; other topics keep flowing.",
        .secs = &C::kafka_blocked_retry_interval},
@@ -534,35 +541,10 @@ bool SameButPlugins(const Config& a, const Config& b) {
 
 namespace {
 
-// Lays the profile `t` names (agent.profile, relative to `origin`'s
-// directory) under `t`. Profiles do not nest.
-Status LayProfileUnder(toml::table* t, const std::string& origin) {
-  const toml::node* prof = t->at_path("agent.profile").node();
-  if (prof == nullptr || !prof->is_string()) return Status::OK();
-  const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
-  Problems p(origin);
-  Result<std::string> text = Env::Default()->ReadFile(path);
-  if (!text.ok()) {
-    p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
-    return Status::InvalidArgument(p.Join());
-  }
-  toml::table merged;
-  try {
-    merged = toml::parse(*text, path);
-  } catch (const toml::parse_error& e) {
-    p.Add(e.source(), "syntax", std::string(e.description()));
-    return Status::InvalidArgument(p.Join());
-  }
-  if (merged.at_path("agent.profile")) {
-    p.Add(merged.at_path("agent.profile").node()->source(), "agent.profile", "a profile cannot name another profile");
-    return Status::InvalidArgument(p.Join());
-  }
-  Overlay(merged, *t);
-  *t = std::move(merged);
-  return Status::OK();
-}
-
+// toml::parse, with the text's depth checked first (toml_bounds.h) and the
+// parser's exception turned into a Status.
 Result<toml::table> ParseToml(const std::string& text, const std::string& origin) {
+  EDGESYNC_RETURN_IF_ERROR(CheckTomlDepth(text, origin));
   try {
     return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
@@ -570,6 +552,105 @@ Result<toml::table> ParseToml(const std::string& text, const std::string& origin
     p.Add(e.source(), "syntax", std::string(e.description()));
     return Status::InvalidArgument(p.Join());
   }
+}
+
+// Keys only the device's own file may set: who the device is, where its
+// state, journal key and native plugins live, what it lets librdkafka do,
+// and where bundles come from (agent/fleet.h). A profile or a fleet bundle
+// that sets one is refused: the device file would win anyway, so such a
+// key says the bundle was written for another device, or against this one.
+constexpr const char* kDeviceOnlyKeys[] = {"agent.device_id", "agent.state_dir", "encryption.journal_key",
+                                           "plugins.dir", "kafka.allow_unsafe_properties"};
+constexpr const char* kDeviceOnlySections[] = {"fleet"};
+
+// librdkafka properties that load code into the agent, run a program or
+// read a file the value names: what it does, or nullptr for the others.
+// Refused wherever they are set unless the device file itself sets them and
+// lists them in kafka.allow_unsafe_properties (the typed kafka.ssl_*_file
+// keys read the usual TLS files, checked as regular files of sane size).
+const char* UnsafeKafkaProperty(std::string_view name) {
+  static const std::pair<std::string_view, const char*> kUnsafe[] = {
+      {"plugin.library.paths", "loads shared libraries into the agent"},
+      {"ssl.engine.location", "loads an OpenSSL engine (code) into the agent"},
+      {"ssl.engine.id", "selects an OpenSSL engine to load"},
+      {"ssl.providers", "loads OpenSSL providers (code) into the agent"},
+      {"sasl.kerberos.kinit.cmd", "runs a shell command"},
+      {"sasl.kerberos.keytab", "reads a file"},
+      {"ssl.ca.location", "reads a file (use kafka.ssl_ca_file)"},
+      {"ssl.certificate.location", "reads a file (use kafka.ssl_cert_file)"},
+      {"ssl.key.location", "reads a file (use kafka.ssl_key_file)"},
+      {"ssl.crl.location", "reads a file"},
+      {"ssl.keystore.location", "reads a file"},
+      {"ssl.ca.certificate.stores", "reads a certificate store"},
+  };
+  for (const auto& [n, why] : kUnsafe) {
+    if (n == name) return why;
+  }
+  return nullptr;
+}
+
+// librdkafka properties that say where the brokers are and how the
+// connection is secured. The device file's typed keys for these win over
+// a bundle's, and properties win over typed keys: so only the device file
+// may set them.
+bool ConnectionKafkaProperty(std::string_view name) {
+  for (std::string_view prefix : {"ssl.", "ssl_", "sasl.", "enable.ssl.", "enable_sasl_"}) {
+    if (name.starts_with(prefix)) return true;
+  }
+  return name == "bootstrap.servers" || name == "metadata.broker.list" || name == "security.protocol";
+}
+
+// Refuses, in `t` (a profile's or a fleet bundle's table), what only the
+// device file may set: kDeviceOnlyKeys and kDeviceOnlySections, and the
+// librdkafka properties that load code, run programs, read files or change
+// the connection.
+void CheckFleetLayer(const toml::table& t, Problems* p) {
+  for (const char* key : kDeviceOnlyKeys) {
+    if (const toml::node* n = t.at_path(key).node()) {
+      p->Add(n->source(), key, "only the device's own file may set this (a profile or fleet bundle may not)");
+    }
+  }
+  for (const char* section : kDeviceOnlySections) {
+    if (const toml::node* n = t.get(section)) {
+      p->Add(n->source(), section, "only the device's own file may set this (a profile or fleet bundle may not)");
+    }
+  }
+  const toml::table* props = t.at_path("kafka.properties").as_table();
+  if (props == nullptr) return;
+  for (const auto& [k, v] : *props) {
+    const std::string key = "kafka.properties.\"" + std::string(k.str()) + "\"";
+    if (const char* why = UnsafeKafkaProperty(k.str())) {
+      p->Add(v.source(), key, std::string(why) + ": a profile or fleet bundle may never set it");
+    } else if (ConnectionKafkaProperty(k.str())) {
+      p->Add(v.source(), key, "the brokers and the connection's security belong to the device file: a profile or "
+                              "fleet bundle may not set them");
+    }
+  }
+}
+
+// Lays the profile `t` names (agent.profile, relative to `origin`'s
+// directory) under `t`. Profiles do not nest.
+Status LayProfileUnder(toml::table* t, const std::string& origin) {
+  const toml::node* prof = t->at_path("agent.profile").node();
+  if (prof == nullptr || !prof->is_string()) return Status::OK();
+  const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
+  Problems p(origin);
+  Result<std::string> text = Env::Default()->ReadFile(path, kMaxConfigFileBytes);
+  if (!text.ok()) {
+    p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
+    return Status::InvalidArgument(p.Join());
+  }
+  Result<toml::table> parsed = ParseToml(*text, path);
+  if (!parsed.ok()) return parsed.status();
+  toml::table merged = std::move(parsed).value();
+  if (merged.at_path("agent.profile")) {
+    p.Add(merged.at_path("agent.profile").node()->source(), "agent.profile", "a profile cannot name another profile");
+  }
+  CheckFleetLayer(merged, &p);
+  if (!p.empty()) return Status::InvalidArgument(p.Join());
+  Overlay(merged, *t);
+  *t = std::move(merged);
+  return Status::OK();
 }
 
 }  // namespace
@@ -582,10 +663,13 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&root, origin));
   } else {
     // A fleet bundle's configuration takes the profile's place.
-    Result<std::string> text = Env::Default()->ReadFile(bundle_config);
+    Result<std::string> text = Env::Default()->ReadFile(bundle_config, kMaxConfigFileBytes);
     if (!text.ok()) return Status::InvalidArgument(bundle_config + ": cannot read: " + text.status().ToString());
     Result<toml::table> base = ParseToml(*text, bundle_config);
     if (!base.ok()) return base.status();
+    Problems layer(bundle_config);
+    CheckFleetLayer(*base, &layer);
+    if (!layer.empty()) return Status::InvalidArgument(layer.Join());
     EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&base.value(), bundle_config));
     if (toml::table* agent = root["agent"].as_table()) agent->erase("profile");
     Overlay(base.value(), root);
@@ -705,6 +789,16 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
             p.Add(pv.source(), key + "." + std::string(pk.str()), "must be a string, integer or boolean");
             continue;
           }
+          // Before librdkafka sees it: setting plugin.library.paths loads the library.
+          const char* unsafe = UnsafeKafkaProperty(pk.str());
+          if (unsafe != nullptr && std::find(cfg.kafka_allow_unsafe_properties.begin(),
+                                             cfg.kafka_allow_unsafe_properties.end(),
+                                             pk.str()) == cfg.kafka_allow_unsafe_properties.end()) {
+            p.Add(pv.source(), key + ".\"" + std::string(pk.str()) + "\"",
+                  std::string(unsafe) + ": refused; if this device really needs it, list it in "
+                                        "kafka.allow_unsafe_properties in the device's own file");
+            continue;
+          }
           Status ok = CheckProducerProperty(std::string(pk.str()), value);
           if (!ok.ok()) {
             p.Add(pv.source(), key + "." + std::string(pk.str()), ok.message());
@@ -781,6 +875,11 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   if (cfg.fleet_probation < 1) p.Add("fleet.probation", "must be at least 1s");
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
   if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
+  if (cfg.mqtt_max_packet_size < cfg.mqtt_max_payload + (64 << 10)) {
+    p.Add("mqtt.max_packet_size", "must be at least mqtt.max_payload + 64KiB (" +
+                                      std::to_string(cfg.mqtt_max_payload + (64 << 10)) +
+                                      " bytes): a payload just over max_payload must still reach the dead-letter stream");
+  }
   if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
   if (cfg.buffer_max_bytes < 2 * cfg.batch_max_bytes) {
     p.Add("buffer.max_bytes", "must hold at least two batches (2 x batch.max_bytes = " +
@@ -804,7 +903,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
 }
 
 Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config) {
-  Result<std::string> text = Env::Default()->ReadFile(path);
+  Result<std::string> text = Env::Default()->ReadFile(path, kMaxConfigFileBytes);
   if (!text.ok()) {
     return Status::InvalidArgument(path + ": cannot read the configuration file (" +
                                    text.status().ToString() + ")");
@@ -820,14 +919,16 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
       {"batch.dictionary", &cfg->batch_dictionary}, {"kafka.ssl_ca_file", &cfg->kafka_ssl_ca_file},
       {"kafka.ssl_cert_file", &cfg->kafka_ssl_cert_file}, {"kafka.ssl_key_file", &cfg->kafka_ssl_key_file},
       {"kafka.sasl_password_file", &cfg->kafka_sasl_password_file}};
+  // Read whole, as the agent will: only regular files, of a sane size, and
+  // never a FIFO or device that would block or never end.
   for (const auto& [key, file] : files) {
     if (file->empty()) continue;
-    std::ifstream f(*file);
-    if (!f) p.Add(key, "cannot read " + *file + ": " + std::strerror(errno));
+    Result<std::string> bytes = Env::Default()->ReadFile(*file, kMaxConfigFileBytes);
+    if (!bytes.ok()) p.Add(key, "cannot read " + *file + ": " + bytes.status().message());
   }
   for (const std::string& file : cfg->fleet_public_keys) {
-    std::ifstream f(file);
-    if (!f) p.Add("fleet.public_keys", "cannot read " + file + ": " + std::strerror(errno));
+    Result<std::string> bytes = Env::Default()->ReadFile(file, kMaxKeyFileBytes);
+    if (!bytes.ok()) p.Add("fleet.public_keys", "cannot read " + file + ": " + bytes.status().message());
   }
   if (!cfg->fleet_drop_dir.empty() && !Env::Default()->Exists(cfg->fleet_drop_dir)) {
     p.Add("fleet.drop_dir", "the directory " + cfg->fleet_drop_dir + " does not exist (create it, writable by edgesync)");
@@ -843,7 +944,7 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
     if (!k.ok()) p.Add("encryption.public_key", k.status().message());
   }
   if (p.empty() && !cfg->batch_dictionary.empty()) {
-    Result<std::string> bytes = Env::Default()->ReadFile(cfg->batch_dictionary);
+    Result<std::string> bytes = Env::Default()->ReadFile(cfg->batch_dictionary, kMaxDictionaryBytes);
     Status st = bytes.ok() ? Dictionary::Load(*bytes, static_cast<int>(cfg->zstd_level)).status() : bytes.status();
     if (!st.ok()) p.Add("batch.dictionary", cfg->batch_dictionary + ": " + st.message());
   }
@@ -852,10 +953,9 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
 }
 
 Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key) {
-  std::ifstream f(path);
-  if (!f) return Status::InvalidArgument(key + ": cannot read " + path);
-  std::string line;
-  std::getline(f, line);
+  Result<std::string> text = Env::Default()->ReadFile(path, kMaxKeyFileBytes);
+  if (!text.ok()) return Status::InvalidArgument(key + ": cannot read " + path + ": " + text.status().message());
+  std::string line = text->substr(0, text->find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty()) return Status::InvalidArgument(key + ": " + path + " is empty");
   return line;

@@ -69,6 +69,7 @@ struct Config {
   std::string mqtt_tls_version = "tlsv1.2"; // minimum
   std::string mqtt_status_topic;            // default "edgesync/<client_id>/status"
   int64_t mqtt_max_payload = 256 * 1024;
+  int64_t mqtt_max_packet_size = 16 << 20;  // MQTT 5 Maximum Packet Size announced to the broker
   std::string mqtt_unmatched = "dead-letter";  // or "drop"
   std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
   // [buffer]
@@ -100,6 +101,7 @@ struct Config {
   double kafka_retry_backoff_max = 30;    // seconds: cap of the pause after failed deliveries
   double kafka_blocked_retry_interval = 300;  // seconds between tries of a topic that refuses us
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
+  std::vector<std::string> kafka_allow_unsafe_properties;  // opt-ins, device file only
   // [metrics]
   std::string metrics_textfile;   // node_exporter textfile (.prom); empty: none
   double metrics_interval = 15;   // seconds between its updates

@@ -38,11 +38,20 @@ Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, c
   std::unique_ptr<Rollout> r(new Rollout(device_path, device, env, std::move(keys).value()));
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(r->dir_ + "/bundles"));
   if (env->Exists(r->dir_ + "/state")) {
-    Result<std::string> text = env->ReadFile(r->dir_ + "/state");
+    Result<std::string> text = env->ReadFile(r->dir_ + "/state", kMaxKeyFileBytes);
     if (!text.ok()) return text.status();
     r->state_ = ParseFleetState(*text);
   }
   r->state_.status.enabled = true;
+  if (r->state_.status.state == "checking") {
+    // Stopped while unpacking or checking a bundle: it is refused for good
+    // (its version was used up before), and what ran before runs on.
+    const uint64_t bundle = r->state_.status.bundle;
+    RemoveTree(env, r->BundleDir(bundle));
+    r->Refuse(bundle, "the last run",
+              "the agent stopped while it unpacked or checked this bundle (a crash?); it is not tried again "
+              "(sign a fixed configuration with a higher --version)");
+  }
   if (r->state_.status.state == "probation") {
     // Stopped before the bundle proved itself: it is not trusted again.
     // RollBack loads what runs instead (the last good bundle or the device
@@ -125,38 +134,63 @@ std::optional<Config> Rollout::Tick(const std::function<AgentStats()>& stats, in
         from = "topic " + device_.fleet_mqtt_topic;
       }
     }
-    if (from.empty() && !device_.fleet_drop_dir.empty()) {
-      Result<std::vector<std::string>> names = env_->ListDir(device_.fleet_drop_dir);
-      if (!names.ok()) {
-        spdlog::error("fleet: fleet.drop_dir: {}", names.status().ToString());
-        return std::nullopt;
-      }
-      std::sort(names->begin(), names->end());
-      for (const std::string& n : *names) {
-        if (!n.ends_with(".bundle")) continue;  // e.g. one still being written under another name
-        from = device_.fleet_drop_dir + "/" + n;
-        break;
-      }
-      if (from.empty()) return std::nullopt;
-      Result<uint64_t> size = env_->FileSize(from);
-      Result<std::string> read = size.ok() && *size > fleet::kMaxBundleBytes
-                                     ? Result<std::string>(Status::InvalidArgument("larger than 8 MiB"))
-                                     : env_->ReadFile(from);
-      Status removed = env_->RemoveFile(from);
-      if (!removed.ok()) {
-        spdlog::error("fleet: cannot remove {} ({}); bundles in fleet.drop_dir wait until it can",
-                      from, removed.ToString());
-        return std::nullopt;
-      }
-      if (!read.ok()) {
-        Refuse(0, from, "cannot read it: " + read.status().message());
-        continue;
-      }
-      bytes = std::move(read).value();
-    }
+    if (from.empty() && !device_.fleet_drop_dir.empty() && !NextDropped(&bytes, &from)) return std::nullopt;
     if (from.empty()) return std::nullopt;
     if (std::optional<Config> c = Take(bytes, from, stats())) return c;
   }
+}
+
+bool Rollout::NextDropped(std::string* bytes, std::string* from) {
+  Result<std::vector<std::string>> names = env_->ListDir(device_.fleet_drop_dir);
+  if (!names.ok()) {
+    if (!drop_dir_failing_) spdlog::error("fleet: fleet.drop_dir: {}", names.status().ToString());
+    drop_dir_failing_ = true;
+    return false;
+  }
+  drop_dir_failing_ = false;
+  for (const std::string& n : *names) {  // sorted
+    if (!n.ends_with(".bundle")) continue;  // e.g. one still being written under another name
+    if (set_aside_.count(n) != 0) continue;
+    const std::string path = device_.fleet_drop_dir + "/" + n;
+    // Only a regular file is a bundle: a link (to /dev/zero, to a FIFO), a
+    // directory or a device is never opened, and neither is a file larger
+    // than a bundle can be. ReadFile checks the same again on what it
+    // opened, should the entry change in between.
+    Result<Env::FileType> type = env_->TypeOf(path);
+    if (!type.ok()) continue;  // gone since the listing
+    Result<std::string> read = Status::InvalidArgument("");
+    if (*type == Env::FileType::kRegular) read = env_->ReadFile(path, fleet::kMaxBundleBytes);
+    if (!read.ok()) {
+      const std::string what = *type == Env::FileType::kSymlink     ? "a symbolic link"
+                               : *type == Env::FileType::kDirectory ? "a directory"
+                               : *type == Env::FileType::kOther     ? "not a regular file (a FIFO, socket or device)"
+                                                                    : read.status().message();
+      SetAside(n, what);
+      continue;
+    }
+    Status removed = env_->RemoveFile(path);
+    if (!removed.ok()) {
+      // Taken once; it stays, and is passed over from now on.
+      SetAside(n, "cannot remove it after reading it (" + removed.ToString() + ")");
+    }
+    *bytes = std::move(read).value();
+    *from = path;
+    return true;
+  }
+  return false;
+}
+
+void Rollout::SetAside(const std::string& name, const std::string& why) {
+  const std::string path = device_.fleet_drop_dir + "/" + name;
+  const std::string aside = path + ".refused";
+  Status moved = env_->Rename(path, aside);
+  // Renamed, it no longer ends in .bundle; if it cannot be renamed, it is
+  // passed over by name for as long as the agent runs. Either way the
+  // channel moves on to the next bundle, and this is said once.
+  set_aside_.insert(name);
+  Refuse(0, path, why + ": not a bundle; " +
+                      (moved.ok() ? "moved aside to " + aside
+                                  : "passed over from now on (cannot move it aside: " + moved.ToString() + ")"));
 }
 
 std::optional<Config> Rollout::Take(const std::string& bytes, const std::string& from, const AgentStats& stats) {
@@ -173,6 +207,14 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
     return std::nullopt;
   }
   const uint64_t version = b->version;
+  if (version > state_.highest && version - state_.highest > fleet::kMaxBundleVersionStep) {
+    last_refused_digest_ = digest;
+    Refuse(version, from,
+           "version " + std::to_string(version) + " is more than " + std::to_string(fleet::kMaxBundleVersionStep) +
+               " above " + std::to_string(state_.highest) +
+               ", the newest tried: a version may not jump that far (sign it again with a version closer to it)");
+    return std::nullopt;
+  }
   if (version <= state_.highest) {
     last_refused_digest_ = digest;
     Refuse(version, from,
@@ -180,10 +222,20 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
                ", the newest tried: bundles never go back (sign the configuration again with a higher --version)");
     return std::nullopt;
   }
+  // From here on the bundle's version is used up, whatever happens: should
+  // the agent die while it unpacks or checks it (a configuration built to
+  // crash a parser), the next start finds it "checking" and refuses it
+  // (Open), rather than take it again and die again.
+  state_.highest = version;
+  state_.highest_digest = digest;
+  state_.status = FleetStatus{.enabled = true, .version = state_.running, .bundle = version, .state = "checking",
+                              .reason = "", .at_us = env_->NowMicros()};
+  Save();
   const std::string dir = BundleDir(version);
   RemoveTree(env_, dir);  // left by a crash
   Status unpacked = fleet::ExtractBundle(env_, *b, dir);
   if (!unpacked.ok()) {
+    last_refused_digest_ = digest;
     Refuse(version, from, "cannot unpack it: " + unpacked.ToString());
     return std::nullopt;
   }
@@ -193,9 +245,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
   }
   if (!c.ok()) {
     RemoveTree(env_, dir);
-    last_refused_digest_ = digest;
-    state_.highest = version;  // signed by the fleet, and wrong: its version is used up
-    state_.highest_digest = digest;
+    last_refused_digest_ = digest;  // signed by the fleet, and wrong: its version is used up
     Refuse(version, from, "its configuration fails check: " + OneLine(c.status().message()));
     return std::nullopt;
   }
@@ -347,7 +397,7 @@ std::string FormatFleetState(const FleetState& f) {
 Result<FleetStatus> ReadFleetStatus(Env* env, const std::string& state_dir) {
   const std::string path = state_dir + "/fleet/state";
   if (!env->Exists(path)) return FleetStatus{};
-  Result<std::string> text = env->ReadFile(path);
+  Result<std::string> text = env->ReadFile(path, kMaxKeyFileBytes);
   if (!text.ok()) return text.status();
   FleetStatus f = ParseFleetState(*text).status;
   f.enabled = true;

@@ -92,6 +92,13 @@ class Rollout {
   std::string BundleDir(uint64_t version) const;
   // Takes one bundle; the configuration to try if it is accepted.
   std::optional<Config> Take(const std::string& bytes, const std::string& from, const AgentStats& stats);
+  // The next bundle file of fleet.drop_dir, read and removed; false when
+  // there is none. An entry that is not a regular file of at most a
+  // bundle's size is set aside (SetAside) and the next one is taken.
+  bool NextDropped(std::string* bytes, std::string* from);
+  // Renames drop_dir/name to name.refused (or, failing that, skips it from
+  // now on) and reports the refusal once.
+  void SetAside(const std::string& name, const std::string& why);
   void Refuse(uint64_t version, const std::string& from, const std::string& reason);
   std::optional<Config> RollBack(const std::string& reason);
   // Why probation fails now ("" while it holds); `ended`: the last look.
@@ -115,6 +122,8 @@ class Rollout {
   std::set<std::string> blocked_before_;  // Kafka topics already refusing before
 
   std::string last_refused_digest_;  // a retained bundle refused once is not refused again
+  std::set<std::string> set_aside_;  // drop_dir entries refused without being read: never taken again
+  bool drop_dir_failing_ = false;    // fleet.drop_dir cannot be listed (said once)
   mutable std::mutex offered_mu_;
   std::deque<std::string> offered_;  // guarded by offered_mu_
 };

@@ -99,6 +99,9 @@ void Ingest::Run() {
                                        static_cast<uint32_t>(std::min<int64_t>(options_.session_expiry_s, UINT32_MAX)));
           mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
                                        static_cast<uint16_t>(options_.receive_maximum));
+          if (options_.max_packet_size > 0) {
+            mosquitto_property_add_int32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE, options_.max_packet_size);
+          }
         }
         // libmosquitto keeps these properties for every reconnect.
         rc = mosquitto_connect_bind_v5(mosq_, options_.host.c_str(), options_.port, options_.keepalive,
@@ -333,7 +336,17 @@ void Ingest::OnMessage(mosquitto*, void* self, const mosquitto_message* msg,
     const mosquitto_property* p =
         mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
     while (p != nullptr) {
-      m.user_properties.emplace_back(name ? name : "", value ? value : "");
+      const size_t bytes = (name ? std::strlen(name) : 0) + (value ? std::strlen(value) : 0) + 4;
+      ++m.user_property_count;
+      m.user_property_bytes += bytes;
+      // Past the limits they are counted, not copied: the message goes to
+      // the dead-letter stream without them, and is not held twice.
+      if (!m.user_properties_cut && m.user_property_count <= in->options_.max_user_properties &&
+          m.user_property_bytes <= in->options_.max_user_property_bytes) {
+        m.user_properties.emplace_back(name ? name : "", value ? value : "");
+      } else {
+        m.user_properties_cut = true;
+      }
       free(name);
       free(value);
       name = value = nullptr;

@@ -49,6 +49,16 @@ struct IngestOptions {
   std::string ca_file, cert_file, key_file, tls_version = "tlsv1.2";  // TLS when ca_file is set
   std::string status_topic;  // retained "online"/"offline"; "offline" is also the will; empty: none
   std::vector<std::string> filters;  // subscribed on every (re)connect
+  // MQTT 5: announced to the broker as the agent's Maximum Packet Size, so
+  // that it never sends a larger message (it drops it instead): what one
+  // message can cost in memory is bounded (libmosquitto holds a packet
+  // twice while it reads it). 0: none announced. MQTT 3.1.1 cannot say it:
+  // there the broker's own max_packet_size is the only bound.
+  uint32_t max_packet_size = 0;
+  // User properties copied into a message: at most this many, of at most
+  // these bytes (name + value + 4 each) in all; the rest are counted only.
+  size_t max_user_properties = SIZE_MAX;
+  size_t max_user_property_bytes = SIZE_MAX;
   int64_t reconnect_initial_us = 500'000;
   int64_t reconnect_max_us = 30'000'000;
 };
@@ -59,7 +69,13 @@ struct IngestMessage {
   std::string_view payload;
   int qos = 0;
   std::string_view content_type;                                   // MQTT 5
-  std::vector<std::pair<std::string, std::string>> user_properties;  // MQTT 5
+  // MQTT 5 user properties, in order; when there were more, or more bytes,
+  // than IngestOptions allows, only those within the limits (then
+  // user_properties_cut is set). The counts are of all of them.
+  std::vector<std::pair<std::string, std::string>> user_properties;
+  bool user_properties_cut = false;
+  size_t user_property_count = 0;
+  size_t user_property_bytes = 0;  // name + value + 4 each
 };
 
 struct IngestStats {

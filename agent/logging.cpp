@@ -6,6 +6,8 @@
 
 #include <chrono>
 
+#include "base/printable.h"
+
 namespace edgesync {
 
 namespace {
@@ -24,7 +26,15 @@ int SyslogPriority(spdlog::level::level_enum level) {
 
 }  // namespace
 
-void RepeatFoldingSink::sink_it_(const spdlog::details::log_msg& msg) {
+void RepeatFoldingSink::sink_it_(const spdlog::details::log_msg& raw) {
+  // Messages carry what devices and the network sent (topics, file names,
+  // errors): one message is one line, whatever it holds (base/printable.h).
+  std::string escaped;
+  spdlog::details::log_msg msg = raw;
+  if (NeedsEscaping(std::string_view(raw.payload.data(), raw.payload.size()))) {
+    AppendPrintable(std::string_view(raw.payload.data(), raw.payload.size()), &escaped);
+    msg.payload = escaped;
+  }
   EndWindows(msg.time, false);
   if (msg.level < spdlog::level::info) {
     inner_->log(msg);

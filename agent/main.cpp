@@ -244,7 +244,7 @@ int TrainDict(const std::string& samples_dir, const std::string& out, bool lines
   }
   std::vector<std::string> samples;
   for (const std::string& n : *names) {
-    Result<std::string> bytes = env->ReadFile(samples_dir + "/" + n);
+    Result<std::string> bytes = env->ReadFile(samples_dir + "/" + n, edgesync::kMaxDictionaryBytes);
     if (!bytes.ok()) continue;  // a subdirectory, or unreadable: not a sample
     if (!lines) {
       samples.push_back(std::move(bytes).value());

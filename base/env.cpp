@@ -109,6 +109,16 @@ class PosixRandomRWFile final : public RandomRWFile {
   int fd_;
 };
 
+// What a file that is not a regular one is, for an error message.
+std::string FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
 class PosixFileLock final : public FileLock {
  public:
   explicit PosixFileLock(int fd) : fd_(fd) {}
@@ -148,13 +158,29 @@ class PosixEnv final : public Env {
     return std::unique_ptr<RandomRWFile>(new PosixRandomRWFile(path, fd));
   }
 
-  Result<std::string> ReadFile(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
       if (errno == ENOENT) return Status::NotFound(path);
       return Status::FromErrno("open " + path, errno);
     }
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return Status::FromErrno("stat " + path, err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return Status::InvalidArgument(path + " is " + FileKind(st.st_mode) + ", not a regular file");
+    }
+    if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+      ::close(fd);
+      return Status::InvalidArgument(path + " is " + std::to_string(st.st_size) + " bytes, more than the " +
+                                     std::to_string(max_bytes) + " allowed");
+    }
     std::string out;
+    out.reserve(static_cast<size_t>(st.st_size));
     char buf[65536];
     for (;;) {
       ssize_t n = ::read(fd, buf, sizeof buf);
@@ -165,6 +191,11 @@ class PosixEnv final : public Env {
         return Status::FromErrno("read " + path, err);
       }
       if (n == 0) break;
+      if (out.size() + static_cast<size_t>(n) > max_bytes) {
+        ::close(fd);
+        return Status::InvalidArgument(path + " grew past the " + std::to_string(max_bytes) +
+                                       " bytes allowed while it was read");
+      }
       out.append(buf, static_cast<size_t>(n));
     }
     ::close(fd);
@@ -267,9 +298,22 @@ class PosixEnv final : public Env {
       if (errno == ENOENT) return Status::NotFound(path);
       return Status::FromErrno("lstat " + path, errno);
     }
-    if (S_ISREG(st.st_mode)) return FileType::kRegular;
-    if (S_ISDIR(st.st_mode)) return FileType::kDirectory;
-    if (S_ISLNK(st.st_mode)) return FileType::kSymlink;
+    return TypeOfMode(st.st_mode);
+  }
+
+  Result<FileType> TypeOfTarget(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::NotFound(path);
+      return Status::FromErrno("stat " + path, errno);
+    }
+    return TypeOfMode(st.st_mode);
+  }
+
+  static FileType TypeOfMode(mode_t mode) {
+    if (S_ISREG(mode)) return FileType::kRegular;
+    if (S_ISDIR(mode)) return FileType::kDirectory;
+    if (S_ISLNK(mode)) return FileType::kSymlink;
     return FileType::kOther;
   }
 

@@ -50,6 +50,14 @@ class FileLock {
   virtual ~FileLock() = default;
 };
 
+// Bounds for files read whole with Env::ReadFile, each far above any real
+// file of its kind: what a person or a fleet writes is small, and a path
+// pointed at something else must not take the agent's memory.
+constexpr uint64_t kMaxConfigFileBytes = 1 << 20;     // TOML files, profiles, Lua scripts
+constexpr uint64_t kMaxKeyFileBytes = 64 << 10;       // PEM keys, key and password files
+constexpr uint64_t kMaxDictionaryBytes = 16 << 20;    // zstd dictionaries and their training samples
+constexpr uint64_t kMaxOwnFileBytes = 1ull << 32;     // files the agent wrote itself (journal segments)
+
 // The directory part of `path`: "a/b" for "a/b/c", "." for "c", "/" for "/c".
 std::string DirName(const std::string& path);
 
@@ -63,7 +71,14 @@ class Env {
   // `create` is set.
   virtual Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path,
                                                              bool create) = 0;
-  virtual Result<std::string> ReadFile(const std::string& path) = 0;
+  // Reads the whole of `path`, which must be a regular file (symbolic links
+  // followed) of at most `max_bytes`. Anything else is refused without
+  // reading it: a FIFO, device, socket or directory, or a larger file, is
+  // InvalidArgument saying what it is. The open never blocks (a FIFO put
+  // where a file belongs cannot hang the caller), and no more than
+  // `max_bytes` + 1 bytes are ever read (a file that grows while it is read,
+  // or lies about its size, is refused too). NotFound if nothing is there.
+  virtual Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) = 0;
   // Creates `path` and its missing parents (mode 0700).
   virtual Status CreateDirs(const std::string& path) = 0;
   // Names (not paths) of the entries in `dir`, without "." and "..", sorted.
@@ -79,6 +94,9 @@ class Env {
   // (lstat). NotFound if there is nothing at `path`.
   enum class FileType { kRegular, kDirectory, kSymlink, kOther };
   virtual Result<FileType> TypeOf(const std::string& path) = 0;
+  // What `path` names once symbolic links are followed (stat): kSymlink
+  // never. NotFound if nothing is there, or a link points nowhere.
+  virtual Result<FileType> TypeOfTarget(const std::string& path) = 0;
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   // Bytes an unprivileged writer can still put on the file system holding `path`.
   virtual Result<uint64_t> FreeBytes(const std::string& path) = 0;

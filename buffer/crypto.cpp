@@ -41,7 +41,7 @@ Result<Key> RawKey(EVP_PKEY* pkey, bool private_part, const std::string& origin)
 }
 
 Result<Pkey> ReadPem(Env* env, const std::string& path, bool private_part) {
-  Result<std::string> text = env->ReadFile(path);
+  Result<std::string> text = env->ReadFile(path, kMaxKeyFileBytes);
   if (!text.ok()) return text.status();
   Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
   // No passphrase prompt: a callback that has none (OpenSSL would ask on the terminal).
@@ -223,7 +223,7 @@ std::string PrivateKeyPem(const Key& private_key) { return Pem(PrivateKey(privat
 Result<Key> LoadOrCreateKeyFile(Env* env, const std::string& path) {
   Key k{};
   if (env->Exists(path)) {
-    Result<std::string> bytes = env->ReadFile(path);
+    Result<std::string> bytes = env->ReadFile(path, kMaxKeyFileBytes);
     if (!bytes.ok()) return bytes.status();
     if (bytes->size() != k.size()) {
       return Status::Corruption(path + ": a key file holds exactly 32 bytes, this one " +

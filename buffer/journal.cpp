@@ -172,7 +172,7 @@ Result<std::set<crypto::KeyId>> JournalKeyIds(Env* env, const std::string& journ
     for (const std::string& name : *names) {
       uint64_t seg;
       if (!ParseSegmentName(name, &seg)) continue;
-      Result<std::string> bytes = env->ReadFile(journal_dir + "/" + stream + "/" + name);
+      Result<std::string> bytes = env->ReadFile(journal_dir + "/" + stream + "/" + name, kMaxOwnFileBytes);
       if (!bytes.ok()) continue;
       if (std::optional<crypto::KeyId> id = EncryptedSegmentKeyId(*bytes)) ids.insert(*id);
     }
@@ -215,7 +215,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
       EDGESYNC_RETURN_IF_ERROR(env->RemoveFile(path));
       continue;
     }
-    Result<std::string> bytes = env->ReadFile(path);
+    Result<std::string> bytes = env->ReadFile(path, kMaxOwnFileBytes);
     SegmentScan scan;
     if (bytes.ok()) scan = ScanSegment(*bytes, key);
     if (!bytes.ok() || !scan.unreadable.empty()) {

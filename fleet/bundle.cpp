@@ -164,7 +164,7 @@ Status ReadTree(Env* env, const std::string& root, const std::string& rel, std::
       return Status::InvalidArgument(root + ": the files hold more than " +
                                      std::to_string(kMaxBundleBytes >> 20) + " MiB, a bundle's limit");
     }
-    Result<std::string> content = env->ReadFile(full);
+    Result<std::string> content = env->ReadFile(full, kMaxBundleBytes);
     if (!content.ok()) return content.status();
     files->push_back({path, std::move(content).value()});
   }
@@ -217,7 +217,7 @@ Result<TrustedKeys> TrustedKeys::Load(Env* env, const std::vector<std::string>& 
   }
   TrustedKeys keys;
   for (const std::string& file : pem_files) {
-    Result<std::string> pem = env->ReadFile(file);
+    Result<std::string> pem = env->ReadFile(file, kMaxKeyFileBytes);
     if (!pem.ok()) return pem.status();
     Result<Pkey> pkey = ParseEd25519Pem(*pem, false, file);
     if (!pkey.ok()) return pkey.status();
@@ -261,6 +261,10 @@ Result<std::vector<BundleFile>> ReadBundleDir(Env* env, const std::string& dir) 
 Result<std::string> SignBundle(uint64_t version, std::vector<BundleFile> files,
                                const std::string& private_key_pem) {
   if (version == 0) return Status::InvalidArgument("bundle version 0; versions start at 1");
+  if (version > kMaxBundleVersion) {
+    return Status::InvalidArgument("bundle version " + std::to_string(version) + " is above " +
+                                   std::to_string(kMaxBundleVersion) + ", the largest a bundle may have");
+  }
   std::sort(files.begin(), files.end(),
             [](const BundleFile& a, const BundleFile& b) { return a.path < b.path; });
   EDGESYNC_RETURN_IF_ERROR(CheckFileList(files));
@@ -357,6 +361,10 @@ Result<Bundle> VerifyBundle(std::string_view bytes, const TrustedKeys& keys) {
   b.version = r.U64();
   const uint32_t count = r.U32();
   if (b.version == 0) return Status::InvalidArgument("configuration bundle version 0; versions start at 1");
+  if (b.version > kMaxBundleVersion) {
+    return Status::InvalidArgument("configuration bundle version " + std::to_string(b.version) + " is above " +
+                                   std::to_string(kMaxBundleVersion) + ", the largest a bundle may have");
+  }
   if (count > kMaxBundleFiles) {
     return Status::InvalidArgument("configuration bundle of " + std::to_string(count) + " files; at most " +
                                    std::to_string(kMaxBundleFiles));

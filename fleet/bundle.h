@@ -28,6 +28,14 @@ constexpr size_t kBundleSignatureBytes = 64;  // Ed25519
 constexpr size_t kMaxBundleFiles = 1024;
 constexpr size_t kMaxBundlePathBytes = 255;
 constexpr size_t kMaxBundleBytes = 8u << 20;  // whole file
+// Bundle versions are 1..kMaxBundleVersion (a JSON number prints them
+// exactly). A device takes a bundle only when its version is above every
+// version tried before and at most kMaxBundleVersionStep above the newest:
+// one bundle, signed by mistake with a huge version, cannot use up the
+// space and lock the fleet out (that would take 2^21 bundles). Counters,
+// dates (2026120601) and Unix seconds all fit; Unix milliseconds do not.
+constexpr uint64_t kMaxBundleVersion = (uint64_t{1} << 53) - 1;
+constexpr uint64_t kMaxBundleVersionStep = uint64_t{1} << 32;
 
 struct BundleFile {
   std::string path;  // relative, '/'-separated (see ValidBundlePath)
@@ -75,7 +83,7 @@ Status ValidBundlePath(std::string_view path);
 Result<std::vector<BundleFile>> ReadBundleDir(Env* env, const std::string& dir);
 
 // The bundle file bytes: `files` (sorted and checked here) with `version`
-// (>= 1), signed with the PEM Ed25519 private key `private_key_pem`.
+// (1..kMaxBundleVersion), signed with the PEM Ed25519 private key `private_key_pem`.
 // InvalidArgument for a bad version, path, file list, key, or a result over
 // kMaxBundleBytes.
 Result<std::string> SignBundle(uint64_t version, std::vector<BundleFile> files,

@@ -89,9 +89,12 @@ int BundleKeygenCommand(const std::string& out_dir) {
 
 int BundleSignCommand(const BundleSignOptions& o) {
   Env* env = Env::Default();
-  if (o.version == 0) {
+  if (o.version == 0 || o.version > kMaxBundleVersion) {
     std::fprintf(stderr,
-                 "edgesync bundle sign: --version must be 1 or more (above the version the devices run)\n");
+                 "edgesync bundle sign: --version must be 1 to %llu, above the version the devices run and at most "
+                 "%llu above the newest they tried\n",
+                 static_cast<unsigned long long>(kMaxBundleVersion),
+                 static_cast<unsigned long long>(kMaxBundleVersionStep));
     return 2;
   }
   if (!o.force && env->Exists(o.out)) {
@@ -100,7 +103,7 @@ int BundleSignCommand(const BundleSignOptions& o) {
                  o.out.c_str());
     return 2;
   }
-  Result<std::string> key = env->ReadFile(o.key);
+  Result<std::string> key = env->ReadFile(o.key, kMaxKeyFileBytes);
   if (!key.ok()) {
     return Fail("sign", Status::NotFound("cannot read the signing key: " + key.status().message() +
                                          " (--key is fleet.key from `edgesync bundle keygen`)"));
@@ -134,7 +137,7 @@ int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::
     return Fail("verify", Status::InvalidArgument(file + ": refused: too large for a configuration bundle: " +
                                                   std::to_string(*size) + " bytes"));
   }
-  Result<std::string> bytes = env->ReadFile(file);
+  Result<std::string> bytes = env->ReadFile(file, kMaxBundleBytes);
   if (!bytes.ok()) return Fail("verify", bytes.status());
   Result<Bundle> b = VerifyBundle(*bytes, *keys);
   if (!b.ok()) return Fail("verify", Status::InvalidArgument(file + ": refused: " + b.status().message()));

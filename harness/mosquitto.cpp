@@ -181,6 +181,7 @@ Status MosquittoBroker::Launch() {
     if (opts_.max_inflight_messages != 0) {
       conf << "max_inflight_messages " << std::max(opts_.max_inflight_messages, 0) << "\n";
     }
+    if (opts_.max_packet_size > 0) conf << "max_packet_size " << opts_.max_packet_size << "\n";
     conf << "log_dest file " << work_dir_ << "/mosquitto.log\n"
          << "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
          << "connection_messages true\n";

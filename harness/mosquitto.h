@@ -22,6 +22,9 @@ struct BrokerOptions {
   bool persistence = true;
   int max_queued_messages = 0;
   int max_inflight_messages = 0;
+  // The largest packet a client may send (mosquitto's max_packet_size); a
+  // larger one disconnects it. 0: no limit.
+  int64_t max_packet_size = 0;
   // Seconds between saves of the persistence db; 0 keeps mosquitto's default
   // (1800 s). The db is always written on Stop(), never on Kill().
   int autosave_interval = 0;

@@ -505,7 +505,7 @@ TempDir::~TempDir() {
 }
 
 std::string ReadWholeFile(const std::string& path) {
-  Result<std::string> text = Env::Default()->ReadFile(path);
+  Result<std::string> text = Env::Default()->ReadFile(path, kMaxOwnFileBytes);
   return text.ok() ? std::move(text).value() : std::string();
 }
 

@@ -279,7 +279,11 @@ Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std:
   std::string path = plugins_dir;
   if (path.back() != '/') path += '/';
   path += *file;
-  if (!Env::Default()->Exists(path)) return fail("no such file: " + path + " (put the plugin in plugins.dir)");
+  // dlopen() blocks on a FIFO and maps whatever is there: a regular file
+  // only (a link followed, as dlopen would).
+  Result<Env::FileType> type = Env::Default()->TypeOfTarget(path);
+  if (!type.ok()) return fail("no such file: " + path + " (put the plugin in plugins.dir)");
+  if (*type != Env::FileType::kRegular) return fail("cannot load " + path + ": not a regular file");
   Library lib(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));
   if (!lib) {
     const char* why = dlerror();

@@ -118,8 +118,20 @@ bool IsKeyword(std::string_view w) {
          w == "matches" || w == "true" || w == "false" || w == "null";
 }
 
+constexpr const char* kBadPath = "bad field path (dotted names, none empty, at most 63 of them)";
+
+// `text` for an error message: cut to its first 80 bytes.
+std::string Shown(std::string_view text) {
+  constexpr size_t kShown = 80;
+  return std::string(text.substr(0, kShown)) + (text.size() > kShown ? "..." : "");
+}
+
+// A dotted field path: non-empty parts, and fewer than Json::kMaxDepth of
+// them, so that what `set` makes on the way stays a document every later
+// step (the other plugins, the writer) can walk.
 bool ValidPath(std::string_view p) {
-  return !p.empty() && p.front() != '.' && p.back() != '.' && p.find("..") == std::string_view::npos;
+  return !p.empty() && p.front() != '.' && p.back() != '.' && p.find("..") == std::string_view::npos &&
+         static_cast<size_t>(std::count(p.begin(), p.end(), '.')) + 1 < static_cast<size_t>(Json::kMaxDepth);
 }
 
 class ExprParser {
@@ -130,7 +142,7 @@ class ExprParser {
     EDGESYNC_RETURN_IF_ERROR(Advance());
     Result<std::unique_ptr<Expr>> e = Or();
     if (!e.ok()) return e;
-    if (tok_.kind != Token::Kind::kEnd) return Lexer::Error(tok_.column, "expected and, or or the end, found '" + tok_.text + "'");
+    if (tok_.kind != Token::Kind::kEnd) return Lexer::Error(tok_.column, "expected and, or or the end, found '" + Shown(tok_.text) + "'");
     return e;
   }
 
@@ -267,9 +279,9 @@ class ExprParser {
 
   Status Path(std::string* path) {
     if (tok_.kind != Token::Kind::kWord || IsKeyword(tok_.text)) {
-      return Lexer::Error(tok_.column, "expected a field name" + (tok_.text.empty() ? std::string() : ", found '" + tok_.text + "'"));
+      return Lexer::Error(tok_.column, "expected a field name" + (tok_.text.empty() ? std::string() : ", found '" + Shown(tok_.text) + "'"));
     }
-    if (!ValidPath(tok_.text)) return Lexer::Error(tok_.column, "bad field path '" + tok_.text + "'");
+    if (!ValidPath(tok_.text)) return Lexer::Error(tok_.column, std::string(kBadPath) + ": '" + Shown(tok_.text) + "'");
     *path = tok_.text;
     return Advance();
   }
@@ -284,7 +296,7 @@ class ExprParser {
         lit->type = Literal::Type::kNumber;
         auto [p, ec] = std::from_chars(tok_.text.data(), tok_.text.data() + tok_.text.size(), lit->n);
         if (ec != std::errc() || p != tok_.text.data() + tok_.text.size() || !std::isfinite(lit->n)) {
-          return Lexer::Error(tok_.column, "bad number '" + tok_.text + "'");
+          return Lexer::Error(tok_.column, "bad number '" + Shown(tok_.text) + "'");
         }
         break;
       }
@@ -295,7 +307,7 @@ class ExprParser {
         } else if (tok_.text == "null") {
           lit->type = Literal::Type::kNull;
         } else {
-          return Lexer::Error(tok_.column, "expected a value " + where + " (a \"string\", number, true, false or null), found '" + tok_.text + "'");
+          return Lexer::Error(tok_.column, "expected a value " + where + " (a \"string\", number, true, false or null), found '" + Shown(tok_.text) + "'");
         }
         break;
       default:
@@ -605,7 +617,7 @@ Result<std::shared_ptr<const Plugin>> MakeRulesPlugin(Settings& s) {
         }
         Result<std::unique_ptr<Condition>> c = Condition::Parse(*text);
         if (!c.ok()) {
-          s.Problem(v, fkey, c.status().message() + " in: " + *text);
+          s.Problem(v, fkey, c.status().message() + " in: " + Shown(*text));
         } else {
           r.when = std::move(c).value();
         }
@@ -631,7 +643,7 @@ Result<std::shared_ptr<const Plugin>> MakeRulesPlugin(Settings& s) {
         for (const auto& [from, to] : *rt) {
           auto name = to.value<std::string>();
           if (!to.is_string() || name->empty() || !ValidPath(from.str())) {
-            s.Problem(to, fkey + "." + std::string(from.str()), "must be a field path = a new member name");
+            s.Problem(to, fkey + "." + Shown(from.str()), "must be a field path = a new member name");
             continue;
           }
           r.rename.emplace_back(std::string(from.str()), *name);
@@ -654,11 +666,11 @@ Result<std::shared_ptr<const Plugin>> MakeRulesPlugin(Settings& s) {
           } else if (val.is_boolean()) {
             sv = {SetValue::Type::kBool, "", 0, *val.value<bool>()};
           } else {
-            s.Problem(val, fkey + "." + std::string(path.str()), "must be a string, number or boolean");
+            s.Problem(val, fkey + "." + Shown(path.str()), "must be a string, number or boolean");
             continue;
           }
           if (!ValidPath(path.str())) {
-            s.Problem(val, fkey + "." + std::string(path.str()), "bad field path");
+            s.Problem(val, fkey + "." + Shown(path.str()), kBadPath);
             continue;
           }
           r.set.emplace_back(std::string(path.str()), std::move(sv));

@@ -124,6 +124,22 @@ void Unpacker::CountRejected(const std::string& reason) {
   ++stats_.rejected[reason];
 }
 
+namespace {
+
+// Counters sum what devices claim (a gap record says how many events it
+// lost): they stop at the top instead of wrapping to a small number.
+void AddSaturating(uint64_t* counter, uint64_t n) {
+  *counter = n > UINT64_MAX - *counter ? UINT64_MAX : *counter + n;
+}
+
+// Batches in first..last, both included: 2^64 does not fit, so the whole
+// range counts UINT64_MAX.
+uint64_t RangeSize(uint64_t first, uint64_t last) {
+  return last - first == UINT64_MAX ? UINT64_MAX : last - first + 1;
+}
+
+}  // namespace
+
 Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
   Unpacked u;
   u.envelope = std::move(envelope);
@@ -141,8 +157,8 @@ Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
       return u;
     }
     ++stats_.gap_records;
-    stats_.lost_events += g.events;
-    for (const auto& sg : skipped) stats_.missing_batches += sg.last - sg.first + 1;
+    AddSaturating(&stats_.lost_events, g.events);
+    for (const auto& sg : skipped) AddSaturating(&stats_.missing_batches, RangeSize(sg.first, sg.last));
   } else {
     if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &u.missing)) {
       u.duplicate = true;
@@ -152,7 +168,7 @@ Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
     ++stats_.batches;
     stats_.records += u.envelope.records.size();
   }
-  for (const auto& g : u.missing) stats_.missing_batches += g.last - g.first + 1;
+  for (const auto& g : u.missing) AddSaturating(&stats_.missing_batches, RangeSize(g.first, g.last));
   return u;
 }
 

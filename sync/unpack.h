@@ -82,7 +82,9 @@ class SequenceTracker {
   std::set<Key> dirty_;
 };
 
-// Counters of one Unpacker; edgesync-unpack prints them as key=value.
+// Counters of one Unpacker; edgesync-unpack prints them as key=value. Those
+// that add what devices claim (lost_events, missing_batches) stop at
+// UINT64_MAX rather than wrap.
 struct UnpackStats {
   uint64_t batches = 0;
   uint64_t records = 0;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/printable.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
 #include "buffer/fragment.h"
@@ -82,7 +83,10 @@ int Fail(const std::string& msg) {
   return 2;
 }
 
-void Log(const std::string& msg) { std::fprintf(stderr, "edgesync-unpack: %s\n", msg.c_str()); }
+// One line on stderr. Messages carry what devices wrote (ids, stream names,
+// gap reasons, topics): escaped, so that no device can end a line and write
+// the next one (base/printable.h).
+void Log(const std::string& msg) { std::fprintf(stderr, "edgesync-unpack: %s\n", Printable(msg).c_str()); }
 
 std::optional<uint64_t> ParseUint(std::string_view s) {
   uint64_t v = 0;
@@ -342,7 +346,7 @@ Status LoadDictionaries(const std::string& dir,
   std::map<uint32_t, std::string> from;
   for (const std::string& name : *names) {
     const std::string path = dir + "/" + name;
-    Result<std::string> bytes = env->ReadFile(path);
+    Result<std::string> bytes = env->ReadFile(path, kMaxDictionaryBytes);
     if (!bytes.ok() || ZSTD_getDictID_fromDict(bytes->data(), bytes->size()) == 0) {
       Log("warning: --dict-dir: skipping " + path + ", not a zstd dictionary");
       continue;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "sync/uploader.h"
@@ -410,6 +413,163 @@ settings = { level = 1 }
   c = ParseConfig(base, "c.toml");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("plugins.dir"), std::string::npos) << c.status().message();
+}
+
+}  // namespace
+}  // namespace edgesync
+
+namespace edgesync {
+namespace {
+
+std::string Repeat(const std::string& s, size_t n, const std::string& sep = "") {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += (i ? sep : "") + s;
+  return out;
+}
+
+// toml++ builds and frees nested tables recursively: tens of thousands of
+// dotted parts used to overflow the stack (SIGSEGV in check, at a reload,
+// in a fleet bundle). Such text is refused before toml++ reads it.
+TEST(ConfigBounds, TablesNestedTooDeepAreRefusedBeforeTheParserSeesThem) {
+  const std::string deep = Repeat("a", 40'000, ".");
+  for (const std::string& text : {std::string(kMinimal) + deep + " = 1\n",                  // a dotted key
+                                  std::string(kMinimal) + "[" + deep + "]\nx = 1\n",         // a table header
+                                  std::string(kMinimal) + "[[" + deep + "]]\n",              // an array of tables
+                                  std::string(kMinimal) + "[agent.x]\n" + Repeat("b", 31, ".") + " = 1\n",
+                                  std::string(kMinimal) + "v = " + Repeat("{a = ", 40) + "1" + Repeat("}", 40) + "\n",
+                                  std::string(kMinimal) + "w = " + Repeat("[", 40) + Repeat("]", 40) + "\n"}) {
+    Result<Config> c = ParseConfig(text, "deep.toml");
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.status().message().find("deep.toml:"), std::string::npos) << c.status().message().substr(0, 300);
+    EXPECT_NE(c.status().message().find("nested deeper than 32"), std::string::npos)
+        << c.status().message().substr(0, 300);
+  }
+  // Dots and brackets inside strings and comments, and floats, are not depth.
+  const std::string fine = std::string(kMinimal) + "# " + deep + "\n[agent.x]\n\"" + deep + "\" = '" + deep +
+                           "'\ny = [1.5, 2.5, \"[[[[\", '''{{{{''', \"\"\"a.b.c\"\"\"]\nz = {a.b.c = 1, d = {}}\n";
+  Result<Config> c = ParseConfig(fine, "fine.toml");
+  ASSERT_FALSE(c.ok());  // agent.x is not an option: toml++ parsed it, the checks refuse it
+  EXPECT_EQ(c.status().message().find("nested deeper"), std::string::npos) << c.status().message().substr(0, 300);
+  EXPECT_NE(c.status().message().find("unknown key"), std::string::npos) << c.status().message().substr(0, 300);
+}
+
+// A field path builds objects on the way (`set`): a path deeper than a
+// document may be is refused at check, not met as a crash at the first event.
+TEST(ConfigBounds, RuleFieldPathsAreBoundedAndErrorsStayShort) {
+  const std::string plugin = "[plugins.shape]\ntype = \"rules\"\n[[plugins.shape.rules]]\n";
+  Result<Config> c = ParseConfig(std::string(kMinimal) + plugin + "set = { \"" + Repeat("a", 100'000, ".") + "\" = 1 }\n",
+                                 "r.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("bad field path (dotted names, none empty, at most 63 of them)"),
+            std::string::npos) << c.status().message().substr(0, 300);
+  EXPECT_LT(c.status().message().size(), 1000u) << "the path is not echoed whole";
+  c = ParseConfig(std::string(kMinimal) + plugin + "when = 'exists(" + Repeat("a", 64, ".") + ")'\ndrop = true\n",
+                  "r.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("bad field path"), std::string::npos) << c.status().message();
+  c = ParseConfig(std::string(kMinimal) + plugin + "set = { \"" + Repeat("a", 63, ".") + "\" = 1 }\n", "r.toml");
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  c = ParseConfig(std::string(kMinimal) + plugin + "when = '" + Repeat("not ", 100'000) + "exists(a)'\ndrop = true\n",
+                  "r.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_LT(c.status().message().size(), 1000u) << "the expression is not echoed whole";
+}
+
+// librdkafka properties that load code, run a program or read a file of the
+// value's choosing: refused (before librdkafka sees them: setting
+// plugin.library.paths loads the library) unless the device file opts in.
+TEST(ConfigBounds, KafkaPropertiesThatLoadCodeRunProgramsOrReadFilesNeedTheDeviceFilesOptIn) {
+  for (const char* prop : {"plugin.library.paths", "ssl.engine.location", "ssl.providers", "sasl.kerberos.kinit.cmd",
+                           "ssl.ca.location", "ssl.key.location", "ssl.keystore.location", "sasl.kerberos.keytab"}) {
+    Result<Config> c = ParseConfig(std::string(kMinimal) + "[kafka.properties]\n\"" + prop + "\" = \"/tmp/x\"\n",
+                                   "k.toml");
+    ASSERT_FALSE(c.ok()) << prop;
+    EXPECT_NE(c.status().message().find(std::string("kafka.properties.\"") + prop + "\""), std::string::npos)
+        << c.status().message();
+    EXPECT_NE(c.status().message().find("kafka.allow_unsafe_properties"), std::string::npos) << c.status().message();
+  }
+  // Opted in by the device file: passed to librdkafka (which checks the value).
+  auto dir = testing::NewTempDir();
+  std::ofstream(dir / "ca.pem") << "not a certificate";
+  Result<Config> c = ParseConfig(std::string(kMinimal) + "allow_unsafe_properties = [\"ssl.ca.location\"]\n"
+                                 "[kafka.properties]\n\"ssl.ca.location\" = \"" + (dir / "ca.pem") + "\"\n", "k.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->kafka_allow_unsafe_properties, std::vector<std::string>{"ssl.ca.location"});
+}
+
+// A profile or a fleet bundle may not set what belongs to the device file:
+// its identity and state, its keys, where native code comes from, the
+// opt-ins above, [fleet], and the brokers' address and security (properties
+// win over the device file's typed keys).
+TEST(ConfigBounds, AProfileOrBundleSettingWhatBelongsToTheDeviceFileIsRefused) {
+  auto dir = testing::NewTempDir();
+  const std::string device = "[agent]\ndevice_id = \"term-7\"\nstate_dir = \"/s\"\nprofile = \"p.toml\"\n"
+                             "[kafka]\nbrokers = \"127.0.0.1:9092\"\nsecurity_protocol = \"ssl\"\n";
+  const std::string stream = "[[streams]]\nname = \"s\"\ntopics = [\"s/#\"]\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {"[agent]\nstate_dir = \"/elsewhere\"\n", "agent.state_dir"},
+      {"[agent]\ndevice_id = \"term-8\"\n", "agent.device_id"},
+      {"[encryption]\njournal_key = \"/k\"\n", "encryption.journal_key"},
+      {"[plugins]\ndir = \".\"\n", "plugins.dir"},
+      {"[fleet]\npublic_keys = [\"/mine.pub\"]\n", "fleet"},
+      {"[kafka]\nallow_unsafe_properties = [\"plugin.library.paths\"]\n", "kafka.allow_unsafe_properties"},
+      {"[kafka.properties]\n\"plugin.library.paths\" = \"evil.so\"\n", "kafka.properties.\"plugin.library.paths\""},
+      {"[kafka.properties]\n\"security.protocol\" = \"plaintext\"\n", "kafka.properties.\"security.protocol\""},
+      {"[kafka.properties]\n\"enable.ssl.certificate.verification\" = false\n",
+       "kafka.properties.\"enable.ssl.certificate.verification\""},
+      {"[kafka.properties]\n\"bootstrap.servers\" = \"evil:9092\"\n", "kafka.properties.\"bootstrap.servers\""},
+  };
+  for (const auto& [layer, key] : cases) {
+    std::ofstream(dir / "p.toml") << layer << stream;
+    Result<Config> c = ParseConfig(device, dir / "d.toml");
+    ASSERT_FALSE(c.ok()) << key;
+    EXPECT_NE(c.status().message().find((dir / "p.toml") + ":"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find(key), std::string::npos) << c.status().message();
+    std::filesystem::create_directories(dir / "bundle");
+    std::ofstream(dir / "bundle/edgesync.toml") << layer << stream;
+    c = ParseConfig(device, dir / "d.toml", dir / "bundle/edgesync.toml");
+    ASSERT_FALSE(c.ok()) << key;
+    EXPECT_NE(c.status().message().find((dir / "bundle/edgesync.toml") + ":"), std::string::npos)
+        << c.status().message();
+  }
+  // Tuning is the fleet's to set.
+  std::ofstream(dir / "p.toml") << "[kafka.properties]\n\"linger.ms\" = 20\n" << stream;
+  Result<Config> c = ParseConfig(device, dir / "d.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+}
+
+TEST(ConfigBounds, TheAnnouncedPacketSizeLeavesRoomForADeadLetter) {
+  Result<Config> c = ParseConfig(kMinimal, "m.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->mqtt_max_packet_size, 16 << 20);
+  std::string small = kMinimal;
+  small.replace(small.find("[mqtt]\n"), 7, "[mqtt]\nmax_payload = \"1MiB\"\nmax_packet_size = \"1MiB\"\n");
+  c = ParseConfig(small, "m.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("mqtt.max_packet_size: must be at least mqtt.max_payload + 64KiB"),
+            std::string::npos) << c.status().message();
+}
+
+// Every file the configuration names is read as the agent reads it: only
+// regular files, and never by blocking on a FIFO or reading a device forever.
+TEST(ConfigBounds, FilesItNamesMustBeRegularFilesOfASaneSize) {
+  auto dir = testing::NewTempDir();
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  for (const std::string& path : {dir / "fifo", std::string("/dev/zero"), dir.path()}) {
+    std::ofstream(dir / "c.toml") << kMinimal << "[encryption]\npublic_key = \"" << path << "\"\n";
+    Result<Config> c = LoadConfig(dir / "c.toml");
+    ASSERT_FALSE(c.ok()) << path;
+    EXPECT_NE(c.status().message().find("not a regular file"), std::string::npos) << c.status().message();
+    std::string with_profile = kMinimal;
+    with_profile.replace(with_profile.find("[agent]\n"), 8, "[agent]\nprofile = \"" + path + "\"\n");
+    std::ofstream(dir / "c.toml") << with_profile;
+    c = LoadConfig(dir / "c.toml");
+    ASSERT_FALSE(c.ok()) << path;
+    EXPECT_NE(c.status().message().find("not a regular file"), std::string::npos) << c.status().message();
+  }
+  Result<Config> c = LoadConfig("/dev/zero");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("not a regular file"), std::string::npos) << c.status().message();
 }
 
 }  // namespace

@@ -177,3 +177,161 @@ TEST(FleetStatusOut, HealthRecordStatusTextAndMetricsCarryTheRollout) {
 
 }  // namespace
 }  // namespace edgesync
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+
+#include "fleet/bundle.h"
+#include "harness/process.h"
+
+namespace edgesync {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A device with [fleet]: its file, the fleet's key pair, a drop directory.
+class RolloutTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Result<std::pair<std::string, std::string>> keys = fleet::GenerateSigningKey();
+    ASSERT_TRUE(keys.ok());
+    private_key_ = keys->first;
+    std::ofstream(dir_ / "fleet.pub") << keys->second;
+    std::filesystem::create_directories(dir_ / "inbox");
+    std::ofstream(dir_ / "device.toml") << "[agent]\ndevice_id = \"term-7\"\nstate_dir = \"" << (dir_ / "state")
+                                        << "\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n[fleet]\npublic_keys = [\""
+                                        << (dir_ / "fleet.pub") << "\"]\ndrop_dir = \"" << (dir_ / "inbox")
+                                        << "\"\n" << kStream;
+  }
+
+  std::unique_ptr<Rollout> Open() {
+    Result<Config> device = LoadConfig(dir_ / "device.toml");
+    EXPECT_TRUE(device.ok()) << device.status().message();
+    if (!device.ok()) return nullptr;
+    Result<std::unique_ptr<Rollout>> r = Rollout::Open(dir_ / "device.toml", *device, Env::Default());
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+
+  std::string Bundle(uint64_t version, const std::string& config = "[agent]\nstats_interval = \"7s\"\n") {
+    Result<std::string> b = fleet::SignBundle(version, {{"edgesync.toml", config}}, private_key_);
+    EXPECT_TRUE(b.ok()) << b.status().message();
+    return b.ok() ? *b : "";
+  }
+
+  // Tick, which must return: a FIFO or a device in the drop directory used
+  // to block it (and with it the agent's main thread) for good.
+  std::optional<Config> Tick(Rollout* r) {
+    auto done = std::async(std::launch::async, [&] { return r->Tick([] { return AgentStats{}; }, 1); });
+    if (done.wait_for(20s) != std::future_status::ready) {
+      ADD_FAILURE() << "Rollout::Tick did not return within 20 s";
+      std::_Exit(1);
+    }
+    return done.get();
+  }
+
+  harness::TempDir dir_ = testing::NewTempDir();
+  std::string private_key_;
+};
+
+TEST_F(RolloutTest, WhatIsNotABundleFileInTheDropDirectoryIsSetAsideOnceAndTheNextBundleIsTaken) {
+  const std::string inbox = dir_ / "inbox";
+  ASSERT_EQ(::symlink("/dev/zero", (inbox + "/a.bundle").c_str()), 0);
+  ASSERT_EQ(::mkfifo((inbox + "/b.bundle").c_str(), 0600), 0);
+  std::filesystem::create_directories(inbox + "/c.bundle/inside");
+  std::ofstream(inbox + "/d.bundle").close();
+  std::filesystem::resize_file(inbox + "/d.bundle", fleet::kMaxBundleBytes + 1);  // sparse
+  ASSERT_EQ(::symlink("/nonexistent", (inbox + "/e.bundle").c_str()), 0);
+  std::ofstream(inbox + "/f.bundle") << Bundle(3);
+  std::unique_ptr<Rollout> r = Open();
+  ASSERT_TRUE(r);
+  std::optional<Config> next = Tick(r.get());
+  ASSERT_TRUE(next) << r->status().reason;
+  EXPECT_EQ(next->stats_interval, 7);
+  EXPECT_EQ(r->status().state, "probation");
+  EXPECT_EQ(r->status().version, 3u);
+  for (const char* name : {"a", "b", "c", "d", "e"}) {
+    const std::string entry = inbox + "/" + name + ".bundle";
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(entry))) << entry << " is still there";
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::symlink_status(entry + ".refused"))) << entry;
+  }
+  EXPECT_FALSE(std::filesystem::exists(inbox + "/f.bundle")) << "taken";
+}
+
+TEST_F(RolloutTest, AnEntryThatCannotBeMovedAsideIsPassedOverFromThenOn) {
+  const std::string inbox = dir_ / "inbox";
+  std::filesystem::create_directories(inbox + "/a.bundle");
+  std::filesystem::create_directories(inbox + "/a.bundle.refused/full");  // renaming onto it fails
+  std::unique_ptr<Rollout> r = Open();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(Tick(r.get()));
+  EXPECT_EQ(r->status().state, "refused");
+  EXPECT_NE(r->status().reason.find("passed over from now on"), std::string::npos) << r->status().reason;
+  std::ofstream(inbox + "/b.bundle") << Bundle(1);
+  EXPECT_TRUE(Tick(r.get())) << "the channel is not blocked: " << r->status().reason;
+}
+
+// A bundle whose check kills the agent (a parser crash) must not kill it at
+// every start: its version is used up, and the state says "checking", before
+// it is unpacked or checked; a start that finds "checking" refuses it.
+TEST_F(RolloutTest, ABundleTheAgentDiedCheckingIsRefusedAtTheNextStartAndNotTakenAgain) {
+  const std::string bytes = Bundle(5);
+  {
+    std::unique_ptr<Rollout> r = Open();
+    ASSERT_TRUE(r);
+    // What Take saves before it unpacks: written here as a crash would leave it.
+    FleetState s = ParseFleetState(harness::ReadWholeFile(dir_ / "state/fleet/state"));
+    s.highest = 5;
+    s.highest_digest = fleet::Sha256Hex(bytes);
+    s.status.state = "checking";
+    s.status.bundle = 5;
+    std::ofstream(dir_ / "state/fleet/state") << FormatFleetState(s);
+  }
+  std::unique_ptr<Rollout> r = Open();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status().state, "refused");
+  EXPECT_EQ(r->status().bundle, 5u);
+  EXPECT_NE(r->status().reason.find("stopped while it unpacked or checked"), std::string::npos) << r->status().reason;
+  EXPECT_EQ(r->config().stats_interval, 60) << "what ran before runs on";
+  r->Offer(bytes);  // the same bundle, retained on the topic, comes back
+  EXPECT_FALSE(Tick(r.get()));
+  EXPECT_EQ(r->status().state, "refused");
+}
+
+TEST_F(RolloutTest, ABundleThatFailsItsCheckUsesUpItsVersion) {
+  // The state file as Take leaves it when the check finds a mistake: the
+  // version is used up either way (refused), and nothing is left "checking".
+  std::unique_ptr<Rollout> r = Open();
+  ASSERT_TRUE(r);
+  r->Offer(Bundle(2, "[batch]\nmax_events = \"many\"\n"));
+  EXPECT_FALSE(Tick(r.get()));
+  FleetState s = ParseFleetState(harness::ReadWholeFile(dir_ / "state/fleet/state"));
+  EXPECT_EQ(s.highest, 2u);
+  EXPECT_EQ(s.status.state, "refused");
+  r->Offer(Bundle(2));
+  EXPECT_FALSE(Tick(r.get())) << "version 2 is used up";
+  r->Offer(Bundle(3));
+  EXPECT_TRUE(Tick(r.get()));
+}
+
+// One bundle signed with a huge version would make every later one "not
+// newer": versions may not jump more than kMaxBundleVersionStep.
+TEST_F(RolloutTest, AVersionThatJumpsTooFarIsRefusedAndDoesNotUseUpTheSpace) {
+  std::unique_ptr<Rollout> r = Open();
+  ASSERT_TRUE(r);
+  r->Offer(Bundle(fleet::kMaxBundleVersionStep + 1));
+  EXPECT_FALSE(Tick(r.get()));
+  EXPECT_EQ(r->status().state, "refused");
+  EXPECT_NE(r->status().reason.find("may not jump that far"), std::string::npos) << r->status().reason;
+  r->Offer(Bundle(fleet::kMaxBundleVersionStep));
+  ASSERT_TRUE(Tick(r.get())) << r->status().reason;
+  EXPECT_EQ(r->status().version, fleet::kMaxBundleVersionStep);
+  EXPECT_FALSE(fleet::SignBundle(fleet::kMaxBundleVersion + 1, {{"edgesync.toml", ""}}, private_key_).ok());
+  EXPECT_FALSE(fleet::SignBundle(UINT64_MAX, {{"edgesync.toml", ""}}, private_key_).ok());
+}
+
+}  // namespace
+}  // namespace edgesync

@@ -105,7 +105,7 @@ TEST(DictTrain, MakesADictionaryTheConfigAcceptsAndRefusesTooFewSamples) {
   }
   std::ofstream(dir / "few/1.json") << "{}";
   ASSERT_EQ(RunTool({edgesync, "dict", "train", "--samples", dir / "samples", "--out", dir / "d.dict"}), 0);
-  Result<std::string> bytes = Env::Default()->ReadFile(dir / "d.dict");
+  Result<std::string> bytes = Env::Default()->ReadFile(dir / "d.dict", kMaxOwnFileBytes);
   ASSERT_TRUE(bytes.ok());
   Result<std::shared_ptr<const Dictionary>> d = Dictionary::Load(*bytes, 3);
   ASSERT_TRUE(d.ok()) << d.status().ToString();

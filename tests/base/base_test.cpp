@@ -1,9 +1,14 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <future>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "base/env.h"
+#include "base/printable.h"
 #include "base/status.h"
 #include "base/token_bucket.h"
 #include "tests/support/temp_dir.h"
@@ -57,6 +62,58 @@ TEST(Status, CodesSayWhatToDo) {
   EXPECT_EQ(*v, 7);
 }
 
+// ReadFile reads what the configuration, a profile, a script or the fleet's
+// drop directory names: a FIFO there must not block it, a device must not be
+// read forever, and a file cannot be larger than its bound.
+TEST(PosixEnv, ReadFileTakesOnlyRegularFilesWithinTheBoundAndNeverBlocks) {
+  harness::TempDir dir = testing::NewTempDir();
+  Env* env = Env::Default();
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  ASSERT_EQ(::symlink("/dev/zero", (dir / "zero").c_str()), 0);
+  ASSERT_TRUE(env->CreateDirs(dir / "d").ok());
+  {
+    auto f = env->OpenAppend(dir / "f");
+    ASSERT_TRUE(f.ok() && (*f)->Append("0123456789").ok() && (*f)->Close().ok());
+  }
+  ASSERT_EQ(::symlink((dir / "f").c_str(), (dir / "link").c_str()), 0);
+  auto read = [&](const std::string& path, uint64_t max) {
+    auto done = std::async(std::launch::async, [&] { return env->ReadFile(path, max); });
+    if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      ADD_FAILURE() << "ReadFile(" << path << ") blocked";
+      std::_Exit(1);
+    }
+    return done.get();
+  };
+  const std::pair<std::string, std::string> refused[] = {
+      {dir / "fifo", "is a FIFO, not a regular file"},
+      {dir / "zero", "is a character device, not a regular file"},
+      {dir / "d", "is a directory, not a regular file"},
+  };
+  for (const auto& [path, why] : refused) {
+    Result<std::string> r = read(path, 1 << 20);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+  Result<std::string> r = read(dir / "f", 9);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("10 bytes, more than the 9 allowed"), std::string::npos) << r.status().message();
+  r = read(dir / "link", 10);  // a link to a regular file is followed
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "0123456789");
+}
+
+TEST(Printable, WhatAPeerSentStaysOnOneLineAndSaysWhatItHeld) {
+  EXPECT_EQ(Printable("plain text, ünïcödé €"), "plain text, ünïcödé €");
+  EXPECT_FALSE(NeedsEscaping("plain text, ünïcödé €"));
+  EXPECT_EQ(Printable("a\\nb"), "a\\\\nb") << "a backslash is doubled: escapes are ours alone";
+  EXPECT_EQ(Printable("line\nedgesync-unpack: forged\r\t"), "line\\nedgesync-unpack: forged\\r\\t");
+  EXPECT_EQ(Printable(std::string("nul\0esc\x1b[2Jdel\x7f", 15)), "nul\\x00esc\\x1B[2Jdel\\x7F");
+  EXPECT_EQ(Printable("bad \xff\xc3( utf8 \xed\xa0\x80"), "bad \\xFF\\xC3( utf8 \\xED\\xA0\\x80");
+  EXPECT_EQ(Printable("c1 \xc2\x85 ls \xe2\x80\xa8 rlo \xe2\x80\xae"), "c1 \\u{0085} ls \\u{2028} rlo \\u{202E}");
+  for (std::string s : {"x\n", "\\", "\xff", "\xe2\x80\xae"}) EXPECT_TRUE(NeedsEscaping(s)) << s;
+}
+
 TEST(PosixEnv, FilesAndDirectories) {
   harness::TempDir dir = testing::NewTempDir();
   Env* env = Env::Default();
@@ -71,10 +128,10 @@ TEST(PosixEnv, FilesAndDirectories) {
     ASSERT_TRUE((*f)->Sync().ok());
     ASSERT_TRUE((*f)->Close().ok());
   }
-  auto text = env->ReadFile(sub + "/x.log");
+  auto text = env->ReadFile(sub + "/x.log", kMaxOwnFileBytes);
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "hello world");
-  EXPECT_EQ(env->ReadFile(sub + "/missing").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(env->ReadFile(sub + "/missing", kMaxOwnFileBytes).status().code(), Status::Code::kNotFound);
   ASSERT_TRUE(env->Rename(sub + "/x.log", sub + "/y.log").ok());
   auto names = env->ListDir(sub);
   ASSERT_TRUE(names.ok());

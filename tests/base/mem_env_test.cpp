@@ -34,7 +34,7 @@ std::unique_ptr<RandomRWFile> MustRW(MemEnv& env, const std::string& path) {
 
 // The content of `path`, or "<missing>" when it does not exist.
 std::string Content(MemEnv& env, const std::string& path) {
-  Result<std::string> r = env.ReadFile(path);
+  Result<std::string> r = env.ReadFile(path, edgesync::kMaxOwnFileBytes);
   if (!r.ok()) return r.status().code() == Code::kNotFound ? "<missing>" : r.status().ToString();
   return *r;
 }
@@ -54,7 +54,7 @@ TEST(MemEnv, FilesAndDirectories) {
   EXPECT_TRUE(env.Exists("d/sub"));
   EXPECT_FALSE(env.Exists("d/f"));
   EXPECT_EQ(env.OpenRandomRW("d/f", /*create=*/false).status().code(), Code::kNotFound);
-  EXPECT_EQ(env.ReadFile("d/f").status().code(), Code::kNotFound);
+  EXPECT_EQ(env.ReadFile("d/f", edgesync::kMaxOwnFileBytes).status().code(), Code::kNotFound);
   EXPECT_EQ(env.FileSize("d/f").status().code(), Code::kNotFound);
   EXPECT_EQ(env.ListDir("nope").status().code(), Code::kNotFound);
 
@@ -72,7 +72,7 @@ TEST(MemEnv, FilesAndDirectories) {
   Result<std::vector<std::string>> names = env.ListDir("d/");
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "sub"}));
-  EXPECT_FALSE(env.ReadFile("d").ok());  // a directory is not a file
+  EXPECT_FALSE(env.ReadFile("d", edgesync::kMaxOwnFileBytes).ok());  // a directory is not a file
 
   ASSERT_TRUE(env.Rename("d/b", "d/a").ok());  // replaces the target
   EXPECT_EQ(Content(env, "d/a"), "hello world!");
@@ -291,7 +291,7 @@ TEST(MemEnv, CutPowerAfterLetsExactlyNOpsSucceed) {
     EXPECT_EQ(env.mutating_ops(), static_cast<uint64_t>(n));
     EXPECT_EQ(env.power_lost(), n < total);
     if (n < total) {
-      Result<std::string> r = env.ReadFile("x");  // everything fails now...
+      Result<std::string> r = env.ReadFile("x", edgesync::kMaxOwnFileBytes);  // everything fails now...
       EXPECT_TRUE(HasMessage(r.status(), "injected: power lost")) << r.status().ToString();
       EXPECT_FALSE(env.ListDir("").ok());
       EXPECT_FALSE(env.CreateDirs("y").ok());

@@ -67,7 +67,7 @@ TEST(Journal, TornTailKeepsEveryWholeRecord) {
   ASSERT_TRUE(names.ok());
   ASSERT_EQ(names->size(), 1u);
   seg_path = dir / (*names)[0];
-  std::string bytes = *Env::Default()->ReadFile(seg_path);
+  std::string bytes = *Env::Default()->ReadFile(seg_path, kMaxOwnFileBytes);
   SegmentScan whole = ScanSegment(bytes);
   ASSERT_EQ(whole.records.size(), 10u);
   ASSERT_EQ(whole.valid_bytes, bytes.size());
@@ -256,7 +256,7 @@ crypto::Key TestJournalKey(uint8_t seed) {
 // Everything under `dir`, concatenated: what a reader of the flash would see.
 std::string AllBytes(const std::string& dir) {
   std::string all;
-  for (const std::string& name : *Env::Default()->ListDir(dir)) all += *Env::Default()->ReadFile(dir + "/" + name);
+  for (const std::string& name : *Env::Default()->ListDir(dir)) all += *Env::Default()->ReadFile(dir + "/" + name, kMaxOwnFileBytes);
   return all;
 }
 
@@ -320,7 +320,7 @@ TEST(EncryptedJournal, EveryCutAndEveryChangedFrameStopsRecoveryThere) {
     for (int i = 0; i < 8; ++i) ASSERT_TRUE((*j)->Append(Noisy(i)).ok());
   }
   auto names = Env::Default()->ListDir(dir.path());
-  const std::string bytes = *Env::Default()->ReadFile(dir / (*names)[0]);
+  const std::string bytes = *Env::Default()->ReadFile(dir / (*names)[0], kMaxOwnFileBytes);
   SegmentScan whole = ScanSegment(bytes, &key);
   ASSERT_EQ(whole.records.size(), 8u);
   ASSERT_EQ(whole.valid_bytes, bytes.size());

@@ -427,7 +427,7 @@ TEST(StoreCorruption, GarbageIsMovedAsideAndSequencesJumpPastAnythingUsed) {
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   EXPECT_TRUE(r.replaced);
   EXPECT_NE(r.moved_to.find("/state/store.db.corrupt-"), std::string::npos);
-  EXPECT_EQ(*m.env.ReadFile(r.moved_to), std::string(8192, 'x')) << "kept for forensics";
+  EXPECT_EQ(*m.env.ReadFile(r.moved_to, kMaxOwnFileBytes), std::string(8192, 'x')) << "kept for forensics";
   // Nothing could be read: every stream continues far past any sequence it
   // may have used, and a store-corrupt gap says so.
   ASSERT_EQ(r.gaps.size(), 2u);

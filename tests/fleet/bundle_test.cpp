@@ -529,7 +529,7 @@ TEST(Bundle, ExtractIsAllOrNothingUnderPowerCuts) {
       ASSERT_TRUE(ExtractBundle(&env, b, "/cfg/v5").ok()) << "after a cut at " << ops;
     }
     for (const BundleFile& f : b.files) {
-      Result<std::string> content = env.ReadFile("/cfg/v5/" + f.path);
+      Result<std::string> content = env.ReadFile("/cfg/v5/" + f.path, kMaxOwnFileBytes);
       ASSERT_TRUE(content.ok()) << f.path << " after a cut at " << ops;
       EXPECT_EQ(*content, f.content) << f.path << " after a cut at " << ops;
     }

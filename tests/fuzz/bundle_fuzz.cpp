@@ -132,7 +132,7 @@ void CheckBundle(std::string_view bytes, bool resigned) {
   Status st = fleet::ExtractBundle(&env, *b, "/state/fleet/bundles/1");
   FUZZ_CHECK(st.ok(), st.ToString());
   for (const fleet::BundleFile& f : b->files) {
-    Result<std::string> content = env.ReadFile("/state/fleet/bundles/1/" + f.path);
+    Result<std::string> content = env.ReadFile("/state/fleet/bundles/1/" + f.path, kMaxOwnFileBytes);
     FUZZ_CHECK(content.ok() && *content == f.content, f.path);
   }
 }

@@ -23,7 +23,7 @@ std::string EverythingUnder(const std::string& dir) {
   if (!names.ok()) return all;
   for (const std::string& n : *names) {
     const std::string path = dir + "/" + n;
-    Result<std::string> bytes = Env::Default()->ReadFile(path);
+    Result<std::string> bytes = Env::Default()->ReadFile(path, kMaxOwnFileBytes);
     all += bytes.ok() ? *bytes : EverythingUnder(path);
   }
   return all;
@@ -59,7 +59,7 @@ TEST_F(Pipeline, EncryptedAgentLeavesNoEventInTheClearAndTheCentralKeyOpensEvery
   size_t segments = 0;
   const std::string journal = state + "/journal/payments";
   for (const std::string& n : *Env::Default()->ListDir(journal)) {
-    const std::string bytes = *Env::Default()->ReadFile(journal + "/" + n);
+    const std::string bytes = *Env::Default()->ReadFile(journal + "/" + n, kMaxOwnFileBytes);
     if (bytes.empty()) continue;
     ++segments;
     SegmentScan scan = ScanSegment(bytes);

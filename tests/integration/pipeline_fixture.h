@@ -34,6 +34,7 @@ class Pipeline : public ::testing::Test {
     // the agent (mosquitto's default of 1000 drops the rest).
     broker_options_.max_queued_messages = -1;
     broker_options_.max_inflight_messages = 100;
+    broker_options_.max_packet_size = 16 << 20;
     ConfigureBroker(&broker_options_);
     auto broker = harness::MosquittoBroker::Start(dir_ / "broker", broker_options_);
     ASSERT_TRUE(broker.ok()) << broker.status().ToString();

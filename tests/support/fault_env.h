@@ -26,7 +26,9 @@ class FaultEnv : public Env {
   Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& p, bool create) override {
     return base_->OpenRandomRW(p, create);
   }
-  Result<std::string> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
+  Result<std::string> ReadFile(const std::string& p, uint64_t max_bytes) override {
+    return base_->ReadFile(p, max_bytes);
+  }
   Status CreateDirs(const std::string& p) override { return base_->CreateDirs(p); }
   Result<std::vector<std::string>> ListDir(const std::string& d) override { return base_->ListDir(d); }
   Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
@@ -35,6 +37,7 @@ class FaultEnv : public Env {
   Status SyncDir(const std::string& d) override { return base_->SyncDir(d); }
   bool Exists(const std::string& p) override { return base_->Exists(p); }
   Result<FileType> TypeOf(const std::string& p) override { return base_->TypeOf(p); }
+  Result<FileType> TypeOfTarget(const std::string& p) override { return base_->TypeOfTarget(p); }
   Result<uint64_t> FreeBytes(const std::string& p) override { return base_->FreeBytes(p); }
   Result<uint64_t> FileSize(const std::string& p) override { return base_->FileSize(p); }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override { return base_->LockFile(p); }

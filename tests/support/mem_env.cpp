@@ -356,12 +356,16 @@ Result<std::unique_ptr<RandomRWFile>> MemEnv::OpenRandomRW(const std::string& pa
   return std::unique_ptr<RandomRWFile>(new MemRandomRWFile(state_, std::move(node).value(), p));
 }
 
-Result<std::string> MemEnv::ReadFile(const std::string& path) {
+Result<std::string> MemEnv::ReadFile(const std::string& path, uint64_t max_bytes) {
   std::string p = Normalize(path);
   std::lock_guard<std::mutex> lock(state_->mu);
   EDGESYNC_RETURN_IF_ERROR(state_->CheckPower("read", p));
   Result<std::shared_ptr<FileNode>> node = state_->OpenNode("read", p, /*create=*/false);
   if (!node.ok()) return node.status();
+  if ((*node)->data.size() > max_bytes) {
+    return Status::InvalidArgument(p + " is " + std::to_string((*node)->data.size()) + " bytes, more than the " +
+                                   std::to_string(max_bytes) + " allowed");
+  }
   return (*node)->data;
 }
 

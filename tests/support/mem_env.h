@@ -65,7 +65,7 @@ class MemEnv final : public Env {
   Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override;
   Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path,
                                                      bool create) override;
-  Result<std::string> ReadFile(const std::string& path) override;
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override;
   Status CreateDirs(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& dir) override;
   Status RemoveFile(const std::string& path) override;
@@ -77,6 +77,7 @@ class MemEnv final : public Env {
   bool Exists(const std::string& path) override;
   // kRegular or kDirectory: MemEnv has no links or special files.
   Result<FileType> TypeOf(const std::string& path) override;
+  Result<FileType> TypeOfTarget(const std::string& path) override { return TypeOf(path); }  // no links here
   Result<uint64_t> FileSize(const std::string& path) override;
   // Capacity minus used bytes; 1 TiB minus used bytes when unlimited.
   Result<uint64_t> FreeBytes(const std::string& path) override;

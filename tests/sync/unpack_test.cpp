@@ -196,6 +196,36 @@ TEST(Unpacker, GapRecordsGoToTheGapsOutputOnce) {
   EXPECT_EQ(std::string_view(e["recorded_at"]), "2026-11-18T11:06:40.000000Z");
 }
 
+// Counters add what devices claim: two gap records of 2^64-1 events each
+// used to wrap lost_events to a small number.
+TEST(Unpacker, CountersOfWhatDevicesClaimSaturateInsteadOfWrapping) {
+  Unpacker u(true);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  Gap g;
+  g.stream = "s";
+  g.events = UINT64_MAX;
+  g.reason = "quota";
+  g.first_seq = 1;
+  g.last_seq = 1;
+  ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
+  g.first_seq = 2;
+  g.last_seq = 2;
+  ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(u.stats().lost_events, UINT64_MAX);
+  // Holes of almost 2^63 batches (sequences end at 2^63-1), in three
+  // streams: their sum does not fit.
+  g.events = 1;
+  for (const char* stream : {"a", "b", "c"}) {
+    g.stream = stream;
+    g.first_seq = g.last_seq = 1;
+    ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
+    g.first_seq = g.last_seq = format::kMaxBatchSeq;
+    ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
+  }
+  EXPECT_EQ(u.stats().missing_batches, UINT64_MAX) << "not wrapped";
+}
+
 TEST(Unpacker, SequenceJumpsGoToTheGapsOutputAsMissing) {
   Unpacker u(true);
   u.tracker().SetTime(1'795'000'000'000'000);
