@@ -307,9 +307,11 @@ void Agent::NotifySystemd() {
 
 std::string Agent::Wedged(int64_t limit_us) const {
   const int64_t now = env_->MonotonicMicros();
-  const std::pair<const char*, int64_t> stages[] = {{"ingest", ingest_progress_.StuckMicros(now)},
-                                                    {"buffer", sealer_->StuckMicros()},
-                                                    {"upload", uploader_->StuckMicros()}};
+  const std::pair<const char*, int64_t> stages[] = {
+      {"ingest", ingest_progress_.StuckMicros(now)},
+      {"buffer", sealer_->StuckMicros()},
+      {"upload", uploader_->StuckMicros()},
+      {"control", control_progress_ != nullptr ? control_progress_->StuckMicros(now) : 0}};
   for (const auto& [stage, stuck_us] : stages) {
     if (stuck_us > limit_us) {
       return std::string(stage) + ": no progress for " + std::to_string(stuck_us / 1'000'000) + " s";

@@ -104,6 +104,10 @@ class Agent {
   void OnBundle(std::function<void(std::string_view)> sink) { bundle_sink_ = std::move(sink); }
   // The fleet rollout's state, for health records, status and metrics.
   void SetFleetStatus(const FleetStatus& f);
+  // The thread that owns the agent (main: signals, reloads, fleet bundles)
+  // as a fourth stage the watchdog watches ("control"); it outlives this
+  // Agent. Set before Start; null: not watched.
+  void WatchControl(const Progress* control) { control_progress_ = control; }
 
   // Live reload of the chains: `config` (already parsed and checked)
   // replaces the running chains between two events, with the buffer, MQTT
@@ -173,6 +177,7 @@ class Agent {
   std::vector<size_t> lane_stream_;
   std::unique_ptr<std::atomic<uint64_t>[]> lane_accepted_;
   Progress ingest_progress_;       // the MQTT loop thread's, inside OnMessage
+  const Progress* control_progress_ = nullptr;  // main's (WatchControl)
   // Rate samples: (monotonic time, accepted and uploaded per stream), the
   // last kRateWindowUs of them, oldest first.
   struct RateSample {

@@ -986,7 +986,7 @@ std::string ConfigReference() {
     out += "| `" + std::string(o.key) + "` | " + DefaultText(o) + " | " + o.description + " |\n";
   }
   out +=
-      "| `kafka.properties.*` | | Any other librdkafka producer property, passed through (it wins over the typed keys above); one librdkafka rejects is an error naming it. |\n"
+      "| `kafka.properties.*` | | Any other librdkafka producer property, passed through (it wins over the typed keys above); one librdkafka rejects is an error naming it. Those that load code, run a program or read a file need kafka.allow_unsafe_properties; profiles and bundles may set neither those nor the brokers' address and security. |\n"
       "| `[[streams]] name` | (required) | Stream name, 1-64 of A-Z a-z 0-9 . _ - |\n"
       "| `[[streams]] topics` | (required) | MQTT topic filters (`+`, `#`) whose messages this stream takes; the first stream that matches wins. |\n"
       "| `[[streams]] kafka_topic` | \"edge.<name>\" | Kafka topic the stream's batches go to. |\n"

@@ -38,10 +38,15 @@ namespace {
 
 // The agent for `config`, started, with fleet bundles from its MQTT topic
 // going to `fleet` (may be null).
+// Main's own stage for the watchdog: working from a signal or a fleet tick
+// until it waits for the next (a reload or a bundle that hangs it is seen).
+edgesync::Progress control;
+
 edgesync::Result<std::unique_ptr<edgesync::Agent>> StartAgent(const edgesync::Config& config,
                                                               edgesync::Rollout* fleet) {
   edgesync::Result<std::unique_ptr<edgesync::Agent>> agent = edgesync::Agent::Open(config, edgesync::Env::Default());
   if (!agent.ok()) return agent.status();
+  (*agent)->WatchControl(&control);
   if (fleet != nullptr) {
     (*agent)->OnBundle([fleet](std::string_view bytes) { fleet->Offer(bytes); });
     (*agent)->SetFleetStatus(fleet->status());
@@ -143,7 +148,9 @@ int RunAgent(const std::string& path) {
     bool fatal = false;
     for (;;) {
       timespec second{1, 0};
+      control.Wait();
       int sig = sigtimedwait(&set, nullptr, &second);
+      control.Advance(env->MonotonicMicros());
       if (sig == SIGINT || sig == SIGTERM) {
         spdlog::info("signal {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
         edgesync::systemd::Notify("STOPPING=1");

@@ -1,0 +1,391 @@
+// The standing attack suite: what a hostile device, the network, a careless
+// fleet operator or a forged bundle sends, against the real agent (and
+// edgesync-unpack), each attack as it was first found from outside the code.
+// Every test checks that the agent keeps collecting and that every event
+// published around the attack is accounted for centrally, besides what the
+// attack itself must not achieve (a crash, a hang, a spinning core, memory
+// past the unit's MemoryMax, code loaded from a bundle, a forged log line,
+// card data at the centre).
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "buffer/envelope.h"
+#include "buffer/format.h"
+#include "harness/consumer.h"
+#include "tests/integration/fleet_fixture.h"
+
+namespace edgesync::testing {
+namespace {
+
+// What /proc says of a process: peak resident memory (VmHWM) in KiB, and
+// CPU time used in seconds.
+uint64_t PeakRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces): state is field 3,
+  // utime and stime fields 14 and 15.
+  std::istringstream rest(text.substr(text.rfind(')') + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+bool Running(Process* p) { return p != nullptr && ::kill(p->pid(), 0) == 0 && !p->Wait(0ms).ok(); }
+
+// The sanitizer builds run the same attacks; their memory is not the
+// product's, so peak RSS is judged only in the normal build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kMeasuresMemory = false;
+#else
+constexpr bool kMeasuresMemory = true;
+#endif
+// systemd/edgesync.service: MemoryMax=192M. An attack may cost memory for a
+// moment, but well under that.
+constexpr uint64_t kPeakRssLimitKiB = 96 << 10;
+
+class Hostile : public Fleet {
+ protected:
+  // `edgesync ARGS`, run to its end within `timeout`: exit code (-1 when it
+  // did not end) and stdout + stderr.
+  CommandResult Edgesync(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync")};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stdout_path = dir_ / "cmd.out";
+    o.stderr_path = dir_ / "cmd.err";
+    CommandResult r;
+    auto p = Process::Spawn(o);
+    if (!p.ok()) return r;
+    auto code = p->Wait(timeout);
+    r.exit_code = code.ok() ? *code : -1;
+    r.out = harness::ReadWholeFile(dir_ / "cmd.out") + harness::ReadWholeFile(dir_ / "cmd.err");
+    return r;
+  }
+
+  // The usual start: agent, edgesync-unpack, and the device's traffic.
+  void StartCollecting() {
+    StartAgent();
+    ASSERT_TRUE(agent_);
+    StartUnpack();
+    StartTraffic();
+    AwaitTraffic(20);
+  }
+
+  // Another edgesync-unpack, for the dead-letter stream: its records in
+  // dead-letters.ndjson.
+  void StartDeadLetterUnpack() {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--from-beginning",
+              "--topic", "edge.dead-letter"};
+    o.stdout_path = dir_ / "dead-letters.ndjson";
+    o.stderr_path = dir_ / "unpack-dead-letters.log";
+    auto p = Process::Spawn(o);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    dead_letter_unpack_.emplace(std::move(p).value());
+  }
+
+  void TearDown() override {
+    if (dead_letter_unpack_) (void)dead_letter_unpack_->Stop(5s);
+    Fleet::TearDown();
+  }
+
+  // Batches in the agent's store, as `edgesync status --json` tells.
+  uint64_t BufferedBatches() {
+    CommandResult r = RunStatus({"--config", config_path(), "--json"});
+    simdjson::dom::parser p;
+    simdjson::dom::element doc;
+    uint64_t n = 0;
+    if (p.parse(r.out).get(doc) != simdjson::SUCCESS || doc["buffered"]["batches"].get(n) != simdjson::SUCCESS) return 0;
+    return n;
+  }
+
+  std::optional<Process> dead_letter_unpack_;
+
+  // Traffic goes on for `n` more events, then stops; every event published
+  // arrived once, and the agent still runs.
+  void AwaitStillCollecting(uint64_t n = 30) {
+    AwaitTraffic(n);
+    const uint64_t published = StopTraffic();
+    EXPECT_TRUE(traffic_acked_);
+    AwaitAllOnce(published);
+    EXPECT_TRUE(Running(&*agent_)) << AgentLogs();
+  }
+};
+
+// ---- Configuration, profiles and bundles -----------------------------------
+
+// toml++ overflowed its stack on a dotted key of 40,000 parts: through
+// SIGHUP the agent died (exit 139) without a word.
+TEST_F(Hostile, ADeepTomlKeyThroughSighupIsRefusedAndTheAgentRunsOn) {
+  StartCollecting();
+  std::string deep = "a";
+  for (int i = 0; i < 40'000; ++i) deep += ".a";
+  std::ofstream(config_path(), std::ios::app) << "\n" << deep << " = 1\n";
+  ASSERT_TRUE(agent_->Signal(SIGHUP).ok());
+  ASSERT_TRUE(AwaitLog(0, "reload: keeping the running configuration")) << AgentLogs().substr(0, 4000);
+  EXPECT_NE(AgentLog(0).find("tables nested deeper than 32 levels"), std::string::npos);
+  AwaitStillCollecting();
+}
+
+// Signed by the fleet and still hostile: the same key in a bundle retained on
+// the device's topic crash-looped the agent (3 of 3 starts), before
+// probation could roll it back.
+TEST_F(Hostile, ADeepTomlKeyInASignedRetainedBundleIsRefusedWithoutACrashLoop) {
+  StartCollecting();
+  std::string deep = "[agent]\nstats_interval = \"9s\"\n[x]\na";
+  for (int i = 0; i < 40'000; ++i) deep += ".a";
+  deep += " = 1\n";
+  auto fleet_pub = Connect("it-fleet");
+  ASSERT_TRUE(fleet_pub);
+  ASSERT_TRUE(fleet_pub->Publish("fleet/config/it-device", Sign(1, deep, key_), 1, /*retain=*/true).ok());
+  FleetView v = AwaitFleet("refused", 1);
+  EXPECT_NE(v.reason.find("nested deeper"), std::string::npos) << v.reason;
+  // Restarted, the agent meets the retained bundle again: refused, not
+  // taken again.
+  ASSERT_TRUE(agent_->Stop(30s).ok());
+  StartAgent();
+  ASSERT_TRUE(agent_);
+  v = AwaitFleet("refused", 1);
+  EXPECT_EQ(v.version, 0u);
+  AwaitStillCollecting();
+}
+
+// A rules `set` path 100,000 levels deep passed check, then crashed the agent
+// on the first event, and at every start after (the event came again).
+TEST_F(Hostile, ADeepRuleFieldPathIsRefusedByCheck) {
+  std::string path = "a";
+  for (int i = 0; i < 100'000; ++i) path += ".a";
+  WriteConfig("", "[plugins.deep]\ntype = \"rules\"\n[[plugins.deep.rules]]\nset = { \"" + path + "\" = 1 }\n",
+              "format = \"json\"\nplugins = [\"deep\"]\n");
+  CommandResult r = Edgesync({"check", config_path()});
+  EXPECT_EQ(r.exit_code, 2) << r.out.substr(0, 2000);
+  EXPECT_NE(r.out.find("bad field path"), std::string::npos) << r.out.substr(0, 2000);
+}
+
+// Configuration and its files are read only when they are regular files: a
+// FIFO blocked `check` in open(), /dev/zero as a profile never ended.
+TEST_F(Hostile, CheckRefusesFifosAndDevicesWhereFilesBelong) {
+  ASSERT_EQ(::mkfifo((dir_ / "fifo").c_str(), 0600), 0);
+  for (const std::string& where : {dir_ / "fifo", std::string("/dev/zero")}) {
+    agent_extra_ = "profile = \"" + where + "\"\n";
+    WriteDevice();
+    CommandResult r = Edgesync({"check", config_path()});
+    EXPECT_EQ(r.exit_code, 2) << where << ": " << r.out;
+    EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
+  }
+  CommandResult r = Edgesync({"check", dir_ / "fifo"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+}
+
+// A symbolic link to /dev/zero named *.bundle grew the agent's memory without
+// bound (4.6 GB in 10 s), at every start; a FIFO blocked the main thread (and
+// its signals); a directory named x.bundle blocked the channel for good.
+TEST_F(Hostile, TheDropDirectoryTakesOnlyBundleFilesAndNeverBlocks) {
+  const std::string inbox = dir_ / "inbox";
+  ASSERT_EQ(::symlink("/dev/zero", (inbox + "/a.bundle").c_str()), 0);
+  ASSERT_EQ(::mkfifo((inbox + "/b.bundle").c_str(), 0600), 0);
+  std::filesystem::create_directories(inbox + "/c.bundle");
+  StartCollecting();
+  Drop("d", Sign(1, PaymentsTagged("v1"), key_));
+  AwaitFleet("applied", 1);
+  for (const char* name : {"a", "b", "c"}) {
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::symlink_status(inbox + "/" + name + ".bundle.refused")))
+        << name;
+  }
+  if (kMeasuresMemory) {
+    EXPECT_LT(PeakRssKiB(agent_->pid()), kPeakRssLimitKiB);
+  }
+  // The main thread still takes signals.
+  ASSERT_TRUE(agent_->Signal(SIGHUP).ok());
+  ASSERT_TRUE(AwaitLog(0, "SIGHUP: reloading"));
+  AwaitStillCollecting();
+}
+
+// A signed bundle shipped a shared object and named it in
+// kafka.properties."plugin.library.paths": its constructor ran in the agent
+// on apply and at every start, and in `check`. Bundles setting
+// agent.state_dir or [fleet] were taken.
+TEST_F(Hostile, ABundleCannotLoadCodeOrSetWhatBelongsToTheDevice) {
+  const std::string marker = dir_ / "constructor-ran";
+  ::setenv("EDGESYNC_HOSTILE_MARKER", marker.c_str(), 1);  // where the library's constructor would write
+  const std::string library = harness::ProgramPath("edgesync_hostile_constructor.so");
+  ASSERT_TRUE(std::filesystem::exists(library)) << library;
+  StartCollecting();
+  const std::string evil = PaymentsTagged("evil") + "[kafka.properties]\n\"plugin.library.paths\" = \"" + library + "\"\n";
+  Drop("b1", Sign(1, evil, key_));
+  FleetView v = AwaitFleet("refused", 1);
+  EXPECT_NE(v.reason.find("plugin.library.paths"), std::string::npos) << v.reason;
+  Drop("b2", Sign(2, PaymentsTagged("v2") + "[agent]\nstate_dir = \"" + (dir_ / "elsewhere") + "\"\n", key_));
+  v = AwaitFleet("refused", 2);
+  EXPECT_NE(v.reason.find("agent.state_dir"), std::string::npos) << v.reason;
+  Drop("b3", Sign(3, PaymentsTagged("v3") + "[fleet]\npublic_keys = [\"" + (dir_ / "mine.pub") + "\"]\n", key_));
+  v = AwaitFleet("refused", 3);
+  EXPECT_NE(v.reason.find("fleet"), std::string::npos) << v.reason;
+  Drop("b4", Sign(4, PaymentsTagged("v4") + "[plugins]\ndir = \"/usr/lib\"\n", key_));
+  v = AwaitFleet("refused", 4);
+  EXPECT_NE(v.reason.find("plugins.dir"), std::string::npos) << v.reason;
+  // `check` of such a configuration refuses it without loading the library.
+  std::filesystem::create_directories(dir_ / "conf");
+  std::ofstream(dir_ / "conf/edgesync.toml") << evil;
+  CommandResult r = Edgesync({"check", "--bundle", dir_ / "conf/edgesync.toml", config_path()});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("plugin.library.paths"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the bundle's library was loaded";
+  AwaitStillCollecting();
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the bundle's library was loaded";
+}
+
+// `bundle sign --version 18446744073709551615` was accepted, and the device
+// then refused every later bundle for good.
+TEST_F(Hostile, ABundleCannotUseUpTheVersionSpace) {
+  std::filesystem::create_directories(dir_ / "conf");
+  std::ofstream(dir_ / "conf/edgesync.toml") << PaymentsTagged("v1");
+  std::ofstream(dir_ / "fleet.key") << key_;
+  CommandResult r = Edgesync({"bundle", "sign", "--key", dir_ / "fleet.key", "--in", dir_ / "conf", "--out",
+                              dir_ / "huge.bundle", "--version", "18446744073709551615"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "huge.bundle"));
+  StartCollecting();
+  Drop("b1", Sign(uint64_t{1} << 40, PaymentsTagged("far"), key_));
+  FleetView v = AwaitFleet("refused", uint64_t{1} << 40);
+  EXPECT_NE(v.reason.find("may not jump"), std::string::npos) << v.reason;
+  Drop("b2", Sign(2, PaymentsTagged("v2"), key_));
+  AwaitFleet("applied", 2);
+  AwaitStillCollecting();
+}
+
+// ---- MQTT ------------------------------------------------------------------
+
+// A 250 MB publish took the agent's memory to 509 MB (MemoryMax is 192M),
+// and under an 800 MB address-space limit it reconnected again and again
+// with "Out of memory", ingesting nothing more. With the broker set up as
+// the drop-in sets it, such a publish is refused at the door; a message
+// between mqtt.max_payload and the packet limit is dead-lettered, cut.
+TEST_F(Hostile, OneHugeMessageCannotExhaustTheAgent) {
+  StartCollecting();
+  StartDeadLetterUnpack();
+  auto big = Connect("it-big");
+  ASSERT_TRUE(big);
+  ASSERT_TRUE(big->Publish("terminal/t1/payment/big", std::string(2 << 20, 'x')).ok());
+  ASSERT_TRUE(big->WaitAcked(30s).ok());
+  ASSERT_TRUE(big->Publish("terminal/t1/payment/huge", std::string(250u << 20, 'y')).ok());
+  EXPECT_FALSE(big->WaitAcked(5s).ok()) << "the broker took a packet over its max_packet_size";
+  (void)big->Disconnect();
+  std::vector<Arrived> got;
+  ASSERT_TRUE(harness::PollUntil([&] {
+    got = ReadArrived(dir_ / "dead-letters.ndjson");
+    return std::any_of(got.begin(), got.end(), [](const Arrived& a) { return a.reason == "payload-too-large"; });
+  }, 60s)) << AgentLogs();
+  if (kMeasuresMemory) {
+    EXPECT_LT(PeakRssKiB(agent_->pid()), kPeakRssLimitKiB);
+  }
+  AwaitStillCollecting();
+}
+
+// With a broker that does not bound packets (not the drop-in's), the
+// agent's own Maximum Packet Size (MQTT 5) keeps the message away from it:
+// the broker drops it for the agent, which collects on unharmed.
+class HostileBareBroker : public Hostile {
+ protected:
+  void ConfigureBroker(harness::BrokerOptions* o) override { o->max_packet_size = 0; }
+};
+
+TEST_F(HostileBareBroker, TheAgentsMaximumPacketSizeKeepsAHugeMessageAway) {
+  StartCollecting();
+  auto big = Connect("it-big");
+  ASSERT_TRUE(big);
+  ASSERT_TRUE(big->Publish("terminal/t1/payment/huge", std::string(250u << 20, 'y')).ok());
+  ASSERT_TRUE(big->WaitAcked(60s).ok()) << "this broker takes it";
+  (void)big->Disconnect();
+  AwaitTraffic(50);  // the broker has handed on what came after it
+  if (kMeasuresMemory) {
+    EXPECT_LT(PeakRssKiB(agent_->pid()), kPeakRssLimitKiB);
+  }
+  AwaitStillCollecting();
+}
+
+// ---- Kafka -------------------------------------------------------------------
+
+// With Kafka away and more batches buffered than kafka.max_in_flight, the
+// uploader polled librdkafka with a zero timeout in a loop: a full core.
+TEST_F(Hostile, AnOutageWithABacklogCostsNoCpu) {
+  kafka_extra_ = "max_in_flight = 2\n";
+  WriteDevice();
+  ASSERT_TRUE(cluster_->AllBrokersDown().ok());
+  StartAgent();
+  ASSERT_TRUE(agent_);
+  StartTraffic();
+  // 200 ms batches: more of them than may be in flight.
+  ASSERT_TRUE(harness::PollUntil([&] { return BufferedBatches() >= 6; }, 30s)) << AgentLogs();
+  const uint64_t published = StopTraffic();
+  ASSERT_TRUE(traffic_acked_);
+  const double before = CpuSeconds(agent_->pid());
+  std::this_thread::sleep_for(3s);  // a window of nothing happening: there is no condition to await
+  const double used = CpuSeconds(agent_->pid()) - before;
+  EXPECT_LT(used, 0.6) << "the agent used " << used << " s of CPU in 3 s of an outage";
+  ASSERT_TRUE(cluster_->AllBrokersUp().ok());
+  StartUnpack();
+  AwaitAllOnce(published);
+}
+
+// ---- The central side --------------------------------------------------------
+
+// edgesync-unpack printed a gap record's reason raw: a device could end the
+// line and write the next one. Two records of 2^64-1 events wrapped
+// lost_events.
+TEST_F(Hostile, TheCentreEscapesWhatADeviceWroteAndItsCountersDoNotWrap) {
+  Gap g;
+  g.stream = "payments";
+  g.events = UINT64_MAX;
+  g.reason = "quota\nedgesync-unpack: batches=0 forged=1\x1b[2J \xff";
+  g.first_seq = g.last_seq = 1;
+  std::vector<harness::KafkaMessage> msgs(2);
+  msgs[0].key = msgs[1].key = "dev-x";
+  msgs[0].value = *SealGapRecord("dev-x", g);
+  g.first_seq = g.last_seq = 2;
+  msgs[1].value = *SealGapRecord("dev-x", g);
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kTopic, msgs, 30s).ok());
+  harness::SpawnOptions o;
+  o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--topic", kTopic,
+            "--from-beginning", "--exit-at-end", "--gaps", dir_ / "gaps.ndjson"};
+  o.stdout_path = dir_ / "records.ndjson";
+  o.stderr_path = dir_ / "unpack.log";
+  auto p = Process::Spawn(o);
+  ASSERT_TRUE(p.ok());
+  auto code = p->Wait(60s);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0);
+  const std::string log = harness::ReadWholeFile(dir_ / "unpack.log");
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_EQ(line.rfind("edgesync-unpack: ", 0), 0u) << "a line the device wrote: " << line;
+    EXPECT_EQ(line.find("\x1b"), std::string::npos) << line;
+  }
+  EXPECT_NE(log.find("quota\\nedgesync-unpack: batches=0 forged=1\\x1B[2J \\xFF"), std::string::npos) << log;
+  EXPECT_NE(log.find("lost_events=18446744073709551615"), std::string::npos) << log;
+  // The gaps output is JSON, one line per record.
+  size_t records = 0;
+  ForEachJsonLine(dir_ / "gaps.ndjson", [&](simdjson::dom::element) { ++records; });
+  EXPECT_EQ(records, 2u);
+}
+
+}  // namespace
+}  // namespace edgesync::testing
