@@ -292,28 +292,18 @@ class PosixEnv final : public Env {
     return ::stat(path.c_str(), &st) == 0;
   }
 
-  Result<FileType> TypeOf(const std::string& path) override {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return Status::NotFound(path);
-      return Status::FromErrno("lstat " + path, errno);
-    }
-    return TypeOfMode(st.st_mode);
-  }
+  Result<FileType> TypeOf(const std::string& path) override { return Type(path, /*follow_links=*/false); }
+  Result<FileType> TypeOfTarget(const std::string& path) override { return Type(path, /*follow_links=*/true); }
 
-  Result<FileType> TypeOfTarget(const std::string& path) override {
+  static Result<FileType> Type(const std::string& path, bool follow_links) {
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) {
+    if ((follow_links ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) {
       if (errno == ENOENT) return Status::NotFound(path);
-      return Status::FromErrno("stat " + path, errno);
+      return Status::FromErrno(std::string(follow_links ? "stat " : "lstat ") + path, errno);
     }
-    return TypeOfMode(st.st_mode);
-  }
-
-  static FileType TypeOfMode(mode_t mode) {
-    if (S_ISREG(mode)) return FileType::kRegular;
-    if (S_ISDIR(mode)) return FileType::kDirectory;
-    if (S_ISLNK(mode)) return FileType::kSymlink;
+    if (S_ISREG(st.st_mode)) return FileType::kRegular;
+    if (S_ISDIR(st.st_mode)) return FileType::kDirectory;
+    if (S_ISLNK(st.st_mode)) return FileType::kSymlink;
     return FileType::kOther;
   }
 

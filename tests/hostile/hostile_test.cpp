@@ -63,23 +63,6 @@ constexpr uint64_t kPeakRssLimitKiB = 96 << 10;
 
 class Hostile : public Fleet {
  protected:
-  // `edgesync ARGS`, run to its end within `timeout`: exit code (-1 when it
-  // did not end) and stdout + stderr.
-  CommandResult Edgesync(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
-    harness::SpawnOptions o;
-    o.argv = {harness::ProgramPath("edgesync")};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.stdout_path = dir_ / "cmd.out";
-    o.stderr_path = dir_ / "cmd.err";
-    CommandResult r;
-    auto p = Process::Spawn(o);
-    if (!p.ok()) return r;
-    auto code = p->Wait(timeout);
-    r.exit_code = code.ok() ? *code : -1;
-    r.out = harness::ReadWholeFile(dir_ / "cmd.out") + harness::ReadWholeFile(dir_ / "cmd.err");
-    return r;
-  }
-
   // The usual start: agent, edgesync-unpack, and the device's traffic.
   void StartCollecting() {
     StartAgent();
@@ -175,7 +158,7 @@ TEST_F(Hostile, ADeepRuleFieldPathIsRefusedByCheck) {
   for (int i = 0; i < 100'000; ++i) path += ".a";
   WriteConfig("", "[plugins.deep]\ntype = \"rules\"\n[[plugins.deep.rules]]\nset = { \"" + path + "\" = 1 }\n",
               "format = \"json\"\nplugins = [\"deep\"]\n");
-  CommandResult r = Edgesync({"check", config_path()});
+  CommandResult r = RunEdgesync({"check", config_path()});
   EXPECT_EQ(r.exit_code, 2) << r.out.substr(0, 2000);
   EXPECT_NE(r.out.find("bad field path"), std::string::npos) << r.out.substr(0, 2000);
 }
@@ -187,11 +170,11 @@ TEST_F(Hostile, CheckRefusesFifosAndDevicesWhereFilesBelong) {
   for (const std::string& where : {dir_ / "fifo", std::string("/dev/zero")}) {
     agent_extra_ = "profile = \"" + where + "\"\n";
     WriteDevice();
-    CommandResult r = Edgesync({"check", config_path()});
+    CommandResult r = RunEdgesync({"check", config_path()});
     EXPECT_EQ(r.exit_code, 2) << where << ": " << r.out;
     EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
   }
-  CommandResult r = Edgesync({"check", dir_ / "fifo"});
+  CommandResult r = RunEdgesync({"check", dir_ / "fifo"});
   EXPECT_EQ(r.exit_code, 2) << r.out;
 }
 
@@ -245,7 +228,7 @@ TEST_F(Hostile, ABundleCannotLoadCodeOrSetWhatBelongsToTheDevice) {
   // `check` of such a configuration refuses it without loading the library.
   std::filesystem::create_directories(dir_ / "conf");
   std::ofstream(dir_ / "conf/edgesync.toml") << evil;
-  CommandResult r = Edgesync({"check", "--bundle", dir_ / "conf/edgesync.toml", config_path()});
+  CommandResult r = RunEdgesync({"check", "--bundle", dir_ / "conf/edgesync.toml", config_path()});
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("plugin.library.paths"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the bundle's library was loaded";
@@ -259,7 +242,7 @@ TEST_F(Hostile, ABundleCannotUseUpTheVersionSpace) {
   std::filesystem::create_directories(dir_ / "conf");
   std::ofstream(dir_ / "conf/edgesync.toml") << PaymentsTagged("v1");
   std::ofstream(dir_ / "fleet.key") << key_;
-  CommandResult r = Edgesync({"bundle", "sign", "--key", dir_ / "fleet.key", "--in", dir_ / "conf", "--out",
+  CommandResult r = RunEdgesync({"bundle", "sign", "--key", dir_ / "fleet.key", "--in", dir_ / "conf", "--out",
                               dir_ / "huge.bundle", "--version", "18446744073709551615"});
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir_ / "huge.bundle"));

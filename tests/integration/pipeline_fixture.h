@@ -187,17 +187,25 @@ brokers = ")" << cluster_->bootstrap() << R"("
   };
   // `edgesync status ARGS`, run to its end.
   CommandResult RunStatus(const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"status"};
+    all.insert(all.end(), args.begin(), args.end());
+    return RunEdgesync(all);
+  }
+
+  // `edgesync ARGS`, run to its end within `timeout` (exit code -1 when it
+  // did not end).
+  CommandResult RunEdgesync(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
     harness::SpawnOptions o;
-    o.argv = {harness::ProgramPath("edgesync"), "status"};
+    o.argv = {harness::ProgramPath("edgesync")};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.stdout_path = dir_ / "status.out";
-    o.stderr_path = dir_ / "status.err";
+    o.stdout_path = dir_ / "command.out";
+    o.stderr_path = dir_ / "command.err";
     CommandResult r;
     auto p = Process::Spawn(o);
     if (!p.ok()) return r;
-    auto code = p->Wait(30s);
+    auto code = p->Wait(timeout);
     r.exit_code = code.ok() ? *code : -1;
-    r.out = harness::ReadWholeFile(dir_ / "status.out") + harness::ReadWholeFile(dir_ / "status.err");
+    r.out = harness::ReadWholeFile(dir_ / "command.out") + harness::ReadWholeFile(dir_ / "command.err");
     return r;
   }
 
