@@ -655,6 +655,14 @@ Status LayProfileUnder(toml::table* t, const std::string& origin) {
 
 }  // namespace
 
+Status CheckFleetToml(const std::string& text, const std::string& origin) {
+  Result<toml::table> t = ParseToml(text, origin);
+  if (!t.ok()) return t.status();
+  Problems p(origin);
+  CheckFleetLayer(*t, &p);
+  return p.empty() ? Status::OK() : Status::InvalidArgument(p.Join());
+}
+
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config) {
   Result<toml::table> parsed = ParseToml(toml_text, origin);
   if (!parsed.ok()) return parsed.status();

@@ -144,6 +144,12 @@ bool SameButPlugins(const Config& a, const Config& b);
 // this file's agent.profile is not used.
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin,
                            const std::string& bundle_config = "");
+// What any device refuses in a fleet bundle's or a profile's TOML `text`
+// (named `origin`): text nested too deep (toml_bounds.h), a syntax error,
+// keys only the device file may set, and kafka.properties that load code,
+// run programs, read files or change the connection. For `bundle sign` and
+// `bundle verify`, which have no device file to check the whole against.
+Status CheckFleetToml(const std::string& text, const std::string& origin);
 // ParseConfig of the file, then checks that the files it names are readable.
 Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config = "");
 // The password: the first line of `path`, without its line end. `key`

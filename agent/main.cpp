@@ -199,6 +199,18 @@ int RunAgent(const std::string& path) {
   return code;
 }
 
+// What a device would refuse in any bundle: each TOML file's bounds and
+// syntax, and keys only the device file may set (CheckFleetToml).
+edgesync::Status CheckBundleFiles(const std::vector<edgesync::fleet::BundleFile>& files) {
+  std::string problems;
+  for (const edgesync::fleet::BundleFile& f : files) {
+    if (!f.path.ends_with(".toml")) continue;
+    edgesync::Status st = edgesync::CheckFleetToml(f.content, f.path);
+    if (!st.ok()) problems += (problems.empty() ? "" : "\n") + st.message();
+  }
+  return problems.empty() ? edgesync::Status::OK() : edgesync::Status::InvalidArgument(problems);
+}
+
 // Creates `path` with `mode` and writes `data`; refuses to replace a file.
 edgesync::Status WriteNewFile(const std::string& path, const std::string& data, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -364,8 +376,10 @@ int main(int argc, char** argv) {
   if (*keygen) return Keygen(keygen_dir);
   if (*train) return TrainDict(samples_dir, dict_out, dict_lines, dict_size);
   if (*bundle_keygen) return edgesync::fleet::BundleKeygenCommand(bundle_keygen_dir);
-  if (*bundle_sign) return edgesync::fleet::BundleSignCommand(bundle_sign_opts);
-  if (*bundle_verify) return edgesync::fleet::BundleVerifyCommand(bundle_verify_keys, bundle_verify_file);
+  if (*bundle_sign) return edgesync::fleet::BundleSignCommand(bundle_sign_opts, CheckBundleFiles);
+  if (*bundle_verify) {
+    return edgesync::fleet::BundleVerifyCommand(bundle_verify_keys, bundle_verify_file, CheckBundleFiles);
+  }
 
   if (*run) return RunAgent(run_config);
   if (*status) {

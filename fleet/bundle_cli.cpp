@@ -87,7 +87,7 @@ int BundleKeygenCommand(const std::string& out_dir) {
   return 0;
 }
 
-int BundleSignCommand(const BundleSignOptions& o) {
+int BundleSignCommand(const BundleSignOptions& o, const ContentCheck& check) {
   Env* env = Env::Default();
   if (o.version == 0 || o.version > kMaxBundleVersion) {
     std::fprintf(stderr,
@@ -120,6 +120,10 @@ int BundleSignCommand(const BundleSignOptions& o) {
   if (!id.ok()) return Fail("sign", Status::InvalidArgument(o.key + ": " + id.status().message()));
   if (!files.ok()) return Fail("sign", files.status());
   if (!bytes.ok()) return Fail("sign", bytes.status());
+  if (Status st = check ? check(*files) : Status::OK(); !st.ok()) {
+    return Fail("sign", Status::InvalidArgument(o.in + ": every device would refuse this configuration: " +
+                                                st.message()));
+  }
   Status st = ReplaceFile(env, o.out, *bytes, 0644);
   if (!st.ok()) return Fail("sign", st);
   std::printf("bundle %s: version %llu, %zu files, %zu bytes, signed by key %s\n", o.out.c_str(),
@@ -127,7 +131,8 @@ int BundleSignCommand(const BundleSignOptions& o) {
   return 0;
 }
 
-int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::string& file) {
+int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::string& file,
+                        const ContentCheck& check) {
   Env* env = Env::Default();
   Result<TrustedKeys> keys = TrustedKeys::Load(env, public_keys);
   if (!keys.ok()) return Fail("verify", keys.status());
@@ -141,6 +146,10 @@ int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::
   if (!bytes.ok()) return Fail("verify", bytes.status());
   Result<Bundle> b = VerifyBundle(*bytes, *keys);
   if (!b.ok()) return Fail("verify", Status::InvalidArgument(file + ": refused: " + b.status().message()));
+  if (Status st = check ? check(b->files) : Status::OK(); !st.ok()) {
+    return Fail("verify", Status::InvalidArgument(file + ": refused: signed, but every device would refuse its "
+                                                  "configuration: " + st.message()));
+  }
   std::printf("bundle %s: valid\n  version %llu\n  key     %s\n  digest  %s\n  files   %zu\n", file.c_str(),
               static_cast<unsigned long long>(b->version), b->key_id.c_str(), b->digest.c_str(),
               b->files.size());

@@ -7,8 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "base/status.h"
+#include "fleet/bundle.h"
 
 namespace edgesync::fleet {
 
@@ -23,11 +27,19 @@ struct BundleSignOptions {
   uint64_t version = 0;  // >= 1
   bool force = false;    // replace `out` if it exists
 };
+// What every device would refuse in a bundle's files, found before a
+// device sees them (the agent passes its configuration checks: TOML bounds,
+// keys only the device file may set); ok when nothing.
+using ContentCheck = std::function<Status(const std::vector<BundleFile>& files)>;
+
 // edgesync bundle sign: writes `out` atomically (out.tmp, fsync, rename).
-int BundleSignCommand(const BundleSignOptions& options);
+// Refuses (2) a directory whose files fail `check`.
+int BundleSignCommand(const BundleSignOptions& options, const ContentCheck& check = nullptr);
 
 // edgesync bundle verify --key PUB... FILE: 0 when FILE is a bundle signed by
-// one of `public_keys`, with its version, key id, digest and files on stdout.
-int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::string& file);
+// one of `public_keys` whose files pass `check`, with its version, key id,
+// digest and files on stdout.
+int BundleVerifyCommand(const std::vector<std::string>& public_keys, const std::string& file,
+                        const ContentCheck& check = nullptr);
 
 }  // namespace edgesync::fleet

@@ -61,7 +61,7 @@ TEST_F(BundleCli, KeygenSignVerifyAndRefusals) {
   // A configuration directory.
   ASSERT_EQ(::mkdir((dir_ / "conf").c_str(), 0700), 0);
   ASSERT_EQ(::mkdir((dir_ / "conf/scripts").c_str(), 0700), 0);
-  std::ofstream(dir_ / "conf/edgesync.toml") << "[agent]\ndevice_id = \"t1\"\n";
+  std::ofstream(dir_ / "conf/edgesync.toml") << "[agent]\nstats_interval = \"5s\"\n";
   std::ofstream(dir_ / "conf/scripts/mask.lua") << "return 1\n";
 
   // sign

@@ -136,9 +136,15 @@ TEST_F(Hostile, ADeepTomlKeyInASignedRetainedBundleIsRefusedWithoutACrashLoop) {
   std::string deep = "[agent]\nstats_interval = \"9s\"\n[x]\na";
   for (int i = 0; i < 40'000; ++i) deep += ".a";
   deep += " = 1\n";
+  const std::string bundle = Sign(1, deep, key_);
+  // `bundle verify` called it valid: the signature holds, but no device can take it.
+  std::ofstream(dir_ / "deep.bundle", std::ios::binary) << bundle;
+  CommandResult r = RunEdgesync({"bundle", "verify", "--key", dir_ / "fleet.pub", dir_ / "deep.bundle"});
+  EXPECT_EQ(r.exit_code, 2) << r.out.substr(0, 2000);
+  EXPECT_NE(r.out.find("nested deeper"), std::string::npos) << r.out.substr(0, 2000);
   auto fleet_pub = Connect("it-fleet");
   ASSERT_TRUE(fleet_pub);
-  ASSERT_TRUE(fleet_pub->Publish("fleet/config/it-device", Sign(1, deep, key_), 1, /*retain=*/true).ok());
+  ASSERT_TRUE(fleet_pub->Publish("fleet/config/it-device", bundle, 1, /*retain=*/true).ok());
   FleetView v = AwaitFleet("refused", 1);
   EXPECT_NE(v.reason.find("nested deeper"), std::string::npos) << v.reason;
   // Restarted, the agent meets the retained bundle again: refused, not
@@ -225,12 +231,19 @@ TEST_F(Hostile, ABundleCannotLoadCodeOrSetWhatBelongsToTheDevice) {
   Drop("b4", Sign(4, PaymentsTagged("v4") + "[plugins]\ndir = \"/usr/lib\"\n", key_));
   v = AwaitFleet("refused", 4);
   EXPECT_NE(v.reason.find("plugins.dir"), std::string::npos) << v.reason;
-  // `check` of such a configuration refuses it without loading the library.
+  // `check` of such a configuration refuses it without loading the
+  // library, and `bundle sign` does not sign it.
   std::filesystem::create_directories(dir_ / "conf");
   std::ofstream(dir_ / "conf/edgesync.toml") << evil;
   CommandResult r = RunEdgesync({"check", "--bundle", dir_ / "conf/edgesync.toml", config_path()});
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("plugin.library.paths"), std::string::npos) << r.out;
+  std::ofstream(dir_ / "fleet.key") << key_;
+  r = RunEdgesync({"bundle", "sign", "--key", dir_ / "fleet.key", "--in", dir_ / "conf", "--out",
+                   dir_ / "evil.bundle", "--version", "9"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("every device would refuse"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "evil.bundle"));
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the bundle's library was loaded";
   AwaitStillCollecting();
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the bundle's library was loaded";
