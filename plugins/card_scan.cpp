@@ -289,8 +289,10 @@ Token Escape(std::string_view text, size_t i) {
     return Classify(cp, 3 * len);
   }
   if (c == '&' && i + 2 < n) {
-    size_t end = text.find(';', i + 1);
-    if (end == std::string_view::npos || end - i > 12) return Token{};
+    // Bounded: "&&&&..." must not search the rest of the text each time.
+    const size_t semicolon = text.substr(i + 1, 12).find(';');
+    if (semicolon == std::string_view::npos) return Token{};
+    const size_t end = i + 1 + semicolon;
     const std::string_view body = text.substr(i + 1, end - i - 1);
     const uint32_t len = static_cast<uint32_t>(end - i + 1);
     if (body.size() >= 2 && body[0] == '#') {
@@ -319,11 +321,17 @@ Token Escape(std::string_view text, size_t i) {
   return Token{};
 }
 
-// The token at text[i] (i < text.size()).
-inline Token Decode(std::string_view text, size_t i, bool unicode) {
+// The token at text[i] (i < text.size()). With `escapes`, an escape that
+// decodes to a digit, a separator or an invisible character is one token;
+// any other escape is read as the characters it is written with ("%41" is
+// '%', then the digits "41": a reader sees those).
+inline Token Decode(std::string_view text, size_t i, bool unicode, bool escapes = true) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   if (c < 0x80) {
-    if (unicode && (c == '\\' || c == '%' || c == '&')) return Escape(text, i);
+    if (unicode && escapes && (c == '\\' || c == '%' || c == '&')) {
+      const Token t = Escape(text, i);
+      return t.kind == Kind::kOther ? Token{} : t;
+    }
     Token t = kAscii[c];
     if (t.kind == Kind::kOther) t = Token{};
     return t;
@@ -380,14 +388,22 @@ bool CardLayout(const Group* g, size_t k) {
 
 class Scanner {
  public:
-  Scanner(std::string_view text, const PanPolicy& p) : text_(text), n_(text.size()), p_(p) {}
+  // With `escapes` false, escapes are read as the characters they are
+  // written with: a second reading of text that has escaped digits, since
+  // "%341111..." shows 34 to a reader and 4 to a URL decoder.
+  Scanner(std::string_view text, const PanPolicy& p, bool escapes = true)
+      : text_(text), n_(text.size()), p_(p), escapes_(escapes) {}
+
+  // Whether a digit was read from an escape: then the text has a second
+  // reading (escapes as written) worth a scan.
+  bool saw_escaped_digit() const { return saw_escaped_digit_; }
 
   // Every hit, in order; with `first_only`, stops at the first.
   void Run(bool first_only, std::vector<Hit>* hits) {
     hits_ = hits;
     first_only_ = first_only;
     for (size_t i = 0; i < n_;) {
-      const Token t = Decode(text_, i, p_.unicode);
+      const Token t = At(i);
       if (t.kind != Kind::kDigit) {
         i += t.len;
         continue;
@@ -409,7 +425,7 @@ class Scanner {
     for (;;) {
       // The digits of a group, with invisible characters between them.
       while (j < n_) {
-        const Token t = Decode(text_, j, p_.unicode);
+        const Token t = At(j);
         if (t.kind == Kind::kDigit) {
           digits_.push_back(Digit{static_cast<uint32_t>(j), static_cast<uint32_t>(j + t.len), t.value});
           ++g.count;
@@ -426,7 +442,7 @@ class Scanner {
       Group next{static_cast<uint32_t>(digits_.size()), 0};
       size_t k = last_end;
       while (k < n_ && next.seps <= p_.max_separators) {
-        const Token t = Decode(text_, k, p_.unicode);
+        const Token t = At(k);
         if (t.kind == Kind::kInvisible) {
           k += t.len;
           continue;
@@ -438,17 +454,19 @@ class Scanner {
         k += t.len;
       }
       if (next.seps == 0 || next.seps > p_.max_separators || k >= n_ ||
-          Decode(text_, k, p_.unicode).kind != Kind::kDigit) {
+          At(k).kind != Kind::kDigit) {
         break;
       }
       g = next;
       j = k;
     }
     run_end_ = last_end;
-    if (p_.exponents && ExponentForm(i)) return exponent_end_;
+    const size_t hits_before = hits_->size();
     Windows(i);
     size_t resume = run_end_;
     if (p_.tracks) resume = std::max(resume, Track());
+    // Last: its scan of the expansion reuses digits_ and groups_.
+    if (p_.exponents && hits_->size() == hits_before && ExponentForm(i)) return exponent_end_;
     return resume;
   }
 
@@ -494,11 +512,11 @@ class Scanner {
 
   // The PAN of digits_[first, first + count): its ASCII digits, and its
   // layout (the separators between them as their ASCII stand-ins).
-  void Layout(uint32_t first, uint32_t count, Hit* h) const {
+  void Layout(uint32_t first, uint32_t count, Hit* h) {
     for (uint32_t d = first; d < first + count; ++d) {
       if (d > first) {
         for (size_t k = digits_[d - 1].end; k < digits_[d].begin;) {
-          const Token t = Decode(text_, k, p_.unicode);
+          const Token t = At(k);
           if (t.kind == Kind::kSeparator) h->layout.push_back(t.ascii);
           k += t.len;
         }
@@ -596,13 +614,13 @@ class Scanner {
   // digit, or 0: track 2 (=YYMM + service code + discretionary data, EMV's
   // D form with its F padding) or track 1 (^NAME^YYMM...), each up to its
   // end sentinel '?'.
-  size_t TrackTail(size_t p) const {
+  size_t TrackTail(size_t p) {
     if (p >= n_) return 0;
     const char c = text_[p];
     auto digits_from = [&](size_t q, size_t* count) {
       *count = 0;
       while (q < n_) {
-        const Token t = Decode(text_, q, p_.unicode);
+        const Token t = At(q);
         if (t.kind == Kind::kDigit) {
           ++*count;
         } else if (t.kind != Kind::kInvisible) {
@@ -618,8 +636,9 @@ class Scanner {
       if (count < (c == '=' ? 4u : 7u)) return 0;
       while (q < n_ && (text_[q] == 'F' || text_[q] == 'f') && q < p + 48) ++q;
     } else if (c == '^') {
-      const size_t name_end = text_.find('^', p + 1);
-      if (name_end == std::string_view::npos || name_end - p - 1 > 26) return 0;
+      const size_t caret = text_.substr(p + 1, 27).find('^');  // a name has 2-26 characters
+      if (caret == std::string_view::npos) return 0;
+      const size_t name_end = p + 1 + caret;
       for (size_t k = p + 1; k < name_end; ++k) {
         if (static_cast<unsigned char>(text_[k]) < 0x20 || text_[k] == '?') return 0;
       }
@@ -699,8 +718,8 @@ class Scanner {
 
   // The run that starts at `i` as a number in exponent form (4.98e15,
   // 0.498E+16, -498e13): when the integer it spells holds a PAN, one hit
-  // for the whole number, its expansion masked. True when it was one
-  // (exponent_end_ is then where scanning goes on).
+  // for the whole number, its expansion masked. True when it added that
+  // hit (exponent_end_ is then where scanning goes on).
   bool ExponentForm(size_t i) {
     if (run_end_ >= n_ || (text_[run_end_] != 'e' && text_[run_end_] != 'E')) return false;
     if (groups_.size() > 2 || (groups_.size() == 2 && !(groups_[1].seps == 1 && groups_[1].sep_cp == '.'))) {
@@ -715,11 +734,10 @@ class Scanner {
     while (e < n_ && IsAsciiDigit(text_[e]) && e - exp_digits < 8) ++e;
     if (e == exp_digits) return false;
     const size_t begin = i > 0 && text_[i - 1] == '-' ? i - 1 : i;
+    // The integer spelled holds no PAN: the digits as written are read as
+    // any others (found by fuzzing: 4982965724920861e15 shows a PAN).
     std::string expanded;
-    if (!ExpandExponent(text_.substr(begin, e - begin), &expanded) || !HasPan(expanded, p_)) {
-      exponent_end_ = e;
-      return true;
-    }
+    if (!ExpandExponent(text_.substr(begin, e - begin), &expanded) || !HasPan(expanded, p_)) return false;
     Hit h;
     h.begin = static_cast<uint32_t>(begin);
     h.end = static_cast<uint32_t>(e);
@@ -729,9 +747,18 @@ class Scanner {
     return true;
   }
 
+  // The token at text_[i]; notes digits read from escapes.
+  Token At(size_t i) {
+    const Token t = Decode(text_, i, p_.unicode, escapes_);
+    if (t.kind == Kind::kDigit && t.len > 1 && static_cast<unsigned char>(text_[i]) < 0x80) saw_escaped_digit_ = true;
+    return t;
+  }
+
   const std::string_view text_;
   const size_t n_;
   const PanPolicy& p_;
+  const bool escapes_;
+  bool saw_escaped_digit_ = false;
   std::vector<Hit>* hits_ = nullptr;
   bool first_only_ = false;
   size_t run_end_ = 0, exponent_end_ = 0;
@@ -746,11 +773,15 @@ thread_local std::vector<Group> Scanner::groups_;
 thread_local std::string Scanner::digits_text_;
 
 // One pass: the text with every hit replaced, into *out. False when none.
-// Hits are few: the vector is local, so a nested scan (an expansion's)
-// cannot disturb it.
-bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {
+// One reading of the text: every hit replaced, into *out; false when there
+// is none. *saw: a digit was read from an escape. Hits are few: the vector
+// is local, so a nested scan (an expansion's) cannot disturb it.
+bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplace& replace, bool escapes,
+                 std::string* out, bool* saw) {
   std::vector<Hit> hits;
-  Scanner(text, policy).Run(false, &hits);
+  Scanner s(text, policy, escapes);
+  s.Run(false, &hits);
+  *saw = s.saw_escaped_digit();
   if (hits.empty()) return false;
   out->clear();
   size_t copied = 0;
@@ -770,11 +801,25 @@ bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& 
   return true;
 }
 
+// One pass: the escapes decoded, then, when one decoded to a digit, the
+// result read again with escapes as written.
+bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {
+  bool saw = false, unused = false;
+  const bool decoded = ScanReading(text, policy, replace, true, out, &saw);
+  if (!saw) return decoded;
+  std::string literal;
+  if (!ScanReading(decoded ? std::string_view(*out) : text, policy, replace, false, &literal, &unused)) return decoded;
+  out->swap(literal);
+  return true;
+}
+
 }  // namespace
 
 bool HasPan(std::string_view text, const PanPolicy& policy) {
   std::vector<Hit> hits;
-  Scanner(text, policy).Run(true, &hits);
+  Scanner decoded(text, policy);
+  decoded.Run(true, &hits);
+  if (hits.empty() && decoded.saw_escaped_digit()) Scanner(text, policy, false).Run(true, &hits);
   return !hits.empty();
 }
 
@@ -912,15 +957,18 @@ void FindPairs(std::string_view text, const NameTest& sensitive, bool first_only
       continue;
     }
     size_t begin = i, p = j;
+    bool element = false;
     if (i > 0 && text[i - 1] == '<') {  // an XML element, maybe with attributes
-      begin = i - 1;
       while (p < n && p - j < 256 && text[p] != '>' && text[p] != '<') ++p;
-      if (p >= n || text[p] != '>' || text[p - 1] == '/') {
-        i = j;
-        continue;
+      element = p < n && text[p] == '>' && text[p - 1] != '/';
+      if (element) {
+        begin = i - 1;
+        p = XmlValueEnd(text, p + 1, name);
+      } else {
+        p = j;  // "<cvv=1" (found by fuzzing): read as a pair
       }
-      p = XmlValueEnd(text, p + 1, name);
-    } else {
+    }
+    if (!element) {
       // A quote or a path around the name (card.cvv, card[cvv]: the path
       // goes too), then the delimiter.
       if (i > 0 && (text[i - 1] == '"' || text[i - 1] == '\'')) {

@@ -6,10 +6,12 @@
 // says which). The scanner reads digits as a reader or a decoder would see
 // them: ASCII, any Unicode decimal digit (Arabic-Indic, Devanagari,
 // fullwidth, mathematical, superscript, ...), or an escape that decodes to
-// one (\u0034, \x34, %34, &#52;, &#x34;), with invisible characters (soft
-// hyphen, zero width space, combining marks) ignored between them, in
-// groups joined by separators (spaces, dashes, dots, slashes, commas,
-// underscores, tabs, newlines, and their Unicode and escaped forms).
+// one (\u0034, \x34, %34, &#52;, &#x34;; text with such escapes is read a
+// second time with its escapes as written, as a person would), with
+// invisible characters (soft hyphen, zero width space, combining marks)
+// ignored between them, in groups joined by separators (spaces, dashes,
+// dots, slashes, commas, underscores, tabs, newlines, and their Unicode and
+// escaped forms).
 // Track data (ISO 7813 track 1 and 2, EMV track 2 equivalent) is found
 // around the PAN it carries; a JSON-style number in exponent form is read
 // as the integer it spells.

@@ -92,6 +92,25 @@ TEST(CardScan, TracksNeedTheirShape) {
   EXPECT_EQ(Mask("x;4111111111111111=2512101?y"), "x411111******1111y");
 }
 
+TEST(CardScan, ExponentFormsAndTheDigitsAsWritten) {
+  EXPECT_EQ(Mask("x 4.982965724920861e15 y"), "x 498296******0861 y");   // the integer it spells
+  EXPECT_EQ(Mask("x -0.4982965724920861E+16"), "x -498296******0861");
+  // Spells no PAN, shows one (found by fuzzing): the digits as written.
+  EXPECT_EQ(Mask("x 4982965724920861e15"), "x 498296******0861e15");
+  EXPECT_EQ(Mask("x 4.982965724920861e14"), "x 4.982965724920861e14");
+}
+
+TEST(CardScan, EscapesReadBothWays) {
+  // "%41" decodes to 'A': a reader sees '%' and the digits (found by fuzzing).
+  EXPECT_EQ(Mask("B%4111111111111111^DOE/J^2512101?"), "B411111******1111");
+  // "%34" then 13 ones: a URL decoder sees 4 and 13 ones (no PAN), a reader
+  // sees 34 and 13 ones, an Amex number: both readings are masked.
+  const std::string amex = Fix("341111111111111");
+  const std::string escaped = "%34" + amex.substr(2);
+  EXPECT_EQ(Mask("x " + escaped), "x %341111*****" + amex.substr(11)) << escaped;
+  EXPECT_TRUE(HasPan("x " + escaped));
+}
+
 TEST(CardScan, ExpandExponent) {
   std::string out;
   ASSERT_TRUE(ExpandExponent("4.982965724920861e15", &out));
@@ -124,6 +143,9 @@ TEST(CardScan, SensitivePairsRemovedUntilNoneIsLeft) {
   ASSERT_TRUE(RemoveSensitivePairs(nested, sensitive, &out));
   EXPECT_FALSE(RemoveSensitivePairs(out, sensitive, nullptr)) << out;
   EXPECT_FALSE(RemoveSensitivePairs("the cvv field, cvv_len=3, mycvv=1", sensitive, nullptr));
+  // A name after '<' that is no element is read as a pair (found by fuzzing).
+  ASSERT_TRUE(RemoveSensitivePairs("x <cvv=2 y", sensitive, &out));
+  EXPECT_EQ(out, "x < y");
 }
 
 // Hostile text: 256 KiB built to make the scanner slow. Linear work keeps
