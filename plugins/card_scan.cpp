@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <vector>
 
 #include "plugins/unicode_tables.h"
@@ -386,6 +387,17 @@ bool CardLayout(const Group* g, size_t k) {
   return g[k - 1].count >= 1 && g[k - 1].count <= 4;
 }
 
+// text[from, to) is a number on its own, as a parser would read one:
+// no letter, digit or point right before it (a sign aside) or after it.
+// "ab79e87c", part of a hex id, is not; "4.98e15" in "n=4.98e15," is.
+bool NumberToken(std::string_view text, size_t from, size_t to) {
+  auto word = [](char c) {
+    return IsAsciiDigit(c) || c == '.' || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  };
+  if (from > 0 && (text[from - 1] == '-' || text[from - 1] == '+')) --from;
+  return (from == 0 || !word(text[from - 1])) && (to >= text.size() || !word(text[to]));
+}
+
 class Scanner {
  public:
   // With `escapes` false, escapes are read as the characters they are
@@ -398,11 +410,14 @@ class Scanner {
   // reading (escapes as written) worth a scan.
   bool saw_escaped_digit() const { return saw_escaped_digit_; }
 
-  // Every hit, in order; with `first_only`, stops at the first.
-  void Run(bool first_only, std::vector<Hit>* hits) {
+  // Every hit, in order; with `first_only`, stops at the first. Runs that
+  // start in text[from, to) only (to = npos: the end); what they read
+  // around them (track data, a tag, a sign) may lie outside.
+  void Run(bool first_only, std::vector<Hit>* hits, size_t from = 0, size_t to = std::string_view::npos) {
     hits_ = hits;
     first_only_ = first_only;
-    for (size_t i = 0; i < n_;) {
+    const size_t end = std::min(to, n_);
+    for (size_t i = from; i < end;) {
       const Token t = At(i);
       if (t.kind != Kind::kDigit) {
         i += t.len;
@@ -461,12 +476,11 @@ class Scanner {
       j = k;
     }
     run_end_ = last_end;
-    const size_t hits_before = hits_->size();
     Windows(i);
     size_t resume = run_end_;
     if (p_.tracks) resume = std::max(resume, Track());
     // Last: its scan of the expansion reuses digits_ and groups_.
-    if (p_.exponents && hits_->size() == hits_before && ExponentForm(i)) return exponent_end_;
+    if (p_.exponents && ExponentForm()) return exponent_end_;
     return resume;
   }
 
@@ -716,25 +730,30 @@ class Scanner {
 
   // ---- Numbers in exponent form ----
 
-  // The run that starts at `i` as a number in exponent form (4.98e15,
-  // 0.498E+16, -498e13): when the integer it spells holds a PAN, one hit
-  // for the whole number, its expansion masked. True when it added that
-  // hit (exponent_end_ is then where scanning goes on).
-  bool ExponentForm(size_t i) {
+  // The number in exponent form that the run ends in (4.98e15, 0.498E+16,
+  // -498e13), a token on its own: when the integer it spells holds a PAN,
+  // one hit for the whole number, its expansion masked. True when it added
+  // that hit (exponent_end_ is then where scanning goes on).
+  bool ExponentForm() {
     if (run_end_ >= n_ || (text_[run_end_] != 'e' && text_[run_end_] != 'E')) return false;
-    if (groups_.size() > 2 || (groups_.size() == 2 && !(groups_[1].seps == 1 && groups_[1].sep_cp == '.'))) {
-      return false;
+    // The mantissa: ASCII digits and a point before the 'e', whatever
+    // groups the run had ("1 4.2e15" holds the number 4.2e15).
+    size_t s = run_end_;
+    bool point = false;
+    while (s > 0 && (IsAsciiDigit(text_[s - 1]) || (text_[s - 1] == '.' && !point))) {
+      if (text_[--s] == '.') point = true;
     }
-    for (size_t k = i; k < run_end_; ++k) {
-      if (!IsAsciiDigit(text_[k]) && text_[k] != '.') return false;
-    }
+    while (s < run_end_ && text_[s] == '.') ++s;
+    if (s == run_end_) return false;
     size_t e = run_end_ + 1;
     if (e < n_ && (text_[e] == '+' || text_[e] == '-')) ++e;
     const size_t exp_digits = e;
     while (e < n_ && IsAsciiDigit(text_[e]) && e - exp_digits < 8) ++e;
     if (e == exp_digits) return false;
-    const size_t begin = i > 0 && text_[i - 1] == '-' ? i - 1 : i;
-    // The integer spelled holds no PAN: the digits as written are read as
+    const size_t begin = s > 0 && text_[s - 1] == '-' ? s - 1 : s;
+    if (!NumberToken(text_, s, e)) return false;
+    if (!hits_->empty() && hits_->back().end > begin) return false;  // masked already
+    // The integer spelled holds no PAN: the digits as written were read as
     // any others (found by fuzzing: 4982965724920861e15 shows a PAN).
     std::string expanded;
     if (!ExpandExponent(text_.substr(begin, e - begin), &expanded) || !HasPan(expanded, p_)) return false;
@@ -762,17 +781,171 @@ class Scanner {
   std::vector<Hit>* hits_ = nullptr;
   bool first_only_ = false;
   size_t run_end_ = 0, exponent_end_ = 0;
-  // Kept from call to call: no allocation per event once warmed up.
-  static thread_local std::vector<Digit> digits_;
-  static thread_local std::vector<Group> groups_;
-  static thread_local std::string digits_text_;
+  // The thread's buffers, kept from call to call: no allocation per event
+  // once warmed up. Held by reference, so that no access pays for the
+  // thread_local's guard. A nested scan (an expansion's) reuses them.
+  struct Buffers {
+    std::vector<Digit> digits;
+    std::vector<Group> groups;
+    std::string digits_text;
+  };
+  static Buffers& ThreadBuffers() {
+    thread_local Buffers b;
+    return b;
+  }
+  Buffers& buffers_ = ThreadBuffers();
+  std::vector<Digit>& digits_ = buffers_.digits;
+  std::vector<Group>& groups_ = buffers_.groups;
+  std::string& digits_text_ = buffers_.digits_text;
 };
 
-thread_local std::vector<Digit> Scanner::digits_;
-thread_local std::vector<Group> Scanner::groups_;
-thread_local std::string Scanner::digits_text_;
 
-// One pass: the text with every hit replaced, into *out. False when none.
+// Byte classes for Candidates.
+enum : uint8_t {
+  kPanPart = 1,   // a digit, an ASCII separator or a mask character
+  kDigitish = 2,  // a digit or a mask character
+  kExponent = 4,  // 'e', 'E'
+  kNotPlain = 8,  // a byte >= 0x80, or what may start an escape
+};
+constexpr auto kByteClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 128; ++c) {
+    if (kAscii[static_cast<size_t>(c)].kind != Kind::kOther) t[static_cast<size_t>(c)] |= kPanPart;
+    if (kAscii[static_cast<size_t>(c)].kind == Kind::kDigit) t[static_cast<size_t>(c)] |= kDigitish;
+  }
+  for (char c : {'*', 'X', 'x', '#'}) t[static_cast<size_t>(c)] |= kPanPart | kDigitish;
+  t['e'] |= kExponent;
+  t['E'] |= kExponent;
+  for (int c = 0x80; c < 256; ++c) t[static_cast<size_t>(c)] = kNotPlain;
+  for (char c : {'\\', '%', '&'}) t[static_cast<size_t>(c)] |= kNotPlain;
+  return t;
+}();
+
+// SWAR on eight bytes: the high bit of each byte of w that equals c.
+inline uint64_t BytesEqual(uint64_t w, char c) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  const uint64_t x = w ^ (kOnes * static_cast<unsigned char>(c));
+  return (x - kOnes) & ~x & kHigh;
+}
+
+// For text that is all ASCII without escapes (else false, and *plain =
+// false): calls visit(from, to) for each span where a run that may be a
+// PAN or carry track data starts, until visit returns true (then true).
+// Under any policy, such a run has 12 bytes in a row that are digits,
+// separators or mask characters, 12 of them digits or mask characters (a
+// PAN has 13 digits; a track's PAN 12); or it is a number in exponent form
+// whose integer part reaches 13 digits. Most text costs a fraction of a
+// scan: eight bytes at a time for the high bits, what starts an escape and
+// the exponents' e, then a look 12 bytes ahead that, past any byte that
+// cannot be in a PAN, moves on after it.
+template <typename Visit>
+bool Candidates(std::string_view text, bool* plain, const Visit& visit) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  constexpr size_t kMaxExponents = 32;  // more: the whole text is one span
+  size_t exponents[kMaxExponents];
+  size_t count = 0;
+  bool many = false;
+  uint64_t not_plain = 0;
+  size_t i = 0;
+  auto exponent_at = [&](size_t at) {  // an 'e' or 'E' at `at`
+    if (at == 0 || !IsAsciiDigit(text[at - 1])) return;
+    if (count < kMaxExponents) {
+      exponents[count++] = at;
+    } else {
+      many = true;
+    }
+  };
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  uint64_t digits_before = 0;  // the last byte of the word before was a digit (its high bit)
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    not_plain |= (w | BytesEqual(w, '\\') | BytesEqual(w, '%') | BytesEqual(w, '&')) & kHigh;
+    // Digits, exactly for bytes below 0x80 (others end in a full scan).
+    const uint64_t t = w | kHigh;
+    const uint64_t digits = ((t - kOnes * '0') & ~(t - kOnes * ('9' + 1))) & kHigh;
+    // 'e' and 'E' (0x65, 0x45: one compare with bit 5 set) right after a
+    // digit; rare outside exponents. (The compare can flag a byte after an
+    // 'e' too; exponent_at checks.)
+    const uint64_t after_digit = (digits << 8) | digits_before;
+    for (uint64_t e = BytesEqual(w | 0x2020202020202020ull, 'e') & after_digit; e != 0; e &= e - 1) {
+      const size_t at = i + static_cast<size_t>(__builtin_ctzll(e)) / 8;
+      if ((p[at] | 0x20) == 'e') exponent_at(at);
+    }
+    digits_before = digits >> 56;
+  }
+  for (; i < n; ++i) {
+    not_plain |= (kByteClass[p[i]] & kNotPlain) != 0;
+    if (kByteClass[p[i]] & kExponent) exponent_at(i);
+  }
+  *plain = not_plain == 0;
+  if (!*plain) return false;
+  if (many) return visit(0, n);
+  for (i = 0; i + 12 <= n;) {
+    size_t j = i + 11;
+    while (j > i && (kByteClass[p[j]] & kPanPart)) --j;
+    if (!(kByteClass[p[j]] & kPanPart)) {
+      i = j + 1;
+      continue;
+    }
+    size_t e = i + 12, digitish = 0;
+    while (e < n && (kByteClass[p[e]] & kPanPart)) ++e;
+    for (size_t k = i; k < e; ++k) digitish += (kByteClass[p[k]] & kDigitish) != 0;
+    if (digitish >= 12 && visit(i, e)) return true;
+    i = e + 1;
+  }
+  for (size_t k = 0; k < count; ++k) {
+    // An exponent: its integer part, the digits before the point plus the
+    // exponent, must reach 13 digits to hold a PAN.
+    const size_t at = exponents[k];
+    size_t q = at + 1;
+    if (q < n && text[q] == '+') ++q;
+    int64_t exp = 0;
+    const size_t exp_begin = q;
+    for (; q < n && IsAsciiDigit(text[q]) && exp < 1000; ++q) exp = exp * 10 + (text[q] - '0');
+    if (q == exp_begin) continue;
+    size_t s = at, point = at;
+    while (s > 0 && (IsAsciiDigit(text[s - 1]) || (text[s - 1] == '.' && point == at))) {
+      if (text[--s] == '.') point = s;
+    }
+    if (!NumberToken(text, s, q)) continue;
+    if (static_cast<int64_t>(point - s) + exp >= 13 && visit(s, q)) return true;
+  }
+  return false;
+}
+
+// The span text[from, to) that Candidates gave, when it holds one run of
+// contiguous ASCII digits with nothing around it that could make it more
+// (a sign, a tag, track data, an exponent, a mask): the common case (a
+// timestamp, an id), decided without a scan. *decided false otherwise.
+bool SingleRun(std::string_view text, size_t from, size_t to, const PanPolicy& policy, bool* decided) {
+  *decided = false;
+  if (policy.inside_longer_runs != PanPolicy::Inside::kNo) return false;
+  size_t a = from;
+  while (a < to && !IsAsciiDigit(text[a])) {
+    if (kByteClass[static_cast<unsigned char>(text[a])] & kDigitish) return false;  // a mask
+    ++a;
+  }
+  size_t b = a;
+  while (b < to && IsAsciiDigit(text[b])) ++b;
+  for (size_t k = b; k < to; ++k) {
+    if (kByteClass[static_cast<unsigned char>(text[k])] & kDigitish) return false;  // more digits, a mask
+  }
+  if (a > 0 && a == from) {
+    const char before = text[a - 1];
+    if (before == '+' || before == 'A' || before == 'a') return false;
+  }
+  if (b == to && b < text.size()) {
+    const char after = text[b];
+    if (after == '=' || after == 'D' || after == 'd' || after == '^' || after == 'e' || after == 'E') return false;
+  }
+  *decided = true;
+  const std::string_view d = text.substr(a, b - a);
+  if (!IssuerAccepts(d, policy.issuers) || !LuhnValid(d)) return false;
+  return !(policy.context && d.size() == 13 && d[0] == '4' && Ean13(d));
+}
+
 // One reading of the text: every hit replaced, into *out; false when there
 // is none. *saw: a digit was read from an escape. Hits are few: the vector
 // is local, so a nested scan (an expansion's) cannot disturb it.
@@ -804,6 +977,7 @@ bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplac
 // One pass: the escapes decoded, then, when one decoded to a digit, the
 // result read again with escapes as written.
 bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {
+  if (!HasPan(text, policy)) return false;
   bool saw = false, unused = false;
   const bool decoded = ScanReading(text, policy, replace, true, out, &saw);
   if (!saw) return decoded;
@@ -816,7 +990,18 @@ bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& 
 }  // namespace
 
 bool HasPan(std::string_view text, const PanPolicy& policy) {
+  // The shortest spelling of a PAN has 5 bytes (42e14 is 4200000000000000).
+  if (text.size() < 5) return false;
   std::vector<Hit> hits;
+  bool plain = true;
+  const bool found = Candidates(text, &plain, [&](size_t from, size_t to) {
+    bool decided = false;
+    const bool pan = SingleRun(text, from, to, policy, &decided);
+    if (decided) return pan;
+    Scanner(text, policy).Run(true, &hits, from, to);
+    return !hits.empty();
+  });
+  if (plain) return found;
   Scanner decoded(text, policy);
   decoded.Run(true, &hits);
   if (hits.empty() && decoded.saw_escaped_digit()) Scanner(text, policy, false).Run(true, &hits);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -99,6 +100,9 @@ class PciPlugin : public Plugin {
   // most (each pass removes or masks, and overwrites in the end, so the
   // last leaves neither). False, and *out untouched, when nothing changed.
   bool Text(std::string_view text, std::string* out) const {
+    // A pair needs '=' or ':' after its name, or '<' before it.
+    const bool delimiters = std::any_of(text.begin(), text.end(), [](char c) { return c == '=' || c == ':' || c == '<'; });
+    if (!delimiters && !HasPan(text)) return false;
     std::string current, next;
     bool changed = false;
     for (int pass = 0; pass < kRescans; ++pass) {
@@ -130,9 +134,45 @@ class PciPlugin : public Plugin {
   // earlier plugin edited is walked whatever its text says.
   void Document(Json& j) const {
     const std::string_view text = j.original();
-    const bool walk = j.dirty() || (j.name_signature() & names_) != 0 || text.find('\\') != std::string_view::npos ||
-                      HasPan(text) || RemoveSensitivePairs(text, sensitive_test_, nullptr);
-    if (walk) Walk(j, j.root());
+    const bool values = j.dirty() || text.find('\\') != std::string_view::npos || HasPan(text) ||
+                        (PairsPossible(text) && RemoveSensitivePairs(text, sensitive_test_, nullptr));
+    // Sensitive names can only be there if their bits are in the names'
+    // signature: then a walk over the members alone.
+    const bool names = values || (j.name_signature() & names_) != 0;
+    if (names) Walk(j, j.root(), values);
+  }
+
+  // Whether JSON text without escapes may hold a sensitive pair inside a
+  // string (a member name or a value): it needs '=' or '<', or a ':' after
+  // its name. A ':' between members follows a quote (white space aside),
+  // one inside a string after a name does not (no '"' is inside a string
+  // without escapes). Eight bytes at a time: this runs on every event.
+  static bool PairsPossible(std::string_view json) {
+    constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+    auto equal = [](uint64_t w, unsigned char c) {  // the high bit of each byte of w that is c
+      const uint64_t x = w ^ (kOnes * c);
+      return (x - kOnes) & ~x & kHigh;
+    };
+    auto member_colon = [&](size_t at) {
+      while (at > 0 && (json[at - 1] == ' ' || json[at - 1] == '\t' || json[at - 1] == '\n' || json[at - 1] == '\r')) {
+        --at;
+      }
+      return at > 0 && json[at - 1] == '"';
+    };
+    const size_t n = json.size();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, json.data() + i, 8);
+      if ((equal(w, '=') | equal(w, '<')) != 0) return true;
+      for (uint64_t c = equal(w, ':'); c != 0; c &= c - 1) {
+        if (!member_colon(i + static_cast<size_t>(__builtin_ctzll(c)) / 8)) return true;
+      }
+    }
+    for (; i < n; ++i) {
+      if (json[i] == '=' || json[i] == '<' || (json[i] == ':' && !member_colon(i))) return true;
+    }
+    return false;
   }
 
   // A raw payload (a raw stream's, a dead letter's): a document when it
@@ -157,9 +197,9 @@ class PciPlugin : public Plugin {
     }
   }
 
-  // Removes sensitive members; masks the card data of every string, number
-  // and member name.
-  void Walk(Json& j, Json::Ref r) const {
+  // Removes sensitive members; with `values`, reads every string, number
+  // and member name as text too.
+  void Walk(Json& j, Json::Ref r, bool values) const {
     switch (j.type(r)) {
       case Json::Type::kObject:
         for (Json::Ref c = j.first(r); c != Json::kNone;) {
@@ -170,20 +210,24 @@ class PciPlugin : public Plugin {
             c = next;
             continue;
           }
-          if (Text(key, &scratch_)) j.Rename(c, scratch_);  // a card number as a name
-          Walk(j, c);
+          if (values && Text(key, &scratch_)) j.Rename(c, scratch_);  // a card number as a name
+          if (values || j.IsContainer(c)) Walk(j, c, values);
           c = next;
         }
         break;
       case Json::Type::kArray:
-        for (Json::Ref c = j.first(r); c != Json::kNone; c = j.next(c)) Walk(j, c);
+        for (Json::Ref c = j.first(r); c != Json::kNone; c = j.next(c)) {
+          if (values || j.IsContainer(c)) Walk(j, c, values);
+        }
         break;
       case Json::Type::kString: {
+        if (!values) break;
         std::string_view s = j.str(r, &value_scratch_);
         if (Text(s, &scratch_)) j.ReplaceWithString(r, scratch_);
         break;
       }
       case Json::Type::kNumber: {
+        if (!values) break;
         // A PAN sent as a number, in any spelling (4.98e15, 4982...0.0,
         // -0.498E+16), leaves as a masked string.
         std::string_view s = j.raw(r);

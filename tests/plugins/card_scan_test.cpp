@@ -98,6 +98,11 @@ TEST(CardScan, ExponentFormsAndTheDigitsAsWritten) {
   // Spells no PAN, shows one (found by fuzzing): the digits as written.
   EXPECT_EQ(Mask("x 4982965724920861e15"), "x 498296******0861e15");
   EXPECT_EQ(Mask("x 4.982965724920861e14"), "x 4.982965724920861e14");
+  // A number is a token on its own: after other groups too, not inside a
+  // hex id.
+  EXPECT_EQ(Mask("4111111111111111 4.2e15"), "411111******1111 420000******0000");
+  EXPECT_EQ(Mask("1 4.2e15"), "1 420000******0000");
+  EXPECT_EQ(Mask("id ab4.2e15c"), "id ab4.2e15c");
 }
 
 TEST(CardScan, EscapesReadBothWays) {
