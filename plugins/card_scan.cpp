@@ -406,9 +406,11 @@ class Scanner {
   Scanner(std::string_view text, const PanPolicy& p, bool escapes = true)
       : text_(text), n_(text.size()), p_(p), escapes_(escapes) {}
 
-  // Whether a digit was read from an escape: then the text has a second
-  // reading (escapes as written) worth a scan.
-  bool saw_escaped_digit() const { return saw_escaped_digit_; }
+  // Whether an escape was read as a digit, separator or invisible
+  // character: then the text has a second reading (escapes as written)
+  // worth a scan. (Found by fuzzing: "%111..." is a control character and
+  // digits to a URL decoder, a run of ones to a reader.)
+  bool saw_escape() const { return saw_escape_; }
 
   // Every hit, in order; with `first_only`, stops at the first. Runs that
   // start in text[from, to) only (to = npos: the end); what they read
@@ -766,10 +768,10 @@ class Scanner {
     return true;
   }
 
-  // The token at text_[i]; notes digits read from escapes.
+  // The token at text_[i]; notes escapes read.
   Token At(size_t i) {
     const Token t = Decode(text_, i, p_.unicode, escapes_);
-    if (t.kind == Kind::kDigit && t.len > 1 && static_cast<unsigned char>(text_[i]) < 0x80) saw_escaped_digit_ = true;
+    if (t.kind != Kind::kOther && t.len > 1 && static_cast<unsigned char>(text_[i]) < 0x80) saw_escape_ = true;
     return t;
   }
 
@@ -777,7 +779,7 @@ class Scanner {
   const size_t n_;
   const PanPolicy& p_;
   const bool escapes_;
-  bool saw_escaped_digit_ = false;
+  bool saw_escape_ = false;
   std::vector<Hit>* hits_ = nullptr;
   bool first_only_ = false;
   size_t run_end_ = 0, exponent_end_ = 0;
@@ -947,14 +949,14 @@ bool SingleRun(std::string_view text, size_t from, size_t to, const PanPolicy& p
 }
 
 // One reading of the text: every hit replaced, into *out; false when there
-// is none. *saw: a digit was read from an escape. Hits are few: the vector
+// is none. *saw: an escape was read as a character that matters. Hits are few: the vector
 // is local, so a nested scan (an expansion's) cannot disturb it.
 bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplace& replace, bool escapes,
                  std::string* out, bool* saw) {
   std::vector<Hit> hits;
   Scanner s(text, policy, escapes);
   s.Run(false, &hits);
-  *saw = s.saw_escaped_digit();
+  *saw = s.saw_escape();
   if (hits.empty()) return false;
   out->clear();
   size_t copied = 0;
@@ -974,8 +976,9 @@ bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplac
   return true;
 }
 
-// One pass: the escapes decoded, then, when one decoded to a digit, the
-// result read again with escapes as written.
+// One pass: the escapes decoded, then, when one decoded to a digit, a
+// separator or an invisible character, the result read again with escapes
+// as written.
 bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {
   if (!HasPan(text, policy)) return false;
   bool saw = false, unused = false;
@@ -1004,7 +1007,7 @@ bool HasPan(std::string_view text, const PanPolicy& policy) {
   if (plain) return found;
   Scanner decoded(text, policy);
   decoded.Run(true, &hits);
-  if (hits.empty() && decoded.saw_escaped_digit()) Scanner(text, policy, false).Run(true, &hits);
+  if (hits.empty() && decoded.saw_escape()) Scanner(text, policy, false).Run(true, &hits);
   return !hits.empty();
 }
 

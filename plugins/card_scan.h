@@ -6,8 +6,8 @@
 // says which). The scanner reads digits as a reader or a decoder would see
 // them: ASCII, any Unicode decimal digit (Arabic-Indic, Devanagari,
 // fullwidth, mathematical, superscript, ...), or an escape that decodes to
-// one (\u0034, \x34, %34, &#52;, &#x34;; text with such escapes is read a
-// second time with its escapes as written, as a person would), with
+// one (\u0034, \x34, %34, &#52;, &#x34;; text with escapes that matter
+// is read a second time with its escapes as written, as a person would), with
 // invisible characters (soft hyphen, zero width space, combining marks)
 // ignored between them, in groups joined by separators (spaces, dashes,
 // dots, slashes, commas, underscores, tabs, newlines, and their Unicode and

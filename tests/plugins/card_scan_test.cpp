@@ -114,6 +114,9 @@ TEST(CardScan, EscapesReadBothWays) {
   const std::string escaped = "%34" + amex.substr(2);
   EXPECT_EQ(Mask("x " + escaped), "x %341111*****" + amex.substr(11)) << escaped;
   EXPECT_TRUE(HasPan("x " + escaped));
+  // "%11" is a control character to a URL decoder: read as written too.
+  const std::string uatp = Fix("111111110555555");
+  EXPECT_EQ(Mask("a%" + uatp + "%b"), "a%111111*****" + uatp.substr(11) + "%b");
 }
 
 TEST(CardScan, ExpandExponent) {
