@@ -361,8 +361,9 @@ struct Group {
 
 // A span of the text to rewrite: [begin, end) becomes the replacement of
 // the PAN with `digits` and `layout`; or, with keep, text[keep_begin,
-// keep_end) as it is (a PAN masked already, in front of track data); or
-// the expansion of a number in exponent form, masked.
+// keep_end) as it is written (a PAN masked already, in front of track
+// data), its middle digits masked; or the expansion of a number in
+// exponent form, masked.
 struct Hit {
   uint32_t begin = 0, end = 0;
   std::string digits, layout;
@@ -672,13 +673,18 @@ class Scanner {
   // mask before it says it is one) and the data go as one hit. Returns
   // where scanning goes on.
   size_t Track() {
-    const size_t tail = TrackTail(run_end_);
+    auto mask = [](char c) { return c == '*' || c == 'X' || c == 'x' || c == '#'; };
+    // Mask characters between the digits and the data: a PAN masked
+    // already, its last digits too (found by fuzzing: "411111**********=").
+    size_t after = run_end_;
+    while (after < n_ && after - run_end_ < 16 && mask(text_[after])) ++after;
+    const size_t tail = TrackTail(after);
     if (tail == 0) return 0;
     const Group& last = groups_.back();
     Hit* h = nullptr;
     if (!hits_->empty() && hits_->back().end == run_end_ && hits_->back().expanded.empty()) {
       h = &hits_->back();
-    } else if (last.count > 19) {
+    } else if (last.count > 19 && after == run_end_) {
       // A PAN at the end of a longer run, right before track data: EMV hex
       // ("57", the length, the PAN, 'D', ...) after other tags' digits.
       uint32_t found = 0;
@@ -692,26 +698,24 @@ class Scanner {
       const uint32_t begin = digits_[last.first].begin;
       // A PAN masked already ("411111******1111=2512...") keeps its mask.
       size_t m = begin;
-      while (m > 0 && begin - m < 16 && (text_[m - 1] == '*' || text_[m - 1] == 'X' || text_[m - 1] == 'x' ||
-                                         text_[m - 1] == '#' || IsAsciiDigit(text_[m - 1]))) {
-        --m;
-      }
-      const bool masked = m < begin && text_.substr(m, begin - m).find_first_not_of("0123456789") !=
-                                           std::string_view::npos;
-      const size_t pan_length = (masked ? begin - m : 0) + last.count;
+      while (m > 0 && begin - m < 16 && (mask(text_[m - 1]) || IsAsciiDigit(text_[m - 1]))) --m;
+      const bool masked = after > run_end_ || (m < begin && text_.substr(m, begin - m).find_first_not_of(
+                                                               "0123456789") != std::string_view::npos);
+      if (!masked) m = begin;
+      const size_t pan_length = (begin - m) + last.count + (after - run_end_);
       const bool sentinel = begin > 0 && (text_[begin - 1] == ';' || text_[begin - 1] == '%' ||
                                           text_[begin - 1] == 'B' || text_[begin - 1] == 'b');
       if (pan_length < 12 || pan_length > 19) return 0;
       if (!masked && !sentinel) return 0;
       if (first_only_ && !hits_->empty()) return 0;
-      if (!hits_->empty() && hits_->back().end > (masked ? m : begin)) return 0;
+      if (!hits_->empty() && hits_->back().end > m) return 0;
       Add(last.first, last.count);
       h = &hits_->back();
       if (masked) {
         h->begin = static_cast<uint32_t>(m);
         h->keep = true;
         h->keep_begin = h->begin;
-        h->keep_end = h->end;
+        h->keep_end = static_cast<uint32_t>(after);
       }
     } else {
       return 0;
@@ -966,7 +970,12 @@ bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplac
       std::string masked;
       out->append(MaskPans(h.expanded, policy, replace, &masked) ? masked : h.expanded);
     } else if (h.keep) {
-      out->append(text.substr(h.keep_begin, h.keep_end - h.keep_begin));
+      // As written, but no more than the first six and last four shown.
+      std::string kept(text.substr(h.keep_begin, h.keep_end - h.keep_begin));
+      for (size_t k = 6; k + 4 < kept.size(); ++k) {
+        if (IsAsciiDigit(kept[k])) kept[k] = '*';
+      }
+      out->append(kept);
     } else {
       out->append(replace(h.digits, h.layout));
     }

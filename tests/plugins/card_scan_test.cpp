@@ -90,6 +90,9 @@ TEST(CardScan, TracksNeedTheirShape) {
   EXPECT_EQ(Mask("4111111111111111^A NAME LONGER THAN TWENTY SIX^2512"), "411111******1111^A NAME LONGER THAN TWENTY SIX^2512");
   EXPECT_EQ(Mask("1234567890123=2512101"), "1234567890123=2512101");  // no sentinel, no PAN
   EXPECT_EQ(Mask("x;4111111111111111=2512101?y"), "x411111******1111y");
+  // After a PAN masked already, however it ends (found by fuzzing).
+  EXPECT_EQ(Mask("411111**********=2512101000001234"), "411111**********");
+  EXPECT_EQ(Mask("x ;411111111111111*=2512101000001234 y"), "x 411111******111* y");
 }
 
 TEST(CardScan, ExponentFormsAndTheDigitsAsWritten) {
