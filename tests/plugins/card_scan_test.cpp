@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <string>
 
 #include "plugins/card_scan.h"
@@ -157,6 +158,33 @@ TEST(CardScan, SensitivePairsRemovedUntilNoneIsLeft) {
   // A name after '<' that is no element is read as a pair (found by fuzzing).
   ASSERT_TRUE(RemoveSensitivePairs("x <cvv=2 y", sensitive, &out));
   EXPECT_EQ(out, "x < y");
+}
+
+// The shortcut for plain ASCII text (only spans where a PAN can start are
+// read) agrees with the full scan, which a trailing backslash forces (it
+// makes the text not plain, and is no escape): random texts of digits,
+// separators, mask and track characters, letters and whole PANs.
+TEST(CardScan, ThePlainTextShortcutAgreesWithTheFullScan) {
+  std::mt19937_64 rng(5);
+  const std::string alphabet = "0123456789012345678901234567890123456789 -.,/_:;|'\t\n*xX#=D^?eE+B;aZ\"{}";
+  const std::string pieces[] = {"4111111111111111", "5555555555554444", "4.2e15", "4982965724920861e0",
+                                "3782 822463 10005", "4111.1111.1111.1111"};
+  int positives = 0;
+  for (int t = 0; t < 20000; ++t) {
+    std::string s;
+    const int len = static_cast<int>(rng() % 150);
+    for (int k = 0; k < len; ++k) {
+      if (rng() % 40 == 0) {
+        s += pieces[rng() % std::size(pieces)];
+      } else {
+        s += alphabet[rng() % alphabet.size()];
+      }
+    }
+    const bool plain = HasPan(s);
+    positives += plain;
+    ASSERT_EQ(plain, HasPan(s + "\\")) << s;
+  }
+  EXPECT_GT(positives, 1000);
 }
 
 // Hostile text: 256 KiB built to make the scanner slow. Linear work keeps
