@@ -333,9 +333,7 @@ inline Token Decode(std::string_view text, size_t i, bool unicode, bool escapes 
       const Token t = Escape(text, i);
       return t.kind == Kind::kOther ? Token{} : t;
     }
-    Token t = kAscii[c];
-    if (t.kind == Kind::kOther) t = Token{};
-    return t;
+    return kAscii[c];  // copied whole: no field written apart (a store the next load would wait on)
   }
   if (!unicode) return Token{};
   uint32_t cp, len;
@@ -421,7 +419,7 @@ class Scanner {
     first_only_ = first_only;
     const size_t end = std::min(to, n_);
     for (size_t i = from; i < end;) {
-      const Token t = At(i);
+      const Token& t = At(i);
       if (t.kind != Kind::kDigit) {
         i += t.len;
         continue;
@@ -443,7 +441,7 @@ class Scanner {
     for (;;) {
       // The digits of a group, with invisible characters between them.
       while (j < n_) {
-        const Token t = At(j);
+        const Token& t = At(j);
         if (t.kind == Kind::kDigit) {
           digits_.push_back(Digit{static_cast<uint32_t>(j), static_cast<uint32_t>(j + t.len), t.value});
           ++g.count;
@@ -460,7 +458,7 @@ class Scanner {
       Group next{static_cast<uint32_t>(digits_.size()), 0};
       size_t k = last_end;
       while (k < n_ && next.seps <= p_.max_separators) {
-        const Token t = At(k);
+        const Token& t = At(k);
         if (t.kind == Kind::kInvisible) {
           k += t.len;
           continue;
@@ -502,16 +500,12 @@ class Scanner {
   }
 
   // Whether groups [a, b] may form one card number.
-  bool Joined(size_t a, size_t b) const {
-    bool free = true;
-    for (size_t g = a + 1; g <= b; ++g) {
-      free &= groups_[g].seps == 1 && (groups_[g].sep_classes & p_.free_layout) == groups_[g].sep_classes;
-    }
+  // Whether groups [a, b] may form one card number, given what the loop
+  // over b found: all their separators free (of a class that joins any
+  // groups), or all the same as the first.
+  bool Joined(size_t a, size_t b, bool free, bool same) const {
     if (free) return true;
-    for (size_t g = a + 2; g <= b; ++g) {
-      if (!groups_[g].SameSeparator(groups_[a + 1])) return false;
-    }
-    if (!CardLayout(&groups_[a], b - a + 1)) return false;
+    if (!same || !CardLayout(&groups_[a], b - a + 1)) return false;
     if (p_.layout_whole_run) {
       if (a > 0 && groups_[a].SameSeparator(groups_[a + 1])) return false;
       if (b + 1 < groups_.size() && groups_[b + 1].SameSeparator(groups_[a + 1])) return false;
@@ -533,7 +527,7 @@ class Scanner {
     for (uint32_t d = first; d < first + count; ++d) {
       if (d > first) {
         for (size_t k = digits_[d - 1].end; k < digits_[d].begin;) {
-          const Token t = At(k);
+          const Token& t = At(k);
           if (t.kind == Kind::kSeparator) h->layout.push_back(t.ascii);
           k += t.len;
         }
@@ -553,11 +547,18 @@ class Scanner {
     for (size_t a = 0; a < k;) {
       size_t best = SIZE_MAX;
       uint32_t total = 0;
+      bool free = true, same = true;
       for (size_t b = a; b < k; ++b) {
         total += groups_[b].count;
         if (total > 19) break;
+        if (b > a) {
+          const Group& g = groups_[b];
+          free &= g.seps == 1 && (g.sep_classes & p_.free_layout) == g.sep_classes;
+          same &= g.SameSeparator(groups_[a + 1]);
+          if (!free && !same) break;  // no longer span is joined either
+        }
         if (total < 13) continue;
-        if (a == b ? !Fraction(a) : Joined(a, b)) {
+        if (a == b ? !Fraction(a) : Joined(a, b, free, same)) {
           if (Accepts(groups_[a].first, total)) best = b;
         }
       }
@@ -637,7 +638,7 @@ class Scanner {
     auto digits_from = [&](size_t q, size_t* count) {
       *count = 0;
       while (q < n_) {
-        const Token t = At(q);
+        const Token& t = At(q);
         if (t.kind == Kind::kDigit) {
           ++*count;
         } else if (t.kind != Kind::kInvisible) {
@@ -772,12 +773,18 @@ class Scanner {
     return true;
   }
 
-  // The token at text_[i]; notes escapes read.
-  Token At(size_t i) {
-    const Token t = Decode(text_, i, p_.unicode, escapes_);
-    if (t.kind != Kind::kOther && t.len > 1 && static_cast<unsigned char>(text_[i]) < 0x80) saw_escape_ = true;
-    return t;
+  // The token at text_[i], valid until the next call; notes escapes read.
+  // ASCII, the common case, comes straight from the table: no token is
+  // built (building one field by field, then reading it whole, stalled
+  // the scan on the store).
+  const Token& At(size_t i) {
+    const unsigned char c = static_cast<unsigned char>(text_[i]);
+    if (c < 0x80 && !(p_.unicode && escapes_ && (c == '\\' || c == '%' || c == '&'))) return kAscii[c];
+    token_ = Decode(text_, i, p_.unicode, escapes_);
+    if (token_.kind != Kind::kOther && token_.len > 1 && c < 0x80) saw_escape_ = true;
+    return token_;
   }
+  Token token_;
 
   const std::string_view text_;
   const size_t n_;
