@@ -322,14 +322,23 @@ Token Escape(std::string_view text, size_t i) {
   return Token{};
 }
 
-// The token at text[i] (i < text.size()). With `escapes`, an escape that
-// decodes to a digit, a separator or an invisible character is one token;
-// any other escape is read as the characters it is written with ("%41" is
-// '%', then the digits "41": a reader sees those).
-inline Token Decode(std::string_view text, size_t i, bool unicode, bool escapes = true) {
+// Families of escapes, as different decoders undo them: a JSON or C
+// decoder (\u, \U, \x, \t, \n, \r, \/), a URL decoder (%HH), an HTML
+// or XML one (&#N;, &name;).
+enum EscapeFamily : uint8_t { kEscBackslash = 1, kEscPercent = 2, kEscAmpersand = 4, kEscAll = 7 };
+
+inline uint8_t FamilyOf(unsigned char c) {
+  return c == '\\' ? kEscBackslash : c == '%' ? kEscPercent : c == '&' ? kEscAmpersand : 0;
+}
+
+// The token at text[i] (i < text.size()). An escape of a family in
+// `escapes` that decodes to a digit, a separator or an invisible character
+// is one token; any other escape is read as the characters it is written
+// with ("%41" is '%', then the digits "41": a reader sees those).
+inline Token Decode(std::string_view text, size_t i, bool unicode, uint8_t escapes = kEscAll) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   if (c < 0x80) {
-    if (unicode && escapes && (c == '\\' || c == '%' || c == '&')) {
+    if (unicode && (FamilyOf(c) & escapes) != 0) {
       const Token t = Escape(text, i);
       return t.kind == Kind::kOther ? Token{} : t;
     }
@@ -399,17 +408,18 @@ bool NumberToken(std::string_view text, size_t from, size_t to) {
 
 class Scanner {
  public:
-  // With `escapes` false, escapes are read as the characters they are
-  // written with: a second reading of text that has escaped digits, since
-  // "%341111..." shows 34 to a reader and 4 to a URL decoder.
-  Scanner(std::string_view text, const PanPolicy& p, bool escapes = true)
+  // Escapes of the families in `escapes` are decoded; the others are read
+  // as the characters they are written with: "%341111..." shows 34 to a
+  // reader and 4 to a URL decoder, so text with escapes is read more than
+  // once (see ScanOnce).
+  Scanner(std::string_view text, const PanPolicy& p, uint8_t escapes = kEscAll)
       : text_(text), n_(text.size()), p_(p), escapes_(escapes) {}
 
-  // Whether an escape was read as a digit, separator or invisible
-  // character: then the text has a second reading (escapes as written)
-  // worth a scan. (Found by fuzzing: "%111..." is a control character and
-  // digits to a URL decoder, a run of ones to a reader.)
-  bool saw_escape() const { return saw_escape_; }
+  // The families of the escapes read as a digit, separator or invisible
+  // character: the text's other readings worth a scan. (Found by fuzzing:
+  // "%111..." is a control character and digits to a URL decoder, a run of
+  // ones to a reader.)
+  uint8_t escapes_seen() const { return escapes_seen_; }
 
   // Every hit, in order; with `first_only`, stops at the first. Runs that
   // start in text[from, to) only (to = npos: the end); what they read
@@ -779,9 +789,9 @@ class Scanner {
   // the scan on the store).
   const Token& At(size_t i) {
     const unsigned char c = static_cast<unsigned char>(text_[i]);
-    if (c < 0x80 && !(p_.unicode && escapes_ && (c == '\\' || c == '%' || c == '&'))) return kAscii[c];
+    if (c < 0x80 && !(p_.unicode && (FamilyOf(c) & escapes_) != 0)) return kAscii[c];
     token_ = Decode(text_, i, p_.unicode, escapes_);
-    if (token_.kind != Kind::kOther && token_.len > 1 && c < 0x80) saw_escape_ = true;
+    if (token_.kind != Kind::kOther && token_.len > 1 && c < 0x80) escapes_seen_ |= FamilyOf(c);
     return token_;
   }
   Token token_;
@@ -789,8 +799,8 @@ class Scanner {
   const std::string_view text_;
   const size_t n_;
   const PanPolicy& p_;
-  const bool escapes_;
-  bool saw_escape_ = false;
+  const uint8_t escapes_;
+  uint8_t escapes_seen_ = 0;
   std::vector<Hit>* hits_ = nullptr;
   bool first_only_ = false;
   size_t run_end_ = 0, exponent_end_ = 0;
@@ -960,14 +970,14 @@ bool SingleRun(std::string_view text, size_t from, size_t to, const PanPolicy& p
 }
 
 // One reading of the text: every hit replaced, into *out; false when there
-// is none. *saw: an escape was read as a character that matters. Hits are few: the vector
-// is local, so a nested scan (an expansion's) cannot disturb it.
-bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplace& replace, bool escapes,
-                 std::string* out, bool* saw) {
+// is none. *seen: the families of the escapes that mattered. Hits are few:
+// the vector is local, so a nested scan (an expansion's) cannot disturb it.
+bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplace& replace, uint8_t escapes,
+                 std::string* out, uint8_t* seen) {
   std::vector<Hit> hits;
   Scanner s(text, policy, escapes);
   s.Run(false, &hits);
-  *saw = s.saw_escape();
+  *seen = s.escapes_seen();
   if (hits.empty()) return false;
   out->clear();
   size_t copied = 0;
@@ -992,18 +1002,35 @@ bool ScanReading(std::string_view text, const PanPolicy& policy, const PanReplac
   return true;
 }
 
-// One pass: the escapes decoded, then, when one decoded to a digit, a
-// separator or an invisible character, the result read again with escapes
-// as written.
+// The readings of a text whose escapes of the families `seen` mattered:
+// every escape decoded (done first), none, and, when more than one family
+// is there, each family alone (a JSON decoder leaves %34 as it is).
+template <typename Reading>
+bool OtherReadings(uint8_t seen, const Reading& reading) {
+  if (seen == 0) return false;
+  if (reading(uint8_t{0})) return true;
+  if ((seen & (seen - 1)) == 0) return false;  // one family: all = it alone
+  for (uint8_t f : {kEscBackslash, kEscPercent, kEscAmpersand}) {
+    if ((seen & f) != 0 && reading(f)) return true;
+  }
+  return false;
+}
+
+// One pass: every reading of the text in turn, each on the result of the
+// one before.
 bool ScanOnce(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {
   if (!HasPan(text, policy)) return false;
-  bool saw = false, unused = false;
-  const bool decoded = ScanReading(text, policy, replace, true, out, &saw);
-  if (!saw) return decoded;
-  std::string literal;
-  if (!ScanReading(decoded ? std::string_view(*out) : text, policy, replace, false, &literal, &unused)) return decoded;
-  out->swap(literal);
-  return true;
+  uint8_t seen = 0, unused = 0;
+  bool changed = ScanReading(text, policy, replace, kEscAll, out, &seen);
+  std::string next;
+  OtherReadings(seen, [&](uint8_t escapes) {
+    if (ScanReading(changed ? std::string_view(*out) : text, policy, replace, escapes, &next, &unused)) {
+      out->swap(next);
+      changed = true;
+    }
+    return false;  // every reading, not only until one finds something
+  });
+  return changed;
 }
 
 }  // namespace
@@ -1023,8 +1050,11 @@ bool HasPan(std::string_view text, const PanPolicy& policy) {
   if (plain) return found;
   Scanner decoded(text, policy);
   decoded.Run(true, &hits);
-  if (hits.empty() && decoded.saw_escape()) Scanner(text, policy, false).Run(true, &hits);
-  return !hits.empty();
+  if (!hits.empty()) return true;
+  return OtherReadings(decoded.escapes_seen(), [&](uint8_t escapes) {
+    Scanner(text, policy, escapes).Run(true, &hits);
+    return !hits.empty();
+  });
 }
 
 bool MaskPans(std::string_view text, const PanPolicy& policy, const PanReplace& replace, std::string* out) {

@@ -7,7 +7,8 @@
 // them: ASCII, any Unicode decimal digit (Arabic-Indic, Devanagari,
 // fullwidth, mathematical, superscript, ...), or an escape that decodes to
 // one (\u0034, \x34, %34, &#52;, &#x34;; text with escapes that matter
-// is read a second time with its escapes as written, as a person would), with
+// is read again with its escapes as written, as a person would, and with
+// each family of escapes alone, as one decoder would), with
 // invisible characters (soft hyphen, zero width space, combining marks)
 // ignored between them, in groups joined by separators (spaces, dashes,
 // dots, slashes, commas, underscores, tabs, newlines, and their Unicode and

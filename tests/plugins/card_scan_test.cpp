@@ -121,6 +121,11 @@ TEST(CardScan, EscapesReadBothWays) {
   // "%11" is a control character to a URL decoder: read as written too.
   const std::string uatp = Fix("111111110555555");
   EXPECT_EQ(Mask("a%" + uatp + "%b"), "a%111111*****" + uatp.substr(11) + "%b");
+  // Each family alone (found by fuzzing): to a JSON decoder "%11" stays,
+  // and the \u escapes after it join its digits into a UATP number.
+  std::string mixed = "%" + uatp.substr(0, 11);
+  for (char c : uatp.substr(11)) mixed += std::string("\\u003") + c;
+  EXPECT_EQ(Mask(mixed), "%111111*****" + uatp.substr(11)) << mixed;
 }
 
 TEST(CardScan, ExpandExponent) {
