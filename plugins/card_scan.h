@@ -19,7 +19,8 @@
 //
 // Work is linear in the text: every byte is decoded a bounded number of
 // times, each run of digits is tried against at most 19 groups a start,
-// and masking rescans its own output at most kRescans times.
+// and masking rescans its own output at most kRescans times. Any thread
+// may call any function at any time: each thread has its own buffers.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +46,7 @@ struct PanPolicy {
   enum class Issuers : uint8_t {
     kTwoToSix,  // first digit 2-6, any length 13-19 (the scanner before this policy)
     kAny,       // any first digit, any length 13-19
-    kTable,     // the networks' prefixes, each with its lengths (IssuerTable)
+    kTable,     // the networks' prefixes, each with its lengths (IssuerAccepts)
   };
   Issuers issuers = Issuers::kTable;
   // Non-ASCII digits and separators, invisible characters, escapes.
