@@ -403,10 +403,13 @@ void Agent::OnMessage(const IngestMessage& m) {
       r.properties.clear();  // they are what is too large; the payload is kept
       r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_property_count));
     }
-    if (v.reason == DeadLetterReason::kPayloadTooLarge) {
-      // Kept, but cut: one oversized event must not block a batch or Kafka.
+    // Kept, but cut to mqtt.max_payload whatever the reason (an invalid
+    // topic is found before the size): one oversized event must not block a
+    // batch or Kafka, nor be held twice here.
+    const size_t max_payload = static_cast<size_t>(pl.config().mqtt_max_payload);
+    if (m.payload.size() > max_payload) {
       r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
-      r.payload.assign(m.payload.substr(0, static_cast<size_t>(pl.config().mqtt_max_payload)));
+      r.payload.assign(m.payload.substr(0, CardSafeCut(m.payload, max_payload)));
     } else {
       r.payload.assign(m.payload);
     }
@@ -468,10 +471,9 @@ void Agent::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, c
   r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(reason));
   if (!stream.empty()) r.properties.emplace_back("edgesync.stream", stream);
   if (!error.empty()) r.properties.emplace_back("edgesync.error", error);
-  spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream{}{}", DeadLetterReasonName(reason), r.topic,
-                error.empty() ? "" : ": ", error);
   // The every_stream plugins see dead letters too, as plain text: card data
-  // must not leave through the dead-letter stream either.
+  // must not leave through the dead-letter stream either (nor through the
+  // log: what it says below is what they left).
   Event e;
   e.topic = r.topic;
   e.topic_text = &r.topic;
@@ -485,6 +487,14 @@ void Agent::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, c
       filtered_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+  }
+  if (spdlog::should_log(spdlog::level::debug)) {
+    std::string_view why;
+    for (const auto& [name, value] : r.properties) {
+      if (name == "edgesync.error") why = value;
+    }
+    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream{}{}", DeadLetterReasonName(reason), r.topic,
+                  why.empty() ? "" : ": ", why);
   }
   AcceptDurably(dead_letter_stream_, r);
 }

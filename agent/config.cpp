@@ -513,13 +513,17 @@ std::vector<std::shared_ptr<const Plugin>> Config::Chain(size_t i) const {
       if (const PluginConfig* pc = FindPlugin(n)) chain.push_back(pc->plugin);
     }
   }
-  for (const PluginConfig& pc : plugins) {
-    if (!pc.every_stream) continue;
-    if (s != nullptr && (std::find(s->plugins.begin(), s->plugins.end(), pc.name) != s->plugins.end() ||
-                         std::find(s->skip_plugins.begin(), s->skip_plugins.end(), pc.name) != s->skip_plugins.end())) {
-      continue;
+  // The every_stream ones, pci last: no plugin after it can put card data
+  // back (a Lua script copying a field into the topic, say).
+  for (const bool pci : {false, true}) {
+    for (const PluginConfig& pc : plugins) {
+      if (!pc.every_stream || (pc.type == "pci") != pci) continue;
+      if (s != nullptr && (std::find(s->plugins.begin(), s->plugins.end(), pc.name) != s->plugins.end() ||
+                           std::find(s->skip_plugins.begin(), s->skip_plugins.end(), pc.name) != s->skip_plugins.end())) {
+        continue;
+      }
+      chain.push_back(pc.plugin);
     }
-    chain.push_back(pc.plugin);
   }
   return chain;
 }

@@ -119,7 +119,7 @@ struct Config {
   // The plugin instance named `name`, or nullptr.
   const PluginConfig* FindPlugin(const std::string& name) const;
   // Stream `i`'s chain as it runs: its own plugins, then the every_stream
-  // ones it neither names nor skips. i == streams.size(): the dead-letter
+  // ones it neither names nor skips (in name order, those of type pci last). i == streams.size(): the dead-letter
   // stream's (every_stream plugins only).
   std::vector<std::shared_ptr<const Plugin>> Chain(size_t i) const;
   bool operator==(const Config&) const = default;

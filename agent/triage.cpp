@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <cstring>
+
 namespace edgesync {
 
 const char* DeadLetterReasonName(DeadLetterReason r) {
@@ -16,6 +18,22 @@ const char* DeadLetterReasonName(DeadLetterReason r) {
     case DeadLetterReason::kCount: break;
   }
   return "unknown";
+}
+
+size_t CardSafeCut(std::string_view payload, size_t max) {
+  if (payload.size() <= max) return payload.size();
+  constexpr size_t kMostBack = 512;
+  auto ends_clean = [&](size_t cut) {
+    const unsigned char c = static_cast<unsigned char>(payload[cut - 1]);
+    if (c >= 0x80) return false;  // a non-ASCII digit or separator, or a cut UTF-8 sequence
+    if (std::strchr("\"{}[]()<>=", c) != nullptr) return true;
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return letter && std::strchr("abcdefABCDEFuUx", c) == nullptr;
+  };
+  for (size_t cut = max; cut > 0 && max - cut <= kMostBack; --cut) {
+    if (ends_clean(cut)) return cut;
+  }
+  return max;
 }
 
 Verdict Triage(std::string_view topic, std::string_view payload, size_t property_count,

@@ -34,6 +34,15 @@ struct Verdict {
   DeadLetterReason reason = DeadLetterReason::kCount;  // with kDeadLetter
 };
 
+// Where to cut a payload of more than `max` bytes for the dead-letter
+// stream (payload-too-large): at `max`, or before it where the cut would
+// otherwise leave the first part of a card number (digits, separators,
+// escapes, non-ASCII digits) at the end, which pci could no longer tell from
+// other digits. Backs off at most 512 bytes, to a byte that cannot be part
+// of a card number as written: a letter other than the escapes' (a-f, u, x)
+// or a JSON or XML delimiter.
+size_t CardSafeCut(std::string_view payload, size_t max);
+
 // `router` must have been built from config.streams, in order.
 // `property_bytes` and `property_count`: the message's MQTT 5 user properties.
 // A JSON stream's payload is parsed into `*doc`, ready for the stream's chain.

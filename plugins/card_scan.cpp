@@ -563,7 +563,7 @@ class Scanner {
         if (total > 19) break;
         if (b > a) {
           const Group& g = groups_[b];
-          free &= g.seps == 1 && (g.sep_classes & p_.free_layout) == g.sep_classes;
+          free &= (g.sep_classes & p_.free_layout) == g.sep_classes;  // 1..max_separators of them
           same &= g.SameSeparator(groups_[a + 1]);
           if (!free && !same) break;  // no longer span is joined either
         }

@@ -1,13 +1,13 @@
 #include "plugins/pci.h"
 
+#include "base/env.h"
+
 #include <openssl/hmac.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace edgesync {
@@ -55,6 +55,10 @@ class PciPlugin : public Plugin {
       e.topic = *e.topic_text;
     }
     if (e.content_type != nullptr && Text(*e.content_type, &scratch_)) e.content_type->swap(scratch_);
+    // The key an earlier plugin took from a field (key_from) before this
+    // one masked the field: it travels as edgesync.key and becomes the
+    // record's Kafka key centrally.
+    if (!e.route.key.empty() && Text(e.route.key, &scratch_)) e.route.key.swap(scratch_);
     return Action::kKeep;
   }
 
@@ -259,7 +263,7 @@ class PciPlugin : public Plugin {
 }  // namespace
 
 Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir) {
-  s.OnlyKeys({"mode", "token_key_file", "sensitive_fields"});
+  s.OnlyKeys({"mode", "token_key_file", "sensitive_fields", "more_sensitive_fields"});
   const std::string mode = s.String("mode").value_or("mask");
   bool token = false;
   if (mode == "token") {
@@ -275,24 +279,24 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
     std::string path = (!key_file->empty() && (*key_file)[0] != '/' && !base_dir.empty())
                            ? base_dir + "/" + *key_file
                            : *key_file;
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream buf;
-    buf << f.rdbuf();
-    key = buf.str();
-    if (!f) {
-      s.Problem(*s.Get("token_key_file"), "token_key_file", "cannot read " + path);
+    Result<std::string> bytes = Env::Default()->ReadFile(path, kMaxKeyFileBytes);
+    if (bytes.ok()) key = std::move(bytes).value();
+    if (!bytes.ok()) {
+      s.Problem(*s.Get("token_key_file"), "token_key_file", "cannot read " + path + ": " + bytes.status().message());
     } else if (key.size() < 32) {
       s.Problem(*s.Get("token_key_file"), "token_key_file",
                 path + " holds " + std::to_string(key.size()) + " bytes; a token key needs at least 32");
     }
   }
   std::vector<std::string> sensitive(std::begin(kDefaultSensitiveFields), std::end(kDefaultSensitiveFields));
-  if (auto list = s.StringList("sensitive_fields")) {
-    sensitive.clear();
+  // sensitive_fields replaces the defaults; more_sensitive_fields adds to
+  // them (or to sensitive_fields), which is what a fleet usually wants.
+  if (std::optional<std::vector<std::string>> list = s.StringList("sensitive_fields")) sensitive.clear();
+  for (const char* setting : {"sensitive_fields", "more_sensitive_fields"}) {
+    std::optional<std::vector<std::string>> list = s.StringList(setting);
+    if (!list) continue;
     for (const std::string& f : *list) {
-      if (f.empty() || f.size() > 63) {
-        s.Problem(*s.Get("sensitive_fields"), "sensitive_fields", "names are 1-63 characters");
-      }
+      if (f.empty() || f.size() > 63) s.Problem(*s.Get(setting), setting, "names are 1-63 characters");
       sensitive.push_back(Lower(f));
     }
   }

@@ -268,6 +268,21 @@ drop = true
   EXPECT_EQ(c->Chain(1), Chain{});                                // opted out
   EXPECT_EQ(c->Chain(2), Chain{cards->plugin});                   // names none: pci still runs
   EXPECT_EQ(c->Chain(3), Chain{cards->plugin});                   // the dead-letter stream
+
+  // Every_stream plugins run in name order, those of type pci last: no
+  // plugin after pci can put card data back.
+  Result<Config> ordered = ParseConfig(std::string(kStreamLast) + R"(
+[plugins.a-cards]
+type = "pci"
+every_stream = true
+[plugins.z-shape]
+type = "rules"
+every_stream = true
+[[plugins.z-shape.rules]]
+set = { x = 1 }
+)", "c.toml");
+  ASSERT_TRUE(ordered.ok()) << ordered.status().ToString();
+  EXPECT_EQ(ordered->Chain(0), (Chain{ordered->FindPlugin("z-shape")->plugin, ordered->FindPlugin("a-cards")->plugin}));
 }
 
 TEST(ConfigPlugins, MistakesNameTheKeyAndWhere) {

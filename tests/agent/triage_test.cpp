@@ -35,6 +35,24 @@ Router RouterOf(const Config& c) {
   return Router(f);
 }
 
+// A payload-too-large dead letter is cut: never in the middle of what may
+// be a card number, whose first part pci could no longer tell from other
+// digits.
+TEST(Triage, ACutNeverEndsInTheMiddleOfACardNumber) {
+  EXPECT_EQ(CardSafeCut("short", 100), 5u);
+  const std::string text = std::string(90, 'z') + " card 4111 1111 1111 1111 more";
+  // Cut at 100, inside the card number: back to before it.
+  EXPECT_EQ(CardSafeCut(text, 100), 94u) << text.substr(0, CardSafeCut(text, 100));
+  const std::string json = std::string(90, 'z') + "\"pan\":\"\\u0034\\u0031\\u0031\\u0031\"";
+  EXPECT_EQ(json.substr(0, CardSafeCut(json, 105)), std::string(90, 'z') + "\"pan\":\"") << "escapes are digits too";
+  const std::string arabic = "x" + std::string(20, 'z') + "\xD9\xA4\xD9\xA1\xD9\xA1\xD9\xA1";
+  EXPECT_EQ(CardSafeCut(arabic, arabic.size() - 1), 21u) << "and non-ASCII digits, and a cut UTF-8 sequence";
+  // Digits all the way back: cut where asked (no PAN is searched inside
+  // such a run anyway).
+  const std::string digits(2000, '7');
+  EXPECT_EQ(CardSafeCut(digits, 1500), 1500u);
+}
+
 TEST(Triage, EachReason) {
   Config c = TwoStreams();
   Router r = RouterOf(c);

@@ -296,7 +296,6 @@ TEST(Pci, LeavesWhatIsNotACardNumber) {
            "ORD-000123456",             // an order id
            "2026-11-22T10:00:00Z",      // a date
            "+49 30 1234 5678",          // a phone number
-           "4111  1111 1111 1111",      // two spaces: not one run of groups
            "amount 10.50 EUR",
        }) {
     EXPECT_EQ(Mask(text), text) << text;

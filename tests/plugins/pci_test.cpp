@@ -214,6 +214,10 @@ TEST(PciPans, EverySeparator) {
     const std::string in = "card 4111" + s + "1111" + s + "1111" + s + "1111 ok";
     EXPECT_EQ(Raw(in).payload, "card 4111" + k + "11**" + k + "****" + k + "1111 ok") << in;
   }
+  // Spaces and dashes, one to three of them, need no card layout nor the
+  // same separator throughout.
+  EXPECT_EQ(Raw("card 4111  1111 1111 1111 ok").payload, "card 4111  11** **** 1111 ok");
+  EXPECT_EQ(Raw("card 41 111111  11-1- -11111 ok").payload, "card 41 1111**  **-*- -*1111 ok");
   // Invisible characters are no separators at all: the digits join.
   for (const char* invisible : {"\xE2\x80\x8B", "\xC2\xAD", "\xE2\x80\x8D", "\xE2\x81\xA0", "\xEF\xBB\xBF"}) {
     const std::string in = "4" + std::string(invisible) + "111" + invisible + "1111111111" + invisible + "11";
@@ -293,6 +297,32 @@ TEST(PciPans, TokensAreTheSameHoweverTheCardIsWritten) {
   std::filesystem::remove_all(dir);
 }
 
+// A key an earlier plugin took from a field before pci masked the field
+// (rules' key_from): it becomes edgesync.key and the Kafka key centrally.
+TEST(PciPans, InTheEventsKey) {
+  std::string payload = "{}";
+  Event e;
+  e.raw = &payload;
+  e.topic = "t/x";
+  e.route.key = "4111111111111111";
+  EXPECT_EQ(Pci()->Process(e), Action::kKeep);
+  EXPECT_EQ(e.route.key, "411111******1111");
+}
+
+// more_sensitive_fields adds to the defaults; sensitive_fields replaces them.
+TEST(PciRaw, MoreSensitiveFieldsAddToTheDefaults) {
+  auto run = [](const std::string& settings) {
+    std::string payload = R"({"cvv":"123","emv_tags":"9F26","note":"x"})";
+    Event e;
+    e.raw = &payload;
+    e.topic = "t/x";
+    EXPECT_EQ(Pci(settings)->Process(e), Action::kKeep);
+    return payload;
+  };
+  EXPECT_EQ(run("more_sensitive_fields = [\"emv_tags\"]\n"), R"({"note":"x"})");
+  EXPECT_EQ(run("sensitive_fields = [\"emv_tags\"]\n"), R"({"cvv":"123","note":"x"})");
+}
+
 // ---- Finding 4: what is not a card number stays ----
 
 TEST(PciPolicy, LeavesImeisBarcodesTimestampsAndReadings) {
@@ -305,7 +335,6 @@ TEST(PciPolicy, LeavesImeisBarcodesTimestampsAndReadings) {
            "+49 170 1234567",                        // a phone number
            "t,1013,1015,1017,1020,1019,1016,1018",   // CSV of 4-digit readings
            "lat 52.520006599999994 lon 13.404954",   // a float's fraction
-           "4111  1111 1111 1111",                   // no single separator, groups not in any layout
            "10.0.0.1 192.168.100.200 2026-11-22T10:00:00Z v1.2.3.4",
        }) {
     EXPECT_EQ(Raw(text).payload, text) << text;
