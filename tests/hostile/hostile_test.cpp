@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <functional>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -340,6 +341,172 @@ TEST_F(Hostile, AnOutageWithABacklogCostsNoCpu) {
   ASSERT_TRUE(cluster_->AllBrokersUp().ok());
   StartUnpack();
   AwaitAllOnce(published);
+}
+
+// ---- Card data --------------------------------------------------------------
+
+// The digits of `text` in order, Unicode digits of the common blocks folded
+// to ASCII, everything else left out: an oracle independent of the
+// scanner's rules (a PAN spelled with separators, invisible characters or
+// other digits still shows here; a mask shows at most 10 of its digits).
+std::string DigitStream(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= '0' && c <= '9') {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (i + n > text.size()) break;
+    uint32_t cp = n == 1 ? c : c & (0xFF >> (n + 1));
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    for (uint32_t zero : {0x660u, 0x6F0u, 0x966u, 0xFF10u, 0x1D7CEu}) {
+      if (cp >= zero && cp <= zero + 9) out.push_back(static_cast<char>('0' + (cp - zero)));
+    }
+    i += n;
+  }
+  return out;
+}
+
+// Every string of every record edgesync-unpack wrote to `path` (names and
+// values, topics, properties, keys, payloads: raw ones decoded).
+std::vector<std::string> StringsOfRecords(const std::string& path) {
+  std::vector<std::string> out;
+  std::function<void(simdjson::dom::element)> walk = [&](simdjson::dom::element e) {
+    if (e.is_object()) {
+      for (auto [k, v] : simdjson::dom::object(e)) {
+        out.emplace_back(k);
+        walk(v);
+      }
+    } else if (e.is_array()) {
+      for (simdjson::dom::element v : simdjson::dom::array(e)) walk(v);
+    } else if (e.is_string()) {
+      out.emplace_back(std::string_view(e));
+    } else {
+      out.push_back(simdjson::minify(e));
+    }
+  };
+  ForEachJsonLine(path, [&](simdjson::dom::element e) {
+    walk(e);
+    std::string_view b64;
+    if (e["payload_b64"].get(b64) == simdjson::SUCCESS) out.push_back(FromBase64(b64));
+  });
+  return out;
+}
+
+// The attack's shapes end to end: card numbers in a topic, a user property
+// name, the content type, the key; as JSON numbers in exponent form, as
+// JSON escapes in a raw payload and in a dead letter; behind every
+// separator; in other digits; from issuers outside 2-6; CVV and track data
+// in raw streams, in text and in dead letters. Nothing reaches the centre,
+// nor the agent's own log at debug level.
+TEST_F(Hostile, NoCardDataReachesTheCentreOnAnyPath) {
+  log_level_ = "debug";
+  payments_stream_ = true;  // raw (format defaults to "raw")
+  WriteConfig("", R"(
+[[streams]]
+name = "json-events"
+topics = ["json/#"]
+kafka_topic = ")" + std::string(kTopic) + R"("
+format = "json"
+plugins = ["keyed"]
+
+[plugins.keyed]
+type = "rules"
+[[plugins.keyed.rules]]
+route = { key_from = "pan" }
+
+[plugins.card-data]
+type = "pci"
+every_stream = true
+)");
+  StartAgent();
+  ASSERT_TRUE(agent_);
+  StartUnpack();
+  StartDeadLetterUnpack();
+  const std::vector<std::string> pans = {"4111111111111111", "4982965724920861", "5555555555554444",
+                                         "378282246310005"};
+  // A Luhn-valid Troy number: 979200000000000 + check digit.
+  auto with_check = [](std::string body) {
+    int sum = 0;
+    for (size_t i = 0; i < body.size(); ++i) {
+      int d = body[body.size() - 1 - i] - '0';
+      if (i % 2 == 0) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+      sum += d;
+    }
+    return body + static_cast<char>('0' + (10 - sum % 10) % 10);
+  };
+  const std::string troy = with_check("979200000000000");
+  const std::string uatp = with_check("13541234567891");
+  auto pub = Connect();
+  ASSERT_TRUE(pub);
+  const std::string raw = "terminal/t1/payment/x";
+  std::vector<std::pair<std::string, std::string>> events = {
+      {raw, R"({"pan":"4111111111111111","cvv":"987","track2":";4111111111111111=25121010000012345678?"})"},
+      {raw, "auth ok pan=4111111111111111&cvv2=987&exp=2512"},
+      {raw, "data ;4982965724920861=25121010000012345678? end"},
+      {raw, "%B5555555555554444^DOE/JOHN^2512101000000000000000?"},
+      {raw, "{broken \"pan\":\"\\u0034\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031"
+            "\\u0031\\u0031\\u0031\\u0031\" cvv: 987"},
+      {raw, "4111.1111.1111.1111 4111/1111/1111/1111 4111_1111_1111_1111 4111,1111,1111,1111"},
+      {raw, "4111\t1111\t1111\t1111 4111\n1111\n1111\n1111 4111\xC2\xA0""1111\xC2\xA0""1111\xC2\xA0""1111"},
+      {raw, "4\xE2\x80\x8B""111111111111111 4111\xC2\xAD""111111111111 4111\xE2\x80\x93""1111\xE2\x80\x93""1111\xE2\x80\x93""1111"},
+      {raw, "\xD9\xA4\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1\xD9\xA1"
+            "\xD9\xA1\xD9\xA1\xD9\xA1"},  // Arabic-Indic
+      {raw, "\xEF\xBC\x94\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91"
+            "\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91\xEF\xBC\x91"},  // fullwidth
+      {raw, "uatp " + uatp + " troy " + troy + " amex 378282246310005"},
+      {"terminal/4111111111111111/payment/x", "in the topic"},
+      {"json/a", R"({"pan":"5555555555554444","amount":4.982965724920861e15,"n":4982965724920861.0,"cvv":"987"})"},
+      {"json/a", "{not json, pan 4111111111111111, \"cvv\":\"987\"}"},  // a dead letter (invalid-json)
+  };
+  for (const auto& [topic, payload] : events) ASSERT_TRUE(pub->Publish(topic, payload).ok());
+  ASSERT_TRUE(pub->WaitAcked(30s).ok());
+  // MQTT 5: a card number as a user property's name and as the content type.
+  CommandResult mqtt5 = [&] {
+    harness::SpawnOptions o;
+    o.argv = {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker_->port()), "-V", "mqttv5", "-q", "1",
+              "-t", raw, "-m", "props", "-D", "publish", "user-property", "4111111111111111", "v",
+              "-D", "publish", "user-property", "note", "card 5555 5555 5555 4444",
+              "-D", "publish", "content-type", "text/plain; ref=378282246310005"};
+    o.stderr_path = dir_ / "mosquitto_pub.err";
+    CommandResult r;
+    auto p = Process::Spawn(o);
+    if (p.ok()) {
+      auto code = p->Wait(30s);
+      r.exit_code = code.ok() ? *code : -1;
+    }
+    return r;
+  }();
+  ASSERT_EQ(mqtt5.exit_code, 0) << harness::ReadWholeFile(dir_ / "mosquitto_pub.err");
+  const size_t expected = events.size() + 1;
+  std::vector<std::string> strings;
+  ASSERT_TRUE(harness::PollUntil([&] {
+    return ReadArrived(dir_ / "records.ndjson").size() + ReadArrived(dir_ / "dead-letters.ndjson").size() >= expected;
+  }, 60s)) << AgentLogs();
+  strings = StringsOfRecords(dir_ / "records.ndjson");
+  for (std::string& s : StringsOfRecords(dir_ / "dead-letters.ndjson")) strings.push_back(std::move(s));
+  std::vector<std::string> all_pans = pans;
+  all_pans.push_back(troy);
+  all_pans.push_back(uatp);
+  for (const std::string& s : strings) {
+    const std::string digits = DigitStream(s);
+    for (const std::string& pan : all_pans) {
+      EXPECT_EQ(digits.find(pan), std::string::npos) << pan << " reached the centre in: " << s;
+    }
+    std::string lower = s;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_EQ(lower.find("cvv"), std::string::npos) << "a CVV field reached the centre in: " << s;
+    EXPECT_EQ(digits.find("2512101"), std::string::npos) << "track data reached the centre in: " << s;
+  }
+  ASSERT_TRUE(agent_->Stop(30s).ok());
+  const std::string log = AgentLogs();
+  EXPECT_NE(log.find("to the dead-letter stream"), std::string::npos) << "the debug lines are there";
+  for (const std::string& pan : all_pans) {
+    EXPECT_EQ(DigitStream(log).find(pan), std::string::npos) << pan << " is in the agent's log";
+  }
 }
 
 // ---- The central side --------------------------------------------------------

@@ -55,7 +55,7 @@ class Pipeline : public ::testing::Test {
     out << R"([agent]
 device_id = "it-device"
 state_dir = ")" << dir_ / "state" << R"("
-log_level = "info"
+log_level = ")" << log_level_ << R"("
 shutdown_timeout = ")" << shutdown_timeout_ << R"("
 stats_interval = "2s"
 heartbeat_interval = )" << heartbeat_interval_ << "\n" << agent_extra_ << R"(
@@ -94,6 +94,7 @@ brokers = ")" << cluster_->bootstrap() << R"("
   // their own stream, which would change the counts of the others.
   std::string heartbeat_interval_ = "0";
   std::string shutdown_timeout_ = "20s";  // how long a stop keeps uploading
+  std::string log_level_ = "info";
   std::string kafka_extra_;             // more lines for [kafka]
   std::string agent_extra_;             // more lines for [agent]
   bool payments_stream_ = true;         // false: the file has no [[streams]] of its own
