@@ -532,7 +532,9 @@ int Utf8Len(lua_State* L) {
   luaL_checklstring(L, 1, &len);
   const lua_Integer first = Utf8Position(luaL_optinteger(L, 2, 1), len);
   const lua_Integer last = Utf8Position(luaL_optinteger(L, 3, -1), len);
-  if (first >= 1 && first <= last) Charge(L, ScanUnits(static_cast<size_t>(last - first + 1)));
+  if (first >= 1 && first <= last && last <= static_cast<lua_Integer>(len)) {
+    Charge(L, ScanUnits(static_cast<size_t>(last - first + 1)));
+  }
   return CallLibrary(L);
 }
 

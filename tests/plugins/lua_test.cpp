@@ -909,18 +909,18 @@ const char* const kLibraryCases[] = {
     "local t = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10} return showall(table.sort(t, function() return true end))",
     "local t = {} return showall(table.sort(t, 5))",
     "return showall(table.sort(nil))",
-    "local t, x = {}, 7 for i = 1, 300 do x = (x * 1103515245 + 12345) % 2147483648 t[i] = x % 1000 end "
-    "table.sort(t) return show(t)",
-    "local t, x = {}, 7 for i = 1, 300 do x = (x * 1103515245 + 12345) % 2147483648 t[i] = tostring(x % 1000) end "
-    "table.sort(t, function(a, b) return a > b end) return show(t)",
+    ("local t, x = {}, 7 for i = 1, 300 do x = (x * 1103515245 + 12345) % 2147483648 t[i] = x % 1000 end "
+     "table.sort(t) return show(t)"),
+    ("local t, x = {}, 7 for i = 1, 300 do x = (x * 1103515245 + 12345) % 2147483648 t[i] = tostring(x % 1000) end "
+     "table.sort(t, function(a, b) return a > b end) return show(t)"),
     // The same operations through metamethods, in the same order.
-    "local log, back = {}, {1, 2, 3} "
-    "local p = setmetatable({}, {__index = function(_, k) log[#log + 1] = 'get' .. k return back[k] end, "
-    "__newindex = function(_, k, v) log[#log + 1] = 'set' .. k .. '=' .. tostring(v) back[k] = v end, "
-    "__len = function() log[#log + 1] = 'len' return #back end}) "
-    "table.insert(p, 2, 'x') table.insert(p, 'y') table.remove(p, 1) table.remove(p) table.move(p, 1, 2, 3) "
-    "local s = table.concat(p, ',') local u = showall(table.unpack(p)) table.sort(p) "
-    "return table.concat(log, ' ') .. ' | ' .. s .. ' | ' .. u .. ' | ' .. show(back)",
+    ("local log, back = {}, {1, 2, 3} "
+     "local p = setmetatable({}, {__index = function(_, k) log[#log + 1] = 'get' .. k return back[k] end, "
+     "__newindex = function(_, k, v) log[#log + 1] = 'set' .. k .. '=' .. tostring(v) back[k] = v end, "
+     "__len = function() log[#log + 1] = 'len' return #back end}) "
+     "table.insert(p, 2, 'x') table.insert(p, 'y') table.remove(p, 1) table.remove(p) table.move(p, 1, 2, 3) "
+     "local s = table.concat(p, ',') local u = showall(table.unpack(p)) table.sort(p) "
+     "return table.concat(log, ' ') .. ' | ' .. s .. ' | ' .. u .. ' | ' .. show(back)"),
     // string.byte, rep, char, format, pack, packsize, unpack
     "return showall(('abc'):byte())",
     "return showall(('abc'):byte(-1))",
@@ -986,6 +986,9 @@ const char* const kLibraryCases[] = {
     "return showall(utf8.len('', 1))",
     "return showall(utf8.len('abc', 0))",
     "return showall(utf8.len('abc', 3, 1))",
+    "return showall(utf8.len('abc', 1, 1e15))",
+    "return showall(utf8.codepoint('abc', 1, 1e15))",
+    "return showall(string.byte('abc', 1, 1e15))",
     "return showall(utf8.offset('h\\u{e4}x', 3))",
     "return showall(utf8.offset('h\\u{e4}x', -1))",
     "return showall(utf8.offset('h\\u{e4}x', 0, 3))",
@@ -995,11 +998,11 @@ const char* const kLibraryCases[] = {
     "return showall(utf8.offset('abc', -5))",
     "return showall(utf8.offset('abc', 0))",
     "return showall(utf8.offset('', 1))",
-    "local out = {} for p, c in utf8.codes('h\\u{e4}x\\u{20ac}') do out[#out + 1] = p .. ':' .. c end "
-    "return table.concat(out, ',')",
+    ("local out = {} for p, c in utf8.codes('h\\u{e4}x\\u{20ac}') do out[#out + 1] = p .. ':' .. c end "
+     "return table.concat(out, ',')"),
     "local out = {} for p, c in utf8.codes('a\\xffb') do out[#out + 1] = p end return table.concat(out, ',')",
-    "local out = {} for p, c in utf8.codes('\\xed\\xa0\\x80', true) do out[#out + 1] = c end "
-    "return table.concat(out, ',')",
+    ("local out = {} for p, c in utf8.codes('\\xed\\xa0\\x80', true) do out[#out + 1] = c end "
+     "return table.concat(out, ',')"),
     "local out = {} for p, c in utf8.codes('\\xed\\xa0\\x80') do out[#out + 1] = c end return table.concat(out, ',')",
     "local f = utf8.codes('abc') return showall(f('abc', 1))",
     "local f = utf8.codes('abc') return showall(f('abc', 10))",
