@@ -350,6 +350,10 @@ bool IsSealed(lua_State* L, int index, bool* by_seal = nullptr) {
   return f == SealedNewIndex || f == ReadOnly;
 }
 
+// The registry key of the hidden metatable shared by every sealed table
+// that had no metatable of its own (it holds nothing of theirs).
+char sealed_plain_key;
+
 // Gives the table at `index` a hidden metatable: a copy of the table at
 // `mt` (0: none) whose __newindex is SealedNewIndex, and whose __metatable
 // makes getmetatable still answer `mt` (or false for none), so the script
@@ -357,33 +361,42 @@ bool IsSealed(lua_State* L, int index, bool* by_seal = nullptr) {
 // `mt`. Charges the copy.
 void SetSealedMetatable(lua_State* L, int index, int mt) {
   index = lua_absindex(L, index);
-  if (mt != 0) mt = lua_absindex(L, mt);
   luaL_checkstack(L, 6, "sealing a metatable");
+  if (mt == 0) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sealed_plain_key) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushboolean(L, 0);
+      lua_setfield(L, -2, "__metatable");
+      lua_pushnil(L);
+      lua_pushboolean(L, 0);
+      lua_pushcclosure(L, SealedNewIndex, 2);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &sealed_plain_key);
+    }
+    lua_setmetatable(L, index);
+    return;
+  }
+  mt = lua_absindex(L, mt);
   lua_newtable(L);
   const int copy = lua_gettop(L);
-  bool protected_mt = false;
-  if (mt != 0) {
-    ElementTally tally{L};
-    lua_pushnil(L);
-    while (lua_next(L, mt) != 0) {
-      tally.Add();
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, copy);
-    }
-    tally.Flush();
-    protected_mt = lua_getfield(L, copy, "__metatable") != LUA_TNIL;
-    lua_pop(L, 1);
-    if (!protected_mt) {
-      lua_pushvalue(L, mt);
-      lua_setfield(L, copy, "__metatable");
-    }
-    lua_getfield(L, copy, "__newindex");
-  } else {
-    lua_pushboolean(L, 0);
-    lua_setfield(L, copy, "__metatable");
-    lua_pushnil(L);
+  ElementTally tally{L};
+  lua_pushnil(L);
+  while (lua_next(L, mt) != 0) {
+    tally.Add();
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, copy);
   }
+  tally.Flush();
+  const bool protected_mt = lua_getfield(L, copy, "__metatable") != LUA_TNIL;
+  lua_pop(L, 1);
+  if (!protected_mt) {
+    lua_pushvalue(L, mt);
+    lua_setfield(L, copy, "__metatable");
+  }
+  lua_getfield(L, copy, "__newindex");
   lua_pushboolean(L, protected_mt);
   lua_pushcclosure(L, SealedNewIndex, 2);
   lua_setfield(L, copy, "__newindex");
