@@ -38,7 +38,11 @@
 // limit bounds too. Finalizers (__gc) and weak tables (__mode) are refused
 // by setmetatable, also when added to a metatable later: Lua runs them
 // outside any hook, in collections and in lua_close. So closing a state
-// runs no script code. Once the budget is spent, every further instruction
+// runs no script code. A time limit, 2 us per instruction of the budget (at
+// least 1 s; 2 s by default), catches what the budget cannot count: single
+// operations whose cost grows with the size of a value (comparing or
+// converting long strings, ...): far above what a script that stays within
+// its budget takes. Once the budget is spent, every further instruction
 // raises, so pcall cannot swallow it. An error, an exhausted instruction
 // budget or memory limit, or a result that cannot be written back sends the
 // event, unchanged, to the dead-letter stream with the message ("lua:
@@ -50,12 +54,15 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
 
-Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir);
+// `env` gives the time limit its monotonic clock.
+Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir,
+                                                    Env* env = Env::Default());
 
 }  // namespace edgesync

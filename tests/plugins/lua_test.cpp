@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <atomic>
 #include <sstream>
 
 #include "plugins/lua_patterns.h"
+#include "tests/support/fault_env.h"
 
 extern "C" {
 #include <lauxlib.h>
@@ -46,11 +48,12 @@ class Lua : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // The plugin for `script`, with `extra` settings lines.
-  Result<std::shared_ptr<const Plugin>> Make(const std::string& script, const std::string& extra = "") {
+  Result<std::shared_ptr<const Plugin>> Make(const std::string& script, const std::string& extra = "",
+                                             Env* env = Env::Default()) {
     std::ofstream(dir_ + "/s.lua") << script;
     toml::table root = toml::parse("[plugins.p]\ntype = \"lua\"\nscript = \"s.lua\"\n" + extra, std::string("t.toml"));
     Settings s(*root["plugins"]["p"].as_table(), "plugins.p");
-    return MakeLuaPlugin(s, dir_);
+    return MakeLuaPlugin(s, dir_, env);
   }
   std::shared_ptr<const Plugin> MustMake(const std::string& script, const std::string& extra = "") {
     Result<std::shared_ptr<const Plugin>> p = Make(script, extra);
@@ -613,6 +616,70 @@ end)", "instruction_budget = 100000000\nmemory_limit = \"64MiB\"\n");
   ASSERT_EQ(o.action, Action::kKeep) << o.error;
   EXPECT_EQ(o.payload.rfind(R"({"7":"int","7":"str","k1":1,"k10":10,"k100":100,"k1000":1000,"k10000":)", 0), 0u)
       << o.payload.substr(0, 100);
+}
+
+// A monotonic clock that moves `step` microseconds at each reading.
+class SteppingClock final : public testing::FaultEnv {
+ public:
+  explicit SteppingClock(int64_t step) : FaultEnv(Env::Default()), step_(step) {}
+  int64_t MonotonicMicros() override { return now_ += step_; }
+
+ private:
+  std::atomic<int64_t> now_{0};
+  const int64_t step_;
+};
+
+TEST_F(Lua, TheTimeLimitIsTwoMicrosecondsPerInstructionOfTheBudget) {
+  const std::string spin = "function process(e) if e.payload.spin then while true do end end return e end";
+  // A clock that stands still: the budget ends the loop, as always.
+  SteppingClock still(0);
+  Result<std::shared_ptr<const Plugin>> p = Make(spin, "", &still);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(RunBounded(**p, "a spin, the clock still", R"({"spin":true})").error, kBudgetError);
+  // 100 ms at every look: 2 s (the default budget's limit) pass in 20.
+  SteppingClock fast(100'000);
+  p = Make(spin, "", &fast);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  Out o = RunBounded(**p, "a spin, the clock racing", R"({"spin":true})");
+  EXPECT_EQ(o.action, Action::kDeadLetter);
+  EXPECT_EQ(o.error, "lua: time limit of 2000 ms exceeded (operations on big values: see the README)");
+  EXPECT_EQ(RunBounded(**p, "the next event").action, Action::kKeep);  // a run of its own
+  // Ten times the budget, ten times the time; at least a second.
+  SteppingClock second(1'000'000);
+  p = Make(spin, "instruction_budget = 10000000\n", &second);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(RunBounded(**p, "a spin, a second a look", R"({"spin":true})").error,
+            "lua: time limit of 20000 ms exceeded (operations on big values: see the README)");
+  p = Make(spin, "instruction_budget = 1000\n", &fast);
+  ASSERT_TRUE(p.ok());
+  EXPECT_NE(RunBounded(**p, "a small budget", R"({"spin":true})").error.find("budget of 1000 exceeded"),
+            std::string::npos);
+  // At load too.
+  Result<std::shared_ptr<const Plugin>> top = Make("while true do end", "", &fast);
+  ASSERT_FALSE(top.ok());
+  EXPECT_NE(top.status().message().find("running the top level: time limit of 2000 ms exceeded"), std::string::npos)
+      << top.status().message();
+}
+
+TEST_F(Lua, TheTimeLimitEndsOperationsOnBigValues) {
+  // Each a single counted instruction or call whose own cost grows with a
+  // value: 100,000 instructions of these loops took 33 s and 4 s. The time
+  // limit (1 s for a budget of 500,000) ends them.
+  for (const char* body : {
+           "local s = ' ' for i = 1, 21 do s = s .. s end s = s .. '1' while true do for i = 1, s do end end",
+           ("local s = 'x' for i = 1, 17 do s = s .. s end local t = {s:byte(1, -1)} "
+            "table.move({}, 1, #t - 1, 1, t) while true do local k = next(t) end"),
+       }) {
+    auto p = MustMake(std::string("function process(e) ") + body + " return e end",
+                      "instruction_budget = 500000\nmemory_limit = \"16MiB\"\n");
+    ASSERT_TRUE(p) << body;
+    const auto start = std::chrono::steady_clock::now();
+    Out o = RunBounded(*p, body);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(o.action, Action::kDeadLetter) << body;
+    EXPECT_EQ(o.error, "lua: time limit of 1000 ms exceeded (operations on big values: see the README)") << body;
+    EXPECT_LT(seconds, 5.0) << body;
+  }
 }
 
 // ---- the metered functions behave as Lua's ----
