@@ -155,7 +155,7 @@ class Limits final : public LuaWorkMeter {
   // Starts a run with the whole budget.
   void Arm() {
     spent_ = 0;
-    alloc_carry_ = 0;
+    grown_ = 0;
     ended_ = Ended::kNo;
     armed_ = true;
     interval_ = kHookInterval;
@@ -176,6 +176,8 @@ class Limits final : public LuaWorkMeter {
   bool Spend(int64_t units) {
     if (!armed_) return true;
     if (ended_ != Ended::kNo) return false;
+    units += static_cast<int64_t>(grown_ / kAllocBytesPerUnit);  // the heap's growth since the last time
+    grown_ %= kAllocBytesPerUnit;
     if (units < budget - spent_) {
       spent_ += units;
       return true;
@@ -207,15 +209,10 @@ class Limits final : public LuaWorkMeter {
     return true;
   }
 
-  // The heap grew by `bytes` (never raises: the allocator cannot).
-  void OnGrowth(size_t bytes) {
-    if (!armed_) return;
-    alloc_carry_ += bytes;
-    if (alloc_carry_ >= kAllocBytesPerUnit) {
-      Spend(static_cast<int64_t>(alloc_carry_ / kAllocBytesPerUnit));
-      alloc_carry_ %= kAllocBytesPerUnit;
-    }
-  }
+  // The heap grew by `bytes`: charged with the next Spend (the count hook
+  // comes within kHookInterval instructions; a C function between two
+  // instructions allocates at most the memory limit).
+  void OnGrowth(size_t bytes) { grown_ += bytes; }
 
   // An allocation was refused: Lua collects everything and asks again.
   void OnRefusal() {
@@ -238,7 +235,7 @@ class Limits final : public LuaWorkMeter {
   int64_t interval_ = kHookInterval;
   int64_t last_hook_micros_ = 0;
   int64_t deadline_micros_ = 0;
-  size_t alloc_carry_ = 0;
+  size_t grown_ = 0;
   bool armed_ = false;
   Ended ended_ = Ended::kNo;
 };
@@ -1166,7 +1163,7 @@ class LuaPlugin : public Plugin {
                  static_cast<LUAI_UACINT>(limits_.heap_limit));
     }
     output_left_ -= bytes;
-    Charge(L, 1 + static_cast<int64_t>(bytes / kAllocBytesPerUnit));
+    limits_.Charge(L, 1 + static_cast<int64_t>(bytes / kAllocBytesPerUnit));
   }
 
   // The value at the top of the stack as a new node of `j`.
@@ -1210,27 +1207,36 @@ class LuaPlugin : public Plugin {
     const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
     lua_Integer count = 0;
     bool array = n > 0;
-    lua_createtable(L, 0, 0);  // keys: [2i - 1] the i-th key, [2i] its name
+    // The keys' names, as strings in `keys` (which keeps them alive: Lua
+    // does not move strings) and as views in member_names_, after those of
+    // the objects being written around this one.
+    lua_createtable(L, 0, 0);
     const int keys = lua_gettop(L);
+    const size_t base = member_names_.size();
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
       lua_pop(L, 1);
       ++count;
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, keys, 2 * count - 1);
+      MemberName member{{}, count, false};
       if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)) {
-        const lua_Integer k = lua_tointeger(L, -1);
-        if (k < 1 || k > n) array = false;
-        lua_pushfstring(L, "%I", static_cast<LUAI_UACINT>(k));
+        member.slot = lua_tointeger(L, -1);
+        member.integer_key = true;
+        if (member.slot < 1 || member.slot > n) array = false;
+        lua_pushfstring(L, "%I", static_cast<LUAI_UACINT>(member.slot));
       } else if (lua_type(L, -1) == LUA_TSTRING) {
         array = false;
         lua_pushvalue(L, -1);
       } else {
         return luaL_error(L, "a table key of type %s cannot be a JSON member name", luaL_typename(L, -1));
       }
-      lua_rawseti(L, keys, 2 * count);
+      size_t len = 0;
+      const char* name = lua_tolstring(L, -1, &len);
+      member.name = std::string_view(name, len);
+      lua_rawseti(L, keys, count);
+      member_names_.push_back(member);
     }
     if (array && count == n) {
+      member_names_.resize(base);
       lua_pop(L, 1);
       const Json::Ref out = j.NewArray();
       for (lua_Integer i = 1; i <= n; ++i) {
@@ -1240,17 +1246,6 @@ class LuaPlugin : public Plugin {
         j.Append(out, v);
       }
       return out;
-    }
-    // The names, sorted where nested tables can add theirs after them: the
-    // strings stay alive in `keys`, and Lua does not move them.
-    const size_t base = member_names_.size();
-    for (lua_Integer i = 1; i <= count; ++i) {
-      const bool integer_key = lua_rawgeti(L, keys, 2 * i - 1) == LUA_TNUMBER;
-      lua_rawgeti(L, keys, 2 * i);
-      size_t len = 0;
-      const char* name = lua_tolstring(L, -1, &len);
-      member_names_.push_back({std::string_view(name, len), i, integer_key});
-      lua_pop(L, 2);
     }
     std::sort(member_names_.begin() + static_cast<ptrdiff_t>(base), member_names_.end(),
               [](const MemberName& a, const MemberName& b) {
@@ -1264,8 +1259,12 @@ class LuaPlugin : public Plugin {
         luaL_error(L, "a returned member name is not valid UTF-8");
       }
       TakeOutput(L, member.name.size());
-      lua_rawgeti(L, keys, 2 * member.slot - 1);
-      lua_rawget(L, t);
+      if (member.integer_key) {
+        lua_rawgeti(L, t, member.slot);
+      } else {
+        lua_rawgeti(L, keys, member.slot);
+        lua_rawget(L, t);
+      }
       const Json::Ref v = ToJson(L, j, depth + 1);
       j.Append(out, v, member.name);
       lua_pop(L, 1);
@@ -1340,7 +1339,7 @@ class LuaPlugin : public Plugin {
 
   struct MemberName {
     std::string_view name;
-    lua_Integer slot;  // the key is keys[2 * slot - 1]
+    lua_Integer slot;  // the integer key, or where the name is in `keys`
     bool integer_key;
   };
 
