@@ -130,8 +130,8 @@ constexpr int64_t kChargeBatch = 1024;
 // near it.
 constexpr int64_t kMicrosPerInstruction = 2;
 constexpr int64_t kMinTimeLimitMicros = 1'000'000;
-// When instructions take longer than this on average between two hooks,
-// the hook looks at the clock after every instruction.
+// When the instructions between two hooks took longer than this, the next
+// hook comes after one instruction (until they are fast again).
 constexpr int64_t kSlowIntervalMicros = 1000;
 
 void CountHook(lua_State* L, lua_Debug*);
