@@ -276,6 +276,10 @@ TEST_F(Lua, LoadProblemsAreConfigErrors) {
   p = Make("error('boom at load')");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("boom at load"), std::string::npos);
+  p = Make("error({})");  // not a string: it was read as one
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("running the top level: an error that is not a string"), std::string::npos)
+      << p.status().message();
   p = Make("function process(e) return e end", "color = \"red\"\n");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("plugins.p.color: unknown key"), std::string::npos);
