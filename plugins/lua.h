@@ -24,27 +24,45 @@
 // Sandbox: only the base library (without dofile, loadfile, load, require,
 // collectgarbage, print, warn and rawset, which reach outside the sandbox or
 // around it), string (without dump), table, math (without random,
-// randomseed) and utf8. No io, os, package or debug; precompiled chunks are
-// refused. After the script's top level has run, its globals and the
-// library tables are read only (and strings' metatable protected), so a
+// randomseed) and utf8. No io, os, package, debug or coroutine; precompiled
+// chunks are refused. After the script's top level has run, its globals and
+// the library tables are read only (and strings' metatable protected), so a
 // script cannot keep state from one event to the next through them; a table
-// one of its own globals holds is not frozen. Once the instruction budget is
-// spent, every further instruction raises, so pcall cannot swallow it. An
-// error, an exhausted instruction budget or memory limit, or a result that
-// cannot be written back sends the event, unchanged, to the dead-letter
-// stream with the message ("lua: enrich.lua:12: attempt to index a nil
-// value"), never drops it; the next event runs as if nothing happened.
+// one of its own globals holds is not frozen.
+//
+// Bounds: the instruction budget counts VM instructions and, in the same
+// units, the work Lua does where the count hook does not see it: heap growth
+// (a unit per 64 bytes), library loops (pattern matching step by step, table
+// functions element by element, ...; lua.cpp lists every function), and the
+// copy of the returned event out of the script's heap, which the memory
+// limit bounds too. Finalizers (__gc) and weak tables (__mode) are refused
+// by setmetatable, also when added to a metatable later: Lua runs them
+// outside any hook, in collections and in lua_close. So closing a state
+// runs no script code. A time limit, 2 us per instruction of the budget (at
+// least 1 s; 2 s by default), catches what the budget cannot count: single
+// operations whose cost grows with the size of a value (comparing or
+// converting long strings, ...): far above what a script that stays within
+// its budget takes. Once the budget is spent, every further instruction
+// raises, so pcall cannot swallow it. An error, an exhausted instruction
+// budget or memory limit, or a result that cannot be written back sends the
+// event, unchanged, to the dead-letter stream with the message ("lua:
+// enrich.lua:12: attempt to index a nil value"), never drops it; the next
+// event runs as if nothing happened. At load, the same is a configuration
+// error.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
 
-Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir);
+// `env` gives the time limit its monotonic clock.
+Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir,
+                                                    Env* env = Env::Default());
 
 }  // namespace edgesync
