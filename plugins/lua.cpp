@@ -86,8 +86,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string_view>
 #include <vector>
 
@@ -1378,15 +1376,15 @@ Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::stri
   }
   if (!s.ok()) return s.status();
   const std::string path = (*script)[0] == '/' || base_dir.empty() ? *script : base_dir + "/" + *script;
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream code;
-  code << f.rdbuf();
-  if (!f) {
-    s.Problem(*s.Get("script"), "script", "cannot read " + path);
+  // A regular file of sane size only: a FIFO or /dev/zero named here must
+  // not hang `check` or a reload.
+  Result<std::string> code = env->ReadFile(path, kMaxConfigFileBytes);
+  if (!code.ok()) {
+    s.Problem(*s.Get("script"), "script", "cannot read " + path + ": " + code.status().message());
     return s.status();
   }
   auto plugin = std::make_shared<LuaPlugin>();
-  Status st = plugin->Load(path, code.str(), function, budget, memory, env);
+  Status st = plugin->Load(path, *code, function, budget, memory, env);
   if (!st.ok()) {
     s.Problem(*s.Get("script"), "script", path + ": " + st.message());
     return s.status();

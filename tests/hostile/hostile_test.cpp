@@ -269,6 +269,106 @@ TEST_F(Hostile, ABundleCannotUseUpTheVersionSpace) {
   AwaitStillCollecting();
 }
 
+// ---- Lua ------------------------------------------------------------------
+
+constexpr const char* kGoodScript = "function process(e) return e end\n";
+// Finalizers ran outside the instruction budget, with hooks off: on reload
+// the MQTT thread spun forever and SIGTERM never finished; in `check` it
+// never returned; in a bundle the main thread spun with signals ignored.
+constexpr const char* kFinalizerScript =
+    "setmetatable({}, {__gc = function() while true do end end})\n"
+    "function process(e) return e end\n";
+
+class HostileLua : public Hostile {
+ protected:
+  void SetUp() override {
+    Hostile::SetUp();
+    if (HasFatalFailure()) return;
+    std::ofstream(dir_ / "enrich.lua") << kGoodScript;
+    // The payments stream (JSON, tagged by the profile's rules) runs the script too.
+    std::ofstream(dir_ / "profile.toml") << PaymentsTagged("v0") << "\n[plugins.enrich]\ntype = \"lua\"\nscript = \""
+                                         << (dir_ / "enrich.lua") << "\"\nevery_stream = true\n";
+  }
+};
+
+TEST_F(HostileLua, AReloadWithAFinalizerThatNeverEndsIsRefusedAndStopStillStops) {
+  StartCollecting();
+  std::ofstream(dir_ / "enrich.lua") << kFinalizerScript;
+  ASSERT_TRUE(agent_->Signal(SIGHUP).ok());
+  ASSERT_TRUE(AwaitLog(0, "reload: keeping the running configuration")) << AgentLogs();
+  EXPECT_NE(AgentLog(0).find("__gc"), std::string::npos) << AgentLogs();
+  AwaitStillCollecting();
+  ASSERT_TRUE(agent_->Stop(30s).ok()) << "SIGTERM did not end the agent";
+}
+
+TEST_F(HostileLua, CheckReturnsOnAFinalizerAndOnAScriptThatIsAFifoOrADevice) {
+  std::ofstream(dir_ / "enrich.lua") << kFinalizerScript;
+  CommandResult r = RunEdgesync({"check", config_path()});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("__gc"), std::string::npos) << r.out;
+  ASSERT_EQ(::mkfifo((dir_ / "fifo.lua").c_str(), 0600), 0);
+  for (const std::string& script : {dir_ / "fifo.lua", std::string("/dev/zero")}) {
+    std::ofstream(dir_ / "profile.toml") << PaymentsTagged("v0") << "\n[plugins.enrich]\ntype = \"lua\"\nscript = \""
+                                         << script << "\"\nevery_stream = true\n";
+    r = RunEdgesync({"check", config_path()});
+    EXPECT_EQ(r.exit_code, 2) << script << ": " << r.out;
+    EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
+  }
+}
+
+// Through a signed bundle the main thread spun: signals ignored, status
+// healthy, the watchdog none the wiser. Now the bundle is refused at its
+// check, and the agent answers signals and status as before.
+TEST_F(HostileLua, ABundleWithAFinalizerIsRefusedAndTheAgentAnswersAsBefore) {
+  StartCollecting();
+  Drop("b1", [&] {
+    Result<std::string> b = fleet::SignBundle(
+        1, {{"edgesync.toml", PaymentsTagged("v1") + "\n[plugins.enrich]\ntype = \"lua\"\nscript = \"bad.lua\"\n"
+                              "every_stream = true\n"},
+            {"bad.lua", kFinalizerScript}},
+        key_);
+    return b.ok() ? *b : std::string();
+  }());
+  FleetView v = AwaitFleet("refused", 1);
+  EXPECT_NE(v.reason.find("__gc"), std::string::npos) << v.reason;
+  ASSERT_TRUE(agent_->Signal(SIGHUP).ok());
+  ASSERT_TRUE(AwaitLog(0, "SIGHUP: reloading"));
+  AwaitStillCollecting();
+}
+
+// Work Lua does in C without running an instruction (a backtracking
+// pattern, table.insert into a table whose __len says 10^15, table.move to
+// maxinteger) is charged to the budget: the event goes to the dead-letter
+// stream with the reason, and the next one runs.
+TEST_F(HostileLua, WorkInsideTheLibraryIsBudgetedPerEvent) {
+  std::ofstream(dir_ / "enrich.lua")
+      << "function process(e)\n"
+         "  if e.payload.attack == 1 then string.find(string.rep('a', 5000), string.rep('a*', 20) .. 'b') end\n"
+         "  if e.payload.attack == 2 then\n"
+         "    table.insert(setmetatable({}, {__len = function() return 1e15 end}), 1, 'x')\n"
+         "  end\n"
+         "  if e.payload.attack == 3 then table.move({}, 1, math.maxinteger - 1, 1, {}) end\n"
+         "  return e\n"
+         "end\n";
+  StartCollecting();
+  StartDeadLetterUnpack();
+  auto pub = Connect("it-attacker");
+  ASSERT_TRUE(pub);
+  for (int attack = 1; attack <= 3; ++attack) {
+    ASSERT_TRUE(pub->Publish("terminal/t9/payment/x", "{\"attack\":" + std::to_string(attack) + "}").ok());
+  }
+  ASSERT_TRUE(pub->WaitAcked(60s).ok()) << "an event hung the agent";
+  std::vector<Arrived> dead;
+  ASSERT_TRUE(harness::PollUntil([&] { return (dead = ReadArrived(dir_ / "dead-letters.ndjson")).size() >= 3; }, 60s))
+      << AgentLogs();
+  for (const Arrived& a : dead) {
+    EXPECT_EQ(a.reason, "plugin-error");
+    EXPECT_TRUE(a.error.find("budget") != std::string::npos || a.error.find("time limit") != std::string::npos)
+        << a.error;
+  }
+  AwaitStillCollecting();
+}
+
 // ---- MQTT ------------------------------------------------------------------
 
 // A 250 MB publish took the agent's memory to 509 MB (MemoryMax is 192M),
