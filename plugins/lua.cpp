@@ -483,15 +483,6 @@ int SetMetatable(lua_State* L) {
 // messages name the function as Lua's would.
 int CallLibrary(lua_State* L) { return lua_tocfunction(L, lua_upvalueindex(1))(L); }
 
-// A position argument of the string functions: negative counts from the
-// end; clipped to [1, inf).
-size_t StartPosition(lua_Integer pos, size_t len) {
-  if (pos > 0) return static_cast<size_t>(pos);
-  if (pos == 0) return 1;
-  if (pos < -static_cast<lua_Integer>(len)) return 1;
-  return len + static_cast<size_t>(pos) + 1;
-}
-
 // An end position: negative counts from the end; clipped to [0, len].
 size_t EndPosition(lua_Integer pos, size_t len) {
   if (pos > static_cast<lua_Integer>(len)) return len;
@@ -515,7 +506,7 @@ int StringByte(lua_State* L) {
   size_t len = 0;
   luaL_checklstring(L, 1, &len);
   const lua_Integer i = luaL_optinteger(L, 2, 1);
-  const size_t first = StartPosition(i, len);
+  const size_t first = LuaStartPosition(i, len);
   const size_t last = EndPosition(luaL_optinteger(L, 3, i), len);
   if (first <= last) Charge(L, static_cast<int64_t>(last - first) + 1);
   return CallLibrary(L);

@@ -88,14 +88,6 @@ LuaWorkMeter* MeterUpvalue(lua_State* L, int index) {
   return static_cast<LuaWorkMeter*>(lua_touserdata(L, lua_upvalueindex(index)));
 }
 
-// A position argument: negative counts from the end; clipped to [1, inf).
-size_t StartPosition(lua_Integer pos, size_t len) {
-  if (pos > 0) return static_cast<size_t>(pos);
-  if (pos == 0) return 1;
-  if (pos < -static_cast<lua_Integer>(len)) return 1;
-  return len + static_cast<size_t>(pos) + 1;
-}
-
 // ---- single character classes ----
 
 // Whether `c` is in the class %`cl` (cl a letter), or is `cl` itself.
@@ -411,7 +403,7 @@ int FindOrMatch(lua_State* L, bool find) {
   size_t ls = 0, lp = 0;
   const char* s = luaL_checklstring(L, 1, &ls);
   const char* p = luaL_checklstring(L, 2, &lp);
-  const size_t init = StartPosition(luaL_optinteger(L, 3, 1), ls) - 1;
+  const size_t init = LuaStartPosition(luaL_optinteger(L, 3, 1), ls) - 1;
   if (init > ls) {  // starts after the end: nothing to find
     lua_pushnil(L);
     return 1;
@@ -483,7 +475,7 @@ int Gmatch(lua_State* L) {
   size_t ls = 0;
   luaL_checklstring(L, 1, &ls);
   luaL_checkstring(L, 2);
-  size_t init = StartPosition(luaL_optinteger(L, 3, 1), ls) - 1;
+  size_t init = LuaStartPosition(luaL_optinteger(L, 3, 1), ls) - 1;
   if (init > ls) init = ls + 1;  // after the end: no matches
   lua_settop(L, 2);
   lua_pushvalue(L, lua_upvalueindex(1));  // the meter
@@ -605,6 +597,13 @@ void SetLuaPatternFunctions(lua_State* L, int index, LuaWorkMeter* meter) {
     lua_pushcclosure(L, f.func, 1);
     lua_setfield(L, index, f.name);
   }
+}
+
+size_t LuaStartPosition(int64_t pos, size_t len) {
+  if (pos > 0) return static_cast<size_t>(pos);
+  if (pos == 0) return 1;
+  if (pos < -static_cast<int64_t>(len)) return 1;
+  return len + static_cast<size_t>(pos) + 1;
 }
 
 }  // namespace edgesync

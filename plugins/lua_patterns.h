@@ -14,6 +14,7 @@
 // they charge their work to the meter, which stops them when it raises.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 struct lua_State;
@@ -37,5 +38,10 @@ class LuaWorkMeter {
 // Sets find, match, gmatch and gsub in the table at `index` (the string
 // library's table) to the metered ones. `meter` must outlive the state.
 void SetLuaPatternFunctions(lua_State* L, int index, LuaWorkMeter* meter);
+
+// A start position argument of Lua's string functions as the manual defines
+// it: negative counts from the end of a string of `len` bytes; clipped to
+// [1, inf).
+size_t LuaStartPosition(int64_t pos, size_t len);
 
 }  // namespace edgesync
