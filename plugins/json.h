@@ -49,8 +49,11 @@ class Json {
   // of each (all bits when a name has escapes). A name whose bit is clear
   // is certainly not among them; edits are not reflected.
   uint64_t name_signature() const { return name_signature_; }
-  // Case-insensitive (ASCII) in the name's length and first and last bytes.
+  // Case-insensitive (ASCII) in the length and first and last bytes of the
+  // name's last step, as a path reads (card.cvv, card[cvv]: cvv).
   static uint64_t NameBit(std::string_view name) {
+    if (!name.empty() && name.back() == ']') name.remove_suffix(1);
+    if (const size_t step = name.find_last_of(".["); step != std::string_view::npos) name.remove_prefix(step + 1);
     if (name.empty()) return 1;
     auto fold = [](char c) { return static_cast<unsigned>(c >= 'A' && c <= 'Z' ? c + 32 : c) & 0xFF; };
     return 1ull << ((name.size() * 7 + fold(name.front()) * 13 + fold(name.back()) * 17) & 63);

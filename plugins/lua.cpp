@@ -103,6 +103,8 @@ namespace {
 
 constexpr int kMaxDepth = Json::kMaxDepth;
 
+// The global table of edgesync's own (edgesync.null).
+constexpr const char* kEdgesyncLib = "edgesync";
 // The sentinel for JSON null: a light userdata only this file makes.
 char null_sentinel;
 // What the budget raises. Run tells it from the script's own errors by
@@ -545,11 +547,16 @@ int StringFormat(lua_State* L) {
 }
 
 // string.pack, packsize, unpack: a unit per byte of format (each option
-// is at least one).
+// is at least one), and the scan of every string argument (option 'z'
+// looks for the end of a zero-terminated string through all of it).
 int PerFormatByte(lua_State* L) {
   size_t len = 0;
   luaL_checklstring(L, 1, &len);
-  Charge(L, 1 + static_cast<int64_t>(len));
+  int64_t units = 1 + static_cast<int64_t>(len);
+  for (int i = 2; i <= lua_gettop(L); ++i) {
+    if (lua_type(L, i) == LUA_TSTRING) units += ScanUnits(lua_rawlen(L, i));
+  }
+  Charge(L, units);
   return CallLibrary(L);
 }
 
@@ -895,29 +902,20 @@ class LuaPlugin : public Plugin {
       std::string why = lua_tostring(L_, -1);
       return Status::InvalidArgument(why);
     }
+    // The top level, then the locking of what it left: both under the
+    // bounds and protected (the script may have given _G or the string
+    // metatable metamethods of its own, and the heap may be nearly full).
     limits_.Arm();
-    const int rc = lua_pcall(L_, 0, 0, 0);
+    int rc = lua_pcall(L_, 0, 0, 0);
+    std::string failed = "running the top level: ";
+    if (rc == LUA_OK) {
+      failed.clear();
+      lua_pushcfunction(L_, &LuaPlugin::LockUp);
+      lua_pushlightuserdata(L_, this);
+      rc = lua_pcall(L_, 1, 0, 0);
+    }
     limits_.Disarm();
-    if (rc != LUA_OK) return Status::InvalidArgument("running the top level: " + ErrorText(rc));
-    if (lua_getglobal(L_, function_.c_str()) != LUA_TFUNCTION) {
-      return Status::InvalidArgument("the script defines no function " + function_ + "(event)");
-    }
-    lua_pop(L_, 1);
-    // Globals and the libraries read only from now on: no state from one
-    // event to the next. (Tables the script's own globals hold are not
-    // frozen: lua.h says so.)
-    for (const char* lib : {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, "edgesync"}) {
-      if (lua_getglobal(L_, lib) == LUA_TTABLE) Freeze(L_, -1);
-      lua_pop(L_, 1);
-    }
-    lua_pushglobaltable(L_);
-    Freeze(L_, -1);
-    lua_pop(L_, 1);
-    // Strings' metatable is shared by every string: not the script's to change.
-    lua_pushliteral(L_, "");
-    lua_getmetatable(L_, -1);
-    lua_pushboolean(L_, 0);
-    lua_setfield(L_, -2, "__metatable");
+    if (rc != LUA_OK) return Status::InvalidArgument(failed + ErrorText(rc));
     lua_settop(L_, 0);
     lua_gc(L_, LUA_GCCOLLECT);
     return Status::OK();
@@ -948,8 +946,45 @@ class LuaPlugin : public Plugin {
              " ms exceeded (operations on big values: see the README)";
     }
     if (rc == LUA_ERRMEM) return "memory limit of " + std::to_string(limits_.heap_limit) + " bytes reached";
-    return lua_type(L_, -1) == LUA_TSTRING ? lua_tostring(L_, -1) : "an error that is not a string";
+    if (lua_type(L_, -1) != LUA_TSTRING) return "an error that is not a string";
+    // It goes into the dead letter's edgesync.error and the log: cut.
+    constexpr size_t kMostErrorBytes = 1024;
+    size_t n = 0;
+    const char* why = lua_tolstring(L_, -1, &n);
+    return std::string(why, std::min(n, kMostErrorBytes)) + (n > kMostErrorBytes ? "..." : "");
   }
+
+  // lua_pcall'd after the top level: (plugin). Checks the function is
+  // there and makes the globals and the libraries read only from now on:
+  // no state from one event to the next (tables the script's own globals
+  // hold are not frozen: lua.h says so). Raw access only, and the libraries
+  // taken from the registry, not from globals the script may have changed.
+  static int LockUp(lua_State* L) {
+    const LuaPlugin* self = static_cast<const LuaPlugin*>(lua_touserdata(L, 1));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    const int globals = lua_gettop(L);
+    lua_pushstring(L, self->function_.c_str());
+    if (lua_rawget(L, globals) != LUA_TFUNCTION) {
+      return luaL_error(L, "the script defines no function %s(event)", self->function_.c_str());
+    }
+    lua_pop(L, 1);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    const int loaded = lua_gettop(L);
+    for (const char* lib : {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, kEdgesyncLib}) {
+      lua_pushstring(L, lib);
+      if (lua_rawget(L, loaded) == LUA_TTABLE) Freeze(L, -1);
+      lua_pop(L, 1);
+    }
+    Freeze(L, globals);
+    // Strings' metatable is shared by every string: not the script's to change.
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushliteral(L, "__metatable");
+    lua_pushboolean(L, 0);
+    lua_rawset(L, -3);
+    return 0;
+  }
+
 
   // Everything that touches Lua runs inside lua_pcall (Protected), so an
   // error, the budget or the memory limit unwinds to here and never aborts
@@ -1038,11 +1073,16 @@ class LuaPlugin : public Plugin {
     RemoveField(LUA_MATHLIBNAME, "randomseed");
     RemoveField(LUA_STRLIBNAME, "dump");
     MeterLibraries(L_, &limits_);
-    // edgesync.null: JSON's null.
+    // edgesync.null: JSON's null. Registered as a library too, where
+    // LockUp finds it whatever the script does to its global.
     lua_newtable(L_);
     lua_pushlightuserdata(L_, &null_sentinel);
     lua_setfield(L_, -2, "null");
-    lua_setglobal(L_, "edgesync");
+    luaL_getsubtable(L_, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L_, -2);
+    lua_setfield(L_, -2, kEdgesyncLib);
+    lua_pop(L_, 1);
+    lua_setglobal(L_, kEdgesyncLib);
   }
 
   void RemoveField(const char* table, const char* field) {

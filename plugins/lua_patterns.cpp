@@ -111,8 +111,10 @@ bool InClass(int c, int cl) {
 }
 
 // Whether `c` is in the set that opens at `open` ('[') and closes at
-// `close` (its ']').
-bool InSet(int c, const char* open, const char* close) {
+// `close` (its ']'). A set is as long as the pattern makes it: its scan is
+// charged by its length, like any other scan.
+bool InSet(Matcher* m, int c, const char* open, const char* close) {
+  m->Step(1 + (close - open) / static_cast<ptrdiff_t>(kBytesPerStep));
   const char* p = open + 1;
   bool in = true;
   if (*p == '^') {
@@ -147,20 +149,23 @@ const char* ClassEnd(Matcher* m, const char* p) {
       if (q >= m->pattern_end) luaL_error(m->L, "malformed pattern (missing ']')");
       const char c = *q++;
       if (c == kEsc && q < m->pattern_end) ++q;
-      if (q < m->pattern_end && *q == ']') return q + 1;
+      if (q < m->pattern_end && *q == ']') {
+        m->Step((q - p) / static_cast<ptrdiff_t>(kBytesPerStep));
+        return q + 1;
+      }
     }
   }
   return p + 1;
 }
 
 // Whether the subject character at `s` is in the class [p, ep).
-bool ClassMatches(const Matcher* m, const char* s, const char* p, const char* ep) {
+bool ClassMatches(Matcher* m, const char* s, const char* p, const char* ep) {
   if (s >= m->subject_end) return false;
   const int c = Byte(*s);
   switch (*p) {
     case '.': return true;
     case kEsc: return InClass(c, Byte(p[1]));
-    case '[': return InSet(c, p, ep - 1);
+    case '[': return InSet(m, c, p, ep - 1);
     default: return Byte(*p) == c;
   }
 }
@@ -281,7 +286,7 @@ const char* Match(Matcher* m, const char* s, const char* p) {
           const char* ep = ClassEnd(m, p);
           const int before = s == m->subject ? '\0' : Byte(s[-1]);
           const int here = s < m->subject_end ? Byte(*s) : '\0';
-          if (!InSet(before, p, ep - 1) && InSet(here, p, ep - 1)) {
+          if (!InSet(m, before, p, ep - 1) && InSet(m, here, p, ep - 1)) {
             p = ep;
             continue;
           }

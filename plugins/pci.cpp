@@ -84,8 +84,11 @@ class PciPlugin : public Plugin {
 
   // Called for every member name, property name and word before a
   // delimiter in text: a filter by length and first letter lets almost
-  // every name through without a comparison.
+  // every name through without a comparison. A path counts by its last
+  // step (card.cvv, card[cvv]), as in text pairs.
   bool Sensitive(std::string_view key) const {
+    if (!key.empty() && key.back() == ']') key.remove_suffix(1);
+    if (const size_t step = key.find_last_of(".["); step != std::string_view::npos) key.remove_prefix(step + 1);
     if (key.empty() || key.size() > max_sensitive_) return false;
     if (((first_letters_[key.size()] >> (Fold(key[0]) & 31)) & 1) == 0) return false;
     for (const std::string& s : sensitive_) {
@@ -190,15 +193,16 @@ class PciPlugin : public Plugin {
     if (Text(*raw, &scratch_)) raw->swap(scratch_);
   }
 
-  // Sensitive properties go; card data in the others' names and values is
-  // masked.
+  // Card data in names and values is masked; then properties whose name,
+  // as it now reads, is sensitive go (cleaning a name can make one:
+  // "cv<cvv>1</cvv>v" reads "cvv" once its pair is gone).
   void Properties(std::vector<std::pair<std::string, std::string>>& props) const {
-    props.erase(std::remove_if(props.begin(), props.end(), [&](const auto& p) { return Sensitive(p.first); }),
-                props.end());
     for (auto& [name, value] : props) {
       if (Text(name, &scratch_)) name.swap(scratch_);
       if (Text(value, &scratch_)) value.swap(scratch_);
     }
+    props.erase(std::remove_if(props.begin(), props.end(), [&](const auto& p) { return Sensitive(p.first); }),
+                props.end());
   }
 
   // Removes sensitive members; with `values`, reads every string, number
@@ -209,12 +213,15 @@ class PciPlugin : public Plugin {
         for (Json::Ref c = j.first(r); c != Json::kNone;) {
           const Json::Ref next = j.next(c);
           std::string_view key = j.key(c, &key_scratch_);
+          if (values && Text(key, &scratch_)) {  // card data in a name; it may then read as a sensitive one
+            j.Rename(c, scratch_);
+            key = scratch_;
+          }
           if (Sensitive(key)) {
             j.Remove(c);
             c = next;
             continue;
           }
-          if (values && Text(key, &scratch_)) j.Rename(c, scratch_);  // a card number as a name
           if (values || j.IsContainer(c)) Walk(j, c, values);
           c = next;
         }

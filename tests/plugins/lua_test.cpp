@@ -396,6 +396,43 @@ function process(e) return e end)");
       << tbc.status().message();
 }
 
+// After the top level, the globals and libraries are locked: what the top
+// level left there (metamethods on _G or on the string metatable, a heap
+// nearly full) used to run unbounded, unprotected script code at that point
+// (a hang, or an abort of the whole agent).
+TEST_F(Lua, LockingWhatTheTopLevelLeftIsBoundedAndProtected) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"utf8 = nil setmetatable(_G, {__index = function() while true do end end})\nfunction process(e) return e end",
+       ""},
+      {"setmetatable(_G, {__index = function() while true do end end})", "defines no function process(event)"},
+      {"setmetatable(_G, {__index = function() error('x') end})", "defines no function process(event)"},
+      {"setmetatable(getmetatable(''), {__newindex = function() while true do end end})\n"
+       "function process(e) return e end", ""},
+  };
+  for (const auto& [script, says] : cases) {
+    Result<std::shared_ptr<const Plugin>> p = WithinDeadline(script, [&] { return Make(script); });
+    if (says.empty()) {
+      ASSERT_TRUE(p.ok()) << script << ": " << p.status().ToString();
+      EXPECT_EQ(RunBounded(**p, script).action, Action::kKeep) << script;
+    } else {
+      ASSERT_FALSE(p.ok()) << script;
+      EXPECT_NE(p.status().message().find(says), std::string::npos) << p.status().message();
+    }
+  }
+  // Thousands of globals to move aside with the heap nearly full: a memory
+  // error, reported as one.
+  Result<std::shared_ptr<const Plugin>> full = WithinDeadline("globals and a full heap", [&] {
+    return Make("for i = 1, 6000 do _G['g' .. i] = i end\n"
+                "local keep = {} for i = 1, 1e9 do local ok = pcall(function() keep[#keep + 1] = ('x'):rep(64) end) "
+                "if not ok then break end end\nfunction process(e) return e end",
+                "memory_limit = \"1MiB\"\ninstruction_budget = 100000000\n");
+  });
+  // Loaded or refused, the process is still here (it used to abort).
+  if (!full.ok()) {
+    EXPECT_NE(full.status().message().find("limit"), std::string::npos) << full.status().message();
+  }
+}
+
 TEST_F(Lua, WeakTablesAreRefused) {
   // One collection of a weak-keyed table is quadratic in its entries (14 s
   // for 40,000 in 4 MB): collections run outside the budget.
@@ -541,6 +578,11 @@ TEST_F(Lua, PatternMatchingIsBudgeted) {
            "string.find(('a'):rep(1000000), ('a'):rep(500000) .. 'b', 1, true)",
            "string.find(('a'):rep(1000000), ('a'):rep(500000) .. 'b')",
            "string.gsub(('x'):rep(100000), '', ('%0'):rep(100000))",
+           // A set is scanned whole at every position it is tried at.
+           "string.find(('b'):rep(200000), '[' .. ('a'):rep(100000) .. ']')",
+           "string.gsub(('b'):rep(200000), '%f[' .. ('a'):rep(100000) .. ']', '')",
+           // Option 'z' scans a string to its end, whatever the format's length.
+           "local s = ('x'):rep(4000000) for i = 1, 100000 do pcall(string.unpack, 'z', s) end",
        }) {
     auto p = MustMake(std::string("function process(e) ") + call + " return e end");
     ASSERT_TRUE(p) << call;

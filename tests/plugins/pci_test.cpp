@@ -309,6 +309,17 @@ TEST(PciPans, InTheEventsKey) {
   EXPECT_EQ(e.route.key, "411111******1111");
 }
 
+// A name that reads as a sensitive one once its own card data is cleaned
+// ("cv<cvv>1</cvv>v" is "cvv" without its pair), and names that are paths
+// ending in one, go like the name itself.
+TEST(PciRaw, NamesThatBecomeOrEndInASensitiveNameGo) {
+  EXPECT_EQ(JsonEvent(R"({"cv<cvv>1</cvv>v":"123","ok":1})"), R"({"ok":1})");
+  EXPECT_EQ(JsonEvent(R"({"card.cvv":"123","card[cvv]":"456","ok":1})"), R"({"ok":1})");
+  Out o = Raw("x", "t/x", {{"cv<cvv>1</cvv>v", "123"}, {"payment[cvv]", "456"}, {"note", "kept"}});
+  ASSERT_EQ(o.properties.size(), 1u);
+  EXPECT_EQ(o.properties[0].first, "note");
+}
+
 // more_sensitive_fields adds to the defaults; sensitive_fields replaces them.
 TEST(PciRaw, MoreSensitiveFieldsAddToTheDefaults) {
   auto run = [](const std::string& settings) {
