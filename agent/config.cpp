@@ -564,8 +564,7 @@ Result<toml::table> ParseToml(const std::string& text, const std::string& origin
 // that sets one is refused: the device file would win anyway, so such a
 // key says the bundle was written for another device, or against this one.
 constexpr const char* kDeviceOnlyKeys[] = {"agent.device_id", "agent.state_dir", "encryption.journal_key",
-                                           "plugins.dir", "kafka.allow_unsafe_properties"};
-constexpr const char* kDeviceOnlySections[] = {"fleet"};
+                                           "plugins.dir", "kafka.allow_unsafe_properties", "fleet"};
 
 // librdkafka properties that load code into the agent, run a program or
 // read a file the value names: what it does, or nullptr for the others.
@@ -605,18 +604,13 @@ bool ConnectionKafkaProperty(std::string_view name) {
 }
 
 // Refuses, in `t` (a profile's or a fleet bundle's table), what only the
-// device file may set: kDeviceOnlyKeys and kDeviceOnlySections, and the
+// device file may set: kDeviceOnlyKeys (a key or a whole table), and the
 // librdkafka properties that load code, run programs, read files or change
 // the connection.
 void CheckFleetLayer(const toml::table& t, Problems* p) {
   for (const char* key : kDeviceOnlyKeys) {
     if (const toml::node* n = t.at_path(key).node()) {
       p->Add(n->source(), key, "only the device's own file may set this (a profile or fleet bundle may not)");
-    }
-  }
-  for (const char* section : kDeviceOnlySections) {
-    if (const toml::node* n = t.get(section)) {
-      p->Add(n->source(), section, "only the device's own file may set this (a profile or fleet bundle may not)");
     }
   }
   const toml::table* props = t.at_path("kafka.properties").as_table();
@@ -659,12 +653,21 @@ Status LayProfileUnder(toml::table* t, const std::string& origin) {
 
 }  // namespace
 
+namespace {
+
+// CheckFleetLayer over a whole file's table: its problems as one Status.
+Status CheckFleetFile(const toml::table& t, const std::string& origin) {
+  Problems p(origin);
+  CheckFleetLayer(t, &p);
+  return p.empty() ? Status::OK() : Status::InvalidArgument(p.Join());
+}
+
+}  // namespace
+
 Status CheckFleetToml(const std::string& text, const std::string& origin) {
   Result<toml::table> t = ParseToml(text, origin);
   if (!t.ok()) return t.status();
-  Problems p(origin);
-  CheckFleetLayer(*t, &p);
-  return p.empty() ? Status::OK() : Status::InvalidArgument(p.Join());
+  return CheckFleetFile(*t, origin);
 }
 
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config) {
@@ -679,9 +682,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     if (!text.ok()) return Status::InvalidArgument(bundle_config + ": cannot read: " + text.status().ToString());
     Result<toml::table> base = ParseToml(*text, bundle_config);
     if (!base.ok()) return base.status();
-    Problems layer(bundle_config);
-    CheckFleetLayer(*base, &layer);
-    if (!layer.empty()) return Status::InvalidArgument(layer.Join());
+    EDGESYNC_RETURN_IF_ERROR(CheckFleetFile(*base, bundle_config));
     EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&base.value(), bundle_config));
     if (toml::table* agent = root["agent"].as_table()) agent->erase("profile");
     Overlay(base.value(), root);

@@ -239,10 +239,9 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
     Refuse(version, from, "cannot unpack it: " + unpacked.ToString());
     return std::nullopt;
   }
+  // A bundle that sets agent.state_dir, [fleet] or another key only the
+  // device file may set fails here (ParseConfig refuses it).
   Result<Config> c = LoadConfig(device_path_, dir + "/edgesync.toml");
-  if (c.ok() && !SameFleetSettings(*c, device_)) {
-    c = Status::InvalidArgument("it sets agent.state_dir or [fleet]: those belong to the device file");
-  }
   if (!c.ok()) {
     RemoveTree(env_, dir);
     last_refused_digest_ = digest;  // signed by the fleet, and wrong: its version is used up

@@ -339,13 +339,12 @@ void Ingest::OnMessage(mosquitto*, void* self, const mosquitto_message* msg,
       const size_t bytes = (name ? std::strlen(name) : 0) + (value ? std::strlen(value) : 0) + 4;
       ++m.user_property_count;
       m.user_property_bytes += bytes;
-      // Past the limits they are counted, not copied: the message goes to
-      // the dead-letter stream without them, and is not held twice.
-      if (!m.user_properties_cut && m.user_property_count <= in->options_.max_user_properties &&
+      // Past the limits (both sums only grow) they are counted, not copied:
+      // the message goes to the dead-letter stream without them, and is not
+      // held twice.
+      if (m.user_property_count <= in->options_.max_user_properties &&
           m.user_property_bytes <= in->options_.max_user_property_bytes) {
         m.user_properties.emplace_back(name ? name : "", value ? value : "");
-      } else {
-        m.user_properties_cut = true;
       }
       free(name);
       free(value);

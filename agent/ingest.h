@@ -70,10 +70,9 @@ struct IngestMessage {
   int qos = 0;
   std::string_view content_type;                                   // MQTT 5
   // MQTT 5 user properties, in order; when there were more, or more bytes,
-  // than IngestOptions allows, only those within the limits (then
-  // user_properties_cut is set). The counts are of all of them.
+  // than IngestOptions allows, only those within the limits. The counts
+  // are of all of them.
   std::vector<std::pair<std::string, std::string>> user_properties;
-  bool user_properties_cut = false;
   size_t user_property_count = 0;
   size_t user_property_bytes = 0;  // name + value + 4 each
 };

@@ -26,7 +26,7 @@ size_t CardSafeCut(std::string_view payload, size_t max) {
   auto ends_clean = [&](size_t cut) {
     const unsigned char c = static_cast<unsigned char>(payload[cut - 1]);
     if (c >= 0x80) return false;  // a non-ASCII digit or separator, or a cut UTF-8 sequence
-    if (std::strchr("\"{}[]()<>=", c) != nullptr) return true;
+    if (c != 0 && std::strchr("\"{}[]()<>=", c) != nullptr) return true;
     const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     return letter && std::strchr("abcdefABCDEFuUx", c) == nullptr;
   };

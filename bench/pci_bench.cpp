@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
 #include "plugins/card_scan.h"
 #include "plugins/pci.h"
 
@@ -47,12 +48,6 @@ class Rng {
   std::mt19937_64 g_;
 };
 
-char LuhnDigit(const std::string& body) {  // the check digit that makes body+d Luhn-valid
-  for (char c = '0'; c <= '9'; ++c) {
-    if (LuhnValid(body + c)) return c;
-  }
-  return '0';
-}
 
 std::string Pad(int64_t v, int width) {
   std::string s = std::to_string(v);
@@ -84,13 +79,13 @@ std::string Imei(Rng& r) {
   static const char* kTac[] = {"35", "35", "35", "35", "86", "86", "86", "01", "99", "44", "45", "49", "50",
                                "51", "52", "53", "54"};
   const std::string body = std::string(r.Pick(kTac)) + r.Digits(12);
-  return body + LuhnDigit(body);
+  return body + LuhnCheckDigit(body);
 }
 
 std::string Iccid(Rng& r) {
   static const char* kCountry[] = {"8949", "8944", "8933", "8901", "8986", "8934", "8931", "8946"};
   const std::string body = std::string(r.Pick(kCountry)) + r.Digits(r.Int(14, 15));
-  return body + LuhnDigit(body);
+  return body + LuhnCheckDigit(body);
 }
 
 std::string Decimal(Rng& r, int int_digits, int frac_digits, char point) {
@@ -246,7 +241,7 @@ std::string MakePan(Rng& r, const Network& n) {
   const std::string prefix = n.prefixes[r.Below(n.prefixes.size())];
   const int len = n.lengths[r.Below(n.lengths.size())];
   const std::string body = prefix + r.Digits(len - 1 - static_cast<int>(prefix.size()));
-  return body + LuhnDigit(body);
+  return body + LuhnCheckDigit(body);
 }
 
 // The usual groups: 4-6-5 / 4-6-4 for 15 and 14 digits, else fours.
@@ -269,21 +264,7 @@ std::string Grouped(const std::string& pan, const std::string& sep) {
 
 std::string Utf8(uint32_t cp) {
   std::string s;
-  if (cp < 0x80) {
-    s.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    s.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    s.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  AppendUtf8(cp, &s);
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/utf8.h"
 #include "plugins/unicode_tables.h"
 
 namespace edgesync {
@@ -22,6 +23,20 @@ bool LuhnValid(std::string_view digits) {
     twice = !twice;
   }
   return sum % 10 == 0;
+}
+
+char LuhnCheckDigit(std::string_view body) {
+  // Doubling starts at the last digit of `body`: it is second from the right
+  // once the check digit follows.
+  int sum = 0;
+  bool twice = true;
+  for (size_t i = body.size(); i-- > 0;) {
+    int d = body[i] - '0';
+    if (twice) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+    twice = !twice;
+  }
+  return static_cast<char>('0' + (10 - sum % 10) % 10);
 }
 
 bool IssuerAccepts(std::string_view d, PanPolicy::Issuers issuers) {
@@ -195,49 +210,16 @@ Token Classify(uint32_t cp, uint32_t len) {
   return t;
 }
 
-int Hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // `k` hex digits at text[at...], or -1.
 int64_t HexAt(std::string_view text, size_t at, size_t k) {
   if (at + k > text.size()) return -1;
   int64_t v = 0;
   for (size_t i = 0; i < k; ++i) {
-    const int h = Hex(text[at + i]);
+    const int h = HexDigitValue(text[at + i]);
     if (h < 0) return -1;
     v = v * 16 + h;
   }
   return v;
-}
-
-// One UTF-8 sequence at bytes[0, n): its code point and length, or false.
-bool Utf8(const unsigned char* s, size_t n, uint32_t* cp, uint32_t* len) {
-  const unsigned char c = s[0];
-  uint32_t need, v;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1, v = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    need = 2, v = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 3, v = c & 0x07;
-  } else {
-    return false;
-  }
-  if (n < need + 1) return false;
-  for (uint32_t i = 1; i <= need; ++i) {
-    if ((s[i] & 0xC0) != 0x80) return false;
-    v = (v << 6) | (s[i] & 0x3F);
-  }
-  if ((need == 2 && v < 0x800) || (need == 3 && (v < 0x10000 || v > 0x10FFFF)) || (v >= 0xD800 && v < 0xE000)) {
-    return false;
-  }
-  *cp = v;
-  *len = need + 1;
-  return true;
 }
 
 // Escapes a decoder downstream would turn into a character: JSON and C
@@ -285,9 +267,10 @@ Token Escape(std::string_view text, size_t i) {
       if (v < 0) break;
       bytes[k++] = static_cast<unsigned char>(v);
     }
-    uint32_t cp, len;
-    if (!Utf8(bytes, k, &cp, &len)) return Token{};
-    return Classify(cp, 3 * len);
+    uint32_t cp;
+    const size_t len = DecodeUtf8(std::string_view(reinterpret_cast<const char*>(bytes), k), 0, &cp);
+    if (len == 0) return Token{};
+    return Classify(cp, static_cast<uint32_t>(3 * len));
   }
   if (c == '&' && i + 2 < n) {
     // Bounded: "&&&&..." must not search the rest of the text each time.
@@ -302,7 +285,7 @@ Token Escape(std::string_view text, size_t i) {
       const std::string_view num = body.substr(hex ? 2 : 1);
       if (num.empty()) return Token{};
       for (char d : num) {
-        const int v = hex ? Hex(d) : (IsAsciiDigit(d) ? d - '0' : -1);
+        const int v = hex ? HexDigitValue(d) : (IsAsciiDigit(d) ? d - '0' : -1);
         if (v < 0) return Token{};
         cp = cp * (hex ? 16 : 10) + static_cast<uint64_t>(v);
         if (cp >= 0x110000) return Token{};
@@ -335,7 +318,7 @@ inline uint8_t FamilyOf(unsigned char c) {
 // `escapes` that decodes to a digit, a separator or an invisible character
 // is one token; any other escape is read as the characters it is written
 // with ("%41" is '%', then the digits "41": a reader sees those).
-inline Token Decode(std::string_view text, size_t i, bool unicode, uint8_t escapes = kEscAll) {
+inline Token Decode(std::string_view text, size_t i, bool unicode, uint8_t escapes) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   if (c < 0x80) {
     if (unicode && (FamilyOf(c) & escapes) != 0) {
@@ -345,9 +328,10 @@ inline Token Decode(std::string_view text, size_t i, bool unicode, uint8_t escap
     return kAscii[c];  // copied whole: no field written apart (a store the next load would wait on)
   }
   if (!unicode) return Token{};
-  uint32_t cp, len;
-  if (!Utf8(reinterpret_cast<const unsigned char*>(text.data() + i), text.size() - i, &cp, &len)) return Token{};
-  return Classify(cp, len);
+  uint32_t cp;
+  const size_t len = DecodeUtf8(text, i, &cp);
+  if (len == 0) return Token{};
+  return Classify(cp, static_cast<uint32_t>(len));
 }
 
 // ---- Runs of digit groups ----
@@ -380,6 +364,16 @@ struct Hit {
 };
 
 // A valid EAN-13: its last digit is the GS1 check digit (weights 1, 3).
+bool Ean13(std::string_view d);
+
+// The ASCII digits `d` (13-19 of them) are a PAN under `policy`: a network's
+// prefix at its length, Luhn-valid, and not what the context says it is not
+// (a 13-digit Visa-range EAN-13).
+bool PanDigits(std::string_view d, const PanPolicy& policy) {
+  if (!IssuerAccepts(d, policy.issuers) || !LuhnValid(d)) return false;
+  return !(policy.context && d.size() == 13 && d[0] == '4' && Ean13(d));
+}
+
 bool Ean13(std::string_view d) {
   if (d.size() != 13) return false;
   int sum = 0;
@@ -504,12 +498,9 @@ class Scanner {
 
   bool Accepts(uint32_t first, uint32_t count) {
     if (count < 13 || count > 19) return false;
-    const std::string_view d = Text(first, count);
-    if (!IssuerAccepts(d, p_.issuers) || !LuhnValid(d)) return false;
-    return !(p_.context && count == 13 && d[0] == '4' && Ean13(d));
+    return PanDigits(Text(first, count), p_);
   }
 
-  // Whether groups [a, b] may form one card number.
   // Whether groups [a, b] may form one card number, given what the loop
   // over b found: all their separators free (of a class that joins any
   // groups), or all the same as the first.
@@ -964,9 +955,7 @@ bool SingleRun(std::string_view text, size_t from, size_t to, const PanPolicy& p
     if (after == '=' || after == 'D' || after == 'd' || after == '^' || after == 'e' || after == 'E') return false;
   }
   *decided = true;
-  const std::string_view d = text.substr(a, b - a);
-  if (!IssuerAccepts(d, policy.issuers) || !LuhnValid(d)) return false;
-  return !(policy.context && d.size() == 13 && d[0] == '4' && Ean13(d));
+  return PanDigits(text.substr(a, b - a), policy);
 }
 
 // One reading of the text: every hit replaced, into *out; false when there

@@ -110,6 +110,8 @@ bool HasPan(std::string_view text, const PanPolicy& policy = {});
 std::string MaskLayout(std::string_view digits, std::string_view layout);
 
 bool LuhnValid(std::string_view digits);
+// The digit that, appended to the ASCII digits `body`, makes them Luhn-valid.
+char LuhnCheckDigit(std::string_view body);
 // `digits` (13-19 ASCII digits) starts with a prefix `issuers` accepts,
 // at a length that prefix is issued with.
 bool IssuerAccepts(std::string_view digits, PanPolicy::Issuers issuers);

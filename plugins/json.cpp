@@ -1,6 +1,7 @@
 #include "plugins/json.h"
 
 #include "base/json_text.h"
+#include "base/utf8.h"
 
 #include <simdjson.h>
 
@@ -19,35 +20,10 @@ Json::~Json() = default;
 
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 unsigned Hex4(std::string_view s, size_t at) {
   unsigned v = 0;
-  for (size_t i = at; i < at + 4 && i < s.size(); ++i) v = v * 16 + static_cast<unsigned>(std::max(0, HexValue(s[i])));
+  for (size_t i = at; i < at + 4 && i < s.size(); ++i) v = v * 16 + static_cast<unsigned>(std::max(0, HexDigitValue(s[i])));
   return v;
-}
-
-void AppendUtf8(unsigned cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
 }
 
 // `s` is escaped JSON string content that simdjson (or AppendEscaped) made
@@ -186,7 +162,7 @@ struct JsonBuilder {
           case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': break;
           case 'u':
             for (int i = 0; i < 4; ++i) {
-              if (++p >= end || HexValue(*p) < 0) return Fail("bad \\u escape");
+              if (++p >= end || HexDigitValue(*p) < 0) return Fail("bad \\u escape");
             }
             break;
           default: return Fail("bad escape in a string");

@@ -120,10 +120,10 @@ const char* const kWeakTableRefusal =
 constexpr int64_t kHookInterval = 1000;
 // Heap growth charged as one unit of the budget.
 constexpr size_t kAllocBytesPerUnit = 64;
-// Bytes scanned (compared, decoded) charged as one unit.
-constexpr size_t kScanBytesPerUnit = 16;
-// A batch of elements charged at once by the table functions' loops.
-constexpr int64_t kChargeBatch = 1024;
+// Bytes scanned (compared, decoded) charged as one unit, and the batch of
+// elements charged at once by the table functions' loops: as the patterns.
+constexpr size_t kScanBytesPerUnit = kLuaScanBytesPerStep;
+constexpr int64_t kChargeBatch = kLuaChargeBatch;
 // The time limit: this much per instruction of the budget, at least
 // kMinTimeLimitMicros. A VM instruction takes nanoseconds (tens on a slow
 // board); only operations on big values (see the top of this file) come
@@ -189,7 +189,7 @@ class Limits final : public LuaWorkMeter {
 
   // LuaWorkMeter: raises when the budget is spent.
   void Charge(lua_State* state, int64_t units) override {
-    if (!Spend(units)) luaL_error(state, kBudgetMessage);
+    if (!Spend(units)) luaL_error(state, "%s", kBudgetMessage);
   }
 
   // The count hook fired: the instructions it was set to count have run.
@@ -252,7 +252,7 @@ void Charge(lua_State* L, int64_t units) { LimitsOf(L)->Charge(L, units); }
 int64_t ScanUnits(size_t bytes) { return 1 + static_cast<int64_t>(bytes / kScanBytesPerUnit); }
 
 void CountHook(lua_State* L, lua_Debug*) {
-  if (!LimitsOf(L)->OnHook()) luaL_error(L, kBudgetMessage);  // (Run tells the time limit by ended())
+  if (!LimitsOf(L)->OnHook()) luaL_error(L, "%s", kBudgetMessage);  // (Run tells the time limit by ended())
 }
 
 // Lua's allocator: the script's whole heap, bounded. Shrinking and freeing
@@ -345,9 +345,9 @@ bool IsKey(lua_State* L, int index, const char* key) {
 void RefuseCollectorFields(lua_State* L, int index) {
   index = lua_absindex(L, index);
   lua_pushliteral(L, "__gc");
-  if (lua_rawget(L, index) != LUA_TNIL) luaL_error(L, kFinalizerRefusal);
+  if (lua_rawget(L, index) != LUA_TNIL) luaL_error(L, "%s", kFinalizerRefusal);
   lua_pushliteral(L, "__mode");
-  if (lua_rawget(L, index) != LUA_TNIL) luaL_error(L, kWeakTableRefusal);
+  if (lua_rawget(L, index) != LUA_TNIL) luaL_error(L, "%s", kWeakTableRefusal);
   lua_pop(L, 2);
 }
 
@@ -356,8 +356,8 @@ void RefuseCollectorFields(lua_State* L, int index) {
 // whether that metatable was protected (__metatable). Refuses the keys
 // __gc and __mode, and otherwise does what that __newindex would have done.
 int SealedNewIndex(lua_State* L) {
-  if (IsKey(L, 2, "__gc")) return luaL_error(L, kFinalizerRefusal);
-  if (IsKey(L, 2, "__mode")) return luaL_error(L, kWeakTableRefusal);
+  if (IsKey(L, 2, "__gc")) return luaL_error(L, "%s", kFinalizerRefusal);
+  if (IsKey(L, 2, "__mode")) return luaL_error(L, "%s", kWeakTableRefusal);
   lua_settop(L, 3);
   switch (lua_type(L, lua_upvalueindex(1))) {
     case LUA_TNIL: lua_rawset(L, 1); return 0;
@@ -813,51 +813,54 @@ int TableUnpack(lua_State* L) {
 }
 
 // Replaces `name` in the table at `lib` by `f`, a closure over the old value.
-void Wrap(lua_State* L, int lib, const char* name, lua_CFunction f) {
-  lib = lua_absindex(L, lib);
-  lua_getfield(L, lib, name);
-  lua_pushcclosure(L, f, 1);
-  lua_setfield(L, lib, name);
-}
-
-void Replace(lua_State* L, int lib, const char* name, lua_CFunction f) {
-  lib = lua_absindex(L, lib);
-  lua_pushcfunction(L, f);
-  lua_setfield(L, lib, name);
-}
+// A library function the sandbox meters: `f` wraps Lua's own (its
+// upvalue, called by CallLibrary), or replaces it.
+struct Metered {
+  const char* lib;
+  const char* name;
+  lua_CFunction f;
+  bool wraps;
+};
+constexpr Metered kMetered[] = {
+    {LUA_GNAME, "setmetatable", SetMetatable, true},
+    {LUA_STRLIBNAME, "byte", StringByte, true},
+    {LUA_STRLIBNAME, "rep", StringRep, true},
+    {LUA_STRLIBNAME, "char", PerArgument, true},
+    {LUA_STRLIBNAME, "format", StringFormat, true},
+    {LUA_STRLIBNAME, "pack", PerFormatByte, true},
+    {LUA_STRLIBNAME, "packsize", PerFormatByte, true},
+    {LUA_STRLIBNAME, "unpack", PerFormatByte, true},
+    {LUA_TABLIBNAME, "insert", TableInsert, false},
+    {LUA_TABLIBNAME, "remove", TableRemove, false},
+    {LUA_TABLIBNAME, "move", TableMove, false},
+    {LUA_TABLIBNAME, "concat", TableConcat, false},
+    {LUA_TABLIBNAME, "unpack", TableUnpack, false},
+    {LUA_TABLIBNAME, "pack", PerArgument, true},
+    {LUA_TABLIBNAME, "sort", TableSort, true},
+    {LUA_UTF8LIBNAME, "char", PerArgument, true},
+    {LUA_UTF8LIBNAME, "codepoint", Utf8Codepoint, true},
+    {LUA_UTF8LIBNAME, "len", Utf8Len, true},
+    {LUA_UTF8LIBNAME, "offset", Utf8Offset, true},
+};
 
 // Installs the metered functions (see the top of this file) in the opened
 // libraries, whose tables are the globals of their names.
 void MeterLibraries(lua_State* L, Limits* limits) {
-  lua_pushglobaltable(L);
-  Wrap(L, -1, "setmetatable", SetMetatable);
-  lua_pop(L, 1);
-
+  const int top = lua_gettop(L);
+  for (const Metered& m : kMetered) {
+    lua_getglobal(L, m.lib);
+    const int lib = lua_gettop(L);
+    if (m.wraps) lua_getfield(L, lib, m.name);
+    lua_pushcclosure(L, m.f, m.wraps ? 1 : 0);
+    lua_setfield(L, lib, m.name);
+    lua_settop(L, top);
+  }
   lua_getglobal(L, LUA_STRLIBNAME);
-  const int string = lua_gettop(L);
-  SetLuaPatternFunctions(L, string, limits);
-  Wrap(L, string, "byte", StringByte);
-  Wrap(L, string, "rep", StringRep);
-  Wrap(L, string, "char", PerArgument);
-  Wrap(L, string, "format", StringFormat);
-  for (const char* name : {"pack", "packsize", "unpack"}) Wrap(L, string, name, PerFormatByte);
-
-  lua_getglobal(L, LUA_TABLIBNAME);
-  const int table = lua_gettop(L);
-  Replace(L, table, "insert", TableInsert);
-  Replace(L, table, "remove", TableRemove);
-  Replace(L, table, "move", TableMove);
-  Replace(L, table, "concat", TableConcat);
-  Replace(L, table, "unpack", TableUnpack);
-  Wrap(L, table, "pack", PerArgument);
-  Wrap(L, table, "sort", TableSort);
+  SetLuaPatternFunctions(L, lua_gettop(L), limits);
+  lua_settop(L, top);
 
   lua_getglobal(L, LUA_UTF8LIBNAME);
   const int utf8 = lua_gettop(L);
-  Wrap(L, utf8, "char", PerArgument);
-  Wrap(L, utf8, "codepoint", Utf8Codepoint);
-  Wrap(L, utf8, "len", Utf8Len);
-  Wrap(L, utf8, "offset", Utf8Offset);
   // codes: Lua's two iterators, got from Lua's codes, and theirs metered.
   lua_getfield(L, utf8, "codes");
   const int codes = lua_gettop(L);
@@ -871,7 +874,7 @@ void MeterLibraries(lua_State* L, Limits* limits) {
   }
   lua_pushcclosure(L, Utf8Codes, 5);
   lua_setfield(L, utf8, "codes");
-  lua_settop(L, string - 1);
+  lua_settop(L, top);
 }
 
 // What one node of the returned payload takes in the agent's document
@@ -984,7 +987,6 @@ class LuaPlugin : public Plugin {
     lua_rawset(L, -3);
     return 0;
   }
-
 
   // Everything that touches Lua runs inside lua_pcall (Protected), so an
   // error, the budget or the memory limit unwinds to here and never aborts

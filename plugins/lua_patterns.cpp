@@ -34,11 +34,8 @@ constexpr int kMaxCaptures = 32;
 constexpr int kMaxMatchDepth = 200;
 constexpr ptrdiff_t kCapUnfinished = -1;
 constexpr ptrdiff_t kCapPosition = -2;
-// Steps are handed to the meter in batches of at least this many (and at
-// the end of every call), so a runaway match stops within a batch.
-constexpr int64_t kChargeBatch = 1024;
-// Bytes compared or scanned per step.
-constexpr size_t kBytesPerStep = 16;
+constexpr int64_t kChargeBatch = kLuaChargeBatch;
+constexpr size_t kBytesPerStep = kLuaScanBytesPerStep;
 
 unsigned char Byte(char c) { return static_cast<unsigned char>(c); }
 

@@ -35,6 +35,12 @@ class LuaWorkMeter {
   ~LuaWorkMeter() = default;
 };
 
+// Work is charged to a meter in batches of at least this many steps (and
+// at the end of every call), so a runaway loop stops within a batch; bytes
+// compared, scanned or decoded count one step per kLuaScanBytesPerStep.
+constexpr int64_t kLuaChargeBatch = 1024;
+constexpr size_t kLuaScanBytesPerStep = 16;
+
 // Sets find, match, gmatch and gsub in the table at `index` (the string
 // library's table) to the metered ones. `meter` must outlive the state.
 void SetLuaPatternFunctions(lua_State* L, int index, LuaWorkMeter* meter);

@@ -1,6 +1,8 @@
 #include "plugins/pci.h"
 
 #include "base/env.h"
+#include "base/openssl.h"
+#include "plugins/card_scan.h"
 
 #include <openssl/hmac.h>
 
@@ -69,13 +71,7 @@ class PciPlugin : public Plugin {
     unsigned int len = 0;
     HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(digits.data()),
          digits.size(), mac, &len);
-    static const char kHex[] = "0123456789abcdef";
-    std::string t = "tok_";
-    for (int i = 0; i < 16; ++i) {
-      t.push_back(kHex[mac[i] >> 4]);
-      t.push_back(kHex[mac[i] & 15]);
-    }
-    return t;
+    return "tok_" + ossl::Hex(mac, 16);
   }
 
   // ASCII case folding: the names are ASCII, and a non-ASCII byte only
@@ -298,9 +294,11 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
   std::vector<std::string> sensitive(std::begin(kDefaultSensitiveFields), std::end(kDefaultSensitiveFields));
   // sensitive_fields replaces the defaults; more_sensitive_fields adds to
   // them (or to sensitive_fields), which is what a fleet usually wants.
-  if (std::optional<std::vector<std::string>> list = s.StringList("sensitive_fields")) sensitive.clear();
-  for (const char* setting : {"sensitive_fields", "more_sensitive_fields"}) {
-    std::optional<std::vector<std::string>> list = s.StringList(setting);
+  const std::pair<const char*, std::optional<std::vector<std::string>>> lists[] = {
+      {"sensitive_fields", s.StringList("sensitive_fields")},
+      {"more_sensitive_fields", s.StringList("more_sensitive_fields")}};
+  if (lists[0].second) sensitive.clear();
+  for (const auto& [setting, list] : lists) {
     if (!list) continue;
     for (const std::string& f : *list) {
       if (f.empty() || f.size() > 63) s.Problem(*s.Get(setting), setting, "names are 1-63 characters");

@@ -28,7 +28,6 @@
 #include <string>
 
 #include "base/status.h"
-#include "plugins/card_scan.h"
 #include "plugins/plugin.h"
 #include "plugins/settings.h"
 

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "plugins/ocpp.h"
+#include "plugins/card_scan.h"
 #include "plugins/pci.h"
 #include "plugins/rules.h"
 

@@ -17,10 +17,7 @@ std::string Mask(const std::string& text, const PanPolicy& policy = {}) {
 }
 
 std::string Fix(std::string pan) {  // the last digit made the Luhn check digit
-  for (char c = '0'; c <= '9'; ++c) {
-    pan.back() = c;
-    if (LuhnValid(pan)) break;
-  }
+  pan.back() = LuhnCheckDigit(std::string_view(pan).substr(0, pan.size() - 1));
   return pan;
 }
 

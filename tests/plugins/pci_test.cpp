@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
+#include "plugins/card_scan.h"
 #include "plugins/json.h"
 #include "plugins/pci.h"
 
@@ -63,19 +65,7 @@ std::string JsonEvent(const std::string& payload) {
 bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
 // A Luhn-valid PAN: `body` with the check digit that makes it one.
-std::string WithCheckDigit(const std::string& body) {
-  for (char c = '0'; c <= '9'; ++c) {
-    const std::string pan = body + c;
-    int sum = 0;
-    for (size_t i = 0; i < pan.size(); ++i) {
-      int d = pan[pan.size() - 1 - i] - '0';
-      if (i % 2 == 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
-      sum += d;
-    }
-    if (sum % 10 == 0) return pan;
-  }
-  return body;
-}
+std::string WithCheckDigit(const std::string& body) { return body + LuhnCheckDigit(body); }
 
 // ---- Finding 1: sensitive fields on raw streams and dead letters ----
 
@@ -228,19 +218,7 @@ TEST(PciPans, EverySeparator) {
 TEST(PciPans, UnicodeDigitsOfEveryBlock) {
   auto utf8 = [](uint32_t cp) {
     std::string s;
-    if (cp < 0x800) {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += static_cast<char>(0xE0 | (cp >> 12));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      s += static_cast<char>(0xF0 | (cp >> 18));
-      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
+    AppendUtf8(cp, &s);
     return s;
   };
   // Zero of blocks of category Nd: Arabic-Indic, Extended Arabic-Indic,
