@@ -212,6 +212,11 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
 }
 
 Status Agent::Start() {
+  // spdlog's registry, a static in the (uninstrumented) shared library, is
+  // built on first use. Built here, before the threads below share it, its
+  // construction is ordered before them for ThreadSanitizer too, which cannot
+  // see the library's own once-only guard.
+  (void)spdlog::default_logger_raw();
   started_us_ = env_->MonotonicMicros();
   monitor_stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (monitor_stop_fd_ < 0) return Status::FromErrno("eventfd", errno);
