@@ -334,15 +334,7 @@ void Rollout::Refuse(uint64_t version, const std::string& from, const std::strin
 
 void Rollout::Save() {
   const std::string text = FormatFleetState(state_);
-  const std::string tmp = dir_ + "/state.tmp";
-  Status st = env_->RemoveFile(tmp);
-  (void)st;  // usually not there
-  Result<std::unique_ptr<AppendFile>> f = env_->OpenAppend(tmp);
-  st = f.ok() ? (*f)->Append(text) : f.status();
-  if (st.ok()) st = (*f)->Sync();
-  if (st.ok()) st = (*f)->Close();
-  if (st.ok()) st = env_->Rename(tmp, dir_ + "/state");
-  if (st.ok()) st = env_->SyncDir(dir_);
+  Status st = WriteFileAtomically(env_, dir_ + "/state", text);
   if (!st.ok()) spdlog::error("fleet: cannot save its state in {}: {}", dir_, st.ToString());
 }
 

@@ -328,6 +328,20 @@ std::string DirName(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp";
+  (void)env->RemoveFile(tmp);  // left by an interrupted write, usually not there
+  {
+    Result<std::unique_ptr<AppendFile>> f = env->OpenAppend(tmp);  // mode 0600
+    if (!f.ok()) return f.status();
+    EDGESYNC_RETURN_IF_ERROR((*f)->Append(data));
+    EDGESYNC_RETURN_IF_ERROR((*f)->Sync());
+    EDGESYNC_RETURN_IF_ERROR((*f)->Close());
+  }
+  EDGESYNC_RETURN_IF_ERROR(env->Rename(tmp, path));
+  return env->SyncDir(DirName(path));
+}
+
 Env* Env::Default() {
   static PosixEnv env;  // trivially destructible state; lives for the process
   return &env;

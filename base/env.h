@@ -61,6 +61,12 @@ constexpr uint64_t kMaxOwnFileBytes = 1ull << 32;     // files the agent wrote i
 // The directory part of `path`: "a/b" for "a/b/c", "." for "c", "/" for "/c".
 std::string DirName(const std::string& path);
 
+class Env;
+// Writes `data` to `path` whole or not at all (mode 0600): into path + ".tmp",
+// synced, renamed over `path`, the directory synced. A power cut leaves the
+// old file or the new one.
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data);
+
 class Env {
  public:
   virtual ~Env() = default;

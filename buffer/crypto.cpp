@@ -235,17 +235,8 @@ Result<Key> LoadOrCreateKeyFile(Env* env, const std::string& path) {
   EDGESYNC_RETURN_IF_ERROR(Random(&k));
   // Written whole under a temporary name, then renamed: a power cut leaves
   // either no key or the complete one.
-  const std::string tmp = path + ".tmp";
-  (void)env->RemoveFile(tmp);
-  {
-    Result<std::unique_ptr<AppendFile>> f = env->OpenAppend(tmp);  // mode 0600
-    if (!f.ok()) return f.status();
-    EDGESYNC_RETURN_IF_ERROR((*f)->Append(std::string_view(reinterpret_cast<const char*>(k.data()), k.size())));
-    EDGESYNC_RETURN_IF_ERROR((*f)->Sync());
-    EDGESYNC_RETURN_IF_ERROR((*f)->Close());
-  }
-  EDGESYNC_RETURN_IF_ERROR(env->Rename(tmp, path));
-  EDGESYNC_RETURN_IF_ERROR(env->SyncDir(DirName(path)));
+  EDGESYNC_RETURN_IF_ERROR(
+      WriteFileAtomically(env, path, std::string_view(reinterpret_cast<const char*>(k.data()), k.size())));
   return k;
 }
 

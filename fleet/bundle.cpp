@@ -17,12 +17,9 @@
 namespace edgesync::fleet {
 namespace {
 
-using ossl::Bio;
 using ossl::Hex;
-using ossl::MdCtx;
 using ossl::Pem;
 using ossl::Pkey;
-using ossl::PkeyCtx;
 using ossl::Sha256;
 using ossl::U;
 
@@ -43,46 +40,13 @@ KeyId IdOf(const RawKey& raw) {
   return id;
 }
 
-// The one PEM key in `pem`: a PUBLIC KEY (private_part false) or a PRIVATE
-// KEY, which must be Ed25519. `origin` (a file name), if any, starts every
-// message.
 Result<Pkey> ParseEd25519Pem(std::string_view pem, bool private_part, std::string origin) {
-  if (!origin.empty()) origin += ": ";
-  size_t begin = pem.find("-----BEGIN ");
-  if (begin != std::string_view::npos && pem.find("-----BEGIN ", begin + 1) != std::string_view::npos) {
-    return Status::InvalidArgument(origin + "more than one PEM block; put each key in a file of its own");
-  }
-  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  // No passphrase prompt: a callback that has none (OpenSSL would ask on the terminal).
-  auto no_passphrase = [](char*, int, int, void*) { return -1; };
-  Pkey pkey(private_part ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
-                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr));
-  if (!pkey && pem.find("ENCRYPTED PRIVATE KEY") != std::string_view::npos) {
-    ERR_clear_error();
-    return Status::InvalidArgument(origin +
-                                   "the private key is protected by a passphrase, which edgesync "
-                                   "does not ask for; store it decrypted with mode 0600 "
-                                   "(openssl pkey -in KEY -out PLAIN.key)");
-  }
-  if (!pkey) {
-    return Status::InvalidArgument(ossl::Error(
-        origin + "not a PEM " + (private_part ? "PRIVATE KEY" : "PUBLIC KEY") + " (" + kKeygenHint + ")"));
-  }
-  if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) {
-    const char* type = EVP_PKEY_get0_type_name(pkey.get());
-    return Status::InvalidArgument(origin + "holds a key of type " + (type != nullptr ? type : "unknown") +
-                                   ", not Ed25519 (" + kKeygenHint + ")");
-  }
-  return pkey;
+  return ossl::ParseEd25519Pem(pem, private_part, std::move(origin), kKeygenHint);
 }
 
 Result<RawKey> RawPublicKey(EVP_PKEY* pkey, std::string origin) {
-  if (!origin.empty()) origin += ": ";
-  RawKey raw{};
-  size_t n = raw.size();
-  if (EVP_PKEY_get_raw_public_key(pkey, raw.data(), &n) != 1 || n != raw.size()) {
-    return Status::InvalidArgument(ossl::Error(origin + "unreadable Ed25519 key"));
-  }
+  Result<RawKey> raw = ossl::Ed25519RawPublic(pkey);
+  if (!raw.ok() && !origin.empty()) return Status::InvalidArgument(origin + ": " + raw.status().message());
   return raw;
 }
 
@@ -294,15 +258,7 @@ Result<std::string> SignBundle(uint64_t version, std::vector<BundleFile> files,
   const KeyId id = IdOf(*raw);
   out.append(reinterpret_cast<const char*>(id.data()), id.size());
 
-  // Ed25519 hashes the message itself: no digest is named (NULL md).
-  MdCtx ctx(EVP_MD_CTX_new());
-  std::array<uint8_t, kBundleSignatureBytes> sig{};
-  size_t sig_len = sig.size();
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, pkey->get()) != 1 ||
-      EVP_DigestSign(ctx.get(), sig.data(), &sig_len, U(out), out.size()) != 1 || sig_len != sig.size()) {
-    return Status::InvalidArgument(ossl::Error("Ed25519 signing failed"));
-  }
-  out.append(reinterpret_cast<const char*>(sig.data()), sig.size());
+  EDGESYNC_RETURN_IF_ERROR(ossl::Ed25519Sign(pkey->get(), out, &out));
   return out;
 }
 
@@ -343,13 +299,9 @@ Result<Bundle> VerifyBundle(std::string_view bytes, const TrustedKeys& keys) {
     return Status::InvalidArgument("signed by key " + Hex(id) +
                                    ", which is not one of the fleet's public keys (" + keys.Ids() + ")");
   }
-  Pkey pub(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key->raw.data(), key->raw.size()));
-  MdCtx ctx(EVP_MD_CTX_new());
-  if (!pub || !ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pub.get()) != 1) {
-    return Status::InvalidArgument(ossl::Error("Ed25519 key " + Hex(id)));
-  }
-  if (EVP_DigestVerify(ctx.get(), U(sig), sig.size(), U(signed_part), signed_part.size()) != 1) {
-    ERR_clear_error();
+  Result<Pkey> pub = ossl::Ed25519FromRawPublic(key->raw);
+  if (!pub.ok()) return Status::InvalidArgument("Ed25519 key " + Hex(id) + ": " + pub.status().message());
+  if (!ossl::Ed25519Verify(pub->get(), signed_part, sig)) {
     return Status::InvalidArgument(
         "bad signature: the bundle was altered after signing, or not signed by key " + Hex(id));
   }
@@ -417,13 +369,9 @@ Status ExtractBundle(Env* env, const Bundle& b, const std::string& dir) {
 }
 
 Result<std::pair<std::string, std::string>> GenerateSigningKey() {
-  PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
-  EVP_PKEY* raw = nullptr;
-  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
-    return Status::Unavailable(ossl::Error("Ed25519 key generation"));
-  }
-  Pkey pkey(raw);
-  std::string private_pem = Pem(pkey.get(), true), public_pem = Pem(pkey.get(), false);
+  Result<Pkey> pkey = ossl::Ed25519Generate();
+  if (!pkey.ok()) return pkey.status();
+  std::string private_pem = Pem(pkey->get(), true), public_pem = Pem(pkey->get(), false);
   if (private_pem.empty() || public_pem.empty()) return Status::Unavailable(ossl::Error("PEM encoding"));
   return std::make_pair(std::move(private_pem), std::move(public_pem));
 }
