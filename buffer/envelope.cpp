@@ -172,10 +172,11 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
     body_len += format::kSealOverhead;
   }
 
+  h.version = options.signer != nullptr ? format::kEnvelopeVersionSigned : format::kEnvelopeVersion;
   std::string out;
   const size_t header_len =
       format::kEnvelopeFixedHeader + 1 + h.device_id.size() + 1 + h.stream.size();
-  out.reserve(header_len + body_len + format::kEnvelopeTrailer);
+  out.reserve(header_len + body_len + format::kSignatureBlock + format::kEnvelopeTrailer);
   out.append(format::kEnvelopeMagic, 4);
   PutU8(&out, h.version);
   PutU8(&out, h.flags);
@@ -199,6 +200,11 @@ Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const Sea
   } else {
     out.append(stored);
   }
+  if (options.signer != nullptr) {
+    const crypto::KeyId& id = options.signer->key_id();
+    out.append(AsView(id.data(), id.size()));
+    EDGESYNC_RETURN_IF_ERROR(options.signer->Sign(out, &out));
+  }
   PutU32(&out, crc32c::Value(out));
   return out;
 }
@@ -213,7 +219,7 @@ void EncodeGapBody(const Gap& gap, std::string* body) {
   body->append(gap.reason);
 }
 
-Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap) {
+Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap, const DeviceSigner* signer) {
   if (gap.reason.empty() || gap.reason.size() > 255) {
     return Status::InvalidArgument("gap reason must be 1..255 bytes");
   }
@@ -228,6 +234,7 @@ Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap) 
   EncodeGapBody(gap, &body);
   SealOptions plain;
   plain.codec = format::kCodecNone;
+  plain.signer = signer;
   return SealEnvelope(std::move(h), body, plain);
 }
 
@@ -269,8 +276,24 @@ const char* RejectionName(Rejection r) {
     case Rejection::kNotEncrypted: return "not_encrypted";
     case Rejection::kUnknownDictionary: return "unknown_dictionary";
     case Rejection::kTooLarge: return "too_large";
+    case Rejection::kUnsigned: return "unsigned";
+    case Rejection::kUnknownDevice: return "unknown_device";
+    case Rejection::kWrongKey: return "wrong_key";
+    case Rejection::kRevokedKey: return "revoked_key";
+    case Rejection::kBadSignature: return "bad_signature";
   }
   return "unknown";
+}
+
+Rejection RejectionFor(SignatureCheck check) {
+  switch (check) {
+    case SignatureCheck::kOk: return Rejection::kNone;
+    case SignatureCheck::kUnknownDevice: return Rejection::kUnknownDevice;
+    case SignatureCheck::kWrongKey: return Rejection::kWrongKey;
+    case SignatureCheck::kRevokedKey: return Rejection::kRevokedKey;
+    case SignatureCheck::kBadSignature: return Rejection::kBadSignature;
+  }
+  return Rejection::kBadSignature;
 }
 
 Status Keyring::AddPrivate(const crypto::Key& private_key) {
@@ -335,11 +358,13 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   OpenedEnvelope e;
   BatchHeader& h = e.header;
   h.version = in.U8();
-  if (h.version != format::kEnvelopeVersion) {
+  if (h.version != format::kEnvelopeVersion && h.version != format::kEnvelopeVersionSigned) {
     reason = Rejection::kVersion;
     return Status::InvalidArgument("envelope version " + std::to_string(h.version) +
-                                   " is not supported by this reader (supports 1)");
+                                   " is not supported by this reader (supports 1 and 2)");
   }
+  const bool is_signed = h.version == format::kEnvelopeVersionSigned;
+  const size_t signature_block = is_signed ? format::kSignatureBlock : 0;
   h.flags = in.U8();
   if ((h.flags & ~format::kKnownFlags) != 0) {
     reason = Rejection::kFlags;
@@ -371,7 +396,7 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   }
   // A longer header_len than this reader knows holds fields added later in
   // version 1; they are covered by the checksum and skipped here.
-  const size_t total = size_t{header_len} + body_len + format::kEnvelopeTrailer;
+  const size_t total = size_t{header_len} + body_len + signature_block + format::kEnvelopeTrailer;
   if (bytes.size() != total) {
     return Status::Corruption("envelope length " + std::to_string(bytes.size()) +
                               " does not match its header (" + std::to_string(total) + ")");
@@ -380,6 +405,29 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   if (crc32c::Value(bytes.substr(0, covered)) != LoadU32(bytes.data() + covered)) {
     reason = Rejection::kChecksum;
     return Status::Corruption("envelope checksum mismatch");
+  }
+  // Who wrote it, before anything the writer says is believed.
+  if (is_signed) {
+    const size_t id_at = size_t{header_len} + body_len;
+    crypto::KeyId signer{};
+    std::memcpy(signer.data(), bytes.data() + id_at, signer.size());
+    e.signer = signer;
+    if (options.device_keys != nullptr) {
+      std::string why_not;
+      const SignatureCheck check =
+          CheckSignature(*options.device_keys, h.device_id, signer, bytes.substr(0, id_at + signer.size()),
+                         bytes.substr(id_at + signer.size(), format::kSignatureBytes), &why_not);
+      if (check != SignatureCheck::kOk) {
+        reason = RejectionFor(check);
+        return Status::InvalidArgument("envelope " + why_not);
+      }
+      e.verified = true;
+    }
+  } else if (options.device_keys != nullptr && !options.allow_unsigned) {
+    reason = Rejection::kUnsigned;
+    return Status::InvalidArgument("envelope version 1 is not signed, and this reader requires signed "
+                                   "envelopes (version 2); unpack's --allow-unsigned reads both during "
+                                   "the transition");
   }
   const bool is_gap = (h.flags & format::kFlagGap) != 0;
   if (raw_len > options.max_raw_bytes) {

@@ -17,12 +17,13 @@
 #include "base/status.h"
 #include "buffer/crypto.h"
 #include "buffer/format.h"
+#include "buffer/identity.h"
 #include "buffer/record.h"
 
 namespace edgesync {
 
 struct BatchHeader {
-  uint8_t version = format::kEnvelopeVersion;
+  uint8_t version = format::kEnvelopeVersion;  // SealEnvelope sets it: 2 when signed
   uint8_t flags = 0;
   std::string device_id;
   std::string stream;
@@ -89,10 +90,14 @@ struct SealOptions {
   const Dictionary* dictionary = nullptr;     // zstd only; its id goes in the header
   const Recipient* recipient = nullptr;       // set: encrypt the body for this key
   const SealSecrets* fixed_secrets = nullptr; // test vectors only
+  // Set: a version 2 envelope signed with the device's key (what agents
+  // write); unset: version 1, unsigned (tests and tools only).
+  const DeviceSigner* signer = nullptr;
 };
 
 // Builds an envelope from a header and a body of AppendToBody'd records.
-// header.codec, dict_id, key_id and the encrypted flag are taken from options.
+// header.version, codec, dict_id, key_id and the encrypted flag are taken
+// from options.
 Result<std::string> SealEnvelope(BatchHeader header, std::string_view body,
                                  const SealOptions& options = {});
 
@@ -113,10 +118,16 @@ void EncodeGapBody(const Gap& gap, std::string* body);
 
 // The gap record for `gap` (FORMAT.md, "Gap records"): an envelope with the
 // gap flag, whose batch sequence is the gap's first.
-Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap);
+// Signed with `signer` when given, as every envelope.
+Result<std::string> SealGapRecord(const std::string& device_id, const Gap& gap,
+                                  const DeviceSigner* signer = nullptr);
 
 struct OpenedEnvelope {
   BatchHeader header;
+  // Version 2: who signed it. `verified` is true when the reader checked the
+  // signature against its enrolled keys (OpenOptions::device_keys).
+  std::optional<crypto::KeyId> signer;
+  bool verified = false;
   std::vector<Record> records;  // empty for a gap record
   std::optional<Gap> gap;       // set for a gap record
 };
@@ -134,6 +145,13 @@ enum class Rejection {
   kNotEncrypted,       // a plain batch where encryption is required
   kUnknownDictionary,  // compressed with a dictionary this reader does not have
   kTooLarge,           // decompressed size above the reader's limit (zip bomb)
+  // Device identity (OpenOptions::device_keys set), checked right after the
+  // checksum, before anything else is believed:
+  kUnsigned,       // a version 1 (unsigned) envelope, and unsigned ones are not allowed
+  kUnknownDevice,  // signed by a key that is not enrolled, for a device that is not either
+  kWrongKey,       // signed by a key that is not enrolled for the device the header names
+  kRevokedKey,     // signed by a revoked key
+  kBadSignature,   // the signature does not verify: changed bytes or a forgery
 };
 const char* RejectionName(Rejection r);  // "malformed", "checksum", ... (snake_case)
 
@@ -163,7 +181,16 @@ struct OpenOptions {
   const std::map<uint32_t, std::shared_ptr<const Dictionary>>* dictionaries = nullptr;  // by id
   uint32_t max_raw_bytes = format::kMaxBodyBytes;  // refuse a larger decompressed body
   bool require_encryption = false;  // refuse plain batches (gap records are never encrypted)
+  // Set: every envelope must be signed by a key enrolled for the device its
+  // header names (version 2); version 1 is refused as kUnsigned unless
+  // allow_unsigned (the transition, FORMAT.md). Unset: the device id is
+  // taken on its word and no signature is checked.
+  const DeviceKeys* device_keys = nullptr;
+  bool allow_unsigned = false;
 };
+
+// The Rejection for a refused signature.
+Rejection RejectionFor(SignatureCheck check);
 
 // Checks and decodes an envelope from an untrusted source. On failure the
 // Status says why in words and `*why` (if given) says it as a Rejection;

@@ -39,9 +39,16 @@ constexpr int kJournalWindowLog = 17;  // 128 KiB window: bounds both sides' mem
 
 // --- Envelope (one sealed batch; one SQLite row; one Kafka message).
 constexpr char kEnvelopeMagic[4] = {'E', 'D', 'G', 'S'};
-constexpr uint8_t kEnvelopeVersion = 1;
+constexpr uint8_t kEnvelopeVersion = 1;        // unsigned: read during the transition only
+constexpr uint8_t kEnvelopeVersionSigned = 2;  // what agents write: signed by the device's key
 constexpr size_t kEnvelopeFixedHeader = 58;  // bytes before the device id
-constexpr size_t kEnvelopeTrailer = 4;       // crc32c of header and body
+constexpr size_t kEnvelopeTrailer = 4;       // crc32c of everything before it
+// Version 2 only, between the body and the CRC: the signer's key id (the
+// first 8 bytes of SHA-256 over its raw Ed25519 public key), then the
+// Ed25519 signature over everything before the signature.
+constexpr size_t kSignerKeyIdBytes = 8;
+constexpr size_t kSignatureBytes = 64;
+constexpr size_t kSignatureBlock = kSignerKeyIdBytes + kSignatureBytes;  // 72
 // flags
 constexpr uint8_t kFlagEncrypted = 0x01;  // the body is sealed for the key named by key_id
 constexpr uint8_t kFlagGap = 0x02;        // a gap record: the body describes lost batches
@@ -77,9 +84,12 @@ constexpr const char* kGapStoreCorrupt = "store-corrupt";  // the store was dama
 // --- Fragment (FORMAT.md "Fragments"): part of an envelope a broker refused
 // as too large, one Kafka message each.
 // "EDGF", u8 version, u8 flags (0), u16 index, u16 count, u32 total_len,
-// u32 crc32c of the whole envelope, then the slice.
+// u32 crc32c of the whole envelope, then the slice. Version 2 (signed):
+// the signer's key id after the header, then the slice, then the Ed25519
+// signature over everything before it.
 constexpr char kFragmentMagic[4] = {'E', 'D', 'G', 'F'};
 constexpr uint8_t kFragmentVersion = 1;
+constexpr uint8_t kFragmentVersionSigned = 2;
 constexpr size_t kFragmentHeaderSize = 18;
 
 // Kafka message headers set on every envelope.

@@ -9,13 +9,15 @@
 
 namespace edgesync {
 
-Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t max_message_bytes) {
-  if (max_message_bytes <= format::kFragmentHeaderSize) {
+Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t max_message_bytes,
+                                               const DeviceSigner* signer) {
+  const size_t overhead = format::kFragmentHeaderSize + (signer != nullptr ? format::kSignatureBlock : 0);
+  if (max_message_bytes <= overhead) {
     return Status::InvalidArgument("a fragment of " + std::to_string(max_message_bytes) +
-                                   " bytes leaves no room after its " +
-                                   std::to_string(format::kFragmentHeaderSize) + "-byte header");
+                                   " bytes leaves no room after its " + std::to_string(overhead) +
+                                   " bytes of header and signature");
   }
-  const size_t room = max_message_bytes - format::kFragmentHeaderSize;
+  const size_t room = max_message_bytes - overhead;
   const size_t count = std::max<size_t>(2, (envelope.size() + room - 1) / room);
   if (count > 0xFFFF || envelope.size() > UINT32_MAX || envelope.size() < count) {
     return Status::InvalidArgument("an envelope of " + std::to_string(envelope.size()) +
@@ -29,14 +31,18 @@ Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t
   out.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     std::string f(format::kFragmentMagic, sizeof format::kFragmentMagic);
-    PutU8(&f, format::kFragmentVersion);
+    PutU8(&f, signer != nullptr ? format::kFragmentVersionSigned : format::kFragmentVersion);
     PutU8(&f, 0);
     PutU16(&f, static_cast<uint16_t>(i));
     PutU16(&f, static_cast<uint16_t>(count));
     PutU32(&f, static_cast<uint32_t>(envelope.size()));
     PutU32(&f, crc);
+    if (signer != nullptr) {
+      f.append(reinterpret_cast<const char*>(signer->key_id().data()), signer->key_id().size());
+    }
     const size_t at = std::min(i * slice, envelope.size());
     f.append(envelope.substr(at, slice));
+    if (signer != nullptr) EDGESYNC_RETURN_IF_ERROR(signer->Sign(f, &f));
     out.push_back(std::move(f));
   }
   return out;
@@ -47,7 +53,8 @@ bool IsFragment(std::string_view message) {
          std::memcmp(message.data(), format::kFragmentMagic, sizeof format::kFragmentMagic) == 0;
 }
 
-Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view* slice) {
+Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view* slice,
+                                     std::string_view* signed_part, std::string_view* signature) {
   if (!IsFragment(message) || message.size() < format::kFragmentHeaderSize) {
     return Status::Corruption("not a fragment, or shorter than its header");
   }
@@ -58,8 +65,18 @@ Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view*
   h.count = r.U16();
   h.total_len = r.U32();
   h.crc = r.U32();
-  if (version != format::kFragmentVersion) {
-    return Status::Corruption("fragment version " + std::to_string(version) + " (this reader knows 1)");
+  if (version != format::kFragmentVersion && version != format::kFragmentVersionSigned) {
+    return Status::Corruption("fragment version " + std::to_string(version) + " (this reader knows 1 and 2)");
+  }
+  std::string_view data = message.substr(format::kFragmentHeaderSize);
+  if (version == format::kFragmentVersionSigned) {
+    if (data.size() < format::kSignatureBlock) return Status::Corruption("signed fragment shorter than its signature");
+    crypto::KeyId id{};
+    std::memcpy(id.data(), data.data(), id.size());
+    h.signer = id;
+    if (signed_part != nullptr) *signed_part = message.substr(0, message.size() - format::kSignatureBytes);
+    if (signature != nullptr) *signature = message.substr(message.size() - format::kSignatureBytes);
+    data = data.substr(format::kSignerKeyIdBytes, data.size() - format::kSignatureBlock);
   }
   if (flags != 0) return Status::Corruption("unknown fragment flags " + std::to_string(flags));
   if (h.count < 2 || h.index >= h.count) {
@@ -69,7 +86,7 @@ Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view*
   const uint64_t each = (uint64_t{h.total_len} + h.count - 1) / h.count;
   const uint64_t at = each * h.index;
   const uint64_t want = at >= h.total_len ? 0 : std::min<uint64_t>(each, h.total_len - at);
-  *slice = message.substr(format::kFragmentHeaderSize);
+  *slice = data;
   if (want == 0 || slice->size() != want) {
     return Status::Corruption("fragment " + std::to_string(h.index) + " of " + std::to_string(h.count) +
                               " holds " + std::to_string(slice->size()) + " bytes, its place " +
@@ -87,15 +104,31 @@ void FragmentAssembler::Drop(std::list<Partial>::iterator it, size_t* abandoned)
 FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t offset,
                                                   std::string_view message) {
   Outcome out;
-  std::string_view slice;
-  Result<FragmentHeader> h = ParseFragment(message, &slice);
+  std::string_view slice, signed_part, signature;
+  Result<FragmentHeader> h = ParseFragment(message, &slice, &signed_part, &signature);
   if (!h.ok()) {
     out.kind = Outcome::Kind::kRejected;
+    out.refusal = Rejection::kMalformed;
     out.why = h.status().message();
     return out;
   }
+  // Who sent it, before it touches any partial set.
+  if (device_keys_ != nullptr) {
+    if (h->signer) {
+      const SignatureCheck check = CheckSignature(*device_keys_, "", *h->signer, signed_part, signature, &out.why);
+      out.refusal = RejectionFor(check);
+    } else if (!allow_unsigned_) {
+      out.refusal = Rejection::kUnsigned;
+      out.why = "an unsigned fragment (version 1), and this reader requires signed ones";
+    }
+    if (out.refusal != Rejection::kNone) {
+      out.kind = Outcome::Kind::kRejected;
+      out.why = "fragment " + out.why;
+      return out;
+    }
+  }
   auto it = std::find_if(partials_.begin(), partials_.end(),
-                         [&](const Partial& p) { return p.source == source; });
+                         [&](const Partial& p) { return p.source == source && p.header.signer == h->signer; });
   if (it != partials_.end()) {
     const FragmentHeader& p = it->header;
     const bool continues = h->index == it->next && h->count == p.count &&
@@ -110,12 +143,14 @@ FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t 
   if (it == partials_.end()) {
     if (h->index != 0) {
       out.kind = Outcome::Kind::kRejected;
+      out.refusal = Rejection::kMalformed;
       out.why = "fragment " + std::to_string(h->index) + " of " + std::to_string(h->count) +
                 " without the ones before it";
       return out;
     }
     if (h->total_len > max_envelope_) {
       out.kind = Outcome::Kind::kRejected;
+      out.refusal = Rejection::kMalformed;
       out.why = "fragments of a " + std::to_string(h->total_len) + "-byte envelope, over the limit of " +
                 std::to_string(max_envelope_);
       return out;
@@ -139,6 +174,7 @@ FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t 
   partials_.erase(it);
   if (crc32c::Value(done.data) != done.header.crc) {
     out.kind = Outcome::Kind::kRejected;
+    out.refusal = Rejection::kMalformed;
     out.why = "reassembled fragments fail their CRC-32C";
     return out;
   }

@@ -512,7 +512,7 @@ Status Store::EvictLocked(std::vector<Victim> victims, const char* reason,
 
 Result<int64_t> Store::AddGapLocked(const Gap& g, const std::string& kafka_topic,
                                     Priority priority) {
-  Result<std::string> env = SealGapRecord(device_id_, g);
+  Result<std::string> env = SealGapRecord(device_id_, g, options_.signer ? &*options_.signer : nullptr);
   if (!env.ok()) return env.status();
   Stmt ib(db_,
           "INSERT INTO batches (stream, kafka_topic, priority, seq, events, first_us, last_us, "

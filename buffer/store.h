@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -88,6 +89,7 @@ inline void AddCounts(const StoreCounts& c, StoreCounts* sum) {
 
 struct StoreOptions {
   std::string device_id;                       // written into gap records
+  std::optional<DeviceSigner> signer;          // signs gap records (the agent's device key)
   uint64_t max_bytes = 256ull << 20;           // envelope bytes held; above: evict
   uint64_t min_free_bytes = 64ull << 20;       // free space kept on the file system
   int64_t max_age_us = 7ll * 24 * 3600 * 1'000'000;  // older batches expire

@@ -102,7 +102,7 @@ const SequenceTracker::StreamState* SequenceTracker::Find(const std::string& dev
 Unpacker::Unpacker(bool expect_first_batch, OpenOptions open)
     : open_(open), tracker_(expect_first_batch) {
   // Every reason present from the start: the counters line keeps its keys.
-  for (int r = static_cast<int>(Rejection::kMalformed); r <= static_cast<int>(Rejection::kTooLarge);
+  for (int r = static_cast<int>(Rejection::kMalformed); r <= static_cast<int>(Rejection::kBadSignature);
        ++r) {
     stats_.rejected[RejectionName(static_cast<Rejection>(r))] = 0;
   }

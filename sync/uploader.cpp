@@ -169,7 +169,8 @@ struct Uploader::Impl {
     const SealedBatch& batch = f->batch;
     Topic& topic = topics[batch.kafka_topic];
     if (batch.envelope.size() > topic.max_message) {
-      Result<std::vector<std::string>> parts = SplitEnvelope(batch.envelope, topic.max_message);
+      Result<std::vector<std::string>> parts = SplitEnvelope(batch.envelope, topic.max_message,
+                                                                    opt.signer ? &*opt.signer : nullptr);
       if (!parts.ok()) {
         // Only when the envelope would need more than 65535 fragments.
         Block(batch.kafka_topic, "batch " + std::to_string(batch.seq) + " of stream " +
@@ -182,7 +183,10 @@ struct Uploader::Impl {
       split.fetch_add(1, std::memory_order_relaxed);
     }
     const std::string seq = std::to_string(batch.seq), events = std::to_string(batch.events);
-    const std::string version = std::to_string(format::kEnvelopeVersion);
+    // The envelope's own version byte (1 for a batch sealed before the
+    // device had a key, 2 signed).
+    const std::string version =
+        std::to_string(batch.envelope.size() > 4 ? static_cast<uint8_t>(batch.envelope[4]) : format::kEnvelopeVersion);
     const size_t count = f->fragments.empty() ? 1 : f->fragments.size();
     for (size_t i = 0; i < count; ++i) {
       const std::string& value = f->fragments.empty() ? batch.envelope : f->fragments[i];

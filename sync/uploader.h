@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -53,6 +54,7 @@ namespace edgesync {
 struct UploaderOptions {
   std::string brokers;    // bootstrap.servers
   std::string device_id;  // message key, so a device's batches stay in one partition
+  std::optional<DeviceSigner> signer;  // signs fragments (the agent's device key)
   // librdkafka properties, applied after the defaults; a property librdkafka
   // rejects makes Create fail naming it.
   std::vector<std::pair<std::string, std::string>> properties;

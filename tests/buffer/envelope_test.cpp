@@ -106,14 +106,14 @@ TEST(Envelope, CountMismatchAndUnknownVersionAreRefused) {
   ASSERT_FALSE(o.ok());
   EXPECT_EQ(o.status().code(), Status::Code::kCorruption);
 
-  BatchHeader h = Header(1);
-  h.version = 2;
-  Result<std::string> v2 = SealEnvelope(h, body);
-  ASSERT_TRUE(v2.ok());
-  Result<OpenedEnvelope> o2 = OpenEnvelope(*v2);
-  ASSERT_FALSE(o2.ok());
-  EXPECT_EQ(o2.status().code(), Status::Code::kInvalidArgument);
-  EXPECT_NE(o2.status().message().find("version 2"), std::string::npos);
+  // Versions 1 (unsigned) and 2 (signed) are known; 3 is not.
+  Result<std::string> v3 = SealEnvelope(Header(1), body);
+  ASSERT_TRUE(v3.ok());
+  (*v3)[4] = 3;
+  Result<OpenedEnvelope> o3 = OpenEnvelope(testing::WithFixedCrc(*v3));
+  ASSERT_FALSE(o3.ok());
+  EXPECT_EQ(o3.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(o3.status().message().find("version 3"), std::string::npos);
 
   EXPECT_FALSE(OpenEnvelope("not an envelope at all, just some text that is long enough to pass "
                             "the length check of the fixed header").ok());

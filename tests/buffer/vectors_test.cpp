@@ -3,19 +3,27 @@
 // envelope, and opening its envelope gives exactly its inputs back.
 //
 // The files are made by this test: EDGESYNC_WRITE_VECTORS=1 rewrites them
-// from the inputs below. Do that only for a deliberate format change; the
-// independent decoder (tests/decode_envelope.py) then checks them against
-// FORMAT.md.
+// from the inputs below. Do that only for a deliberate format change (and
+// with a --gtest_filter naming only the vectors that change: the others must
+// stay byte for byte); the independent decoder (tests/decode_envelope.py)
+// then checks them against FORMAT.md.
+//
+// The signed vectors (format version 2) also hold the signer's key: Ed25519
+// is deterministic, so sealing gives the same signature every time.
 #include <zstd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "base/coding.h"
+#include "base/crc32c.h"
 #include "buffer/envelope.h"
+#include "buffer/identity.h"
 #include "buffer/record.h"
 
 namespace edgesync {
@@ -34,11 +42,12 @@ struct Vector {
   uint8_t codec = format::kCodecNone;
   int zstd_level = 3;
   bool encrypted = false;
+  bool signed_by_device = false;  // version 2, signed with kSignerSeed
   std::vector<Record> records;
 };
 
 std::vector<Vector> Inputs() {
-  std::vector<Vector> v(3);
+  std::vector<Vector> v(5);
   Record a;
   a.topic = "terminal/term-0001/payment/authorization";
   a.received_at_us = 1'795'000'000'000'001;
@@ -67,6 +76,19 @@ std::vector<Vector> Inputs() {
   v[2].codec = format::kCodecZstd;
   v[2].encrypted = true;
   v[2].records = {a, b, c};
+  v[3].name = "signed-zstd";
+  v[3].description = "format version 2, signed by the test device key; codec 1 (zstd level 3), "
+                     "not encrypted, three records";
+  v[3].codec = format::kCodecZstd;
+  v[3].signed_by_device = true;
+  v[3].records = {a, b, c};
+  v[4].name = "signed-sealed-zstd";
+  v[4].description = "format version 2, signed by the test device key; codec 1 (zstd level 3), "
+                     "encrypted for the test key pair, three records";
+  v[4].codec = format::kCodecZstd;
+  v[4].encrypted = true;
+  v[4].signed_by_device = true;
+  v[4].records = {a, b, c};
   uint64_t seq = 41;
   for (Vector& x : v) {
     x.header.device_id = "site-0001";
@@ -80,6 +102,33 @@ std::vector<Vector> Inputs() {
 }
 
 const crypto::Key kRecipientPrivate = FixedKey(0x10);
+// The test device's Ed25519 private key (RFC 8032's 32-byte seed).
+const ossl::Ed25519Raw kSignerSeed = FixedKey(0x60);
+DeviceSigner Signer() { return *DeviceSigner::FromRawPrivate(kSignerSeed); }
+
+// A reader's enrolled device keys, set by hand.
+class Keys final : public DeviceKeys {
+ public:
+  void Enrol(const std::string& device, const ossl::Ed25519Raw& public_key, bool revoked = false) {
+    Result<DevicePublicKey> k = DevicePublicKey::FromRaw(public_key);
+    ASSERT_TRUE(k.ok()) << k.status().ToString();
+    by_id_.insert_or_assign(k->key_id(), Entry{device, *k, revoked});
+  }
+  const Entry* Find(const crypto::KeyId& id) const override {
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? nullptr : &it->second;
+  }
+  bool Knows(std::string_view device) const override {
+    for (const auto& [id, e] : by_id_) {
+      if (e.device_id == device && !e.revoked) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::map<crypto::KeyId, Entry> by_id_;
+};
+
 SealSecrets Secrets() {
   SealSecrets s;
   s.ephemeral_private = FixedKey(0x40);
@@ -111,6 +160,8 @@ Result<std::string> Seal(const Vector& v) {
     o.recipient = &to;
     o.fixed_secrets = &secrets;
   }
+  const DeviceSigner signer = Signer();
+  if (v.signed_by_device) o.signer = &signer;
   return SealEnvelope(v.header, RawBody(v), o);
 }
 
@@ -163,6 +214,16 @@ std::string Render(const Vector& v, const std::string& envelope) {
       << "data_key_hex = " << crypto::Hex(s.data_key) << "\n"
       << "nonce_hex = " << crypto::Hex(s.nonce) << "\n";
   }
+  if (v.signed_by_device) {
+    // The signature block (FORMAT.md, "Signature"): the key id, then the
+    // signature over everything before it; the CRC follows.
+    const DeviceSigner signer = Signer();
+    const size_t at = envelope.size() - format::kEnvelopeTrailer - format::kSignatureBytes;
+    o << "signer_private_key_hex = " << crypto::Hex(kSignerSeed) << "\n"
+      << "signer_public_key_hex = " << crypto::Hex(signer.public_key()) << "\n"
+      << "signer_key_id_hex = " << crypto::Hex(signer.key_id()) << "\n"
+      << "signature_hex = " << HexOf(envelope.substr(at, format::kSignatureBytes)) << "\n";
+  }
   o << "envelope_hex = " << HexOf(envelope) << "\n";
   return o.str();
 }
@@ -189,6 +250,15 @@ std::string Unhex(const std::string& hex) {
   return out;
 }
 
+// A 32-byte key from its hex (all zeros when it is not 64 hex digits: the
+// comparisons then fail).
+ossl::Ed25519Raw ParseKey(const std::string& hex) {
+  ossl::Ed25519Raw k{};
+  const std::string bytes = Unhex(hex);
+  if (bytes.size() == k.size()) std::memcpy(k.data(), bytes.data(), k.size());
+  return k;
+}
+
 class Vectors : public ::testing::TestWithParam<int> {};
 
 TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
@@ -211,14 +281,26 @@ TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
     EXPECT_EQ(HexOf(*sealed), HexOf(envelope));
   }
 
-  // File -> inputs.
+  // File -> inputs, read as the central side does: the signer enrolled
+  // for the device the header names (a version 1 vector only during the
+  // transition).
   Keyring keys;
   ASSERT_TRUE(keys.AddPrivate(kRecipientPrivate).ok());
+  Keys device_keys;
+  if (v.signed_by_device) {
+    device_keys.Enrol(v.header.device_id, ParseKey(fields.at("signer_public_key_hex")));
+  }
   OpenOptions o;
   o.keys = &keys;
   o.require_encryption = v.encrypted;
+  o.device_keys = &device_keys;
+  o.allow_unsigned = !v.signed_by_device;
   Result<OpenedEnvelope> opened = OpenEnvelope(envelope, o);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(opened->header.version,
+            v.signed_by_device ? format::kEnvelopeVersionSigned : format::kEnvelopeVersion);
+  EXPECT_EQ(opened->verified, v.signed_by_device);
+  EXPECT_EQ(opened->signer.has_value(), v.signed_by_device);
   EXPECT_EQ(opened->records, v.records);
   EXPECT_EQ(opened->header.device_id, v.header.device_id);
   EXPECT_EQ(opened->header.stream, v.header.stream);
@@ -232,9 +314,65 @@ TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
   if (v.encrypted) {
     EXPECT_FALSE(OpenEnvelope(envelope).ok());
   }
+
+  if (!v.signed_by_device) {
+    // Version 1 is unsigned: refused by a reader of enrolled keys outside the transition.
+    o.allow_unsigned = false;
+    Rejection why = Rejection::kNone;
+    EXPECT_FALSE(OpenEnvelope(envelope, o, &why).ok());
+    EXPECT_EQ(RejectionName(why), std::string("unsigned"));
+    return;
+  }
+  // The signer fields: the key from the seed, its id, and the signature
+  // where the format puts it, which verifies over every byte before it.
+  const DeviceSigner signer = Signer();
+  EXPECT_EQ(fields.at("signer_private_key_hex"), crypto::Hex(kSignerSeed));
+  EXPECT_EQ(fields.at("signer_public_key_hex"), crypto::Hex(signer.public_key()));
+  EXPECT_EQ(fields.at("signer_key_id_hex"),
+            crypto::Hex(SigningKeyIdOf(ParseKey(fields.at("signer_public_key_hex")))));
+  ASSERT_TRUE(opened->signer.has_value());
+  EXPECT_EQ(crypto::Hex(*opened->signer), fields.at("signer_key_id_hex"));
+  const size_t signature_at = envelope.size() - format::kEnvelopeTrailer - format::kSignatureBytes;
+  const size_t key_id_at = signature_at - format::kSignerKeyIdBytes;
+  EXPECT_EQ(HexOf(envelope.substr(key_id_at, format::kSignerKeyIdBytes)), fields.at("signer_key_id_hex"));
+  EXPECT_EQ(HexOf(envelope.substr(signature_at, format::kSignatureBytes)), fields.at("signature_hex"));
+  Result<DevicePublicKey> pub = DevicePublicKey::FromRaw(ParseKey(fields.at("signer_public_key_hex")));
+  ASSERT_TRUE(pub.ok()) << pub.status().ToString();
+  EXPECT_TRUE(pub->Verify(envelope.substr(0, signature_at), Unhex(fields.at("signature_hex"))));
+  std::string again;
+  ASSERT_TRUE(signer.Sign(envelope.substr(0, signature_at), &again).ok());
+  EXPECT_EQ(HexOf(again), fields.at("signature_hex"));  // Ed25519 is deterministic
+
+  // Each refusal of "What a reader does" with the vector's own bytes.
+  auto why_not = [&](const Keys& k) {
+    OpenOptions ko = o;
+    ko.device_keys = &k;
+    Rejection why = Rejection::kNone;
+    EXPECT_FALSE(OpenEnvelope(envelope, ko, &why).ok());
+    return std::string(RejectionName(why));
+  };
+  const ossl::Ed25519Raw other = DeviceSigner::FromRawPrivate(FixedKey(0x70))->public_key();
+  Keys none;
+  EXPECT_EQ(why_not(none), "unknown_device");
+  Keys other_device;
+  other_device.Enrol("site-0002", signer.public_key());
+  EXPECT_EQ(why_not(other_device), "wrong_key");
+  Keys other_key;
+  other_key.Enrol(v.header.device_id, other);
+  EXPECT_EQ(why_not(other_key), "wrong_key");
+  Keys revoked;
+  revoked.Enrol(v.header.device_id, signer.public_key(), true);
+  EXPECT_EQ(why_not(revoked), "revoked_key");
+  std::string forged = envelope;
+  forged[signature_at] ^= 0x01;
+  StoreU32(forged.data() + forged.size() - format::kEnvelopeTrailer,
+           crc32c::Value(std::string_view(forged).substr(0, forged.size() - format::kEnvelopeTrailer)));
+  Rejection why = Rejection::kNone;
+  EXPECT_FALSE(OpenEnvelope(forged, o, &why).ok());
+  EXPECT_EQ(RejectionName(why), std::string("bad_signature"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, Vectors, ::testing::Values(0, 1, 2),
+INSTANTIATE_TEST_SUITE_P(Files, Vectors, ::testing::Values(0, 1, 2, 3, 4),
                          [](const ::testing::TestParamInfo<int>& i) {
                            std::string n = Inputs()[i.param].name;
                            for (char& c : n) {

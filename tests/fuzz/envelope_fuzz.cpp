@@ -152,7 +152,9 @@ void CheckWellFormed(const Outcome& o, bool require_encryption) {
   const BatchHeader& h = e.header;
   const bool is_gap = (h.flags & format::kFlagGap) != 0;
   const bool encrypted = (h.flags & format::kFlagEncrypted) != 0;
-  FUZZ_CHECK(h.version == format::kEnvelopeVersion, "");
+  FUZZ_CHECK(h.version == format::kEnvelopeVersion || h.version == format::kEnvelopeVersionSigned, "");
+  FUZZ_CHECK(e.signer.has_value() == (h.version == format::kEnvelopeVersionSigned), "");
+  FUZZ_CHECK(!e.verified, "verified without device keys");
   FUZZ_CHECK((h.flags & ~format::kKnownFlags) == 0, "");
   FUZZ_CHECK(h.codec == format::kCodecNone || h.codec == format::kCodecZstd, "");
   // FORMAT.md: names and a gap's reason are 1..255 bytes; what a writer may
@@ -178,11 +180,32 @@ std::string RawBody(const OpenedEnvelope& e) {
   return body;
 }
 
-// What opened seals again, with the same codec, dictionary and key, into an
-// envelope that opens to the same content.
+// A reader's device keys: one key, enrolled for one device.
+class OneDevice final : public DeviceKeys {
+ public:
+  OneDevice(std::string device, const DeviceSigner& s)
+      : entry_{std::move(device), *DevicePublicKey::FromRaw(s.public_key()), false} {}
+  const Entry* Find(const crypto::KeyId& id) const override { return id == entry_.key.key_id() ? &entry_ : nullptr; }
+  bool Knows(std::string_view device) const override { return device == entry_.device_id; }
+
+ private:
+  Entry entry_;
+};
+
+// What opened seals again, with the same codec, dictionary and key (and,
+// when it was signed, signed with the fuzz reader's device key), into an
+// envelope that opens to the same content, verified when signed.
 void CheckReseal(const OpenedEnvelope& e, bool require_encryption) {
   const Reader& reader = TheReader();
+  static const DeviceSigner* signer = [] {
+    ossl::Ed25519Raw seed{};
+    seed.fill(0x5e);
+    Result<DeviceSigner> s = DeviceSigner::FromRawPrivate(seed);
+    if (!s.ok()) Fail("DeviceSigner::FromRawPrivate", s.status().ToString());
+    return new DeviceSigner(*s);  // never freed: lives as long as the process
+  }();
   SealOptions so;
+  if (e.signer.has_value()) so.signer = signer;
   so.codec = e.header.codec;
   if (e.header.dict_id != 0) so.dictionary = reader.dictionaries.at(e.header.dict_id).get();
   if (e.header.flags & format::kFlagEncrypted) so.recipient = &reader.recipient;
@@ -191,6 +214,18 @@ void CheckReseal(const OpenedEnvelope& e, bool require_encryption) {
   Outcome again = Open(*sealed, require_encryption);
   FUZZ_CHECK(again.opened.ok(), again.opened.status().ToString());
   FUZZ_CHECK(SameContent(e, *again.opened), "re-sealed envelope opens differently");
+  if (e.signer.has_value()) {
+    const OneDevice enrolled(e.header.device_id, *signer);
+    OpenOptions o = reader.Options(require_encryption);
+    o.device_keys = &enrolled;
+    Result<OpenedEnvelope> verified = OpenEnvelope(*sealed, o);
+    FUZZ_CHECK(verified.ok() && verified->verified, verified.ok() ? "not verified" : verified.status().ToString());
+    // The same bytes for another device: refused.
+    const OneDevice other(e.header.device_id + "x", *signer);
+    o.device_keys = &other;
+    Rejection why = Rejection::kNone;
+    FUZZ_CHECK(!OpenEnvelope(*sealed, o, &why).ok() && why == Rejection::kWrongKey, RejectionName(why));
+  }
 }
 
 void CheckOne(std::string_view bytes) {

@@ -371,7 +371,7 @@ TEST_F(HostileInput, EnvelopeForAnotherKeyIsAnUnknownKey) {
 
 TEST_F(HostileInput, UnknownVersionIsRefusedEvenWithACorrectCrc) {
   std::string e = Sealed(1, &to_);
-  e[4] = 2;
+  e[4] = 3;  // 1 and 2 are known
   ExpectRejected(WithFixedCrc(e), Rejection::kVersion);
 }
 

@@ -1,0 +1,109 @@
+// Device identity (FORMAT.md, "Device keys"): every device signs its
+// envelopes, gap records and fragments with an Ed25519 key of its own, which
+// never leaves it; the central side holds the enrolled public keys and
+// checks that each batch was signed by a key enrolled for the device the
+// batch names. Thread-safe: the keys are immutable once made.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/env.h"
+#include "base/openssl.h"
+#include "base/status.h"
+#include "buffer/crypto.h"
+
+namespace edgesync {
+
+// The 8-byte id of an Ed25519 public key: crypto::ShortHash of its 32 raw bytes.
+crypto::KeyId SigningKeyIdOf(const ossl::Ed25519Raw& public_key);
+
+// A device's private signing key. Copies share the key.
+class DeviceSigner {
+ public:
+  static Result<DeviceSigner> Generate();
+  // `origin` (a file name) starts every error.
+  static Result<DeviceSigner> FromPem(std::string_view private_pem, const std::string& origin);
+  // From the 32-byte private key (RFC 8032's seed): the test vectors only.
+  static Result<DeviceSigner> FromRawPrivate(const ossl::Ed25519Raw& seed);
+  const crypto::KeyId& key_id() const { return key_id_; }
+  const ossl::Ed25519Raw& public_key() const { return public_key_; }
+  std::string PrivatePem() const;
+  std::string PublicPem() const;
+  // Appends the 64-byte Ed25519 signature of `message` to `out`.
+  Status Sign(std::string_view message, std::string* out) const;
+
+ private:
+  std::shared_ptr<EVP_PKEY> pkey_;
+  ossl::Ed25519Raw public_key_{};
+  crypto::KeyId key_id_{};
+};
+
+// An enrolled public key, ready to verify. Copies share the key.
+class DevicePublicKey {
+ public:
+  static Result<DevicePublicKey> FromRaw(const ossl::Ed25519Raw& raw);
+  const crypto::KeyId& key_id() const { return key_id_; }
+  const ossl::Ed25519Raw& raw() const { return raw_; }
+  bool Verify(std::string_view message, std::string_view signature) const;
+
+ private:
+  std::shared_ptr<EVP_PKEY> pkey_;
+  ossl::Ed25519Raw raw_{};
+  crypto::KeyId key_id_{};
+};
+
+// Enrolment file (FORMAT.md, "Enrolment file"): the line
+// "edgesync-device: <device id>", then the public key as a PEM PUBLIC KEY.
+// OpenSSL reads it as a public key file too (`openssl pkey -pubin -in`).
+constexpr char kEnrolmentPrefix[] = "edgesync-device: ";
+std::string EnrolmentText(const std::string& device_id, const DeviceSigner& key);
+struct Enrolment {
+  std::string device_id;
+  DevicePublicKey key;
+};
+// `origin` (a file name) starts every error.
+Result<Enrolment> ParseEnrolment(std::string_view text, const std::string& origin);
+// Where the enrolment file of the key at `key_path` goes: "x.key" -> "x.pub",
+// any other name gets ".pub" appended.
+std::string EnrolmentPath(const std::string& key_path);
+
+// The device's key at `key_path`: read it, or, when the file does not exist,
+// make one (mode 0600) and its enrolment file beside it. `*created` says
+// which. A key is never replaced: an unreadable file is an error.
+Result<DeviceSigner> LoadOrCreateDeviceKey(Env* env, const std::string& key_path,
+                                           const std::string& device_id, bool* created);
+
+// The keys a reader trusts, by key id: enrolled keys and revoked ones.
+class DeviceKeys {
+ public:
+  virtual ~DeviceKeys() = default;
+  struct Entry {
+    std::string device_id;
+    DevicePublicKey key;
+    bool revoked = false;
+  };
+  // nullptr when the key id is neither enrolled nor revoked.
+  virtual const Entry* Find(const crypto::KeyId& id) const = 0;
+  // Whether any key is enrolled for `device_id`.
+  virtual bool Knows(std::string_view device_id) const = 0;
+};
+
+// Why a signature was refused.
+enum class SignatureCheck {
+  kOk = 0,
+  kUnknownDevice,  // neither the key nor the device is enrolled
+  kWrongKey,       // the key belongs to another device, or the device has other keys
+  kRevokedKey,     // the key was revoked
+  kBadSignature,   // the signature does not verify: changed bytes or a forgery
+};
+
+// Checks that `signature` over `message` was made by `signer`, a key enrolled
+// (not revoked) for `device_id`, or for any device when `device_id` is empty
+// (a fragment names no device; its envelope is checked whole later). On a
+// refusal `*why` says it in words.
+SignatureCheck CheckSignature(const DeviceKeys& keys, std::string_view device_id, const crypto::KeyId& signer,
+                              std::string_view message, std::string_view signature, std::string* why);
+
+}  // namespace edgesync
