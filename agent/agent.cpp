@@ -81,8 +81,21 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   if (!sock.ok()) return sock.status();
   a->status_socket_ = std::move(sock).value();
 
+  // The device's signing key, made on the first start.
+  const std::string key_path = DeviceKeyPath(config);
+  bool created = false;
+  Result<DeviceSigner> key = LoadOrCreateDeviceKey(env, key_path, config.device_id, &created);
+  if (!key.ok()) return Status::InvalidArgument("agent.device_key: " + key.status().message());
+  a->device_key_ = std::move(key).value();
+  if (created) {
+    spdlog::warn("device key: made a new signing key {} at {}; enrol it with the central service "
+                 "(copy {} into edgesync-unpack's --device-keys directory), or its batches are refused",
+                 crypto::Hex(a->device_key_->key_id()), key_path, EnrolmentPath(key_path));
+  }
+
   StoreOptions sto;
   sto.device_id = config.device_id;
+  sto.signer = a->device_key_;
   sto.max_bytes = static_cast<uint64_t>(config.buffer_max_bytes);
   sto.min_free_bytes = static_cast<uint64_t>(config.buffer_min_free_bytes);
   sto.max_age_us = static_cast<int64_t>(config.buffer_max_age * 1e6);
@@ -130,6 +143,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   so.max_age_us = static_cast<int64_t>(config.batch_max_age * 1e6);
   so.sync_interval_us = static_cast<int64_t>(config.sync_interval * 1e6);
   so.seal.zstd_level = static_cast<int>(config.zstd_level);
+  so.seal.signer = &*a->device_key_;
   if (!config.batch_dictionary.empty()) {
     Result<std::string> bytes = env->ReadFile(config.batch_dictionary, kMaxDictionaryBytes);
     if (!bytes.ok()) return bytes.status();
@@ -158,6 +172,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   UploaderOptions uo;
   uo.brokers = config.kafka_brokers;
   uo.device_id = config.device_id;
+  uo.signer = a->device_key_;
   Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config);
   if (!props.ok()) return props.status();
   uo.properties = std::move(props).value();
@@ -328,6 +343,7 @@ std::string Agent::Wedged(int64_t limit_us) const {
 void Agent::WriteMetrics() {
   HealthContext c;
   c.device_id = config_.device_id;
+  c.device_key = crypto::Hex(device_key_->key_id());
   c.version = EDGESYNC_VERSION;
   c.now_us = env_->NowMicros();
   c.uptime_us = env_->MonotonicMicros() - started_us_;

@@ -147,6 +147,7 @@ class Agent {
   std::unique_ptr<FileLock> lock_;  // one agent per state_dir
   // What the sealer seals with (declared before it: it holds pointers to them).
   std::optional<Recipient> recipient_;
+  std::optional<DeviceSigner> device_key_;
   std::shared_ptr<const Dictionary> dictionary_;
   std::unique_ptr<Store> store_;
   // The pipeline the MQTT loop thread runs (its own copy of the pointer),

@@ -15,6 +15,7 @@
 
 #include "agent/toml_bounds.h"
 #include "base/env.h"
+#include "base/printable.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
 #include "plugins/registry.h"
@@ -54,6 +55,9 @@ const std::vector<OptionSpec>& Options() {
       {.key = "agent.state_dir", .kind = Kind::kString,
        .description = "Directory for the journal and the store (created if missing, mode 0700).",
        .str = &C::state_dir},
+      {.key = "agent.device_key", .kind = Kind::kString,
+       .description = "This device's Ed25519 signing key (PEM), which signs every batch; empty: <state_dir>/device.key. Made on first start (mode 0600), with its enrolment file beside it (device.pub) for the central side's --device-keys directory. Never replaced: a bundle cannot set it.",
+       .str = &C::device_key},
       {.key = "agent.log_level", .kind = Kind::kString, .description = "Log level on stderr.",
        .str = &C::log_level,
        .choices = {"trace", "debug", "info", "warn", "error", "critical", "off"}},
@@ -563,7 +567,8 @@ Result<toml::table> ParseToml(const std::string& text, const std::string& origin
 // and where bundles come from (agent/fleet.h). A profile or a fleet bundle
 // that sets one is refused: the device file would win anyway, so such a
 // key says the bundle was written for another device, or against this one.
-constexpr const char* kDeviceOnlyKeys[] = {"agent.device_id", "agent.state_dir", "encryption.journal_key",
+constexpr const char* kDeviceOnlyKeys[] = {"agent.device_id", "agent.state_dir", "agent.device_key",
+                                           "encryption.journal_key",
                                            "plugins.dir", "kafka.allow_unsafe_properties", "fleet"};
 
 // librdkafka properties that load code into the agent, run a program or
@@ -828,6 +833,9 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   ParsePlugins(root, origin, &cfg, &p);
   CheckChains(cfg, &p);
   if (cfg.device_id.size() > 255) p.Add("agent.device_id", "longer than 255 bytes");
+  if (NeedsEscaping(cfg.device_id)) {
+    p.Add("agent.device_id", "holds control characters or invalid UTF-8 (\"" + Printable(cfg.device_id) + "\")");
+  }
   for (const std::string& f : cfg.mqtt_subscribe) {
     Status st = ValidateTopicFilter(f);
     if (!st.ok()) p.Add("mqtt.subscribe", st.message());
@@ -1010,6 +1018,10 @@ std::string ConfigReference() {
       "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (README, Plugins). |\n"
       "| `[plugins.NAME] every_stream` | false | Run at the end of every stream's chain, and on dead letters, unless a stream skips it. |\n";
   return out;
+}
+
+std::string DeviceKeyPath(const Config& config) {
+  return config.device_key.empty() ? config.state_dir + "/device.key" : config.device_key;
 }
 
 }  // namespace edgesync

@@ -48,6 +48,7 @@ struct Config {
   std::string device_id;
   std::string profile;            // a fleet profile merged under this file (see ParseConfig)
   std::string state_dir = "/var/lib/edgesync";
+  std::string device_key;  // the device's signing key; empty: <state_dir>/device.key
   std::string log_level = "info";
   double shutdown_timeout = 10;   // seconds
   double stats_interval = 60;     // seconds between stats lines in the log; 0 = never
@@ -161,5 +162,8 @@ Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const C
 
 // The reference of every option, as a Markdown table.
 std::string ConfigReference();
+
+// Where the device's signing key is: agent.device_key, else <state_dir>/device.key.
+std::string DeviceKeyPath(const Config& config);
 
 }  // namespace edgesync

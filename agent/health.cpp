@@ -117,10 +117,12 @@ void WriteFleet(Obj* o, const FleetStatus& f) {
 
 }  // namespace
 
-std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us) {
+std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us,
+                                 const std::string& device_key) {
   std::string out;
   Obj o(&out);
-  o.Str("kind", "status").Str("device", device_id).Str("state", "not running").Time("time", now_us);
+  o.Str("kind", "status").Str("device", device_id).Str("device_key", device_key).Str("state", "not running");
+  o.Time("time", now_us);
   WriteBufferedAndGaps(&o, s, now_us);
   WriteFleet(&o, s.fleet);
   WriteStreams(&o, s.streams, now_us, false);
@@ -133,7 +135,8 @@ std::string HealthRecordJson(const AgentStats& s, const HealthContext& c) {
   uint64_t dead_lettered = 0;
   for (uint64_t n : s.dead_letters) dead_lettered += n;
   Obj o(&out);
-  o.Str("kind", "health").Str("device", c.device_id).Str("version", c.version).Str("state", c.state);
+  o.Str("kind", "health").Str("device", c.device_id).Str("device_key", c.device_key);
+  o.Str("version", c.version).Str("state", c.state);
   o.Time("time", c.now_us).Int("uptime_s", c.uptime_us / 1'000'000);
   o.Num("received", s.ingest.received)
       .Num("filtered_out", s.unmatched_dropped + s.filtered)

@@ -15,6 +15,7 @@ namespace edgesync {
 
 struct HealthContext {
   std::string device_id;
+  std::string device_key;  // the id of the key that signs its batches (hex)
   std::string version;
   const char* state = "running";  // "starting", "running" or "stopping"
   int64_t now_us = 0;             // wall clock
@@ -27,7 +28,9 @@ std::string HealthRecordJson(const AgentStats& s, const HealthContext& c);
 
 // The status document of a stopped agent (`edgesync status` reading the
 // store): its buffered batches and gaps, overall and per stream in `s`.
-std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us);
+// `device_key`: its signing key's id, "" when unknown.
+std::string StoredStatusDocument(const AgentStats& s, const std::string& device_id, int64_t now_us,
+                                 const std::string& device_key = "");
 
 // The same figures in Prometheus' text format, for node_exporter's textfile
 // collector (metrics.textfile): counters as *_total, states as 0/1 gauges,

@@ -4,6 +4,7 @@
 //   edgesync status [--json] [--watch]   the running agent's state (or its store's)
 //   edgesync config                print the configuration reference (Markdown)
 //   edgesync keygen --out DIR      make the central service's key pair
+//   edgesync keygen --device [--config FILE | --device-id ID --out DIR]   this device's signing key
 //   edgesync dict train --samples DIR --out FILE   train a zstd dictionary
 //   edgesync bundle keygen --out DIR                the fleet's signing key pair
 //   edgesync bundle sign --key KEY --in DIR --out FILE --version N   sign a configuration bundle
@@ -29,9 +30,11 @@
 #include "agent/fleet.h"
 #include "agent/logging.h"
 #include "agent/status_cli.h"
+#include "base/printable.h"
 #include "base/systemd.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/identity.h"
 #include "fleet/bundle_cli.h"
 
 namespace {
@@ -252,6 +255,54 @@ int Keygen(const std::string& dir) {
   return 0;
 }
 
+// edgesync keygen --device: the device's Ed25519 signing key and its
+// enrolment file, where the configuration (or --out) says. Never replaces a key.
+int DeviceKeygen(const std::string& config_path, const std::string& device_id_flag, const std::string& out_dir) {
+  using namespace edgesync;
+  Env* env = Env::Default();
+  std::string key_path, device_id = device_id_flag;
+  if (!out_dir.empty()) {
+    if (device_id.empty()) {
+      std::fprintf(stderr, "edgesync keygen --device --out DIR: say whose key with --device-id ID\n");
+      return 2;
+    }
+    key_path = out_dir + "/device.key";
+  } else {
+    Result<Config> cfg = LoadConfig(config_path);
+    if (!cfg.ok()) {
+      std::fprintf(stderr, "edgesync keygen --device: %s\n(use --config FILE, or --device-id ID --out DIR)\n",
+                   cfg.status().message().c_str());
+      return 2;
+    }
+    key_path = DeviceKeyPath(*cfg);
+    device_id = cfg->device_id;
+  }
+  if (device_id.empty() || device_id.size() > 255 || NeedsEscaping(device_id)) {
+    std::fprintf(stderr, "edgesync keygen --device: a device id is 1 to 255 bytes of printable UTF-8\n");
+    return 2;
+  }
+  for (const std::string& p : {key_path, EnrolmentPath(key_path)}) {
+    if (env->Exists(p)) {
+      std::fprintf(stderr,
+                   "edgesync keygen --device: %s exists; not replacing a key (to rotate: write the new key "
+                   "elsewhere with --out, enrol it, then point agent.device_key at it)\n",
+                   p.c_str());
+      return 2;
+    }
+  }
+  bool created = false;
+  Result<DeviceSigner> key = LoadOrCreateDeviceKey(env, key_path, device_id, &created);
+  if (!key.ok()) {
+    std::fprintf(stderr, "edgesync keygen --device: %s\n", key.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("device %s, signing key id %s\n  private key: %s (mode 0600: stays on this device)\n"
+              "  enrolment:   %s (copy it into edgesync-unpack's --device-keys directory)\n",
+              Printable(device_id).c_str(), crypto::Hex(key->key_id()).c_str(), key_path.c_str(),
+              EnrolmentPath(key_path).c_str());
+  return 0;
+}
+
 // edgesync dict train: a zstd dictionary from sample events.
 int TrainDict(const std::string& samples_dir, const std::string& out, bool lines, size_t size) {
   using namespace edgesync;
@@ -330,10 +381,20 @@ int main(int argc, char** argv) {
   status->add_option("--interval", status_opts.interval, "seconds between prints with --watch (default 2)")
       ->check(CLI::Range(0.1, 3600.0));
 
-  std::string keygen_dir;
+  std::string keygen_dir, keygen_config = "/etc/edgesync/edgesync.toml", keygen_device_id;
+  bool keygen_device = false;
   CLI::App* keygen = app.add_subcommand(
-      "keygen", "write a new X25519 key pair: DIR/edgesync.key (private, 0600) and DIR/edgesync.pub");
-  keygen->add_option("--out", keygen_dir, "directory for the two files (created if missing)")->required();
+      "keygen", "write a new X25519 key pair for the central service: DIR/edgesync.key (private, 0600) and "
+                "DIR/edgesync.pub; with --device, this device's Ed25519 signing key and its enrolment file");
+  keygen->add_option("--out", keygen_dir,
+                     "directory for the two files (created if missing); with --device, DIR/device.key and "
+                     "DIR/device.pub");
+  keygen->add_flag("--device", keygen_device,
+                   "the device's signing key, where agent.device_key says (default <state_dir>/device.key), "
+                   "or in --out");
+  keygen->add_option("-c,--config", keygen_config, "--device: the configuration file (default " +
+                                                       keygen_config + ")");
+  keygen->add_option("--device-id", keygen_device_id, "--device --out: the device id the enrolment file names");
 
   std::string samples_dir, dict_out;
   bool dict_lines = false;
@@ -373,7 +434,14 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (*keygen) return Keygen(keygen_dir);
+  if (*keygen && keygen_device) return DeviceKeygen(keygen_config, keygen_device_id, keygen_dir);
+  if (*keygen) {
+    if (keygen_dir.empty()) {
+      std::fprintf(stderr, "edgesync keygen: --out DIR is required (or --device for a device key)\n");
+      return 2;
+    }
+    return Keygen(keygen_dir);
+  }
   if (*train) return TrainDict(samples_dir, dict_out, dict_lines, dict_size);
   if (*bundle_keygen) return edgesync::fleet::BundleKeygenCommand(bundle_keygen_dir);
   if (*bundle_sign) return edgesync::fleet::BundleSignCommand(bundle_sign_opts, CheckBundleFiles);
@@ -392,6 +460,7 @@ int main(int argc, char** argv) {
       }
       status_opts.state_dir = cfg->state_dir;
       status_opts.device_id = cfg->device_id;
+      status_opts.device_key = edgesync::DeviceKeyPath(*cfg);
     }
     return edgesync::StatusCommand(status_opts);
   }

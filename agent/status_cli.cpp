@@ -16,6 +16,7 @@
 #include "agent/pipeline.h"
 #include "agent/status_socket.h"
 #include "base/env.h"
+#include "buffer/identity.h"
 #include "buffer/store.h"
 
 namespace edgesync {
@@ -132,7 +133,9 @@ Result<std::string> FormatStatusText(std::string_view json, int64_t now_us) {
   std::string out;
   std::string head = "edgesync";
   if (live) head += " " + S(doc, "version");
-  head += ", device " + S(doc, "device") + ": " + state;
+  head += ", device " + S(doc, "device");
+  if (!S(doc, "device_key").empty()) head += " (key " + S(doc, "device_key") + ")";
+  head += ": " + state;
   if (live) head += " for " + Duration(static_cast<int64_t>(U(doc, "uptime_s")));
   out += Fit(head, kWidth) + "\n";
   if (!live) out += Fit("(no agent answered: figures read from the store, read-only)", kWidth) + "\n";
@@ -236,7 +239,8 @@ Result<std::string> FormatStatusText(std::string_view json, int64_t now_us) {
   return out;
 }
 
-Result<std::string> StoredStatusJson(const std::string& state_dir, const std::string& device_id, int64_t now_us) {
+Result<std::string> StoredStatusJson(const std::string& state_dir, const std::string& device_id,
+                                     const std::string& device_key, int64_t now_us) {
   Result<std::unique_ptr<Store>> store = Store::OpenReadOnly(Env::Default(), state_dir + "/store.db");
   if (!store.ok()) return store.status();
   Result<std::map<std::string, StoreCounts>> by_lane = (*store)->CountsByStream();
@@ -266,7 +270,14 @@ Result<std::string> StoredStatusJson(const std::string& state_dir, const std::st
   }
   Result<FleetStatus> fleet = ReadFleetStatus(Env::Default(), state_dir);
   if (fleet.ok()) s.fleet = *fleet;
-  return StoredStatusDocument(s, device_id, now_us);
+  // The key's id from its enrolment file, which anyone may read.
+  std::string key_id;
+  if (!device_key.empty()) {
+    Result<std::string> text = Env::Default()->ReadFile(EnrolmentPath(device_key), kMaxKeyFileBytes);
+    Result<Enrolment> e = text.ok() ? ParseEnrolment(*text, "") : Result<Enrolment>(text.status());
+    if (e.ok()) key_id = crypto::Hex(e->key.key_id());
+  }
+  return StoredStatusDocument(s, device_id, now_us, key_id);
 }
 
 int StatusCommand(const StatusOptions& o) {
@@ -277,7 +288,8 @@ int StatusCommand(const StatusOptions& o) {
     Result<std::string> doc = QueryStatusSocket(socket, 5000);
     if (!doc.ok() && doc.status().code() == Status::Code::kUnavailable) {
       code = 3;
-      doc = StoredStatusJson(o.state_dir, o.device_id, now_us);
+      doc = StoredStatusJson(o.state_dir, o.device_id,
+                             o.device_key.empty() ? o.state_dir + "/device.key" : o.device_key, now_us);
       if (!doc.ok()) {
         std::fprintf(stderr, "edgesync status: no agent answers on %s, and its store cannot be read: %s\n",
                      socket.c_str(), doc.status().ToString().c_str());

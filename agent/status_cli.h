@@ -16,6 +16,7 @@ namespace edgesync {
 struct StatusOptions {
   std::string state_dir;
   std::string device_id;  // from the configuration, for the read-only answer
+  std::string device_key; // the device key's path, for the read-only answer (its .pub is read)
   bool json = false;
   bool watch = false;
   double interval = 2;    // seconds between refreshes with watch
@@ -27,7 +28,9 @@ int StatusCommand(const StatusOptions& options);
 
 // The status document of a stopped agent, from its store opened read-only:
 // {"kind":"status","state":"not running",...,"streams":[...]}.
-Result<std::string> StoredStatusJson(const std::string& state_dir, const std::string& device_id, int64_t now_us);
+// `device_key`: the path of the device's key (its enrolment file beside it is read).
+Result<std::string> StoredStatusJson(const std::string& state_dir, const std::string& device_id,
+                                     const std::string& device_key, int64_t now_us);
 
 // The human summary of a status document (the agent's health record or the
 // stored one); lines of at most 80 columns. InvalidArgument for a document

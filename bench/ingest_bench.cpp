@@ -28,6 +28,7 @@
 #include "harness/mosquitto.h"
 #include "harness/process.h"
 #include "harness/publisher.h"
+#include "harness/site.h"
 
 namespace {
 
@@ -142,6 +143,8 @@ topics = ["bench/+/payment/#"]
 kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
   std::ofstream(base + ".toml") << h::PointConfigAt(cfg, broker->port(), cluster->bootstrap(),
                                                     base + "-state");
+  // The central side checks every batch's signature, as in production.
+  if (!h::EnrolDevice("bench-device", base + "-state", base + "-keys").ok()) return r;
   auto agent = h::StartAgent(base + ".toml", base + ".log");
   if (!agent.ok()) {
     std::fprintf(stderr, "bench: %s\n", agent.status().ToString().c_str());
@@ -149,7 +152,7 @@ kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
   }
   h::SpawnOptions uo;
   uo.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", cluster->bootstrap(), "--topic", topic,
-             "--from-beginning"};
+             "--from-beginning", "--device-keys", base + "-keys"};
   uo.stdout_path = base + ".ndjson";
   uo.stderr_path = base + "-unpack.log";
   auto unpack = h::Process::Spawn(uo);

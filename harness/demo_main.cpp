@@ -119,6 +119,12 @@ int main(int argc, char** argv) {
   if (auto st = h::WriteSiteConfig(site, agent_config); !st.ok()) return Fail("agent configuration", st);
   Say("batches are encrypted for the central key pair (edgesync keygen: " + *key_line +
       "); edgesync-unpack holds the private key");
+  // The device's own signing key, enrolled with the central side as a
+  // fleet does: edgesync-unpack refuses batches no enrolled key signed.
+  auto enrolled = h::EnrolDevice(cfg->device_id, *work / "state", *work / "device-keys");
+  if (!enrolled.ok()) return Fail("enrolling the device", enrolled.status());
+  Say("device key made and enrolled (edgesync keygen --device: " + *enrolled +
+      "); its device.pub copied into edgesync-unpack's --device-keys " + *work / "device-keys");
   auto agent = h::StartAgent(agent_config, *work / "agent.log");
   if (!agent.ok()) return Fail("agent", agent.status());
   Say("agent running: device " + cfg->device_id + ", " + std::to_string(cfg->streams.size()) +
@@ -127,7 +133,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> topic_names;
   for (const auto& [t, parts] : topics) topic_names.push_back(t);
   auto unpack = h::StartUnpack((*cluster)->bootstrap(), topic_names, *work / "keys/edgesync.key",
-                               *work / "records.ndjson", *work / "unpack.log");
+                               *work / "device-keys", *work / "records.ndjson", *work / "unpack.log");
   if (!unpack.ok()) return Fail("edgesync-unpack", unpack.status());
 
   h::FleetRun fr;
@@ -205,7 +211,8 @@ int main(int argc, char** argv) {
   // reads them: the last one is the one it sent while stopping.
   h::SpawnOptions ho;
   ho.argv = {h::ProgramPath("edgesync-unpack"), "--brokers", (*cluster)->bootstrap(), "--from-beginning",
-             "--exit-at-end", "--private-key", *work / "keys/edgesync.key", "--topic", cfg->health_topic};
+             "--exit-at-end", "--private-key", *work / "keys/edgesync.key", "--device-keys", *work / "device-keys",
+             "--topic", cfg->health_topic};
   ho.stdout_path = *work / "health.ndjson";
   ho.stderr_path = *work / "health-unpack.log";
   auto health = h::RunToEnd(ho);

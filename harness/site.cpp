@@ -40,6 +40,32 @@ Result<std::string> MakeCentralKeys(const std::string& dir) {
   return line.substr(0, line.find('\n'));
 }
 
+Result<std::string> EnrolDevice(const std::string& device_id, const std::string& state_dir,
+                                const std::string& keys_dir) {
+  namespace fs = std::filesystem;
+  std::string line;
+  if (!fs::exists(fs::path(state_dir) / "device.key")) {
+    const std::string out = state_dir + ".keygen.out";
+    Result<int> code = RunToEnd(
+        {ProgramPath("edgesync"), "keygen", "--device", "--device-id", device_id, "--out", state_dir}, out);
+    if (!code.ok()) return code.status();
+    if (*code != 0) return Status::IOError("edgesync keygen --device: exit " + std::to_string(*code));
+    line = ReadWholeFile(out);
+    line = line.substr(0, line.find('\n'));
+  }
+  std::error_code ec;
+  fs::create_directories(keys_dir, ec);
+  // Named after the device; characters a file name cannot hold become '_'.
+  std::string name = device_id;
+  for (char& c : name) {
+    if (c == '/' || c == '\0') c = '_';
+  }
+  fs::copy_file(fs::path(state_dir) / "device.pub", fs::path(keys_dir) / (name + ".pub"),
+                fs::copy_options::overwrite_existing, ec);
+  if (ec) return Status::IOError("enrol " + device_id + ": " + ec.message());
+  return line;
+}
+
 Status WriteSiteConfig(const SiteConfig& site, const std::string& out_path) {
   const std::string source = ReadWholeFile(site.source_path);
   if (source.empty()) return Status::IOError("cannot read " + site.source_path);
@@ -64,11 +90,12 @@ Status WriteSiteConfig(const SiteConfig& site, const std::string& out_path) {
 }
 
 Result<Process> StartUnpack(const std::string& bootstrap, const std::vector<std::string>& topics,
-                            const std::string& private_key, const std::string& records_path,
-                            const std::string& log_path, const std::string& gaps_path) {
+                            const std::string& private_key, const std::string& device_keys,
+                            const std::string& records_path, const std::string& log_path,
+                            const std::string& gaps_path) {
   SpawnOptions o;
   o.argv = {ProgramPath("edgesync-unpack"), "--brokers", bootstrap, "--from-beginning",
-            "--private-key", private_key};
+            "--private-key", private_key, "--device-keys", device_keys};
   for (const auto& t : topics) {
     o.argv.push_back("--topic");
     o.argv.push_back(t);

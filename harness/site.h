@@ -31,6 +31,15 @@ Result<std::unique_ptr<MosquittoBroker>> StartSiteBroker(const std::string& work
 // returns the first line it printed (the key id). IOError when it fails.
 Result<std::string> MakeCentralKeys(const std::string& dir);
 
+// Enrols a device as an operator does: its signing key made where the agent
+// will find it (`edgesync keygen --device --device-id ID --out STATE_DIR`,
+// unless STATE_DIR/device.key exists), then its enrolment file
+// (STATE_DIR/device.pub) copied into `keys_dir` (created), the directory
+// edgesync-unpack's --device-keys reads. Returns the keygen's first line
+// ("device ID, signing key id ..."), or "" when the key existed.
+Result<std::string> EnrolDevice(const std::string& device_id, const std::string& state_dir,
+                                const std::string& keys_dir);
+
 // What WriteSiteConfig changes in an agent configuration.
 struct SiteConfig {
   std::string source_path;  // the configuration to start from
@@ -50,12 +59,14 @@ struct SiteConfig {
 // the additions of `site`. IOError when a file cannot be read or written.
 Status WriteSiteConfig(const SiteConfig& site, const std::string& out_path);
 
-// edgesync-unpack reading `topics` from the beginning with `private_key`,
-// records (NDJSON) to `records_path`, its notes to `log_path`, gaps to
-// `gaps_path` when non-empty (else to its log).
+// edgesync-unpack reading `topics` from the beginning with `private_key`
+// and the enrolled device keys in `device_keys`, records (NDJSON) to
+// `records_path`, its notes to `log_path`, gaps to `gaps_path` when
+// non-empty (else to its log).
 Result<Process> StartUnpack(const std::string& bootstrap, const std::vector<std::string>& topics,
-                            const std::string& private_key, const std::string& records_path,
-                            const std::string& log_path, const std::string& gaps_path = "");
+                            const std::string& private_key, const std::string& device_keys,
+                            const std::string& records_path, const std::string& log_path,
+                            const std::string& gaps_path = "");
 
 // One run of edgesync-fleet (QoS 1, quiet unless `progress`): what it
 // prints goes to out_path, its log to log_path, the manifest to manifest_path.

@@ -331,10 +331,13 @@ int main(int argc, char** argv) {
     ++lifetimes;
     return h::StartAgent(agent_config, *work / ("agent-" + std::to_string(lifetimes) + ".log"));
   };
+  auto enrolled = h::EnrolDevice("soak-site", *work / "state", *work / "device-keys");
+  if (!enrolled.ok()) return fail_early("enrolling the device", enrolled.status());
   auto agent = start_agent();
   if (!agent.ok()) return fail_early("agent", agent.status());
   auto unpack = h::StartUnpack((*cluster)->bootstrap(), record_topics, *work / "keys/edgesync.key",
-                               *work / "records.ndjson", *work / "unpack.log", *work / "gaps.ndjson");
+                               *work / "device-keys", *work / "records.ndjson", *work / "unpack.log",
+                               *work / "gaps.ndjson");
   if (!unpack.ok()) return fail_early("edgesync-unpack", unpack.status());
 
   h::FleetRun fr;

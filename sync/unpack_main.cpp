@@ -38,6 +38,7 @@
 #include "buffer/envelope.h"
 #include "buffer/fragment.h"
 #include "sync/dedupe_store.h"
+#include "sync/device_keys.h"
 #include "sync/unpack.h"
 
 namespace edgesync {
@@ -65,6 +66,9 @@ struct Options {
   std::string gaps_path;
   std::vector<std::string> private_keys;
   bool allow_plaintext = false;
+  std::string device_keys;    // the registry's directory
+  bool trust_device_ids = false;
+  bool allow_unsigned = false;
   std::string dict_dir;
   std::string max_batch_bytes = std::to_string(format::kMaxBodyBytes);
   std::string dedupe_db;
@@ -415,6 +419,7 @@ class Service {
 
  private:
   Status StartConsumer();
+  void RefreshDeviceKeys();
   void HandleMessage(rd_kafka_message_t* m);
   void Reject(rd_kafka_message_t* m, const std::string& source, const std::string& reason,
               const std::string& why);
@@ -426,6 +431,8 @@ class Service {
   Options o_;
   bool kafka_output_ = false;
   Keyring keys_;
+  std::unique_ptr<DeviceKeyRegistry> device_keys_;
+  int64_t last_key_refresh_us_ = 0;
   std::map<uint32_t, std::shared_ptr<const Dictionary>> dicts_;
   std::optional<TopicTemplate> template_;
   int64_t max_age_us_ = 0;
@@ -500,6 +507,30 @@ Status Service::Configure() {
     EDGESYNC_RETURN_IF_ERROR(keys_.AddPrivate(*key));
   }
   if (!o_.dict_dir.empty()) EDGESYNC_RETURN_IF_ERROR(LoadDictionaries(o_.dict_dir, &dicts_));
+  // Who wrote each batch: the enrolled device keys, or, said explicitly,
+  // the device id each batch claims.
+  if (o_.device_keys.empty() == !o_.trust_device_ids) {
+    return Status::InvalidArgument(
+        o_.trust_device_ids
+            ? "--device-keys and --trust-device-ids exclude each other: pick one"
+            : "say who may write: --device-keys DIR (the enrolled devices' keys: each device's "
+              "device.pub from its state_dir), or --trust-device-ids to take every batch's device id "
+              "on its word (tests and trusted networks only)");
+  }
+  if (o_.allow_unsigned && o_.device_keys.empty()) {
+    return Status::InvalidArgument("--allow-unsigned needs --device-keys (without it nothing is checked)");
+  }
+  if (!o_.device_keys.empty()) {
+    device_keys_ = std::make_unique<DeviceKeyRegistry>(Env::Default(), o_.device_keys);
+    std::vector<std::string> problems;
+    Status st = device_keys_->Refresh(&problems);
+    if (!st.ok()) return Status::InvalidArgument("--device-keys " + o_.device_keys + ": " + st.message());
+    for (const std::string& p : problems) Log("device keys: " + p + "; skipped");
+    Log("device keys: " + std::to_string(device_keys_->enrolled()) + " enrolled, " +
+        std::to_string(device_keys_->revoked()) + " revoked, in " + o_.device_keys +
+        (o_.allow_unsigned ? "; unsigned (version 1) batches accepted (--allow-unsigned)" : ""));
+    last_key_refresh_us_ = Env::Default()->MonotonicMicros();
+  }
 
   OpenOptions open;
   open.keys = &keys_;
@@ -508,6 +539,8 @@ Status Service::Configure() {
   // Holding a key means batches are expected sealed: a plain one is forged
   // or from a misconfigured agent, unless the operator says otherwise.
   open.require_encryption = !keys_.empty() && !o_.allow_plaintext;
+  open.device_keys = device_keys_.get();
+  open.allow_unsigned = o_.allow_unsigned;
   // Expect every stream to start at batch 1 only when reading every
   // partition from its start. A consumer group resumes from its offsets, where
   // a stream the dedupe state does not know (forgotten by age, or no
@@ -516,7 +549,8 @@ Status Service::Configure() {
   // An envelope is at most its body (compressed, or stored if zstd did not
   // help) plus header and seal: 64 KiB covers the rest.
   const size_t max_envelope = static_cast<size_t>(*max_batch) + (64 << 10);
-  fragments_ = std::make_unique<FragmentAssembler>(max_envelope, std::max<size_t>(64 << 20, 2 * max_envelope));
+  fragments_ = std::make_unique<FragmentAssembler>(max_envelope, std::max<size_t>(64 << 20, 2 * max_envelope),
+                                                   device_keys_.get(), o_.allow_unsigned);
 
   const int64_t now = Env::Default()->NowMicros();
   unpacker_->tracker().SetTime(now);
@@ -640,6 +674,7 @@ Status Service::Run() {
   last_stats_us_ = env->MonotonicMicros();
   bool done = false;
   while (!g_stop && !done && fatal_.ok()) {
+    RefreshDeviceKeys();
     unpacker_->tracker().SetTime(env->NowMicros());
     const int64_t deadline = env->MonotonicMicros() + kRoundTimeMs * 1000;
     for (size_t n = 0; n < kRoundMessages && !g_stop && !done &&
@@ -671,6 +706,26 @@ Status Service::Run() {
   return Status::OK();
 }
 
+// Enrolments and revocations take effect within kKeyRefreshUs, without a restart.
+void Service::RefreshDeviceKeys() {
+  constexpr int64_t kKeyRefreshUs = 2'000'000;
+  const int64_t now = Env::Default()->MonotonicMicros();
+  if (!device_keys_ || now - last_key_refresh_us_ < kKeyRefreshUs) return;
+  last_key_refresh_us_ = now;
+  std::vector<std::string> problems;
+  bool changed = false;
+  Status st = device_keys_->Refresh(&problems, &changed);
+  if (!st.ok()) {
+    Log("device keys: " + st.message() + "; keeping the keys read before");
+    return;
+  }
+  for (const std::string& p : problems) Log("device keys: " + p + "; skipped");
+  if (changed) {
+    Log("device keys: now " + std::to_string(device_keys_->enrolled()) + " enrolled, " +
+        std::to_string(device_keys_->revoked()) + " revoked");
+  }
+}
+
 bool Service::AllPartitionsAtEnd(rd_kafka_message_t* eof) {
   if (!assignment_known_) {
     // Group mode: the assignment is known once messages flow.
@@ -700,8 +755,10 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
         {topic, m->partition, std::string(static_cast<const char*>(m->key), m->key_len)}, m->offset, value);
     counters_.fragments_abandoned += f.abandoned;
     if (f.kind == FragmentAssembler::Outcome::Kind::kRejected) {
-      unpacker_->CountRejected(kRejectFragment);
-      Reject(m, source, kRejectFragment, f.why);
+      // Refused for who signed it, or as a fragment that cannot be part of a whole.
+      const std::string reason = f.refusal == Rejection::kMalformed ? kRejectFragment : RejectionName(f.refusal);
+      unpacker_->CountRejected(reason);
+      Reject(m, source, reason, f.why);
       return;
     }
     if (f.kind == FragmentAssembler::Outcome::Kind::kIncomplete) return;
@@ -936,6 +993,14 @@ int main(int argc, char** argv) {
                  "with one, plain batches are refused");
   app.add_flag("--allow-plaintext", o.allow_plaintext,
                "accept plain (unencrypted) batches although --private-key is given");
+  app.add_option("--device-keys", o.device_keys,
+                 "directory of enrolled device keys (each device's device.pub; revoked ones in "
+                 "DIR/revoked/): a batch must be signed by a key enrolled for the device it names. "
+                 "Read again every 2 s");
+  app.add_flag("--trust-device-ids", o.trust_device_ids,
+               "check no device key: take every batch's device id on its word (instead of --device-keys)");
+  app.add_flag("--allow-unsigned", o.allow_unsigned,
+               "with --device-keys, also accept unsigned batches (format version 1) during the transition");
   app.add_option("--dict-dir", o.dict_dir, "directory of zstd dictionaries (loaded by id)");
   app.add_option("--max-batch-bytes", o.max_batch_bytes,
                  "refuse a batch larger than this decompressed (bytes, or KiB/MiB; default 64MiB)");

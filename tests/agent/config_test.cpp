@@ -524,6 +524,7 @@ TEST(ConfigBounds, AProfileOrBundleSettingWhatBelongsToTheDeviceFileIsRefused) {
   const std::pair<std::string, std::string> cases[] = {
       {"[agent]\nstate_dir = \"/elsewhere\"\n", "agent.state_dir"},
       {"[agent]\ndevice_id = \"term-8\"\n", "agent.device_id"},
+      {"[agent]\ndevice_key = \"/elsewhere/device.key\"\n", "agent.device_key"},
       {"[encryption]\njournal_key = \"/k\"\n", "encryption.journal_key"},
       {"[plugins]\ndir = \".\"\n", "plugins.dir"},
       {"[fleet]\npublic_keys = [\"/mine.pub\"]\n", "fleet"},
@@ -551,6 +552,24 @@ TEST(ConfigBounds, AProfileOrBundleSettingWhatBelongsToTheDeviceFileIsRefused) {
   std::ofstream(dir / "p.toml") << "[kafka.properties]\n\"linger.ms\" = 20\n" << stream;
   Result<Config> c = ParseConfig(device, dir / "d.toml");
   ASSERT_TRUE(c.ok()) << c.status().message();
+}
+
+TEST(ConfigBounds, TheDeviceIdIsPrintableText) {
+  // It names the device in every batch header and in its enrolment file's
+  // first line: no line breaks or control characters (TOML escapes below).
+  auto with_id = [](const std::string& id) {
+    std::string text = kMinimal;
+    const std::string from = "device_id = \"term-0042\"";
+    text.replace(text.find(from), from.size(), "device_id = \"" + id + "\"");
+    return ParseConfig(text, "m.toml");
+  };
+  for (const char* id : {R"(a\nedgesync-device: b)", R"(t\u0001)", R"(t\u001b[2J)"}) {
+    Result<Config> c = with_id(id);
+    ASSERT_FALSE(c.ok()) << id;
+    EXPECT_NE(c.status().message().find("agent.device_id"), std::string::npos) << c.status().message();
+  }
+  Result<Config> c = with_id("Ladesäule-7");
+  EXPECT_TRUE(c.ok()) << c.status().message();
 }
 
 TEST(ConfigBounds, TheAnnouncedPacketSizeLeavesRoomForADeadLetter) {

@@ -12,6 +12,7 @@
 #include "agent/config.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/identity.h"
 #include "buffer/journal.h"
 #include "harness/process.h"
 #include "tests/support/temp_dir.h"
@@ -63,6 +64,45 @@ TEST(Keygen, WritesAPairThatLoadsWithThePrivateKeyOwnerOnlyAndNeverReplacesOne) 
 
   // The config takes the public key; `check` loads it.
   EXPECT_TRUE(Load(dir, "[encryption]\npublic_key = \"" + dir / "keys/edgesync.pub" + "\"\n").ok());
+}
+
+TEST(Keygen, TheDeviceKeyGoesWhereTheConfigurationSaysWithItsEnrolmentFileAndIsNeverReplaced) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string edgesync = harness::ProgramPath("edgesync");
+  std::ofstream(dir / "edgesync.toml") << std::string(R"([agent]
+device_id = "term-0042"
+device_key = ")") + (dir / "keys/term.key") + R"("
+[[streams]]
+name = "payments"
+topics = ["terminal/+/payment/#"]
+[kafka]
+brokers = "127.0.0.1:9092"
+)";
+  ASSERT_EQ(RunTool({edgesync, "keygen", "--device", "--config", dir / "edgesync.toml"}, dir / "out.txt"), 0)
+      << harness::ReadWholeFile(dir / "out.txt");
+  EXPECT_EQ(Mode(dir / "keys/term.key"), 0600u);
+  Result<std::string> pem = Env::Default()->ReadFile(dir / "keys/term.key", 1 << 16);
+  ASSERT_TRUE(pem.ok());
+  Result<DeviceSigner> key = DeviceSigner::FromPem(*pem, "term.key");
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  Result<Enrolment> e = ParseEnrolment(harness::ReadWholeFile(dir / "keys/term.pub"), "term.pub");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->device_id, "term-0042");
+  EXPECT_EQ(e->key.key_id(), key->key_id());
+  EXPECT_NE(harness::ReadWholeFile(dir / "out.txt").find(crypto::Hex(key->key_id())), std::string::npos);
+  // Never replaced, by the command or by the agent's start.
+  EXPECT_EQ(RunTool({edgesync, "keygen", "--device", "--config", dir / "edgesync.toml"}), 2);
+  EXPECT_EQ(*Env::Default()->ReadFile(dir / "keys/term.key", 1 << 16), *pem);
+  bool created = true;
+  Result<DeviceSigner> again = LoadOrCreateDeviceKey(Env::Default(), dir / "keys/term.key", "term-0042", &created);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(created);
+  EXPECT_EQ(again->key_id(), key->key_id());
+  // --out needs the device id; with it, DIR/device.key and DIR/device.pub.
+  EXPECT_EQ(RunTool({edgesync, "keygen", "--device", "--out", dir / "other"}), 2);
+  ASSERT_EQ(RunTool({edgesync, "keygen", "--device", "--device-id", "cs-7", "--out", dir / "other"}), 0);
+  EXPECT_EQ(Mode(dir / "other/device.key"), 0600u);
+  EXPECT_EQ(ParseEnrolment(harness::ReadWholeFile(dir / "other/device.pub"), "")->device_id, "cs-7");
 }
 
 TEST(Keygen, KeysMadeByOpensslWorkToo) {

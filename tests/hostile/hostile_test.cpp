@@ -78,7 +78,7 @@ class Hostile : public Fleet {
   void StartDeadLetterUnpack() {
     harness::SpawnOptions o;
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--from-beginning",
-              "--topic", "edge.dead-letter"};
+              "--topic", "edge.dead-letter", "--device-keys", DeviceKeysDir()};
     o.stdout_path = dir_ / "dead-letters.ndjson";
     o.stderr_path = dir_ / "unpack-dead-letters.log";
     auto p = Process::Spawn(o);
@@ -628,7 +628,7 @@ TEST_F(Hostile, TheCentreEscapesWhatADeviceWroteAndItsCountersDoNotWrap) {
   ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kTopic, msgs, 30s).ok());
   harness::SpawnOptions o;
   o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--topic", kTopic,
-            "--from-beginning", "--exit-at-end", "--gaps", dir_ / "gaps.ndjson"};
+            "--from-beginning", "--exit-at-end", "--gaps", dir_ / "gaps.ndjson", "--trust-device-ids"};
   o.stdout_path = dir_ / "records.ndjson";
   o.stderr_path = dir_ / "unpack.log";
   auto p = Process::Spawn(o);
@@ -648,6 +648,81 @@ TEST_F(Hostile, TheCentreEscapesWhatADeviceWroteAndItsCountersDoNotWrap) {
   size_t records = 0;
   ForEachJsonLine(dir_ / "gaps.ndjson", [&](simdjson::dom::element) { ++records; });
   EXPECT_EQ(records, 2u);
+}
+
+// Envelopes are sealed for the central public key, which every device
+// holds, so anyone who could write to an edge topic could write as any
+// device. One gap record in another device's name (its batches 1..1000000)
+// made edgesync-unpack drop that device's real batches as duplicates, and
+// the gap line said events:0. Now every batch, gap record and fragment is
+// signed with the device's own key: what is unsigned, signed by no enrolled
+// key, or signed by another device's key is refused with its reason before
+// it touches the state of the device it names.
+TEST_F(Hostile, ForgedBatchesAndGapRecordsInAnotherDevicesNameAreRefused) {
+  // A compromised terminal of the same fleet, enrolled under its own name,
+  // and a key nobody enrolled.
+  const DeviceSigner evil = *DeviceSigner::Generate(), stranger = *DeviceSigner::Generate();
+  const std::string keys = DeviceKeysDir();
+  std::ofstream(keys + "/evil-7.pub") << EnrolmentText("evil-7", evil);
+  Gap g;
+  g.stream = "payments";
+  g.first_seq = 1;
+  g.last_seq = 1'000'000;
+  g.reason = format::kGapQuota;
+  BatchHeader h;
+  h.device_id = "it-device";
+  h.stream = "payments";
+  h.batch_seq = 1;
+  h.event_count = 1;
+  Record r;
+  r.topic = "terminal/t1/payment/authorization";
+  r.payload = R"({"forged":true,"amount":100000})";
+  std::string body;
+  AppendToBody(r, &body);
+  SealOptions by_evil;
+  by_evil.signer = &evil;
+  std::vector<harness::KafkaMessage> forged(5);
+  for (harness::KafkaMessage& m : forged) m.key = "it-device";  // the device's partition
+  forged[0].value = *SealGapRecord("it-device", g);             // unsigned (format version 1)
+  forged[1].value = *SealGapRecord("it-device", g, &stranger);  // a key not enrolled for it
+  forged[2].value = *SealGapRecord("it-device", g, &evil);      // another device's key
+  forged[3].value = *SealEnvelope(h, body, by_evil);            // fake records in its name
+  forged[4].value = *SealGapRecord("ghost-1", g, &stranger);    // a device nobody enrolled
+  ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kTopic, forged, 30s).ok());
+
+  // The device's real traffic, after the forgeries: every event arrives once.
+  auto pub = StartPipeline();
+  ASSERT_TRUE(pub);
+  Publish(pub.get(), 1, 500);
+  harness::Tally t = AwaitArrival(500);
+  EXPECT_EQ(t.arrived, 500u);
+  EXPECT_EQ(t.lost, 0u);
+  EXPECT_EQ(t.duplicates, 0u);
+  ASSERT_TRUE(unpack_->Stop(10s).ok());
+  const std::string log = harness::ReadWholeFile(dir_ / "unpack.log");
+  for (const char* reason : {"reason=unsigned", "reason=unknown_device", "reason=wrong_key"}) {
+    EXPECT_NE(log.find(reason), std::string::npos) << reason << " missing from:\n" << log;
+  }
+  for (const char* count : {"rejected_unsigned=1", "rejected_wrong_key=3", "rejected_unknown_device=1"}) {
+    EXPECT_NE(log.find(count), std::string::npos) << count << " missing from:\n" << log;
+  }
+  EXPECT_NE(log.find("gap_records=0"), std::string::npos) << log;
+  EXPECT_EQ(harness::ReadWholeFile(dir_ / "records.ndjson").find("forged"), std::string::npos);
+  EXPECT_EQ(harness::ReadWholeFile(dir_ / "gaps.ndjson").find("\"lost\""), std::string::npos);
+
+  // The same topic read without device keys (--trust-device-ids): the
+  // forged gap record hides the device's real batches. The attack is real.
+  harness::SpawnOptions o;
+  o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--topic", kTopic,
+            "--from-beginning", "--exit-at-end", "--trust-device-ids"};
+  o.stdout_path = dir_ / "trusting.ndjson";
+  o.stderr_path = dir_ / "trusting.log";
+  Result<int> code = harness::RunToEnd(o);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0);
+  std::ifstream in(dir_ / "trusting.ndjson");
+  EXPECT_LT(harness::TallyLines(in, {{"pub", 500}}).arrived, 500u)
+      << "without device keys a forged gap record drops real batches as duplicates";
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // The central team's view: an agent with encryption on seals its batches for
-// a key pair from `edgesync keygen`; tests/decode_envelope.py, a decoder
-// written from FORMAT.md alone, opens the envelopes taken from Kafka with the
-// private key and gives back exactly the payloads that were published.
+// a key pair from `edgesync keygen` and signs them with its own device key;
+// tests/decode_envelope.py, a decoder written from FORMAT.md alone, checks
+// each envelope's signature against the enrolled device keys, opens it with
+// the private key and gives back exactly the payloads that were published.
 #include <simdjson.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "buffer/identity.h"
 #include "harness/consumer.h"
 #include "sync/unpack.h"
 #include "tests/integration/pipeline_fixture.h"
@@ -73,6 +76,14 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
             0)
       << harness::ReadWholeFile(dir_ / "keygen.err");
   WriteConfig("", "[encryption]\npublic_key = \"" + (dir_ / "keys/edgesync.pub") + "\"\n");
+  // The device's signing key, enrolled as an operator does: its enrolment
+  // file (state_dir/device.pub) in the directory --device-keys reads.
+  const std::string device_keys = DeviceKeysDir();
+  Result<Enrolment> enrolment =
+      ParseEnrolment(harness::ReadWholeFile(dir_ / "state/device.pub"), dir_ / "state/device.pub");
+  ASSERT_TRUE(enrolment.ok()) << enrolment.status().ToString();
+  EXPECT_EQ(enrolment->device_id, "it-device");
+  const std::string signer = crypto::Hex(enrolment->key.key_id());
 
   // Payloads a decoder can get wrong: JSON, binary with every byte value
   // (not UTF-8), a run that compresses well, a QoS 0 delivery.
@@ -114,16 +125,51 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
     std::ofstream(files.back(), std::ios::binary) << m.value;
   }
 
-  // Without the private key nothing opens: the batches are sealed.
-  std::vector<std::string> argv = {python, script};
+  // Each file refused once, for `reason` (a line of the decoder's stderr each).
+  auto expect_each_refused = [&](const std::string& err_path, const std::string& reason) {
+    const std::string err = harness::ReadWholeFile(err_path);
+    size_t lines = 0, with_reason = 0;
+    for (size_t at = 0; at < err.size();) {
+      size_t eol = err.find('\n', at);
+      if (eol == std::string::npos) eol = err.size();
+      ++lines;
+      if (err.substr(at, eol - at).find(reason) != std::string::npos) ++with_reason;
+      at = eol + 1;
+    }
+    EXPECT_EQ(lines, files.size()) << err;
+    EXPECT_EQ(with_reason, files.size()) << err;
+  };
+
+  // Without the private key nothing opens: the batches are sealed. Their
+  // signatures verify (the key is asked for after that).
+  std::vector<std::string> argv = {python, script, "--device-keys", device_keys};
   argv.insert(argv.end(), files.begin(), files.end());
   EXPECT_EQ(Run(argv, dir_ / "nokey.ndjson", dir_ / "nokey.err"), 1);
   EXPECT_EQ(harness::ReadWholeFile(dir_ / "nokey.ndjson"), "");
-  EXPECT_NE(harness::ReadWholeFile(dir_ / "nokey.err").find("unknown key"), std::string::npos)
-      << harness::ReadWholeFile(dir_ / "nokey.err");
+  expect_each_refused(dir_ / "nokey.err", "unknown key");
 
-  // With it, every envelope decodes; unencrypted batches would be refused.
-  argv = {python, script, "--require-encryption", "--private-key", dir_ / "keys/edgesync.key"};
+  // Nor does anything open for a reader that has not enrolled the device,
+  // or has revoked its key: who wrote a batch is checked before its body.
+  namespace fs = std::filesystem;
+  const std::string unenrolled = dir_ / "device-keys-none", revoked = dir_ / "device-keys-revoked";
+  fs::create_directories(unenrolled);
+  fs::create_directories(revoked + "/revoked");
+  fs::copy_file(dir_ / "state/device.pub", revoked + "/it-device.pub");
+  fs::copy_file(dir_ / "state/device.pub", revoked + "/revoked/it-device.pub");
+  for (const auto& [dir, reason] :
+       {std::pair{unenrolled, "unknown_device"}, std::pair{revoked, "revoked_key"}}) {
+    argv = {python, script, "--require-encryption", "--private-key", dir_ / "keys/edgesync.key",
+            "--device-keys", dir};
+    argv.insert(argv.end(), files.begin(), files.end());
+    EXPECT_EQ(Run(argv, dir + ".ndjson", dir + ".err"), 1) << reason;
+    EXPECT_EQ(harness::ReadWholeFile(dir + ".ndjson"), "") << reason;
+    expect_each_refused(dir + ".err", reason);
+  }
+
+  // With the key and the device enrolled, every envelope verifies and
+  // decodes; unsigned or unencrypted batches would be refused.
+  argv = {python, script, "--require-encryption", "--private-key", dir_ / "keys/edgesync.key",
+          "--device-keys", device_keys};
   argv.insert(argv.end(), files.begin(), files.end());
   ASSERT_EQ(Run(argv, dir_ / "decoded.ndjson", dir_ / "decoded.err"), 0)
       << harness::ReadWholeFile(dir_ / "decoded.err");
@@ -141,6 +187,9 @@ TEST_F(DecoderPipeline, SealedEnvelopesFromTheAgentDecodeWithTheFormatMdDecoder)
     EXPECT_EQ(std::string_view(e["device"]), "it-device") << line;
     EXPECT_EQ(std::string_view(e["stream"]), "payments") << line;
     EXPECT_EQ(std::string_view(e["topic"]), kPaymentTopic) << line;
+    // Signed by the enrolled device key, and checked against it.
+    EXPECT_EQ(bool(e["verified"]), true) << line;
+    EXPECT_EQ(std::string_view(e["signer"]), signer) << line;
     // MQTT 3.1.1 publishes carry neither a content type nor user properties.
     EXPECT_NE(e["content_type"].error(), simdjson::SUCCESS) << line;
     EXPECT_NE(e["properties"].error(), simdjson::SUCCESS) << line;

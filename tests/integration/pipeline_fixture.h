@@ -17,6 +17,7 @@
 #include "harness/mosquitto.h"
 #include "harness/process.h"
 #include "harness/publisher.h"
+#include "harness/site.h"
 #include "harness/tally.h"
 #include "tests/support/temp_dir.h"
 
@@ -129,11 +130,19 @@ brokers = ")" << cluster_->bootstrap() << R"("
     return harness::ReadWholeFile(dir_ / ("agent-" + std::to_string(start) + ".log"));
   }
 
+  // edgesync-unpack's --device-keys directory, with the agent's key enrolled
+  // (made in its state directory first if the agent has not made it yet).
+  std::string DeviceKeysDir() {
+    Result<std::string> enrolled = harness::EnrolDevice("it-device", dir_ / "state", dir_ / "device-keys");
+    EXPECT_TRUE(enrolled.ok()) << enrolled.status().ToString();
+    return dir_ / "device-keys";
+  }
+
   void StartUnpack(const std::string& topic = kTopic) { StartUnpackTopics({topic}); }
   void StartUnpackTopics(const std::vector<std::string>& topics) {
     harness::SpawnOptions o;
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--from-beginning", "--gaps", dir_ / "gaps.ndjson"};
+              "--from-beginning", "--gaps", dir_ / "gaps.ndjson", "--device-keys", DeviceKeysDir()};
     for (const std::string& t : topics) {
       o.argv.push_back("--topic");
       o.argv.push_back(t);

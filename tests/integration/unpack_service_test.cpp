@@ -112,7 +112,7 @@ class UnpackService : public ::testing::Test {
   void StartUnpack(int n, std::vector<std::string> args) {
     harness::SpawnOptions o;
     o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--topic", kInput, "--private-key", key_path_};
+              "--topic", kInput, "--private-key", key_path_, "--trust-device-ids"};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
     o.stdout_path = RecordsPath(n);
     o.stderr_path = LogPath(n);
@@ -514,6 +514,11 @@ TEST(UnpackConfig, ConfigurationErrorsExitWithCode2AndSayWhatIsWrong) {
       {{"--max-batch-bytes", "1GiB"}, "--max-batch-bytes"},
       {{"--gaps-topic", "g"}, "need --output kafka"},
       {{"--output", "xml"}, "xml"},
+      // Who may write: one of the two, said explicitly.
+      {{"--stats", "1"}, "--device-keys DIR"},
+      {{"--device-keys", dir / "nowhere"}, "--device-keys"},
+      {{"--device-keys", dir / "dicts", "--trust-device-ids"}, "exclude each other"},
+      {{"--trust-device-ids", "--allow-unsigned"}, "--allow-unsigned needs --device-keys"},
   };
   for (const auto& [args, says] : cases) {
     harness::SpawnOptions o;

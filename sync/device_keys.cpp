@@ -1,0 +1,95 @@
+#include "sync/device_keys.h"
+
+namespace edgesync {
+namespace {
+
+bool IsEnrolmentName(const std::string& name) {
+  return name.size() > 4 && name.compare(name.size() - 4, 4, ".pub") == 0 && name[0] != '.';
+}
+
+}  // namespace
+
+Status DeviceKeyRegistry::Sync(const std::string& dir, bool revoked, std::map<std::string, File>* files,
+                               std::vector<std::string>* problems, bool* changed) {
+  Result<std::vector<std::string>> names = env_->ListDir(dir);
+  if (!names.ok()) {
+    // revoked/ is optional; the directory itself is not.
+    if (revoked && names.status().code() == Status::Code::kNotFound) names = std::vector<std::string>{};
+    else return names.status();
+  }
+  std::set<std::string> now;
+  for (const std::string& n : *names) {
+    if (IsEnrolmentName(n)) now.insert(n);
+  }
+  for (auto it = files->begin(); it != files->end();) {
+    if (now.count(it->first) == 0) {
+      *changed |= it->second.ok;
+      it = files->erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const std::string& n : now) {
+    // Read once when it works; a file that did not parse (perhaps caught
+    // while it was being copied) is read again at every refresh.
+    auto known = files->find(n);
+    if (known != files->end() && known->second.ok) continue;
+    const std::string path = dir + "/" + n;
+    File f;
+    Result<Env::FileType> type = env_->TypeOfTarget(path);
+    Result<std::string> text = type.ok() && *type == Env::FileType::kRegular
+                                   ? env_->ReadFile(path, kMaxKeyFileBytes)
+                                   : Result<std::string>(Status::InvalidArgument(path + ": not a regular file"));
+    Result<Enrolment> e = text.ok() ? ParseEnrolment(*text, path) : Result<Enrolment>(text.status());
+    if (e.ok()) {
+      f.ok = true;
+      f.entry = Entry{e->device_id, e->key, revoked};
+      *changed = true;
+    } else if (known == files->end()) {
+      problems->push_back(e.status().message());  // once per file name
+    }
+    files->insert_or_assign(n, std::move(f));
+  }
+  return Status::OK();
+}
+
+Status DeviceKeyRegistry::Refresh(std::vector<std::string>* problems, bool* changed) {
+  bool any = false;
+  EDGESYNC_RETURN_IF_ERROR(Sync(dir_, false, &enrolled_files_, problems, &any));
+  EDGESYNC_RETURN_IF_ERROR(Sync(dir_ + "/revoked", true, &revoked_files_, problems, &any));
+  if (any) Index();
+  if (changed != nullptr) *changed = any;
+  return Status::OK();
+}
+
+void DeviceKeyRegistry::Index() {
+  by_key_.clear();
+  devices_.clear();
+  enrolled_ = revoked_ = 0;
+  for (const auto& [name, f] : enrolled_files_) {
+    if (!f.ok) continue;
+    by_key_.insert_or_assign(f.entry.key.key_id(), f.entry);
+  }
+  // A revoked key stays revoked even while its file is still enrolled.
+  for (const auto& [name, f] : revoked_files_) {
+    if (!f.ok) continue;
+    by_key_.insert_or_assign(f.entry.key.key_id(), f.entry);
+  }
+  for (const auto& [id, e] : by_key_) {
+    if (e.revoked) {
+      ++revoked_;
+    } else {
+      ++enrolled_;
+      devices_.insert(e.device_id);
+    }
+  }
+}
+
+const DeviceKeys::Entry* DeviceKeyRegistry::Find(const crypto::KeyId& id) const {
+  auto it = by_key_.find(id);
+  return it == by_key_.end() ? nullptr : &it->second;
+}
+
+bool DeviceKeyRegistry::Knows(std::string_view device_id) const { return devices_.count(device_id) != 0; }
+
+}  // namespace edgesync
