@@ -336,14 +336,9 @@ int main(int argc, char** argv) {
 
   // 3. Device identity: the price of a signature per batch.
   const edgesync::DeviceSigner signer = *edgesync::DeviceSigner::Generate();
-  struct OneKey final : edgesync::DeviceKeys {
-    Entry entry;
-    const Entry* Find(const edgesync::crypto::KeyId& id) const override {
-      return id == entry.key.key_id() ? &entry : nullptr;
-    }
-    bool Knows(std::string_view device) const override { return device == entry.device_id; }
-  } enrolled;
-  enrolled.entry = {"site-0001", *edgesync::DevicePublicKey::FromRaw(signer.public_key()), false};
+  edgesync::DeviceKeySet enrolled;
+  const edgesync::DevicePublicKey pub = *edgesync::DevicePublicKey::FromRaw(signer.public_key());
+  enrolled.Add("site-0001", pub, false);
   edgesync::SealOptions signed_opts = sealed_opts;
   signed_opts.signer = &signer;
   edgesync::OpenOptions verify_opts = open_opts;
@@ -384,7 +379,6 @@ int main(int argc, char** argv) {
   std::vector<double> sign_us, verify_us, agree_us;
   const std::string message(200, 'h');  // about a header
   std::string sig_out;
-  const edgesync::DevicePublicKey& pub = enrolled.entry.key;
   if (!signer.Sign(message, &sig_out).ok()) return 1;
   auto agreeing = edgesync::crypto::X25519Private::Generate();
   if (!agreeing.ok()) return 1;

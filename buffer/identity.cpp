@@ -18,34 +18,32 @@ crypto::KeyId SigningKeyIdOf(const ossl::Ed25519Raw& public_key) {
   return crypto::ShortHash(std::string_view(reinterpret_cast<const char*>(public_key.data()), public_key.size()));
 }
 
-Result<DeviceSigner> DeviceSigner::Generate() {
-  Result<ossl::Pkey> pkey = ossl::Ed25519Generate();
-  if (!pkey.ok()) return pkey.status();
-  Result<ossl::Ed25519Raw> raw = ossl::Ed25519RawPublic(pkey->get());
+Result<DeviceSigner> DeviceSigner::FromPkey(ossl::Pkey pkey) {
+  Result<ossl::Ed25519Raw> raw = ossl::Ed25519RawPublic(pkey.get());
   if (!raw.ok()) return raw.status();
   DeviceSigner s;
-  s.pkey_ = Share(std::move(pkey).value());
+  s.pkey_ = Share(std::move(pkey));
   s.public_key_ = *raw;
   s.key_id_ = SigningKeyIdOf(*raw);
   return s;
+}
+
+Result<DeviceSigner> DeviceSigner::Generate() {
+  Result<ossl::Pkey> pkey = ossl::Ed25519Generate();
+  if (!pkey.ok()) return pkey.status();
+  return FromPkey(std::move(pkey).value());
 }
 
 Result<DeviceSigner> DeviceSigner::FromPem(std::string_view private_pem, const std::string& origin) {
   Result<ossl::Pkey> pkey = ossl::ParseEd25519Pem(private_pem, true, origin, kDeviceKeygenHint);
   if (!pkey.ok()) return pkey.status();
-  Result<ossl::Ed25519Raw> raw = ossl::Ed25519RawPublic(pkey->get());
-  if (!raw.ok()) return raw.status();
-  DeviceSigner s;
-  s.pkey_ = Share(std::move(pkey).value());
-  s.public_key_ = *raw;
-  s.key_id_ = SigningKeyIdOf(*raw);
-  return s;
+  return FromPkey(std::move(pkey).value());
 }
 
 Result<DeviceSigner> DeviceSigner::FromRawPrivate(const ossl::Ed25519Raw& seed) {
   ossl::Pkey pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
   if (!pkey) return Status::InvalidArgument(ossl::Error("Ed25519 private key"));
-  return FromPem(ossl::Pem(pkey.get(), true), "");
+  return FromPkey(std::move(pkey));
 }
 
 std::string DeviceSigner::PrivatePem() const { return ossl::Pem(pkey_.get(), true); }
@@ -126,6 +124,35 @@ Result<DeviceSigner> LoadOrCreateDeviceKey(Env* env, const std::string& key_path
   *created = true;
   return key;
 }
+
+void DeviceKeySet::Add(std::string device_id, DevicePublicKey key, bool revoked) {
+  auto it = by_key_.find(key.key_id());
+  if (it != by_key_.end()) {
+    if (it->second.revoked) return;  // revoked for good
+    if (--enrolled_keys_[it->second.device_id] == 0) enrolled_keys_.erase(it->second.device_id);
+    by_key_.erase(it);
+  }
+  if (revoked) {
+    ++revoked_;
+  } else {
+    ++enrolled_keys_[device_id];
+  }
+  const crypto::KeyId id = key.key_id();
+  by_key_.emplace(id, Entry{std::move(device_id), std::move(key), revoked});
+}
+
+void DeviceKeySet::Clear() {
+  by_key_.clear();
+  enrolled_keys_.clear();
+  revoked_ = 0;
+}
+
+const DeviceKeys::Entry* DeviceKeySet::Find(const crypto::KeyId& id) const {
+  auto it = by_key_.find(id);
+  return it == by_key_.end() ? nullptr : &it->second;
+}
+
+bool DeviceKeySet::Knows(std::string_view device_id) const { return enrolled_keys_.count(device_id) != 0; }
 
 SignatureCheck CheckSignature(const DeviceKeys& keys, std::string_view device_id, const crypto::KeyId& signer,
                               std::string_view message, std::string_view signature, std::string* why) {

@@ -5,6 +5,7 @@
 // batch names. Thread-safe: the keys are immutable once made.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,8 @@ class DeviceSigner {
   static Result<DeviceSigner> FromPem(std::string_view private_pem, const std::string& origin);
   // From the 32-byte private key (RFC 8032's seed): the test vectors only.
   static Result<DeviceSigner> FromRawPrivate(const ossl::Ed25519Raw& seed);
+  // Takes `pkey`, an Ed25519 private key.
+  static Result<DeviceSigner> FromPkey(ossl::Pkey pkey);
   const crypto::KeyId& key_id() const { return key_id_; }
   const ossl::Ed25519Raw& public_key() const { return public_key_; }
   std::string PrivatePem() const;
@@ -88,6 +91,24 @@ class DeviceKeys {
   virtual const Entry* Find(const crypto::KeyId& id) const = 0;
   // Whether any key is enrolled for `device_id`.
   virtual bool Knows(std::string_view device_id) const = 0;
+};
+
+// Keys held in memory: what DeviceKeyRegistry (sync/device_keys.h), tools
+// and tests fill. A revoked key stays revoked: adding it again as enrolled
+// changes nothing.
+class DeviceKeySet final : public DeviceKeys {
+ public:
+  void Add(std::string device_id, DevicePublicKey key, bool revoked);
+  void Clear();
+  const Entry* Find(const crypto::KeyId& id) const override;
+  bool Knows(std::string_view device_id) const override;
+  size_t enrolled() const { return by_key_.size() - revoked_; }
+  size_t revoked() const { return revoked_; }
+
+ private:
+  std::map<crypto::KeyId, Entry> by_key_;
+  std::map<std::string, size_t, std::less<>> enrolled_keys_;  // per device, not revoked
+  size_t revoked_ = 0;
 };
 
 // Why a signature was refused.

@@ -63,33 +63,14 @@ Status DeviceKeyRegistry::Refresh(std::vector<std::string>* problems, bool* chan
 }
 
 void DeviceKeyRegistry::Index() {
-  by_key_.clear();
-  devices_.clear();
-  enrolled_ = revoked_ = 0;
-  for (const auto& [name, f] : enrolled_files_) {
-    if (!f.ok) continue;
-    by_key_.insert_or_assign(f.entry.key.key_id(), f.entry);
-  }
-  // A revoked key stays revoked even while its file is still enrolled.
+  keys_.Clear();
+  // Revoked first: a revoked key stays revoked even while its file is still enrolled.
   for (const auto& [name, f] : revoked_files_) {
-    if (!f.ok) continue;
-    by_key_.insert_or_assign(f.entry.key.key_id(), f.entry);
+    if (f.ok) keys_.Add(f.entry.device_id, f.entry.key, true);
   }
-  for (const auto& [id, e] : by_key_) {
-    if (e.revoked) {
-      ++revoked_;
-    } else {
-      ++enrolled_;
-      devices_.insert(e.device_id);
-    }
+  for (const auto& [name, f] : enrolled_files_) {
+    if (f.ok) keys_.Add(f.entry.device_id, f.entry.key, false);
   }
 }
-
-const DeviceKeys::Entry* DeviceKeyRegistry::Find(const crypto::KeyId& id) const {
-  auto it = by_key_.find(id);
-  return it == by_key_.end() ? nullptr : &it->second;
-}
-
-bool DeviceKeyRegistry::Knows(std::string_view device_id) const { return devices_.count(device_id) != 0; }
 
 }  // namespace edgesync

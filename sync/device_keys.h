@@ -34,10 +34,10 @@ class DeviceKeyRegistry final : public DeviceKeys {
   // `*changed` (if given) says whether any key came or went.
   Status Refresh(std::vector<std::string>* problems, bool* changed = nullptr);
 
-  const Entry* Find(const crypto::KeyId& id) const override;
-  bool Knows(std::string_view device_id) const override;
-  size_t enrolled() const { return enrolled_; }
-  size_t revoked() const { return revoked_; }
+  const Entry* Find(const crypto::KeyId& id) const override { return keys_.Find(id); }
+  bool Knows(std::string_view device_id) const override { return keys_.Knows(device_id); }
+  size_t enrolled() const { return keys_.enrolled(); }
+  size_t revoked() const { return keys_.revoked(); }
 
  private:
   struct File {
@@ -52,9 +52,7 @@ class DeviceKeyRegistry final : public DeviceKeys {
   Env* env_;
   std::string dir_;
   std::map<std::string, File> enrolled_files_, revoked_files_;  // by file name
-  std::map<crypto::KeyId, Entry> by_key_;
-  std::set<std::string, std::less<>> devices_;  // with an enrolled key
-  size_t enrolled_ = 0, revoked_ = 0;
+  DeviceKeySet keys_;
 };
 
 }  // namespace edgesync

@@ -14,26 +14,10 @@
 namespace edgesync {
 namespace {
 
-// A reader's keys, set by hand.
-class Keys final : public DeviceKeys {
- public:
-  void Enrol(const std::string& device, const DeviceSigner& s, bool revoked = false) {
-    by_id_.insert_or_assign(s.key_id(), Entry{device, *DevicePublicKey::FromRaw(s.public_key()), revoked});
-  }
-  const Entry* Find(const crypto::KeyId& id) const override {
-    auto it = by_id_.find(id);
-    return it == by_id_.end() ? nullptr : &it->second;
-  }
-  bool Knows(std::string_view device) const override {
-    for (const auto& [id, e] : by_id_) {
-      if (e.device_id == device && !e.revoked) return true;
-    }
-    return false;
-  }
-
- private:
-  std::map<crypto::KeyId, Entry> by_id_;
-};
+// Enrols `s` in a reader's keys, set by hand.
+void Enrol(DeviceKeySet* keys, const std::string& device, const DeviceSigner& s, bool revoked = false) {
+  keys->Add(device, *DevicePublicKey::FromRaw(s.public_key()), revoked);
+}
 
 BatchHeader Header(const std::string& device, uint64_t seq) {
   BatchHeader h;
@@ -76,10 +60,10 @@ Rejection Why(std::string_view envelope, const DeviceKeys* keys, bool allow_unsi
 class Identity : public ::testing::Test {
  protected:
   DeviceSigner a_ = *DeviceSigner::Generate(), a2_ = *DeviceSigner::Generate(), b_ = *DeviceSigner::Generate();
-  Keys keys_;
+  DeviceKeySet keys_;
   void SetUp() override {
-    keys_.Enrol("dev-a", a_);
-    keys_.Enrol("dev-b", b_);
+    Enrol(&keys_, "dev-a", a_);
+    Enrol(&keys_, "dev-b", b_);
   }
 };
 
@@ -130,8 +114,8 @@ TEST_F(Identity, EachRefusalHasItsOwnReason) {
   // A key nobody enrolled, for a device nobody enrolled.
   EXPECT_EQ(Why(Signed("dev-z", 1, a2_), &keys_), Rejection::kUnknownDevice);
   // A revoked key.
-  Keys revoked = keys_;
-  revoked.Enrol("dev-a", a_, /*revoked=*/true);
+  DeviceKeySet revoked = keys_;
+  Enrol(&revoked, "dev-a", a_, /*revoked=*/true);
   EXPECT_EQ(Why(Signed("dev-a", 1, a_), &revoked), Rejection::kRevokedKey);
   EXPECT_STREQ(RejectionName(Rejection::kRevokedKey), "revoked_key");
   EXPECT_STREQ(RejectionName(Rejection::kUnsigned), "unsigned");

@@ -107,27 +107,13 @@ const ossl::Ed25519Raw kSignerSeed = FixedKey(0x60);
 DeviceSigner Signer() { return *DeviceSigner::FromRawPrivate(kSignerSeed); }
 
 // A reader's enrolled device keys, set by hand.
-class Keys final : public DeviceKeys {
- public:
-  void Enrol(const std::string& device, const ossl::Ed25519Raw& public_key, bool revoked = false) {
-    Result<DevicePublicKey> k = DevicePublicKey::FromRaw(public_key);
-    ASSERT_TRUE(k.ok()) << k.status().ToString();
-    by_id_.insert_or_assign(k->key_id(), Entry{device, *k, revoked});
-  }
-  const Entry* Find(const crypto::KeyId& id) const override {
-    auto it = by_id_.find(id);
-    return it == by_id_.end() ? nullptr : &it->second;
-  }
-  bool Knows(std::string_view device) const override {
-    for (const auto& [id, e] : by_id_) {
-      if (e.device_id == device && !e.revoked) return true;
-    }
-    return false;
-  }
-
- private:
-  std::map<crypto::KeyId, Entry> by_id_;
-};
+// Enrols a raw Ed25519 public key in a reader's keys.
+void Enrol(DeviceKeySet* keys, const std::string& device, const ossl::Ed25519Raw& public_key,
+           bool revoked = false) {
+  Result<DevicePublicKey> k = DevicePublicKey::FromRaw(public_key);
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  keys->Add(device, *k, revoked);
+}
 
 SealSecrets Secrets() {
   SealSecrets s;
@@ -286,9 +272,9 @@ TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
   // transition).
   Keyring keys;
   ASSERT_TRUE(keys.AddPrivate(kRecipientPrivate).ok());
-  Keys device_keys;
+  DeviceKeySet device_keys;
   if (v.signed_by_device) {
-    device_keys.Enrol(v.header.device_id, ParseKey(fields.at("signer_public_key_hex")));
+    Enrol(&device_keys, v.header.device_id, ParseKey(fields.at("signer_public_key_hex")));
   }
   OpenOptions o;
   o.keys = &keys;
@@ -344,7 +330,7 @@ TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
   EXPECT_EQ(HexOf(again), fields.at("signature_hex"));  // Ed25519 is deterministic
 
   // Each refusal of "What a reader does" with the vector's own bytes.
-  auto why_not = [&](const Keys& k) {
+  auto why_not = [&](const DeviceKeySet& k) {
     OpenOptions ko = o;
     ko.device_keys = &k;
     Rejection why = Rejection::kNone;
@@ -352,16 +338,16 @@ TEST_P(Vectors, SealingTheInputsGivesTheFileAndOpeningTheFileGivesTheInputs) {
     return std::string(RejectionName(why));
   };
   const ossl::Ed25519Raw other = DeviceSigner::FromRawPrivate(FixedKey(0x70))->public_key();
-  Keys none;
+  DeviceKeySet none;
   EXPECT_EQ(why_not(none), "unknown_device");
-  Keys other_device;
-  other_device.Enrol("site-0002", signer.public_key());
+  DeviceKeySet other_device;
+  Enrol(&other_device, "site-0002", signer.public_key());
   EXPECT_EQ(why_not(other_device), "wrong_key");
-  Keys other_key;
-  other_key.Enrol(v.header.device_id, other);
+  DeviceKeySet other_key;
+  Enrol(&other_key, v.header.device_id, other);
   EXPECT_EQ(why_not(other_key), "wrong_key");
-  Keys revoked;
-  revoked.Enrol(v.header.device_id, signer.public_key(), true);
+  DeviceKeySet revoked;
+  Enrol(&revoked, v.header.device_id, signer.public_key(), true);
   EXPECT_EQ(why_not(revoked), "revoked_key");
   std::string forged = envelope;
   forged[signature_at] ^= 0x01;

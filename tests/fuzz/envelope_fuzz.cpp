@@ -180,17 +180,12 @@ std::string RawBody(const OpenedEnvelope& e) {
   return body;
 }
 
-// A reader's device keys: one key, enrolled for one device.
-class OneDevice final : public DeviceKeys {
- public:
-  OneDevice(std::string device, const DeviceSigner& s)
-      : entry_{std::move(device), *DevicePublicKey::FromRaw(s.public_key()), false} {}
-  const Entry* Find(const crypto::KeyId& id) const override { return id == entry_.key.key_id() ? &entry_ : nullptr; }
-  bool Knows(std::string_view device) const override { return device == entry_.device_id; }
-
- private:
-  Entry entry_;
-};
+// A reader's device keys: `s`, enrolled for one device.
+DeviceKeySet OneDevice(const std::string& device, const DeviceSigner& s) {
+  DeviceKeySet keys;
+  keys.Add(device, *DevicePublicKey::FromRaw(s.public_key()), false);
+  return keys;
+}
 
 // What opened seals again, with the same codec, dictionary and key (and,
 // when it was signed, signed with the fuzz reader's device key), into an
@@ -215,13 +210,13 @@ void CheckReseal(const OpenedEnvelope& e, bool require_encryption) {
   FUZZ_CHECK(again.opened.ok(), again.opened.status().ToString());
   FUZZ_CHECK(SameContent(e, *again.opened), "re-sealed envelope opens differently");
   if (e.signer.has_value()) {
-    const OneDevice enrolled(e.header.device_id, *signer);
+    const DeviceKeySet enrolled = OneDevice(e.header.device_id, *signer);
     OpenOptions o = reader.Options(require_encryption);
     o.device_keys = &enrolled;
     Result<OpenedEnvelope> verified = OpenEnvelope(*sealed, o);
     FUZZ_CHECK(verified.ok() && verified->verified, verified.ok() ? "not verified" : verified.status().ToString());
     // The same bytes for another device: refused.
-    const OneDevice other(e.header.device_id + "x", *signer);
+    const DeviceKeySet other = OneDevice(e.header.device_id + "x", *signer);
     o.device_keys = &other;
     Rejection why = Rejection::kNone;
     FUZZ_CHECK(!OpenEnvelope(*sealed, o, &why).ok() && why == Rejection::kWrongKey, RejectionName(why));
