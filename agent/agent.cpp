@@ -343,7 +343,6 @@ std::string Agent::Wedged(int64_t limit_us) const {
 void Agent::WriteMetrics() {
   HealthContext c;
   c.device_id = config_.device_id;
-  c.device_key = crypto::Hex(device_key_->key_id());
   c.version = EDGESYNC_VERSION;
   c.now_us = env_->NowMicros();
   c.uptime_us = env_->MonotonicMicros() - started_us_;
@@ -364,6 +363,7 @@ void Agent::WriteMetrics() {
 std::string Agent::HealthRecord(const char* state) const {
   HealthContext c;
   c.device_id = config_.device_id;
+  c.device_key = crypto::Hex(device_key_->key_id());
   c.version = EDGESYNC_VERSION;
   c.state = state;
   c.now_us = env_->NowMicros();

@@ -1,6 +1,7 @@
 // Health records end to end: the agent's own `_agent` stream reaches Kafka
 // (agent.health_topic) like any other, sealed, and edgesync-unpack explodes
 // it into records the central side can build a fleet view from.
+#include "buffer/identity.h"
 #include "tests/integration/pipeline_fixture.h"
 #include "tests/support/json_lines.h"
 
@@ -12,6 +13,7 @@ struct Health {
   uint64_t received = 0;
   uint64_t uploaded_events = 0;
   std::string mqtt, kafka;
+  std::string device_key;
 };
 
 std::vector<Health> ReadHealth(const std::string& path) {
@@ -26,6 +28,7 @@ std::vector<Health> ReadHealth(const std::string& path) {
     h.uploaded_events = uint64_t(p["uploaded_events"]);
     h.mqtt = std::string(std::string_view(p["mqtt"]["state"]));
     h.kafka = std::string(std::string_view(p["kafka"]["state"]));
+    h.device_key = std::string(std::string_view(p["device_key"]));
     out.push_back(h);
   });
   return out;
@@ -56,6 +59,10 @@ TEST_F(Pipeline, HealthRecordsReachKafkaOnTheirOwnTopicAndTellTheAgentsState) {
   EXPECT_EQ(h.back().state, "running");
   EXPECT_EQ(h.back().mqtt, "connected");
   EXPECT_EQ(h.back().kafka, "up");
+  // The id of the key that signs the device's batches, as its enrolment file says.
+  Result<Enrolment> enrolled = ParseEnrolment(harness::ReadWholeFile(dir_ / "state/device.pub"), "device.pub");
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status().ToString();
+  EXPECT_EQ(h.back().device_key, crypto::Hex(enrolled->key.key_id()));
 
   // A clean stop sends a last record saying so.
   ASSERT_TRUE(agent_->Stop(30s).ok());

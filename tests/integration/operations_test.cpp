@@ -147,10 +147,14 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   EXPECT_EQ(std::string_view(doc["mqtt"]["state"]), "connected");
   EXPECT_EQ(std::string_view(doc["kafka"]["state"]), "up");
   EXPECT_TRUE(doc["wedged"].is_null());
+  // The id of the device's signing key (16 hex digits), also in the summary.
+  const std::string key_id = std::string(std::string_view(doc["device_key"]));
+  EXPECT_EQ(key_id.size(), 16u) << r.out;
 
   // The summary fits an 80-column terminal.
   r = RunStatus({"--config", config_path()});
   EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("(key " + key_id + ")"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("payments"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("mqtt     connected"), std::string::npos) << r.out;
   std::istringstream lines(r.out);
@@ -184,6 +188,7 @@ TEST_F(Operations, TellsSystemdItIsReadyPingsTheWatchdogAndAnswersStatusWhileRun
   doc = parser.parse(r.out);
   EXPECT_EQ(std::string_view(doc["state"]), "not running");
   EXPECT_EQ(uint64_t(doc["buffered"]["events"]), 30u) << r.out;
+  EXPECT_EQ(std::string_view(doc["device_key"]), key_id) << "read from its enrolment file: " << r.out;
   r = RunStatus({"--state-dir", dir_ / "state"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("read from the store, read-only"), std::string::npos) << r.out;
