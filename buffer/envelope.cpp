@@ -8,6 +8,7 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
+#include "base/printable.h"
 
 namespace edgesync {
 
@@ -428,6 +429,14 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
     return Status::InvalidArgument("envelope version 1 is not signed, and this reader requires signed "
                                    "envelopes (version 2); unpack's --allow-unsigned reads both during "
                                    "the transition");
+  } else if (options.device_keys != nullptr && (h.flags & format::kFlagGap) != 0 &&
+             options.device_keys->Knows(h.device_id)) {
+    // Even during the transition: one unsigned gap record could mark any
+    // range of an enrolled device's batches as seen, and its real, signed
+    // batches would be dropped as duplicates.
+    reason = Rejection::kUnsigned;
+    return Status::InvalidArgument("an unsigned gap record (version 1) for device \"" + Printable(h.device_id) +
+                                   "\", which has an enrolled key: refused even with --allow-unsigned");
   }
   const bool is_gap = (h.flags & format::kFlagGap) != 0;
   if (raw_len > options.max_raw_bytes) {

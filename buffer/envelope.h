@@ -183,8 +183,9 @@ struct OpenOptions {
   bool require_encryption = false;  // refuse plain batches (gap records are never encrypted)
   // Set: every envelope must be signed by a key enrolled for the device its
   // header names (version 2); version 1 is refused as kUnsigned unless
-  // allow_unsigned (the transition, FORMAT.md). Unset: the device id is
-  // taken on its word and no signature is checked.
+  // allow_unsigned (the transition, FORMAT.md), and a version 1 gap record
+  // for a device with an enrolled key always. Unset: the device id is taken
+  // on its word and no signature is checked.
   const DeviceKeys* device_keys = nullptr;
   bool allow_unsigned = false;
 };

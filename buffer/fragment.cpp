@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -96,22 +97,70 @@ Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view*
 }
 
 void FragmentAssembler::Drop(std::list<Partial>::iterator it, size_t* abandoned) {
-  pending_bytes_ -= it->data.capacity();
+  pending_bytes_ -= it->data.size();
   partials_.erase(it);
   ++*abandoned;
+}
+
+bool FragmentAssembler::Shed(std::list<Partial>::iterator keep, size_t* abandoned) {
+  using Signer = std::optional<crypto::KeyId>;
+  auto oldest_of = [&](const Signer& signer) {
+    return std::find_if(partials_.begin(), partials_.end(),
+                        [&](const Partial& p) { return p.header.signer == signer && &p != &*keep; });
+  };
+  auto bytes_of = [&](const Signer& signer) {
+    size_t n = 0;
+    for (const Partial& p : partials_) n += p.header.signer == signer ? p.data.size() : 0;
+    return n;
+  };
+  // One signer holds at most two whole envelopes in partial sets.
+  while (bytes_of(keep->header.signer) > 2 * max_envelope_) {
+    auto victim = oldest_of(keep->header.signer);
+    if (victim == partials_.end()) break;
+    Drop(victim, abandoned);
+  }
+  // All together at most max_pending_: the heaviest signer gives up first.
+  while (pending_bytes_ > max_pending_) {
+    std::map<Signer, size_t> bytes;
+    for (const Partial& p : partials_) bytes[p.header.signer] += p.data.size();
+    Signer heaviest;
+    size_t most = 0;
+    for (const auto& [signer, n] : bytes) {
+      if (n >= most) most = n, heaviest = signer;
+    }
+    auto victim = oldest_of(heaviest);
+    if (victim == partials_.end()) return false;  // the heaviest is `keep` alone
+    Drop(victim, abandoned);
+  }
+  return true;
+}
+
+size_t FragmentAssembler::Expire(const std::string& topic, int32_t partition, int64_t offset) {
+  size_t abandoned = 0;
+  for (auto it = partials_.begin(); it != partials_.end();) {
+    auto next = std::next(it);
+    if (it->source.topic == topic && it->source.partition == partition &&
+        offset - it->last_offset > kStaleMessages) {
+      Drop(it, &abandoned);
+    }
+    it = next;
+  }
+  return abandoned;
 }
 
 FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t offset,
                                                   std::string_view message) {
   Outcome out;
+  out.abandoned = Expire(source.topic, source.partition, offset);
   std::string_view slice, signed_part, signature;
   Result<FragmentHeader> h = ParseFragment(message, &slice, &signed_part, &signature);
-  if (!h.ok()) {
+  auto reject = [&out](std::string why) {
     out.kind = Outcome::Kind::kRejected;
     out.refusal = Rejection::kMalformed;
-    out.why = h.status().message();
+    out.why = std::move(why);
     return out;
-  }
+  };
+  if (!h.ok()) return reject(h.status().message());
   // Who sent it, before it touches any partial set.
   if (device_keys_ != nullptr) {
     if (h->signer) {
@@ -127,57 +176,57 @@ FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t 
       return out;
     }
   }
-  auto it = std::find_if(partials_.begin(), partials_.end(),
-                         [&](const Partial& p) { return p.source == source && p.header.signer == h->signer; });
+  const std::string which = "fragment " + std::to_string(h->index) + " of " + std::to_string(h->count);
+  auto it = std::find_if(partials_.begin(), partials_.end(), [&](const Partial& p) {
+    return p.source == source && p.header.signer == h->signer && p.header.crc == h->crc &&
+           p.header.total_len == h->total_len && p.header.count == h->count;
+  });
   if (it != partials_.end()) {
-    const FragmentHeader& p = it->header;
-    const bool continues = h->index == it->next && h->count == p.count &&
-                           h->total_len == p.total_len && h->crc == p.crc;
-    if (!continues) {
-      // A resend from the start (after a failed delivery) or a broken
-      // sequence: the partial set cannot complete.
-      Drop(it, &out.abandoned);
-      it = partials_.end();
-    }
-  }
-  if (it == partials_.end()) {
-    if (h->index != 0) {
-      out.kind = Outcome::Kind::kRejected;
-      out.refusal = Rejection::kMalformed;
-      out.why = "fragment " + std::to_string(h->index) + " of " + std::to_string(h->count) +
-                " without the ones before it";
+    if (h->index < it->next) {
+      // Already held: a resend of the set from its start, or a replay.
+      it->last_offset = offset;
+      out.duplicate = true;
       return out;
     }
+    if (h->index > it->next) {
+      return reject(which + " out of order: the set holds " + std::to_string(it->next) + " so far");
+    }
+  } else {
+    if (h->index != 0) return reject(which + " without the ones before it");
     if (h->total_len > max_envelope_) {
-      out.kind = Outcome::Kind::kRejected;
-      out.refusal = Rejection::kMalformed;
-      out.why = "fragments of a " + std::to_string(h->total_len) + "-byte envelope, over the limit of " +
-                std::to_string(max_envelope_);
-      return out;
+      return reject("fragments of a " + std::to_string(h->total_len) + "-byte envelope, over the limit of " +
+                    std::to_string(max_envelope_));
+    }
+    // A signer's own oldest set goes when it starts one too many.
+    size_t held = 0;
+    for (const Partial& p : partials_) held += p.header.signer == h->signer;
+    if (held >= kMaxSetsPerSigner) {
+      Drop(std::find_if(partials_.begin(), partials_.end(),
+                        [&](const Partial& p) { return p.header.signer == h->signer; }),
+           &out.abandoned);
     }
     Partial p;
     p.source = source;
     p.header = *h;
     p.first_offset = offset;
-    p.data.reserve(h->total_len);
-    pending_bytes_ += p.data.capacity();
     partials_.push_back(std::move(p));
     it = std::prev(partials_.end());
-    // Memory stays bounded: the oldest partial sets go first.
-    while (pending_bytes_ > max_pending_ && partials_.begin() != it) Drop(partials_.begin(), &out.abandoned);
   }
+  // Memory grows with what arrived, never with what a header claims.
   it->data.append(slice);
+  pending_bytes_ += slice.size();
+  it->last_offset = offset;
   ++it->next;
+  if (!Shed(it, &out.abandoned)) {
+    Drop(it, &out.abandoned);
+    return reject(which + ": partial sets over the reader's limit of " + std::to_string(max_pending_) +
+                  " bytes, and this signer's set is the largest: given up");
+  }
   if (it->next < it->header.count) return out;
   Partial done = std::move(*it);
-  pending_bytes_ -= done.data.capacity();
+  pending_bytes_ -= done.data.size();
   partials_.erase(it);
-  if (crc32c::Value(done.data) != done.header.crc) {
-    out.kind = Outcome::Kind::kRejected;
-    out.refusal = Rejection::kMalformed;
-    out.why = "reassembled fragments fail their CRC-32C";
-    return out;
-  }
+  if (crc32c::Value(done.data) != done.header.crc) return reject("reassembled fragments fail their CRC-32C");
   out.kind = Outcome::Kind::kComplete;
   out.envelope = std::move(done.data);
   out.first_offset = done.first_offset;

@@ -125,10 +125,14 @@ Result<DeviceSigner> LoadOrCreateDeviceKey(Env* env, const std::string& key_path
   return key;
 }
 
-void DeviceKeySet::Add(std::string device_id, DevicePublicKey key, bool revoked) {
+bool DeviceKeySet::Add(std::string device_id, DevicePublicKey key, bool revoked) {
   auto it = by_key_.find(key.key_id());
   if (it != by_key_.end()) {
-    if (it->second.revoked) return;  // revoked for good
+    if (it->second.revoked) return true;  // revoked for good
+    if (!revoked && (it->second.device_id != device_id || it->second.key.raw() != key.raw())) {
+      it->second.conflicted = true;
+      return false;
+    }
     if (--enrolled_keys_[it->second.device_id] == 0) enrolled_keys_.erase(it->second.device_id);
     by_key_.erase(it);
   }
@@ -138,7 +142,8 @@ void DeviceKeySet::Add(std::string device_id, DevicePublicKey key, bool revoked)
     ++enrolled_keys_[device_id];
   }
   const crypto::KeyId id = key.key_id();
-  by_key_.emplace(id, Entry{std::move(device_id), std::move(key), revoked});
+  by_key_.emplace(id, Entry{std::move(device_id), std::move(key), revoked, false});
+  return true;
 }
 
 void DeviceKeySet::Clear() {
@@ -168,18 +173,23 @@ SignatureCheck CheckSignature(const DeviceKeys& keys, std::string_view device_id
            "; enrol the device's device.pub";
     return SignatureCheck::kUnknownDevice;
   }
+  if (!e->key.Verify(message, signature)) {
+    *why = "the signature of key " + crypto::Hex(signer) + " does not verify: changed bytes or a forgery";
+    return SignatureCheck::kBadSignature;
+  }
   if (e->revoked) {
     *why = "signed by key " + crypto::Hex(signer) + ", which was revoked for device \"" +
            Printable(e->device_id) + "\"";
     return SignatureCheck::kRevokedKey;
   }
+  if (e->conflicted) {
+    *why = "signed by key " + crypto::Hex(signer) + ", which is enrolled for more than one device; "
+           "refused until only one enrolment file names it";
+    return SignatureCheck::kWrongKey;
+  }
   if (!device_id.empty() && e->device_id != device_id) {
     *why = "signed by key " + crypto::Hex(signer) + " of device \"" + Printable(e->device_id) + "\"" + named;
     return SignatureCheck::kWrongKey;
-  }
-  if (!e->key.Verify(message, signature)) {
-    *why = "the signature of key " + crypto::Hex(signer) + " does not verify: changed bytes or a forgery";
-    return SignatureCheck::kBadSignature;
   }
   return SignatureCheck::kOk;
 }

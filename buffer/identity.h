@@ -86,6 +86,9 @@ class DeviceKeys {
     std::string device_id;
     DevicePublicKey key;
     bool revoked = false;
+    // The same key id enrolled for two devices (a cloned image, or a
+    // mistake): refused for both until one enrolment goes.
+    bool conflicted = false;
   };
   // nullptr when the key id is neither enrolled nor revoked.
   virtual const Entry* Find(const crypto::KeyId& id) const = 0;
@@ -95,10 +98,11 @@ class DeviceKeys {
 
 // Keys held in memory: what DeviceKeyRegistry (sync/device_keys.h), tools
 // and tests fill. A revoked key stays revoked: adding it again as enrolled
-// changes nothing.
+// changes nothing. A key id enrolled for a second device (or a different
+// key under the same id) marks it conflicted and returns false.
 class DeviceKeySet final : public DeviceKeys {
  public:
-  void Add(std::string device_id, DevicePublicKey key, bool revoked);
+  bool Add(std::string device_id, DevicePublicKey key, bool revoked);
   void Clear();
   const Entry* Find(const crypto::KeyId& id) const override;
   bool Knows(std::string_view device_id) const override;
@@ -122,7 +126,9 @@ enum class SignatureCheck {
 
 // Checks that `signature` over `message` was made by `signer`, a key enrolled
 // (not revoked) for `device_id`, or for any device when `device_id` is empty
-// (a fragment names no device; its envelope is checked whole later). On a
+// (a fragment names no device; its envelope is checked whole later). The
+// signature is verified before the key's state is looked at, so that only
+// the key's holder can produce a revoked_key or wrong_key refusal. On a
 // refusal `*why` says it in words.
 SignatureCheck CheckSignature(const DeviceKeys& keys, std::string_view device_id, const crypto::KeyId& signer,
                               std::string_view message, std::string_view signature, std::string* why);

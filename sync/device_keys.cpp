@@ -1,5 +1,7 @@
 #include "sync/device_keys.h"
 
+#include "base/printable.h"
+
 namespace edgesync {
 namespace {
 
@@ -54,22 +56,30 @@ Status DeviceKeyRegistry::Sync(const std::string& dir, bool revoked, std::map<st
 }
 
 Status DeviceKeyRegistry::Refresh(std::vector<std::string>* problems, bool* changed) {
+  // Both directories, whatever happens to one: a revocation (a file moved
+  // into revoked/, or removed) must take effect even while the other
+  // directory cannot be read. A directory that cannot be listed keeps what
+  // was read from it before.
   bool any = false;
-  EDGESYNC_RETURN_IF_ERROR(Sync(dir_, false, &enrolled_files_, problems, &any));
-  EDGESYNC_RETURN_IF_ERROR(Sync(dir_ + "/revoked", true, &revoked_files_, problems, &any));
-  if (any) Index();
+  Status enrolled = Sync(dir_, false, &enrolled_files_, problems, &any);
+  Status revoked = Sync(dir_ + "/revoked", true, &revoked_files_, problems, &any);
+  if (any) Index(problems);
   if (changed != nullptr) *changed = any;
-  return Status::OK();
+  return enrolled.ok() ? revoked : enrolled;
 }
 
-void DeviceKeyRegistry::Index() {
+void DeviceKeyRegistry::Index(std::vector<std::string>* problems) {
   keys_.Clear();
   // Revoked first: a revoked key stays revoked even while its file is still enrolled.
   for (const auto& [name, f] : revoked_files_) {
     if (f.ok) keys_.Add(f.entry.device_id, f.entry.key, true);
   }
   for (const auto& [name, f] : enrolled_files_) {
-    if (f.ok) keys_.Add(f.entry.device_id, f.entry.key, false);
+    if (f.ok && !keys_.Add(f.entry.device_id, f.entry.key, false)) {
+      problems->push_back(dir_ + "/" + name + ": key " + crypto::Hex(f.entry.key.key_id()) +
+                          " is also enrolled for device \"" + Printable(keys_.Find(f.entry.key.key_id())->device_id) +
+                          "\" (a cloned device?); refused for both until one of the files goes");
+    }
   }
 }
 

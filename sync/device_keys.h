@@ -30,7 +30,10 @@ class DeviceKeyRegistry final : public DeviceKeys {
 
   // Brings the registry up to the directory. A file that cannot be read or
   // parsed is skipped with its reason in `*problems` (the first time only)
-  // and tried again at the next refresh; the others still count. Error only when `dir` itself cannot be listed.
+  // and tried again at the next refresh; the others still count. Error when
+  // `dir` or an existing `dir`/revoked cannot be listed; what the other one
+  // says is applied all the same, and the one that failed keeps what was
+  // read from it before.
   // `*changed` (if given) says whether any key came or went.
   Status Refresh(std::vector<std::string>* problems, bool* changed = nullptr);
 
@@ -47,7 +50,7 @@ class DeviceKeyRegistry final : public DeviceKeys {
   // Reads the new names of `dir` into `files`, forgets the vanished ones.
   Status Sync(const std::string& dir, bool revoked, std::map<std::string, File>* files,
               std::vector<std::string>* problems, bool* changed);
-  void Index();
+  void Index(std::vector<std::string>* problems);
 
   Env* env_;
   std::string dir_;

@@ -421,8 +421,10 @@ class Service {
   Status StartConsumer();
   void RefreshDeviceKeys();
   void HandleMessage(rd_kafka_message_t* m);
+  // `whole`: the envelope reassembled from fragments, quarantined instead
+  // of `m` (its last fragment) when set and small enough.
   void Reject(rd_kafka_message_t* m, const std::string& source, const std::string& reason,
-              const std::string& why);
+              const std::string& why, std::string_view whole = {});
   void EmitGap(const std::string& device, const std::string& stream, const std::string& kind,
                const std::string& line);
   Status EndRound();
@@ -747,6 +749,8 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
 
   std::string_view value(static_cast<const char*>(m->payload), m->len);
   std::string assembled;
+  // Partial sets of this partition that waited too long are given up.
+  counters_.fragments_abandoned += fragments_->Expire(topic, m->partition, m->offset);
   if (IsFragment(value)) {
     // Part of an envelope a broker found too large for one message: held
     // until the set is complete, then opened like any envelope.
@@ -772,7 +776,7 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
   Rejection why = Rejection::kNone;
   Result<OpenedEnvelope> opened = unpacker_->Open(value, &why);
   if (!opened.ok()) {
-    Reject(m, source, RejectionName(why), opened.status().ToString());
+    Reject(m, source, RejectionName(why), opened.status().ToString(), assembled);
     return;
   }
   std::string out_topic;
@@ -850,15 +854,19 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
 }
 
 void Service::Reject(rd_kafka_message_t* m, const std::string& source, const std::string& reason,
-                     const std::string& why) {
+                     const std::string& why, std::string_view whole) {
   Log("rejected " + source + " reason=" + reason + ": " + why);
   if (quarantine_via_ == nullptr) return;
+  // A reassembled envelope as a whole when the quarantine topic takes it;
+  // else its last fragment, whose edgesync-source names the whole range.
+  std::string_view quarantined(static_cast<const char*>(m->payload), m->len);
+  if (!whole.empty() && quarantine_via_->Fits(whole.size() + 200)) quarantined = whole;
   // The envelope as it came, with its key and headers, plus why and whence.
   rd_kafka_headers_t* original = nullptr;
   if (rd_kafka_message_headers(m, &original) != RD_KAFKA_RESP_ERR_NO_ERROR) original = nullptr;
   Status st = quarantine_via_->Produce(
       o_.quarantine_topic, std::string_view(static_cast<const char*>(m->key), m->key_len),
-      std::string_view(static_cast<const char*>(m->payload), m->len),
+      quarantined,
       {{"edgesync-reject-reason", reason}, {"edgesync-source", source}}, original);
   if (!st.ok()) {
     fatal_ = st;

@@ -273,9 +273,18 @@ class DeviceKeys:
 
     def __init__(self):
         self.keys = {}  # key id -> (device id, Ed25519PublicKey, revoked)
+        self.conflicted = set()  # key ids enrolled for more than one device
 
     def enrol(self, device_id: bytes, key: Ed25519PublicKey, revoked: bool = False):
-        self.keys[key_id_of(ed25519_raw(key))] = (device_id, key, revoked)
+        kid = key_id_of(ed25519_raw(key))
+        old = self.keys.get(kid)
+        if old is not None and old[2]:
+            return  # revoked for good
+        if old is not None and not revoked and (old[0] != device_id or
+                                                ed25519_raw(old[1]) != ed25519_raw(key)):
+            self.conflicted.add(kid)  # one key for two devices: refused for both
+            return
+        self.keys[kid] = (device_id, key, revoked)
 
     def load_dir(self, directory: str) -> list:
         """DIR/*.pub enrolled, DIR/revoked/*.pub revoked (a revoked key stays
@@ -319,17 +328,21 @@ class DeviceKeys:
             raise Refused(f"unknown_device: signed by key {signer.hex()}, which is not "
                           f"enrolled{named}", "unknown_device")
         enrolled_for, key, revoked = entry
-        if revoked:
-            raise Refused(f"revoked_key: signed by key {signer.hex()}, which was revoked for "
-                          f'device "{shown(enrolled_for)}"', "revoked_key")
-        if enrolled_for != device_id:
-            raise Refused(f"wrong_key: signed by key {signer.hex()} of device "
-                          f'"{shown(enrolled_for)}"{named}', "wrong_key")
+        # The signature first: only the key's holder can cause the refusals after it.
         try:
             key.verify(signature, message)
         except InvalidSignature:
             raise Refused(f"bad_signature: the signature of key {signer.hex()} does not verify "
                           "(changed bytes or a forgery)", "bad_signature") from None
+        if revoked:
+            raise Refused(f"revoked_key: signed by key {signer.hex()}, which was revoked for "
+                          f'device "{shown(enrolled_for)}"', "revoked_key")
+        if signer in self.conflicted:
+            raise Refused(f"wrong_key: key {signer.hex()} is enrolled for more than one device",
+                          "wrong_key")
+        if enrolled_for != device_id:
+            raise Refused(f"wrong_key: signed by key {signer.hex()} of device "
+                          f'"{shown(enrolled_for)}"{named}', "wrong_key")
 
 
 # ---------------------------------------------------------------- envelope
@@ -390,8 +403,8 @@ def check_identity(env: bytes, header: Header, device_keys: DeviceKeys | None,
     if device_keys is None:
         return False
     if header.version == VERSION_UNSIGNED:
-        if allow_unsigned:
-            return False  # the transition: version 1 read unchecked
+        if allow_unsigned and not (header.flags & FLAG_GAP and device_keys.knows(header.device_id)):
+            return False  # the transition: version 1 read unchecked (never a gap record of an enrolled device)
         raise Refused("unsigned: envelope version 1 is not signed, and this reader requires "
                       "signed envelopes (version 2)", "unsigned")
     device_keys.check(header.device_id, header.signer_key_id, header.signed_part(env),

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "buffer/format.h"
+#include "buffer/identity.h"
 
 namespace edgesync {
 namespace {
@@ -89,45 +90,55 @@ TEST(Fragment, ResentSetsInterleavedSourcesAndBrokenSequences) {
   auto p1 = *SplitEnvelope(e1, 118), p2 = *SplitEnvelope(e2, 118);
   ASSERT_GE(p1.size(), 4u);
   FragmentAssembler a(1 << 20, 1 << 20);
-  // A partial attempt, then the whole set again: one abandoned, one complete.
+  // A partial attempt, then the whole set again (a resend after a failed
+  // delivery): what the set holds is skipped, the rest completes it.
   EXPECT_EQ(a.Add(kA, 0, p1[0]).kind, Kind::kIncomplete);
   EXPECT_EQ(a.Add(kA, 1, p1[1]).kind, Kind::kIncomplete);
   EXPECT_EQ(a.OldestPending("t", 0), 0);
   // Another device's set in between, in the same partition.
   EXPECT_EQ(a.Add(kB, 2, p2[0]).kind, Kind::kIncomplete);
-  auto restart = a.Add(kA, 3, p1[0]);
-  EXPECT_EQ(restart.kind, Kind::kIncomplete);
-  EXPECT_EQ(restart.abandoned, 1u);
-  EXPECT_EQ(a.OldestPending("t", 0), 2) << "dev-b's set began at 2";
-  for (size_t i = 1; i < p1.size(); ++i) {
+  auto resent = a.Add(kA, 3, p1[0]);
+  EXPECT_EQ(resent.kind, Kind::kIncomplete);
+  EXPECT_TRUE(resent.duplicate);
+  EXPECT_EQ(resent.abandoned, 0u);
+  EXPECT_TRUE(a.Add(kA, 4, p1[1]).duplicate);
+  for (size_t i = 2; i < p1.size(); ++i) {
     auto out = a.Add(kA, static_cast<int64_t>(3 + i), p1[i]);
     if (i + 1 == p1.size()) {
       ASSERT_EQ(out.kind, Kind::kComplete);
       EXPECT_EQ(out.envelope, e1);
-      EXPECT_EQ(out.first_offset, 3);
+      EXPECT_EQ(out.first_offset, 0) << "the set began at 0";
     }
   }
+  EXPECT_EQ(a.OldestPending("t", 0), 2) << "dev-b's set began at 2";
   auto b = Feed(a, kB, std::vector<std::string>(p2.begin() + 1, p2.end()), 100);
   ASSERT_EQ(b.kind, Kind::kComplete);
   EXPECT_EQ(b.envelope, e2);
   EXPECT_FALSE(a.OldestPending("t", 0).has_value());
 
-  // A fragment without those before it, and a skipped one.
+  // A fragment without those before it, and a skipped one: refused, and the
+  // set they would break goes on.
   auto orphan = a.Add(kA, 200, p1[2]);
   EXPECT_EQ(orphan.kind, Kind::kRejected);
   EXPECT_NE(orphan.why.find("without the ones before it"), std::string::npos) << orphan.why;
   EXPECT_EQ(a.Add(kA, 201, p1[0]).kind, Kind::kIncomplete);
   auto skipped = a.Add(kA, 202, p1[2]);
   EXPECT_EQ(skipped.kind, Kind::kRejected);
-  EXPECT_EQ(skipped.abandoned, 1u);
-  // Fragments of another envelope do not continue this one.
-  EXPECT_EQ(a.Add(kA, 203, p1[0]).kind, Kind::kIncomplete);
-  auto mixed = a.Add(kA, 204, p2[1]);
+  EXPECT_NE(skipped.why.find("out of order"), std::string::npos) << skipped.why;
+  EXPECT_EQ(skipped.abandoned, 0u);
+  // Fragments of another envelope do not continue this one; a replayed
+  // first fragment of another starts a set of its own beside it.
+  auto mixed = a.Add(kA, 203, p2[1]);
   EXPECT_EQ(mixed.kind, Kind::kRejected);
-  EXPECT_EQ(mixed.abandoned, 1u);
+  EXPECT_EQ(mixed.abandoned, 0u);
+  EXPECT_EQ(a.Add(kA, 204, p2[0]).kind, Kind::kIncomplete);
+  auto done = Feed(a, kA, std::vector<std::string>(p1.begin() + 1, p1.end()), 205);
+  ASSERT_EQ(done.kind, Kind::kComplete);
+  EXPECT_EQ(done.envelope, e1);
+  EXPECT_EQ(done.first_offset, 201);
 }
 
-TEST(Fragment, LimitsBoundMemory) {
+TEST(Fragment, LimitsBoundMemoryPerSignerAndOverall) {
   const std::string big = RandomBytes(10'000, 3);
   auto parts = *SplitEnvelope(big, 1000);
   // Over the envelope limit: refused at the first fragment, nothing kept.
@@ -136,14 +147,52 @@ TEST(Fragment, LimitsBoundMemory) {
   EXPECT_EQ(out.kind, Kind::kRejected);
   EXPECT_NE(out.why.find("over the limit"), std::string::npos) << out.why;
   EXPECT_EQ(small.pending_bytes(), 0u);
-  // Pending bytes over the limit: the oldest partial set goes.
-  FragmentAssembler tight(20'000, 15'000);
-  EXPECT_EQ(tight.Add(kA, 0, parts[0]).kind, Kind::kIncomplete);
-  auto second = tight.Add(kB, 1, parts[0]);
-  EXPECT_EQ(second.kind, Kind::kIncomplete);
-  EXPECT_EQ(second.abandoned, 1u);
-  EXPECT_LE(tight.pending_bytes(), 15'000u);
-  EXPECT_EQ(tight.OldestPending("t", 0), 1);
+  // A first fragment costs what it holds, not the length it claims.
+  FragmentAssembler lazy(20'000, 1 << 20);
+  EXPECT_EQ(lazy.Add(kA, 0, parts[0]).kind, Kind::kIncomplete);
+  EXPECT_LT(lazy.pending_bytes(), 1000u);
+
+  // Signed sets, as the central side reads them (the signer is in each
+  // fragment; the keys are checked elsewhere).
+  const DeviceSigner a = *DeviceSigner::Generate(), b = *DeviceSigner::Generate();
+  auto signed_parts = [&](const DeviceSigner& s, uint32_t seed) {
+    return *SplitEnvelope(RandomBytes(10'000, seed), 1000, &s);
+  };
+  // One signer's sets: at most kMaxSetsPerSigner, its own oldest goes first.
+  FragmentAssembler cap(20'000, 1 << 20);
+  auto others = signed_parts(b, 9);
+  EXPECT_EQ(cap.Add(kB, 0, others[0]).kind, Kind::kIncomplete);
+  for (uint32_t i = 0; i < FragmentAssembler::kMaxSetsPerSigner; ++i) {
+    const FragmentAssembler::Source src{"t", 0, "key-" + std::to_string(i)};  // any message key
+    EXPECT_EQ(cap.Add(src, 1 + i, signed_parts(a, 10 + i)[0]).abandoned, 0u) << i;
+  }
+  auto one_more = cap.Add({"t", 0, "key-x"}, 10, signed_parts(a, 20)[0]);
+  EXPECT_EQ(one_more.abandoned, 1u);
+  EXPECT_EQ(cap.OldestPending("t", 0), 0) << "dev-b's set is still there";
+  EXPECT_EQ(Feed(cap, kB, std::vector<std::string>(others.begin() + 1, others.end()), 100).kind, Kind::kComplete);
+
+  // Overall: the signer holding the most bytes gives up first, even when
+  // its set is the one growing.
+  FragmentAssembler tight(20'000, 4'000);
+  EXPECT_EQ(tight.Add(kA, 0, others[0]).kind, Kind::kIncomplete);  // b's, ~900 bytes
+  auto greedy = signed_parts(a, 30);
+  FragmentAssembler::Outcome last;
+  for (size_t i = 0; i < greedy.size() && last.kind != Kind::kRejected; ++i) {
+    last = tight.Add(kB, static_cast<int64_t>(1 + i), greedy[i]);
+  }
+  EXPECT_EQ(last.kind, Kind::kRejected);
+  EXPECT_NE(last.why.find("largest"), std::string::npos) << last.why;
+  EXPECT_LE(tight.pending_bytes(), 4'000u);
+  EXPECT_EQ(tight.OldestPending("t", 0), 0) << "the small set stays";
+
+  // A set not continued within kStaleMessages of its partition is given up.
+  FragmentAssembler stale(20'000, 1 << 20);
+  EXPECT_EQ(stale.Add(kA, 0, parts[0]).kind, Kind::kIncomplete);
+  EXPECT_EQ(stale.Expire("t", 1, 1'000'000), 0u) << "another partition";
+  EXPECT_EQ(stale.Expire("t", 0, FragmentAssembler::kStaleMessages), 0u);
+  EXPECT_EQ(stale.Expire("t", 0, FragmentAssembler::kStaleMessages + 1), 1u);
+  EXPECT_FALSE(stale.OldestPending("t", 0).has_value());
+
   // A declared length that does not match the slices is refused.
   std::string lying = parts[1];
   lying[11] = static_cast<char>(lying[11] + 2);  // total_len + 512

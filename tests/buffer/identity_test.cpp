@@ -118,6 +118,14 @@ TEST_F(Identity, EachRefusalHasItsOwnReason) {
   Enrol(&revoked, "dev-a", a_, /*revoked=*/true);
   EXPECT_EQ(Why(Signed("dev-a", 1, a_), &revoked), Rejection::kRevokedKey);
   EXPECT_STREQ(RejectionName(Rejection::kRevokedKey), "revoked_key");
+  // Without the key's private half, a revoked (or another device's) key id
+  // on a made-up signature is a bad signature, never a revoked_key or
+  // wrong_key refusal in that device's name.
+  std::string made_up = Signed("dev-a", 1, a_);
+  made_up[made_up.size() - format::kEnvelopeTrailer - 1] ^= 1;
+  made_up = testing::WithFixedCrc(made_up);
+  EXPECT_EQ(Why(made_up, &revoked), Rejection::kBadSignature);
+  EXPECT_EQ(Why(Signed("dev-b", 1, a_), &keys_), Rejection::kWrongKey);  // a genuine signature, another name
   EXPECT_STREQ(RejectionName(Rejection::kUnsigned), "unsigned");
 }
 
@@ -154,6 +162,11 @@ TEST_F(Identity, GapRecordsAreSignedAndCheckedLikeBatches) {
   EXPECT_TRUE(ok->verified);
   EXPECT_EQ(Why(*SealGapRecord("dev-a", g, &b_), &keys_), Rejection::kWrongKey);
   EXPECT_EQ(Why(*SealGapRecord("dev-a", g), &keys_), Rejection::kUnsigned);
+  // During the transition unsigned batches are read, but never an unsigned
+  // gap record for an enrolled device: it could hide any range of its real
+  // batches. One for a device not enrolled yet (an old agent) is read.
+  EXPECT_EQ(Why(*SealGapRecord("dev-a", g), &keys_, /*allow_unsigned=*/true), Rejection::kUnsigned);
+  EXPECT_EQ(Why(*SealGapRecord("old-agent", g), &keys_, /*allow_unsigned=*/true), Rejection::kNone);
 }
 
 TEST_F(Identity, SignedFragmentsReassembleAndForgedOnesNeverTouchAPendingSet) {

@@ -20,6 +20,7 @@
 #include "buffer/format.h"
 #include "harness/consumer.h"
 #include "tests/integration/fleet_fixture.h"
+#include "tests/support/envelopes.h"
 
 namespace edgesync::testing {
 namespace {
@@ -664,6 +665,14 @@ TEST_F(Hostile, ForgedBatchesAndGapRecordsInAnotherDevicesNameAreRefused) {
   const DeviceSigner evil = *DeviceSigner::Generate(), stranger = *DeviceSigner::Generate();
   const std::string keys = DeviceKeysDir();
   std::ofstream(keys + "/evil-7.pub") << EnrolmentText("evil-7", evil);
+  // The device's own key before a rotation, revoked since (a stolen image).
+  const DeviceSigner old_key = *DeviceSigner::Generate();
+  std::filesystem::create_directories(keys + "/revoked");
+  std::ofstream(keys + "/revoked/it-device-2025.pub") << EnrolmentText("it-device", old_key);
+  // And its current key, as a thief with the disk would hold it: a batch it
+  // signed, changed after signing.
+  Result<DeviceSigner> mine = DeviceSigner::FromPem(harness::ReadWholeFile(dir_ / "state/device.key"), "device.key");
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString();
   Gap g;
   g.stream = "payments";
   g.first_seq = 1;
@@ -681,13 +690,20 @@ TEST_F(Hostile, ForgedBatchesAndGapRecordsInAnotherDevicesNameAreRefused) {
   AppendToBody(r, &body);
   SealOptions by_evil;
   by_evil.signer = &evil;
-  std::vector<harness::KafkaMessage> forged(5);
+  SealOptions by_device;
+  by_device.signer = &*mine;
+  std::string altered = *SealEnvelope(h, body, by_device);
+  altered[altered.size() - format::kEnvelopeTrailer - format::kSignatureBlock - 1] ^= 1;  // the body's last byte
+  altered = WithFixedCrc(altered);
+  std::vector<harness::KafkaMessage> forged(7);
   for (harness::KafkaMessage& m : forged) m.key = "it-device";  // the device's partition
   forged[0].value = *SealGapRecord("it-device", g);             // unsigned (format version 1)
   forged[1].value = *SealGapRecord("it-device", g, &stranger);  // a key not enrolled for it
   forged[2].value = *SealGapRecord("it-device", g, &evil);      // another device's key
   forged[3].value = *SealEnvelope(h, body, by_evil);            // fake records in its name
   forged[4].value = *SealGapRecord("ghost-1", g, &stranger);    // a device nobody enrolled
+  forged[5].value = *SealGapRecord("it-device", g, &old_key);   // a revoked key of its own
+  forged[6].value = altered;                                    // its key, bytes changed after
   ASSERT_TRUE(harness::WriteTopic(cluster_->bootstrap(), kTopic, forged, 30s).ok());
 
   // The device's real traffic, after the forgeries: every event arrives once.
@@ -700,10 +716,12 @@ TEST_F(Hostile, ForgedBatchesAndGapRecordsInAnotherDevicesNameAreRefused) {
   EXPECT_EQ(t.duplicates, 0u);
   ASSERT_TRUE(unpack_->Stop(10s).ok());
   const std::string log = harness::ReadWholeFile(dir_ / "unpack.log");
-  for (const char* reason : {"reason=unsigned", "reason=unknown_device", "reason=wrong_key"}) {
+  for (const char* reason : {"reason=unsigned", "reason=unknown_device", "reason=wrong_key", "reason=revoked_key",
+                             "reason=bad_signature"}) {
     EXPECT_NE(log.find(reason), std::string::npos) << reason << " missing from:\n" << log;
   }
-  for (const char* count : {"rejected_unsigned=1", "rejected_wrong_key=3", "rejected_unknown_device=1"}) {
+  for (const char* count : {"rejected_unsigned=1", "rejected_wrong_key=3", "rejected_unknown_device=1",
+                            "rejected_revoked_key=1", "rejected_bad_signature=1"}) {
     EXPECT_NE(log.find(count), std::string::npos) << count << " missing from:\n" << log;
   }
   EXPECT_NE(log.find("gap_records=0"), std::string::npos) << log;

@@ -102,5 +102,43 @@ TEST_F(Registry, BadFilesAreSkippedReportedOnceAndReadAgainWhenFixed) {
   EXPECT_FALSE(missing.Refresh(&p).ok());
 }
 
+TEST_F(Registry, AKeyEnrolledForTwoDevicesIsRefusedForBothAndSaidSo) {
+  // A cloned disk image: two devices with one key.
+  const DeviceSigner k = *DeviceSigner::Generate();
+  Put("/keys/one.pub", EnrolmentText("d-1", k));
+  Put("/keys/two.pub", EnrolmentText("d-2", k));
+  EXPECT_TRUE(Refresh());
+  ASSERT_EQ(problems_.size(), 1u);
+  EXPECT_NE(problems_[0].find("also enrolled for device \"d-1\""), std::string::npos) << problems_[0];
+  EXPECT_EQ(Why(Sealed("d-1", 1, k), reg_), Rejection::kWrongKey);
+  EXPECT_EQ(Why(Sealed("d-2", 1, k), reg_), Rejection::kWrongKey);
+  ASSERT_TRUE(env_.RemoveFile("/keys/two.pub").ok());
+  EXPECT_TRUE(Refresh());
+  EXPECT_EQ(Why(Sealed("d-1", 2, k), reg_), Rejection::kNone);
+  EXPECT_EQ(Why(Sealed("d-2", 2, k), reg_), Rejection::kWrongKey);
+}
+
+TEST_F(Registry, ARevocationTakesEffectEvenWhileRevokedCannotBeListed) {
+  // An operator makes revoked/ as root, unreadable to the service, or it is
+  // briefly unreadable: what the other directory says still counts.
+  const DeviceSigner a = *DeviceSigner::Generate(), b = *DeviceSigner::Generate();
+  Put("/keys/a.pub", EnrolmentText("d-a", a));
+  Put("/keys/b.pub", EnrolmentText("d-b", b));
+  EXPECT_TRUE(Refresh());
+  Put("/keys/revoked", "not a directory");  // listing it fails
+  ASSERT_TRUE(env_.RemoveFile("/keys/b.pub").ok());
+  bool changed = false;
+  EXPECT_FALSE(reg_.Refresh(&problems_, &changed).ok());
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(Why(Sealed("d-b", 1, b), reg_), Rejection::kUnknownDevice) << "its file is gone";
+  EXPECT_EQ(Why(Sealed("d-a", 1, a), reg_), Rejection::kNone);
+  // Once revoked/ can be read, what it holds applies.
+  ASSERT_TRUE(env_.RemoveFile("/keys/revoked").ok());
+  ASSERT_TRUE(env_.CreateDirs("/keys/revoked").ok());
+  ASSERT_TRUE(env_.Rename("/keys/a.pub", "/keys/revoked/a.pub").ok());
+  EXPECT_TRUE(reg_.Refresh(&problems_).ok());
+  EXPECT_EQ(Why(Sealed("d-a", 2, a), reg_), Rejection::kRevokedKey);
+}
+
 }  // namespace
 }  // namespace edgesync
