@@ -261,6 +261,7 @@ int DeviceKeygen(const std::string& config_path, const std::string& device_id_fl
   using namespace edgesync;
   Env* env = Env::Default();
   std::string key_path, device_id = device_id_flag;
+  std::unique_ptr<FileLock> state_lock;  // held until the key is written
   if (!out_dir.empty()) {
     if (device_id.empty()) {
       std::fprintf(stderr, "edgesync keygen --device --out DIR: say whose key with --device-id ID\n");
@@ -276,6 +277,18 @@ int DeviceKeygen(const std::string& config_path, const std::string& device_id_fl
     }
     key_path = DeviceKeyPath(*cfg);
     device_id = cfg->device_id;
+    // The agent makes its key itself on its first start: never both at once.
+    Status st = env->CreateDirs(cfg->state_dir);
+    Result<std::unique_ptr<FileLock>> lock =
+        st.ok() ? env->LockFile(cfg->state_dir + "/lock") : Result<std::unique_ptr<FileLock>>(st);
+    if (!lock.ok()) {
+      std::fprintf(stderr, "edgesync keygen --device: %s\n",
+                   lock.status().code() == Status::Code::kUnavailable
+                       ? ("the agent is running on " + cfg->state_dir + " (it holds its lock); stop it first").c_str()
+                       : lock.status().ToString().c_str());
+      return 2;
+    }
+    state_lock = std::move(lock).value();
   }
   if (device_id.empty() || device_id.size() > 255 || NeedsEscaping(device_id)) {
     std::fprintf(stderr, "edgesync keygen --device: a device id is 1 to 255 bytes of printable UTF-8\n");

@@ -71,13 +71,22 @@ TEST(Keygen, TheDeviceKeyGoesWhereTheConfigurationSaysWithItsEnrolmentFileAndIsN
   const std::string edgesync = harness::ProgramPath("edgesync");
   std::ofstream(dir / "edgesync.toml") << std::string(R"([agent]
 device_id = "term-0042"
-device_key = ")") + (dir / "keys/term.key") + R"("
+state_dir = ")") + (dir / "state") + R"("
+device_key = ")" + (dir / "keys/term.key") + R"("
 [[streams]]
 name = "payments"
 topics = ["terminal/+/payment/#"]
 [kafka]
 brokers = "127.0.0.1:9092"
 )";
+  // Not while the agent runs (it holds the state directory's lock and makes its key itself).
+  {
+    ASSERT_TRUE(Env::Default()->CreateDirs(dir / "state").ok());
+    Result<std::unique_ptr<FileLock>> agent_lock = Env::Default()->LockFile(dir / "state/lock");
+    ASSERT_TRUE(agent_lock.ok());
+    EXPECT_EQ(RunTool({edgesync, "keygen", "--device", "--config", dir / "edgesync.toml"}, dir / "out.txt"), 2);
+    EXPECT_FALSE(Env::Default()->Exists(dir / "keys/term.key"));
+  }
   ASSERT_EQ(RunTool({edgesync, "keygen", "--device", "--config", dir / "edgesync.toml"}, dir / "out.txt"), 0)
       << harness::ReadWholeFile(dir / "out.txt");
   EXPECT_EQ(Mode(dir / "keys/term.key"), 0600u);
