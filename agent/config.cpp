@@ -15,9 +15,9 @@
 
 #include "agent/toml_bounds.h"
 #include "base/env.h"
-#include "base/printable.h"
 #include "buffer/crypto.h"
 #include "buffer/envelope.h"
+#include "buffer/identity.h"
 #include "plugins/registry.h"
 #include "plugins/route.h"
 #include "plugins/settings.h"
@@ -832,9 +832,9 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   ParseStreams(root, &cfg, &p);
   ParsePlugins(root, origin, &cfg, &p);
   CheckChains(cfg, &p);
-  if (cfg.device_id.size() > 255) p.Add("agent.device_id", "longer than 255 bytes");
-  if (NeedsEscaping(cfg.device_id)) {
-    p.Add("agent.device_id", "holds control characters or invalid UTF-8 (\"" + Printable(cfg.device_id) + "\")");
+  // (Empty: already reported as required.)
+  if (const std::string problem = DeviceIdProblem(cfg.device_id); !cfg.device_id.empty() && !problem.empty()) {
+    p.Add("agent.device_id", problem);
   }
   for (const std::string& f : cfg.mqtt_subscribe) {
     Status st = ValidateTopicFilter(f);
@@ -1020,8 +1020,10 @@ std::string ConfigReference() {
   return out;
 }
 
-std::string DeviceKeyPath(const Config& config) {
-  return config.device_key.empty() ? config.state_dir + "/device.key" : config.device_key;
+std::string DeviceKeyPath(const std::string& state_dir, const std::string& device_key) {
+  return device_key.empty() ? state_dir + "/device.key" : device_key;
 }
+
+std::string DeviceKeyPath(const Config& config) { return DeviceKeyPath(config.state_dir, config.device_key); }
 
 }  // namespace edgesync

@@ -164,6 +164,7 @@ Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const C
 std::string ConfigReference();
 
 // Where the device's signing key is: agent.device_key, else <state_dir>/device.key.
+std::string DeviceKeyPath(const std::string& state_dir, const std::string& device_key);
 std::string DeviceKeyPath(const Config& config);
 
 }  // namespace edgesync

@@ -290,8 +290,8 @@ int DeviceKeygen(const std::string& config_path, const std::string& device_id_fl
     }
     state_lock = std::move(lock).value();
   }
-  if (device_id.empty() || device_id.size() > 255 || NeedsEscaping(device_id)) {
-    std::fprintf(stderr, "edgesync keygen --device: a device id is 1 to 255 bytes of printable UTF-8\n");
+  if (const std::string problem = DeviceIdProblem(device_id); !problem.empty()) {
+    std::fprintf(stderr, "edgesync keygen --device: the device id %s\n", problem.c_str());
     return 2;
   }
   for (const std::string& p : {key_path, EnrolmentPath(key_path)}) {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "agent/config.h"
 #include "agent/fleet.h"
 #include "agent/health.h"
 #include "agent/pipeline.h"
@@ -288,8 +289,7 @@ int StatusCommand(const StatusOptions& o) {
     Result<std::string> doc = QueryStatusSocket(socket, 5000);
     if (!doc.ok() && doc.status().code() == Status::Code::kUnavailable) {
       code = 3;
-      doc = StoredStatusJson(o.state_dir, o.device_id,
-                             o.device_key.empty() ? o.state_dir + "/device.key" : o.device_key, now_us);
+      doc = StoredStatusJson(o.state_dir, o.device_id, DeviceKeyPath(o.state_dir, o.device_key), now_us);
       if (!doc.ok()) {
         std::fprintf(stderr, "edgesync status: no agent answers on %s, and its store cannot be read: %s\n",
                      socket.c_str(), doc.status().ToString().c_str());

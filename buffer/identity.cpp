@@ -14,6 +14,13 @@ std::shared_ptr<EVP_PKEY> Share(ossl::Pkey pkey) { return std::shared_ptr<EVP_PK
 
 }  // namespace
 
+std::string DeviceIdProblem(std::string_view id) {
+  if (id.empty()) return "empty";
+  if (id.size() > format::kMaxNameBytes) return "longer than " + std::to_string(format::kMaxNameBytes) + " bytes";
+  if (NeedsEscaping(id)) return "holds control characters or invalid UTF-8 (\"" + Printable(id) + "\")";
+  return "";
+}
+
 crypto::KeyId SigningKeyIdOf(const ossl::Ed25519Raw& public_key) {
   return crypto::ShortHash(std::string_view(reinterpret_cast<const char*>(public_key.data()), public_key.size()));
 }
@@ -82,9 +89,8 @@ Result<Enrolment> ParseEnrolment(std::string_view text, const std::string& origi
   }
   std::string_view id = text.substr(prefix.size(), eol - prefix.size());
   if (!id.empty() && id.back() == '\r') id.remove_suffix(1);
-  if (id.empty() || id.size() > format::kMaxNameBytes || NeedsEscaping(id)) {
-    return Status::InvalidArgument(where + "the device id must be 1 to " + std::to_string(format::kMaxNameBytes) +
-                                   " bytes of printable UTF-8, not \"" + Printable(id) + "\"");
+  if (const std::string problem = DeviceIdProblem(id); !problem.empty()) {
+    return Status::InvalidArgument(where + "the device id " + problem);
   }
   Result<ossl::Pkey> pkey = ossl::ParseEd25519Pem(text.substr(eol + 1), false, origin, kDeviceKeygenHint);
   if (!pkey.ok()) return pkey.status();

@@ -17,6 +17,12 @@
 
 namespace edgesync {
 
+// What is wrong with `id` as a device id, or "" when nothing is: 1 to 255
+// bytes of printable UTF-8 (it is every batch header's device id and an
+// enrolment file's first line). The one rule for the configuration, the
+// enrolment files and `edgesync keygen --device`.
+std::string DeviceIdProblem(std::string_view id);
+
 // The 8-byte id of an Ed25519 public key: crypto::ShortHash of its 32 raw bytes.
 crypto::KeyId SigningKeyIdOf(const ossl::Ed25519Raw& public_key);
 

@@ -749,9 +749,11 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
 
   std::string_view value(static_cast<const char*>(m->payload), m->len);
   std::string assembled;
-  // Partial sets of this partition that waited too long are given up.
-  counters_.fragments_abandoned += fragments_->Expire(topic, m->partition, m->offset);
-  if (IsFragment(value)) {
+  if (!IsFragment(value)) {
+    // Partial sets of this partition that waited too long are given up
+    // (FragmentAssembler::Add does it for fragments).
+    counters_.fragments_abandoned += fragments_->Expire(topic, m->partition, m->offset);
+  } else {
     // Part of an envelope a broker found too large for one message: held
     // until the set is complete, then opened like any envelope.
     ++counters_.fragments;
