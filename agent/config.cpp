@@ -15,9 +15,9 @@
 
 #include "agent/toml_bounds.h"
 #include "base/env.h"
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "format/identity.h"
 #include "plugins/registry.h"
 #include "plugins/route.h"
 #include "plugins/settings.h"

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "sync/unpack.h"  // AppendJsonString, FormatRfc3339Micros
+#include "base/json_text.h"
 
 namespace edgesync {
 namespace {

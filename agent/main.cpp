@@ -32,9 +32,9 @@
 #include "agent/status_cli.h"
 #include "base/printable.h"
 #include "base/systemd.h"
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "format/identity.h"
 #include "fleet/bundle_cli.h"
 
 namespace {

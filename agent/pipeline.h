@@ -22,6 +22,7 @@
 
 #include "agent/config.h"
 #include "buffer/store.h"
+#include "format/envelope.h"
 #include "plugins/plugin.h"
 #include "plugins/route.h"
 
@@ -30,8 +31,8 @@ namespace edgesync {
 // The name of a lane that is not a stream's own: "stream@topic@priority"
 // (a topic longer than fits is cut and followed by "~" and its CRC-32C).
 std::string LaneName(const std::string& stream, const std::string& kafka_topic, Priority priority);
-// The stream a lane belongs to: its name up to the first '@' (LaneName).
-inline std::string StreamOfLane(const std::string& lane) { return lane.substr(0, lane.find('@')); }
+// The stream a lane belongs to (ParseLane, the one reading of LaneName's rule).
+inline std::string StreamOfLane(const std::string& lane) { return ParseLane(lane).stream; }
 
 class Pipeline {
  public:

@@ -17,7 +17,7 @@
 #include "agent/pipeline.h"
 #include "agent/status_socket.h"
 #include "base/env.h"
-#include "buffer/identity.h"
+#include "format/identity.h"
 #include "buffer/store.h"
 
 namespace edgesync {

@@ -1,7 +1,8 @@
-// JSON text: the one string escaper every writer of JSON in the project
-// uses (edgesync-unpack's records, health records, the plugins' Json).
+// JSON text: the one string escaper, base64 and timestamp format every
+// writer of JSON in the project uses (edgesync-unpack, health records, plugins).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,5 +18,12 @@ inline void AppendJsonString(std::string_view s, std::string* out) {
   AppendJsonEscaped(s, out);
   out->push_back('"');
 }
+
+// Standard base64 (RFC 4648, with '=' padding): for bytes that are not text.
+std::string Base64Encode(std::string_view data);
+
+// A time in µs since the epoch as RFC 3339 in UTC with microseconds:
+// "2026-11-22T03:04:05.123456Z".
+std::string FormatRfc3339Micros(int64_t us);
 
 }  // namespace edgesync

@@ -1,4 +1,4 @@
-// OpenSSL 3 plumbing shared by the envelope's crypto (buffer/crypto.cpp)
+// OpenSSL 3 plumbing shared by the envelope's crypto (format/crypto.cpp)
 // and the fleet's bundle signatures (fleet/bundle.cpp): owning pointers,
 // the error queue as text, PEM output, SHA-256, hex, and Ed25519 keys and
 // signatures (bundles and device keys). For .cpp files; the

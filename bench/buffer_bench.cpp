@@ -38,11 +38,11 @@
 #include <thread>
 #include <vector>
 
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/format.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "format/format.h"
 #include "buffer/journal.h"
-#include "buffer/record.h"
+#include "format/record.h"
 #include "bench/median.h"
 #include "bench/series.h"
 #include "buffer/store.h"

@@ -57,7 +57,7 @@
 #include "bench/median.h"
 #include "bench/payment_events.h"
 #include "bench/series.h"
-#include "buffer/record.h"
+#include "format/record.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
 #include "harness/agent_process.h"

@@ -40,11 +40,11 @@
 #include "bench/median.h"
 #include "bench/payment_events.h"
 #include "bench/series.h"
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/format.h"
-#include "buffer/identity.h"
-#include "buffer/record.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "format/format.h"
+#include "format/identity.h"
+#include "format/record.h"
 #include "harness/publisher.h"
 
 namespace {

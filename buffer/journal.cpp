@@ -8,7 +8,7 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/format.h"
+#include "format/format.h"
 
 namespace edgesync {
 namespace {

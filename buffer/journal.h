@@ -42,7 +42,7 @@
 
 #include "base/env.h"
 #include "base/status.h"
-#include "buffer/crypto.h"
+#include "format/crypto.h"
 
 namespace edgesync {
 

@@ -31,9 +31,9 @@
 #include "base/last_error.h"
 #include "base/progress.h"
 #include "base/status.h"
-#include "buffer/envelope.h"
+#include "format/envelope.h"
 #include "buffer/journal.h"
-#include "buffer/record.h"
+#include "format/record.h"
 #include "buffer/store.h"
 
 namespace edgesync {

@@ -9,8 +9,8 @@
 #include <map>
 #include <tuple>
 
-#include "buffer/format.h"
-#include "buffer/sqlite_util.h"
+#include "format/format.h"
+#include "base/sqlite_util.h"
 #include "buffer/sqlite_vfs.h"
 
 namespace edgesync {

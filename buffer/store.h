@@ -33,7 +33,7 @@
 #include "base/env.h"
 #include "base/priority.h"
 #include "base/status.h"
-#include "buffer/envelope.h"
+#include "format/envelope.h"
 #include "buffer/journal.h"
 
 struct sqlite3;

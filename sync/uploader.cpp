@@ -13,8 +13,8 @@
 #include "base/last_error.h"
 #include "base/progress.h"
 #include "base/token_bucket.h"
-#include "buffer/format.h"
-#include "buffer/fragment.h"
+#include "format/format.h"
+#include "format/fragment.h"
 
 namespace edgesync {
 

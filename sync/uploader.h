@@ -15,7 +15,7 @@
 //   its streams stay in the store and are retried every
 //   blocked_retry_us with a single batch, while every other topic flows.
 // - Too large for the broker: the batch is sent again as fragments
-//   (buffer/fragment.h) of half the size, and so on; the topic remembers the
+//   (format/fragment.h) of half the size, and so on; the topic remembers the
 //   size that worked. A batch is never dropped.
 // - Fatal (the idempotent producer fenced): the producer is rebuilt; its
 //   batches in flight come back to the store and go again in store order.

@@ -348,7 +348,8 @@ class DeviceKeys:
 # ---------------------------------------------------------------- envelope
 
 def parse_header(env: bytes) -> Header:
-    """Steps 1 to 5 of "What a reader does", then the variable fields."""
+    """Steps 1 to 5 of "What a reader does", in that order: a refusal names
+    the first step that fails."""
     if len(env) < 4 or env[:4] != MAGIC:
         raise Refused("not an edgesync envelope (bad magic)")
     if len(env) < 5:
@@ -369,6 +370,14 @@ def parse_header(env: bytes) -> Header:
         dict_id = r.unpack("BBHQIqqBBI")
     key_id = r.take(8)
     body_len, raw_len = r.unpack("II")
+    # Step 4: the fields this page lists end within header_len; bytes after
+    # them are later fields (skipped).
+    device_id = r.take(r.unpack("B"))
+    stream = r.take(r.unpack("B"))
+    if r.pos > header_len:
+        raise Refused(f"corrupt: header_len {header_len}, but its fields end at byte {r.pos}")
+    if not device_id or not stream:
+        raise Refused("corrupt: empty device_id or stream")
     # Step 5: the length, then the CRC, before anything else is believed.
     block = SIGNATURE_BLOCK if version == VERSION_SIGNED else 0
     if len(env) != header_len + body_len + block + 4:
@@ -377,15 +386,6 @@ def parse_header(env: bytes) -> Header:
     (crc,) = struct.unpack_from("<I", env, len(env) - 4)
     if crc32c(env[:-4]) != crc:
         raise Refused("corrupt: CRC-32C mismatch", "checksum")
-    # The variable part lies within header_len; bytes after it are later fields (skipped).
-    h = Reader(env[:header_len], "header")
-    h.take(58)
-    device_id = h.take(h.unpack("B"))
-    stream = h.take(h.unpack("B"))
-    if not device_id or not stream:
-        raise Refused("corrupt: empty device_id or stream")
-    if not 1 <= batch_seq <= 2**63 - 1:
-        raise Refused(f"corrupt: batch_seq {batch_seq} outside 1..2^63-1")
     signer_key_id = signature = None
     if version == VERSION_SIGNED:
         at = header_len + body_len
@@ -414,12 +414,12 @@ def check_identity(env: bytes, header: Header, device_keys: DeviceKeys | None,
 
 def open_sealed(header: Header, aad: bytes, body: bytes, keys: Keyring, trace: dict) -> bytes:
     """Step 8, "Encryption": the codec's output from a sealed body."""
-    if len(body) < SEAL_OVERHEAD:
-        raise Refused(f"corrupt: sealed body of {len(body)} bytes, at least {SEAL_OVERHEAD} needed",
-                      "decrypt_failed")
     private = keys.keys.get(header.key_id)
     if private is None:
         raise Refused(f"unknown key (key_id {header.key_id.hex()})", "unknown_key")
+    if len(body) < SEAL_OVERHEAD:
+        raise Refused(f"corrupt: sealed body of {len(body)} bytes, at least {SEAL_OVERHEAD} needed",
+                      "decrypt_failed")
     ephemeral_public = body[0:32]
     wrapped = body[32:80]  # wrapped_key (32) then wrap_tag (16): AESGCM wants them together
     nonce = body[80:92]
@@ -452,8 +452,10 @@ def decompress(header: Header, data: bytes, dicts: dict) -> bytes:
     if header.codec == 0:
         if header.dict_id != 0:
             raise Refused(f"corrupt: codec 0 with dict_id {header.dict_id}")
-        raw = data
-    elif header.codec == 1:
+        if len(data) != header.raw_len:
+            raise Refused(f"corrupt: raw body of {len(data)} bytes, raw_len {header.raw_len}")
+        return data
+    if header.codec == 1:
         zdict = None
         if header.dict_id != 0:
             if header.dict_id not in dicts:
@@ -466,9 +468,9 @@ def decompress(header: Header, data: bytes, dicts: dict) -> bytes:
         if params.dict_id not in (0, header.dict_id):
             raise Refused(f"corrupt: zstd frame names dictionary {params.dict_id}, "
                           f"header {header.dict_id}", "bad_codec")
-        # max_output_size binds only frames without a content size: check that first,
-        # so a frame never makes this reader allocate more than raw_len.
-        if params.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, header.raw_len):
+        # The frame states its content size, raw_len: checked before
+        # decompressing, so a frame never makes this reader allocate more.
+        if params.content_size != header.raw_len:
             raise Refused(f"corrupt: zstd frame of {params.content_size} bytes, "
                           f"raw_len {header.raw_len}", "bad_codec")
         try:
@@ -476,11 +478,11 @@ def decompress(header: Header, data: bytes, dicts: dict) -> bytes:
             raw = d.decompress(data, max_output_size=header.raw_len, allow_extra_data=False)
         except zstandard.ZstdError as e:
             raise Refused(f"corrupt: zstd: {e}", "bad_codec") from None
-    else:
-        raise Refused(f"unknown codec {header.codec}", "bad_codec")
-    if len(raw) != header.raw_len:
-        raise Refused(f"corrupt: raw body of {len(raw)} bytes, raw_len {header.raw_len}")
-    return raw
+        if len(raw) != header.raw_len:
+            raise Refused(f"corrupt: zstd frame decompressed to {len(raw)} bytes, raw_len "
+                          f"{header.raw_len}", "bad_codec")
+        return raw
+    raise Refused(f"unknown codec {header.codec}", "bad_codec")
 
 
 def parse_record(data: bytes) -> Record:
@@ -542,6 +544,8 @@ def decode(env: bytes, keys: Keyring | None = None, dicts: dict | None = None,
 def decode_body(env: bytes, header: Header, keys: Keyring | None, dicts: dict | None,
                 require_encryption: bool, verified: bool) -> Envelope:
     """Steps 7 to 9, once the envelope is whole and its writer known."""
+    if not 1 <= header.batch_seq <= 2**63 - 1:  # step 7
+        raise Refused(f"corrupt: batch_seq {header.batch_seq} outside 1..2^63-1")
     if header.raw_len > MAX_RAW_LEN:  # step 7: before decompressing anything
         raise Refused(f"raw_len {header.raw_len} above this reader's limit of {MAX_RAW_LEN}",
                       "too_large")
@@ -549,12 +553,10 @@ def decode_body(env: bytes, header: Header, keys: Keyring | None, dicts: dict | 
     trace = {}
     if header.flags & FLAG_ENCRYPTED:
         body = open_sealed(header, env[:header.header_len], body, keys or Keyring(), trace)
-    else:
-        if header.key_id != bytes(8):
-            raise Refused("corrupt: key_id set on an envelope that is not encrypted")
-        if require_encryption and not header.flags & FLAG_GAP:
-            raise Refused("refused: not encrypted, and this reader requires encryption",
-                          "not_encrypted")
+    elif require_encryption and not header.flags & FLAG_GAP:
+        # (key_id, zero when not encrypted, is ignored: step 4.)
+        raise Refused("refused: not encrypted, and this reader requires encryption",
+                      "not_encrypted")
     raw = decompress(header, body, dicts or {})
     if header.flags & FLAG_GAP:
         return Envelope(header, raw, [], parse_gap(header, raw), trace, verified)
@@ -591,6 +593,24 @@ def text_field(out: dict, name: str, value: bytes):
         out[name + "_b64"] = base64.b64encode(value).decode()
 
 
+def text_value(value: bytes):
+    """UTF-8 text as a string, other bytes as {"b64": ...}."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode()}
+
+
+def lane_json(out: dict, lane: bytes):
+    """The header's `stream` names a lane: `stream`, or `stream@topic@priority`
+    for events a plugin routed (the topic between the first and the last '@')."""
+    first, last = lane.find(b"@"), lane.rfind(b"@")
+    text_field(out, "stream", lane if first < 0 else lane[:first])
+    if first >= 0:
+        text_field(out, "route_topic", lane[first + 1:last] if last > first else b"")
+        text_field(out, "route_priority", lane[last + 1:])
+
+
 def identity_json(out: dict, env: Envelope):
     """`verified`: the signature was checked against --device-keys;
     `signer`: the version 2 signer's key id."""
@@ -603,7 +623,7 @@ def record_json(env: Envelope, rec: Record) -> dict:
     h = env.header
     out = {}
     text_field(out, "device", h.device_id)
-    text_field(out, "stream", h.stream)
+    lane_json(out, h.stream)
     out["batch"] = h.batch_seq
     identity_json(out, env)
     text_field(out, "topic", rec.topic)
@@ -612,11 +632,7 @@ def record_json(env: Envelope, rec: Record) -> dict:
     if rec.content_type:
         text_field(out, "content_type", rec.content_type)
     if rec.properties:
-        try:
-            out["properties"] = {k.decode("utf-8"): v.decode("utf-8") for k, v in rec.properties}
-        except UnicodeDecodeError:
-            out["properties_b64"] = [[base64.b64encode(k).decode(), base64.b64encode(v).decode()]
-                                     for k, v in rec.properties]
+        out["properties"] = [[text_value(k), text_value(v)] for k, v in rec.properties]
     out["payload_b64"] = base64.b64encode(rec.payload).decode()
     return out
 
@@ -625,7 +641,7 @@ def gap_json(env: Envelope, gap: Gap) -> dict:
     h = env.header
     out = {}
     text_field(out, "device", h.device_id)
-    text_field(out, "stream", h.stream)
+    lane_json(out, h.stream)
     identity_json(out, env)
     out.update(first_seq=gap.first_seq, last_seq=gap.last_seq, events=gap.events,
                bytes=gap.bytes, first_event_at=h.first_event_at, last_event_at=h.last_event_at,
@@ -845,18 +861,45 @@ def expect_refused(what, env, keys, reason, require_encryption=False, device_key
     return [f"{what}: decoded, expected a refusal ({reason})"]
 
 
+def first_steps(env: bytes) -> str:
+    """The reason steps 1 to 5 give an envelope that had a valid CRC before
+    one of its bytes changed: only magic, version, flags and the lengths are
+    read before the CRC, so any other change is the CRC's to find."""
+    if env[:4] != MAGIC:
+        return "malformed"
+    if env[4] not in (VERSION_UNSIGNED, VERSION_SIGNED):
+        return "unknown_version"
+    if env[5] & ~KNOWN_FLAGS:
+        return "unknown_flags"
+    header_len, body_len = struct.unpack_from("<H", env, 6)[0], struct.unpack_from("<I", env, 50)[0]
+    device_len = env[58]
+    if 59 + device_len >= len(env):
+        return "malformed"
+    stream_len = env[59 + device_len]
+    if not device_len or not stream_len or 60 + device_len + stream_len > header_len:
+        return "malformed"
+    block = SIGNATURE_BLOCK if env[4] == VERSION_SIGNED else 0
+    if len(env) != header_len + body_len + block + 4:
+        return "malformed"
+    return "checksum"
+
+
 def check_bit_flips(env: bytes, keys: Keyring, device_keys: DeviceKeys,
                     allow_unsigned: bool) -> list:
-    """Every single-bit change and every cut is refused."""
+    """Every single-bit change is refused for the first step that catches it
+    (the order of "What a reader does"), and every cut is refused."""
     errors = []
     for bit in range(len(env) * 8):
         bad = bytearray(env)
         bad[bit // 8] ^= 1 << (bit % 8)
+        want = first_steps(bytes(bad))
         try:
             decode(bytes(bad), keys, device_keys=device_keys, allow_unsigned=allow_unsigned)
             errors.append(f"flipping bit {bit % 8} of byte {bit // 8} still decodes")
-        except Refused:
-            pass
+        except Refused as e:
+            if e.reason != want:
+                errors.append(f"flipping bit {bit % 8} of byte {bit // 8}: refused for {e} "
+                              f"({e.reason}), expected {want}")
     for n in range(len(env)):
         try:
             decode(env[:n], keys, device_keys=device_keys, allow_unsigned=allow_unsigned)
@@ -891,8 +934,8 @@ def check_tamper_sealed(env: bytes, h: Header, keys: Keyring) -> list:
 def check_tamper_signed(env: bytes, h: Header, keys: Keyring, device_keys: DeviceKeys) -> list:
     """Signed: every single-bit change of the signed part or of the signature,
     with the CRC fixed up, is refused no later than the identity check (step
-    6): by the header checks before it, or as bad_signature (wrong_key for a
-    changed signer_key_id: the device has another key enrolled)."""
+    6): by the header checks before it, or else as bad_signature (wrong_key
+    for a changed signer_key_id: the device has another key enrolled)."""
     errors = []
     key_id_at = h.header_len + h.body_len
     signature_at = key_id_at + SIGNER_KEY_ID_LEN
@@ -907,8 +950,10 @@ def check_tamper_signed(env: bytes, h: Header, keys: Keyring, device_keys: Devic
             if e.after_identity:
                 errors.append(f"forgery: flipping {where} (CRC fixed) passed the identity "
                               f"check; refused later for {e}")
-            elif at >= h.header_len:  # body, signer_key_id, signature: only the signature tells
-                want = "wrong_key" if key_id_at <= at < signature_at else "bad_signature"
+            else:
+                want = first_steps(with_crc(bad))
+                if want == "checksum":  # steps 1 to 5 pass: only the signature tells
+                    want = "wrong_key" if key_id_at <= at < signature_at else "bad_signature"
                 if e.reason != want:
                     errors.append(f"forgery: flipping {where} (CRC fixed) refused for {e} "
                                   f"({e.reason}), expected {want}")

@@ -10,9 +10,9 @@
 
 #include "agent/agent.h"
 #include "agent/config.h"
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "format/identity.h"
 #include "buffer/journal.h"
 #include "harness/process.h"
 #include "tests/support/temp_dir.h"

@@ -1,10 +1,14 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <cstring>
+#include <map>
+
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/envelope.h"
-#include "buffer/record.h"
+#include "format/envelope.h"
+#include "format/identity.h"
+#include "format/record.h"
 #include "tests/support/envelopes.h"
 
 namespace edgesync {
@@ -404,6 +408,182 @@ TEST(Envelope, BatchSequencesOutside1To2Pow63AreRefused) {
   EXPECT_FALSE(OpenEnvelope(*SealGapRecord("term-0042", g)).ok());
   g.last_seq = format::kMaxBatchSeq;
   EXPECT_TRUE(OpenEnvelope(*SealGapRecord("term-0042", g)).ok());
+}
+
+
+TEST(Lane, ParseLaneSplitsAtTheFirstAndTheLastAt) {
+  Lane plain = ParseLane("payments");
+  EXPECT_EQ(plain.stream, "payments");
+  EXPECT_FALSE(plain.routed);
+  EXPECT_EQ(plain.route_topic, "");
+  EXPECT_EQ(plain.route_priority, "");
+  Lane routed = ParseLane("payments@edge.urgent@high");
+  EXPECT_EQ(routed.stream, "payments");
+  EXPECT_TRUE(routed.routed);
+  EXPECT_EQ(routed.route_topic, "edge.urgent");
+  EXPECT_EQ(routed.route_priority, "high");
+  // A cut topic stays as the header holds it; an '@' in a topic stays in it.
+  Lane cut = ParseLane("s@" + std::string(100, 't') + "~0badcafe@low");
+  EXPECT_EQ(cut.stream, "s");
+  EXPECT_EQ(cut.route_topic, std::string(100, 't') + "~0badcafe");
+  EXPECT_EQ(cut.route_priority, "low");
+  Lane at = ParseLane("s@a@b@normal");
+  EXPECT_EQ(at.route_topic, "a@b");
+  EXPECT_EQ(at.route_priority, "normal");
+  // One '@' (no agent writes it): an empty topic, the rest the priority.
+  Lane one = ParseLane("s@high");
+  EXPECT_TRUE(one.routed);
+  EXPECT_EQ(one.stream, "s");
+  EXPECT_EQ(one.route_topic, "");
+  EXPECT_EQ(one.route_priority, "high");
+  EXPECT_EQ(ParseLane("@@").stream, "");
+  EXPECT_TRUE(ParseLane("@@").routed);
+}
+
+// --- The order of FORMAT.md's "What a reader does": a refusal names the
+// first step that fails.
+
+size_t U16At(std::string_view e, size_t at) {
+  return static_cast<uint8_t>(e[at]) | size_t{static_cast<uint8_t>(e[at + 1])} << 8;
+}
+
+class ReaderSteps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    keys_.Add("term-0042", *DevicePublicKey::FromRaw(signer_.public_key()), false);
+    signed_.device_keys = &keys_;
+  }
+  std::string Signed(BatchHeader h, const std::string& body, SealOptions so = {}) {
+    so.signer = &signer_;
+    Result<std::string> e = SealEnvelope(h, body, so);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? *e : std::string();
+  }
+  static Rejection Why(std::string_view e, const OpenOptions& o) {
+    Rejection why = Rejection::kNone;
+    Result<OpenedEnvelope> r = OpenEnvelope(e, o, &why);
+    EXPECT_EQ(r.ok(), why == Rejection::kNone);
+    return why;
+  }
+  // What steps 1 to 5 make of an envelope of the right length, written from
+  // FORMAT.md: only magic, version, flags and the lengths are read before
+  // the CRC, so any other change is the CRC's to find.
+  static Rejection BeforeIdentity(std::string_view e) {
+    if (e.substr(0, 4) != "EDGS") return Rejection::kMalformed;  // step 1
+    if (e[4] != 1 && e[4] != 2) return Rejection::kVersion;  // 2
+    if ((static_cast<uint8_t>(e[5]) & ~0x03) != 0) return Rejection::kFlags;  // 3
+    // 4: the fields this page lists end within header_len, names not empty.
+    const size_t header_len = U16At(e, 6);
+    const size_t device_len = static_cast<uint8_t>(e[58]);
+    if (59 + device_len >= e.size()) return Rejection::kMalformed;
+    const size_t stream_len = static_cast<uint8_t>(e[59 + device_len]);
+    if (device_len == 0 || stream_len == 0 || 60 + device_len + stream_len > header_len) {
+      return Rejection::kMalformed;
+    }
+    // 5: the length, then the CRC.
+    const size_t block = e[4] == 2 ? format::kSignatureBlock : 0;
+    if (e.size() != header_len + LoadU32(e.data() + 50) + block + 4) return Rejection::kMalformed;
+    return Rejection::kChecksum;
+  }
+
+  DeviceSigner signer_ = *DeviceSigner::Generate();
+  DeviceKeySet keys_;
+  OpenOptions signed_;
+};
+
+TEST_F(ReaderSteps, EveryFlippedBitReadsAsTheFirstStepThatCatchesIt) {
+  const std::string good = Signed(Header(3), Body(3));
+  ASSERT_EQ(Why(good, signed_), Rejection::kNone);
+  const size_t header_len = U16At(good, 6);
+  const size_t body_len = LoadU32(good.data() + 50);
+  const size_t key_id_at = header_len + body_len;
+  const size_t signature_at = key_id_at + format::kSignerKeyIdBytes;
+  std::map<Rejection, int> seen;
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      const Rejection want = BeforeIdentity(bad);
+      ASSERT_EQ(Why(bad, signed_), want) << "byte " << i << " bit " << bit;
+      ++seen[want];
+      // Fields the CRC guards, batch_seq among them, read as `checksum`.
+      const size_t stream_len_at = 59 + static_cast<uint8_t>(good[58]);
+      if ((i >= 8 && i < 50) || (i >= 54 && i < 58) || (i >= 59 && i != stream_len_at)) {
+        EXPECT_EQ(want, Rejection::kChecksum) << "byte " << i;
+      }
+      if (want != Rejection::kChecksum || i >= good.size() - format::kEnvelopeTrailer) continue;
+      // With the CRC made to match, the signature is next: step 6 comes
+      // before step 7's batch_seq and the steps that read the body.
+      const Rejection forged = signature_at > i && i >= key_id_at ? Rejection::kWrongKey
+                                                                   : Rejection::kBadSignature;
+      ASSERT_EQ(Why(WithFixedCrc(bad), signed_), forged) << "byte " << i << " bit " << bit;
+    }
+  }
+  EXPECT_EQ(seen.size(), 4u) << "malformed, unknown_version, unknown_flags and checksum";
+  EXPECT_GT(seen[Rejection::kChecksum], static_cast<int>(good.size()) * 7);
+  // Truncated or lengthened by a byte: the length (step 5), never the CRC.
+  EXPECT_EQ(Why(std::string_view(good).substr(0, good.size() - 1), signed_), Rejection::kMalformed);
+  EXPECT_EQ(Why(good + "x", signed_), Rejection::kMalformed);
+}
+
+TEST_F(ReaderSteps, BatchSequenceIsCheckedAfterTheSignature) {
+  std::string zero = Signed(Header(1), Body(1));
+  std::memset(zero.data() + 8, 0, 8);
+  zero = WithFixedCrc(zero);
+  EXPECT_EQ(Why(zero, signed_), Rejection::kBadSignature);  // a forgery, not a faulty writer
+  EXPECT_EQ(Why(zero, OpenOptions{}), Rejection::kMalformed);
+  // Signed so by its device (a faulty writer): malformed.
+  BatchHeader h = Header(1);
+  h.batch_seq = uint64_t{1} << 63;
+  EXPECT_EQ(Why(Signed(h, Body(1)), signed_), Rejection::kMalformed);
+}
+
+TEST_F(ReaderSteps, DecryptionComesBeforeTheCodecAndTheDictionary) {
+  TestKey central, stranger;
+  const Recipient to = Recipient::For(central.public_key);
+  const Recipient to_stranger = Recipient::For(stranger.public_key);
+  Keyring keys;
+  ASSERT_TRUE(keys.AddPrivate(central.private_key).ok());
+  OpenOptions o;
+  o.keys = &keys;
+  SealOptions so;
+  so.recipient = &to;
+  const std::string sealed = *SealEnvelope(Header(2), Body(2), so);
+  ASSERT_EQ(Why(sealed, o), Rejection::kNone);
+  // An unknown codec or dictionary in an authenticated header: the tags
+  // fail first (step 8), where the codec came first before.
+  for (size_t at : {size_t{36}, size_t{38}}) {
+    std::string bad = sealed;
+    bad[at] = 7;
+    EXPECT_EQ(Why(WithFixedCrc(bad), o), Rejection::kDecrypt) << at;
+  }
+  // For a key the reader does not hold: unknown_key, whatever the codec.
+  so.recipient = &to_stranger;
+  std::string other = *SealEnvelope(Header(2), Body(2), so);
+  other[36] = 7;
+  EXPECT_EQ(Why(WithFixedCrc(other), o), Rejection::kUnknownKey);
+  // raw_len above the limit (step 7) before the key (step 8).
+  OpenOptions small = o;
+  small.max_raw_bytes = 16;
+  EXPECT_EQ(Why(WithFixedCrc(other), small), Rejection::kTooLarge);
+  // Plain where encryption is required (step 8) before an unknown codec (9).
+  std::string plain = *SealEnvelope(Header(2), Body(2));
+  plain[36] = 7;
+  plain = WithFixedCrc(plain);
+  OpenOptions required = o;
+  required.require_encryption = true;
+  EXPECT_EQ(Why(plain, required), Rejection::kNotEncrypted);
+  EXPECT_EQ(Why(plain, o), Rejection::kCodec);
+  // Codec 0 naming a dictionary contradicts itself: corrupt, not a
+  // dictionary this reader lacks.
+  SealOptions none;
+  none.codec = format::kCodecNone;
+  std::string no_dict = *SealEnvelope(Header(2), Body(2), none);
+  StoreU32(no_dict.data() + 38, 12345);
+  EXPECT_EQ(Why(WithFixedCrc(no_dict), o), Rejection::kMalformed);
+  std::string zstd_dict = *SealEnvelope(Header(2), Body(2));
+  StoreU32(zstd_dict.data() + 38, 12345);
+  EXPECT_EQ(Why(WithFixedCrc(zstd_dict), o), Rejection::kUnknownDictionary);
 }
 
 }  // namespace

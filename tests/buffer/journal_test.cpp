@@ -6,7 +6,7 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/format.h"
+#include "format/format.h"
 #include "tests/support/fault_env.h"
 #include "tests/support/temp_dir.h"
 

@@ -22,9 +22,9 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
-#include "buffer/record.h"
+#include "format/envelope.h"
+#include "format/identity.h"
+#include "format/record.h"
 
 namespace edgesync {
 namespace {

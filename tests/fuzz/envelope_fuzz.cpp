@@ -31,9 +31,9 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/envelope.h"
-#include "buffer/format.h"
-#include "buffer/record.h"
+#include "format/envelope.h"
+#include "format/format.h"
+#include "format/record.h"
 
 namespace edgesync {
 namespace {

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include "buffer/format.h"
+#include "format/format.h"
 #include "buffer/journal.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/support/mem_env.h"

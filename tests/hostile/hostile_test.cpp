@@ -16,8 +16,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "buffer/envelope.h"
-#include "buffer/format.h"
+#include "format/envelope.h"
+#include "format/format.h"
 #include "harness/consumer.h"
 #include "tests/integration/fleet_fixture.h"
 #include "tests/support/envelopes.h"
@@ -472,7 +472,8 @@ std::string DigitStream(std::string_view text) {
 }
 
 // Every string of every record edgesync-unpack wrote to `path` (names and
-// values, topics, properties, keys, payloads: raw ones decoded).
+// values, topics, properties, keys, payloads: those in base64, `<field>_b64`
+// and {"b64": ...}, decoded too).
 std::vector<std::string> StringsOfRecords(const std::string& path) {
   std::vector<std::string> out;
   std::function<void(simdjson::dom::element)> walk = [&](simdjson::dom::element e) {
@@ -480,6 +481,10 @@ std::vector<std::string> StringsOfRecords(const std::string& path) {
       for (auto [k, v] : simdjson::dom::object(e)) {
         out.emplace_back(k);
         walk(v);
+        std::string_view b64;
+        if ((k == "b64" || k.ends_with("_b64")) && v.get(b64) == simdjson::SUCCESS) {
+          out.push_back(FromBase64(b64));
+        }
       }
     } else if (e.is_array()) {
       for (simdjson::dom::element v : simdjson::dom::array(e)) walk(v);
@@ -489,11 +494,7 @@ std::vector<std::string> StringsOfRecords(const std::string& path) {
       out.push_back(simdjson::minify(e));
     }
   };
-  ForEachJsonLine(path, [&](simdjson::dom::element e) {
-    walk(e);
-    std::string_view b64;
-    if (e["payload_b64"].get(b64) == simdjson::SUCCESS) out.push_back(FromBase64(b64));
-  });
+  ForEachJsonLine(path, walk);
   return out;
 }
 

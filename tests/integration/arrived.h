@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,8 +16,23 @@ namespace edgesync::testing {
 
 struct Arrived {
   std::string stream, topic, payload, reason, key, error;
+  std::string route_topic, route_priority;  // a routed lane's; empty for a stream's own
   uint64_t batch = 0;
 };
+
+// The value of the last user property named `name` of a record line
+// ("properties": [[name, value], ...]), or nullopt.
+inline std::optional<std::string> Property(simdjson::dom::element record, std::string_view name) {
+  simdjson::dom::array pairs;
+  if (record["properties"].get(pairs) != simdjson::SUCCESS) return std::nullopt;
+  std::optional<std::string> value;
+  for (simdjson::dom::element pair : pairs) {
+    std::string_view k, v;
+    if (pair.at(0).get(k) != simdjson::SUCCESS || k != name) continue;
+    if (pair.at(1).get(v) == simdjson::SUCCESS) value = std::string(v);
+  }
+  return value;
+}
 
 // Raw payloads arrive base64-encoded (payload_b64).
 inline std::string FromBase64(std::string_view in) {
@@ -45,15 +61,17 @@ inline std::vector<Arrived> ReadArrived(const std::string& path) {
     a.topic = std::string(std::string_view(e["topic"]));
     a.batch = uint64_t(e["batch"]);
     std::string_view s;
+    if (e["route_topic"].get(s) == simdjson::SUCCESS) a.route_topic = s;
+    if (e["route_priority"].get(s) == simdjson::SUCCESS) a.route_priority = s;
     simdjson::dom::element payload;
     if (e["payload"].get(payload) == simdjson::SUCCESS) {
       a.payload = simdjson::minify(payload);
     } else if (e["payload_b64"].get(s) == simdjson::SUCCESS) {
       a.payload = FromBase64(s);
     }
-    if (e["properties"]["edgesync.reason"].get(s) == simdjson::SUCCESS) a.reason = s;
-    if (e["properties"]["edgesync.key"].get(s) == simdjson::SUCCESS) a.key = s;
-    if (e["properties"]["edgesync.error"].get(s) == simdjson::SUCCESS) a.error = s;
+    a.reason = Property(e, "edgesync.reason").value_or("");
+    a.key = Property(e, "edgesync.key").value_or("");
+    a.error = Property(e, "edgesync.error").value_or("");
     out.push_back(a);
   });
   return out;

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "base/env.h"
-#include "buffer/identity.h"
+#include "format/identity.h"
 #include "harness/consumer.h"
-#include "sync/unpack.h"
+#include "central/unpack.h"
 #include "tests/integration/pipeline_fixture.h"
 
 namespace edgesync::testing {

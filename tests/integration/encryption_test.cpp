@@ -5,8 +5,8 @@
 
 #include <set>
 
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
 #include "buffer/journal.h"
 #include "buffer/store.h"
 #include "harness/consumer.h"

@@ -1,7 +1,7 @@
 // Health records end to end: the agent's own `_agent` stream reaches Kafka
 // (agent.health_topic) like any other, sealed, and edgesync-unpack explodes
 // it into records the central side can build a fleet view from.
-#include "buffer/identity.h"
+#include "format/identity.h"
 #include "tests/integration/pipeline_fixture.h"
 #include "tests/support/json_lines.h"
 

@@ -11,8 +11,8 @@
 
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/crypto.h"
-#include "buffer/format.h"
+#include "format/crypto.h"
+#include "format/format.h"
 
 namespace edgesync::testing {
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <thread>
 
-#include "buffer/envelope.h"
+#include "format/envelope.h"
 #include "harness/agent_process.h"
 #include "harness/consumer.h"
 #include "harness/kafka_cluster.h"

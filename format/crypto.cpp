@@ -1,4 +1,4 @@
-#include "buffer/crypto.h"
+#include "format/crypto.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>

@@ -3,9 +3,9 @@
 // rotation; revocation by moving a file into revoked/.
 #include <gtest/gtest.h>
 
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
-#include "sync/device_keys.h"
+#include "format/envelope.h"
+#include "format/identity.h"
+#include "central/device_keys.h"
 #include "tests/support/mem_env.h"
 
 namespace edgesync {

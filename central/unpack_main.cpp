@@ -34,12 +34,14 @@
 
 #include "base/env.h"
 #include "base/printable.h"
-#include "buffer/crypto.h"
-#include "buffer/envelope.h"
-#include "buffer/fragment.h"
-#include "sync/dedupe_store.h"
-#include "sync/device_keys.h"
-#include "sync/unpack.h"
+#include "format/crypto.h"
+#include "format/envelope.h"
+#include "central/fragment_assembler.h"
+#include "central/dedupe_store.h"
+#include "central/metrics_server.h"
+#include "central/state_changelog.h"
+#include "central/device_keys.h"
+#include "central/unpack.h"
 
 namespace edgesync {
 namespace {
@@ -78,6 +80,9 @@ struct Options {
   std::string output_topic = "{stream}";
   std::string gaps_topic;
   std::string quarantine_topic;
+  std::string state_topic;   // partition-scoped state in Kafka (scale-out)
+  std::string instance_id;   // this instance's name in its transactional id
+  std::string metrics_address;
   double stats_seconds = 0;
 };
 
@@ -226,16 +231,19 @@ Status SplitProperties(const std::vector<std::string>& kvs, const char* flag,
   return Status::OK();
 }
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
 
-// A Kafka producer whose outcome is checked per round: Flush() waits for the
-// delivery report of every message produced since the last Flush() and says
-// whether all were delivered. librdkafka retries inside; only its final
-// answer counts. Main thread only.
+// A Kafka producer whose outcome is checked per round. Idempotent: Flush()
+// waits for the delivery report of every message produced since the last
+// Flush() and says whether all were delivered; librdkafka retries inside,
+// only its final answer counts. Transactional (a transactional id given):
+// the first Produce() of a round begins a transaction, and Commit() sends
+// the round's input offsets into it and commits it, all or nothing. Main
+// thread only.
 class RoundProducer {
  public:
   static Result<std::unique_ptr<RoundProducer>> Create(
-      const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& extra) {
+      const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& extra,
+      const std::string& transactional_id = "") {
     std::unique_ptr<RoundProducer> p(new RoundProducer());
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     std::vector<std::pair<std::string, std::string>> props = {
@@ -244,6 +252,7 @@ class RoundProducer {
         {"acks", "all"},
         {"linger.ms", "5"},
     };
+    if (!transactional_id.empty()) props.emplace_back("transactional.id", transactional_id);
     props.insert(props.end(), extra.begin(), extra.end());
     Status st = ApplyProperties(conf, props);
     if (!st.ok()) {
@@ -271,6 +280,18 @@ class RoundProducer {
       rd_kafka_conf_destroy(conf);
       return Status::InvalidArgument(std::string("kafka producer: ") + err);
     }
+    if (!transactional_id.empty()) {
+      // Fences any earlier producer of this id (the same instance before a
+      // crash) and aborts what it left open.
+      p->transactional_ = true;
+      rd_kafka_error_t* error = rd_kafka_init_transactions(p->rk_, 60'000);
+      if (error != nullptr) {
+        std::string why = rd_kafka_error_string(error);
+        rd_kafka_error_destroy(error);
+        return Status::Unavailable("transactions on " + brokers + " (transactional.id " +
+                                   transactional_id + "): " + why);
+      }
+    }
     return p;
   }
 
@@ -287,9 +308,21 @@ class RoundProducer {
   // MSG_SIZE_TOO_LARGE); 512 bytes are kept for its framing.
   bool Fits(size_t bytes) const { return bytes + 512 <= max_message_bytes_; }
 
-  // Queues one message (copied). Fails only for a local refusal.
-  Status Produce(const std::string& topic, std::string_view key, std::string_view value,
-                 const Headers& headers, const rd_kafka_headers_t* base = nullptr) {
+  // Queues one message (copied): to `partition`, or the partitioner's
+  // choice by key; `value` nullptr makes a tombstone. Fails only for a
+  // local refusal, or when a transaction cannot begin.
+  Status Produce(const std::string& topic, std::string_view key, const std::string_view* value,
+                 const Headers& headers, const rd_kafka_headers_t* base = nullptr,
+                 int32_t partition = RD_KAFKA_PARTITION_UA) {
+    if (transactional_ && !in_transaction_) {
+      rd_kafka_error_t* error = rd_kafka_begin_transaction(rk_);
+      if (error != nullptr) {
+        std::string why = rd_kafka_error_string(error);
+        rd_kafka_error_destroy(error);
+        return Status::IOError("begin transaction: " + why);
+      }
+      in_transaction_ = true;
+    }
     rd_kafka_headers_t* hdrs =
         base ? rd_kafka_headers_copy(base) : rd_kafka_headers_new(headers.size());
     for (const auto& [k, v] : headers) {
@@ -298,8 +331,9 @@ class RoundProducer {
     }
     while (true) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;  // hdrs now belongs to the message
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -331,14 +365,101 @@ class RoundProducer {
     return Status::OK();
   }
 
+  // Transactional: sends `offsets` (the consumer's next offsets; may be
+  // empty) into the round's transaction and commits it. Aborted when the
+  // transaction had to be aborted (nothing of it is visible to
+  // read_committed readers: the caller rewinds to the last commit);
+  // IOError when the producer cannot go on (fenced by a newer instance
+  // of the same transactional id, or another fatal error).
+  Status Commit(const rd_kafka_topic_partition_list_t* offsets, rd_kafka_t* consumer) {
+    const bool have_offsets = offsets != nullptr && offsets->cnt > 0;
+    if (!in_transaction_ && !have_offsets) return Status::OK();
+    if (!in_transaction_) {
+      if (rd_kafka_error_t* error = rd_kafka_begin_transaction(rk_)) return Failed(error, "begin");
+      in_transaction_ = true;
+    }
+    if (have_offsets) {
+      rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
+      rd_kafka_error_t* error = rd_kafka_send_offsets_to_transaction(rk_, offsets, group, -1);
+      rd_kafka_consumer_group_metadata_destroy(group);
+      if (error != nullptr) return Failed(error, "send offsets to the transaction");
+    }
+    while (rd_kafka_error_t* error = rd_kafka_commit_transaction(rk_, -1)) {
+      if (!rd_kafka_error_is_retriable(error) || g_stop > 1) return Failed(error, "commit");
+      rd_kafka_error_destroy(error);
+    }
+    in_transaction_ = false;
+    produced_ = failed_ = 0;
+    first_error_.clear();
+    return Status::OK();
+  }
+  bool transactional() const { return transactional_; }
+  uint64_t aborts() const { return aborts_; }
+
  private:
   RoundProducer() = default;
+
+  // A transaction step failed: abort when that is what it takes (Aborted),
+  // else the producer is done for (IOError). Takes `error`.
+  Status Failed(rd_kafka_error_t* error, const char* step) {
+    std::string why = std::string(step) + ": " + rd_kafka_error_string(error);
+    const bool abort = rd_kafka_error_txn_requires_abort(error);
+    const bool fatal = rd_kafka_error_is_fatal(error);
+    rd_kafka_error_destroy(error);
+    if (!abort || fatal) {
+      return Status::IOError("transaction " + why +
+                             (fatal ? " (fenced by a newer producer of the same --instance-id, or a "
+                                      "fatal error: give each instance its own --instance-id)"
+                                    : ""));
+    }
+    ++aborts_;
+    produced_ = failed_ = 0;
+    first_error_.clear();
+    while (rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_, -1)) {
+      if (!rd_kafka_error_is_retriable(e) || g_stop > 1) {
+        std::string more = rd_kafka_error_string(e);
+        rd_kafka_error_destroy(e);
+        return Status::IOError("transaction " + why + "; abort failed too: " + more);
+      }
+      rd_kafka_error_destroy(e);
+    }
+    in_transaction_ = false;
+    return Status::Aborted("transaction " + why + "; aborted");
+  }
+
+  bool transactional_ = false;
+  bool in_transaction_ = false;
+  uint64_t aborts_ = 0;
   rd_kafka_t* rk_ = nullptr;
   uint64_t max_message_bytes_ = 1'000'000;
   uint64_t produced_ = 0;
   uint64_t failed_ = 0;
   std::string first_error_;
 };
+
+// The partition ids of `topic`. Metadata may lag while the cluster starts:
+// asks a few times before Unavailable.
+Result<std::vector<int32_t>> TopicPartitions(rd_kafka_t* rk, const std::string& topic) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  for (int attempt = 0; attempt < 30 && g_stop == 0; ++attempt) {
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+      break;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    md = nullptr;
+  }
+  rd_kafka_topic_destroy(rkt);
+  if (md == nullptr) {
+    return Status::Unavailable("topic " + topic + ": no metadata (does it exist? are the brokers up?)");
+  }
+  std::vector<int32_t> ids;
+  for (int p = 0; p < md->topics[0].partition_cnt; ++p) ids.push_back(md->topics[0].partitions[p].id);
+  rd_kafka_metadata_destroy(md);
+  return ids;
+}
 
 // Loads every zstd dictionary in `dir` by id; other files are skipped with
 // a warning. InvalidArgument when none is there, or two share an id.
@@ -379,6 +500,11 @@ struct Counters {
   uint64_t fragments = 0;            // fragment messages read
   uint64_t fragment_sets = 0;        // envelopes put back together from them
   uint64_t fragments_abandoned = 0;  // partial sets given up (resent from the start, broken, evicted)
+  uint64_t transaction_aborts = 0;
+  uint64_t restores = 0;             // partitions whose state was restored
+  uint64_t restored_streams = 0;
+  int64_t restore_us = 0;            // time spent restoring, in all
+  int64_t last_restore_us = 0;       // the last assignment's restore
 };
 
 std::string CountersLine(const UnpackStats& s, const Counters& c) {
@@ -393,7 +519,9 @@ std::string CountersLine(const UnpackStats& s, const Counters& c) {
           " output_records=" + std::to_string(c.output_records) +
           " gap_lines=" + std::to_string(c.gap_lines) + " fragments=" + std::to_string(c.fragments) +
           " fragment_sets=" + std::to_string(c.fragment_sets) +
-          " fragments_abandoned=" + std::to_string(c.fragments_abandoned);
+          " fragments_abandoned=" + std::to_string(c.fragments_abandoned) +
+          " transaction_aborts=" + std::to_string(c.transaction_aborts) +
+          " restored_partitions=" + std::to_string(c.restores);
   return line;
 }
 
@@ -403,8 +531,12 @@ class Service {
   explicit Service(Options o) : o_(std::move(o)) {}
   ~Service() {
     if (consumer_) {
-      rd_kafka_consumer_close(consumer_);
+      if (!closed_) rd_kafka_consumer_close(consumer_);
       rd_kafka_destroy(consumer_);
+    }
+    if (restorer_) {
+      rd_kafka_consumer_close(restorer_);
+      rd_kafka_destroy(restorer_);
     }
     if (gaps_file_) std::fclose(gaps_file_);
   }
@@ -418,7 +550,25 @@ class Service {
   const Counters& counters() const { return counters_; }
 
  private:
+  using TopicPartition = std::pair<std::string, int32_t>;
   Status StartConsumer();
+  Status CheckStateTopic();
+  // The consumer group's rebalance: restore before taking partitions, and
+  // commit the round before giving them up.
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t* parts, void* self);
+  void Assign(rd_kafka_topic_partition_list_t* parts);
+  void Revoke(rd_kafka_topic_partition_list_t* parts);
+  Status RestorePartitions(const rd_kafka_topic_partition_list_t* parts);
+  // After an aborted transaction: every partition back to its committed
+  // offset and its state back to the changelog's.
+  Status Rewind();
+  // The sequence state a message of (topic, partition) is checked against;
+  // nullptr for a partition whose state this instance does not hold.
+  SequenceTracker* TrackerFor(const std::string& topic, int32_t partition);
+  Status ProduceState();
+  // The counters, lag per partition and restore times for /metrics.
+  void PublishMetrics();
   void RefreshDeviceKeys();
   void HandleMessage(rd_kafka_message_t* m);
   // `whole`: the envelope reassembled from fragments, quarantined instead
@@ -441,6 +591,17 @@ class Service {
   std::unique_ptr<Unpacker> unpacker_;
   std::unique_ptr<FragmentAssembler> fragments_;
   std::unique_ptr<DedupeStore> dedupe_;
+  // --state-topic: the state of each assigned partition, restored through
+  // restorer_ (a consumer outside the group) when it is assigned.
+  bool partitioned_ = false;
+  std::map<TopicPartition, std::unique_ptr<SequenceTracker>> trackers_;
+  std::vector<std::pair<TopicPartition, std::pair<std::string, std::string>>> forgotten_;
+  rd_kafka_t* restorer_ = nullptr;
+  std::unique_ptr<RoundProducer> state_;  // --state-topic without --output kafka
+  RoundProducer* state_via_ = nullptr;    // the producer of state records
+  bool closed_ = false;
+  std::unique_ptr<MetricsServer> metrics_;
+  int64_t last_metrics_us_ = 0;
   rd_kafka_t* consumer_ = nullptr;
   std::unique_ptr<RoundProducer> output_;      // --output kafka (records, --gaps-topic)
   std::unique_ptr<RoundProducer> quarantine_;  // --quarantine-topic, on the input cluster
@@ -496,6 +657,35 @@ Status Service::Configure() {
                                    ": want 1 to 67108864 bytes (64MiB, the format's limit)");
   }
   if (o_.stats_seconds < 0) return Status::InvalidArgument("--stats wants seconds >= 0");
+  if (!o_.state_topic.empty()) {
+    if (o_.group.empty()) {
+      return Status::InvalidArgument("--state-topic needs --group: the state follows the group's partitions");
+    }
+    if (!o_.dedupe_db.empty()) {
+      return Status::InvalidArgument(
+          "--state-topic and --dedupe-db exclude each other: the state topic holds the state of "
+          "every instance of the group, --dedupe-db one lone instance's");
+    }
+    if (!ValidTopicName(o_.state_topic)) {
+      return Status::InvalidArgument("--state-topic " + o_.state_topic +
+                                     ": not a valid Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+    }
+    if (kafka_output_ && !o_.output_brokers.empty() && o_.output_brokers != o_.brokers) {
+      return Status::InvalidArgument(
+          "--output kafka with --state-topic commits the output, the state and the input offsets "
+          "in one transaction, on one cluster: drop --output-brokers");
+    }
+    partitioned_ = true;
+    if (o_.instance_id.empty()) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+        return Status::InvalidArgument("--instance-id: the host has no name; give one");
+      }
+      o_.instance_id = host;
+    }
+  } else if (!o_.instance_id.empty()) {
+    return Status::InvalidArgument("--instance-id needs --state-topic");
+  }
 
   for (const std::string& path : o_.private_keys) {
     Result<crypto::Key> key = crypto::ReadPrivateKeyFile(Env::Default(), path);
@@ -579,9 +769,23 @@ Status Service::Configure() {
   EDGESYNC_RETURN_IF_ERROR(SplitProperties(o_.producer_properties, "--producer-property", &producer_props));
   const std::string output_brokers = o_.output_brokers.empty() ? o_.brokers : o_.output_brokers;
   if (kafka_output_) {
-    Result<std::unique_ptr<RoundProducer>> p = RoundProducer::Create(output_brokers, producer_props);
+    // With the state in Kafka, each round is one transaction: exactly once.
+    const std::string transactional_id =
+        partitioned_ ? "edgesync-unpack." + o_.group + "." + o_.instance_id : "";
+    Result<std::unique_ptr<RoundProducer>> p =
+        RoundProducer::Create(output_brokers, producer_props, transactional_id);
     if (!p.ok()) return p.status();
     output_ = std::move(p).value();
+  }
+  if (partitioned_) {
+    if (output_) {
+      state_via_ = output_.get();
+    } else {
+      Result<std::unique_ptr<RoundProducer>> p = RoundProducer::Create(o_.brokers, producer_props);
+      if (!p.ok()) return p.status();
+      state_ = std::move(p).value();
+      state_via_ = state_.get();
+    }
   }
   if (!o_.quarantine_topic.empty()) {
     if (output_ && output_brokers == o_.brokers) {
@@ -596,6 +800,19 @@ Status Service::Configure() {
   Log(std::to_string(keys_.size()) + " private key(s), " + std::to_string(dicts_.size()) +
       " dictionar" + (dicts_.size() == 1 ? "y" : "ies") +
       (open.require_encryption ? ", plain batches refused" : ""));
+  if (!o_.metrics_address.empty()) {
+    Result<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(o_.metrics_address);
+    if (!server.ok()) return Status::InvalidArgument("--metrics-address: " + server.status().message());
+    metrics_ = std::move(server).value();
+    Log("metrics on " + o_.metrics_address + " (port " + std::to_string(metrics_->port()) + "), GET /metrics");
+  }
+  if (partitioned_) {
+    Log("instance " + o_.instance_id + " of group " + o_.group + ", state in topic " + o_.state_topic +
+        (kafka_output_ ? ": exactly once (transactions)" : ": NDJSON output, at least once"));
+  } else if (!o_.group.empty()) {
+    Log("group " + o_.group + " without --state-topic: run one instance only (another instance of "
+        "the group would not know what this one wrote)");
+  }
   return StartConsumer();
 }
 
@@ -612,13 +829,25 @@ Status Service::StartConsumer() {
       // Offsets are stored by hand once a round's output is out (never on
       // poll), and the stored ones committed in the background.
       {"enable.auto.offset.store", "false"},
-      {"enable.auto.commit", group ? "true" : "false"},
+      // Transactional output commits the offsets in its transactions.
+      {"enable.auto.commit", group && !(partitioned_ && kafka_output_) ? "true" : "false"},
   };
   Status st = SplitProperties(o_.properties, "--property", &props);
+  for (const auto& [k, v] : props) {
+    // Rewind() and the rebalance callback reassign whole assignments.
+    if (st.ok() && k == "partition.assignment.strategy" && v.find("cooperative") != std::string::npos) {
+      st = Status::InvalidArgument("--property " + k + "=" + v +
+                                   ": edgesync-unpack takes the eager strategies only (range, roundrobin)");
+    }
+  }
   if (st.ok()) st = ApplyProperties(conf, props);
   if (!st.ok()) {
     rd_kafka_conf_destroy(conf);
     return st;
+  }
+  if (group) {
+    rd_kafka_conf_set_opaque(conf, this);
+    rd_kafka_conf_set_rebalance_cb(conf, &Service::OnRebalance);
   }
   consumer_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (consumer_ == nullptr) {
@@ -628,6 +857,7 @@ Status Service::StartConsumer() {
   rd_kafka_poll_set_consumer(consumer_);
 
   rd_kafka_resp_err_t rerr;
+  if (partitioned_) EDGESYNC_RETURN_IF_ERROR(CheckStateTopic());
   if (group) {
     rd_kafka_topic_partition_list_t* subs =
         rd_kafka_topic_partition_list_new(static_cast<int>(o_.topics.size()));
@@ -640,35 +870,174 @@ Status Service::StartConsumer() {
   assignment_known_ = true;
   rd_kafka_topic_partition_list_t* assign = rd_kafka_topic_partition_list_new(8);
   for (const auto& t : o_.topics) {
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer_, t.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    // Metadata may lag while the cluster starts: ask a few times.
-    for (int attempt = 0; attempt < 30 && !g_stop; ++attempt) {
-      rerr = rd_kafka_metadata(consumer_, 0, rkt, &md, 2000);
-      if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-          md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-        break;
-      }
-      if (md) rd_kafka_metadata_destroy(md);
-      md = nullptr;
-    }
-    rd_kafka_topic_destroy(rkt);
-    if (md == nullptr) {
+    Result<std::vector<int32_t>> ids = TopicPartitions(consumer_, t);
+    if (!ids.ok()) {
       rd_kafka_topic_partition_list_destroy(assign);
-      return Status::Unavailable("topic " + t + ": no metadata (does it exist? are the brokers up?)");
+      return ids.status();
     }
-    for (int p = 0; p < md->topics[0].partition_cnt; ++p) {
-      int32_t id = md->topics[0].partitions[p].id;
+    for (int32_t id : *ids) {
       rd_kafka_topic_partition_list_add(assign, t.c_str(), id)->offset =
           o_.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
       pending_eof_.insert({t, id});
     }
-    rd_kafka_metadata_destroy(md);
   }
   rerr = rd_kafka_assign(consumer_, assign);
   rd_kafka_topic_partition_list_destroy(assign);
   if (rerr) return Status::Unavailable(std::string("assign: ") + rd_kafka_err2str(rerr));
   return Status::OK();
+}
+
+// Partition P's state lives in the state topic's partition P: the state
+// topic needs at least as many partitions as every input topic. A consumer
+// outside the group (restorer_) reads it when partitions are assigned.
+Status Service::CheckStateTopic() {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::vector<std::pair<std::string, std::string>> props = {
+      {"bootstrap.servers", o_.brokers},
+      {"group.id", "edgesync-unpack-restore"},  // never joined: assign() only
+      {"enable.auto.commit", "false"},
+      {"enable.partition.eof", "true"},
+      {"isolation.level", "read_committed"},
+      {"auto.offset.reset", "earliest"},
+  };
+  Status st = SplitProperties(o_.properties, "--property", &props);
+  if (st.ok()) {
+    // The group's own settings are not the restorer's.
+    std::erase_if(props, [](const auto& kv) {
+      return kv.first == "group.id" && kv.second != "edgesync-unpack-restore";
+    });
+    st = ApplyProperties(conf, props);
+  }
+  if (!st.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return st;
+  }
+  restorer_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (restorer_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("kafka consumer (state restore): ") + err);
+  }
+  rd_kafka_poll_set_consumer(restorer_);
+  Result<std::vector<int32_t>> state = TopicPartitions(restorer_, o_.state_topic);
+  if (!state.ok()) return Status::InvalidArgument("--state-topic: " + state.status().message());
+  for (const std::string& t : o_.topics) {
+    Result<std::vector<int32_t>> input = TopicPartitions(restorer_, t);
+    if (!input.ok()) return input.status();
+    if (input->size() > state->size()) {
+      return Status::InvalidArgument(
+          "--state-topic " + o_.state_topic + " has " + std::to_string(state->size()) +
+          " partitions, topic " + t + " " + std::to_string(input->size()) +
+          ": the state topic needs at least as many (create it with cleanup.policy=compact and the "
+          "input's partition count)");
+    }
+  }
+  return Status::OK();
+}
+
+void Service::OnRebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                          void* self) {
+  auto* service = static_cast<Service*>(self);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    service->Assign(parts);
+  } else {
+    service->Revoke(parts);
+  }
+}
+
+void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
+  if (partitioned_) {
+    Status st = RestorePartitions(parts);
+    if (!st.ok()) {
+      // Reading them without their state would let duplicates through.
+      if (fatal_.ok()) fatal_ = Status::Unavailable("restoring partition state: " + st.message());
+      (void)rd_kafka_assign(consumer_, nullptr);
+      return;
+    }
+  }
+  for (int i = 0; i < parts->cnt; ++i) {
+    Log("assigned " + std::string(parts->elems[i].topic) + "/" + std::to_string(parts->elems[i].partition));
+  }
+  (void)rd_kafka_assign(consumer_, parts);
+}
+
+void Service::Revoke(rd_kafka_topic_partition_list_t* parts) {
+  // What was read from them is written and committed before they go; a
+  // round that fails here is read again by their next owner.
+  Status st = EndRound();
+  if (st.code() == Status::Code::kAborted) {
+    ++counters_.transaction_aborts;
+    Log(st.message() + "; the next owner reads the round again");
+  } else if (!st.ok() && fatal_.ok()) {
+    fatal_ = st;
+  }
+  if (!(partitioned_ && kafka_output_) && !o_.group.empty()) {
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer_, nullptr, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      Log(std::string("offset commit before handing partitions over failed: ") + rd_kafka_err2str(err));
+    }
+  }
+  for (int i = 0; i < parts->cnt; ++i) {
+    TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+    trackers_.erase(tp);
+    next_offsets_.erase(tp);
+    (void)fragments_->Forget(tp.first, tp.second);  // read again by the next owner
+    Log("revoked " + tp.first + "/" + std::to_string(tp.second));
+  }
+  (void)rd_kafka_assign(consumer_, nullptr);
+}
+
+Status Service::RestorePartitions(const rd_kafka_topic_partition_list_t* parts) {
+  RestoreTargets targets;
+  const int64_t now = Env::Default()->NowMicros();
+  for (int i = 0; i < parts->cnt; ++i) {
+    TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+    auto tracker = std::make_unique<SequenceTracker>(false);
+    tracker->SetTime(now);
+    targets[tp.second][tp.first] = tracker.get();
+    trackers_[tp] = std::move(tracker);
+  }
+  Result<RestoreStats> r = RestoreState(
+      restorer_, o_.state_topic, targets, [] { return g_stop > 1; },
+      [](const std::string& line) { Log(line); });
+  if (!r.ok()) return r.status();
+  // Restored state is what the changelog holds already: nothing to write.
+  for (auto& [tp, tracker] : trackers_) (void)tracker->TakeDirty();
+  counters_.restores += static_cast<uint64_t>(parts->cnt);
+  counters_.restored_streams += r->streams;
+  counters_.restore_us += r->micros;
+  counters_.last_restore_us = r->micros;
+  Log("restored " + std::to_string(r->streams) + " stream(s) of " + std::to_string(parts->cnt) +
+      " partition(s) from " + std::to_string(r->records) + " state record(s) in " +
+      std::to_string(r->micros / 1000) + " ms" +
+      (r->skipped ? ", " + std::to_string(r->skipped) + " skipped" : ""));
+  return Status::OK();
+}
+
+Status Service::Rewind() {
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  if (rd_kafka_assignment(consumer_, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::IOError("rewinding after an aborted transaction: no assignment");
+  }
+  for (int i = 0; i < parts->cnt; ++i) {
+    parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;  // from the committed offset
+    (void)fragments_->Forget(parts->elems[i].topic, parts->elems[i].partition);
+  }
+  trackers_.clear();
+  forgotten_.clear();
+  next_offsets_.clear();
+  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
+  (void)rd_kafka_assign(consumer_, nullptr);
+  Status st = RestorePartitions(parts);
+  if (st.ok()) (void)rd_kafka_assign(consumer_, parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  return st;
+}
+
+SequenceTracker* Service::TrackerFor(const std::string& topic, int32_t partition) {
+  if (!partitioned_) return &unpacker_->tracker();
+  auto it = trackers_.find({topic, partition});
+  return it == trackers_.end() ? nullptr : it->second.get();
 }
 
 Status Service::Run() {
@@ -677,7 +1046,9 @@ Status Service::Run() {
   bool done = false;
   while (!g_stop && !done && fatal_.ok()) {
     RefreshDeviceKeys();
-    unpacker_->tracker().SetTime(env->NowMicros());
+    const int64_t now = env->NowMicros();
+    unpacker_->tracker().SetTime(now);
+    for (auto& [tp, tracker] : trackers_) tracker->SetTime(now);
     const int64_t deadline = env->MonotonicMicros() + kRoundTimeMs * 1000;
     for (size_t n = 0; n < kRoundMessages && !g_stop && !done &&
                        out_.size() + gaps_out_.size() < kRoundOutputBytes;) {
@@ -695,15 +1066,24 @@ Status Service::Run() {
       }
       rd_kafka_message_destroy(m);
     }
-    EDGESYNC_RETURN_IF_ERROR(EndRound());
-  }
-  if (!o_.group.empty()) {
-    // The last rounds' offsets, now, rather than at the next auto-commit.
-    rd_kafka_resp_err_t err = rd_kafka_commit(consumer_, nullptr, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      Log(std::string("final offset commit failed (the last rounds will be read again and "
-                      "dropped as duplicates): ") + rd_kafka_err2str(err));
+    Status st = EndRound();
+    if ((st.code() == Status::Code::kAborted) && partitioned_ && kafka_output_ && fatal_.ok()) {
+      // Nothing of the round is visible: read it again from the last commit.
+      Log(st.message() + "; reading again from the last committed offsets");
+      ++counters_.transaction_aborts;
+      st = Rewind();
     }
+    EDGESYNC_RETURN_IF_ERROR(st);
+  }
+  EDGESYNC_RETURN_IF_ERROR(fatal_);
+  if (!o_.group.empty()) {
+    // Leaves the group now: the revoke callback commits the last round and
+    // the partitions go to the other instances at once, not after the
+    // session times out.
+    closed_ = true;
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer_);
+    if (err) Log(std::string("leaving the group: ") + rd_kafka_err2str(err));
+    EDGESYNC_RETURN_IF_ERROR(fatal_);
   }
   return Status::OK();
 }
@@ -744,6 +1124,8 @@ bool Service::AllPartitionsAtEnd(rd_kafka_message_t* eof) {
 
 void Service::HandleMessage(rd_kafka_message_t* m) {
   const std::string topic = rd_kafka_topic_name(m->rkt);
+  SequenceTracker* tracker = TrackerFor(topic, m->partition);
+  if (tracker == nullptr) return;  // handed over meanwhile: its new owner reads it
   next_offsets_[{topic, m->partition}] = m->offset + 1;
   std::string source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset);
 
@@ -786,7 +1168,7 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
     const BatchHeader& h = opened->header;
     // Checked before the batch counts as received: a refused batch stays
     // missing, never silently passed.
-    out_topic = template_->Expand(h.device_id, h.stream);
+    out_topic = template_->Expand(h.device_id, ParseLane(h.stream).stream);
     if (!ValidTopicName(out_topic)) {
       unpacker_->CountRejected(kRejectInvalidTopic);
       std::string quoted;  // escaped: the device id is whatever the sender put there
@@ -811,13 +1193,13 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
     }
   }
 
-  Unpacked u = unpacker_->Accept(std::move(opened).value());
+  Unpacked u = unpacker_->Accept(std::move(opened).value(), tracker);
   std::vector<std::string> notes;
   DescribeUnpacked(u, &notes);
   for (const auto& n : notes) Log(n);
   if (u.duplicate) return;
   for (const auto& g : u.missing) {
-    EmitGap(g.device, g.stream, "missing", MissingToJson(g, unpacker_->tracker().time()));
+    EmitGap(g.device, g.stream, "missing", MissingToJson(g, tracker->time()));
   }
   const BatchHeader& hh = u.envelope.header;
   if (u.envelope.gap) {
@@ -830,22 +1212,10 @@ void Service::HandleMessage(rd_kafka_message_t* m) {
       out_ += RecordToJson(hh, r);
       continue;
     }
-    Headers headers = {
-        {"edgesync-device", hh.device_id},
-        {"edgesync-stream", hh.stream},
-        {"edgesync-batch", std::to_string(hh.batch_seq)},
-        {"edgesync-received-at", FormatRfc3339Micros(r.received_at_us)},
-        {"edgesync-topic", r.topic},
-        {"edgesync-qos", std::to_string(r.qos)},
-    };
-    if (!r.content_type.empty()) headers.emplace_back("edgesync-content-type", r.content_type);
-    // The key an agent's plugin chose for the event (route key), else the device.
-    std::string_view key = hh.device_id;
-    for (const auto& [k, v] : r.properties) {
-      headers.emplace_back("edgesync-property." + k, v);
-      if (k == "edgesync.key") key = v;
-    }
-    Status st = output_->Produce(out_topic, key, r.payload, headers);
+    Headers headers = RecordHeaders(hh, r);
+    std::string_view key = RecordKey(hh, r);
+    const std::string_view payload = r.payload;
+    Status st = output_->Produce(out_topic, key, &payload, headers);
     // A local refusal here is a bug or a configuration error (the topic
     // and size were checked): EndRound's flush cannot vouch for it.
     if (!st.ok()) {
@@ -868,7 +1238,7 @@ void Service::Reject(rd_kafka_message_t* m, const std::string& source, const std
   if (rd_kafka_message_headers(m, &original) != RD_KAFKA_RESP_ERR_NO_ERROR) original = nullptr;
   Status st = quarantine_via_->Produce(
       o_.quarantine_topic, std::string_view(static_cast<const char*>(m->key), m->key_len),
-      quarantined,
+      &quarantined,
       {{"edgesync-reject-reason", reason}, {"edgesync-source", source}}, original);
   if (!st.ok()) {
     fatal_ = st;
@@ -883,10 +1253,9 @@ void Service::EmitGap(const std::string& device, const std::string& stream,
   if (output_ && !o_.gaps_topic.empty()) {
     std::string_view value(line);
     value.remove_suffix(1);  // the record is the JSON object, without the line's '\n'
-    Status st = output_->Produce(o_.gaps_topic, device, value,
-                                 {{"edgesync-device", device},
-                                  {"edgesync-stream", stream},
-                                  {"edgesync-gap-kind", kind}});
+    Headers headers = DeviceAndStreamHeaders(device, stream);
+    headers.emplace_back("edgesync-gap-kind", kind);
+    Status st = output_->Produce(o_.gaps_topic, device, &value, headers);
     if (!st.ok()) fatal_ = st;
     return;
   }
@@ -920,61 +1289,162 @@ Status Service::EndRound() {
       return Status::IOError(f == stdout ? "fsync of stdout failed" : "fsync of " + o_.gaps_path + " failed");
     }
   }
-  if (output_) {
-    Status st = output_->Flush();
-    if (!st.ok()) return Status::Unavailable("output to Kafka: " + st.message());
-  }
-  if (quarantine_) {
-    Status st = quarantine_->Flush();
-    if (!st.ok()) return Status::Unavailable("quarantine: " + st.message());
-  }
-  counters_.output_records += round_records_;
-  counters_.quarantined += round_quarantined_;
-  counters_.gap_lines += round_gap_lines_;
-  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
 
-  // 2. What was emitted is remembered before the offsets move past it.
+  // 2. Streams not seen for --dedupe-max-age are forgotten (tombstones in
+  // the state topic), then what the round changed is written as state.
   Env* env = Env::Default();
-  if (dedupe_) {
-    Status st = dedupe_->Save(unpacker_->tracker().TakeDirty());
-    if (!st.ok()) return Status::IOError("--dedupe-db " + o_.dedupe_db + ": " + st.message());
-  } else {
-    (void)unpacker_->tracker().TakeDirty();
-  }
   if (env->MonotonicMicros() - last_forget_us_ >= kForgetIntervalUs) {
     last_forget_us_ = env->MonotonicMicros();
     const int64_t cutoff = env->NowMicros() - max_age_us_;
     size_t n = unpacker_->tracker().ForgetSeenBefore(cutoff);
+    for (auto& [tp, tracker] : trackers_) {
+      std::vector<std::pair<std::string, std::string>> gone;
+      n += tracker->ForgetSeenBefore(cutoff, &gone);
+      for (auto& key : gone) forgotten_.emplace_back(tp, std::move(key));
+    }
     if (dedupe_) {
       Result<size_t> gone = dedupe_->ForgetSeenBefore(cutoff);
       if (!gone.ok()) return Status::IOError("--dedupe-db " + o_.dedupe_db + ": " + gone.status().message());
     }
     if (n > 0) Log("forgot " + std::to_string(n) + " stream(s) not seen for --dedupe-max-age");
   }
+  if (partitioned_) EDGESYNC_RETURN_IF_ERROR(ProduceState());
 
-  // 3. Offsets, for the background commit (group mode only).
+  // 3. The offsets to move to: never past the first fragment of a set
+  // still incomplete (a restart must read the whole set again).
+  rd_kafka_topic_partition_list_t* offsets = nullptr;
   if (!o_.group.empty() && !next_offsets_.empty()) {
-    rd_kafka_topic_partition_list_t* list =
-        rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets_.size()));
+    offsets = rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets_.size()));
     for (const auto& [tp, offset] : next_offsets_) {
-      // Never past the first fragment of a set still incomplete: a restart
-      // must read the whole set again.
       std::optional<int64_t> pending = fragments_->OldestPending(tp.first, tp.second);
-      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset =
+      rd_kafka_topic_partition_list_add(offsets, tp.first.c_str(), tp.second)->offset =
           pending ? std::min(offset, *pending) : offset;
+    }
+  }
+  next_offsets_.clear();
+
+  // 4. Output, state and offsets: in one transaction (exactly once), or
+  // the output delivered and the state saved before the offsets are stored
+  // for the background commit (at least once).
+  Status st;
+  if (output_ && output_->transactional()) {
+    st = output_->Commit(offsets, consumer_);
+  } else {
+    if (output_) {
+      st = output_->Flush();
+      if (!st.ok()) st = Status::Unavailable("output to Kafka: " + st.message());
+    }
+    if (st.ok() && quarantine_) {
+      st = quarantine_->Flush();
+      if (!st.ok()) st = Status::Unavailable("quarantine: " + st.message());
+    }
+    if (st.ok() && state_) {
+      st = state_->Flush();
+      if (!st.ok()) st = Status::Unavailable("--state-topic " + o_.state_topic + ": " + st.message());
+    }
+    if (st.ok() && dedupe_) {
+      st = dedupe_->Save(unpacker_->tracker().TakeDirty());
+      if (!st.ok()) st = Status::IOError("--dedupe-db " + o_.dedupe_db + ": " + st.message());
     }
     // A partition taken away by a rebalance meanwhile refuses its offset:
     // its new owner reads those messages again.
-    (void)rd_kafka_offsets_store(consumer_, list);
-    rd_kafka_topic_partition_list_destroy(list);
+    if (st.ok() && offsets != nullptr) (void)rd_kafka_offsets_store(consumer_, offsets);
   }
-  next_offsets_.clear();
+  if (offsets != nullptr) rd_kafka_topic_partition_list_destroy(offsets);
+  if (!dedupe_) (void)unpacker_->tracker().TakeDirty();
+  EDGESYNC_RETURN_IF_ERROR(st);
+  counters_.output_records += round_records_;
+  counters_.quarantined += round_quarantined_;
+  counters_.gap_lines += round_gap_lines_;
+  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
 
   if (o_.stats_seconds > 0 &&
       env->MonotonicMicros() - last_stats_us_ >= static_cast<int64_t>(o_.stats_seconds * 1e6)) {
     last_stats_us_ = env->MonotonicMicros();
     Log(CountersLine(unpacker_->stats(), counters_));
   }
+  if (metrics_ && env->MonotonicMicros() - last_metrics_us_ >= 1'000'000) {
+    last_metrics_us_ = env->MonotonicMicros();
+    PublishMetrics();
+  }
+  return Status::OK();
+}
+
+void Service::PublishMetrics() {
+  const UnpackStats& s = unpacker_->stats();
+  PrometheusText t;
+  auto counter = [&t](const char* name, const char* help, double value) {
+    t.Family(name, "counter", help);
+    t.Sample(name, {}, value);
+  };
+  counter("edgesync_unpack_records_total", "Records written to the output (committed rounds).",
+          static_cast<double>(counters_.output_records));
+  counter("edgesync_unpack_batches_total", "New batches accepted.", static_cast<double>(s.batches));
+  counter("edgesync_unpack_duplicate_batches_total", "Batches and gap records dropped as duplicates.",
+          static_cast<double>(s.duplicate_batches));
+  counter("edgesync_unpack_missing_batches_total", "Batches reported missing (sequence jumps).",
+          static_cast<double>(s.missing_batches));
+  counter("edgesync_unpack_gap_records_total", "The agents' reports of batches they gave up.",
+          static_cast<double>(s.gap_records));
+  counter("edgesync_unpack_lost_events_total", "Events the agents' gap records count.",
+          static_cast<double>(s.lost_events));
+  t.Family("edgesync_unpack_refused_total", "counter", "Envelopes refused, by reason.");
+  for (const auto& [reason, n] : s.rejected) {
+    t.Sample("edgesync_unpack_refused_total", {{"reason", reason}}, static_cast<double>(n));
+  }
+  counter("edgesync_unpack_quarantined_total", "Refused envelopes copied to --quarantine-topic.",
+          static_cast<double>(counters_.quarantined));
+  counter("edgesync_unpack_fragments_abandoned_total", "Partial fragment sets given up.",
+          static_cast<double>(counters_.fragments_abandoned));
+  counter("edgesync_unpack_transaction_aborts_total", "Rounds whose transaction was aborted.",
+          static_cast<double>(counters_.transaction_aborts));
+  counter("edgesync_unpack_restored_partitions_total", "Partitions whose state was restored.",
+          static_cast<double>(counters_.restores));
+  counter("edgesync_unpack_restore_seconds_total", "Time spent restoring partition state.",
+          static_cast<double>(counters_.restore_us) / 1e6);
+  t.Family("edgesync_unpack_last_restore_seconds", "gauge", "The last assignment's state restore time.");
+  t.Sample("edgesync_unpack_last_restore_seconds", {}, static_cast<double>(counters_.last_restore_us) / 1e6);
+
+  // Lag: the partition's high watermark (as last fetched) past this
+  // instance's position in it.
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  if (rd_kafka_assignment(consumer_, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    t.Family("edgesync_unpack_assigned_partitions", "gauge", "Input partitions assigned to this instance.");
+    t.Sample("edgesync_unpack_assigned_partitions", {}, parts->cnt);
+    (void)rd_kafka_position(consumer_, parts);
+    t.Family("edgesync_unpack_lag_messages", "gauge", "Messages of the partition not yet read.");
+    for (int i = 0; i < parts->cnt; ++i) {
+      const rd_kafka_topic_partition_t& p = parts->elems[i];
+      int64_t low = 0, high = 0;
+      if (rd_kafka_get_watermark_offsets(consumer_, p.topic, p.partition, &low, &high) !=
+              RD_KAFKA_RESP_ERR_NO_ERROR || high < 0) {
+        continue;
+      }
+      const int64_t at = p.offset >= 0 ? p.offset : low;
+      t.Sample("edgesync_unpack_lag_messages", {{"topic", p.topic}, {"partition", std::to_string(p.partition)}},
+               static_cast<double>(std::max<int64_t>(0, high - at)));
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+  }
+  metrics_->SetText(t.text());
+}
+
+// Each stream the round changed, and each one forgotten, as a record of
+// its partition's partition in the state topic.
+Status Service::ProduceState() {
+  for (auto& [tp, tracker] : trackers_) {
+    for (const SequenceTracker::SavedStream& s : tracker->TakeDirty()) {
+      const std::string value = EncodeStreamState(s.state);
+      const std::string_view v = value;
+      EDGESYNC_RETURN_IF_ERROR(
+          state_via_->Produce(o_.state_topic, StateKey(tp.first, s.device, s.stream), &v, {}, nullptr, tp.second));
+    }
+  }
+  for (const auto& [tp, key] : forgotten_) {
+    EDGESYNC_RETURN_IF_ERROR(state_via_->Produce(o_.state_topic, StateKey(tp.first, key.first, key.second),
+                                                 nullptr, {}, nullptr, tp.second));
+  }
+  forgotten_.clear();
   return Status::OK();
 }
 
@@ -1026,6 +1496,17 @@ int main(int argc, char** argv) {
   app.add_option("--gaps-topic", o.gaps_topic, "--output kafka: send gaps to this topic instead");
   app.add_option("--quarantine-topic", o.quarantine_topic,
                  "copy refused envelopes to this topic (on the input cluster), with the reason");
+  app.add_option("--state-topic", o.state_topic,
+                 "with --group: keep the de-duplication state per input partition in this compacted "
+                 "topic (as many partitions as the input), so that several instances of the group "
+                 "share the work and hand partitions over; with --output kafka, each round is one "
+                 "transaction (exactly once)");
+  app.add_option("--instance-id", o.instance_id,
+                 "with --state-topic: this instance's name, unique in the group and kept across "
+                 "restarts (its transactional id; default: the host name)");
+  app.add_option("--metrics-address", o.metrics_address,
+                 "serve Prometheus metrics at http://ADDRESS/metrics: 127.0.0.1:9464, [::1]:9464, or "
+                 ":9464 for every interface");
   app.add_option("--stats", o.stats_seconds, "print the counters line every SECONDS (default: only at exit)");
   try {
     app.parse(argc, argv);

@@ -1,4 +1,4 @@
-#include "sync/dedupe_store.h"
+#include "central/dedupe_store.h"
 
 #include <gtest/gtest.h>
 

@@ -20,7 +20,7 @@
 
 #include "base/env.h"
 #include "base/status.h"
-#include "buffer/identity.h"
+#include "format/identity.h"
 
 namespace edgesync {
 

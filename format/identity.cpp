@@ -1,9 +1,9 @@
-#include "buffer/identity.h"
+#include "format/identity.h"
 
 #include <openssl/evp.h>
 
 #include "base/printable.h"
-#include "buffer/format.h"
+#include "format/format.h"
 
 namespace edgesync {
 namespace {

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "sync/unpack.h"
+#include "central/unpack.h"
 
 struct sqlite3;
 

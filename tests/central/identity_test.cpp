@@ -5,9 +5,9 @@
 #include <map>
 
 #include "base/crc32c.h"
-#include "buffer/envelope.h"
-#include "buffer/fragment.h"
-#include "buffer/identity.h"
+#include "format/envelope.h"
+#include "central/fragment_assembler.h"
+#include "format/identity.h"
 #include "tests/support/envelopes.h"
 #include "tests/support/mem_env.h"
 

@@ -14,7 +14,7 @@
 
 #include "base/json_text.h"
 #include "base/status.h"
-#include "buffer/envelope.h"
+#include "format/envelope.h"
 
 namespace edgesync {
 
@@ -23,7 +23,7 @@ namespace edgesync {
 // at most kMaxOutOfOrder ranges: past that, the oldest missing sequences are
 // given up on (a batch arriving that late would be taken for a duplicate).
 // Its state can be taken out (TakeDirty) and put back (Restore), which is
-// how DedupeStore (sync/dedupe_store.h) keeps it across restarts.
+// how DedupeStore (central/dedupe_store.h) keeps it across restarts.
 class SequenceTracker {
  public:
   struct Gap {
@@ -67,9 +67,14 @@ class SequenceTracker {
   std::vector<SavedStream> TakeDirty();
   // Puts back a stream's saved state (at start, before any Observe).
   void Restore(const std::string& device, const std::string& stream, StreamState state);
-  // Forgets the streams last seen before `cutoff_us`; returns how many. A
-  // batch of a forgotten stream starts it afresh, like one never seen.
-  size_t ForgetSeenBefore(int64_t cutoff_us);
+  // Forgets the streams last seen before `cutoff_us`; returns how many, and
+  // appends their (device, stream) to `forgotten` if given. A batch of a
+  // forgotten stream starts it afresh, like one never seen.
+  size_t ForgetSeenBefore(int64_t cutoff_us,
+                          std::vector<std::pair<std::string, std::string>>* forgotten = nullptr);
+  // Forgets one stream (a state store's deletion).
+  void Erase(const std::string& device, const std::string& stream);
+  size_t size() const { return streams_.size(); }
   // The state of one stream, or nullptr (for tests and tools).
   const StreamState* Find(const std::string& device, const std::string& stream) const;
 
@@ -89,7 +94,7 @@ struct UnpackStats {
   uint64_t batches = 0;
   uint64_t records = 0;
   uint64_t duplicate_batches = 0;
-  uint64_t missing_batches = 0;
+  uint64_t missing_batches = 0;  // the batches of the "missing" lines (Unpacked::missing)
   uint64_t bad_envelopes = 0; // every refused envelope, whatever the reason
   uint64_t gap_records = 0;   // the agent's reports of batches it gave up
   uint64_t lost_events = 0;   // events those reports count
@@ -128,7 +133,10 @@ class Unpacker {
   // Takes an opened envelope as received: de-duplicates it and finds the
   // sequences it skipped. Call it only for envelopes whose output will be
   // written (its sequence is remembered from now on).
-  Unpacked Accept(OpenedEnvelope envelope);
+  Unpacked Accept(OpenedEnvelope envelope) { return Accept(std::move(envelope), &tracker_); }
+  // The same against `tracker` (a partition's state) instead of the
+  // Unpacker's own; the counters are the Unpacker's either way.
+  Unpacked Accept(OpenedEnvelope envelope, SequenceTracker* tracker);
   // Counts an envelope the caller refused after Open, under `reason`.
   void CountRejected(const std::string& reason);
 
@@ -154,9 +162,15 @@ class Unpacker {
 // agent's losses), appended to `notes`.
 void DescribeUnpacked(const Unpacked& u, std::vector<std::string>* notes);
 
+// The NDJSON lines (FORMAT.md, "edgesync-unpack output"): valid UTF-8
+// whatever the bytes, text that is not UTF-8 given in base64. `stream` is
+// the stream's name, with route_topic and route_priority after it when the
+// header's stream names a routed lane (ParseLane).
+//
 // One record as an NDJSON line (with '\n'): device, stream, batch, topic,
-// received_at (RFC 3339, µs, UTC), qos, properties if any, and payload as a
-// JSON value when it is valid JSON, else payload_b64.
+// received_at (RFC 3339, µs, UTC), qos, content_type and properties (an
+// array of [name, value]) if any, and payload as a JSON value when it is
+// valid JSON, else payload_b64.
 std::string RecordToJson(const BatchHeader& h, const Record& r);
 
 // A gap record as an NDJSON line: kind ("lost"), device, stream,
@@ -168,9 +182,18 @@ std::string GapToJson(const std::string& device, const Gap& gap);
 // device, stream, first_batch, last_batch, detected_at (`now_us`).
 std::string MissingToJson(const SequenceTracker::Gap& gap, int64_t now_us);
 
-std::string Base64Encode(std::string_view data);
-// (AppendJsonString, for valid UTF-8 only: base/json_text.h.)
-// "2026-11-22T03:04:05.123456Z"
-std::string FormatRfc3339Micros(int64_t us);
+// --output kafka: the Kafka headers of one record (edgesync-device,
+// edgesync-stream, for a routed lane edgesync-route-topic and
+// edgesync-route-priority, ..., one edgesync-property.<name> per property;
+// values are bytes, as they are) and its key (the route key a plugin chose,
+// the edgesync.key property, else the device id).
+using Headers = std::vector<std::pair<std::string, std::string>>;
+Headers RecordHeaders(const BatchHeader& h, const Record& r);
+// The first of them: edgesync-device, edgesync-stream (the stream's name)
+// and, for a routed lane, edgesync-route-topic and edgesync-route-priority.
+Headers DeviceAndStreamHeaders(const std::string& device, std::string_view lane_name);
+std::string_view RecordKey(const BatchHeader& h, const Record& r);
+
+// (Base64Encode, FormatRfc3339Micros and AppendJsonString: base/json_text.h.)
 
 }  // namespace edgesync

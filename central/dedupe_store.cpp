@@ -2,12 +2,12 @@
 // SequenceTracker::StreamState of that stream. The out-of-order ranges are
 // a blob of little-endian u64 pairs (first, last): at most 65,536 of them,
 // written and read whole with their stream.
-#include "sync/dedupe_store.h"
+#include "central/dedupe_store.h"
 
 #include <sqlite3.h>
 
 #include "base/coding.h"
-#include "buffer/sqlite_util.h"
+#include "base/sqlite_util.h"
 
 namespace edgesync {
 

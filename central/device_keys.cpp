@@ -1,4 +1,4 @@
-#include "sync/device_keys.h"
+#include "central/device_keys.h"
 
 #include "base/printable.h"
 

@@ -13,7 +13,7 @@
 #include "base/env.h"
 #include "base/openssl.h"
 #include "base/status.h"
-#include "buffer/crypto.h"
+#include "format/crypto.h"
 
 namespace edgesync {
 
@@ -102,7 +102,7 @@ class DeviceKeys {
   virtual bool Knows(std::string_view device_id) const = 0;
 };
 
-// Keys held in memory: what DeviceKeyRegistry (sync/device_keys.h), tools
+// Keys held in memory: what DeviceKeyRegistry (central/device_keys.h), tools
 // and tests fill. A revoked key stays revoked: adding it again as enrolled
 // changes nothing. A key id enrolled for a second device (or a different
 // key under the same id) marks it conflicted and returns false.

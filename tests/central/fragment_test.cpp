@@ -1,13 +1,13 @@
 // Fragments: an envelope cut for a broker that refuses it whole, and put
 // back together centrally.
-#include "buffer/fragment.h"
+#include "central/fragment_assembler.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "buffer/format.h"
-#include "buffer/identity.h"
+#include "format/format.h"
+#include "format/identity.h"
 
 namespace edgesync {
 namespace {

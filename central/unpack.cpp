@@ -1,10 +1,7 @@
-#include "sync/unpack.h"
+#include "central/unpack.h"
 
 #include <simdjson.h>
 
-#include <cinttypes>
-#include <cstdio>
-#include <ctime>
 
 namespace edgesync {
 
@@ -79,10 +76,12 @@ void SequenceTracker::Restore(const std::string& device, const std::string& stre
   streams_[{device, stream}] = std::move(state);
 }
 
-size_t SequenceTracker::ForgetSeenBefore(int64_t cutoff_us) {
+size_t SequenceTracker::ForgetSeenBefore(int64_t cutoff_us,
+                                         std::vector<std::pair<std::string, std::string>>* forgotten) {
   size_t n = 0;
   for (auto it = streams_.begin(); it != streams_.end();) {
     if (it->second.last_seen_us < cutoff_us) {
+      if (forgotten != nullptr) forgotten->push_back(it->first);
       dirty_.erase(it->first);
       it = streams_.erase(it);
       ++n;
@@ -91,6 +90,12 @@ size_t SequenceTracker::ForgetSeenBefore(int64_t cutoff_us) {
     }
   }
   return n;
+}
+
+void SequenceTracker::Erase(const std::string& device, const std::string& stream) {
+  const Key key{device, stream};
+  streams_.erase(key);
+  dirty_.erase(key);
 }
 
 const SequenceTracker::StreamState* SequenceTracker::Find(const std::string& device,
@@ -140,27 +145,26 @@ uint64_t RangeSize(uint64_t first, uint64_t last) {
 
 }  // namespace
 
-Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
+Unpacked Unpacker::Accept(OpenedEnvelope envelope, SequenceTracker* tracker) {
   Unpacked u;
   u.envelope = std::move(envelope);
   const BatchHeader& h = u.envelope.header;
   if (u.envelope.gap) {
     // The agent says it gave these batches up: they are accounted for.
-    // Holes a gap record jumps over are counted but not reported as
+    // Holes a gap record jumps over are neither reported nor counted as
     // missing: the agent sends the gap records of one loss in no fixed
     // order among themselves, and the earlier ones follow.
     const Gap& g = *u.envelope.gap;
     std::vector<SequenceTracker::Gap> skipped;
-    if (!tracker_.ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &skipped)) {
+    if (!tracker->ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &skipped)) {
       u.duplicate = true;
       ++stats_.duplicate_batches;
       return u;
     }
     ++stats_.gap_records;
     AddSaturating(&stats_.lost_events, g.events);
-    for (const auto& sg : skipped) AddSaturating(&stats_.missing_batches, RangeSize(sg.first, sg.last));
   } else {
-    if (!tracker_.Observe(h.device_id, h.stream, h.batch_seq, &u.missing)) {
+    if (!tracker->Observe(h.device_id, h.stream, h.batch_seq, &u.missing)) {
       u.duplicate = true;
       ++stats_.duplicate_batches;
       return u;
@@ -168,6 +172,7 @@ Unpacked Unpacker::Accept(OpenedEnvelope envelope) {
     ++stats_.batches;
     stats_.records += u.envelope.records.size();
   }
+  // Exactly the ranges Process writes as "missing" lines.
   for (const auto& g : u.missing) AddSaturating(&stats_.missing_batches, RangeSize(g.first, g.last));
   return u;
 }
@@ -207,49 +212,15 @@ Status Unpacker::Process(std::string_view envelope, std::string* out, std::strin
   return Status::OK();
 }
 
-std::string Base64Encode(std::string_view data) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = (uint32_t{static_cast<unsigned char>(data[i])} << 16) |
-                 (uint32_t{static_cast<unsigned char>(data[i + 1])} << 8) |
-                 static_cast<unsigned char>(data[i + 2]);
-    for (int k = 3; k >= 0; --k) out.push_back(kAlphabet[(v >> (6 * k)) & 63]);
-  }
-  size_t rest = data.size() - i;
-  if (rest > 0) {
-    uint32_t v = uint32_t{static_cast<unsigned char>(data[i])} << 16;
-    if (rest == 2) v |= uint32_t{static_cast<unsigned char>(data[i + 1])} << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::string FormatRfc3339Micros(int64_t us) {
-  int64_t secs = us >= 0 ? us / 1'000'000 : (us - 999'999) / 1'000'000;
-  int64_t frac = us - secs * 1'000'000;
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-  return buf;
-}
-
 namespace {
+
+bool IsUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
 
 // Appends `key` with `value` as a JSON string, or `key`_b64 when `value` is not UTF-8.
 void AppendTextField(const char* key, std::string_view value, std::string* out) {
   out->push_back('"');
   out->append(key);
-  if (simdjson::validate_utf8(value.data(), value.size())) {
+  if (IsUtf8(value)) {
     out->append("\":");
     AppendJsonString(value, out);
   } else {
@@ -259,13 +230,35 @@ void AppendTextField(const char* key, std::string_view value, std::string* out) 
   }
 }
 
+// Appends `value` as a JSON string, or as {"b64":"..."} when it is not UTF-8
+// (a property's name or value, which has no key of its own to add _b64 to).
+void AppendTextValue(std::string_view value, std::string* out) {
+  if (IsUtf8(value)) {
+    AppendJsonString(value, out);
+  } else {
+    out->append("{\"b64\":\"").append(Base64Encode(value)).append("\"}");
+  }
+}
+
+// Appends "stream" and, for a routed lane, "route_topic" and
+// "route_priority": a batch header's stream names a lane (ParseLane).
+void AppendLaneFields(std::string_view lane_name, std::string* out) {
+  const Lane lane = ParseLane(lane_name);
+  AppendTextField("stream", lane.stream, out);
+  if (!lane.routed) return;
+  out->push_back(',');
+  AppendTextField("route_topic", lane.route_topic, out);
+  out->push_back(',');
+  AppendTextField("route_priority", lane.route_priority, out);
+}
+
 }  // namespace
 
 std::string GapToJson(const std::string& device, const Gap& g) {
   std::string out = "{\"kind\":\"lost\",";
   AppendTextField("device", device, &out);
   out.push_back(',');
-  AppendTextField("stream", g.stream, &out);
+  AppendLaneFields(g.stream, &out);
   out += ",\"first_batch\":" + std::to_string(g.first_seq) +
          ",\"last_batch\":" + std::to_string(g.last_seq) +
          ",\"events\":" + std::to_string(g.events) + ",\"bytes\":" + std::to_string(g.bytes) +
@@ -281,7 +274,7 @@ std::string MissingToJson(const SequenceTracker::Gap& g, int64_t now_us) {
   std::string out = "{\"kind\":\"missing\",";
   AppendTextField("device", g.device, &out);
   out.push_back(',');
-  AppendTextField("stream", g.stream, &out);
+  AppendLaneFields(g.stream, &out);
   out += ",\"first_batch\":" + std::to_string(g.first) +
          ",\"last_batch\":" + std::to_string(g.last) + ",\"detected_at\":\"" +
          FormatRfc3339Micros(now_us) + "\"}\n";
@@ -292,7 +285,7 @@ std::string RecordToJson(const BatchHeader& h, const Record& r) {
   std::string out = "{";
   AppendTextField("device", h.device_id, &out);
   out.push_back(',');
-  AppendTextField("stream", h.stream, &out);
+  AppendLaneFields(h.stream, &out);
   out.append(",\"batch\":").append(std::to_string(h.batch_seq)).push_back(',');
   AppendTextField("topic", r.topic, &out);
   out.append(",\"received_at\":\"").append(FormatRfc3339Micros(r.received_at_us)).append("\"");
@@ -302,14 +295,16 @@ std::string RecordToJson(const BatchHeader& h, const Record& r) {
     AppendTextField("content_type", r.content_type, &out);
   }
   if (!r.properties.empty()) {
-    out.append(",\"properties\":{");
+    // [name, value] pairs in record order: names may repeat, as in MQTT.
+    out.append(",\"properties\":[");
     for (size_t i = 0; i < r.properties.size(); ++i) {
-      if (i > 0) out.push_back(',');
-      AppendJsonString(r.properties[i].first, &out);
-      out.push_back(':');
-      AppendJsonString(r.properties[i].second, &out);
+      out.append(i > 0 ? ",[" : "[");
+      AppendTextValue(r.properties[i].first, &out);
+      out.push_back(',');
+      AppendTextValue(r.properties[i].second, &out);
+      out.push_back(']');
     }
-    out.push_back('}');
+    out.push_back(']');
   }
   // The payload goes in as JSON only when it parses; minified so the line stays one line.
   thread_local simdjson::dom::parser parser;
@@ -329,6 +324,35 @@ std::string RecordToJson(const BatchHeader& h, const Record& r) {
   }
   out.append("}\n");
   return out;
+}
+
+Headers DeviceAndStreamHeaders(const std::string& device, std::string_view lane_name) {
+  Lane lane = ParseLane(lane_name);
+  Headers headers = {{"edgesync-device", device}, {"edgesync-stream", std::move(lane.stream)}};
+  if (lane.routed) {
+    headers.emplace_back("edgesync-route-topic", std::move(lane.route_topic));
+    headers.emplace_back("edgesync-route-priority", std::move(lane.route_priority));
+  }
+  return headers;
+}
+
+Headers RecordHeaders(const BatchHeader& h, const Record& r) {
+  Headers headers = DeviceAndStreamHeaders(h.device_id, h.stream);
+  headers.emplace_back("edgesync-batch", std::to_string(h.batch_seq));
+  headers.emplace_back("edgesync-received-at", FormatRfc3339Micros(r.received_at_us));
+  headers.emplace_back("edgesync-topic", r.topic);
+  headers.emplace_back("edgesync-qos", std::to_string(r.qos));
+  if (!r.content_type.empty()) headers.emplace_back("edgesync-content-type", r.content_type);
+  for (const auto& [k, v] : r.properties) headers.emplace_back("edgesync-property." + k, v);
+  return headers;
+}
+
+std::string_view RecordKey(const BatchHeader& h, const Record& r) {
+  std::string_view key = h.device_id;
+  for (const auto& [k, v] : r.properties) {
+    if (k == "edgesync.key") key = v;
+  }
+  return key;
 }
 
 }  // namespace edgesync

@@ -1,4 +1,4 @@
-#include "buffer/record.h"
+#include "format/record.h"
 
 #include "base/coding.h"
 

@@ -1,10 +1,5 @@
-// Fragments: an envelope cut into pieces that each fit in one Kafka message,
-// for a broker that refuses the whole as too large (the device cannot
-// re-batch: it holds no key that opens its sealed envelopes). Layout in
-// FORMAT.md "Fragments". The central side reassembles them in partition
-// order and then checks the whole envelope as usual (CRC, signature,
-// AES-GCM). Each fragment of version 2 is signed too, so that a forged
-// fragment is refused on arrival and cannot break another device's set.
+// The central side's reassembly of fragments (format/fragment.h) into whole
+// envelopes, bounded per signer and per partition.
 #pragma once
 
 #include <cstdint>
@@ -12,40 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
-#include "base/status.h"
-#include "buffer/envelope.h"
-#include "buffer/identity.h"
+#include "format/fragment.h"
+#include "format/identity.h"
 
 namespace edgesync {
-
-// Cuts `envelope` into 2 or more fragments of at most `max_message_bytes`
-// each (header, key id and signature included), each signed with `signer`
-// when given (version 2; version 1 without). InvalidArgument when
-// max_message_bytes leaves no room for data or more than 65535 fragments
-// would be needed.
-Result<std::vector<std::string>> SplitEnvelope(std::string_view envelope, size_t max_message_bytes,
-                                               const DeviceSigner* signer = nullptr);
-
-// True when `message` starts with the fragment magic (an envelope starts with "EDGS").
-bool IsFragment(std::string_view message);
-
-struct FragmentHeader {
-  uint16_t index = 0;
-  uint16_t count = 0;
-  uint32_t total_len = 0;
-  uint32_t crc = 0;  // CRC-32C of the whole envelope
-  std::optional<crypto::KeyId> signer;  // version 2
-};
-
-// Parses a fragment's header and sets `*slice` to its data, and for version
-// 2 `*signed_part` and `*signature` (if given) to what is signed and the
-// signature. Corruption names what is wrong (version, flags, index beyond
-// count, slice beyond total_len).
-Result<FragmentHeader> ParseFragment(std::string_view message, std::string_view* slice,
-                                     std::string_view* signed_part = nullptr,
-                                     std::string_view* signature = nullptr);
 
 // Puts envelopes back together from their fragments. A partial set is one
 // envelope (its CRC, length and count) from one source (the caller's key:
@@ -101,6 +67,9 @@ class FragmentAssembler {
   // The offset of the first fragment of a partial set from this partition,
   // if any: a consumer must not commit past it, or a restart loses the set.
   std::optional<int64_t> OldestPending(const std::string& topic, int32_t partition) const;
+  // Gives up every partial set of (topic, partition) (handed over to
+  // another consumer, which reads them again); returns how many.
+  size_t Forget(const std::string& topic, int32_t partition);
   size_t pending_bytes() const { return pending_bytes_; }
 
  private:

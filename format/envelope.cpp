@@ -1,4 +1,4 @@
-#include "buffer/envelope.h"
+#include "format/envelope.h"
 
 #include <zdict.h>
 #include <zstd.h>
@@ -11,6 +11,18 @@
 #include "base/printable.h"
 
 namespace edgesync {
+
+Lane ParseLane(std::string_view lane) {
+  Lane l;
+  const size_t first = lane.find('@');
+  l.stream = std::string(lane.substr(0, first));
+  if (first == std::string_view::npos) return l;
+  const size_t last = lane.rfind('@');
+  l.routed = true;
+  if (last > first) l.route_topic = std::string(lane.substr(first + 1, last - first - 1));
+  l.route_priority = std::string(lane.substr(last + 1));
+  return l;
+}
 
 void AppendToBody(std::string_view encoded_record, std::string* body) {
   PutU32(body, static_cast<uint32_t>(encoded_record.size()));
@@ -385,15 +397,16 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
   const uint32_t raw_len = in.U32();
   h.device_id = std::string(in.Bytes(in.U8()));
   h.stream = std::string(in.Bytes(in.U8()));
+  // The checks run in the order of FORMAT.md's "What a reader does", so
+  // that the reason given is the first step that fails: before the CRC
+  // only what is needed to find it (steps 1 to 5).
   if (in.failed() || in.position() > header_len) {
     return Status::Corruption("envelope header truncated");
   }
+  // Never past this with an empty device id: CheckSignature would take any
+  // enrolled key for it.
   if (h.device_id.empty() || h.stream.empty()) {
     return Status::Corruption("envelope device id or stream is empty");
-  }
-  if (h.batch_seq == 0 || h.batch_seq > format::kMaxBatchSeq) {
-    return Status::Corruption("envelope batch sequence " + std::to_string(h.batch_seq) +
-                              " is out of range (1..2^63-1)");
   }
   // A longer header_len than this reader knows holds fields added later in
   // version 1; they are covered by the checksum and skipped here.
@@ -439,29 +452,16 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
                                    "\", which has an enrolled key: refused even with --allow-unsigned");
   }
   const bool is_gap = (h.flags & format::kFlagGap) != 0;
+  if (h.batch_seq == 0 || h.batch_seq > format::kMaxBatchSeq) {
+    return Status::Corruption("envelope batch sequence " + std::to_string(h.batch_seq) +
+                              " is out of range (1..2^63-1)");
+  }
   if (raw_len > options.max_raw_bytes) {
     reason = Rejection::kTooLarge;
     return Status::InvalidArgument("envelope body states " + std::to_string(raw_len) +
                                    " bytes decompressed, over the limit of " +
                                    std::to_string(options.max_raw_bytes));
   }
-  if (h.codec != format::kCodecZstd && h.codec != format::kCodecNone) {
-    reason = Rejection::kCodec;
-    return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
-  }
-  const Dictionary* dict = nullptr;
-  if (h.dict_id != 0) {
-    if (options.dictionaries != nullptr) {
-      auto it = options.dictionaries->find(h.dict_id);
-      if (it != options.dictionaries->end()) dict = it->second.get();
-    }
-    if (dict == nullptr || h.codec != format::kCodecZstd) {
-      reason = Rejection::kUnknownDictionary;
-      return Status::InvalidArgument("envelope was compressed with zstd dictionary " +
-                                     std::to_string(h.dict_id) + ", which this reader does not have");
-    }
-  }
-
   std::string_view stored = bytes.substr(header_len, body_len);
   std::string decrypted;
   if (h.flags & format::kFlagEncrypted) {
@@ -482,6 +482,26 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
     return Status::InvalidArgument("envelope is not encrypted, and this reader requires encryption");
   }
 
+  if (h.codec != format::kCodecZstd && h.codec != format::kCodecNone) {
+    reason = Rejection::kCodec;
+    return Status::InvalidArgument("envelope codec " + std::to_string(h.codec) + " is unknown");
+  }
+  const Dictionary* dict = nullptr;
+  if (h.dict_id != 0 && h.codec != format::kCodecZstd) {
+    return Status::Corruption("envelope names zstd dictionary " + std::to_string(h.dict_id) +
+                              " but is not compressed (codec 0)");
+  }
+  if (h.dict_id != 0) {
+    if (options.dictionaries != nullptr) {
+      auto it = options.dictionaries->find(h.dict_id);
+      if (it != options.dictionaries->end()) dict = it->second.get();
+    }
+    if (dict == nullptr) {
+      reason = Rejection::kUnknownDictionary;
+      return Status::InvalidArgument("envelope was compressed with zstd dictionary " +
+                                     std::to_string(h.dict_id) + ", which this reader does not have");
+    }
+  }
   std::string raw;
   if (h.codec == format::kCodecZstd) {
     // Exactly one frame that states exactly raw_len, checked before any

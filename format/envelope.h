@@ -1,5 +1,5 @@
 // Envelope: a sealed batch, the unit stored in SQLite and sent as one Kafka
-// message. Layout in FORMAT.md, constants in buffer/format.h. Sealing and
+// message. Layout in FORMAT.md, constants in format/format.h. Sealing and
 // opening are pure functions of their inputs; thread-safe.
 #pragma once
 
@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "base/status.h"
-#include "buffer/crypto.h"
-#include "buffer/format.h"
-#include "buffer/identity.h"
-#include "buffer/record.h"
+#include "format/crypto.h"
+#include "format/format.h"
+#include "format/identity.h"
+#include "format/record.h"
 
 namespace edgesync {
 
@@ -35,6 +35,18 @@ struct BatchHeader {
   uint32_t dict_id = 0;        // 0: no dictionary
   crypto::KeyId key_id{};      // zero: not encrypted
 };
+
+// A batch header's `stream` names a lane (FORMAT.md, "Envelope"): the
+// stream's own name, or "stream@topic@priority" for the events a plugin
+// routed to another Kafka topic or priority of the stream (the topic
+// perhaps cut to 100 bytes and "~" and 8 hex digits).
+struct Lane {
+  std::string stream;          // up to the first '@': the stream's name
+  std::string route_topic;     // between the first and the last '@'
+  std::string route_priority;  // after the last '@'
+  bool routed = false;         // the name holds an '@': both route fields apply
+};
+Lane ParseLane(std::string_view lane);
 
 // A batch body item: u32 record length, then the record.
 constexpr size_t kBodyFrameHeader = 4;

@@ -1,12 +1,15 @@
-#include "sync/unpack.h"
+#include "central/unpack.h"
 
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "base/backoff.h"
 #include "base/coding.h"
 #include "base/crc32c.h"
-#include "buffer/crypto.h"
+#include "format/crypto.h"
 #include "tests/support/envelopes.h"
 
 namespace edgesync {
@@ -83,7 +86,8 @@ TEST(SequenceTracker, RangesAccountForGivenUpBatches) {
   EXPECT_EQ(gaps.size(), 1u);
 }
 
-std::string Envelope(uint64_t seq, const std::vector<Record>& records) {
+std::string Envelope(uint64_t seq, const std::vector<Record>& records,
+                     const std::string& stream = "ocpp", const std::string& device = "cs-0007") {
   std::string body;
   for (const auto& r : records) {
     std::string enc;
@@ -91,8 +95,8 @@ std::string Envelope(uint64_t seq, const std::vector<Record>& records) {
     AppendToBody(enc, &body);
   }
   BatchHeader h;
-  h.device_id = "cs-0007";
-  h.stream = "ocpp";
+  h.device_id = device;
+  h.stream = stream;
   h.batch_seq = seq;
   h.event_count = static_cast<uint32_t>(records.size());
   return *SealEnvelope(h, body);
@@ -215,14 +219,14 @@ TEST(Unpacker, CountersOfWhatDevicesClaimSaturateInsteadOfWrapping) {
   EXPECT_EQ(u.stats().lost_events, UINT64_MAX);
   // Holes of almost 2^63 batches (sequences end at 2^63-1), in three
   // streams: their sum does not fit.
-  g.events = 1;
+  Record r;
+  r.topic = "t";
   for (const char* stream : {"a", "b", "c"}) {
-    g.stream = stream;
-    g.first_seq = g.last_seq = 1;
-    ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
-    g.first_seq = g.last_seq = format::kMaxBatchSeq;
-    ASSERT_TRUE(u.Process(*SealGapRecord("d", g), &out, &gaps_out, &notes).ok());
+    ASSERT_TRUE(u.Process(Envelope(1, {r}, stream, "d"), &out, &gaps_out, &notes).ok());
+    const std::string last = Envelope(format::kMaxBatchSeq, {r}, stream, "d");
+    ASSERT_TRUE(u.Process(last, &out, &gaps_out, &notes).ok());
   }
+  EXPECT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 2 + 3) << gaps_out;
   EXPECT_EQ(u.stats().missing_batches, UINT64_MAX) << "not wrapped";
 }
 
@@ -269,7 +273,255 @@ TEST(Unpacker, AGapRecordAheadOfAnotherReportsNoMissingBatches) {
   ASSERT_TRUE(u.Process(Envelope(4, {r}), &out, &gaps_out, &notes).ok());
   EXPECT_EQ(gaps_out.find("\"missing\""), std::string::npos) << gaps_out;
   EXPECT_EQ(std::count(gaps_out.begin(), gaps_out.end(), '\n'), 2);
-  EXPECT_EQ(u.stats().missing_batches, 2u) << "counted, as before";
+  EXPECT_EQ(u.stats().missing_batches, 0u) << "nothing reported missing, nothing counted";
+}
+
+// The NDJSON lines of `text`, each parsed (and so valid UTF-8) on its own.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+// The (first_batch, last_batch) of each "missing" line in `gaps_out`.
+std::vector<std::pair<uint64_t, uint64_t>> MissingLines(const std::string& gaps_out) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  simdjson::dom::parser parser;
+  for (const std::string& line : Lines(gaps_out)) {
+    simdjson::dom::element e;
+    EXPECT_EQ(parser.parse(line).get(e), simdjson::SUCCESS) << line;
+    if (std::string_view(e["kind"]) == "missing") {
+      out.emplace_back(uint64_t(e["first_batch"]), uint64_t(e["last_batch"]));
+    }
+  }
+  return out;
+}
+
+// missing_batches counts the batches of the "missing" lines, nothing else:
+// a gap record that jumps ahead used to count the sequences it jumped over
+// (gap record 2..2, then batch 1: missing_batches=1, and no line said so).
+TEST(Unpacker, MissingBatchesCountsExactlyTheBatchesOfTheMissingLines) {
+  struct Step {
+    uint64_t first, last;
+    bool gap;  // a gap record for first..last, else batch `first`
+  };
+  struct Case {
+    const char* name;
+    std::vector<Step> steps;
+    std::vector<std::pair<uint64_t, uint64_t>> missing;
+  };
+  const std::vector<Case> cases = {
+      {"gap 2..2, batch 1", {{2, 2, true}, {1, 1, false}}, {}},
+      {"gap 2..5, batch 1, batch 6", {{2, 5, true}, {1, 1, false}, {6, 6, false}}, {}},
+      {"gap 4..6, gap 1..3, batch 7", {{4, 6, true}, {1, 3, true}, {7, 7, false}}, {}},
+      // Jumped over by a gap record (2): never reported; by a batch (5): reported.
+      {"batch 1, gap 3..4, batch 6", {{1, 1, false}, {3, 4, true}, {6, 6, false}}, {{5, 5}}},
+      {"batch 1, batch 4, gap 2..2, batch 6",
+       {{1, 1, false}, {4, 4, false}, {2, 2, true}, {6, 6, false}},
+       {{2, 3}, {5, 5}}},
+      // Reported, then arriving late or given up: the line was written, it counts.
+      {"batch 3, batch 1, gap 2..2", {{3, 3, false}, {1, 1, false}, {2, 2, true}}, {{1, 2}}},
+      {"batch 1, batch 1, batch 3, batch 3",
+       {{1, 1, false}, {1, 1, false}, {3, 3, false}, {3, 3, false}},
+       {{2, 2}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Unpacker u(/*expect_first_batch=*/true);
+    std::string out, gaps_out;
+    std::vector<std::string> notes;
+    Record r;
+    r.topic = "t";
+    for (const Step& step : c.steps) {
+      Gap g;
+      g.stream = "ocpp";
+      g.first_seq = step.first;
+      g.last_seq = step.last;
+      g.reason = "quota";
+      const std::string e = step.gap ? *SealGapRecord("cs-0007", g) : Envelope(step.first, {r});
+      ASSERT_TRUE(u.Process(e, &out, &gaps_out, &notes).ok());
+    }
+    const std::vector<std::pair<uint64_t, uint64_t>> lines = MissingLines(gaps_out);
+    EXPECT_EQ(lines, c.missing) << gaps_out;
+    uint64_t batches = 0;
+    for (const auto& [first, last] : lines) batches += last - first + 1;
+    EXPECT_EQ(u.stats().missing_batches, batches);
+  }
+}
+
+// A batch header's stream names a lane; the lines name its stream, and its
+// route when a plugin routed the events to another Kafka topic or priority.
+TEST(Unpacker, RoutedLanesGiveTheStreamAndTheRouteApart) {
+  const std::string routed = "ocpp@edge.urgent@high";
+  Unpacker u(true);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  Record r;
+  r.topic = "t";
+  r.payload = "{}";
+  ASSERT_TRUE(u.Process(Envelope(1, {r}), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(Envelope(1, {r}, routed), &out, &gaps_out, &notes).ok());
+  EXPECT_EQ(u.stats().duplicate_batches, 0u) << "a lane's sequence is its own";
+  ASSERT_TRUE(u.Process(Envelope(4, {r}, routed), &out, &gaps_out, &notes).ok());  // 2..3 missing
+  Gap g;
+  g.stream = routed;
+  g.first_seq = 5;
+  g.last_seq = 6;
+  g.reason = "quota";
+  ASSERT_TRUE(u.Process(*SealGapRecord("cs-0007", g), &out, &gaps_out, &notes).ok());
+  ASSERT_TRUE(u.Process(Envelope(3, {r}), &out, &gaps_out, &notes).ok());  // plain lane: 2 missing
+
+  simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  std::string_view text;
+  const std::vector<std::string> records = Lines(out);
+  ASSERT_EQ(records.size(), 4u) << out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(parser.parse(records[i]).get(e), simdjson::SUCCESS) << records[i];
+    EXPECT_EQ(std::string_view(e["stream"]), "ocpp") << records[i];
+    if (i == 1 || i == 2) {
+      EXPECT_EQ(std::string_view(e["route_topic"]), "edge.urgent") << records[i];
+      EXPECT_EQ(std::string_view(e["route_priority"]), "high") << records[i];
+    } else {
+      EXPECT_NE(e["route_topic"].get(text), simdjson::SUCCESS) << records[i];
+      EXPECT_NE(e["route_priority"].get(text), simdjson::SUCCESS) << records[i];
+    }
+  }
+  // Gap lines: the routed lane's missing 2..3 and lost 5..6, the plain lane's missing 2.
+  const std::vector<std::string> gaps = Lines(gaps_out);
+  ASSERT_EQ(gaps.size(), 3u) << gaps_out;
+  const char* kinds[] = {"missing", "lost", "missing"};
+  const uint64_t firsts[] = {2, 5, 2};
+  for (size_t i = 0; i < gaps.size(); ++i) {
+    ASSERT_EQ(parser.parse(gaps[i]).get(e), simdjson::SUCCESS) << gaps[i];
+    EXPECT_EQ(std::string_view(e["kind"]), kinds[i]) << gaps[i];
+    EXPECT_EQ(uint64_t(e["first_batch"]), firsts[i]) << gaps[i];
+    EXPECT_EQ(std::string_view(e["stream"]), "ocpp") << gaps[i];
+    if (i < 2) {
+      EXPECT_EQ(std::string_view(e["route_topic"]), "edge.urgent") << gaps[i];
+      EXPECT_EQ(std::string_view(e["route_priority"]), "high") << gaps[i];
+    } else {
+      EXPECT_NE(e["route_topic"].get(text), simdjson::SUCCESS) << gaps[i];
+    }
+  }
+  EXPECT_EQ(u.stats().missing_batches, 3u);
+
+  // --output kafka: the same, as headers.
+  BatchHeader h;
+  h.device_id = "cs-0007";
+  h.stream = routed;
+  h.batch_seq = 1;
+  Headers headers = RecordHeaders(h, r);
+  auto value = [&headers](const std::string& name) -> std::optional<std::string> {
+    for (const auto& [k, v] : headers) {
+      if (k == name) return v;
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(value("edgesync-stream"), "ocpp");
+  EXPECT_EQ(value("edgesync-route-topic"), "edge.urgent");
+  EXPECT_EQ(value("edgesync-route-priority"), "high");
+  h.stream = "ocpp";
+  headers = RecordHeaders(h, r);
+  EXPECT_EQ(value("edgesync-stream"), "ocpp");
+  EXPECT_EQ(value("edgesync-route-topic"), std::nullopt);
+  EXPECT_EQ(value("edgesync-route-priority"), std::nullopt);
+}
+
+// Whatever bytes a device sends, every line is valid UTF-8 and JSON, and
+// nothing is lost: properties keep their order and repeated names, and
+// text that is not UTF-8 comes in base64.
+TEST(Unpacker, LinesAreValidUtf8AndLoseNothingWhateverTheBytes) {
+  const std::string bad_name("\xff\xfe", 2), bad_value("caf\xc3", 4);
+  Record r;
+  r.topic = "t/\xff";
+  r.content_type = "text/\xfe";
+  r.payload = "{}";
+  r.properties = {{"origin", "pos-7"}, {"origin", "pos-8"}, {bad_name, "v"}, {"k", bad_value},
+                  {"quote\"", "line\nbreak"}};
+  const std::string device = "cs-\xe9";
+  const std::string lane = "ocpp\xa0@edge.\xff@high";
+  Unpacker u(true);
+  std::string out, gaps_out;
+  std::vector<std::string> notes;
+  ASSERT_TRUE(u.Process(Envelope(2, {r}, lane, device), &out, &gaps_out, &notes).ok());
+  Gap g;
+  g.stream = lane;
+  g.first_seq = g.last_seq = 3;
+  g.reason = "quota\x80";
+  ASSERT_TRUE(u.Process(*SealGapRecord(device, g), &out, &gaps_out, &notes).ok());
+
+  for (const std::string& line : Lines(out + gaps_out)) {
+    EXPECT_TRUE(simdjson::validate_utf8(line.data(), line.size())) << line;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  std::string_view text;
+  ASSERT_EQ(parser.parse(out).get(e), simdjson::SUCCESS) << out;
+  EXPECT_EQ(std::string_view(e["device_b64"]), Base64Encode(device));
+  EXPECT_NE(e["device"].get(text), simdjson::SUCCESS);
+  EXPECT_EQ(std::string_view(e["stream_b64"]), Base64Encode("ocpp\xa0"));
+  EXPECT_EQ(std::string_view(e["route_topic_b64"]), Base64Encode("edge.\xff"));
+  EXPECT_EQ(std::string_view(e["route_priority"]), "high");
+  EXPECT_EQ(std::string_view(e["topic_b64"]), Base64Encode(r.topic));
+  EXPECT_EQ(std::string_view(e["content_type_b64"]), Base64Encode(r.content_type));
+  simdjson::dom::array props;
+  ASSERT_EQ(e["properties"].get(props), simdjson::SUCCESS) << out;
+  ASSERT_EQ(props.size(), r.properties.size());
+  size_t i = 0;
+  for (simdjson::dom::element pair : props) {
+    const auto& [name, value] = r.properties[i++];
+    simdjson::dom::array nv;
+    ASSERT_EQ(pair.get(nv), simdjson::SUCCESS);
+    ASSERT_EQ(nv.size(), 2u);
+    // Name and value: the string itself, or {"b64": ...} for bytes that are not UTF-8.
+    const std::pair<simdjson::dom::element, std::string> both[] = {{nv.at(0).value(), name},
+                                                                    {nv.at(1).value(), value}};
+    for (const auto& [got, want] : both) {
+      if (want == bad_name || want == bad_value) {
+        EXPECT_EQ(std::string_view(got["b64"]), Base64Encode(want));
+        EXPECT_EQ(simdjson::dom::object(got).size(), 1u);
+      } else {
+        EXPECT_EQ(std::string_view(got), want);
+      }
+    }
+  }
+  const std::string shape = R"("properties":[["origin","pos-7"],["origin","pos-8"],[{"b64":")";
+  EXPECT_NE(out.find(shape), std::string::npos) << out;
+
+  // Batch 1 missing, then the gap record's line.
+  const std::vector<std::string> gaps = Lines(gaps_out);
+  ASSERT_EQ(gaps.size(), 2u) << gaps_out;
+  for (const std::string& line : gaps) {
+    ASSERT_EQ(parser.parse(line).get(e), simdjson::SUCCESS) << line;
+    EXPECT_EQ(std::string_view(e["device_b64"]), Base64Encode(device));
+    EXPECT_EQ(std::string_view(e["stream_b64"]), Base64Encode("ocpp\xa0"));
+    EXPECT_EQ(std::string_view(e["route_topic_b64"]), Base64Encode("edge.\xff"));
+    EXPECT_EQ(std::string_view(e["route_priority"]), "high");
+  }
+  EXPECT_EQ(std::string_view(e["kind"]), "lost");
+  EXPECT_EQ(std::string_view(e["reason_b64"]), Base64Encode(g.reason));
+
+  // Kafka headers are bytes: as the device sent them.
+  BatchHeader h;
+  h.device_id = device;
+  h.stream = lane;
+  const Headers headers = RecordHeaders(h, r);
+  EXPECT_NE(std::find(headers.begin(), headers.end(),
+                      std::pair<std::string, std::string>("edgesync-property." + bad_name, "v")),
+            headers.end());
+  EXPECT_NE(std::find(headers.begin(), headers.end(),
+                      std::pair<std::string, std::string>("edgesync-stream", "ocpp\xa0")),
+            headers.end());
+  EXPECT_EQ(std::count_if(headers.begin(), headers.end(),
+                          [](const auto& kv) { return kv.first == "edgesync-property.origin"; }),
+            2);
 }
 
 // --- Hostile input: each case refused with its own reason, counted once.

@@ -1,5 +1,5 @@
 // Small helpers over SQLite's C API shared by the store (buffer/store.cpp)
-// and edgesync-unpack's de-duplication file (sync/dedupe_store.cpp).
+// and edgesync-unpack's de-duplication file (central/dedupe_store.cpp).
 #pragma once
 
 #include <sqlite3.h>

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The two halves and what they share, as the include graph and the linked
+# programs show them:
+#   format/   the format both sides share: includes only base/ and format/
+#   device    agent/ buffer/ sync/ plugins/ fleet/: never central/
+#   central/  edgesync-unpack: only base/, format/ and central/
+# and the device's program holds none of the central service's code.
+#   layout_test.sh SOURCE_DIR EDGESYNC_BINARY
+set -euo pipefail
+src=$1
+agent=$2
+fail=0
+
+# Lines `#include "dir/..."` of the files under $1 naming a directory not in $2.
+check() {
+  local dir=$1 allowed=$2 hits
+  hits=$(grep -rnE '^#include "[a-z_]+/' "$src/$dir" --include='*.h' --include='*.cpp' --include='*.c' |
+         grep -vE "#include \"($allowed)/" || true)
+  if [[ -n $hits ]]; then
+    echo "$dir/ includes what it must not (allowed: $allowed):"
+    echo "$hits"
+    fail=1
+  fi
+}
+check format 'base|format'
+check central 'base|format|central'
+for dir in agent buffer sync plugins fleet base; do
+  hits=$(grep -rnE '^#include "central/' "$src/$dir" --include='*.h' --include='*.cpp' || true)
+  if [[ -n $hits ]]; then
+    echo "$dir/ (device side) includes central/:"
+    echo "$hits"
+    fail=1
+  fi
+done
+
+# Symbols only central/ defines must not be in the device's program.
+symbols=$(nm -C "$agent")
+central_symbols=$(grep -E 'edgesync::(SequenceTracker|Unpacker|FragmentAssembler|DeviceKeyRegistry|DedupeStore|RestoreState|StateKey)' <<<"$symbols" || true)
+if [[ -n $central_symbols ]]; then
+  echo "$agent links central code:"
+  echo "$central_symbols" | head -20
+  fail=1
+fi
+# ...while the check itself can see symbols (a stripped binary would pass anything).
+if ! grep -q 'edgesync::SealEnvelope' <<<"$symbols"; then
+  echo "$agent: no edgesync symbols visible to nm; cannot check"
+  fail=1
+fi
+exit $fail
