@@ -94,8 +94,9 @@ FragmentAssembler::Outcome FragmentAssembler::Add(const Source& source, int64_t 
   });
   if (it != partials_.end()) {
     if (h->index < it->next) {
-      // Already held: a resend of the set from its start, or a replay.
-      it->last_offset = offset;
+      // Already held: a resend of the set from its start, or a replay. It
+      // does not keep the set alive: a device re-sending fragment 0 forever
+      // must not hold its partition's committed offset back.
       out.duplicate = true;
       return out;
     }

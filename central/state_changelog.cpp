@@ -2,15 +2,16 @@
 
 #include "base/coding.h"
 #include "base/env.h"
+#include "format/format.h"
 
 namespace edgesync {
 
 namespace {
 
 constexpr uint8_t kStateVersion = 1;
-// Out-of-order ranges a tracker keeps per stream (SequenceTracker) plus
-// the one that may be pending absorption.
-constexpr uint64_t kMaxRanges = 65537;
+// Out-of-order ranges a tracker keeps per stream, plus the one that may be
+// pending absorption.
+constexpr uint64_t kMaxRanges = SequenceTracker::kMaxOutOfOrder + 1;
 
 void PutField(std::string* out, std::string_view s) {
   PutU16(out, static_cast<uint16_t>(s.size()));
@@ -71,6 +72,9 @@ Result<SequenceTracker::StreamState> DecodeStreamState(std::string_view value) {
                               std::to_string(in.remaining()) + " bytes");
   }
   if (s.highest < s.contiguous) return Status::Corruption("state record: highest below contiguous");
+  // Batch sequences stop at 2^63 - 1 (FORMAT.md): the arithmetic on them
+  // below and in the tracker never wraps.
+  if (s.highest > format::kMaxBatchSeq) return Status::Corruption("state record: sequence out of range");
   // Ranges as the tracker keeps them: above contiguous + 1, ascending,
   // neither overlapping nor adjacent, none past highest.
   uint64_t floor = s.contiguous + 1;

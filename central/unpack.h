@@ -44,6 +44,10 @@ class SequenceTracker {
     StreamState state;
   };
 
+  // 16384 ranges keep a stream's state record (central/state_changelog.h)
+  // at 256 KiB, well inside Kafka's default message size.
+  static constexpr size_t kMaxOutOfOrder = 16384;
+
   // expect_first_batch: the stream is read from its start, so the first
   // batch must be 1 (else whatever comes first is the baseline).
   explicit SequenceTracker(bool expect_first_batch) : expect_first_(expect_first_batch) {}
@@ -80,7 +84,6 @@ class SequenceTracker {
 
  private:
   using Key = std::pair<std::string, std::string>;
-  static constexpr size_t kMaxOutOfOrder = 65536;
   bool expect_first_;
   int64_t now_us_ = 0;
   std::map<Key, StreamState> streams_;

@@ -7,13 +7,17 @@
 // --quarantine-topic.
 //
 // Work goes in rounds: poll up to kRoundMessages messages or for kRoundTime,
-// write their output, flush it (stdout; or wait for the delivery report of
-// every record produced), save the de-duplication state, and only then store
-// the messages' offsets for the consumer group to commit. A crash therefore
-// re-reads at most the rounds not yet committed, and the saved state drops
-// what of them was already written. Exit codes: 0 after a clean stop, 1 when
-// the output or the dedupe db fails (nothing of that round is committed), 2
-// for a usage or configuration error.
+// write their output, then either commit the round as one Kafka transaction
+// (--state-topic with --output kafka: output, state and input offsets
+// together) or flush it (stdout; or wait for the delivery report of every
+// record produced), save the de-duplication state (state topic or
+// --dedupe-db), and only then store the messages' offsets for the consumer
+// group to commit. With --state-topic the state of each input partition is
+// restored from the state topic when the group assigns it (the rebalance
+// callback), and the round is committed before partitions are given up.
+// Exit codes: 0 after a clean stop; 1 when the output, the state or the
+// cluster fails, at start or later (nothing of the failed round is
+// committed); 2 for a usage or configuration error.
 #include <librdkafka/rdkafka.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,11 +90,6 @@ struct Options {
   double stats_seconds = 0;
 };
 
-// A usage or configuration error: exit code 2.
-int Fail(const std::string& msg) {
-  std::fprintf(stderr, "edgesync-unpack: %s\n", msg.c_str());
-  return 2;
-}
 
 // One line on stderr. Messages carry what devices wrote (ids, stream names,
 // gap reasons, topics): escaped, so that no device can end a line and write
@@ -393,6 +392,21 @@ class RoundProducer {
     first_error_.clear();
     return Status::OK();
   }
+  // Aborts the round's transaction, if one is open.
+  Status Abort() {
+    produced_ = failed_ = 0;
+    first_error_.clear();
+    if (!in_transaction_) return Status::OK();
+    ++aborts_;
+    while (rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_, -1)) {
+      std::string why = rd_kafka_error_string(e);
+      const bool retry = rd_kafka_error_is_retriable(e) && g_stop < 2;
+      rd_kafka_error_destroy(e);
+      if (!retry) return Status::IOError("abort transaction: " + why);
+    }
+    in_transaction_ = false;
+    return Status::OK();
+  }
   bool transactional() const { return transactional_; }
   uint64_t aborts() const { return aborts_; }
 
@@ -612,6 +626,8 @@ class Service {
   std::string out_, gaps_out_;
   uint64_t round_records_ = 0, round_quarantined_ = 0, round_gap_lines_ = 0;
   std::map<std::pair<std::string, int32_t>, int64_t> next_offsets_;
+  // The first offset read of each partition since it was assigned.
+  std::map<std::pair<std::string, int32_t>, int64_t> first_offsets_;
 
   Counters counters_;
   int64_t last_stats_us_ = 0, last_forget_us_ = 0;
@@ -832,14 +848,25 @@ Status Service::StartConsumer() {
       // Transactional output commits the offsets in its transactions.
       {"enable.auto.commit", group && !(partitioned_ && kafka_output_) ? "true" : "false"},
   };
-  Status st = SplitProperties(o_.properties, "--property", &props);
-  for (const auto& [k, v] : props) {
-    // Rewind() and the rebalance callback reassign whole assignments.
-    if (st.ok() && k == "partition.assignment.strategy" && v.find("cooperative") != std::string::npos) {
+  std::vector<std::pair<std::string, std::string>> user;
+  Status st = SplitProperties(o_.properties, "--property", &user);
+  for (const auto& [k, v] : user) {
+    if (!st.ok()) break;
+    // The rebalance callback takes and gives whole assignments.
+    if (k == "partition.assignment.strategy" && v.find("cooperative") != std::string::npos) {
       st = Status::InvalidArgument("--property " + k + "=" + v +
                                    ": edgesync-unpack takes the eager strategies only (range, roundrobin)");
     }
+    // What the delivery guarantees rest on is not a setting.
+    for (const char* fixed : {"group.id", "enable.auto.commit", "enable.auto.offset.store",
+                              "isolation.level", "enable.partition.eof"}) {
+      if (k == fixed) {
+        st = Status::InvalidArgument("--property " + k + ": set by edgesync-unpack itself (the group: "
+                                     "--group; the end of the input: --exit-at-end)");
+      }
+    }
   }
+  props.insert(props.end(), user.begin(), user.end());
   if (st.ok()) st = ApplyProperties(conf, props);
   if (!st.ok()) {
     rd_kafka_conf_destroy(conf);
@@ -900,15 +927,13 @@ Status Service::CheckStateTopic() {
       {"enable.partition.eof", "true"},
       {"isolation.level", "read_committed"},
       {"auto.offset.reset", "earliest"},
+      // A restore ends with the fetch that finds each partition's end: the
+      // broker's default wait for more data (500 ms) would be most of it.
+      {"fetch.wait.max.ms", "10"},
   };
+  // (The keys it sets are refused in --property: StartConsumer.)
   Status st = SplitProperties(o_.properties, "--property", &props);
-  if (st.ok()) {
-    // The group's own settings are not the restorer's.
-    std::erase_if(props, [](const auto& kv) {
-      return kv.first == "group.id" && kv.second != "edgesync-unpack-restore";
-    });
-    st = ApplyProperties(conf, props);
-  }
+  if (st.ok()) st = ApplyProperties(conf, props);
   if (!st.ok()) {
     rd_kafka_conf_destroy(conf);
     return st;
@@ -946,7 +971,13 @@ void Service::OnRebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_p
 }
 
 void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
+  first_offsets_.clear();
   if (partitioned_) {
+    // The committed offsets first, as Kafka Streams does: fetching them
+    // waits for a transaction still committing (its offsets are unstable
+    // until it is done), so that its state records are there to restore.
+    rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 60'000);
+    if (err) Log(std::string("committed offsets: ") + rd_kafka_err2str(err) + " (reading from the group's)");
     Status st = RestorePartitions(parts);
     if (!st.ok()) {
       // Reading them without their state would let duplicates through.
@@ -963,10 +994,20 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
 
 void Service::Revoke(rd_kafka_topic_partition_list_t* parts) {
   // What was read from them is written and committed before they go; a
-  // round that fails here is read again by their next owner.
-  Status st = EndRound();
+  // round that fails here is read again by their next owner. An assignment
+  // lost (this member was fenced out of the group) cannot commit: the round
+  // is aborted at once.
+  Status st;
+  if (output_ && output_->transactional() && rd_kafka_assignment_lost(consumer_) && fatal_.ok()) {
+    st = output_->Abort();
+    if (st.ok()) st = Status::Aborted("the assignment was lost");
+  } else {
+    st = EndRound();
+  }
   if (st.code() == Status::Code::kAborted) {
     ++counters_.transaction_aborts;
+    round_records_ = round_quarantined_ = round_gap_lines_ = 0;
+    forgotten_.clear();
     Log(st.message() + "; the next owner reads the round again");
   } else if (!st.ok() && fatal_.ok()) {
     fatal_ = st;
@@ -1019,17 +1060,40 @@ Status Service::Rewind() {
   if (rd_kafka_assignment(consumer_, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Status::IOError("rewinding after an aborted transaction: no assignment");
   }
+  rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 60'000);
+  if (err) {
+    rd_kafka_topic_partition_list_destroy(parts);
+    return Status::Unavailable(std::string("rewinding after an aborted transaction: committed offsets: ") +
+                               rd_kafka_err2str(err));
+  }
+  // Where to read again: the committed offset, else (nothing committed
+  // yet) the first offset this assignment read; untouched partitions stay.
+  rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(parts->cnt);
   for (int i = 0; i < parts->cnt; ++i) {
-    parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;  // from the committed offset
-    (void)fragments_->Forget(parts->elems[i].topic, parts->elems[i].partition);
+    const rd_kafka_topic_partition_t& p = parts->elems[i];
+    int64_t offset = p.offset;
+    if (offset < 0) {
+      auto first = first_offsets_.find({p.topic, p.partition});
+      if (first == first_offsets_.end()) continue;
+      offset = first->second;
+    }
+    rd_kafka_topic_partition_list_add(seek, p.topic, p.partition)->offset = offset;
+    (void)fragments_->Forget(p.topic, p.partition);
   }
   trackers_.clear();
   forgotten_.clear();
   next_offsets_.clear();
   round_records_ = round_quarantined_ = round_gap_lines_ = 0;
-  (void)rd_kafka_assign(consumer_, nullptr);
   Status st = RestorePartitions(parts);
-  if (st.ok()) (void)rd_kafka_assign(consumer_, parts);
+  if (st.ok() && seek->cnt > 0) {
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 60'000);
+    if (error != nullptr) {
+      st = Status::Unavailable(std::string("rewinding after an aborted transaction: ") +
+                               rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(seek);
   rd_kafka_topic_partition_list_destroy(parts);
   return st;
 }
@@ -1067,13 +1131,18 @@ Status Service::Run() {
       rd_kafka_message_destroy(m);
     }
     Status st = EndRound();
-    if ((st.code() == Status::Code::kAborted) && partitioned_ && kafka_output_ && fatal_.ok()) {
+    if (st.code() == Status::Code::kAborted && partitioned_ && kafka_output_ && fatal_.ok()) {
       // Nothing of the round is visible: read it again from the last commit.
       Log(st.message() + "; reading again from the last committed offsets");
       ++counters_.transaction_aborts;
       st = Rewind();
     }
-    EDGESYNC_RETURN_IF_ERROR(st);
+    if (!st.ok()) {
+      // No later round, nor the revoke that closing the consumer runs, may
+      // commit past what failed.
+      if (fatal_.ok()) fatal_ = st;
+      return st;
+    }
   }
   EDGESYNC_RETURN_IF_ERROR(fatal_);
   if (!o_.group.empty()) {
@@ -1125,7 +1194,13 @@ bool Service::AllPartitionsAtEnd(rd_kafka_message_t* eof) {
 void Service::HandleMessage(rd_kafka_message_t* m) {
   const std::string topic = rd_kafka_topic_name(m->rkt);
   SequenceTracker* tracker = TrackerFor(topic, m->partition);
-  if (tracker == nullptr) return;  // handed over meanwhile: its new owner reads it
+  if (tracker == nullptr) {
+    // Not this instance's (any more): its owner reads it. Never expected.
+    Log("skipped " + topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset) +
+        ": no state held for the partition");
+    return;
+  }
+  first_offsets_.try_emplace({topic, m->partition}, m->offset);
   next_offsets_[{topic, m->partition}] = m->offset + 1;
   std::string source = topic + "/" + std::to_string(m->partition) + "@" + std::to_string(m->offset);
 
@@ -1452,7 +1527,6 @@ Status Service::ProduceState() {
 }  // namespace edgesync
 
 int main(int argc, char** argv) {
-  using edgesync::Fail;
   edgesync::Options o;
   CLI::App app{"edgesync-unpack: verify, decrypt and explode edgesync batches from Kafka into "
                "NDJSON or Kafka records"};
@@ -1521,7 +1595,14 @@ int main(int argc, char** argv) {
   {
     edgesync::Service service(o);
     edgesync::Status st = service.Configure();
-    if (!st.ok()) return Fail(st.message());
+    if (!st.ok()) {
+      // A cluster it cannot reach at start is not a usage error: 1, as a
+      // failure while running, so that a supervisor tries again.
+      const bool unavailable = st.code() == edgesync::Status::Code::kUnavailable ||
+                               st.code() == edgesync::Status::Code::kIOError;
+      edgesync::Log(st.message());
+      return unavailable ? 1 : 2;
+    }
     st = service.Run();
     if (!st.ok()) {
       edgesync::Log(st.message() + "; stopping without committing that round's offsets (it is "

@@ -192,6 +192,12 @@ TEST(Fragment, LimitsBoundMemoryPerSignerAndOverall) {
   EXPECT_EQ(stale.Expire("t", 0, FragmentAssembler::kStaleMessages), 0u);
   EXPECT_EQ(stale.Expire("t", 0, FragmentAssembler::kStaleMessages + 1), 1u);
   EXPECT_FALSE(stale.OldestPending("t", 0).has_value());
+  // Re-sending a fragment the set holds does not keep it alive: it would
+  // hold the partition's committed offset back for as long as it went on.
+  EXPECT_EQ(stale.Add(kA, 0, parts[0]).kind, Kind::kIncomplete);
+  const auto resent = stale.Add(kA, FragmentAssembler::kStaleMessages, parts[0]);
+  EXPECT_TRUE(resent.duplicate);
+  EXPECT_EQ(stale.Expire("t", 0, FragmentAssembler::kStaleMessages + 1), 1u);
 
   // A declared length that does not match the slices is refused.
   std::string lying = parts[1];

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "base/coding.h"
+#include "format/format.h"
 
 namespace edgesync {
 namespace {
@@ -77,6 +78,14 @@ TEST(StreamStateRecord, ValuesNoWriterMakesAreRefused) {
   EXPECT_TRUE(bad(t));
   t = s;
   t.above = {{20, 31}};  // past highest
+  EXPECT_TRUE(bad(t));
+
+  t = s;
+  t.highest = format::kMaxBatchSeq + 1;  // no batch has it: the arithmetic on it would wrap
+  EXPECT_TRUE(bad(t));
+  t = s;
+  t.contiguous = t.highest = UINT64_MAX;
+  t.above.clear();
   EXPECT_TRUE(bad(t));
 
   // A count that claims more ranges than the bytes hold, or than a

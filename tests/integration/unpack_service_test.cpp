@@ -770,6 +770,8 @@ TEST(UnpackConfig, ConfigurationErrorsExitWithCode2AndSayWhatIsWrong) {
       {{"--trust-device-ids", "--group", "g", "-X", "partition.assignment.strategy=cooperative-sticky"},
        "eager"},
       {{"--trust-device-ids", "--metrics-address", "localhost:9464"}, "--metrics-address"},
+      {{"--trust-device-ids", "-X", "enable.auto.commit=true"}, "set by edgesync-unpack itself"},
+      {{"--trust-device-ids", "-X", "isolation.level=read_uncommitted"}, "set by edgesync-unpack itself"},
   };
   for (const auto& [args, says] : cases) {
     harness::SpawnOptions o;
