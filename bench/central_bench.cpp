@@ -70,6 +70,7 @@
 #include <vector>
 
 #include "bench/median.h"
+#include "bench/proc_stats.h"
 #include "bench/payment_events.h"
 #include "format/crypto.h"
 #include "format/envelope.h"
@@ -82,7 +83,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace h = edgesync::harness;
+using edgesync::bench::ChildrenCpuSeconds;
+using edgesync::bench::CpuSeconds;
 using edgesync::bench::Median;
+using edgesync::bench::StatusKib;
 
 constexpr int kPartitions = 6;  // of the input, state and output topics
 constexpr const char* kInput = "bench.central.in";
@@ -93,39 +97,8 @@ constexpr uint64_t kMockPartitionBytes = 5u << 20;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// /proc/<pid>/status fields in KiB; 0 when unreadable.
-uint64_t StatusKib(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  const std::string key = std::string(field) + ":";
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size()));
-  }
-  return 0;
-}
 
-// utime + stime of every thread of `pid`, seconds; 0 when unreadable.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string f;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14) utime = std::stoull(f);
-    if (i == 15) stime = std::stoull(f);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
-double ChildrenCpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_CHILDREN, &ru);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return s(ru.ru_utime) + s(ru.ru_stime);
-}
 
 // Our child running `name` (the basename of its argv[0]); -1 if none. The
 // mock cluster's process, whose CPU the bench reports beside the readers'.

@@ -55,6 +55,7 @@
 
 #include "agent/config.h"
 #include "bench/median.h"
+#include "bench/proc_stats.h"
 #include "bench/payment_events.h"
 #include "bench/series.h"
 #include "format/record.h"
@@ -70,7 +71,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace h = edgesync::harness;
+using edgesync::bench::ChildrenCpuSeconds;
+using edgesync::bench::CpuSeconds;
 using edgesync::bench::Median;
+using edgesync::bench::StatusKib;
 
 constexpr int kPartitions = 3;                  // of every topic
 constexpr const char* kAgentTopic = "bench.drain.agent";
@@ -100,33 +104,7 @@ topics = ["terminal/+/payment/#"]
 kafka_topic = ")" + kAgentTopic + "\"\n";
 }
 
-// /proc/<pid>/status fields in KiB; 0 when unreadable (the process is gone).
-uint64_t StatusKib(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  const std::string key = std::string(field) + ":";
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size()));
-  }
-  return 0;
-}
 
-// utime + stime of every thread of `pid`, seconds; -1 when unreadable.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string f;
-  unsigned long long utime = 0, stime = 0;
-  // Fields from 3 (state) on; utime and stime are fields 14 and 15.
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14) utime = std::stoull(f);
-    if (i == 15) stime = std::stoull(f);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 // write_bytes of /proc/<pid>/io: bytes the process dirtied in the page
 // cache of a block device (see bench/README.md, buffer); 0 when unreadable.
@@ -140,12 +118,6 @@ uint64_t WriteBytes(pid_t pid) {
   return 0;
 }
 
-double ChildrenCpuSeconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_CHILDREN, &ru);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return s(ru.ru_utime) + s(ru.ru_stime);
-}
 
 // Rows (batches and gap records) in the live store, through a read-only
 // connection of our own that is closed at once, so it holds up none of the
