@@ -1,7 +1,8 @@
 // DedupeStore over SQLite. One table, one row per (device, stream): the
 // SequenceTracker::StreamState of that stream. The out-of-order ranges are
-// a blob of little-endian u64 pairs (first, last): at most 65,536 of them,
-// written and read whole with their stream.
+// a blob of little-endian u64 pairs (first, last): at most 16,384 of them,
+// written and read whole with their stream. Schema 2 adds `reported` (NULL
+// in rows of schema 1: read as `highest`).
 #include "central/dedupe_store.h"
 
 #include <sqlite3.h>
@@ -13,7 +14,7 @@ namespace edgesync {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // Sequences are u64 and times i64; SQLite integers are i64, so sequences
 // are stored bit for bit as i64 and read back as u64.
@@ -102,8 +103,10 @@ Result<std::unique_ptr<DedupeStore>> DedupeStore::Open(const std::string& path) 
   if (version < kSchemaVersion) {
     sqlite::Transaction txn(db);
     if (!txn.Begun().ok()) return SqlError(db, "dedupe db " + path);
-    EDGESYNC_RETURN_IF_ERROR(store->Exec(kSchemaV1, "create dedupe db schema"));
-    EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=1", "create dedupe db schema"));
+    if (version < 1) EDGESYNC_RETURN_IF_ERROR(store->Exec(kSchemaV1, "create dedupe db schema"));
+    EDGESYNC_RETURN_IF_ERROR(
+        store->Exec("ALTER TABLE streams ADD COLUMN reported INTEGER", "upgrade dedupe db schema"));
+    EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA user_version=2", "upgrade dedupe db schema"));
     EDGESYNC_RETURN_IF_ERROR(txn.Commit("create dedupe db schema"));
   }
   return store;
@@ -119,7 +122,7 @@ Status DedupeStore::Exec(const char* sql, const std::string& what) {
 Result<size_t> DedupeStore::Load(int64_t cutoff_us, SequenceTracker* tracker) {
   Result<size_t> forgotten = ForgetSeenBefore(cutoff_us);
   if (!forgotten.ok()) return forgotten.status();
-  Stmt q(db_, "SELECT device, stream, contiguous, highest, above, last_seen_us FROM streams");
+  Stmt q(db_, "SELECT device, stream, contiguous, highest, above, last_seen_us, reported FROM streams");
   if (!q.ok()) return SqlError(db_, "read dedupe db");
   size_t n = 0;
   int rc;
@@ -129,6 +132,8 @@ Result<size_t> DedupeStore::Load(int64_t cutoff_us, SequenceTracker* tracker) {
     s.highest = static_cast<uint64_t>(q.ColInt(3));
     EDGESYNC_RETURN_IF_ERROR(DecodeRanges(q.ColBlob(4), &s.above));
     s.last_seen_us = q.ColInt(5);
+    s.reported = sqlite3_column_type(q.get(), 6) == SQLITE_NULL ? s.highest
+                                                                 : static_cast<uint64_t>(q.ColInt(6));
     tracker->Restore(q.ColBlob(0), q.ColBlob(1), std::move(s));
     ++n;
   }
@@ -142,7 +147,7 @@ Status DedupeStore::Save(const std::vector<SequenceTracker::SavedStream>& stream
   if (!txn.Begun().ok()) return SqlError(db_, "save dedupe state");
   Stmt put(db_,
            "INSERT OR REPLACE INTO streams (device, stream, contiguous, highest, above, "
-           "last_seen_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+           "last_seen_us, reported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   Status st = put.ok() ? Status::OK() : SqlError(db_, "save dedupe state");
   for (size_t i = 0; st.ok() && i < streams.size(); ++i) {
     const SequenceTracker::SavedStream& s = streams[i];
@@ -153,6 +158,7 @@ Status DedupeStore::Save(const std::vector<SequenceTracker::SavedStream>& stream
     put.Int(4, static_cast<int64_t>(s.state.highest));
     put.Blob(5, ranges);
     put.Int(6, s.state.last_seen_us);
+    put.Int(7, static_cast<int64_t>(s.state.reported));
     if (sqlite3_step(put.get()) != SQLITE_DONE) st = SqlError(db_, "save dedupe state");
     sqlite3_reset(put.get());
   }

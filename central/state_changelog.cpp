@@ -8,7 +8,8 @@ namespace edgesync {
 
 namespace {
 
-constexpr uint8_t kStateVersion = 1;
+// Version 2 adds `reported`; version 1 is read as reported = highest.
+constexpr uint8_t kStateVersion = 2;
 // Out-of-order ranges a tracker keeps per stream, plus the one that may be
 // pending absorption.
 constexpr uint64_t kMaxRanges = SequenceTracker::kMaxOutOfOrder + 1;
@@ -45,10 +46,11 @@ bool ParseStateKey(std::string_view key, std::string* topic, std::string* device
 
 std::string EncodeStreamState(const SequenceTracker::StreamState& s) {
   std::string out;
-  out.reserve(1 + 8 * 4 + 16 * s.above.size());
+  out.reserve(1 + 8 * 5 + 16 * s.above.size());
   PutU8(&out, kStateVersion);
   PutU64(&out, s.contiguous);
   PutU64(&out, s.highest);
+  PutU64(&out, s.reported);
   PutI64(&out, s.last_seen_us);
   PutU32(&out, static_cast<uint32_t>(s.above.size()));
   for (const auto& [first, last] : s.above) {
@@ -60,10 +62,12 @@ std::string EncodeStreamState(const SequenceTracker::StreamState& s) {
 
 Result<SequenceTracker::StreamState> DecodeStreamState(std::string_view value) {
   ByteReader in(value);
-  if (in.U8() != kStateVersion) return Status::Corruption("state record: unknown version");
+  const uint8_t version = in.U8();
+  if (version != 1 && version != kStateVersion) return Status::Corruption("state record: unknown version");
   SequenceTracker::StreamState s;
   s.contiguous = in.U64();
   s.highest = in.U64();
+  s.reported = version == 1 ? s.highest : in.U64();
   s.last_seen_us = in.I64();
   const uint32_t ranges = in.U32();
   if (in.failed()) return Status::Corruption("state record: truncated");
@@ -72,6 +76,7 @@ Result<SequenceTracker::StreamState> DecodeStreamState(std::string_view value) {
                               std::to_string(in.remaining()) + " bytes");
   }
   if (s.highest < s.contiguous) return Status::Corruption("state record: highest below contiguous");
+  if (s.reported > s.highest) return Status::Corruption("state record: reported above highest");
   // Batch sequences stop at 2^63 - 1 (FORMAT.md): the arithmetic on them
   // below and in the tracker never wraps.
   if (s.highest > format::kMaxBatchSeq) return Status::Corruption("state record: sequence out of range");

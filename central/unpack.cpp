@@ -15,7 +15,7 @@ bool SequenceTracker::ObserveRange(const std::string& device, const std::string&
   auto [it, inserted] = streams_.try_emplace({device, stream});
   StreamState& s = it->second;
   if (inserted && !expect_first_ && first > 0) s.contiguous = first - 1;
-  if (inserted) s.highest = s.contiguous;
+  if (inserted) s.highest = s.reported = s.contiguous;
   // A duplicate also proves the stream alive: it is not forgotten by age.
   if (s.last_seen_us != now_us_) {
     s.last_seen_us = now_us_;
@@ -29,7 +29,20 @@ bool SequenceTracker::ObserveRange(const std::string& device, const std::string&
   if (lo != s.above.begin() && std::prev(lo)->second + 1 >= first) --lo;
   if (lo != s.above.end() && lo->first <= first && lo->second >= last) return false;
   dirty_.insert(it->first);
-  if (first > s.highest + 1) gaps->push_back({device, stream, s.highest + 1, first - 1});
+  if (gaps != nullptr) {
+    // The holes below `first` not reported before: what is neither seen
+    // nor accounted for in (max(reported, contiguous), first).
+    uint64_t at = std::max(s.reported, s.contiguous) + 1;
+    auto r = s.above.upper_bound(at);
+    if (r != s.above.begin() && std::prev(r)->second >= at) --r;
+    for (; at < first && r != s.above.end() && r->first < first; ++r) {
+      if (r->second < at) continue;
+      if (r->first > at) gaps->push_back({device, stream, at, r->first - 1});
+      at = r->second + 1;
+    }
+    if (at < first) gaps->push_back({device, stream, at, first - 1});
+    s.reported = std::max(s.reported, last);
+  }
   s.highest = std::max(s.highest, last);
   uint64_t a = first, b = last;
   while (lo != s.above.end() && lo->first <= b + 1) {
@@ -151,12 +164,11 @@ Unpacked Unpacker::Accept(OpenedEnvelope envelope, SequenceTracker* tracker) {
   const BatchHeader& h = u.envelope.header;
   if (u.envelope.gap) {
     // The agent says it gave these batches up: they are accounted for.
-    // Holes a gap record jumps over are neither reported nor counted as
-    // missing: the agent sends the gap records of one loss in no fixed
-    // order among themselves, and the earlier ones follow.
+    // Holes a gap record jumps over are not reported now (the agent sends
+    // the gap records of one loss in no fixed order among themselves, and
+    // the earlier ones follow), but by the next batch if still open.
     const Gap& g = *u.envelope.gap;
-    std::vector<SequenceTracker::Gap> skipped;
-    if (!tracker->ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, &skipped)) {
+    if (!tracker->ObserveRange(h.device_id, h.stream, g.first_seq, g.last_seq, nullptr)) {
       u.duplicate = true;
       ++stats_.duplicate_batches;
       return u;

@@ -34,6 +34,9 @@ class SequenceTracker {
   struct StreamState {
     uint64_t contiguous = 0;  // every seq <= this was seen
     uint64_t highest = 0;
+    // Every seq <= this was seen, accounted for by a gap record, or
+    // reported missing: the next batch reports the unseen ones above it.
+    uint64_t reported = 0;
     // Seen ranges above contiguous + 1 (first -> last), disjoint, not adjacent.
     std::map<uint64_t, uint64_t> above;
     int64_t last_seen_us = 0;  // wall clock of the last Observe (SetTime)
@@ -51,12 +54,16 @@ class SequenceTracker {
   // expect_first_batch: the stream is read from its start, so the first
   // batch must be 1 (else whatever comes first is the baseline).
   explicit SequenceTracker(bool expect_first_batch) : expect_first_(expect_first_batch) {}
-  // True when (device, stream, seq) is new; false for a duplicate. A jump
-  // past the highest sequence seen appends the skipped range to `gaps`.
+  // True when (device, stream, seq) is new; false for a duplicate. A batch
+  // appends to `gaps` every sequence below it not yet seen, accounted for
+  // or reported (a hole a gap record jumped over included): each hole is
+  // reported once.
   bool Observe(const std::string& device, const std::string& stream, uint64_t seq,
                std::vector<Gap>* gaps);
-  // The same for a range of sequences (a gap record's): true when any of
-  // them is new.
+  // The same for a range of sequences: true when any of them is new. With
+  // `gaps` nullptr (a gap record's range) it reports no hole: the agent
+  // sends the gap records of one loss in no fixed order, and the holes
+  // between them are the next batch's to report.
   bool ObserveRange(const std::string& device, const std::string& stream, uint64_t first,
                     uint64_t last, std::vector<Gap>* gaps);
   // Ranges held because they arrived past a gap, over all streams.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <fstream>
 
 #include "tests/support/temp_dir.h"
@@ -133,6 +135,50 @@ TEST_F(DedupeStoreTest, AFileThatIsNotADedupeDbIsRefused) {
   Result<std::unique_ptr<DedupeStore>> s = DedupeStore::Open(path_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), Status::Code::kCorruption) << s.status().ToString();
+}
+
+// A file of schema 1 (before `reported`) opens, is upgraded, and its
+// streams read as if every hole below `highest` had been reported.
+TEST_F(DedupeStoreTest, ASchemaOneFileIsUpgradedInPlace) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE streams (device BLOB NOT NULL, stream BLOB NOT NULL, "
+                         "contiguous INTEGER NOT NULL, highest INTEGER NOT NULL, above BLOB NOT NULL, "
+                         "last_seen_us INTEGER NOT NULL, PRIMARY KEY (device, stream)) WITHOUT ROWID;"
+                         "INSERT INTO streams VALUES (X'6431', X'73', 3, 9, X'', 864000000000000);"
+                         "PRAGMA user_version=1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  SequenceTracker t(true);
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    Result<size_t> n = store->Load(9 * kDay, &t);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, 1u);
+  }
+  const SequenceTracker::StreamState* s = t.Find("d1", "s");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->contiguous, 3u);
+  EXPECT_EQ(s->reported, 9u);
+  // The old reader reported 4..8 when 9 came: the next batch reports only what is new.
+  std::vector<SequenceTracker::Gap> gaps;
+  t.SetTime(10 * kDay);
+  EXPECT_TRUE(t.Observe("d1", "s", 12, &gaps));
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].first, 10u);
+  EXPECT_EQ(gaps[0].last, 11u);
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->Save(t.TakeDirty()).ok());
+    SequenceTracker again(true);
+    ASSERT_TRUE(store->Load(9 * kDay, &again).ok());
+    ASSERT_NE(again.Find("d1", "s"), nullptr);
+    EXPECT_EQ(*again.Find("d1", "s"), *t.Find("d1", "s"));
+  }
 }
 
 }  // namespace

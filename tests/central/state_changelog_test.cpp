@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 
 #include "base/coding.h"
@@ -49,6 +50,23 @@ TEST(StreamStateRecord, WhatATrackerHoldsComesBackTheSame) {
   }
 }
 
+TEST(StreamStateRecord, VersionOneReadsAsEveryHoleBelowHighestReported) {
+  std::string v1;
+  PutU8(&v1, 1);
+  PutU64(&v1, 3);   // contiguous
+  PutU64(&v1, 9);   // highest
+  PutI64(&v1, 42);  // last_seen_us
+  PutU32(&v1, 1);
+  PutU64(&v1, 9);
+  PutU64(&v1, 9);
+  Result<SequenceTracker::StreamState> s = DecodeStreamState(v1);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->contiguous, 3u);
+  EXPECT_EQ(s->reported, 9u);
+  EXPECT_EQ(s->last_seen_us, 42);
+  EXPECT_EQ(s->above, (std::map<uint64_t, uint64_t>{{9, 9}}));
+}
+
 TEST(StreamStateRecord, ValuesNoWriterMakesAreRefused) {
   SequenceTracker::StreamState s;
   s.contiguous = 10;
@@ -59,7 +77,7 @@ TEST(StreamStateRecord, ValuesNoWriterMakesAreRefused) {
 
   EXPECT_FALSE(DecodeStreamState("").ok());
   std::string v = good;
-  v[0] = 2;  // a version this reader does not know
+  v[0] = 3;  // a version this reader does not know
   EXPECT_FALSE(DecodeStreamState(v).ok());
   for (size_t cut = 0; cut < good.size(); ++cut) {
     EXPECT_FALSE(DecodeStreamState(good.substr(0, cut)).ok()) << cut;
@@ -81,6 +99,9 @@ TEST(StreamStateRecord, ValuesNoWriterMakesAreRefused) {
   EXPECT_TRUE(bad(t));
 
   t = s;
+  t.reported = 31;  // above highest
+  EXPECT_TRUE(bad(t));
+  t = s;
   t.highest = format::kMaxBatchSeq + 1;  // no batch has it: the arithmetic on it would wrap
   EXPECT_TRUE(bad(t));
   t = s;
@@ -91,9 +112,10 @@ TEST(StreamStateRecord, ValuesNoWriterMakesAreRefused) {
   // A count that claims more ranges than the bytes hold, or than a
   // tracker keeps, is refused before anything is allocated for it.
   std::string huge;
-  PutU8(&huge, 1);
+  PutU8(&huge, 2);
   PutU64(&huge, 0);
   PutU64(&huge, UINT64_MAX);
+  PutU64(&huge, 0);
   PutI64(&huge, 0);
   PutU32(&huge, UINT32_MAX);
   EXPECT_FALSE(DecodeStreamState(huge).ok());

@@ -320,8 +320,17 @@ TEST(Unpacker, MissingBatchesCountsExactlyTheBatchesOfTheMissingLines) {
       {"gap 2..2, batch 1", {{2, 2, true}, {1, 1, false}}, {}},
       {"gap 2..5, batch 1, batch 6", {{2, 5, true}, {1, 1, false}, {6, 6, false}}, {}},
       {"gap 4..6, gap 1..3, batch 7", {{4, 6, true}, {1, 3, true}, {7, 7, false}}, {}},
-      // Jumped over by a gap record (2): never reported; by a batch (5): reported.
-      {"batch 1, gap 3..4, batch 6", {{1, 1, false}, {3, 4, true}, {6, 6, false}}, {{5, 5}}},
+      // Jumped over by a gap record (2): reported by the next batch, with
+      // the hole that batch jumps (5); by then no gap record accounted for it.
+      {"batch 1, gap 3..4, batch 6", {{1, 1, false}, {3, 4, true}, {6, 6, false}}, {{2, 2}, {5, 5}}},
+      // The gap record for it came first: only 5.
+      {"batch 1, gap 3..4, gap 2..2, batch 6",
+       {{1, 1, false}, {3, 4, true}, {2, 2, true}, {6, 6, false}},
+       {{5, 5}}},
+      // Holes between gap records and batches, each reported once.
+      {"batch 1, gap 4..4, gap 8..9, batch 11, batch 12",
+       {{1, 1, false}, {4, 4, true}, {8, 9, true}, {11, 11, false}, {12, 12, false}},
+       {{2, 3}, {5, 7}, {10, 10}}},
       {"batch 1, batch 4, gap 2..2, batch 6",
        {{1, 1, false}, {4, 4, false}, {2, 2, true}, {6, 6, false}},
        {{2, 3}, {5, 5}}},
