@@ -397,7 +397,6 @@ class RoundProducer {
     produced_ = failed_ = 0;
     first_error_.clear();
     if (!in_transaction_) return Status::OK();
-    ++aborts_;
     while (rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_, -1)) {
       std::string why = rd_kafka_error_string(e);
       const bool retry = rd_kafka_error_is_retriable(e) && g_stop < 2;
@@ -408,7 +407,6 @@ class RoundProducer {
     return Status::OK();
   }
   bool transactional() const { return transactional_; }
-  uint64_t aborts() const { return aborts_; }
 
  private:
   RoundProducer() = default;
@@ -426,24 +424,13 @@ class RoundProducer {
                                       "fatal error: give each instance its own --instance-id)"
                                     : ""));
     }
-    ++aborts_;
-    produced_ = failed_ = 0;
-    first_error_.clear();
-    while (rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_, -1)) {
-      if (!rd_kafka_error_is_retriable(e) || g_stop > 1) {
-        std::string more = rd_kafka_error_string(e);
-        rd_kafka_error_destroy(e);
-        return Status::IOError("transaction " + why + "; abort failed too: " + more);
-      }
-      rd_kafka_error_destroy(e);
-    }
-    in_transaction_ = false;
+    Status aborted = Abort();
+    if (!aborted.ok()) return Status::IOError("transaction " + why + "; " + aborted.message());
     return Status::Aborted("transaction " + why + "; aborted");
   }
 
   bool transactional_ = false;
   bool in_transaction_ = false;
-  uint64_t aborts_ = 0;
   rd_kafka_t* rk_ = nullptr;
   uint64_t max_message_bytes_ = 1'000'000;
   uint64_t produced_ = 0;
@@ -516,7 +503,6 @@ struct Counters {
   uint64_t fragments_abandoned = 0;  // partial sets given up (resent from the start, broken, evicted)
   uint64_t transaction_aborts = 0;
   uint64_t restores = 0;             // partitions whose state was restored
-  uint64_t restored_streams = 0;
   int64_t restore_us = 0;            // time spent restoring, in all
   int64_t last_restore_us = 0;       // the last assignment's restore
 };
@@ -1038,14 +1024,23 @@ Status Service::RestorePartitions(const rd_kafka_topic_partition_list_t* parts) 
     targets[tp.second][tp.first] = tracker.get();
     trackers_[tp] = std::move(tracker);
   }
+  // Bounded: a state partition that cannot be read (its leader gone) must
+  // not hold the rebalance callback, and with it the instance, for ever.
+  constexpr int64_t kRestoreTimeoutUs = 300'000'000;
+  const int64_t give_up_at = Env::Default()->MonotonicMicros() + kRestoreTimeoutUs;
+  bool timed_out = false;
   Result<RestoreStats> r = RestoreState(
-      restorer_, o_.state_topic, targets, [] { return g_stop > 1; },
+      restorer_, o_.state_topic, targets,
+      [&] { return g_stop > 1 || (timed_out = Env::Default()->MonotonicMicros() > give_up_at); },
       [](const std::string& line) { Log(line); });
+  if (timed_out) {
+    return Status::Unavailable("state topic " + o_.state_topic + " not read to its end within " +
+                               std::to_string(kRestoreTimeoutUs / 1'000'000) + " s");
+  }
   if (!r.ok()) return r.status();
   // Restored state is what the changelog holds already: nothing to write.
   for (auto& [tp, tracker] : trackers_) (void)tracker->TakeDirty();
   counters_.restores += static_cast<uint64_t>(parts->cnt);
-  counters_.restored_streams += r->streams;
   counters_.restore_us += r->micros;
   counters_.last_restore_us = r->micros;
   Log("restored " + std::to_string(r->streams) + " stream(s) of " + std::to_string(parts->cnt) +

@@ -329,6 +329,9 @@ TEST_F(UnpackService, AnIncompleteFragmentSetIsReadAgainAfterARestart) {
 std::string GetMetrics(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return "";
+  const timeval timeout{10, 0};  // a server that never answers fails the read, not the test run
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -492,7 +495,8 @@ TEST_F(UnpackService, InstancesOfOneGroupWriteEachEventOnceAcrossKillsHandoversA
 
   // Devices go on sending, with re-sends, while the group changes.
   Status writer_status;
-  std::thread writer([&] {
+  // Joined on every way out, a failed assertion's too.
+  std::jthread writer([&] {
     for (uint64_t first = 9; first <= kBatches && writer_status.ok(); first += 4) {
       writer_status = write(first - 2, std::min(first + 3, kBatches));
     }
