@@ -90,10 +90,13 @@ ZSTD_CCtx* ThreadCCtx() {
   thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
   return ctx.get();
 }
-ZSTD_DCtx* ThreadDCtx() {
-  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  return ctx.get();
-}
+// A new decompression context for every envelope, never a reused one: a
+// used zstd 1.5 context keeps state from the frames it decoded, and a crafted
+// frame decodes differently after another (the same bytes that a new context
+// decoded failed on a used one). One device's batch must not depend on, or
+// learn from, the batches decoded before it. A context costs ~7 us to make.
+using DCtxPtr = std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)>;
+DCtxPtr NewDCtx() { return DCtxPtr(ZSTD_createDCtx(), ZSTD_freeDCtx); }
 
 std::string_view AsView(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
 
@@ -513,10 +516,12 @@ Result<OpenedEnvelope> OpenEnvelope(std::string_view bytes, const OpenOptions& o
       return Status::Corruption("envelope body is not one zstd frame of its stated size");
     }
     raw.resize(raw_len);
+    const DCtxPtr dctx = NewDCtx();
+    if (dctx == nullptr) return Status::IOError("out of memory for a zstd decompression context");
     size_t n = dict != nullptr
-                   ? ZSTD_decompress_usingDDict(ThreadDCtx(), raw.data(), raw.size(), stored.data(),
+                   ? ZSTD_decompress_usingDDict(dctx.get(), raw.data(), raw.size(), stored.data(),
                                                 stored.size(), dict->ddict())
-                   : ZSTD_decompressDCtx(ThreadDCtx(), raw.data(), raw.size(), stored.data(), stored.size());
+                   : ZSTD_decompressDCtx(dctx.get(), raw.data(), raw.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != raw_len) {
       reason = Rejection::kCodec;
       return Status::Corruption("envelope body does not decompress to its stated size");
