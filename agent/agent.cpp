@@ -94,11 +94,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   }
 
   StoreOptions sto;
+  static_cast<StoreLimits&>(sto) = config.buffer;
   sto.device_id = config.device_id;
   sto.signer = a->device_key_;
-  sto.max_bytes = static_cast<uint64_t>(config.buffer_max_bytes);
-  sto.min_free_bytes = static_cast<uint64_t>(config.buffer_min_free_bytes);
-  sto.max_age_us = static_cast<int64_t>(config.buffer_max_age * 1e6);
   Result<std::shared_ptr<const Pipeline>> pipeline = Pipeline::Build(config);
   if (!pipeline.ok()) return pipeline.status();
   a->pipeline_ = std::move(pipeline).value();
@@ -136,12 +134,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   }
 
   SealerOptions so;
+  static_cast<BatchLimits&>(so) = config.batch;
   so.device_id = config.device_id;
   so.journal_dir = dir + "/journal";
-  so.max_events = static_cast<uint32_t>(config.batch_max_events);
-  so.max_bytes = static_cast<size_t>(config.batch_max_bytes);
-  so.max_age_us = static_cast<int64_t>(config.batch_max_age * 1e6);
-  so.sync_interval_us = static_cast<int64_t>(config.sync_interval * 1e6);
   so.seal.zstd_level = static_cast<int>(config.zstd_level);
   so.seal.signer = &*a->device_key_;
   if (!config.batch_dictionary.empty()) {
@@ -170,6 +165,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   a->sealer_ = std::move(sealer).value();
 
   UploaderOptions uo;
+  static_cast<UploadLimits&>(uo) = config.upload;
   uo.brokers = config.kafka_brokers;
   uo.device_id = config.device_id;
   uo.signer = a->device_key_;
@@ -181,11 +177,6 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
       uo.topics.push_back(spec.kafka_topic);
     }
   }
-  uo.max_in_flight = static_cast<size_t>(config.kafka_max_in_flight);
-  uo.max_in_flight_bytes = static_cast<uint64_t>(config.kafka_max_in_flight_bytes);
-  uo.max_bytes_per_sec = static_cast<uint64_t>(config.kafka_max_bytes_per_sec);
-  uo.backoff_max_us = static_cast<int64_t>(config.kafka_retry_backoff_max * 1e6);
-  uo.blocked_retry_us = static_cast<int64_t>(config.kafka_blocked_retry_interval * 1e6);
   Result<std::unique_ptr<Uploader>> up = Uploader::Create(a->store_.get(), env, uo);
   if (!up.ok()) return up.status();
   a->uploader_ = std::move(up).value();

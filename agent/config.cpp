@@ -26,211 +26,87 @@
 namespace edgesync {
 namespace {
 
-enum class Kind { kString, kInt, kSize, kDuration, kStringList };
-
-// One option, declared once.
-struct OptionSpec {
-  const char* key;  // dotted path in the file
-  Kind kind;
-  const char* description;
-  std::string Config::*str = nullptr;
-  int64_t Config::*num = nullptr;
-  double Config::*secs = nullptr;
-  std::vector<std::string> Config::*list = nullptr;
-  int64_t min = 0;
-  int64_t max = INT64_MAX;
-  std::vector<std::string> choices = {};  // allowed strings, if restricted
-  bool required = false;
-};
-
-const std::vector<OptionSpec>& Options() {
+// Every option: the modules' tables and the agent's own.
+const OptionTable<Config>& Options() {
   using C = Config;
-  static const std::vector<OptionSpec> kOptions = {
-      {.key = "agent.device_id", .kind = Kind::kString,
-       .description = "This device's id: Kafka message key and part of every batch header. 1-255 bytes.",
-       .str = &C::device_id, .required = true},
-      {.key = "agent.profile", .kind = Kind::kString,
-       .description = "A fleet profile (plugins/profiles/) this file is laid over: its streams and plugins, with this file's keys winning and its [[streams]] replacing the profile's of the same name. Relative to this file's directory.",
-       .str = &C::profile},
-      {.key = "agent.state_dir", .kind = Kind::kString,
-       .description = "Directory for the journal and the store (created if missing, mode 0700).",
-       .str = &C::state_dir},
-      {.key = "agent.device_key", .kind = Kind::kString,
-       .description = "This device's Ed25519 signing key (PEM), which signs every batch; empty: <state_dir>/device.key. Made on first start (mode 0600), with its enrolment file beside it (device.pub) for the central side's --device-keys directory. Never replaced: a bundle cannot set it.",
-       .str = &C::device_key},
-      {.key = "agent.log_level", .kind = Kind::kString, .description = "Log level on stderr.",
-       .str = &C::log_level,
-       .choices = {"trace", "debug", "info", "warn", "error", "critical", "off"}},
-      {.key = "agent.shutdown_timeout", .kind = Kind::kDuration,
-       .description = "On SIGTERM/SIGINT, how long to keep uploading before exiting; the rest stays in the store.",
-       .secs = &C::shutdown_timeout},
-      {.key = "agent.stats_interval", .kind = Kind::kDuration,
-       .description = "Interval of the one-line counters in the log; 0 turns them off.",
-       .secs = &C::stats_interval},
-      {.key = "agent.heartbeat_interval", .kind = Kind::kDuration,
-       .description = "Interval of the health records (counters, buffer, connection states, last errors) the agent sends on its own stream `_agent`; 0 turns them off.",
-       .secs = &C::heartbeat_interval},
-      {.key = "agent.health_topic", .kind = Kind::kString,
-       .description = "Kafka topic of the health records.", .str = &C::health_topic},
-      {.key = "mqtt.host", .kind = Kind::kString,
-       .description = "Broker host (the device's local broker).", .str = &C::mqtt_host},
-      {.key = "mqtt.port", .kind = Kind::kInt, .description = "Broker port.",
-       .num = &C::mqtt_port, .min = 1, .max = 65535},
-      {.key = "mqtt.client_id", .kind = Kind::kString,
-       .description = "Fixed client id: with a persistent session the broker keeps our queue while we are away.",
-       .str = &C::mqtt_client_id},
-      {.key = "mqtt.keepalive", .kind = Kind::kInt, .description = "MQTT keepalive in seconds.",
-       .num = &C::mqtt_keepalive, .min = 5, .max = 65535},
-      {.key = "mqtt.qos", .kind = Kind::kInt,
-       .description = "QoS of the subscriptions. 1: at least once (QoS 2 publishes arrive at QoS 1: libmosquitto acknowledges QoS 2 before the agent sees the message).",
-       .num = &C::mqtt_qos, .min = 0, .max = 1},
-      {.key = "mqtt.protocol", .kind = Kind::kString,
-       .description = "MQTT protocol version: \"5\" or \"3.1.1\".", .str = &C::mqtt_protocol,
-       .choices = {"5", "3.1.1"}},
-      {.key = "mqtt.session_expiry", .kind = Kind::kDuration,
-       .description = "MQTT 5: how long the broker keeps the agent's session and queue while it is away.",
-       .secs = &C::mqtt_session_expiry},
-      {.key = "mqtt.receive_maximum", .kind = Kind::kInt,
-       .description = "MQTT 5: messages the broker may send before the agent acknowledges them.",
-       .num = &C::mqtt_receive_maximum, .min = 1, .max = 65535},
-      {.key = "mqtt.username", .kind = Kind::kString,
-       .description = "User name, if the broker wants one.", .str = &C::mqtt_username},
-      {.key = "mqtt.password_file", .kind = Kind::kString,
-       .description = "File holding the password (its first line). The password is never in the config or the log.",
-       .str = &C::mqtt_password_file},
-      {.key = "mqtt.ca_file", .kind = Kind::kString,
-       .description = "CA certificate(s) to verify the broker with; setting it turns TLS on.",
-       .str = &C::mqtt_ca_file},
-      {.key = "mqtt.cert_file", .kind = Kind::kString,
-       .description = "Client certificate for mutual TLS (with key_file).", .str = &C::mqtt_cert_file},
-      {.key = "mqtt.key_file", .kind = Kind::kString,
-       .description = "Client private key for mutual TLS (with cert_file).", .str = &C::mqtt_key_file},
-      {.key = "mqtt.tls_version", .kind = Kind::kString, .description = "Lowest TLS version accepted.",
-       .str = &C::mqtt_tls_version, .choices = {"tlsv1.2", "tlsv1.3"}},
-      {.key = "mqtt.status_topic", .kind = Kind::kString,
-       .description = "Retained \"online\"/\"offline\" status, \"offline\" also as the last will. Default: \"edgesync/<client_id>/status\".",
-       .str = &C::mqtt_status_topic},
-      {.key = "mqtt.max_payload", .kind = Kind::kSize,
-       .description = "A larger payload goes to the dead-letter stream, cut to this size.",
-       .num = &C::mqtt_max_payload, .min = 1, .max = 16 << 20},
-      {.key = "mqtt.max_packet_size", .kind = Kind::kSize,
-       .description = "MQTT 5: the largest message the broker may send the agent, announced when it connects (the broker drops larger ones; the broker drop-in refuses them from publishers). Bounds what one message costs in memory. At least mqtt.max_payload + 64KiB.",
-       .num = &C::mqtt_max_packet_size, .min = 128 << 10, .max = 256 << 20},
-      {.key = "mqtt.unmatched", .kind = Kind::kString,
-       .description = "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".",
-       .str = &C::mqtt_unmatched, .choices = {"dead-letter", "drop"}},
-      {.key = "mqtt.subscribe", .kind = Kind::kStringList,
-       .description = "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).",
-       .list = &C::mqtt_subscribe},
-      {.key = "buffer.sync_interval", .kind = Kind::kDuration,
-       .description = "Journal fdatasync interval: the most a power cut can take.",
-       .secs = &C::sync_interval},
-      {.key = "buffer.max_bytes", .kind = Kind::kSize,
-       .description = "Most sealed batches the store keeps (envelope bytes). Beyond it the lowest priority, oldest batches are given up, each recorded and uploaded as a gap (reason \"quota\").",
-       .num = &C::buffer_max_bytes, .min = 1 << 20, .max = 1ll << 50},
-      {.key = "buffer.min_free_bytes", .kind = Kind::kSize,
-       .description = "Free space to leave on state_dir's file system; below it batches are given up the same way (reason \"disk-full\"). 0: no check.",
-       .num = &C::buffer_min_free_bytes, .min = 0, .max = 1ll << 50},
-      {.key = "buffer.max_age", .kind = Kind::kDuration,
-       .description = "Batches whose newest event is older are given up (reason \"expired\"). 0: keep until uploaded.",
-       .secs = &C::buffer_max_age},
-      {.key = "batch.max_events", .kind = Kind::kInt,
-       .description = "A batch is sealed at this many events,", .num = &C::batch_max_events,
-       .min = 1, .max = 1'000'000},
-      {.key = "batch.max_bytes", .kind = Kind::kSize,
-       .description = "or at this many bytes before compression (e.g. \"512KiB\"),",
-       .num = &C::batch_max_bytes, .min = 1024, .max = 32 << 20},
-      {.key = "batch.max_age", .kind = Kind::kDuration,
-       .description = "or this long after its first event.", .secs = &C::batch_max_age},
-      {.key = "batch.zstd_level", .kind = Kind::kInt, .description = "zstd compression level (1-19).",
-       .num = &C::zstd_level, .min = 1, .max = 19},
-      {.key = "batch.dictionary", .kind = Kind::kString,
-       .description = "zstd dictionary file (made by `edgesync dict train`): much smaller small batches. The central side needs the same file (`edgesync-unpack --dict-dir`).",
-       .str = &C::batch_dictionary},
-      {.key = "encryption.public_key", .kind = Kind::kString,
-       .description = "The central service's X25519 public key (PEM, from `edgesync keygen`). Set: every batch is sealed so that only the matching private key opens it, and the journal is encrypted too. The device holds no key that opens its batches.",
-       .str = &C::encryption_public_key},
-      {.key = "encryption.journal_key", .kind = Kind::kString,
-       .description = "The journal's own key (32 random bytes, created mode 0600 if missing). Default: <state_dir>/journal.key; put it on a separate protected medium if you have one.",
-       .str = &C::encryption_journal_key},
-      {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
-       .description = "Kafka topic of the dead-letter stream (reasons in README).",
-       .str = &C::dead_letter_topic},
-      {.key = "metrics.textfile", .kind = Kind::kString,
-       .description = "A Prometheus file for node_exporter's textfile collector (a `.prom` name in its directory, e.g. /var/lib/prometheus/node-exporter/edgesync.prom), rewritten atomically every metrics.interval with the health records' counters. Empty: none.",
-       .str = &C::metrics_textfile},
-      {.key = "metrics.interval", .kind = Kind::kDuration,
-       .description = "Interval of the metrics file's updates.", .secs = &C::metrics_interval},
-      {.key = "plugins.dir", .kind = Kind::kString,
-       .description = "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.",
-       .str = &C::plugins_dir},
-      {.key = "fleet.public_keys", .kind = Kind::kStringList,
-       .description = "The fleet's Ed25519 public keys (PEM files, `edgesync bundle keygen`): set, the agent takes signed configuration bundles (README, Fleet rollout). Empty: off.",
-       .list = &C::fleet_public_keys},
-      {.key = "fleet.drop_dir", .kind = Kind::kString,
-       .description = "Directory the fleet's update channel drops bundles into, as *.bundle files (write elsewhere, then rename in). Taken within a second, then removed.",
-       .str = &C::fleet_drop_dir},
-      {.key = "fleet.mqtt_topic", .kind = Kind::kString,
-       .description = "Topic on the local broker where bundles arrive, retained (\"{device_id}\" is replaced by agent.device_id), e.g. \"fleet/config/{device_id}\" or a group's topic. At most mqtt.max_payload bytes.",
-       .str = &C::fleet_mqtt_topic},
-      {.key = "fleet.probation", .kind = Kind::kDuration,
-       .description = "How long a new bundle's health is watched before it counts as good; a failure in that time rolls back to the last good bundle.",
-       .secs = &C::fleet_probation},
-      {.key = "kafka.brokers", .kind = Kind::kString,
-       .description = "Kafka bootstrap servers, host:port[,host:port...].", .str = &C::kafka_brokers,
-       .required = true},
-      {.key = "kafka.security_protocol", .kind = Kind::kString,
-       .description = "How to reach the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.",
-       .str = &C::kafka_security_protocol, .choices = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"}},
-      {.key = "kafka.ssl_ca_file", .kind = Kind::kString,
-       .description = "CA certificate(s) to verify the brokers with (ssl, sasl_ssl). Default: the system's.",
-       .str = &C::kafka_ssl_ca_file},
-      {.key = "kafka.ssl_cert_file", .kind = Kind::kString,
-       .description = "Client certificate for mutual TLS (with ssl_key_file).", .str = &C::kafka_ssl_cert_file},
-      {.key = "kafka.ssl_key_file", .kind = Kind::kString,
-       .description = "Client private key for mutual TLS (with ssl_cert_file).", .str = &C::kafka_ssl_key_file},
-      {.key = "kafka.sasl_mechanism", .kind = Kind::kString,
-       .description = "SASL mechanism (sasl_plaintext, sasl_ssl): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
-       .str = &C::kafka_sasl_mechanism, .choices = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}},
-      {.key = "kafka.sasl_username", .kind = Kind::kString, .description = "SASL user name.",
-       .str = &C::kafka_sasl_username},
-      {.key = "kafka.sasl_password_file", .kind = Kind::kString,
-       .description = "File holding the SASL password (its first line); never in the config or the log.",
-       .str = &C::kafka_sasl_password_file},
-      {.key = "kafka.max_in_flight", .kind = Kind::kInt,
-       .description = "Batches handed to the Kafka client at once (bounds memory and what a failure sends again).",
-       .num = &C::kafka_max_in_flight, .min = 1, .max = 1000},
-      {.key = "kafka.max_in_flight_bytes", .kind = Kind::kSize,
-       .description = "and their bytes (one batch is always allowed).",
-       .num = &C::kafka_max_in_flight_bytes, .min = 1024, .max = 1ll << 30},
-      {.key = "kafka.max_bytes_per_sec", .kind = Kind::kSize,
-       .description = "Upload rate limit for metered links (e.g. \"64KiB\"; bursts of up to one second's worth). 0: unlimited.",
-       .num = &C::kafka_max_bytes_per_sec, .min = 0, .max = 1ll << 40},
-      {.key = "kafka.retry_backoff_max", .kind = Kind::kDuration,
-       .description = "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter).",
-       .secs = &C::kafka_retry_backoff_max},
-      {.key = "kafka.allow_unsafe_properties", .kind = Kind::kStringList,
-       .description = "kafka.properties that load code, run a program or read a file (plugin.library.paths, ssl.engine.location, ssl.providers, sasl.kerberos.kinit.cmd, ssl.*.location, ...) are refused unless named here. Only in the device's own file.",
-       .list = &C::kafka_allow_unsafe_properties},
-      {.key = "kafka.blocked_retry_interval", .kind = Kind::kDuration,
-       .description = "A topic that refuses the agent (not authorized, unknown, invalid config) is blocked and tried again this often with one batch; other topics keep flowing.",
-       .secs = &C::kafka_blocked_retry_interval},
-  };
-  return kOptions;
+  static const auto* table = &(*new OptionTable<Config>())  // never freed: a process-long constant
+      .String("agent.device_id", &C::device_id, "This device's id: Kafka message key and part of every batch header. 1-255 bytes.", {}, true)
+      .String("agent.profile", &C::profile, "A fleet profile (plugins/profiles/) this file is laid over: its streams and plugins, with this file's keys winning and its [[streams]] replacing the profile's of the same name. Relative to this file's directory.")
+      .String("agent.state_dir", &C::state_dir, "Directory for the journal and the store (created if missing, mode 0700).")
+      .String("agent.device_key", &C::device_key, "This device's Ed25519 signing key (PEM), which signs every batch; empty: <state_dir>/device.key. Made on first start (mode 0600), with its enrolment file beside it (device.pub) for the central side's --device-keys directory. Never replaced: a bundle cannot set it.")
+      .String("agent.log_level", &C::log_level, "Log level on stderr.", {"trace", "debug", "info", "warn", "error", "critical", "off"})
+      .Seconds("agent.shutdown_timeout", &C::shutdown_timeout, "On SIGTERM/SIGINT, how long to keep uploading before exiting; the rest stays in the store.")
+      .Seconds("agent.stats_interval", &C::stats_interval, "Interval of the one-line counters in the log; 0 turns them off.")
+      .Seconds("agent.heartbeat_interval", &C::heartbeat_interval, "Interval of the health records (counters, buffer, connection states, last errors) the agent sends on its own stream `_agent`; 0 turns them off.")
+      .String("agent.health_topic", &C::health_topic, "Kafka topic of the health records.")
+      .String("mqtt.host", &C::mqtt_host, "Broker host (the device's local broker).")
+      .Int("mqtt.port", &C::mqtt_port, "Broker port.", 1, 65535)
+      .String("mqtt.client_id", &C::mqtt_client_id, "Fixed client id: with a persistent session the broker keeps our queue while we are away.")
+      .Int("mqtt.keepalive", &C::mqtt_keepalive, "MQTT keepalive in seconds.", 5, 65535)
+      .Int("mqtt.qos", &C::mqtt_qos, "QoS of the subscriptions. 1: at least once (QoS 2 publishes arrive at QoS 1: libmosquitto acknowledges QoS 2 before the agent sees the message).", 0, 1)
+      .String("mqtt.protocol", &C::mqtt_protocol, "MQTT protocol version: \"5\" or \"3.1.1\".", {"5", "3.1.1"})
+      .Seconds("mqtt.session_expiry", &C::mqtt_session_expiry, "MQTT 5: how long the broker keeps the agent's session and queue while it is away.")
+      .Int("mqtt.receive_maximum", &C::mqtt_receive_maximum, "MQTT 5: messages the broker may send before the agent acknowledges them.", 1, 65535)
+      .String("mqtt.username", &C::mqtt_username, "User name, if the broker wants one.")
+      .String("mqtt.password_file", &C::mqtt_password_file, "File holding the password (its first line). The password is never in the config or the log.")
+      .String("mqtt.ca_file", &C::mqtt_ca_file, "CA certificate(s) to verify the broker with; setting it turns TLS on.")
+      .String("mqtt.cert_file", &C::mqtt_cert_file, "Client certificate for mutual TLS (with key_file).")
+      .String("mqtt.key_file", &C::mqtt_key_file, "Client private key for mutual TLS (with cert_file).")
+      .String("mqtt.tls_version", &C::mqtt_tls_version, "Lowest TLS version accepted.", {"tlsv1.2", "tlsv1.3"})
+      .String("mqtt.status_topic", &C::mqtt_status_topic, "Retained \"online\"/\"offline\" status, \"offline\" also as the last will. Default: \"edgesync/<client_id>/status\".")
+      .Size("mqtt.max_payload", &C::mqtt_max_payload, "A larger payload goes to the dead-letter stream, cut to this size.", 1, 16 << 20)
+      .Size("mqtt.max_packet_size", &C::mqtt_max_packet_size, "MQTT 5: the largest message the broker may send the agent, announced when it connects (the broker drops larger ones; the broker drop-in refuses them from publishers). Bounds what one message costs in memory. At least mqtt.max_payload + 64KiB.", 128 << 10, 256 << 20)
+      .String("mqtt.unmatched", &C::mqtt_unmatched, "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".", {"dead-letter", "drop"})
+      .List("mqtt.subscribe", &C::mqtt_subscribe, "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).")
+      .Include(&C::buffer, StoreLimits::Options())
+      .Include(&C::batch, BatchLimits::Options())
+      .Int("batch.zstd_level", &C::zstd_level, "zstd compression level (1-19).", 1, 19)
+      .String("batch.dictionary", &C::batch_dictionary, "zstd dictionary file (made by `edgesync dict train`): much smaller small batches. The central side needs the same file (`edgesync-unpack --dict-dir`).")
+      .String("encryption.public_key", &C::encryption_public_key, "The central service's X25519 public key (PEM, from `edgesync keygen`). Set: every batch is sealed so that only the matching private key opens it, and the journal is encrypted too. The device holds no key that opens its batches.")
+      .String("encryption.journal_key", &C::encryption_journal_key, "The journal's own key (32 random bytes, created mode 0600 if missing). Default: <state_dir>/journal.key; put it on a separate protected medium if you have one.")
+      .String("dead_letter.kafka_topic", &C::dead_letter_topic, "Kafka topic of the dead-letter stream (reasons in docs/operating.md).")
+      .String("metrics.textfile", &C::metrics_textfile, "A Prometheus file for node_exporter's textfile collector (a `.prom` name in its directory, e.g. /var/lib/prometheus/node-exporter/edgesync.prom), rewritten atomically every metrics.interval with the health records' counters. Empty: none.")
+      .Seconds("metrics.interval", &C::metrics_interval, "Interval of the metrics file's updates.")
+      .String("plugins.dir", &C::plugins_dir, "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.")
+      .List("fleet.public_keys", &C::fleet_public_keys, "The fleet's Ed25519 public keys (PEM files, `edgesync bundle keygen`): set, the agent takes signed configuration bundles (docs/fleet.md). Empty: off.")
+      .String("fleet.drop_dir", &C::fleet_drop_dir, "Directory the fleet's update channel drops bundles into, as *.bundle files (write elsewhere, then rename in). Taken within a second, then removed.")
+      .String("fleet.mqtt_topic", &C::fleet_mqtt_topic, "Topic on the local broker where bundles arrive, retained (\"{device_id}\" is replaced by agent.device_id), e.g. \"fleet/config/{device_id}\" or a group's topic. At most mqtt.max_payload bytes.")
+      .Seconds("fleet.probation", &C::fleet_probation, "How long a new bundle's health is watched before it counts as good; a failure in that time rolls back to the last good bundle.")
+      .String("kafka.brokers", &C::kafka_brokers, "Kafka bootstrap servers, host:port[,host:port...].", {}, true)
+      .String("kafka.security_protocol", &C::kafka_security_protocol, "How to reach the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.", {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"})
+      .String("kafka.ssl_ca_file", &C::kafka_ssl_ca_file, "CA certificate(s) to verify the brokers with (ssl, sasl_ssl). Default: the system's.")
+      .String("kafka.ssl_cert_file", &C::kafka_ssl_cert_file, "Client certificate for mutual TLS (with ssl_key_file).")
+      .String("kafka.ssl_key_file", &C::kafka_ssl_key_file, "Client private key for mutual TLS (with ssl_cert_file).")
+      .String("kafka.sasl_mechanism", &C::kafka_sasl_mechanism, "SASL mechanism (sasl_plaintext, sasl_ssl): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.", {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
+      .String("kafka.sasl_username", &C::kafka_sasl_username, "SASL user name.")
+      .String("kafka.sasl_password_file", &C::kafka_sasl_password_file, "File holding the SASL password (its first line); never in the config or the log.")
+      .Include(&C::upload, UploadLimits::Options())
+      .List("kafka.allow_unsafe_properties", &C::kafka_allow_unsafe_properties, "kafka.properties that load code, run a program or read a file (plugin.library.paths, ssl.engine.location, ssl.providers, sasl.kerberos.kinit.cmd, ssl.*.location, ...) are refused unless named here. Only in the device's own file.");
+  return *table;
 }
 
-std::string DefaultText(const OptionSpec& o) {
+std::string DefaultText(const OptionDecl<Config>& o) {
   static const Config defaults;
   if (o.required) return "(required)";
-  if (o.str) return (defaults.*(o.str)).empty() ? "(none)" : "\"" + defaults.*(o.str) + "\"";
-  if (o.num) {
-    const int64_t v = defaults.*(o.num);
-    if (o.kind == Kind::kSize && v > 0 && v % (1 << 20) == 0) return "\"" + std::to_string(v >> 20) + "MiB\"";
-    if (o.kind == Kind::kSize && v > 0 && v % 1024 == 0) return "\"" + std::to_string(v >> 10) + "KiB\"";
-    return std::to_string(v);
+  const OptionValue v = o.get(defaults);
+  switch (o.kind) {
+    case OptionKind::kString: {
+      const std::string& str = std::get<std::string>(v);
+      return str.empty() ? "(none)" : "\"" + str + "\"";
+    }
+    case OptionKind::kInt:
+    case OptionKind::kSize: {
+      const int64_t n = std::get<int64_t>(v);
+      if (o.kind == OptionKind::kSize && n > 0 && n % (1 << 20) == 0) return "\"" + std::to_string(n >> 20) + "MiB\"";
+      if (o.kind == OptionKind::kSize && n > 0 && n % 1024 == 0) return "\"" + std::to_string(n >> 10) + "KiB\"";
+      return std::to_string(n);
+    }
+    case OptionKind::kStringList:
+      return "[]";
+    case OptionKind::kDuration:
+      break;
   }
-  if (o.list) return "[]";
-  const double secs = defaults.*(o.secs);
+  const double secs = std::get<double>(v);
   std::ostringstream s;
   if (secs >= 86400 && std::fmod(secs, 86400) == 0) {
     s << "\"" << secs / 86400 << "d\"";
@@ -697,7 +573,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   Config cfg;
   Problems p(origin);
   std::set<std::string> known;
-  for (const OptionSpec& o : Options()) {
+  for (const OptionDecl<Config>& o : Options().decls()) {
     known.insert(o.key);
     toml::node_view<const toml::node> v = std::as_const(root).at_path(o.key);
     if (!v) {
@@ -707,7 +583,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     const toml::node& n = *v.node();
     std::string why;
     switch (o.kind) {
-      case Kind::kString: {
+      case OptionKind::kString: {
         auto s = n.value<std::string>();
         if (!s || !n.is_string()) {
           p.Add(n.source(), o.key, "must be a string");
@@ -719,14 +595,14 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
         } else if (o.required && s->empty()) {
           p.Add(n.source(), o.key, "must not be empty");
         } else {
-          cfg.*(o.str) = *s;
+          o.set(cfg, *s);
         }
         break;
       }
-      case Kind::kInt:
-      case Kind::kSize: {
+      case OptionKind::kInt:
+      case OptionKind::kSize: {
         int64_t value = 0;
-        if (o.kind == Kind::kInt) {
+        if (o.kind == OptionKind::kInt) {
           auto i = n.value<int64_t>();
           if (!i || !n.is_integer()) {
             p.Add(n.source(), o.key, "must be an integer");
@@ -741,11 +617,11 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
           p.Add(n.source(), o.key,
                 "must be between " + std::to_string(o.min) + " and " + std::to_string(o.max));
         } else {
-          cfg.*(o.num) = value;
+          o.set(cfg, value);
         }
         break;
       }
-      case Kind::kStringList: {
+      case OptionKind::kStringList: {
         const toml::array* arr = n.as_array();
         std::vector<std::string> values;
         bool ok = arr != nullptr;
@@ -762,16 +638,18 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
         if (!ok) {
           p.Add(n.source(), o.key, "must be an array of strings");
         } else {
-          cfg.*(o.list) = std::move(values);
+          o.set(cfg, std::move(values));
         }
         break;
       }
-      case Kind::kDuration: {
+      case OptionKind::kDuration: {
         double secs = 0;
         if (!ParseDuration(n, &secs, &why)) {
           p.Add(n.source(), o.key, why);
+        } else if (secs > kMaxOptionSeconds) {
+          p.Add(n.source(), o.key, "must be at most ten years (" + std::to_string(static_cast<int64_t>(kMaxOptionSeconds)) + " seconds)");
         } else {
-          cfg.*(o.secs) = secs;
+          o.set(cfg, secs);
         }
         break;
       }
@@ -867,8 +745,8 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   if (cfg.kafka_ssl_cert_file.empty() != cfg.kafka_ssl_key_file.empty()) {
     p.Add("kafka.ssl_cert_file", "ssl_cert_file and ssl_key_file go together (mutual TLS): set both or neither");
   }
-  if (cfg.kafka_blocked_retry_interval < 1) p.Add("kafka.blocked_retry_interval", "must be at least 1s");
-  if (cfg.kafka_retry_backoff_max < 0.25) p.Add("kafka.retry_backoff_max", "must be at least 250ms");
+  if (cfg.upload.blocked_retry_us < 1'000'000) p.Add("kafka.blocked_retry_interval", "must be at least 1s");
+  if (cfg.upload.backoff_max_us < 250'000) p.Add("kafka.retry_backoff_max", "must be at least 250ms");
   if (cfg.health_topic.empty() || cfg.health_topic.size() > 249) {
     p.Add("agent.health_topic", "must be a Kafka topic name (1-249 characters)");
   }
@@ -895,16 +773,16 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   }
   if (cfg.fleet_probation < 1) p.Add("fleet.probation", "must be at least 1s");
   if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
-  if (cfg.sync_interval <= 0) p.Add("buffer.sync_interval", "must be more than 0");
+  if (cfg.batch.sync_interval_us <= 0) p.Add("buffer.sync_interval", "must be more than 0");
   if (cfg.mqtt_max_packet_size < cfg.mqtt_max_payload + (64 << 10)) {
     p.Add("mqtt.max_packet_size", "must be at least mqtt.max_payload + 64KiB (" +
                                       std::to_string(cfg.mqtt_max_payload + (64 << 10)) +
                                       " bytes): a payload just over max_payload must still reach the dead-letter stream");
   }
-  if (cfg.batch_max_age <= 0) p.Add("batch.max_age", "must be more than 0");
-  if (cfg.buffer_max_bytes < 2 * cfg.batch_max_bytes) {
+  if (cfg.batch.max_age_us <= 0) p.Add("batch.max_age", "must be more than 0");
+  if (cfg.buffer.max_bytes < 2 * cfg.batch.max_bytes) {
     p.Add("buffer.max_bytes", "must hold at least two batches (2 x batch.max_bytes = " +
-                                  std::to_string(2 * cfg.batch_max_bytes) + " bytes)");
+                                  std::to_string(2 * cfg.batch.max_bytes) + " bytes)");
   }
   // A batch (up to max_bytes plus one record of up to max_payload, with its
   // framing) must fit in one Kafka message even if it does not compress.
@@ -912,7 +790,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   for (const auto& [k, v] : cfg.kafka_properties) {
     if (k == "message.max.bytes") message_max = std::atoll(v.c_str());
   }
-  const int64_t worst = cfg.batch_max_bytes + cfg.mqtt_max_payload + 64 * 1024;
+  const int64_t worst = static_cast<int64_t>(cfg.batch.max_bytes) + cfg.mqtt_max_payload + 64 * 1024;
   if (worst > message_max) {
     p.Add("batch.max_bytes",
           "batch.max_bytes + mqtt.max_payload (+64 KiB framing) = " + std::to_string(worst) +
@@ -1003,8 +881,8 @@ Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const C
 
 std::string ConfigReference() {
   std::string out = "| key | default | description |\n|---|---|---|\n";
-  for (const OptionSpec& o : Options()) {
-    out += "| `" + std::string(o.key) + "` | " + DefaultText(o) + " | " + o.description + " |\n";
+  for (const OptionDecl<Config>& o : Options().decls()) {
+    out += "| `" + o.key + "` | " + DefaultText(o) + " | " + o.description + " |\n";
   }
   out +=
       "| `kafka.properties.*` | | Any other librdkafka producer property, passed through (it wins over the typed keys above); one librdkafka rejects is an error naming it. Those that load code, run a program or read a file need kafka.allow_unsafe_properties; profiles and bundles may set neither those nor the brokers' address and security. |\n"
@@ -1015,7 +893,7 @@ std::string ConfigReference() {
       "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n"
       "| `[[streams]] plugins` | [] | The stream's chain: names of `[plugins.NAME]` tables, run in order. |\n"
       "| `[[streams]] skip_plugins` | [] | `every_stream` plugins this stream opts out of (explicitly: nothing is skipped by omission). |\n"
-      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (README, Plugins). |\n"
+      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (docs/plugins.md). |\n"
       "| `[plugins.NAME] every_stream` | false | Run at the end of every stream's chain, and on dead letters, unless a stream skips it. |\n";
   return out;
 }

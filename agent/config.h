@@ -1,7 +1,9 @@
 // Configuration: the agent's TOML file, parsed into a typed Config. Every
-// option is declared once (key, default, description, check) in config.cpp;
-// that table drives parsing, `edgesync check` and `edgesync config` (the
-// reference printed into README.md).
+// option is declared once (key, kind, range, description, destination) in an
+// OptionTable (base/option_table.h): the store's, the sealer's and the
+// uploader's by those modules, the rest in config.cpp; its default is the
+// member's initializer. The tables drive parsing, `edgesync check` and
+// `edgesync config` (the reference in docs/configuration.md).
 #pragma once
 
 #include <cstdint>
@@ -10,8 +12,10 @@
 #include <vector>
 
 #include "base/status.h"
+#include "buffer/sealer.h"
 #include "buffer/store.h"
 #include "plugins/plugin.h"
+#include "sync/uploader.h"
 
 namespace edgesync {
 
@@ -73,15 +77,9 @@ struct Config {
   int64_t mqtt_max_packet_size = 16 << 20;  // MQTT 5 Maximum Packet Size announced to the broker
   std::string mqtt_unmatched = "dead-letter";  // or "drop"
   std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
-  // [buffer]
-  double sync_interval = 1;       // seconds between journal fdatasyncs
-  int64_t buffer_max_bytes = 256ll << 20;      // sealed batches kept; above: evict (gap "quota")
-  int64_t buffer_min_free_bytes = 64ll << 20;  // free space kept on the file system ("disk-full")
-  double buffer_max_age = 7 * 86400;           // seconds; older batches expire ("expired"); 0 = never
-  // [batch]
-  int64_t batch_max_events = 1000;
-  int64_t batch_max_bytes = 512 * 1024;
-  double batch_max_age = 2;       // seconds
+  // [buffer] and [batch]: the store's and the sealer's own options
+  StoreLimits buffer;
+  BatchLimits batch;
   int64_t zstd_level = 3;
   std::string batch_dictionary;   // zstd dictionary file (`edgesync dict train`); empty: none
   // [encryption]
@@ -96,11 +94,7 @@ struct Config {
   std::string kafka_sasl_mechanism;       // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
   std::string kafka_sasl_username;
   std::string kafka_sasl_password_file;   // never the password itself
-  int64_t kafka_max_in_flight = 16;       // batches handed to librdkafka at once
-  int64_t kafka_max_in_flight_bytes = 4 << 20;
-  int64_t kafka_max_bytes_per_sec = 0;    // 0 = unlimited
-  double kafka_retry_backoff_max = 30;    // seconds: cap of the pause after failed deliveries
-  double kafka_blocked_retry_interval = 300;  // seconds between tries of a topic that refuses us
+  UploadLimits upload;                    // the uploader's own [kafka] options
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // [kafka.properties]
   std::vector<std::string> kafka_allow_unsafe_properties;  // opt-ins, device file only
   // [metrics]

@@ -163,19 +163,14 @@ Backlog BuildBacklog(const std::string& config_text, const std::string& state, u
   // As agent/agent.cpp's Agent::Open sets them up.
   edgesync::StoreOptions sto;
   sto.device_id = cfg->device_id;
-  sto.max_bytes = static_cast<uint64_t>(cfg->buffer_max_bytes);
-  sto.min_free_bytes = static_cast<uint64_t>(cfg->buffer_min_free_bytes);
-  sto.max_age_us = static_cast<int64_t>(cfg->buffer_max_age * 1e6);
+  static_cast<edgesync::StoreLimits&>(sto) = cfg->buffer;
   std::vector<edgesync::StreamSpec> specs;
   for (const edgesync::StreamConfig& sc : cfg->streams) specs.push_back({sc.name, sc.kafka_topic, sc.priority});
   specs.push_back({edgesync::kDeadLetterStream, cfg->dead_letter_topic, edgesync::Priority::kLow});
   edgesync::SealerOptions so;
   so.device_id = cfg->device_id;
   so.journal_dir = state + "/journal";
-  so.max_events = static_cast<uint32_t>(cfg->batch_max_events);
-  so.max_bytes = static_cast<size_t>(cfg->batch_max_bytes);
-  so.max_age_us = static_cast<int64_t>(cfg->batch_max_age * 1e6);
-  so.sync_interval_us = static_cast<int64_t>(cfg->sync_interval * 1e6);
+  static_cast<edgesync::BatchLimits&>(so) = cfg->batch;
   so.seal.zstd_level = static_cast<int>(cfg->zstd_level);
 
   auto store = edgesync::Store::Open(env, state + "/store.db", sto);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/option_table.h"
 #include "base/last_error.h"
 #include "base/progress.h"
 #include "base/status.h"
@@ -38,13 +39,20 @@
 
 namespace edgesync {
 
-struct SealerOptions {
-  std::string device_id;
-  std::string journal_dir;            // one subdirectory per stream
+// When a batch closes, and how often the journal is synced: the options the
+// sealer owns (declared in sealer.cpp).
+struct BatchLimits {
   uint32_t max_events = 1000;         // a batch closes at this many events,
   size_t max_bytes = 512 * 1024;      // or this many body bytes before compression,
   int64_t max_age_us = 2'000'000;     // or this long after its first event
   int64_t sync_interval_us = 1'000'000;  // journal fdatasync interval (power-cut window)
+  static const OptionTable<BatchLimits>& Options();
+  bool operator==(const BatchLimits&) const = default;
+};
+
+struct SealerOptions : BatchLimits {
+  std::string device_id;
+  std::string journal_dir;            // one subdirectory per stream
   size_t max_closed = 64;             // closed batches awaiting the sealer before Accept waits
   SealOptions seal;                   // its pointers must outlive the sealer
   std::optional<crypto::Key> journal_key;  // reads encrypted journal segments,

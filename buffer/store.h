@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/option_table.h"
 #include "base/priority.h"
 #include "base/status.h"
 #include "format/envelope.h"
@@ -87,12 +88,18 @@ inline void AddCounts(const StoreCounts& c, StoreCounts* sum) {
   }
 }
 
-struct StoreOptions {
-  std::string device_id;                       // written into gap records
-  std::optional<DeviceSigner> signer;          // signs gap records (the agent's device key)
+// What the store keeps: the [buffer] options it owns (declared in store.cpp).
+struct StoreLimits {
   uint64_t max_bytes = 256ull << 20;           // envelope bytes held; above: evict
   uint64_t min_free_bytes = 64ull << 20;       // free space kept on the file system
-  int64_t max_age_us = 7ll * 24 * 3600 * 1'000'000;  // older batches expire
+  int64_t max_age_us = 7ll * 24 * 3600 * 1'000'000;  // older batches expire; 0: never
+  static const OptionTable<StoreLimits>& Options();
+  bool operator==(const StoreLimits&) const = default;
+};
+
+struct StoreOptions : StoreLimits {
+  std::string device_id;                       // written into gap records
+  std::optional<DeviceSigner> signer;          // signs gap records (the agent's device key)
 };
 
 class Store {

@@ -45,13 +45,26 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/option_table.h"
 #include "base/last_error.h"
 #include "base/status.h"
 #include "buffer/store.h"
 
 namespace edgesync {
 
-struct UploaderOptions {
+// How much is in flight, how fast, and how long a failure pauses: the
+// [kafka] options the uploader owns (declared in uploader.cpp).
+struct UploadLimits {
+  size_t max_in_flight = 16;                  // batches handed to librdkafka at once
+  uint64_t max_in_flight_bytes = 4u << 20;    // and their bytes (at least one batch)
+  uint64_t max_bytes_per_sec = 0;             // 0: unlimited
+  int64_t backoff_max_us = 30'000'000;        // cap of the pause after failed deliveries
+  int64_t blocked_retry_us = 300'000'000;     // how often a blocked topic is tried again
+  static const OptionTable<UploadLimits>& Options();
+  bool operator==(const UploadLimits&) const = default;
+};
+
+struct UploaderOptions : UploadLimits {
   std::string brokers;    // bootstrap.servers
   std::string device_id;  // message key, so a device's batches stay in one partition
   std::optional<DeviceSigner> signer;  // signs fragments (the agent's device key)
@@ -61,12 +74,7 @@ struct UploaderOptions {
   // The topics the streams go to, known up front so their metadata is asked
   // for as the producer starts, not at the first batch (which costs a second).
   std::vector<std::string> topics;
-  size_t max_in_flight = 16;                  // batches handed to librdkafka at once
-  uint64_t max_in_flight_bytes = 4u << 20;    // and their bytes (at least one batch)
-  uint64_t max_bytes_per_sec = 0;             // 0: unlimited
   int64_t backoff_initial_us = 250'000;       // first pause after a failed delivery
-  int64_t backoff_max_us = 30'000'000;        // cap of the pause
-  int64_t blocked_retry_us = 300'000'000;     // how often a blocked topic is tried again
 };
 
 enum class KafkaState { kUnknown, kUp, kDown };

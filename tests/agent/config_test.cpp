@@ -39,8 +39,8 @@ TEST(Config, MinimalExampleParsesWithDefaults) {
   ASSERT_EQ(c->streams.size(), 1u);
   EXPECT_EQ(c->streams[0].topics, std::vector<std::string>{"terminal/+/payment/#"});
   EXPECT_EQ(c->streams[0].priority, Priority::kNormal);
-  EXPECT_EQ(c->sync_interval, 1.0);
-  EXPECT_EQ(c->batch_max_events, 1000);
+  EXPECT_EQ(c->batch.sync_interval_us, 1'000'000);
+  EXPECT_EQ(c->batch.max_events, 1000u);
 }
 
 TEST(Config, DurationsSizesAndProperties) {
@@ -63,9 +63,9 @@ topics = ["#"]
 )";
   Result<Config> c = ParseConfig(doc, "x.toml");
   ASSERT_TRUE(c.ok()) << c.status().message();
-  EXPECT_DOUBLE_EQ(c->sync_interval, 0.25);
-  EXPECT_EQ(c->batch_max_bytes, 64 * 1024);
-  EXPECT_DOUBLE_EQ(c->batch_max_age, 5.0);
+  EXPECT_EQ(c->batch.sync_interval_us, 250'000);
+  EXPECT_EQ(c->batch.max_bytes, 64u * 1024);
+  EXPECT_EQ(c->batch.max_age_us, 5'000'000);
   EXPECT_EQ(c->streams[0].kafka_topic, "edge.s");  // the default
   ASSERT_EQ(c->kafka_properties.size(), 2u);
   EXPECT_EQ(c->kafka_properties[0], (std::pair<std::string, std::string>{"message.timeout.ms", "60000"}));
@@ -168,10 +168,10 @@ topics = ["a"]
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->heartbeat_interval, 30);
   EXPECT_EQ(c->health_topic, "fleet.health");
-  EXPECT_EQ(c->kafka_max_in_flight, 4);
-  EXPECT_EQ(c->kafka_max_in_flight_bytes, 1 << 20);
-  EXPECT_EQ(c->kafka_max_bytes_per_sec, 64 << 10);
-  EXPECT_EQ(c->kafka_blocked_retry_interval, 600);
+  EXPECT_EQ(c->upload.max_in_flight, 4u);
+  EXPECT_EQ(c->upload.max_in_flight_bytes, 1u << 20);
+  EXPECT_EQ(c->upload.max_bytes_per_sec, 64u << 10);
+  EXPECT_EQ(c->upload.blocked_retry_us, 600'000'000);
   auto props = KafkaProperties(*c);
   ASSERT_TRUE(props.ok()) << props.status().message();
   using P = std::pair<std::string, std::string>;
