@@ -154,7 +154,7 @@ const std::vector<OptionSpec>& Options() {
        .description = "The journal's own key (32 random bytes, created mode 0600 if missing). Default: <state_dir>/journal.key; put it on a separate protected medium if you have one.",
        .str = &C::encryption_journal_key},
       {.key = "dead_letter.kafka_topic", .kind = Kind::kString,
-       .description = "Kafka topic of the dead-letter stream (reasons in README).",
+       .description = "Kafka topic of the dead-letter stream (reasons in docs/operating.md).",
        .str = &C::dead_letter_topic},
       {.key = "metrics.textfile", .kind = Kind::kString,
        .description = "A Prometheus file for node_exporter's textfile collector (a `.prom` name in its directory, e.g. /var/lib/prometheus/node-exporter/edgesync.prom), rewritten atomically every metrics.interval with the health records' counters. Empty: none.",
@@ -165,7 +165,7 @@ const std::vector<OptionSpec>& Options() {
        .description = "Directory external plugins (`type = \"external\"`, shared objects) are loaded from; only from here. Relative to this file's directory.",
        .str = &C::plugins_dir},
       {.key = "fleet.public_keys", .kind = Kind::kStringList,
-       .description = "The fleet's Ed25519 public keys (PEM files, `edgesync bundle keygen`): set, the agent takes signed configuration bundles (README, Fleet rollout). Empty: off.",
+       .description = "The fleet's Ed25519 public keys (PEM files, `edgesync bundle keygen`): set, the agent takes signed configuration bundles (docs/fleet.md). Empty: off.",
        .list = &C::fleet_public_keys},
       {.key = "fleet.drop_dir", .kind = Kind::kString,
        .description = "Directory the fleet's update channel drops bundles into, as *.bundle files (write elsewhere, then rename in). Taken within a second, then removed.",
@@ -1015,7 +1015,7 @@ std::string ConfigReference() {
       "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n"
       "| `[[streams]] plugins` | [] | The stream's chain: names of `[plugins.NAME]` tables, run in order. |\n"
       "| `[[streams]] skip_plugins` | [] | `every_stream` plugins this stream opts out of (explicitly: nothing is skipped by omission). |\n"
-      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (README, Plugins). |\n"
+      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (docs/plugins.md). |\n"
       "| `[plugins.NAME] every_stream` | false | Run at the end of every stream's chain, and on dead letters, unless a stream skips it. |\n";
   return out;
 }

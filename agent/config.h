@@ -1,7 +1,7 @@
 // Configuration: the agent's TOML file, parsed into a typed Config. Every
 // option is declared once (key, default, description, check) in config.cpp;
 // that table drives parsing, `edgesync check` and `edgesync config` (the
-// reference printed into README.md).
+// reference printed into docs/configuration.md).
 #pragma once
 
 #include <cstdint>

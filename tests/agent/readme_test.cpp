@@ -1,4 +1,4 @@
-// README.md carries a copy of the configuration reference; this keeps it true.
+// docs/configuration.md carries a copy of the configuration reference; this keeps it true.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -10,8 +10,8 @@ namespace edgesync {
 namespace {
 
 TEST(Readme, ConfigurationReferenceMatchesTheOptionTable) {
-  std::ifstream in(EDGESYNC_SOURCE_DIR "/README.md");
-  ASSERT_TRUE(in) << "README.md not found";
+  std::ifstream in(EDGESYNC_SOURCE_DIR "/docs/configuration.md");
+  ASSERT_TRUE(in) << "docs/configuration.md not found";
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string readme = ss.str();
@@ -20,7 +20,7 @@ TEST(Readme, ConfigurationReferenceMatchesTheOptionTable) {
   ASSERT_NE(a, std::string::npos);
   ASSERT_NE(b, std::string::npos);
   EXPECT_EQ(readme.substr(a + begin.size(), b - a - begin.size()), ConfigReference())
-      << "update README.md with the output of `edgesync config`";
+      << "update docs/configuration.md: script/docs (the output of `edgesync config`)";
 }
 
 }  // namespace
