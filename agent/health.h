@@ -3,7 +3,7 @@
 // Kafka topic agent.health_topic). Each record stands alone (counters since
 // start, current states), so a fleet dashboard needs nothing else: the
 // newest record per device is that device's state, and a missing one means
-// the device or its uplink is down. The fields are documented in README.md.
+// the device or its uplink is down. The fields are documented in docs/operating.md.
 #pragma once
 
 #include <cstdint>

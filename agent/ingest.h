@@ -2,7 +2,7 @@
 // (fixed client id, clean_session=false), subscribed to the streams' topic
 // filters, driven by our own loop thread.
 //
-// The acknowledgement contract (DESIGN.md, facts): libmosquitto queues the
+// The acknowledgement contract (docs/architecture.md): libmosquitto queues the
 // PUBACK before calling on_message and, in threaded mode, writes it only
 // after on_message returns. The sink therefore returns only once the event
 // is durable; a crash before that makes the broker deliver it again.

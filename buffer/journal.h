@@ -13,7 +13,7 @@
 // Encryption at rest (optional): with a journal key, each new segment gets
 // its own key, HKDF-SHA256(journal key, a random salt in the segment
 // header), and every frame is sealed with AES-256-GCM under it (nonce: the
-// frame's index in the segment). DESIGN note: the journal key is local to
+// frame's index in the segment). Design note: the journal key is local to
 // the device (a 32-byte file, 0600), not the central public key the batches
 // are sealed for, because the device itself must read its journal back
 // after a crash to seal what it holds. It protects the unsealed tail (at

@@ -40,7 +40,7 @@ enum SeparatorClass : uint8_t {
 };
 
 // What the scanner takes for a card number. The defaults are the pci
-// plugin's policy (README, `pci`); the others exist to be measured against
+// plugin's policy (docs/plugins.md, `pci`); the others exist to be measured against
 // it (bench/pci_bench.cpp).
 struct PanPolicy {
   enum class Issuers : uint8_t {

@@ -20,7 +20,7 @@
 //    depth, user properties, and name=value, name: value, "name":"value",
 //    <name>value</name> pairs in text (raw payloads, strings, property
 //    values).
-// The policy, and what it deliberately leaves alone, is README's `pci`
+// The policy, and what it deliberately leaves alone, is docs/plugins.md's `pci`
 // table; bench/pci_bench.cpp measures it.
 #pragma once
 

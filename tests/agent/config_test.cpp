@@ -13,7 +13,7 @@
 namespace edgesync {
 namespace {
 
-// The example from the README: an operator can start from it.
+// The example from docs/operating.md: an operator can start from it.
 constexpr const char* kMinimal = R"(
 [agent]
 device_id = "term-0042"

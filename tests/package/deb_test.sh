@@ -103,6 +103,7 @@ for f in /usr/bin/edgesync /usr/bin/edgesync-unpack \
          /etc/edgesync/edgesync.toml /etc/edgesync/profiles /etc/mosquitto/conf.d/edgesync.conf \
          /usr/share/edgesync/profiles/payment-terminal.toml /usr/share/edgesync/profiles/ev-charger.toml \
          /usr/share/doc/edgesync/README.md /usr/share/doc/edgesync/FORMAT.md \
+         /usr/share/doc/edgesync/docs/operating.md /usr/share/doc/edgesync/docs/configuration.md \
          /usr/share/doc/edgesync/examples/edgesync.toml /usr/share/doc/edgesync/examples/demo.toml \
          /usr/share/doc/edgesync/examples/topic_key.c /usr/include/edgesync/plugin.h; do
   grep -qx "$f" "$work/files" || fail "the package lacks $f"
@@ -175,7 +176,8 @@ for f in bin/edgesync bin/edgesync-unpack lib/systemd/system/edgesync.service \
          lib/sysusers.d/edgesync.conf lib/tmpfiles.d/edgesync.conf \
          etc/edgesync/edgesync.toml etc/mosquitto/conf.d/edgesync.conf \
          etc/edgesync/profiles/payment-terminal.toml share/edgesync/profiles/payment-terminal.toml \
-         share/doc/edgesync/README.md share/doc/edgesync/examples/edgesync.toml include/edgesync/plugin.h; do
+         share/doc/edgesync/README.md share/doc/edgesync/docs/operating.md \
+         share/doc/edgesync/examples/edgesync.toml include/edgesync/plugin.h; do
   [ -f "$prefix/$f" ] || fail "cmake --install --prefix <scratch> did not install <scratch>/$f"
 done
 extra=$(ls "$prefix/bin" | grep -vx -e edgesync -e edgesync-unpack || true)
