@@ -186,6 +186,38 @@ TEST(TopicKeyExample, DropsTheConfiguredPrefixAndWorksOnRawStreams) {
   EXPECT_EQ(p->Process(dropped.e), Action::kDrop);
 }
 
+TEST(TopicKeyExample, NegotiatesAbi2LogsItsSetupAndCounts) {
+  LogCapture log;
+  auto p = MustLoad(Config(kTopicKey, R"(drop_prefix = "test/")"), kExampleDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kTopicKey + ", plugin ABI 2 (plugin lists 1, 2; agent speaks 1, 2)");
+  EXPECT_EQ(log.Count("info plugin topic-key: keying events by topic level 1, dropping topics starting with "
+                      "\"test/\""),
+            1u);
+  EXPECT_EQ(p->Counters(), (Counters{{"keyed", 0}, {"dropped", 0}}));
+  JsonEvent a("terminal/t1/payment"), b("terminal/t2/payment"), c("test/t3/payment"), d("terminal");
+  EXPECT_EQ(p->Process(a.e), Action::kKeep);
+  EXPECT_EQ(p->Process(b.e), Action::kKeep);
+  EXPECT_EQ(p->Process(c.e), Action::kDrop);
+  EXPECT_EQ(p->Process(d.e), Action::kKeep);  // too few levels: not keyed
+  EXPECT_EQ(b.e.route.key, "t2");
+  EXPECT_EQ(d.e.route.key, "");
+  EXPECT_EQ(p->Counters(), (Counters{{"keyed", 2}, {"dropped", 1}}));
+}
+
+TEST(TopicKeyExample, StillWorksInAnAgentFromBeforeAbi2) {
+  LogCapture log;
+  auto p = MustLoad(Config(kTopicKey, R"(level = 2, drop_prefix = "test/")"), kExampleDir, OldAgent());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kTopicKey + ", plugin ABI 1 (no version list; agent speaks 1)");
+  JsonEvent ev("terminal/t17/payment/capture"), test("test/t1/x");
+  EXPECT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.e.route.key, "payment");
+  EXPECT_EQ(p->Process(test.e), Action::kDrop);
+  EXPECT_TRUE(p->Counters().empty());
+  EXPECT_TRUE(log.Lines().empty());  // no host, no log
+}
+
 TEST(TopicKeyExample, RefusesBadSettingsWithItsReason) {
   EXPECT_EQ(Refusal(Config(kTopicKey, "level = -1"), kExampleDir),
             "test.toml:2:8: plugins.x.file: plugin topic-key refused its settings: "
