@@ -84,9 +84,8 @@
  *                Registering a name again returns the same handle. Best done
  *                in init, so the counter shows (as 0) before it first moves.
  *   counter_add  adds to a counter (counters only grow). An unknown handle
- *                is ignored. Counters are the plugin's metrics: the agent
- *                reports them with the plugin's name (metrics.textfile,
- *                as edgesync_plugin_counter_total).
+ *                is ignored. Counters are the plugin's own metrics, kept by
+ *                the agent per plugin instance under the counter's name.
  * Services are called from the thread that calls init, process or cleanup,
  * during that call; they copy what they are given.
  *
