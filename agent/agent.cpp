@@ -58,6 +58,16 @@ Status LoadJournalKey(Env* env, const std::string& path, bool encrypt, const std
   return Status::OK();
 }
 
+// One line per plugin that says how it was loaded (an external plugin's
+// file and the plugin ABI version chosen).
+void LogPluginLoads(const Config& config) {
+  for (const PluginConfig& p : config.plugins) {
+    if (p.plugin == nullptr) continue;
+    const std::string info = p.plugin->LoadInfo();
+    if (!info.empty()) spdlog::info("plugin {}: {}", p.name, info);
+  }
+}
+
 }  // namespace
 
 Agent::~Agent() {
@@ -66,6 +76,7 @@ Agent::~Agent() {
 
 Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   std::unique_ptr<Agent> a(new Agent(config, env));
+  LogPluginLoads(config);
   const std::string& dir = config.state_dir;
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
 
@@ -523,6 +534,7 @@ Status Agent::Reload(const Config& config) {
         "the new chains route to Kafka topics or priorities the running ones do not (new lanes); restart "
         "edgesync to apply them");
   }
+  LogPluginLoads(config);
   std::lock_guard<std::mutex> lock(reload_mu_);
   pending_ = std::move(next).value();
   reload_pending_.store(true, std::memory_order_release);

@@ -486,6 +486,10 @@ int main(int argc, char** argv) {
     std::printf("%s: ok (device %s, %zu streams, %zu plugins%s%s)\n", check_config.c_str(),
                 cfg->device_id.c_str(), cfg->streams.size(), cfg->plugins.size(),
                 cfg->profile.empty() ? "" : ", profile ", cfg->profile.c_str());
+    for (const edgesync::PluginConfig& p : cfg->plugins) {
+      const std::string info = p.plugin != nullptr ? p.plugin->LoadInfo() : "";
+      if (!info.empty()) std::printf("  plugin %s: %s\n", p.name.c_str(), info.c_str());
+    }
     return 0;
   }
   std::fputs(edgesync::ConfigReference().c_str(), stdout);

@@ -1,10 +1,14 @@
 // External plugins: a chain step in a shared object written against the C ABI
 // of plugins/include/edgesync/plugin.h, loaded from the configured plugins
-// directory. The loader checks the ABI version the plugin declares before it
-// calls anything else, and the wrapper turns the C results back into an
-// Action and the event's Json, raw payload and Route.
+// directory. The loader negotiates the ABI version (the newest the plugin and
+// the agent both speak; a plugin without a version list is ABI 1) before it
+// reads any descriptor, and the wrapper turns the C results back into an
+// Action and the event's Json, raw payload and Route. ABI 2 plugins get the
+// host services: their log lines go to the agent's log, their counters to
+// Plugin::Counters.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -14,6 +18,16 @@
 
 namespace edgesync {
 
+// Test hooks of the loader, each standing for another agent than this one.
+struct ExternalPluginOptions {
+  // The newest plugin ABI the loader speaks: 1 loads as an agent from before
+  // ABI 2 did (edgesync_plugin_describe only, no negotiation).
+  uint32_t max_abi = 2;
+  // The struct_size the host table handed to ABI 2 plugins claims; 0: its
+  // real size. Smaller stands for an agent whose table ends earlier.
+  uint32_t host_struct_size = 0;
+};
+
 // Loads the plugin a [plugins.NAME] table with type = "external" names:
 //   file      required: the .so's file name inside `plugins_dir` (no '/',
 //             no ".."), so that plugins load only from that directory
@@ -22,7 +36,9 @@ namespace edgesync {
 // Every problem (with the key's file:line:col) is noted in `s`, and the
 // result is then InvalidArgument with those problems, one per line. The
 // plugin is unloaded (after its cleanup) when the last reference goes.
-// Process follows the Plugin contract: one thread at a time.
-Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir);
+// Process follows the Plugin contract: one thread at a time. LoadInfo names
+// the file and the ABI version chosen.
+Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir,
+                                                         const ExternalPluginOptions& options = {});
 
 }  // namespace edgesync

@@ -75,6 +75,13 @@ class Plugin {
   virtual ~Plugin() = default;
   virtual Action Process(Event& e) const = 0;
   virtual std::vector<LaneRequest> Lanes() const { return {}; }
+  // The plugin's own counters, name and value (an external plugin's, kept
+  // through the host services of its ABI), for the metrics. Safe to call
+  // from any thread, while Process runs on another.
+  virtual std::vector<std::pair<std::string, uint64_t>> Counters() const { return {}; }
+  // How it was loaded, for `edgesync check` and the agent's log (an external
+  // plugin's file and ABI version); "" when there is nothing to say.
+  virtual std::string LoadInfo() const { return {}; }
 };
 
 }  // namespace edgesync

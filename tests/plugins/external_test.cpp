@@ -6,14 +6,19 @@
 #include "plugins/external.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/env.h"
+#include "edgesync/plugin.h"
 
 namespace edgesync {
 namespace {
@@ -22,10 +27,11 @@ const std::string kExampleDir = EDGESYNC_EXAMPLE_PLUGIN_DIR;
 const std::string kTestDir = EDGESYNC_TEST_PLUGIN_DIR;
 
 // Loads the plugin `toml_text` ([plugins.x]'s body) configures from `dir`.
-Result<std::shared_ptr<const Plugin>> Load(const std::string& toml_text, const std::string& dir) {
+Result<std::shared_ptr<const Plugin>> Load(const std::string& toml_text, const std::string& dir,
+                                            const ExternalPluginOptions& options = {}) {
   const toml::table t = toml::parse(std::string_view(toml_text), std::string_view("test.toml"));
   Settings s(t, "plugins.x");
-  Result<std::shared_ptr<const Plugin>> r = LoadExternalPlugin(s, dir);
+  Result<std::shared_ptr<const Plugin>> r = LoadExternalPlugin(s, dir, options);
   // The result and the noted problems say the same.
   if (r.ok()) {
     EXPECT_TRUE(s.ok()) << s.problems().front();
@@ -35,15 +41,17 @@ Result<std::shared_ptr<const Plugin>> Load(const std::string& toml_text, const s
   return r;
 }
 
-std::shared_ptr<const Plugin> MustLoad(const std::string& toml_text, const std::string& dir) {
-  Result<std::shared_ptr<const Plugin>> r = Load(toml_text, dir);
+std::shared_ptr<const Plugin> MustLoad(const std::string& toml_text, const std::string& dir,
+                                       const ExternalPluginOptions& options = {}) {
+  Result<std::shared_ptr<const Plugin>> r = Load(toml_text, dir, options);
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? *r : nullptr;
 }
 
 // The loader's message for a configuration it refuses.
-std::string Refusal(const std::string& toml_text, const std::string& dir) {
-  Result<std::shared_ptr<const Plugin>> r = Load(toml_text, dir);
+std::string Refusal(const std::string& toml_text, const std::string& dir,
+                    const ExternalPluginOptions& options = {}) {
+  Result<std::shared_ptr<const Plugin>> r = Load(toml_text, dir, options);
   EXPECT_FALSE(r.ok());
   if (r.ok()) return "";
   EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
@@ -88,6 +96,43 @@ std::string Config(const std::string& file, const std::string& settings = "") {
 
 const std::string kTopicKey = "edgesync-topic-key.so";
 const std::string kScripted = "edgesync-test-scripted.so";
+const std::string kNegotiating = "edgesync-test-negotiating.so";
+
+// The loader as an agent from before ABI 2 would load: describe only.
+ExternalPluginOptions OldAgent() {
+  ExternalPluginOptions o;
+  o.max_abi = 1;
+  return o;
+}
+
+// The lines the agent's logger writes while it lives, as "LEVEL message".
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    sink_->set_pattern("%l %v");
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::vector<std::string> Lines() const {
+    std::vector<std::string> lines = sink_->last_formatted();
+    for (std::string& l : lines) {
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    }
+    return lines;
+  }
+  size_t Count(const std::string& line) const {
+    const std::vector<std::string> lines = Lines();
+    return static_cast<size_t>(std::count(lines.begin(), lines.end(), line));
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+using Counters = std::vector<std::pair<std::string, uint64_t>>;
 
 // --- the example plugin ---
 
@@ -139,6 +184,38 @@ TEST(TopicKeyExample, DropsTheConfiguredPrefixAndWorksOnRawStreams) {
   EXPECT_EQ(raw.raw, "plain text\n");
   RawEvent dropped("test/cs9/log", "x");
   EXPECT_EQ(p->Process(dropped.e), Action::kDrop);
+}
+
+TEST(TopicKeyExample, NegotiatesAbi2LogsItsSetupAndCounts) {
+  LogCapture log;
+  auto p = MustLoad(Config(kTopicKey, R"(drop_prefix = "test/")"), kExampleDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kTopicKey + ", plugin ABI 2 (plugin lists 1, 2; agent speaks 1, 2)");
+  EXPECT_EQ(log.Count("info plugin topic-key: keying events by topic level 1, dropping topics starting with "
+                      "\"test/\""),
+            1u);
+  EXPECT_EQ(p->Counters(), (Counters{{"keyed", 0}, {"dropped", 0}}));
+  JsonEvent a("terminal/t1/payment"), b("terminal/t2/payment"), c("test/t3/payment"), d("terminal");
+  EXPECT_EQ(p->Process(a.e), Action::kKeep);
+  EXPECT_EQ(p->Process(b.e), Action::kKeep);
+  EXPECT_EQ(p->Process(c.e), Action::kDrop);
+  EXPECT_EQ(p->Process(d.e), Action::kKeep);  // too few levels: not keyed
+  EXPECT_EQ(b.e.route.key, "t2");
+  EXPECT_EQ(d.e.route.key, "");
+  EXPECT_EQ(p->Counters(), (Counters{{"keyed", 2}, {"dropped", 1}}));
+}
+
+TEST(TopicKeyExample, StillWorksInAnAgentFromBeforeAbi2) {
+  LogCapture log;
+  auto p = MustLoad(Config(kTopicKey, R"(level = 2, drop_prefix = "test/")"), kExampleDir, OldAgent());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kTopicKey + ", plugin ABI 1 (no version list; agent speaks 1)");
+  JsonEvent ev("terminal/t17/payment/capture"), test("test/t1/x");
+  EXPECT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.e.route.key, "payment");
+  EXPECT_EQ(p->Process(test.e), Action::kDrop);
+  EXPECT_TRUE(p->Counters().empty());
+  EXPECT_TRUE(log.Lines().empty());  // no host, no log
 }
 
 TEST(TopicKeyExample, RefusesBadSettingsWithItsReason) {
@@ -258,7 +335,7 @@ TEST(ExternalPlugin, UnknownActionsAndRouteChangesDeadLetterTheEvent) {
   ASSERT_TRUE(field);
   RawEvent f("a/b", "x");
   ASSERT_EQ(field->Process(f.e), Action::kDeadLetter);
-  EXPECT_EQ(f.e.error, "scripted: set_route with unknown field 9 (ABI 1 knows 1 to 4)");
+  EXPECT_EQ(f.e.error, "scripted: set_route with unknown field 9 (the plugin ABI knows 1 to 4)");
 }
 
 TEST(ExternalPlugin, DropsAndDeadLettersWithItsReason) {
@@ -293,18 +370,156 @@ TEST(ExternalPlugin, CleanupRunsOnceWhenTheLastReferenceGoes) {
   EXPECT_EQ(cleanups, 1);
 }
 
+// --- ABI versions: negotiation, host services, size fields ---
+
+TEST(PluginAbi, AnOldAbi1PluginLoadsAsAbi1WithoutHostServices) {
+  // scripted.c is built against the frozen ABI 1 header (tests/plugins/abi1).
+  auto p = MustLoad(Config(kScripted, R"(key = "k7")"), kTestDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kScripted + ", plugin ABI 1 (no version list; agent speaks 1, 2)");
+  JsonEvent ev("a/b");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.e.route.key, "k7");
+  EXPECT_TRUE(p->Counters().empty());
+}
+
+TEST(PluginAbi, ANewPluginGetsTheNewestCommonVersion) {
+  auto p = MustLoad(Config(kNegotiating), kTestDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kNegotiating + ", plugin ABI 2 (plugin lists 1, 2; agent speaks 1, 2)");
+  JsonEvent ev("a/b");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.e.route.key, "abi2");  // its ABI 2 process ran
+}
+
+TEST(PluginAbi, ANewPluginStillWorksThroughAbi1InAnOldAgent) {
+  auto p = MustLoad(Config(kNegotiating, R"(counter = "seen", init_log = "hello")"), kTestDir, OldAgent());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->LoadInfo(), "external " + kNegotiating + ", plugin ABI 1 (no version list; agent speaks 1)");
+  JsonEvent ev("a/b");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.e.route.key, "abi1");  // its ABI 1 descriptor, the only one an old agent asks for
+  EXPECT_TRUE(p->Counters().empty());
+
+  // An old agent finds nothing in a plugin that speaks only versions after 1.
+  EXPECT_EQ(Refusal(Config("edgesync-test-short-descriptor.so"), kTestDir, OldAgent()),
+            "test.toml:2:8: plugins.x.file: edgesync-test-short-descriptor.so is not an edgesync plugin: it "
+            "exports no edgesync_plugin_describe (see plugins/include/edgesync/plugin.h)");
+}
+
+TEST(PluginAbi, RefusesAPluginThatSpeaksOnlyVersionsTheAgentDoesNot) {
+  EXPECT_EQ(Refusal(Config("edgesync-test-future-only.so"), kTestDir),
+            "test.toml:2:8: plugins.x.file: edgesync-test-future-only.so speaks edgesync plugin ABI 99, 3; "
+            "this agent speaks 1, 2: use a build of the plugin that also lists one of this agent's versions "
+            "(plugins/include/edgesync/plugin.h), or an agent that speaks the plugin's");
+}
+
+TEST(PluginAbi, RefusesADescriptorShorterThanItsVersionNeeds) {
+  EXPECT_EQ(Refusal(Config("edgesync-test-short-descriptor.so"), kTestDir),
+            "test.toml:2:8: plugins.x.file: edgesync-test-short-descriptor.so: its ABI 2 descriptor is " +
+                std::to_string(offsetof(edgesync_plugin_v2, process)) +
+                " bytes (struct_size), shorter than the " + std::to_string(sizeof(edgesync_plugin_v2)) +
+                " every ABI 2 descriptor has: set struct_size = sizeof(struct edgesync_plugin_v2)");
+}
+
+TEST(PluginAbi, HostLogGoesToTheAgentsLogWithThePluginsNameBounded) {
+  LogCapture log;
+  const std::string long_line(EDGESYNC_LOG_MAX_BYTES + 100, 'x');
+  auto p = MustLoad(Config(kNegotiating, R"(init_log = "starting\nforged line")"), kTestDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(log.Count("info plugin negotiating: starting\\nforged line"), 1u);  // escaped, one line
+
+  auto loud = MustLoad(Config(kNegotiating, "log = \"" + long_line + "\""), kTestDir);
+  ASSERT_TRUE(loud);
+  JsonEvent ev("a/b");
+  ASSERT_EQ(loud->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(log.Count("warning plugin negotiating: " + std::string(EDGESYNC_LOG_MAX_BYTES, 'x') +
+                      "... (cut at " + std::to_string(EDGESYNC_LOG_MAX_BYTES) + " bytes)"),
+            1u);
+}
+
+TEST(PluginAbi, HostLogWritesAtMostItsLimitAMinute) {
+  LogCapture log;
+  auto p = MustLoad(Config(kNegotiating, R"(log = "again", log_repeat = 25)"), kTestDir);
+  ASSERT_TRUE(p);
+  JsonEvent ev("a/b");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(log.Count("warning plugin negotiating: again"), static_cast<size_t>(EDGESYNC_LOG_MAX_PER_MINUTE));
+  JsonEvent more("a/b");
+  ASSERT_EQ(p->Process(more.e), Action::kKeep);
+  EXPECT_EQ(log.Count("warning plugin negotiating: again"), static_cast<size_t>(EDGESYNC_LOG_MAX_PER_MINUTE));
+  // The limit is per plugin instance: another one logs.
+  auto other = MustLoad(Config(kNegotiating, R"(log = "again")"), kTestDir);
+  ASSERT_TRUE(other);
+  JsonEvent ev2("a/b");
+  ASSERT_EQ(other->Process(ev2.e), Action::kKeep);
+  EXPECT_EQ(log.Count("warning plugin negotiating: again"), static_cast<size_t>(EDGESYNC_LOG_MAX_PER_MINUTE) + 1);
+}
+
+TEST(PluginAbi, HostCountersAreReadThroughThePlugin) {
+  auto p = MustLoad(Config(kNegotiating, R"(counter = "events_seen", delta = 3)"), kTestDir);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->Counters(), (Counters{{"events_seen", 0}}));  // registered in init
+  JsonEvent a("a/b"), b("a/c");
+  ASSERT_EQ(p->Process(a.e), Action::kKeep);
+  ASSERT_EQ(p->Process(b.e), Action::kKeep);
+  EXPECT_EQ(p->Counters(), (Counters{{"events_seen", 6}}));
+
+  // A name the host refuses registers nothing (the plugin gets -1 and adds nothing).
+  for (const std::string& bad : {std::string("has space"), std::string(""), std::string(65, 'c')}) {
+    auto q = MustLoad(Config(kNegotiating, "counter = \"" + bad + "\""), kTestDir);
+    ASSERT_TRUE(q);
+    JsonEvent ev("a/b");
+    ASSERT_EQ(q->Process(ev.e), Action::kKeep);
+    EXPECT_TRUE(q->Counters().empty()) << bad;
+  }
+  auto longest = MustLoad(Config(kNegotiating, "counter = \"" + std::string(64, 'c') + "\""), kTestDir);
+  ASSERT_TRUE(longest);
+  EXPECT_EQ(longest->Counters(), (Counters{{std::string(64, 'c'), 0}}));
+}
+
+TEST(PluginAbi, TheStructsCarryTheAgentsSizes) {
+  auto p = MustLoad(Config(kNegotiating, "echo_sizes = true"), kTestDir);
+  ASSERT_TRUE(p);
+  RawEvent ev("a/b", "x");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_EQ(ev.raw, "{\"event_size\":" + std::to_string(sizeof(edgesync_event_v2)) +
+                        ",\"output_size\":" + std::to_string(sizeof(edgesync_output_v2)) +
+                        ",\"host_size\":" + std::to_string(sizeof(edgesync_host)) +
+                        // a member a later header appends is absent from this agent's event
+                        ",\"site\":\"absent\",\"host_has_counters\":1}");
+}
+
+TEST(PluginAbi, APluginReadsNothingPastAShorterHostTable) {
+  LogCapture log;
+  ExternalPluginOptions older;  // an agent whose table ends before the counters
+  older.host_struct_size = offsetof(edgesync_host, counter);
+  auto p = MustLoad(Config(kNegotiating, R"(counter = "seen", echo_sizes = true)"), kTestDir, older);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(log.Count("warning plugin negotiating: the agent's host table has no counters: counting nothing"), 1u);
+  RawEvent ev("a/b", "x");
+  ASSERT_EQ(p->Process(ev.e), Action::kKeep);
+  EXPECT_NE(ev.raw.find("\"host_size\":" + std::to_string(offsetof(edgesync_host, counter)) + ","),
+            std::string::npos)
+      << ev.raw;
+  EXPECT_NE(ev.raw.find("\"host_has_counters\":0"), std::string::npos) << ev.raw;
+  EXPECT_TRUE(p->Counters().empty());
+}
+
 // --- refusals ---
 
 TEST(LoadExternalPlugin, RefusesAPluginBuiltForAnotherAbi) {
   EXPECT_EQ(Refusal(Config("edgesync-test-abi99.so"), kTestDir),
-            "test.toml:2:8: plugins.x.file: edgesync-test-abi99.so was built for edgesync plugin ABI 99, "
-            "this agent speaks 1: rebuild it against plugins/include/edgesync/plugin.h");
+            "test.toml:2:8: plugins.x.file: edgesync-test-abi99.so was built for edgesync plugin ABI 99 and "
+            "lists no versions (edgesync_plugin_abi_versions); this agent speaks 1, 2: rebuild it against "
+            "plugins/include/edgesync/plugin.h");
 }
 
 TEST(LoadExternalPlugin, RefusesASharedObjectWithoutTheDescribeSymbol) {
   EXPECT_EQ(Refusal(Config("edgesync-test-no-describe.so"), kTestDir),
             "test.toml:2:8: plugins.x.file: edgesync-test-no-describe.so is not an edgesync plugin: it "
-            "exports no edgesync_plugin_describe (see plugins/include/edgesync/plugin.h)");
+            "exports no edgesync_plugin_describe and no edgesync_plugin_abi_versions (see "
+            "plugins/include/edgesync/plugin.h)");
 }
 
 TEST(LoadExternalPlugin, PassesOnTheReasonInitRefusedWith) {
