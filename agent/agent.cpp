@@ -194,26 +194,12 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   a->sealer_->SetOnSealed([u = a->uploader_.get()] { u->Notify(); });
 
   IngestOptions io;
-  io.host = config.mqtt_host;
-  io.port = static_cast<int>(config.mqtt_port);
-  io.client_id = config.mqtt_client_id;
-  io.keepalive = static_cast<int>(config.mqtt_keepalive);
-  io.qos = static_cast<int>(config.mqtt_qos);
-  io.mqtt5 = config.mqtt_protocol == "5";
-  io.session_expiry_s = static_cast<int64_t>(config.mqtt_session_expiry);
-  io.receive_maximum = static_cast<int>(config.mqtt_receive_maximum);
-  io.username = config.mqtt_username;
-  if (!config.mqtt_password_file.empty()) {
-    Result<std::string> pw = ReadPasswordFile(config.mqtt_password_file);
+  static_cast<MqttSettings&>(io) = config.mqtt;
+  if (!config.mqtt.password_file.empty()) {
+    Result<std::string> pw = ReadPasswordFile(config.mqtt.password_file);
     if (!pw.ok()) return pw.status();
     io.password = std::move(pw).value();
   }
-  io.ca_file = config.mqtt_ca_file;
-  io.cert_file = config.mqtt_cert_file;
-  io.key_file = config.mqtt_key_file;
-  io.tls_version = config.mqtt_tls_version;
-  io.status_topic = config.mqtt_status_topic;
-  io.max_packet_size = static_cast<uint32_t>(config.mqtt_max_packet_size);
   io.max_user_properties = kMaxUserProperties;
   io.max_user_property_bytes = static_cast<size_t>(config.mqtt_max_payload);
   std::vector<std::string> filters_wanted = a->pipeline_->router().AllFilters();
@@ -388,7 +374,7 @@ void Agent::EmitHealth(const char* state) {
 // or the dead-letter stream's with the reason; or once a plugin dropped it.
 void Agent::OnMessage(const IngestMessage& m) {
   // Our own retained status comes back when mqtt.subscribe covers it.
-  if (m.topic == config_.mqtt_status_topic) return;
+  if (m.topic == config_.mqtt.status_topic) return;
   if (!config_.fleet_mqtt_topic.empty() && m.topic == config_.fleet_mqtt_topic) {
     if (bundle_sink_ && !m.payload.empty()) bundle_sink_(m.payload);  // empty: the retained one was cleared
     return;

@@ -39,23 +39,8 @@ const OptionTable<Config>& Options() {
       .Seconds("agent.stats_interval", &C::stats_interval, "Interval of the one-line counters in the log; 0 turns them off.")
       .Seconds("agent.heartbeat_interval", &C::heartbeat_interval, "Interval of the health records (counters, buffer, connection states, last errors) the agent sends on its own stream `_agent`; 0 turns them off.")
       .String("agent.health_topic", &C::health_topic, "Kafka topic of the health records.")
-      .String("mqtt.host", &C::mqtt_host, "Broker host (the device's local broker).")
-      .Int("mqtt.port", &C::mqtt_port, "Broker port.", 1, 65535)
-      .String("mqtt.client_id", &C::mqtt_client_id, "Fixed client id: with a persistent session the broker keeps our queue while we are away.")
-      .Int("mqtt.keepalive", &C::mqtt_keepalive, "MQTT keepalive in seconds.", 5, 65535)
-      .Int("mqtt.qos", &C::mqtt_qos, "QoS of the subscriptions. 1: at least once (QoS 2 publishes arrive at QoS 1: libmosquitto acknowledges QoS 2 before the agent sees the message).", 0, 1)
-      .String("mqtt.protocol", &C::mqtt_protocol, "MQTT protocol version: \"5\" or \"3.1.1\".", {"5", "3.1.1"})
-      .Seconds("mqtt.session_expiry", &C::mqtt_session_expiry, "MQTT 5: how long the broker keeps the agent's session and queue while it is away.")
-      .Int("mqtt.receive_maximum", &C::mqtt_receive_maximum, "MQTT 5: messages the broker may send before the agent acknowledges them.", 1, 65535)
-      .String("mqtt.username", &C::mqtt_username, "User name, if the broker wants one.")
-      .String("mqtt.password_file", &C::mqtt_password_file, "File holding the password (its first line). The password is never in the config or the log.")
-      .String("mqtt.ca_file", &C::mqtt_ca_file, "CA certificate(s) to verify the broker with; setting it turns TLS on.")
-      .String("mqtt.cert_file", &C::mqtt_cert_file, "Client certificate for mutual TLS (with key_file).")
-      .String("mqtt.key_file", &C::mqtt_key_file, "Client private key for mutual TLS (with cert_file).")
-      .String("mqtt.tls_version", &C::mqtt_tls_version, "Lowest TLS version accepted.", {"tlsv1.2", "tlsv1.3"})
-      .String("mqtt.status_topic", &C::mqtt_status_topic, "Retained \"online\"/\"offline\" status, \"offline\" also as the last will. Default: \"edgesync/<client_id>/status\".")
+      .Include(&C::mqtt, MqttSettings::Options())
       .Size("mqtt.max_payload", &C::mqtt_max_payload, "A larger payload goes to the dead-letter stream, cut to this size.", 1, 16 << 20)
-      .Size("mqtt.max_packet_size", &C::mqtt_max_packet_size, "MQTT 5: the largest message the broker may send the agent, announced when it connects (the broker drops larger ones; the broker drop-in refuses them from publishers). Bounds what one message costs in memory. At least mqtt.max_payload + 64KiB.", 128 << 10, 256 << 20)
       .String("mqtt.unmatched", &C::mqtt_unmatched, "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".", {"dead-letter", "drop"})
       .List("mqtt.subscribe", &C::mqtt_subscribe, "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).")
       .Include(&C::buffer, StoreLimits::Options())
@@ -718,13 +703,13 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     Status st = ValidateTopicFilter(f);
     if (!st.ok()) p.Add("mqtt.subscribe", st.message());
   }
-  if (cfg.mqtt_cert_file.empty() != cfg.mqtt_key_file.empty()) {
+  if (cfg.mqtt.cert_file.empty() != cfg.mqtt.key_file.empty()) {
     p.Add("mqtt.cert_file", "cert_file and key_file go together (mutual TLS): set both or neither");
   }
-  if (!cfg.mqtt_cert_file.empty() && cfg.mqtt_ca_file.empty()) {
+  if (!cfg.mqtt.cert_file.empty() && cfg.mqtt.ca_file.empty()) {
     p.Add("mqtt.ca_file", "a client certificate needs TLS: set ca_file too");
   }
-  if (!cfg.mqtt_password_file.empty() && cfg.mqtt_username.empty()) {
+  if (!cfg.mqtt.password_file.empty() && cfg.mqtt.username.empty()) {
     p.Add("mqtt.password_file", "a password needs mqtt.username");
   }
   const bool sasl = cfg.kafka_security_protocol.rfind("sasl_", 0) == 0;
@@ -772,9 +757,9 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     p.Add("fleet.public_keys", "bundles are taken only when signed: set the fleet's public key(s)");
   }
   if (cfg.fleet_probation < 1) p.Add("fleet.probation", "must be at least 1s");
-  if (cfg.mqtt_status_topic.empty()) cfg.mqtt_status_topic = "edgesync/" + cfg.mqtt_client_id + "/status";
+  if (cfg.mqtt.status_topic.empty()) cfg.mqtt.status_topic = "edgesync/" + cfg.mqtt.client_id + "/status";
   if (cfg.batch.sync_interval_us <= 0) p.Add("buffer.sync_interval", "must be more than 0");
-  if (cfg.mqtt_max_packet_size < cfg.mqtt_max_payload + (64 << 10)) {
+  if (cfg.mqtt.max_packet_size < cfg.mqtt_max_payload + (64 << 10)) {
     p.Add("mqtt.max_packet_size", "must be at least mqtt.max_payload + 64KiB (" +
                                       std::to_string(cfg.mqtt_max_payload + (64 << 10)) +
                                       " bytes): a payload just over max_payload must still reach the dead-letter stream");
@@ -812,8 +797,8 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
   // Files the agent will need: say now, not at the first connection.
   Problems p(path);
   const std::pair<const char*, const std::string*> files[] = {
-      {"mqtt.password_file", &cfg->mqtt_password_file}, {"mqtt.ca_file", &cfg->mqtt_ca_file},
-      {"mqtt.cert_file", &cfg->mqtt_cert_file}, {"mqtt.key_file", &cfg->mqtt_key_file},
+      {"mqtt.password_file", &cfg->mqtt.password_file}, {"mqtt.ca_file", &cfg->mqtt.ca_file},
+      {"mqtt.cert_file", &cfg->mqtt.cert_file}, {"mqtt.key_file", &cfg->mqtt.key_file},
       {"encryption.public_key", &cfg->encryption_public_key},
       {"batch.dictionary", &cfg->batch_dictionary}, {"kafka.ssl_ca_file", &cfg->kafka_ssl_ca_file},
       {"kafka.ssl_cert_file", &cfg->kafka_ssl_cert_file}, {"kafka.ssl_key_file", &cfg->kafka_ssl_key_file},

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/ingest.h"
 #include "base/status.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
@@ -59,22 +60,8 @@ struct Config {
   double heartbeat_interval = 60; // seconds between health records on the _agent stream; 0 = never
   std::string health_topic = "edge.agent";  // Kafka topic of the _agent stream
   // [mqtt]
-  std::string mqtt_host = "127.0.0.1";
-  int64_t mqtt_port = 1883;
-  std::string mqtt_client_id = "edgesync";
-  int64_t mqtt_keepalive = 30;    // seconds
-  int64_t mqtt_qos = 1;
-  std::string mqtt_protocol = "5";          // "5" or "3.1.1"
-  double mqtt_session_expiry = 7 * 86400;   // seconds the broker keeps our session (MQTT 5)
-  int64_t mqtt_receive_maximum = 100;       // unacknowledged messages the broker may send (MQTT 5)
-  std::string mqtt_username;
-  std::string mqtt_password_file;           // the password is read from here, never from the config
-  std::string mqtt_ca_file;                 // TLS when set
-  std::string mqtt_cert_file, mqtt_key_file;  // client certificate (mTLS), both or neither
-  std::string mqtt_tls_version = "tlsv1.2"; // minimum
-  std::string mqtt_status_topic;            // default "edgesync/<client_id>/status"
+  MqttSettings mqtt;                        // Ingest's own options; status_topic filled in when empty
   int64_t mqtt_max_payload = 256 * 1024;
-  int64_t mqtt_max_packet_size = 16 << 20;  // MQTT 5 Maximum Packet Size announced to the broker
   std::string mqtt_unmatched = "dead-letter";  // or "drop"
   std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
   // [buffer] and [batch]: the store's and the sealer's own options

@@ -15,6 +15,37 @@
 
 namespace edgesync {
 
+const OptionTable<MqttSettings>& MqttSettings::Options() {
+  using M = MqttSettings;
+  static const auto* table = &(*new OptionTable<MqttSettings>())  // never freed: a process-long constant
+      .String("mqtt.host", &M::host, "Broker host (the device's local broker).")
+      .Int("mqtt.port", &M::port, "Broker port.", 1, 65535)
+      .String("mqtt.client_id", &M::client_id,
+              "Fixed client id: with a persistent session the broker keeps our queue while we are away.")
+      .Int("mqtt.keepalive", &M::keepalive, "MQTT keepalive in seconds.", 5, 65535)
+      .Int("mqtt.qos", &M::qos,
+           "QoS of the subscriptions. 1: at least once (QoS 2 publishes arrive at QoS 1: libmosquitto acknowledges QoS 2 before the agent sees the message).",
+           0, 1)
+      .String("mqtt.protocol", &M::protocol, "MQTT protocol version: \"5\" or \"3.1.1\".", {"5", "3.1.1"})
+      .Seconds("mqtt.session_expiry", &M::session_expiry,
+               "MQTT 5: how long the broker keeps the agent's session and queue while it is away.")
+      .Int("mqtt.receive_maximum", &M::receive_maximum,
+           "MQTT 5: messages the broker may send before the agent acknowledges them.", 1, 65535)
+      .String("mqtt.username", &M::username, "User name, if the broker wants one.")
+      .String("mqtt.password_file", &M::password_file,
+              "File holding the password (its first line). The password is never in the config or the log.")
+      .String("mqtt.ca_file", &M::ca_file, "CA certificate(s) to verify the broker with; setting it turns TLS on.")
+      .String("mqtt.cert_file", &M::cert_file, "Client certificate for mutual TLS (with key_file).")
+      .String("mqtt.key_file", &M::key_file, "Client private key for mutual TLS (with cert_file).")
+      .String("mqtt.tls_version", &M::tls_version, "Lowest TLS version accepted.", {"tlsv1.2", "tlsv1.3"})
+      .String("mqtt.status_topic", &M::status_topic,
+              "Retained \"online\"/\"offline\" status, \"offline\" also as the last will. Default: \"edgesync/<client_id>/status\".")
+      .Size("mqtt.max_packet_size", &M::max_packet_size,
+            "MQTT 5: the largest message the broker may send the agent, announced when it connects (the broker drops larger ones; the broker drop-in refuses them from publishers). Bounds what one message costs in memory. At least mqtt.max_payload + 64KiB.",
+            128 << 10, 256 << 20);
+  return *table;
+}
+
 Result<std::unique_ptr<Ingest>> Ingest::Create(IngestOptions options, Sink sink) {
   std::unique_ptr<Ingest> in(new Ingest(std::move(options), std::move(sink)));
   const IngestOptions& o = in->options_;
@@ -26,8 +57,8 @@ Result<std::unique_ptr<Ingest>> Ingest::Create(IngestOptions options, Sink sink)
   // Threaded mode, with our own loop thread: PUBACKs stay queued until
   // on_message has returned.
   mosquitto_threaded_set(m, true);
-  mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, o.mqtt5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-  if (o.mqtt5) mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, o.receive_maximum);
+  mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, o.mqtt5() ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+  if (o.mqtt5()) mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, o.receive_maximum);
   mosquitto_connect_v5_callback_set(m, &Ingest::OnConnect);
   mosquitto_disconnect_v5_callback_set(m, &Ingest::OnDisconnect);
   mosquitto_message_v5_callback_set(m, &Ingest::OnMessage);
@@ -94,9 +125,9 @@ void Ingest::Run() {
       int rc;
       if (!ever_tried) {
         mosquitto_property* props = nullptr;
-        if (options_.mqtt5) {
+        if (options_.mqtt5()) {
           mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
-                                       static_cast<uint32_t>(std::min<int64_t>(options_.session_expiry_s, UINT32_MAX)));
+                                       static_cast<uint32_t>(std::min<double>(options_.session_expiry, UINT32_MAX)));
           mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
                                        static_cast<uint16_t>(options_.receive_maximum));
           if (options_.max_packet_size > 0) {
@@ -230,14 +261,14 @@ IngestStats Ingest::stats() const {
 void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_property*) {
   Ingest* in = static_cast<Ingest*>(self);
   if (rc != 0) {
-    const char* why = in->options_.mqtt5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc);
+    const char* why = in->options_.mqtt5() ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc);
     std::string hint;
-    if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD || (!in->options_.mqtt5 && rc == 4)) {
+    if (rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD || (!in->options_.mqtt5() && rc == 4)) {
       hint = " (check mqtt.username and mqtt.password_file)";
-    } else if (rc == MQTT_RC_NOT_AUTHORIZED || (!in->options_.mqtt5 && rc == 5)) {
+    } else if (rc == MQTT_RC_NOT_AUTHORIZED || (!in->options_.mqtt5() && rc == 5)) {
       // Mosquitto answers a wrong password with "not authorized" too.
       hint = " (check mqtt.username and mqtt.password_file, the client certificate, and the broker's ACLs)";
-    } else if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || (!in->options_.mqtt5 && rc == 1)) {
+    } else if (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || (!in->options_.mqtt5() && rc == 1)) {
       hint = " (set mqtt.protocol = \"3.1.1\" for this broker)";
     }
     in->last_error_.Set(std::string("the broker refused the connection: ") + why + hint);
@@ -254,7 +285,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
   in->refusals_ = 0;
   ++in->connects_;
   spdlog::info("mqtt: connected to {}:{} as {} (MQTT {}{})", in->options_.host, in->options_.port,
-               in->options_.client_id, in->options_.mqtt5 ? "5" : "3.1.1",
+               in->options_.client_id, in->options_.mqtt5() ? "5" : "3.1.1",
                in->options_.ca_file.empty() ? "" : ", TLS");
   if (!in->options_.status_topic.empty()) {
     mosquitto_publish(m, nullptr, in->options_.status_topic.c_str(), 6, "online", 1, true);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/last_error.h"
+#include "base/option_table.h"
 #include "base/status.h"
 
 struct mosquitto;
@@ -36,25 +37,36 @@ typedef struct mqtt5__property mosquitto_property;
 
 namespace edgesync {
 
-struct IngestOptions {
+// How to reach the local broker: the [mqtt] options Ingest owns (declared
+// in ingest.cpp, with their descriptions).
+struct MqttSettings {
   std::string host = "127.0.0.1";
   int port = 1883;
   std::string client_id = "edgesync";
-  int keepalive = 30;
+  int keepalive = 30;                    // seconds
   int qos = 1;
-  bool mqtt5 = true;
-  int64_t session_expiry_s = 7 * 86400;  // MQTT 5
+  std::string protocol = "5";            // "5" or "3.1.1"
+  double session_expiry = 7 * 86400;     // seconds the broker keeps our session (MQTT 5)
   int receive_maximum = 100;             // MQTT 5
-  std::string username, password;        // password: never logged
+  std::string username;
+  std::string password_file;             // the password is read from here, never from the config
   std::string ca_file, cert_file, key_file, tls_version = "tlsv1.2";  // TLS when ca_file is set
   std::string status_topic;  // retained "online"/"offline"; "offline" is also the will; empty: none
-  std::vector<std::string> filters;  // subscribed on every (re)connect
   // MQTT 5: announced to the broker as the agent's Maximum Packet Size, so
   // that it never sends a larger message (it drops it instead): what one
   // message can cost in memory is bounded (libmosquitto holds a packet
   // twice while it reads it). 0: none announced. MQTT 3.1.1 cannot say it:
   // there the broker's own max_packet_size is the only bound.
-  uint32_t max_packet_size = 0;
+  uint32_t max_packet_size = 16 << 20;
+
+  bool mqtt5() const { return protocol == "5"; }
+  static const OptionTable<MqttSettings>& Options();
+  bool operator==(const MqttSettings&) const = default;
+};
+
+struct IngestOptions : MqttSettings {
+  std::string password;              // read from password_file; never logged
+  std::vector<std::string> filters;  // subscribed on every (re)connect
   // User properties copied into a message: at most this many, of at most
   // these bytes (name + value + 4 each) in all; the rest are counted only.
   size_t max_user_properties = SIZE_MAX;

@@ -34,7 +34,7 @@ TEST(Config, MinimalExampleParsesWithDefaults) {
   Result<Config> c = ParseConfig(kMinimal, "edgesync.toml");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->device_id, "term-0042");
-  EXPECT_EQ(c->mqtt_port, 1883);
+  EXPECT_EQ(c->mqtt.port, 1883);
   EXPECT_EQ(c->kafka_brokers, "127.0.0.1:9092");
   ASSERT_EQ(c->streams.size(), 1u);
   EXPECT_EQ(c->streams[0].topics, std::vector<std::string>{"terminal/+/payment/#"});
@@ -575,7 +575,7 @@ TEST(ConfigBounds, TheDeviceIdIsPrintableText) {
 TEST(ConfigBounds, TheAnnouncedPacketSizeLeavesRoomForADeadLetter) {
   Result<Config> c = ParseConfig(kMinimal, "m.toml");
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->mqtt_max_packet_size, 16 << 20);
+  EXPECT_EQ(c->mqtt.max_packet_size, 16u << 20);
   std::string small = kMinimal;
   small.replace(small.find("[mqtt]\n"), 7, "[mqtt]\nmax_payload = \"1MiB\"\nmax_packet_size = \"1MiB\"\n");
   c = ParseConfig(small, "m.toml");

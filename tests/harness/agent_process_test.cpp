@@ -29,7 +29,7 @@ topics = ["#"]
   fixed.erase(fixed.find("portal = 1\n"), 11);
   c = ParseConfig(fixed, "out.toml");
   ASSERT_TRUE(c.ok()) << c.status().message();
-  EXPECT_EQ(c->mqtt_port, 40001);
+  EXPECT_EQ(c->mqtt.port, 40001);
   EXPECT_EQ(c->kafka_brokers, "127.0.0.1:1,127.0.0.1:2");
   EXPECT_EQ(c->state_dir, "/tmp/x");
   EXPECT_EQ(c->device_id, "d");
@@ -40,7 +40,7 @@ TEST(PointConfigAt, AddsMissingLinesAndSections) {
                                   1234, "b:1", "/s");
   Result<Config> c = ParseConfig(out, "out.toml");
   ASSERT_TRUE(c.ok()) << c.status().message() << "\n" << out;
-  EXPECT_EQ(c->mqtt_port, 1234);
+  EXPECT_EQ(c->mqtt.port, 1234);
   EXPECT_EQ(c->kafka_brokers, "b:1");
   EXPECT_EQ(c->state_dir, "/s");
 }
