@@ -70,37 +70,6 @@ const OptionTable<Config>& Options() {
   return *table;
 }
 
-std::string DefaultText(const OptionDecl<Config>& o) {
-  static const Config defaults;
-  if (o.required) return "(required)";
-  const OptionValue v = o.get(defaults);
-  switch (o.kind) {
-    case OptionKind::kString: {
-      const std::string& str = std::get<std::string>(v);
-      return str.empty() ? "(none)" : "\"" + str + "\"";
-    }
-    case OptionKind::kInt:
-    case OptionKind::kSize: {
-      const int64_t n = std::get<int64_t>(v);
-      if (o.kind == OptionKind::kSize && n > 0 && n % (1 << 20) == 0) return "\"" + std::to_string(n >> 20) + "MiB\"";
-      if (o.kind == OptionKind::kSize && n > 0 && n % 1024 == 0) return "\"" + std::to_string(n >> 10) + "KiB\"";
-      return std::to_string(n);
-    }
-    case OptionKind::kStringList:
-      return "[]";
-    case OptionKind::kDuration:
-      break;
-  }
-  const double secs = std::get<double>(v);
-  std::ostringstream s;
-  if (secs >= 86400 && std::fmod(secs, 86400) == 0) {
-    s << "\"" << secs / 86400 << "d\"";
-  } else {
-    s << "\"" << secs << "s\"";
-  }
-  return s.str();
-}
-
 class Problems {
  public:
   explicit Problems(std::string origin) : origin_(std::move(origin)) {}
@@ -125,37 +94,6 @@ class Problems {
   std::vector<std::string> lines_;
 };
 
-// "250ms", "2s", "5m", "1h", "7d", or a plain number of seconds.
-bool ParseDuration(const toml::node& n, double* secs, std::string* why) {
-  if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) {
-    *secs = *v;
-  } else if (auto s = n.value<std::string>()) {
-    static const std::pair<const char*, double> kUnits[] = {
-        {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
-    size_t i = 0;
-    while (i < s->size() && (std::isdigit(static_cast<unsigned char>((*s)[i])) || (*s)[i] == '.')) ++i;
-    std::string digits = s->substr(0, i), unit = s->substr(i);
-    double mult = -1;
-    for (const auto& [u, m] : kUnits) {
-      if (unit == u) mult = m;
-    }
-    if (digits.empty() || mult < 0) {
-      *why = "not a duration: \"" + *s + "\" (use e.g. 500ms, 2s, 5m, 1h, 7d)";
-      return false;
-    }
-    *secs = std::stod(digits) * mult;
-  } else {
-    *why = "must be a duration (a number of seconds or a string like \"2s\")";
-    return false;
-  }
-  if (!std::isfinite(*secs) || *secs < 0) {
-    *why = "must not be negative";
-    return false;
-  }
-  return true;
-}
-
-// 1048576, "512KiB", "64MiB", "1GiB", "100KB" (decimal), "100B".
 bool ValidStreamName(const std::string& name) {
   if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -566,78 +504,12 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
       continue;
     }
     const toml::node& n = *v.node();
+    OptionValue value;
     std::string why;
-    switch (o.kind) {
-      case OptionKind::kString: {
-        auto s = n.value<std::string>();
-        if (!s || !n.is_string()) {
-          p.Add(n.source(), o.key, "must be a string");
-        } else if (!o.choices.empty() &&
-                   std::find(o.choices.begin(), o.choices.end(), *s) == o.choices.end()) {
-          std::string list;
-          for (const auto& c : o.choices) list += (list.empty() ? "" : ", ") + c;
-          p.Add(n.source(), o.key, "must be one of " + list);
-        } else if (o.required && s->empty()) {
-          p.Add(n.source(), o.key, "must not be empty");
-        } else {
-          o.set(cfg, *s);
-        }
-        break;
-      }
-      case OptionKind::kInt:
-      case OptionKind::kSize: {
-        int64_t value = 0;
-        if (o.kind == OptionKind::kInt) {
-          auto i = n.value<int64_t>();
-          if (!i || !n.is_integer()) {
-            p.Add(n.source(), o.key, "must be an integer");
-            break;
-          }
-          value = *i;
-        } else if (!ParseSize(n, &value, &why)) {
-          p.Add(n.source(), o.key, why);
-          break;
-        }
-        if (value < o.min || value > o.max) {
-          p.Add(n.source(), o.key,
-                "must be between " + std::to_string(o.min) + " and " + std::to_string(o.max));
-        } else {
-          o.set(cfg, value);
-        }
-        break;
-      }
-      case OptionKind::kStringList: {
-        const toml::array* arr = n.as_array();
-        std::vector<std::string> values;
-        bool ok = arr != nullptr;
-        if (ok) {
-          for (const auto& e : *arr) {
-            auto item = e.value<std::string>();
-            if (!item || !e.is_string()) {
-              ok = false;
-              break;
-            }
-            values.push_back(*item);
-          }
-        }
-        if (!ok) {
-          p.Add(n.source(), o.key, "must be an array of strings");
-        } else {
-          o.set(cfg, std::move(values));
-        }
-        break;
-      }
-      case OptionKind::kDuration: {
-        double secs = 0;
-        if (!ParseDuration(n, &secs, &why)) {
-          p.Add(n.source(), o.key, why);
-        } else if (secs > kMaxOptionSeconds) {
-          p.Add(n.source(), o.key, "must be at most ten years (" + std::to_string(static_cast<int64_t>(kMaxOptionSeconds)) + " seconds)");
-        } else {
-          o.set(cfg, secs);
-        }
-        break;
-      }
+    if (!ReadOptionValue(n, o.kind, o.min, o.max, o.choices, o.required, &value, &why)) {
+      p.Add(n.source(), o.key, why);
+    } else {
+      o.set(cfg, std::move(value));
     }
   }
 
@@ -866,9 +738,7 @@ Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const C
 
 std::string ConfigReference() {
   std::string out = "| key | default | description |\n|---|---|---|\n";
-  for (const OptionDecl<Config>& o : Options().decls()) {
-    out += "| `" + o.key + "` | " + DefaultText(o) + " | " + o.description + " |\n";
-  }
+  out += Options().Reference();
   out +=
       "| `kafka.properties.*` | | Any other librdkafka producer property, passed through (it wins over the typed keys above); one librdkafka rejects is an error naming it. Those that load code, run a program or read a file need kafka.allow_unsafe_properties; profiles and bundles may set neither those nor the brokers' address and security. |\n"
       "| `[[streams]] name` | (required) | Stream name, 1-64 of A-Z a-z 0-9 . _ - |\n"
@@ -878,8 +748,9 @@ std::string ConfigReference() {
       "| `[[streams]] format` | \"raw\" | \"raw\" (any bytes) or \"json\" (a payload that is not JSON goes to the dead-letter stream). |\n"
       "| `[[streams]] plugins` | [] | The stream's chain: names of `[plugins.NAME]` tables, run in order. |\n"
       "| `[[streams]] skip_plugins` | [] | `every_stream` plugins this stream opts out of (explicitly: nothing is skipped by omission). |\n"
-      "| `[plugins.NAME] type` | (required) | \"rules\", \"pci\", \"ocpp\", \"lua\" or \"external\"; the other keys are the type's settings (docs/plugins.md). |\n"
+      "| `[plugins.NAME] type` | (required) | The plugin's type: " + PluginTypes() + "; the table's other keys are the type's settings (below). |\n"
       "| `[plugins.NAME] every_stream` | false | Run at the end of every stream's chain, and on dead letters, unless a stream skips it. |\n";
+  out += "\n## Plugin types and their settings\n\n" + PluginSettingsReference();
   return out;
 }
 

@@ -36,6 +36,7 @@ enum class OptionKind {
   kSize,      // bytes: an integer, or a string such as "512KiB"
   kDuration,  // a number of seconds, or a string such as "250ms", "7d"
   kStringList,
+  kTable,  // a table (or array of tables) the owner reads itself: declared for its key and docs
 };
 
 // A parsed value: kString a string, kInt and kSize an integer, kDuration
@@ -46,6 +47,10 @@ using OptionValue = std::variant<std::string, int64_t, double, std::vector<std::
 // setting and well inside what int64 microseconds hold.
 constexpr double kMaxOptionSeconds = 10.0 * 365 * 86400;
 
+// How the reference shows `value`, an option's default: "(none)" for an
+// empty string, sizes in KiB or MiB when whole, durations in s or d.
+std::string OptionDefaultText(OptionKind kind, const OptionValue& value);
+
 template <typename T>
 struct OptionDecl {
   std::string key;  // dotted path in the file, e.g. "kafka.max_in_flight"
@@ -55,6 +60,7 @@ struct OptionDecl {
   int64_t max = std::numeric_limits<int64_t>::max();
   std::vector<std::string> choices = {};  // kString: the values allowed, if restricted
   bool required = false;                  // kString: must be present and not empty
+  std::string default_text = {};          // the reference's "default" when the value cannot say it
   // Stores a value that has passed the checks above into `to`.
   std::function<void(T& to, const OptionValue&)> set;
   // The value held by `from` (for the default: a default-constructed T).
@@ -108,11 +114,22 @@ class OptionTable {
     decls_.push_back(std::move(d));
     return *this;
   }
+  // A table read by the owner itself; `default_text` says what holds when absent.
+  OptionTable& Table(std::string key, std::string description, std::string default_text) {
+    OptionDecl<T> d{std::move(key), OptionKind::kTable, std::move(description)};
+    d.default_text = std::move(default_text);
+    decls_.push_back(std::move(d));
+    return *this;
+  }
   // Every option of `sub`, whose values go to member `part` of T.
   template <typename S>
   OptionTable& Include(S T::*part, const OptionTable<S>& sub) {
     for (const OptionDecl<S>& s : sub.decls()) {
-      OptionDecl<T> d{s.key, s.kind, s.description, s.min, s.max, s.choices, s.required};
+      OptionDecl<T> d{s.key, s.kind, s.description, s.min, s.max, s.choices, s.required, s.default_text};
+      if (s.kind == OptionKind::kTable) {
+        decls_.push_back(std::move(d));
+        continue;
+      }
       d.set = [part, set = s.set](T& to, const OptionValue& v) { set(to.*part, v); };
       d.get = [part, get = s.get](const T& from) { return get(from.*part); };
       decls_.push_back(std::move(d));
@@ -121,6 +138,20 @@ class OptionTable {
   }
 
   const std::vector<OptionDecl<T>>& decls() const { return decls_; }
+
+  // The reference: one Markdown row per option, "| `key` | default | description |",
+  // the default read from a default-constructed T.
+  std::string Reference() const {
+    const T defaults{};
+    std::string out;
+    for (const OptionDecl<T>& d : decls_) {
+      const std::string def = d.required ? "(required)"
+                              : !d.default_text.empty() || !d.get ? d.default_text
+                                                                  : OptionDefaultText(d.kind, d.get(defaults));
+      out += "| `" + d.key + "` | " + def + " | " + d.description + " |\n";
+    }
+    return out;
+  }
 
  private:
   template <typename F>

@@ -375,6 +375,17 @@ Action ExternalPlugin::Keep(Event& e) const {
   return Action::kKeep;
 }
 
+struct ExternalSettings {
+  std::string file;
+  static const OptionTable<ExternalSettings>& Options() {
+    static const auto* table = &(*new OptionTable<ExternalSettings>())  // never freed: a process-long constant
+        .String("file", &ExternalSettings::file,
+                "The shared object's file name inside plugins.dir (required; no '/', no \"..\").")
+        .Table("settings", "A table of strings, integers and booleans passed to the plugin's init as strings.", "{}");
+    return *table;
+  }
+};
+
 // The settings table's values as the strings init receives.
 std::vector<std::pair<std::string, std::string>> PluginSettings(Settings& s) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -439,8 +450,10 @@ std::string VersionList(const std::vector<uint32_t>& versions) {
 
 Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir,
                                                          const ExternalPluginOptions& options) {
-  s.OnlyKeys({"file", "settings"});
-  const std::optional<std::string> file = s.String("file");
+  ExternalSettings declared;
+  s.Read(ExternalSettings::Options(), &declared);
+  const std::optional<std::string> file =
+      s.Get("file") != nullptr && s.Get("file")->is_string() ? std::optional<std::string>(declared.file) : std::nullopt;
   const std::vector<std::pair<std::string, std::string>> settings = PluginSettings(s);
   const toml::node* file_node = s.Get("file");
   if (file_node == nullptr) {
@@ -584,6 +597,15 @@ Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std:
   return std::shared_ptr<const Plugin>(std::make_shared<ExternalPlugin>(std::move(lib), std::move(desc),
                                                                         std::move(host), state, name,
                                                                         std::move(info)));
+}
+
+const PluginType& ExternalPluginType() {
+  static const PluginType kType{
+      "external",
+      "A shared object from plugins.dir behind the versioned C ABI (plugins/include/edgesync/plugin.h; docs/plugins.md, \"External plugins\").",
+      [] { return ExternalSettings::Options().Reference(); },
+      [](Settings& s, const PluginContext& c) { return LoadExternalPlugin(s, c.plugins_dir); }};
+  return kType;
 }
 
 }  // namespace edgesync

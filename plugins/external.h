@@ -14,6 +14,7 @@
 
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
@@ -40,5 +41,8 @@ struct ExternalPluginOptions {
 // the file and the ABI version chosen.
 Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir,
                                                          const ExternalPluginOptions& options = {});
+
+// type = "external": a shared object from plugins.dir behind the C ABI.
+const PluginType& ExternalPluginType();
 
 }  // namespace edgesync

@@ -1392,21 +1392,44 @@ class LuaPlugin : public Plugin {
   mutable std::vector<MemberName> member_names_;
 };
 
+struct LuaSettings {
+  std::string script;
+  std::string function = "process";
+  int64_t instruction_budget = 1'000'000;
+  int64_t memory_limit = 8 << 20;
+
+  static const OptionTable<LuaSettings>& Options() {
+    using L = LuaSettings;
+    static const auto* table = &(*new OptionTable<LuaSettings>())  // never freed: a process-long constant
+        .String("script", &L::script, "The .lua file (required), relative to the file the table is in.")
+        .String("function", &L::function, "The global function called with each event.")
+        .Int("instruction_budget", &L::instruction_budget,
+             "Lua VM instructions one event may take; past it the event is dead-lettered. A time limit backs it (2 us per instruction, at least 1 s).",
+             1000, 1'000'000'000)
+        .Size("memory_limit", &L::memory_limit, "The script's whole heap, its state included.", 256 << 10, 1ll << 30);
+    return *table;
+  }
+};
+
 }  // namespace
 
+const PluginType& LuaPluginType() {
+  static const PluginType kType{
+      "lua", "A fleet's own step as a Lua 5.4 script, sandboxed and bounded in instructions, memory and time.",
+      [] { return LuaSettings::Options().Reference(); },
+      [](Settings& s, const PluginContext& c) { return MakeLuaPlugin(s, c.base_dir, c.env); }};
+  return kType;
+}
+
 Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir, Env* env) {
-  s.OnlyKeys({"script", "function", "instruction_budget", "memory_limit"});
-  std::optional<std::string> script = s.String("script");
-  const std::string function = s.String("function").value_or("process");
-  const int64_t budget = s.Int("instruction_budget").value_or(1'000'000);
-  const int64_t memory = s.Size("memory_limit").value_or(8 << 20);
-  if (!script) s.Problem("script", "is required: the .lua file");
-  if (budget < 1000 || budget > 1'000'000'000) {
-    s.Problem(*s.Get("instruction_budget"), "instruction_budget", "must be between 1000 and 1000000000");
-  }
-  if (memory < (256 << 10) || memory > (1ll << 30)) {
-    s.Problem(*s.Get("memory_limit"), "memory_limit", "must be between 256KiB and 1GiB");
-  }
+  LuaSettings set;
+  s.Read(LuaSettings::Options(), &set);
+  const std::optional<std::string> script =
+      s.Get("script") != nullptr && s.Get("script")->is_string() ? std::optional<std::string>(set.script) : std::nullopt;
+  const std::string& function = set.function;
+  const int64_t budget = set.instruction_budget;
+  const int64_t memory = set.memory_limit;
+  if (s.Get("script") == nullptr) s.Problem("script", "is required: the .lua file");
   if (!s.ok()) return s.status();
   const std::string path = (*script)[0] == '/' || base_dir.empty() ? *script : base_dir + "/" + *script;
   // A regular file of sane size only: a FIFO or /dev/zero named here must

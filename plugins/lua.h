@@ -57,10 +57,13 @@
 #include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
 
+// type = "lua": a fleet's own step as a Lua 5.4 script.
+const PluginType& LuaPluginType();
 // `env` gives the time limit its monotonic clock.
 Result<std::shared_ptr<const Plugin>> MakeLuaPlugin(Settings& s, const std::string& base_dir,
                                                     Env* env = Env::Default());

@@ -107,13 +107,41 @@ class OcppPlugin : public Plugin {
   mutable std::string scratch_;  // Process runs on one thread at a time
 };
 
+struct OcppSettings {
+  int64_t charger_id_level = 1;
+  std::string frame_field;
+  std::vector<std::string> drop_actions;
+
+  static const OptionTable<OcppSettings>& Options() {
+    using O = OcppSettings;
+    static const auto* table = &(*new OptionTable<OcppSettings>())  // never freed: a process-long constant
+        .Int("charger_id_level", &O::charger_id_level,
+             "The topic level (0-based) that holds the charger's id.", 0, 64)
+        .String("frame_field", &O::frame_field,
+                "A dotted path to the frame when a gateway wraps it in an object of its own; empty: the payload is the frame.")
+        .Table("priorities", "Action name to priority (\"high\", \"normal\", \"low\"); replaces the default.",
+               "StartTransaction, StopTransaction, TransactionEvent \"high\"; MeterValues \"low\"")
+        .List("drop_actions", &O::drop_actions, "Actions whose frames are dropped, e.g. [\"Heartbeat\"].");
+    return *table;
+  }
+};
+
 }  // namespace
 
+const PluginType& OcppPluginType() {
+  static const PluginType kType{
+      "ocpp",
+      "OCPP-J frames (1.6, 2.0.1) become one JSON object each (charger id, message type, action, unique id, payload); a frame that is not one is dead-lettered.",
+      [] { return OcppSettings::Options().Reference(); },
+      [](Settings& s, const PluginContext&) { return MakeOcppPlugin(s); }};
+  return kType;
+}
+
 Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s) {
-  s.OnlyKeys({"charger_id_level", "frame_field", "priorities", "drop_actions"});
-  std::string frame_field = s.String("frame_field").value_or("");
-  int64_t level = s.Int("charger_id_level").value_or(1);
-  if (level < 0 || level > 64) s.Problem(*s.Get("charger_id_level"), "charger_id_level", "must be 0-64");
+  OcppSettings set;
+  s.Read(OcppSettings::Options(), &set);
+  std::string frame_field = std::move(set.frame_field);
+  const int64_t level = set.charger_id_level;
   std::map<std::string, Priority, std::less<>> priorities = {{"StartTransaction", Priority::kHigh},
                                                               {"StopTransaction", Priority::kHigh},
                                                               {"TransactionEvent", Priority::kHigh},
@@ -129,8 +157,7 @@ Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s) {
       }
     }
   }
-  std::set<std::string, std::less<>> drop;
-  if (auto list = s.StringList("drop_actions")) drop.insert(list->begin(), list->end());
+  std::set<std::string, std::less<>> drop(set.drop_actions.begin(), set.drop_actions.end());
   if (!s.ok()) return s.status();
   return std::shared_ptr<const Plugin>(std::make_shared<OcppPlugin>(level, std::move(frame_field), std::move(priorities), std::move(drop)));
 }

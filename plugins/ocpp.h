@@ -23,10 +23,13 @@
 
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
 
+// type = "ocpp": OCPP-J frames of chargers as one JSON object each.
+const PluginType& OcppPluginType();
 Result<std::shared_ptr<const Plugin>> MakeOcppPlugin(Settings& s);
 
 }  // namespace edgesync

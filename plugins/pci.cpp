@@ -263,20 +263,52 @@ class PciPlugin : public Plugin {
   mutable Json raw_json_;
 };
 
+struct PciSettings {
+  std::string mode = "mask";
+  std::string token_key_file;
+  std::vector<std::string> sensitive_fields{std::begin(kDefaultSensitiveFields), std::end(kDefaultSensitiveFields)};
+  std::vector<std::string> more_sensitive_fields;
+
+  static const OptionTable<PciSettings>& Options() {
+    using P = PciSettings;
+    static const auto* table = &(*new OptionTable<PciSettings>())  // never freed: a process-long constant
+        .String("mode", &P::mode,
+                "\"mask\": a PAN keeps its first six and last four digits, the rest `*`; \"token\": `tok_` + HMAC-SHA256 of its digits keyed by token_key_file, the same for the same card on every device with that key.")
+        .String("token_key_file", &P::token_key_file,
+                "The token key (at least 32 bytes, e.g. `head -c 32 /dev/urandom`); required with mode = \"token\". Relative to the file the table is in.")
+        .List("sensitive_fields", &P::sensitive_fields,
+              "Names (any case) of sensitive authentication data, removed with their values wherever they appear; replaces the default list.")
+        .List("more_sensitive_fields", &P::more_sensitive_fields,
+              "Names added to sensitive_fields (what a fleet usually wants).");
+    return *table;
+  }
+};
+
 }  // namespace
 
+const PluginType& PciPluginType() {
+  static const PluginType kType{
+      "pci",
+      "Card data never leaves the device readable: PANs masked or tokenised, sensitive authentication data removed, in payloads, properties, topics and keys (docs/plugins.md, \"pci\").",
+      [] { return PciSettings::Options().Reference(); },
+      [](Settings& s, const PluginContext& c) { return MakePciPlugin(s, c.base_dir); }};
+  return kType;
+}
+
 Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir) {
-  s.OnlyKeys({"mode", "token_key_file", "sensitive_fields", "more_sensitive_fields"});
-  const std::string mode = s.String("mode").value_or("mask");
+  PciSettings set;
+  s.Read(PciSettings::Options(), &set);
   bool token = false;
-  if (mode == "token") {
+  if (set.mode == "token") {
     token = true;
-  } else if (mode != "mask") {
+  } else if (set.mode != "mask") {
     s.Problem(*s.Get("mode"), "mode", "must be \"mask\" (first 6 and last 4 digits) or \"token\" (HMAC-SHA256)");
   }
   std::string key;
-  std::optional<std::string> key_file = s.String("token_key_file");
-  if (token && !key_file) {
+  const toml::node* key_node = s.Get("token_key_file");
+  const std::optional<std::string> key_file =
+      key_node != nullptr && key_node->is_string() ? std::optional<std::string>(set.token_key_file) : std::nullopt;
+  if (token && key_node == nullptr) {
     s.Problem("token_key_file", "mode = \"token\" needs a key file (at least 32 bytes, e.g. head -c 32 /dev/urandom)");
   } else if (key_file) {
     std::string path = (!key_file->empty() && (*key_file)[0] != '/' && !base_dir.empty())
@@ -291,15 +323,12 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
                 path + " holds " + std::to_string(key.size()) + " bytes; a token key needs at least 32");
     }
   }
-  std::vector<std::string> sensitive(std::begin(kDefaultSensitiveFields), std::end(kDefaultSensitiveFields));
   // sensitive_fields replaces the defaults; more_sensitive_fields adds to
   // them (or to sensitive_fields), which is what a fleet usually wants.
-  const std::pair<const char*, std::optional<std::vector<std::string>>> lists[] = {
-      {"sensitive_fields", s.StringList("sensitive_fields")},
-      {"more_sensitive_fields", s.StringList("more_sensitive_fields")}};
-  if (lists[0].second) sensitive.clear();
+  std::vector<std::string> sensitive;
+  const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+      {"sensitive_fields", &set.sensitive_fields}, {"more_sensitive_fields", &set.more_sensitive_fields}};
   for (const auto& [setting, list] : lists) {
-    if (!list) continue;
     for (const std::string& f : *list) {
       if (f.empty() || f.size() > 63) s.Problem(*s.Get(setting), setting, "names are 1-63 characters");
       sensitive.push_back(Lower(f));

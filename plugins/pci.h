@@ -29,6 +29,7 @@
 
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
@@ -41,6 +42,8 @@ inline constexpr const char* kDefaultSensitiveFields[] = {
     "track1",  "track2",    "track_1",    "track_2",    "track1_data", "track2_data",  "track_data",
     "trackdata"};
 
+// type = "pci": card data masked or tokenised, sensitive authentication data removed.
+const PluginType& PciPluginType();
 Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir);
 
 }  // namespace edgesync

@@ -8,17 +8,34 @@
 
 namespace edgesync {
 
-const char* PluginTypes() { return "rules, pci, ocpp, lua, external"; }
+const std::vector<const PluginType*>& PluginTypeTable() {
+  static const std::vector<const PluginType*> kTypes = {&RulesPluginType(), &PciPluginType(), &OcppPluginType(),
+                                                        &LuaPluginType(), &ExternalPluginType()};
+  return kTypes;
+}
+
+std::string PluginTypes() {
+  std::string out;
+  for (const PluginType* t : PluginTypeTable()) out += (out.empty() ? "" : ", ") + std::string(t->name);
+  return out;
+}
 
 Result<std::shared_ptr<const Plugin>> MakePlugin(const std::string& type, Settings& s, const std::string& base_dir,
                                                  const std::string& plugins_dir) {
-  if (type == "rules") return MakeRulesPlugin(s);
-  if (type == "pci") return MakePciPlugin(s, base_dir);
-  if (type == "ocpp") return MakeOcppPlugin(s);
-  if (type == "lua") return MakeLuaPlugin(s, base_dir);
-  if (type == "external") return LoadExternalPlugin(s, plugins_dir);
+  for (const PluginType* t : PluginTypeTable()) {
+    if (type == t->name) return t->make(s, PluginContext{base_dir, plugins_dir});
+  }
   s.Problem("type", "unknown plugin type \"" + type + "\" (types: " + PluginTypes() + ")");
   return s.status();
+}
+
+std::string PluginSettingsReference() {
+  std::string out;
+  for (const PluginType* t : PluginTypeTable()) {
+    out += std::string(out.empty() ? "" : "\n") + "### `type = \"" + t->name + "\"`\n\n" + t->summary +
+           "\n\n| key | default | description |\n|---|---|---|\n" + t->settings_reference();
+  }
+  return out;
 }
 
 }  // namespace edgesync

@@ -1,14 +1,20 @@
-// The plugin types the agent knows, by their `type` name.
+// The plugin types the agent knows, by their `type` name: one table of
+// PluginType declarations (plugins/plugin_type.h), one per module.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
+
+// Every built-in type and `external`, in the order the reference lists them.
+const std::vector<const PluginType*>& PluginTypeTable();
 
 // Builds a plugin of `type` ("rules", "pci", "ocpp", ...) from its settings.
 // `base_dir`: where relative paths in the settings start (the directory of
@@ -18,6 +24,10 @@ Result<std::shared_ptr<const Plugin>> MakePlugin(const std::string& type, Settin
                                                  const std::string& plugins_dir);
 
 // The known types, for messages: "rules, pci, ocpp, ...".
-const char* PluginTypes();
+std::string PluginTypes();
+
+// The reference of every type's settings, as Markdown (a section per type),
+// for docs/configuration.md (`edgesync config`).
+std::string PluginSettingsReference();
 
 }  // namespace edgesync

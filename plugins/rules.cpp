@@ -574,8 +574,32 @@ Result<std::unique_ptr<Condition>> Condition::Parse(std::string_view text) {
   return std::unique_ptr<Condition>(std::move(e).value());
 }
 
+namespace {
+
+// Its one setting, an array of tables it reads itself.
+struct RulesSettings {
+  static const OptionTable<RulesSettings>& Options() {
+    static const auto* table = &(*new OptionTable<RulesSettings>())  // never freed: a process-long constant
+        .Table("rules",
+               "The rules, in order, as `[[plugins.NAME.rules]]` tables: `name`, `topic` (MQTT filters), `when` (an expression on the payload) and actions: `route`, `drop_fields`, `keep_fields`, `rename`, `set`, then `drop` or `keep` (docs/plugins.md, \"rules\").",
+               "(required)");
+    return *table;
+  }
+};
+
+}  // namespace
+
+const PluginType& RulesPluginType() {
+  static const PluginType kType{
+      "rules", "Declarative rules that keep, drop, reroute or reshape events; no code.",
+      [] { return RulesSettings::Options().Reference(); },
+      [](Settings& s, const PluginContext&) { return MakeRulesPlugin(s); }};
+  return kType;
+}
+
 Result<std::shared_ptr<const Plugin>> MakeRulesPlugin(Settings& s) {
-  s.OnlyKeys({"rules"});
+  RulesSettings declared;
+  s.Read(RulesSettings::Options(), &declared);
   const toml::node* node = s.Get("rules");
   const toml::array* arr = node ? node->as_array() : nullptr;
   if (arr == nullptr || !arr->is_array_of_tables()) {

@@ -36,10 +36,14 @@
 
 #include "base/status.h"
 #include "plugins/plugin.h"
+#include "plugins/plugin_type.h"
 #include "plugins/settings.h"
 
 namespace edgesync {
 
+// type = "rules": keeps, drops, reroutes or reshapes events by declarative
+// rules ([[plugins.NAME.rules]]).
+const PluginType& RulesPluginType();
 Result<std::shared_ptr<const Plugin>> MakeRulesPlugin(Settings& s);
 
 // The `when` language on its own, for tests and fuzzing: parses `text` and

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 namespace edgesync {
 
@@ -129,13 +130,121 @@ Status Settings::status() const {
 }
 
 void Settings::OnlyKeys(std::initializer_list<std::string_view> known) {
+  OnlyKeys(std::vector<std::string>(known.begin(), known.end()));
+}
+
+void Settings::OnlyKeys(const std::vector<std::string>& known) {
   for (const auto& [k, v] : table_) {
     if (k.str() == "type" || k.str() == "every_stream") continue;  // the agent's own keys
     if (std::find(known.begin(), known.end(), k.str()) != known.end()) continue;
     std::string list;
-    for (std::string_view s : known) list += (list.empty() ? "" : ", ") + std::string(s);
+    for (const std::string& s : known) list += (list.empty() ? "" : ", ") + s;
     Problem(v, k.str(), "unknown key (this plugin's keys: " + list + ")");
   }
+}
+
+bool ParseDuration(const toml::node& n, double* secs, std::string* why) {
+  if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) {
+    *secs = *v;
+  } else if (auto s = n.value<std::string>()) {
+    static const std::pair<const char*, double> kUnits[] = {
+        {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+    size_t i = 0;
+    while (i < s->size() && (std::isdigit(static_cast<unsigned char>((*s)[i])) || (*s)[i] == '.')) ++i;
+    std::string digits = s->substr(0, i), unit = s->substr(i);
+    double mult = -1;
+    for (const auto& [u, m] : kUnits) {
+      if (unit == u) mult = m;
+    }
+    if (digits.empty() || mult < 0) {
+      *why = "not a duration: \"" + *s + "\" (use e.g. 500ms, 2s, 5m, 1h, 7d)";
+      return false;
+    }
+    *secs = std::stod(digits) * mult;
+  } else {
+    *why = "must be a duration (a number of seconds or a string like \"2s\")";
+    return false;
+  }
+  if (!std::isfinite(*secs) || *secs < 0) {
+    *why = "must not be negative";
+    return false;
+  }
+  return true;
+}
+
+bool ReadOptionValue(const toml::node& n, OptionKind kind, int64_t min, int64_t max,
+                     const std::vector<std::string>& choices, bool required, OptionValue* out, std::string* why) {
+  switch (kind) {
+    case OptionKind::kString: {
+      auto s = n.value<std::string>();
+      if (!s || !n.is_string()) {
+        *why = "must be a string";
+        return false;
+      }
+      if (!choices.empty() && std::find(choices.begin(), choices.end(), *s) == choices.end()) {
+        std::string list;
+        for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+        *why = "must be one of " + list;
+        return false;
+      }
+      if (required && s->empty()) {
+        *why = "must not be empty";
+        return false;
+      }
+      *out = *s;
+      return true;
+    }
+    case OptionKind::kInt:
+    case OptionKind::kSize: {
+      int64_t value = 0;
+      if (kind == OptionKind::kInt) {
+        auto i = n.value<int64_t>();
+        if (!i || !n.is_integer()) {
+          *why = "must be an integer";
+          return false;
+        }
+        value = *i;
+      } else if (!ParseSize(n, &value, why)) {
+        return false;
+      }
+      if (value < min || value > max) {
+        *why = "must be between " + std::to_string(min) + " and " + std::to_string(max);
+        return false;
+      }
+      *out = value;
+      return true;
+    }
+    case OptionKind::kStringList: {
+      const toml::array* arr = n.as_array();
+      std::vector<std::string> values;
+      bool ok = arr != nullptr;
+      for (size_t i = 0; ok && i < arr->size(); ++i) {
+        const toml::node& e = *arr->get(i);
+        ok = e.is_string();
+        if (ok) values.push_back(*e.value<std::string>());
+      }
+      if (!ok) {
+        *why = "must be an array of strings";
+        return false;
+      }
+      *out = std::move(values);
+      return true;
+    }
+    case OptionKind::kDuration: {
+      double secs = 0;
+      if (!ParseDuration(n, &secs, why)) return false;
+      if (secs > kMaxOptionSeconds) {
+        *why = "must be at most ten years (" + std::to_string(static_cast<int64_t>(kMaxOptionSeconds)) + " seconds)";
+        return false;
+      }
+      *out = secs;
+      return true;
+    }
+    case OptionKind::kTable:
+      break;
+  }
+  *why = "is read by its owner, not as a value";
+  return false;
 }
 
 }  // namespace edgesync

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "plugins/registry.h"
 
 namespace edgesync {
 namespace {
@@ -94,6 +95,37 @@ topics = ["t/#"]
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("buffer.max_age: must be at most ten years"), std::string::npos)
       << c.status().ToString();
+}
+
+// Every plugin type reads its settings through its declarations: a key it
+// does not declare is refused, naming exactly the keys its reference lists.
+TEST(OptionTable, EveryPluginTypeRefusesKeysItsDeclarationsDoNotList) {
+  ASSERT_GE(PluginTypeTable().size(), 5u);
+  for (const PluginType* type : PluginTypeTable()) {
+    SCOPED_TRACE(type->name);
+    const std::string reference = type->settings_reference();
+    std::vector<std::string> keys;
+    for (size_t at = 0; (at = reference.find("| `", at)) != std::string::npos;) {
+      const size_t end = reference.find('`', at + 3);
+      keys.push_back(reference.substr(at + 3, end - at - 3));
+      at = end;
+    }
+    ASSERT_FALSE(keys.empty());
+    std::string listed;
+    for (const std::string& k : keys) listed += (listed.empty() ? "" : ", ") + k;
+
+    toml::table t = toml::parse("not_a_setting = 1\n");
+    Settings s(t, "plugins.x");
+    EXPECT_FALSE(MakePlugin(type->name, s, "", "").ok());
+    bool named = false;
+    for (const std::string& problem : s.problems()) {
+      if (problem.find("plugins.x.not_a_setting: unknown key (this plugin's keys: " + listed + ")") !=
+          std::string::npos) {
+        named = true;
+      }
+    }
+    EXPECT_TRUE(named) << s.status().ToString();
+  }
 }
 
 }  // namespace
