@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <mutex>
@@ -109,7 +108,7 @@ static void OutSetErrorV2(edgesync_output_v2* out, const char* text) {
 // plugin's init, kept until after its cleanup.
 class HostServices {
  public:
-  HostServices(std::string name, uint32_t struct_size) : name_(std::move(name)) {
+  HostServices(std::string name, uint32_t struct_size, Env* env) : name_(std::move(name)), env_(env) {
     table_.struct_size = struct_size != 0 ? struct_size : static_cast<uint32_t>(sizeof(edgesync_host));
     table_.ctx = this;
     table_.log = &HostServices::CLog;
@@ -152,13 +151,13 @@ class HostServices {
                                     : level < EDGESYNC_LOG_DEBUG    ? spdlog::level::info
                                                                     : spdlog::level::debug;
     std::lock_guard<std::mutex> lock(log_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (logged_ == 0 || now - window_start_ >= std::chrono::minutes(1)) {
+    const int64_t now = env_->MonotonicMicros();
+    if (logged_ == 0 || now - window_start_us_ >= 60'000'000) {
       if (suppressed_ > 0) {
         spdlog::warn("plugin {}: {} more log lines in the last minute not written (at most {} a minute)", name_,
                      suppressed_, EDGESYNC_LOG_MAX_PER_MINUTE);
       }
-      window_start_ = now;
+      window_start_us_ = now;
       logged_ = 0;
       suppressed_ = 0;
     }
@@ -202,9 +201,10 @@ class HostServices {
   }
 
   const std::string name_;
+  Env* const env_;
   edgesync_host table_{};
   std::mutex log_mu_;
-  std::chrono::steady_clock::time_point window_start_;
+  int64_t window_start_us_ = 0;
   int logged_ = 0;
   uint64_t suppressed_ = 0;
   std::array<std::string, EDGESYNC_COUNTER_MAX> names_;
@@ -424,7 +424,7 @@ Status Problems(const Settings& s) {
   return Status::InvalidArgument(all);
 }
 
-static_assert(ExternalPluginOptions{}.max_abi == EDGESYNC_PLUGIN_ABI_NEWEST,
+static_assert(ExternalPluginOptions::kNewestAbi == EDGESYNC_PLUGIN_ABI_NEWEST,
               "the loader's default is the newest ABI of plugins/include/edgesync/plugin.h");
 
 // A version list can be any length in C; a plugin's is a handful.
@@ -580,7 +580,7 @@ Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std:
   std::unique_ptr<HostServices> host;
   void* state;
   if (desc.v2 != nullptr) {
-    host = std::make_unique<HostServices>(name, options.host_struct_size);
+    host = std::make_unique<HostServices>(name, options.host_struct_size, options.env);
     state = desc.v2->init(host->table(), c_settings.data(), c_settings.size(), error.data(), error.size());
   } else {
     state = desc.v1->init(c_settings.data(), c_settings.size(), error.data(), error.size());
@@ -604,7 +604,11 @@ const PluginType& ExternalPluginType() {
       "external",
       "A shared object from plugins.dir behind the versioned C ABI (plugins/include/edgesync/plugin.h; docs/plugins.md, \"External plugins\").",
       [] { return ExternalSettings::Options().Reference(); },
-      [](Settings& s, const PluginContext& c) { return LoadExternalPlugin(s, c.plugins_dir); }};
+      [](Settings& s, const PluginContext& c) {
+        ExternalPluginOptions o;
+        o.env = c.env;
+        return LoadExternalPlugin(s, c.plugins_dir, o);
+      }};
   return kType;
 }
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/plugin_type.h"
@@ -23,10 +24,13 @@ namespace edgesync {
 struct ExternalPluginOptions {
   // The newest plugin ABI the loader speaks: 1 loads as an agent from before
   // ABI 2 did (edgesync_plugin_describe only, no negotiation).
-  uint32_t max_abi = 2;
+  static constexpr uint32_t kNewestAbi = 2;
+  uint32_t max_abi = kNewestAbi;
   // The struct_size the host table handed to ABI 2 plugins claims; 0: its
   // real size. Smaller stands for an agent whose table ends earlier.
   uint32_t host_struct_size = 0;
+  // The clock of the host log's limit (lines a minute).
+  Env* env = Env::Default();
 };
 
 // Loads the plugin a [plugins.NAME] table with type = "external" names:
