@@ -149,7 +149,16 @@ priority = "high"
   EXPECT_EQ(harness::TallyLines(in, {{"st", kStatus}}).arrived, 0u) << "nothing passes an unauthorized topic";
   // Said once, with the reason, not once per batch or retry.
   ASSERT_TRUE(AwaitLog(0, "refuses batches"));
-  std::this_thread::sleep_for(3s);  // a few retry intervals go by
+  // Three more tries go by (each one produce request broker 3 refuses, one
+  // error of its stack served), each a retry interval apart.
+  Result<size_t> left = cluster_->BrokerErrorsLeft(3, 0);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  const size_t at_first_word = *left;
+  EXPECT_TRUE(harness::PollUntil([&] {
+    left = cluster_->BrokerErrorsLeft(3, 0);
+    return left.ok() && *left + 3 <= at_first_word;
+  }, 60s)) << "errors left " << (left.ok() ? std::to_string(*left) : left.status().ToString()) << " of "
+           << at_first_word << "\n" << AgentLog(0);
   const std::string log = AgentLog(0);
   size_t said = 0;
   for (size_t at = log.find(std::string("Kafka topic ") + kStatusTopic + " refuses batches");
