@@ -1,6 +1,8 @@
 // KafkaCluster: one command line out, one reply line back, with a deadline.
 #include "harness/kafka_cluster.h"
 
+#include <charconv>
+
 namespace edgesync::harness {
 namespace {
 
@@ -40,6 +42,13 @@ Result<std::unique_ptr<KafkaCluster>> KafkaCluster::Start(
 KafkaCluster::~KafkaCluster() { (void)Stop(); }
 
 Status KafkaCluster::Command(const std::string& line) {
+  Result<std::string> value = Query(line);
+  if (!value.ok()) return value.status();
+  if (!value->empty()) return Status::Unavailable("unexpected reply to '" + line + "': ok " + *value);
+  return Status::OK();
+}
+
+Result<std::string> KafkaCluster::Query(const std::string& line) {
   if (stopped_) return Status::Unavailable("the Kafka mock cluster was stopped");
   if (line.find('\n') != std::string::npos) {
     return Status::InvalidArgument("a command is one line");
@@ -51,7 +60,8 @@ Status KafkaCluster::Command(const std::string& line) {
     return Status::Unavailable("no reply from edgesync-kafka-mock to '" + line +
                                "': " + reply.status().ToString());
   }
-  if (*reply == "ok") return Status::OK();
+  if (*reply == "ok") return std::string();
+  if (reply->rfind("ok ", 0) == 0) return reply->substr(3);
   if (reply->rfind("error ", 0) == 0) {
     return Status::InvalidArgument("'" + line + "': " + reply->substr(6));
   }
@@ -84,6 +94,17 @@ Status KafkaCluster::PushRequestErrors(int api_key, int count, int code) {
 Status KafkaCluster::PushBrokerErrors(int id, int api_key, int count, int code) {
   return Command("broker-error " + std::to_string(id) + " " + std::to_string(api_key) + " " +
                  std::to_string(count) + " " + std::to_string(code));
+}
+
+Result<size_t> KafkaCluster::BrokerErrorsLeft(int id, int api_key) {
+  Result<std::string> value = Query("broker-errors-left " + std::to_string(id) + " " + std::to_string(api_key));
+  if (!value.ok()) return value.status();
+  size_t n = 0;
+  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+  if (ec != std::errc() || end != value->data() + value->size()) {
+    return Status::Unavailable("broker-errors-left: not a count: " + *value);
+  }
+  return n;
 }
 
 Status KafkaCluster::SetTopicError(const std::string& topic, int code) {

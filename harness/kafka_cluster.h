@@ -44,12 +44,17 @@ class KafkaCluster {
   Status PushRequestErrors(int api_key, int count, int code);
   // The same for requests to broker `id` only.
   Status PushBrokerErrors(int id, int api_key, int count, int code);
+  // How many of the errors PushBrokerErrors gave broker `id` for `api_key`
+  // are still to be served: each request the broker answers takes one.
+  Result<size_t> BrokerErrorsLeft(int id, int api_key);
   // Metadata reports `code` for `topic` (0 clears it).
   Status SetTopicError(const std::string& topic, int code);
   // Sends one command line (without '\n'); OK when the reply is "ok",
   // InvalidArgument carrying the reason when it is "error <reason>",
   // Unavailable when the program does not answer within 10 s or is gone.
   Status Command(const std::string& line);
+  // The same for a command whose reply is `ok VALUE`: VALUE.
+  Result<std::string> Query(const std::string& line);
   // Asks the program to quit and waits; kills it if it does not. OK when it
   // is not running.
   Status Stop();

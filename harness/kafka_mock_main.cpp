@@ -17,6 +17,10 @@
 //                               topic led by ID fails while others flow)
 //   clear-errors APIKEY         forgets the pushed errors for APIKEY (not
 //                               those of broker-error)
+//   broker-errors-left ID APIKEY
+//                               replies `ok N`: how many of the errors pushed
+//                               by broker-error for broker ID and APIKEY are
+//                               still to be served (each request served one)
 //   topic-error NAME CODE       metadata reports CODE for topic NAME (0 clears)
 //   quit                        exits 0
 // Broker ids run from 1 to --brokers. The program exits 0 on `quit`, end of
@@ -153,6 +157,16 @@ class MockCommands {
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return Reply(err);
       }
       return "ok";
+    }
+    if (cmd == "broker-errors-left" && w.size() == 3) {
+      std::optional<int32_t> id = BrokerId(w[1]);
+      std::optional<long> api = ParseInt(w[2], 0, INT16_MAX);
+      if (!id || *id == -1 || !api) return "error usage: broker-errors-left ID APIKEY";
+      size_t left = 0;
+      rd_kafka_resp_err_t err =
+          rd_kafka_mock_broker_error_stack_cnt(cluster_, *id, static_cast<int16_t>(*api), &left);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return Reply(err);
+      return "ok " + std::to_string(left);
     }
     if (cmd == "clear-errors" && w.size() == 2) {
       std::optional<long> api = ParseInt(w[1], 0, INT16_MAX);

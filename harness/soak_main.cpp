@@ -23,7 +23,11 @@
 //         gap_events=N lost=N duplicates=N quota=held|exceeded(...)
 //         rss_growth=+x.x% fds=a..b threads=a..b kills=N broker_restarts=N
 //         kafka_outages=N csv=PATH [log=PATH why=...]
-// (on one line). Exit 0 on PASS, 1 on FAIL. Everything else goes to soak.log
+// (on one line). duplicates= counts record lines in edgesync-unpack's output
+// whose (device, seq) an earlier line already had: events re-sent after a
+// kill or a broker restart that got through its de-duplication, not the ones
+// it dropped (those never reach its output, so the soak cannot see them).
+// Exit 0 on PASS, 1 on FAIL. Everything else goes to soak.log
 // in the working directory, which is kept with --keep or on FAIL.
 #include <CLI/CLI.hpp>
 #include <algorithm>

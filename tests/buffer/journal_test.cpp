@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -260,27 +261,95 @@ std::string AllBytes(const std::string& dir) {
   return all;
 }
 
-TEST(EncryptedJournal, RecoversWithTheKeyAndShowsNothingWithout) {
-  harness::TempDir dir = testing::NewTempDir();
-  const crypto::Key key = TestJournalKey(1);
-  const std::string marker = "PAN-4111111111111111";
-  {
-    JournalRecovery rec;
-    auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec, &key, /*encrypt=*/true);
-    ASSERT_TRUE(j.ok()) << j.status().ToString();
-    for (int i = 0; i < 50; ++i) ASSERT_TRUE((*j)->Append(marker + "/" + Noisy(i)).ok());
-    ASSERT_TRUE((*j)->Rotate().ok());
-    for (int i = 50; i < 60; ++i) ASSERT_TRUE((*j)->Append(marker + "/" + Noisy(i)).ok());
+// Records whose tail is 48 random bytes: zstd cannot shrink them (no
+// repeats, and bytes of every value leave its entropy coding nothing to
+// gain), so a journal that is compressed but not encrypted holds each one
+// as it is. Distinct per record, so each can be looked for on its own.
+std::vector<std::string> IncompressibleRecords(int n) {
+  std::mt19937_64 rng(24);
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) {
+    std::string r = "PAN-4111111111111111/record-" + std::to_string(i) + "/";
+    while (r.size() < 80) r.push_back(static_cast<char>(rng() & 0xff));
+    out.push_back(std::move(r));
   }
+  return out;
+}
+
+// Writes `records` into a journal under `dir` (a rotation after the first
+// 50, so there are two segments); encrypted with `key` when `encrypt`.
+void WriteJournal(const std::string& dir, const std::vector<std::string>& records, const crypto::Key* key,
+                  bool encrypt) {
+  JournalRecovery rec;
+  auto j = Journal::Open(Env::Default(), dir, {}, &rec, key, encrypt);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_TRUE((*j)->Append(records[i]).ok());
+    if (i == 49) ASSERT_TRUE((*j)->Rotate().ok());
+  }
+}
+
+// How many of `records` (their random tails) are in `disk` as they are.
+size_t FoundInTheClear(const std::string& disk, const std::vector<std::string>& records) {
+  size_t found = 0;
+  for (const std::string& r : records) found += disk.find(r.substr(r.size() - 48)) != std::string::npos;
+  return found;
+}
+
+TEST(EncryptedJournal, RecoversWithTheKeyAndShowsNothingWithout) {
+  const crypto::Key key = TestJournalKey(1);
+  const std::vector<std::string> records = IncompressibleRecords(60);
+
+  // The control: the same records, compressed but not encrypted, are on
+  // disk for anyone to read, so the search below can find them.
+  harness::TempDir plain = testing::NewTempDir();
+  WriteJournal(plain.path(), records, nullptr, false);
+  const std::string plain_disk = AllBytes(plain.path());
+  EXPECT_EQ(FoundInTheClear(plain_disk, records), records.size());
+  // (Their text prefix, "PAN-4111111111111111", is not there as it is:
+  // zstd codes it as a run and matches. That is why a search for "PAN-"
+  // alone proved nothing about encryption.)
+
+  harness::TempDir dir = testing::NewTempDir();
+  WriteJournal(dir.path(), records, &key, true);
   const std::string disk = AllBytes(dir.path());
+  EXPECT_GE(disk.size(), 60u * 48u) << "the records are somewhere in there";
+  EXPECT_EQ(FoundInTheClear(disk, records), 0u);
   EXPECT_EQ(disk.find("PAN-"), std::string::npos);
   EXPECT_EQ(disk.find("record-"), std::string::npos);
 
+  // Read without the key, or with another one: no record comes out.
+  const crypto::Key other = TestJournalKey(2);
+  size_t segments = 0;
+  for (const std::string& n : *Env::Default()->ListDir(dir.path())) {
+    const std::string bytes = *Env::Default()->ReadFile(dir / n, kMaxOwnFileBytes);
+    ++segments;
+    for (const crypto::Key* k : {static_cast<const crypto::Key*>(nullptr), &other}) {
+      SegmentScan scan = ScanSegment(bytes, k);
+      EXPECT_TRUE(scan.records.empty()) << n << (k ? " with another key" : " without a key");
+      EXPECT_FALSE(scan.unreadable.empty()) << n;
+    }
+    EXPECT_FALSE(ScanSegment(bytes, &key).records.empty()) << n << " with its key";
+  }
+  EXPECT_EQ(segments, 2u);
+  for (const crypto::Key* k : {static_cast<const crypto::Key*>(nullptr), &other}) {
+    harness::TempDir copy = testing::NewTempDir();
+    for (const std::string& n : *Env::Default()->ListDir(dir.path())) {
+      std::ofstream(copy / n, std::ios::binary) << *Env::Default()->ReadFile(dir / n, kMaxOwnFileBytes);
+    }
+    JournalRecovery rec;
+    auto j = Journal::Open(Env::Default(), copy.path(), {}, &rec, k, false);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    EXPECT_TRUE(rec.entries.empty()) << (k ? "another key" : "no key");
+    EXPECT_EQ(rec.unreadable_segments, 2u);
+  }
+
+  // With the key, everything comes back.
   JournalRecovery rec;
   auto j = Journal::Open(Env::Default(), dir.path(), {}, &rec, &key, true);
   ASSERT_TRUE(j.ok());
   ASSERT_EQ(rec.entries.size(), 60u);
-  for (int i = 0; i < 60; ++i) EXPECT_EQ(rec.entries[i].record, marker + "/" + Noisy(i));
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(rec.entries[i].record, records[i]);
   EXPECT_EQ(rec.torn_bytes, 0u);
   EXPECT_EQ(rec.unreadable_segments, 0u);
 }

@@ -215,6 +215,29 @@ TEST(KafkaClusterTest, InjectedProduceErrorReachesTheDeliveryReport) {
   EXPECT_EQ(producer.reports()[2], RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
+TEST(KafkaClusterTest, BrokerErrorsLeftCountsWhatIsStillToBeServed) {
+  auto cluster = StartCluster(2, {{"guarded", 1}});
+  ASSERT_NE(cluster, nullptr);
+  ASSERT_TRUE(cluster->SetLeader("guarded", 0, 2).ok());
+  EXPECT_EQ(*cluster->BrokerErrorsLeft(2, /*Produce=*/0), 0u);
+  ASSERT_TRUE(cluster->PushBrokerErrors(2, /*Produce=*/0, 2, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE).ok());
+  EXPECT_EQ(*cluster->BrokerErrorsLeft(2, 0), 2u);
+  EXPECT_EQ(*cluster->BrokerErrorsLeft(1, 0), 0u) << "per broker";
+  TestProducer producer(cluster->bootstrap());
+  producer.Produce("guarded", "k", "refused");
+  ASSERT_TRUE(producer.Flush(30000));
+  EXPECT_EQ(*cluster->BrokerErrorsLeft(2, 0), 1u);
+  producer.Produce("guarded", "k", "refused too");
+  ASSERT_TRUE(producer.Flush(30000));
+  producer.Produce("guarded", "k", "accepted");
+  ASSERT_TRUE(producer.Flush(30000));
+  EXPECT_EQ(*cluster->BrokerErrorsLeft(2, 0), 0u);
+  ASSERT_EQ(producer.reports().size(), 3u);
+  EXPECT_EQ(producer.reports()[0], RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  EXPECT_EQ(producer.reports()[2], RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(cluster->BrokerErrorsLeft(3, 0).status().code(), Status::Code::kInvalidArgument);
+}
+
 TEST(KafkaClusterTest, BadCommandsAreErrorsAndStopIsFinal) {
   auto cluster = StartCluster(2, {{"t", 1}});
   ASSERT_NE(cluster, nullptr);

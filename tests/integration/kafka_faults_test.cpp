@@ -98,18 +98,27 @@ TEST_F(KafkaFaults, AllBrokersDownFor30SecondsDuring50000Events) {
 
 TEST_F(KafkaFaults, InjectedRetriableProduceErrorsLoseNothing) {
   OneRequestInFlight();
+  // Broker 1 leads every partition and gets the errors, so the test can see
+  // that they were served.
+  for (int p = 0; p < 3; ++p) ASSERT_TRUE(cluster_->SetLeader(kTopic, p, 1).ok());
   auto pub = StartPipeline();
   ASSERT_TRUE(pub);
   // NOT_ENOUGH_REPLICAS (19), REQUEST_TIMED_OUT (7), NOT_LEADER_OR_FOLLOWER (6).
   const int codes[] = {19, 7, 6, 19, 7};
   uint64_t published = 0;
   for (int code : codes) {
-    ASSERT_TRUE(cluster_->PushRequestErrors(0, 4, code).ok());
+    ASSERT_TRUE(cluster_->PushBrokerErrors(1, 0, 4, code).ok());
     Publish(pub.get(), published + 1, published + 2'000);
     published += 2'000;
     ASSERT_TRUE(pub->WaitAcked(60s).ok());
   }
   ExpectAllOnceInOrder(published);
+  // Every injected error was served: the broker answers a produce request
+  // with the next error of its stack, so none is left once the last events
+  // got through.
+  Result<size_t> left = cluster_->BrokerErrorsLeft(1, 0);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(*left, 0u);
 }
 
 TEST_F(KafkaFaults, AnUnauthorizedTopicIsBlockedWhileAnotherKeepsFlowing) {
@@ -149,7 +158,16 @@ priority = "high"
   EXPECT_EQ(harness::TallyLines(in, {{"st", kStatus}}).arrived, 0u) << "nothing passes an unauthorized topic";
   // Said once, with the reason, not once per batch or retry.
   ASSERT_TRUE(AwaitLog(0, "refuses batches"));
-  std::this_thread::sleep_for(3s);  // a few retry intervals go by
+  // Three more tries go by (each one produce request broker 3 refuses, one
+  // error of its stack served), each a retry interval apart.
+  Result<size_t> left = cluster_->BrokerErrorsLeft(3, 0);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  const size_t at_first_word = *left;
+  EXPECT_TRUE(harness::PollUntil([&] {
+    left = cluster_->BrokerErrorsLeft(3, 0);
+    return left.ok() && *left + 3 <= at_first_word;
+  }, 60s)) << "errors left " << (left.ok() ? std::to_string(*left) : left.status().ToString()) << " of "
+           << at_first_word << "\n" << AgentLog(0);
   const std::string log = AgentLog(0);
   size_t said = 0;
   for (size_t at = log.find(std::string("Kafka topic ") + kStatusTopic + " refuses batches");

@@ -3,6 +3,7 @@
 // uploads the gap records once Kafka is back, so that centrally
 // published = arrived + counted in gaps, exactly.
 #include <simdjson.h>
+#include <sqlite3.h>
 
 #include <fstream>
 #include <random>
@@ -94,6 +95,88 @@ TEST_F(Pipeline, QuotaFullDuringAnOutageEveryLossIsAGapCountedCentrally) {
   // The gap records account for every missing batch: unpack reports no hole.
   const std::string unpack_log = harness::ReadWholeFile(dir_ / "unpack.log");
   EXPECT_EQ(unpack_log.find("not (yet) seen"), std::string::npos) << unpack_log;
+}
+
+// A corrupt store end to end: the agent is killed with sealed batches in its
+// store (Kafka down), the store is damaged (a table gone, as a bad page can
+// make it), and the agent is started again. It must move the store aside,
+// say so in its log, report what it lost as a store-corrupt gap record that
+// reaches edgesync-unpack, and keep collecting: events published after the
+// restart arrive, and published = arrived + counted in gaps, exactly.
+TEST_F(Pipeline, ACorruptStoreIsMovedAsideReportedAsAGapAndTheAgentKeepsCollecting) {
+  message_timeout_ms_ = 3000;
+  WriteConfig();
+  auto pub = StartPipeline();
+  ASSERT_TRUE(pub);
+  Publish(pub.get(), 1, 100);
+  ASSERT_EQ(AwaitArrival(100).arrived, 100u) << AgentLogs();
+
+  // Kafka away: the next 200 events are sealed into the store and stay there.
+  ASSERT_TRUE(cluster_->AllBrokersDown().ok());
+  Publish(pub.get(), 101, 300);
+  ASSERT_TRUE(pub->WaitAcked(60s).ok());
+  uint64_t buffered = 0;
+  {
+    auto store = Store::Open(Env::Default(), dir_ / "state/store.db");
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    EXPECT_TRUE(harness::PollUntil([&] {
+      auto c = (*store)->Counts();
+      buffered = c.ok() ? c->events : 0;
+      return buffered == 200;
+    }, 60s)) << "buffered " << buffered << "\n" << AgentLogs();
+  }
+  ASSERT_TRUE(agent_->Signal(SIGKILL).ok());
+  ASSERT_TRUE(agent_->Wait(30s).ok());
+  agent_.reset();
+
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((dir_ / "state/store.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, "DROP TABLE gaps;", nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  {
+    auto damaged = Store::Open(Env::Default(), dir_ / "state/store.db");
+    ASSERT_FALSE(damaged.ok()) << "the damage must be what the store calls corrupt";
+    EXPECT_EQ(damaged.status().code(), Status::Code::kCorruption) << damaged.status().ToString();
+  }
+
+  ASSERT_TRUE(cluster_->AllBrokersUp().ok());
+  StartAgent();
+  ASSERT_TRUE(agent_);
+  ASSERT_TRUE(AwaitLog(1, "was corrupt")) << AgentLog(1);
+  EXPECT_NE(AgentLog(1).find("moved it aside to " + (dir_ / "state/store.db.corrupt-")), std::string::npos)
+      << AgentLog(1);
+  EXPECT_NE(AgentLog(1).find("stream payments: batches"), std::string::npos) << AgentLog(1);
+  EXPECT_NE(AgentLog(1).find("recorded as a store-corrupt gap and reported to Kafka"), std::string::npos)
+      << AgentLog(1);
+  bool kept = false;
+  for (const std::string& n : *Env::Default()->ListDir(dir_ / "state")) kept |= n.starts_with("store.db.corrupt-");
+  EXPECT_TRUE(kept) << "the damaged store is kept for forensics";
+
+  // Intake goes on: events published after the restart arrive.
+  Publish(pub.get(), 301, 400);
+  ASSERT_TRUE(pub->WaitAcked(60s).ok());
+  harness::Tally t;
+  GapTotals gaps;
+  EXPECT_TRUE(harness::PollUntil([&] {
+    t = Count(400);
+    gaps = ReadGaps(dir_ / "gaps.ndjson");
+    return t.arrived + gaps.events == 400 && t.arrived >= 200;
+  }, 120s)) << "arrived " << t.arrived << " + gap events " << gaps.events << " != 400\n" << AgentLogs();
+  EXPECT_EQ(gaps.events, 200u) << "the gap counts the 200 events sealed in the damaged store";
+  EXPECT_EQ(gaps.reasons, std::set<std::string>{"store-corrupt"});
+  // Each of 301..400 arrived: those counted up to 400 less those up to 300.
+  EXPECT_EQ(Count(400).arrived - Count(300).arrived, 100u) << "events published after the restart";
+  EXPECT_EQ(Count(100).arrived, 100u);
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ(t.unexpected, 0u);
+  const std::string unpack_log = harness::ReadWholeFile(dir_ / "unpack.log");
+  EXPECT_EQ(unpack_log.find("not (yet) seen"), std::string::npos) << "the gap record accounts for every batch\n"
+                                                                   << unpack_log;
 }
 
 }  // namespace

@@ -139,8 +139,11 @@ TEST_F(UploaderTest, DeliversInOrderWithKeyAndHeadersThenDeletes) {
 }
 
 TEST_F(UploaderTest, RetriesThroughProduceErrorsAndAnOutage) {
-  // NOT_ENOUGH_REPLICAS (19), retriable: librdkafka retries inside.
-  ASSERT_TRUE(cluster_->PushRequestErrors(0, 3, 19).ok());
+  // NOT_ENOUGH_REPLICAS (19), retriable: librdkafka retries inside. Pushed
+  // on broker 1, which leads the topic's partition, so the test can see that the
+  // errors were served.
+  ASSERT_TRUE(cluster_->SetLeader(kTopic, 0, 1).ok());
+  ASSERT_TRUE(cluster_->PushBrokerErrors(1, 0, 3, 19).ok());
   ASSERT_TRUE(cluster_->AllBrokersDown().ok());
   CommitBatches(store_.get(), 10);
   auto up = Make();
@@ -155,6 +158,11 @@ TEST_F(UploaderTest, RetriesThroughProduceErrorsAndAnOutage) {
   auto msgs = harness::ReadTopic(cluster_->bootstrap(), kTopic, 30s);
   ASSERT_TRUE(msgs.ok());
   EXPECT_EQ(msgs->size(), 10u);  // idempotent producer: no duplicates from its retries
+  // The injected errors were served: three produce requests were refused
+  // and retried before these got through.
+  Result<size_t> left = cluster_->BrokerErrorsLeft(1, 0);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(*left, 0u);
 }
 
 TEST_F(UploaderTest, StopWithKafkaDownKeepsTheBatches) {
