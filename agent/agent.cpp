@@ -1,27 +1,17 @@
 #include "agent/agent.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <thread>
-
+#include <iterator>
 
 #include "agent/health.h"
-#include "agent/logging.h"
-#include "base/backoff.h"
 #include "base/systemd.h"
 
 namespace edgesync {
 
-Agent::Agent(const Config& config, Env* env) : config_(config), env_(env) {}
+Agent::Agent(const Config& config, Env* env, std::shared_ptr<spdlog::logger> logger)
+    : config_(config), env_(env), log_(logger != nullptr ? std::move(logger) : spdlog::default_logger()) {}
 
 namespace {
 
@@ -60,11 +50,11 @@ Status LoadJournalKey(Env* env, const std::string& path, bool encrypt, const std
 
 // One line per plugin that says how it was loaded (an external plugin's
 // file and the plugin ABI version chosen).
-void LogPluginLoads(const Config& config) {
+void LogPluginLoads(const Config& config, spdlog::logger& log) {
   for (const PluginConfig& p : config.plugins) {
     if (p.plugin == nullptr) continue;
     const std::string info = p.plugin->LoadInfo();
-    if (!info.empty()) spdlog::info("plugin {}: {}", p.name, info);
+    if (!info.empty()) log.info("plugin {}: {}", p.name, info);
   }
 }
 
@@ -74,9 +64,11 @@ Agent::~Agent() {
   if (started_) (void)Shutdown();
 }
 
-Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
-  std::unique_ptr<Agent> a(new Agent(config, env));
-  LogPluginLoads(config);
+Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
+                                           std::shared_ptr<spdlog::logger> logger) {
+  std::unique_ptr<Agent> a(new Agent(config, env, std::move(logger)));
+  spdlog::logger& log = *a->log_;
+  LogPluginLoads(config, log);
   const std::string& dir = config.state_dir;
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
 
@@ -99,7 +91,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   if (!key.ok()) return Status::InvalidArgument("agent.device_key: " + key.status().message());
   a->device_key_ = std::move(key).value();
   if (created) {
-    spdlog::warn("device key: made a new signing key {} at {}; enrol it with the central service "
+    log.warn("device key: made a new signing key {} at {}; enrol it with the central service "
                  "(copy {} into edgesync-unpack's --device-keys directory), or its batches are refused",
                  crypto::Hex(a->device_key_->key_id()), key_path, EnrolmentPath(key_path));
   }
@@ -110,11 +102,9 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   sto.signer = a->device_key_;
   Result<std::shared_ptr<const Pipeline>> pipeline = Pipeline::Build(config);
   if (!pipeline.ok()) return pipeline.status();
-  a->pipeline_ = std::move(pipeline).value();
-  a->pipeline_lanes_ = a->pipeline_->lanes();
+  a->pipeline_lanes_ = (*pipeline)->lanes();
   const std::vector<StreamSpec>& specs = a->pipeline_lanes_;
-  a->dead_letter_stream_ = a->pipeline_->dead_letter_lane();
-  a->agent_stream_ = a->pipeline_->agent_lane();
+  a->agent_stream_ = (*pipeline)->agent_lane();
   // Status and metrics speak of streams: a derived lane (stream@topic@priority)
   // counts for its stream.
   for (const StreamConfig& sc : config.streams) a->stream_names_.push_back(sc.name);
@@ -126,7 +116,6 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
     if (it == a->stream_names_.end()) it = a->stream_names_.insert(a->stream_names_.end(), base);
     a->lane_stream_.push_back(static_cast<size_t>(it - a->stream_names_.begin()));
   }
-  a->lane_accepted_ = std::make_unique<std::atomic<uint64_t>[]>(specs.size());
   const int64_t watchdog_us = systemd::WatchdogMicros();
   a->wedged_after_us_ = watchdog_us > 0 ? watchdog_us / 2 : 30'000'000;
   StoreReplacement replaced;
@@ -135,10 +124,10 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   if (!store.ok()) return store.status();
   a->store_ = std::move(store).value();
   if (replaced.replaced) {
-    spdlog::error("store: {} was corrupt ({}); moved it aside to {} and started a new one",
+    log.error("store: {} was corrupt ({}); moved it aside to {} and started a new one",
                   dir + "/store.db", replaced.reason, replaced.moved_to);
     for (const Gap& g : replaced.gaps) {
-      spdlog::error("store: stream {}: batches {}..{} may be lost ({} events could still be "
+      log.error("store: stream {}: batches {}..{} may be lost ({} events could still be "
                     "counted); recorded as a store-corrupt gap and reported to Kafka",
                     g.stream, g.first_seq, g.last_seq, g.events);
     }
@@ -166,7 +155,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
     if (!pub.ok()) return pub.status();
     a->recipient_ = Recipient::For(*pub);
     so.seal.recipient = &*a->recipient_;
-    spdlog::info("encryption: batches sealed for key {}; journal encrypted with {}",
+    log.info("encryption: batches sealed for key {}; journal encrypted with {}",
                  crypto::Hex(a->recipient_->key_id), journal_key);
   }
   EDGESYNC_RETURN_IF_ERROR(
@@ -202,15 +191,40 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   }
   io.max_user_properties = kMaxUserProperties;
   io.max_user_property_bytes = static_cast<size_t>(config.mqtt_max_payload);
-  std::vector<std::string> filters_wanted = a->pipeline_->router().AllFilters();
+  std::vector<std::string> filters_wanted = (*pipeline)->router().AllFilters();
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
   if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
   io.filters = MinimalSubscriptions(filters_wanted);
-  Agent* self = a.get();
+  IntakeOptions ito;
+  ito.env = env;
+  ito.sealer = a->sealer_.get();
+  ito.logger = a->log_;
+  ito.status_topic = config.mqtt.status_topic;
+  ito.fleet_topic = config.fleet_mqtt_topic;
+  a->intake_ = std::make_unique<Intake>(std::move(ito), std::move(pipeline).value());
   Result<std::unique_ptr<Ingest>> in =
-      Ingest::Create(io, [self](const IngestMessage& m) { self->OnMessage(m); });
+      Ingest::Create(io, [intake = a->intake_.get()](const IngestMessage& m) { intake->OnMessage(m); });
   if (!in.ok()) return in.status();
   a->ingest_ = std::move(in).value();
+
+  MonitorOptions mo;
+  mo.env = env;
+  mo.logger = a->log_;
+  mo.heartbeat_us = static_cast<int64_t>(config.heartbeat_interval * 1e6);
+  mo.metrics_textfile = config.metrics_textfile;
+  mo.metrics_us = static_cast<int64_t>(config.metrics_interval * 1e6);
+  mo.status_socket = a->status_socket_.get();
+  Agent* self = a.get();
+  MonitorHooks hooks;
+  hooks.counts = [self](std::vector<uint64_t>* in, std::vector<uint64_t>* out) { self->StreamCounts(in, out); };
+  hooks.wedged = [self] { return self->Wedged(self->wedged_after_us_); };
+  hooks.systemd_status = [self](const std::string& wedged) { return self->SystemdStatus(wedged); };
+  hooks.emit_health = [self] {
+    if (!self->shutting_down_) self->EmitHealth("running");
+  };
+  hooks.health_record = [self] { return self->HealthRecord("running"); };
+  hooks.metrics_text = [self] { return self->MetricsText(); };
+  a->monitor_ = std::make_unique<Monitor>(std::move(mo), std::move(hooks));
   return a;
 }
 
@@ -221,102 +235,44 @@ Status Agent::Start() {
   // see the library's own once-only guard.
   (void)spdlog::default_logger_raw();
   started_us_ = env_->MonotonicMicros();
-  monitor_stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
-  if (monitor_stop_fd_ < 0) return Status::FromErrno("eventfd", errno);
   sealer_->Start();
   uploader_->Start();
   uploader_->Notify();  // whatever the store held from before
   EDGESYNC_RETURN_IF_ERROR(ingest_->Start());
   started_ = true;
   if (config_.heartbeat_interval > 0) EmitHealth("starting");
-  monitor_thread_ = std::thread([this] { MonitorLoop(); });
-  return Status::OK();
+  return monitor_->Start();
 }
 
-void Agent::MonitorLoop() {
-  const int64_t heartbeat_us = static_cast<int64_t>(config_.heartbeat_interval * 1e6);
-  const int64_t metrics_us = static_cast<int64_t>(config_.metrics_interval * 1e6);
-  int64_t now = env_->MonotonicMicros();
-  int64_t next_tick = now, next_health = now + heartbeat_us, next_metrics = now;
-  for (;;) {
-    now = env_->MonotonicMicros();
-    if (now >= next_tick) {
-      SampleRates();
-      NotifySystemd();
-      FlushLog();
-      next_tick = now + 1'000'000;
-    }
-    if (heartbeat_us > 0 && now >= next_health && !shutting_down_) {
-      EmitHealth("running");
-      next_health = now + heartbeat_us;
-    }
-    if (!config_.metrics_textfile.empty() && now >= next_metrics) {
-      WriteMetrics();
-      next_metrics = now + metrics_us;
-    }
-    pollfd fds[2] = {{.fd = monitor_stop_fd_, .events = POLLIN, .revents = 0},
-                     {.fd = status_socket_->fd(), .events = POLLIN, .revents = 0}};
-    const int64_t wait_ms = std::max<int64_t>(0, (next_tick - env_->MonotonicMicros() + 999) / 1000);
-    if (::poll(fds, 2, static_cast<int>(wait_ms)) < 0 && errno != EINTR) {
-      spdlog::error("status: poll: {}", std::strerror(errno));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-    if (fds[0].revents != 0) return;
-    if (fds[1].revents != 0) status_socket_->Serve([this] { return HealthRecord("running"); });
-  }
-}
-
-void Agent::SampleRates() {
-  RateSample sample{env_->MonotonicMicros(), std::vector<uint64_t>(stream_names_.size()),
-                    std::vector<uint64_t>(stream_names_.size())};
-  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
-    sample.in[lane_stream_[lane]] += lane_accepted_[lane].load(std::memory_order_relaxed);
-  }
-  const UploaderStats up = uploader_->stats();
-  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
-    auto it = up.streams.find(pipeline_lanes_[lane].name);
-    if (it != up.streams.end()) sample.out[lane_stream_[lane]] += it->second.events;
-  }
-  std::lock_guard<std::mutex> lock(rates_mu_);
-  rates_.push_back(std::move(sample));
-  while (rates_.size() > 2 && rates_.back().at_us - rates_[1].at_us >= kRateWindowUs) rates_.pop_front();
-}
-
-void Agent::NotifySystemd() {
-  const std::string wedged = Wedged(wedged_after_us_);
-  // Logged when it starts and when it ends, not every second in between.
-  if (wedged.empty()) {
-    systemd::Notify("WATCHDOG=1");
-    if (wedged_logged_) spdlog::warn("watchdog: every stage makes progress again");
-    wedged_logged_ = false;
-  } else if (!wedged_logged_) {
-    spdlog::error("watchdog: {}; no longer telling systemd all is well, so that it restarts the agent",
-                  wedged);
-    wedged_logged_ = true;
-  }
+std::string Agent::SystemdStatus(const std::string& wedged) const {
   const IngestStats in = ingest_->stats();
   const UploaderStats up = uploader_->stats();
-  std::string status = "STATUS=";
-  if (!wedged.empty()) {
-    status += "wedged: " + wedged;
-  } else if (shutting_down_) {
-    status += std::string(restarting_ ? "restarting the pipeline" : "stopping") +
-              ": sealing and uploading what is open, " + std::to_string(up.delivered_events) + " uploaded";
-  } else {
-    status += std::string("mqtt ") + (in.connected ? "connected" : "disconnected") + ", kafka " +
-              KafkaStateName(up.kafka) + ", " + std::to_string(in.received) + " received, " +
-              std::to_string(up.delivered_events) + " uploaded" + (backpressure_ ? ", BACKPRESSURE" : "");
+  if (!wedged.empty()) return "wedged: " + wedged;
+  if (shutting_down_) {
+    return std::string(restarting_ ? "restarting the pipeline" : "stopping") +
+           ": sealing and uploading what is open, " + std::to_string(up.delivered_events) + " uploaded";
   }
-  if (status != systemd_status_) {
-    systemd::Notify(status);
-    systemd_status_ = status;
+  return std::string("mqtt ") + (in.connected ? "connected" : "disconnected") + ", kafka " +
+         KafkaStateName(up.kafka) + ", " + std::to_string(in.received) + " received, " +
+         std::to_string(up.delivered_events) + " uploaded" + (intake_->stats().backpressure ? ", BACKPRESSURE" : "");
+}
+
+void Agent::StreamCounts(std::vector<uint64_t>* in, std::vector<uint64_t>* out) const {
+  in->assign(stream_names_.size(), 0);
+  out->assign(stream_names_.size(), 0);
+  const IntakeStats intake = intake_->stats();
+  const UploaderStats up = uploader_->stats();
+  for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
+    (*in)[lane_stream_[lane]] += intake.accepted[lane];
+    auto it = up.streams.find(pipeline_lanes_[lane].name);
+    if (it != up.streams.end()) (*out)[lane_stream_[lane]] += it->second.events;
   }
 }
 
 std::string Agent::Wedged(int64_t limit_us) const {
   const int64_t now = env_->MonotonicMicros();
   const std::pair<const char*, int64_t> stages[] = {
-      {"ingest", ingest_progress_.StuckMicros(now)},
+      {"ingest", intake_->progress().StuckMicros(now)},
       {"buffer", sealer_->StuckMicros()},
       {"upload", uploader_->StuckMicros()},
       {"control", control_progress_ != nullptr ? control_progress_->StuckMicros(now) : 0}};
@@ -328,24 +284,13 @@ std::string Agent::Wedged(int64_t limit_us) const {
   return "";
 }
 
-void Agent::WriteMetrics() {
+std::string Agent::MetricsText() const {
   HealthContext c;
   c.device_id = config_.device_id;
   c.version = EDGESYNC_VERSION;
   c.now_us = env_->NowMicros();
   c.uptime_us = env_->MonotonicMicros() - started_us_;
-  const std::string& path = config_.metrics_textfile;
-  // node_exporter reads only *.prom files: the temporary one is skipped.
-  // No fsync: losing the file to a power cut costs one interval; syncing
-  // it every interval would cost flash.
-  const std::string tmp = path + ".tmp";
-  const std::string text = MetricsText(stats(), c);
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    spdlog::warn("metrics.textfile: cannot write {}: {}", path, std::strerror(errno));
-  }
+  return edgesync::MetricsText(stats(), c);
 }
 
 std::string Agent::HealthRecord(const char* state) const {
@@ -366,146 +311,7 @@ void Agent::EmitHealth(const char* state) {
   r.content_type = "application/json";
   r.payload = HealthRecord(state);
   Status st = sealer_->Accept(agent_stream_, r);
-  if (!st.ok()) spdlog::warn("health record not journaled: {}", st.ToString());
-}
-
-// Runs on the MQTT loop thread. Returning acknowledges the message to the
-// broker, so it returns only once the event is in a journal: its stream's,
-// or the dead-letter stream's with the reason; or once a plugin dropped it.
-void Agent::OnMessage(const IngestMessage& m) {
-  // Our own retained status comes back when mqtt.subscribe covers it.
-  if (m.topic == config_.mqtt.status_topic) return;
-  if (!config_.fleet_mqtt_topic.empty() && m.topic == config_.fleet_mqtt_topic) {
-    if (bundle_sink_ && !m.payload.empty()) bundle_sink_(m.payload);  // empty: the retained one was cleared
-    return;
-  }
-  ingest_progress_.Advance(env_->MonotonicMicros());
-  struct Done {
-    Progress& p;
-    ~Done() { p.Wait(); }
-  } done{ingest_progress_};
-  if (reload_pending_.load(std::memory_order_acquire)) {
-    std::lock_guard<std::mutex> lock(reload_mu_);
-    pipeline_ = std::move(pending_);
-    reload_pending_ = false;
-    reloads_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("reload: the new configuration's chains take over from this event on");
-  }
-  const Pipeline& pl = *pipeline_;
-  // One Record reused for every message: its strings keep their capacity,
-  // so the ingest path does not allocate per event once warmed up.
-  Record& r = scratch_;
-  r.topic.assign(m.topic);
-  r.received_at_us = env_->NowMicros();
-  r.qos = static_cast<uint8_t>(m.qos);
-  r.content_type.assign(m.content_type);
-  r.properties.assign(m.user_properties.begin(), m.user_properties.end());
-
-  Verdict v = Triage(m.topic, m.payload, m.user_property_count, m.user_property_bytes, pl.config(), pl.router(),
-                     &json_);
-  if (v.kind == Verdict::Kind::kDrop) {
-    unmatched_dropped_.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  if (v.kind == Verdict::Kind::kDeadLetter) {
-    if (v.reason == DeadLetterReason::kPropertiesTooLarge) {
-      r.properties.clear();  // they are what is too large; the payload is kept
-      r.properties.emplace_back("edgesync.original_properties", std::to_string(m.user_property_count));
-    }
-    // Kept, but cut to mqtt.max_payload whatever the reason (an invalid
-    // topic is found before the size): one oversized event must not block a
-    // batch or Kafka, nor be held twice here.
-    const size_t max_payload = static_cast<size_t>(pl.config().mqtt_max_payload);
-    if (m.payload.size() > max_payload) {
-      r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
-      r.payload.assign(m.payload.substr(0, CardSafeCut(m.payload, max_payload)));
-    } else {
-      r.payload.assign(m.payload);
-    }
-    DeadLetter(pl, r, v.reason, v.stream ? pl.config().streams[*v.stream].name : "", "");
-    return;
-  }
-  RunChain(pl, *v.stream, r, m.payload);
-}
-
-void Agent::RunChain(const Pipeline& pl, size_t stream, Record& r, std::string_view payload) {
-  const std::vector<std::shared_ptr<const Plugin>>& chain = pl.chain(stream);
-  if (chain.empty()) {
-    r.payload.assign(payload);
-    AcceptDurably(stream, r);
-    return;
-  }
-  const bool json = pl.config().streams[stream].json;
-  Event e;
-  e.topic = r.topic;
-  e.topic_text = &r.topic;
-  e.content_type = &r.content_type;
-  e.received_at_us = r.received_at_us;
-  e.properties = &r.properties;
-  e.route = pl.DefaultRoute(stream);
-  if (json) {
-    e.json = &json_;  // Triage parsed the payload into it
-  } else {
-    r.payload.assign(payload);
-    e.raw = &r.payload;
-  }
-  for (const std::shared_ptr<const Plugin>& plugin : chain) {
-    const Action a = plugin->Process(e);
-    if (a == Action::kKeep) continue;
-    if (a == Action::kDrop) {
-      filtered_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // Dead letter: the event as the plugin found it, with its reason.
-    if (json) json_.Serialize(&r.payload);
-    DeadLetter(pl, r, DeadLetterReason::kPluginError, pl.config().streams[stream].name, e.error);
-    return;
-  }
-  if (json) json_.Serialize(&r.payload);  // the original text when no plugin changed it
-  std::optional<size_t> lane = pl.LaneOf(e.route);
-  if (!lane) {
-    DeadLetter(pl, r, DeadLetterReason::kUnknownRoute, pl.config().streams[stream].name,
-               "no lane for stream \"" + e.route.stream + "\", Kafka topic \"" + e.route.kafka_topic +
-                   "\", priority " + (e.route.priority ? PriorityName(*e.route.priority) : "(the stream's)") +
-                   ": route only to configured streams, and to Kafka topics and priorities a plugin declares");
-    return;
-  }
-  if (!e.route.key.empty()) r.properties.emplace_back("edgesync.key", e.route.key);
-  AcceptDurably(*lane, r);
-}
-
-void Agent::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, const std::string& stream,
-                       const std::string& error) {
-  dead_letters_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
-  r.properties.emplace_back("edgesync.reason", DeadLetterReasonName(reason));
-  if (!stream.empty()) r.properties.emplace_back("edgesync.stream", stream);
-  if (!error.empty()) r.properties.emplace_back("edgesync.error", error);
-  // The every_stream plugins see dead letters too, as plain text: card data
-  // must not leave through the dead-letter stream either (nor through the
-  // log: what it says below is what they left).
-  Event e;
-  e.topic = r.topic;
-  e.topic_text = &r.topic;
-  e.content_type = &r.content_type;
-  e.received_at_us = r.received_at_us;
-  e.properties = &r.properties;
-  e.raw = &r.payload;
-  e.route.stream = kDeadLetterStream;
-  for (const std::shared_ptr<const Plugin>& plugin : pl.chain(pl.dead_letter_lane())) {
-    if (plugin->Process(e) == Action::kDrop) {
-      filtered_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-  }
-  if (spdlog::should_log(spdlog::level::debug)) {
-    std::string_view why;
-    for (const auto& [name, value] : r.properties) {
-      if (name == "edgesync.error") why = value;
-    }
-    spdlog::debug("mqtt: {} on topic {}: to the dead-letter stream{}{}", DeadLetterReasonName(reason), r.topic,
-                  why.empty() ? "" : ": ", why);
-  }
-  AcceptDurably(dead_letter_stream_, r);
+  if (!st.ok()) log_->warn("health record not journaled: {}", st.ToString());
 }
 
 Status Agent::Reload(const Config& config) {
@@ -520,43 +326,9 @@ Status Agent::Reload(const Config& config) {
         "the new chains route to Kafka topics or priorities the running ones do not (new lanes); restart "
         "edgesync to apply them");
   }
-  LogPluginLoads(config);
-  std::lock_guard<std::mutex> lock(reload_mu_);
-  pending_ = std::move(next).value();
-  reload_pending_.store(true, std::memory_order_release);
+  LogPluginLoads(config, *log_);
+  intake_->Reload(std::move(next).value());
   return Status::OK();
-}
-
-void Agent::AcceptDurably(size_t stream, const Record& r) {
-  Status st = sealer_->Accept(stream, r);
-  if (st.ok()) {
-    lane_accepted_[stream].fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  // Backpressure: hold this message (and with it the connection's reading)
-  // until the journal takes it. The broker queues the rest meanwhile; if the
-  // connection times out, the persistent session delivers again.
-  backpressure_ = true;
-  backpressure_events_.fetch_add(1, std::memory_order_relaxed);
-  spdlog::error("journal: cannot take events ({}); holding the broker's acknowledgement and "
-                "reading nothing more until it can", st.ToString());
-  Backoff backoff(100'000, 5'000'000);
-  for (int attempt = 1;; ++attempt) {
-    if (shutting_down_) {
-      // Returning would acknowledge an event that is not durable. Dying
-      // without the ack is safe: the broker delivers it again to the next run.
-      spdlog::critical("journal still failing at shutdown; exiting without acknowledging");
-      std::_Exit(3);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(backoff.NextMicros()));
-    ingest_progress_.Advance(env_->MonotonicMicros());  // waiting for the journal is not wedged
-    st = sealer_->Accept(stream, r);
-    if (st.ok()) break;
-    if (attempt % 50 == 0) spdlog::error("journal: still cannot take events: {}", st.ToString());
-  }
-  backpressure_ = false;
-  lane_accepted_[stream].fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("journal: taking events again");
 }
 
 Status Agent::Shutdown(bool restarting) {
@@ -564,21 +336,18 @@ Status Agent::Shutdown(bool restarting) {
   started_ = false;
   restarting_ = restarting;
   shutting_down_ = true;
-  spdlog::info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
+  log_->info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
+  intake_->StopWaiting();
   sealer_->StopWaitingForSpace();
   ingest_->Stop();
   if (config_.heartbeat_interval > 0) EmitHealth("stopping");  // sealed and sent with the rest below
   Status sealed = sealer_->Stop();
-  if (!sealed.ok()) spdlog::error("sealing at shutdown: {}", sealed.ToString());
+  if (!sealed.ok()) log_->error("sealing at shutdown: {}", sealed.ToString());
   Status up = uploader_->Stop(static_cast<int64_t>((restarting ? std::min(config_.shutdown_timeout, 2.0) : config_.shutdown_timeout) * 1e6));
   // The monitor (watchdog pings, status answers) runs until here: uploading
   // the rest may take agent.shutdown_timeout.
-  const uint64_t one = 1;
-  if (::write(monitor_stop_fd_, &one, sizeof(one)) < 0) spdlog::error("eventfd: {}", std::strerror(errno));
-  monitor_thread_.join();
-  ::close(monitor_stop_fd_);
-  monitor_stop_fd_ = -1;
-  spdlog::info("shut down: {}", StatsLine());
+  monitor_->Stop();
+  log_->info("shut down: {}", StatsLine());
   if (!sealed.ok()) return sealed;
   return up;
 }
@@ -588,12 +357,13 @@ AgentStats Agent::stats() const {
   s.ingest = ingest_->stats();
   s.sealer = sealer_->stats();
   s.uploader = uploader_->stats();
-  for (int i = 0; i < static_cast<int>(DeadLetterReason::kCount); ++i) s.dead_letters[i] = dead_letters_[i].load();
-  s.unmatched_dropped = unmatched_dropped_.load();
-  s.filtered = filtered_.load();
-  s.reloads = reloads_.load();
-  s.backpressure_events = backpressure_events_.load();
-  s.backpressure = backpressure_.load();
+  const IntakeStats intake = intake_->stats();
+  std::copy(std::begin(intake.dead_letters), std::end(intake.dead_letters), std::begin(s.dead_letters));
+  s.unmatched_dropped = intake.unmatched_dropped;
+  s.filtered = intake.filtered;
+  s.reloads = intake.reloads;
+  s.backpressure_events = intake.backpressure_events;
+  s.backpressure = intake.backpressure;
   Result<StoreCounts> c = store_->Counts();
   if (c.ok()) s.buffered = *c;
   Result<std::vector<Gap>> gaps = store_->Gaps();
@@ -608,7 +378,7 @@ AgentStats Agent::stats() const {
   for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
     StreamStats& st = s.streams[lane_stream_[lane]];
     const std::string& name = pipeline_lanes_[lane].name;
-    st.accepted += lane_accepted_[lane].load(std::memory_order_relaxed);
+    st.accepted += intake.accepted[lane];
     auto up = s.uploader.streams.find(name);
     if (up != s.uploader.streams.end()) {
       st.uploaded_events += up->second.events;
@@ -626,15 +396,11 @@ AgentStats Agent::stats() const {
       }
     }
   }
-  std::lock_guard<std::mutex> lock(rates_mu_);
-  if (rates_.size() >= 2) {
-    const RateSample& a = rates_.front();
-    const RateSample& b = rates_.back();
-    const double secs = static_cast<double>(b.at_us - a.at_us) / 1e6;
-    for (size_t i = 0; i < s.streams.size() && secs > 0; ++i) {
-      s.streams[i].in_per_s = static_cast<double>(b.in[i] - a.in[i]) / secs;
-      s.streams[i].out_per_s = static_cast<double>(b.out[i] - a.out[i]) / secs;
-    }
+  std::vector<double> in_per_s, out_per_s;
+  monitor_->Rates(&in_per_s, &out_per_s);
+  for (size_t i = 0; i < s.streams.size() && i < in_per_s.size(); ++i) {
+    s.streams[i].in_per_s = in_per_s[i];
+    s.streams[i].out_per_s = out_per_s[i];
   }
   s.wedged = Wedged(wedged_after_us_);
   std::lock_guard<std::mutex> fleet_lock(fleet_mu_);

@@ -1,5 +1,18 @@
-// Agent: the running product. Wires ingest -> router -> sealer (journal,
-// store) -> uploader, owns their lifetimes and the state directory.
+// Agent: the running product, composed of narrow modules, each behind one
+// header and each handed the Env and the logger:
+//
+//   Ingest (agent/ingest.h)   the MQTT client; runs the MQTT loop thread
+//   Intake (agent/intake.h)   triage, chains, dead letters, the journal append
+//                             and backpressure, on that thread
+//   Sealer (buffer/sealer.h)  journals, batches, sealing; the sealer thread
+//   Store  (buffer/store.h)   sealed batches and gaps in SQLite
+//   Uploader (sync/uploader.h) to Kafka; the uploader thread (and librdkafka's)
+//   Monitor (agent/monitor.h) rates, watchdog, health records, metrics file,
+//                             status socket; the monitor thread
+//
+// The Agent owns their lifetimes and the state directory, wires them, and
+// adds up their figures; the fleet rollout (agent/fleet.h) and signals run
+// on main's thread, which owns the Agent.
 //
 // Lifecycle: Open (takes the state_dir lock, opens the store, recovers the
 // journal) -> Start (threads) -> Shutdown (stop intake, seal what is open,
@@ -7,17 +20,17 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "agent/config.h"
 #include "agent/ingest.h"
+#include "agent/intake.h"
+#include "agent/monitor.h"
 #include "agent/pipeline.h"
 #include "agent/status_socket.h"
 #include "agent/triage.h"
@@ -29,10 +42,11 @@
 #include "plugins/route.h"
 #include "sync/uploader.h"
 
-namespace edgesync {
+namespace spdlog {
+class logger;
+}
 
-// Rates (events/s in and out) are measured over this window.
-constexpr int64_t kRateWindowUs = 10'000'000;
+namespace edgesync {
 
 // One stream's figures (its derived lanes folded in), for the health
 // records, `edgesync status` and the metrics file.
@@ -80,7 +94,9 @@ struct AgentStats {
 
 class Agent {
  public:
-  static Result<std::unique_ptr<Agent>> Open(const Config& config, Env* env);
+  // `logger`: where the agent and its modules log; null: spdlog's default.
+  static Result<std::unique_ptr<Agent>> Open(const Config& config, Env* env,
+                                             std::shared_ptr<spdlog::logger> logger = nullptr);
   ~Agent();
   Status Start();
   // Stops intake, seals every open batch, uploads until the store is empty
@@ -101,7 +117,7 @@ class Agent {
   Uploader* uploader() { return uploader_.get(); }  // for tests
   // Where a payload published to fleet.mqtt_topic goes instead of a stream
   // (called on the MQTT thread; set before Start).
-  void OnBundle(std::function<void(std::string_view)> sink) { bundle_sink_ = std::move(sink); }
+  void OnBundle(std::function<void(std::string_view)> sink) { intake_->OnBundle(std::move(sink)); }
   // The fleet rollout's state, for health records, status and metrics.
   void SetFleetStatus(const FleetStatus& f);
   // The thread that owns the agent (main: signals, reloads, fleet bundles)
@@ -118,81 +134,41 @@ class Agent {
   Status Reload(const Config& config);
 
  private:
-  Agent(const Config& config, Env* env);
-  void OnMessage(const IngestMessage& m);
-  // Runs stream `stream`'s chain over `r` (its payload parsed in json_ for
-  // a JSON stream) and journals it where the chain routes it.
-  void RunChain(const Pipeline& pl, size_t stream, Record& r, std::string_view payload);
-  // Sends `r` (payload set) to the dead-letter stream with `reason`, after
-  // the dead-letter chain (the every_stream plugins, e.g. pci).
-  void DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, const std::string& stream,
-                  const std::string& error);
-  // Makes `r` durable in `stream`, waiting (and so holding the broker's
-  // acknowledgement) while the journal cannot take it.
-  void AcceptDurably(size_t stream, const Record& r);
+  Agent(const Config& config, Env* env, std::shared_ptr<spdlog::logger> logger);
   // Appends a health record to the _agent stream. A journal that cannot
   // take it is logged, not retried: the next record tells the same and more.
   void EmitHealth(const char* state);
-  // The monitor thread: every second it samples the rates, pings the
-  // systemd watchdog unless a stage is wedged and folds log repeats; it
-  // answers the status socket, and sends health records and writes the
-  // metrics file when they are due.
-  void MonitorLoop();
-  void SampleRates();
-  void NotifySystemd();
-  void WriteMetrics();
+  // What systemd's STATUS= says now.
+  std::string SystemdStatus(const std::string& wedged) const;
+  std::string MetricsText() const;
+  // Events accepted and uploaded per stream (lanes folded in).
+  void StreamCounts(std::vector<uint64_t>* in, std::vector<uint64_t>* out) const;
 
   Config config_;
   Env* env_;
+  std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<FileLock> lock_;  // one agent per state_dir
   // What the sealer seals with (declared before it: it holds pointers to them).
   std::optional<Recipient> recipient_;
   std::optional<DeviceSigner> device_key_;
   std::shared_ptr<const Dictionary> dictionary_;
   std::unique_ptr<Store> store_;
-  // The pipeline the MQTT loop thread runs (its own copy of the pointer),
-  // and the one a reload left for it to take at the next event.
-  std::shared_ptr<const Pipeline> pipeline_;
-  std::mutex reload_mu_;
-  std::shared_ptr<const Pipeline> pending_;  // guarded by reload_mu_
-  std::atomic<bool> reload_pending_{false};
   std::vector<StreamSpec> pipeline_lanes_;  // the lanes the sealer was opened with
-  Json json_;  // the payload the chain edits; MQTT loop thread only
   std::unique_ptr<Sealer> sealer_;
   std::unique_ptr<Uploader> uploader_;
+  std::unique_ptr<Intake> intake_;  // before ingest_, which calls it
   std::unique_ptr<Ingest> ingest_;
-  Record scratch_;  // OnMessage's record, reused; MQTT loop thread only
-  size_t dead_letter_stream_ = 0;  // index of the built-in streams in the sealer
-  size_t agent_stream_ = 0;
-  int64_t started_us_ = 0;         // monotonic
-  std::thread monitor_thread_;
-  int monitor_stop_fd_ = -1;       // an eventfd: written to stop the monitor thread
   std::unique_ptr<StatusSocket> status_socket_;
+  std::unique_ptr<Monitor> monitor_;
+  size_t agent_stream_ = 0;        // index of the _agent lane in the sealer
+  int64_t started_us_ = 0;         // monotonic
   int64_t wedged_after_us_ = 0;    // a stage stuck this long is wedged
-  // The last STATUS= sent. The monitor thread is the only one to send
-  // STATUS=, so that what systemd shows is always its latest text.
-  std::string systemd_status_;
-  bool wedged_logged_ = false;     // the wedge is in the log; monitor thread only
-  // Per lane (sealer order): its stream's index in stream_names_, and events journaled.
+  // Per lane (sealer order): its stream's index in stream_names_.
   std::vector<std::string> stream_names_;
   std::vector<size_t> lane_stream_;
-  std::unique_ptr<std::atomic<uint64_t>[]> lane_accepted_;
-  Progress ingest_progress_;       // the MQTT loop thread's, inside OnMessage
   const Progress* control_progress_ = nullptr;  // main's (WatchControl)
-  // Rate samples: (monotonic time, accepted and uploaded per stream), the
-  // last kRateWindowUs of them, oldest first.
-  struct RateSample {
-    int64_t at_us;
-    std::vector<uint64_t> in, out;
-  };
-  mutable std::mutex rates_mu_;
-  std::deque<RateSample> rates_;   // guarded by rates_mu_
-  std::atomic<uint64_t> dead_letters_[static_cast<int>(DeadLetterReason::kCount)] = {};
-  std::atomic<uint64_t> unmatched_dropped_{0}, backpressure_events_{0}, filtered_{0}, reloads_{0};
-  std::atomic<bool> backpressure_{false};
   std::atomic<bool> shutting_down_{false}, restarting_{false};
   bool started_ = false;
-  std::function<void(std::string_view)> bundle_sink_;
   mutable std::mutex fleet_mu_;
   FleetStatus fleet_;  // guarded by fleet_mu_
 };

@@ -47,7 +47,7 @@ edgesync::Progress control;
 
 edgesync::Result<std::unique_ptr<edgesync::Agent>> StartAgent(const edgesync::Config& config,
                                                               edgesync::Rollout* fleet) {
-  edgesync::Result<std::unique_ptr<edgesync::Agent>> agent = edgesync::Agent::Open(config, edgesync::Env::Default());
+  edgesync::Result<std::unique_ptr<edgesync::Agent>> agent = edgesync::Agent::Open(config, edgesync::Env::Default(), spdlog::default_logger());
   if (!agent.ok()) return agent.status();
   (*agent)->WatchControl(&control);
   if (fleet != nullptr) {
