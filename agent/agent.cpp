@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <thread>
 
 
@@ -173,7 +172,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   uo.brokers = config.kafka_brokers;
   uo.device_id = config.device_id;
   uo.signer = a->device_key_;
-  Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config);
+  Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config, env);
   if (!props.ok()) return props.status();
   uo.properties = std::move(props).value();
   for (const StreamSpec& spec : specs) {
@@ -202,7 +201,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   io.receive_maximum = static_cast<int>(config.mqtt_receive_maximum);
   io.username = config.mqtt_username;
   if (!config.mqtt_password_file.empty()) {
-    Result<std::string> pw = ReadPasswordFile(config.mqtt_password_file);
+    Result<std::string> pw = ReadPasswordFile(config.mqtt_password_file, "mqtt.password_file", env);
     if (!pw.ok()) return pw.status();
     io.password = std::move(pw).value();
   }
@@ -218,6 +217,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env) {
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
   if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
   io.filters = MinimalSubscriptions(filters_wanted);
+  io.env = env;
   Agent* self = a.get();
   Result<std::unique_ptr<Ingest>> in =
       Ingest::Create(io, [self](const IngestMessage& m) { self->OnMessage(m); });
@@ -271,7 +271,7 @@ void Agent::MonitorLoop() {
     const int64_t wait_ms = std::max<int64_t>(0, (next_tick - env_->MonotonicMicros() + 999) / 1000);
     if (::poll(fds, 2, static_cast<int>(wait_ms)) < 0 && errno != EINTR) {
       spdlog::error("status: poll: {}", std::strerror(errno));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      env_->SleepForMicros(1'000'000);
     }
     if (fds[0].revents != 0) return;
     if (fds[1].revents != 0) status_socket_->Serve([this] { return HealthRecord("running"); });
@@ -350,14 +350,10 @@ void Agent::WriteMetrics() {
   // node_exporter reads only *.prom files: the temporary one is skipped.
   // No fsync: losing the file to a power cut costs one interval; syncing
   // it every interval would cost flash.
-  const std::string tmp = path + ".tmp";
-  const std::string text = MetricsText(stats(), c);
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    spdlog::warn("metrics.textfile: cannot write {}: {}", path, std::strerror(errno));
-  }
+  // Readable by node_exporter's user, as a plain open(2) would make it.
+  Status st = env_->WriteFileAtomically(path, MetricsText(stats(), c),
+                                        AtomicWriteOptions{.sync = false, .mode = 0666});
+  if (!st.ok()) spdlog::warn("metrics.textfile: cannot write {}: {}", path, st.ToString());
 }
 
 std::string Agent::HealthRecord(const char* state) const {
@@ -551,7 +547,7 @@ void Agent::AcceptDurably(size_t stream, const Record& r) {
   backpressure_events_.fetch_add(1, std::memory_order_relaxed);
   spdlog::error("journal: cannot take events ({}); holding the broker's acknowledgement and "
                 "reading nothing more until it can", st.ToString());
-  Backoff backoff(100'000, 5'000'000);
+  Backoff backoff(100'000, 5'000'000, env_);
   for (int attempt = 1;; ++attempt) {
     if (shutting_down_) {
       // Returning would acknowledge an event that is not durable. Dying
@@ -559,7 +555,7 @@ void Agent::AcceptDurably(size_t stream, const Record& r) {
       spdlog::critical("journal still failing at shutdown; exiting without acknowledging");
       std::_Exit(3);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(backoff.NextMicros()));
+    env_->SleepForMicros(backoff.NextMicros());
     ingest_progress_.Advance(env_->MonotonicMicros());  // waiting for the journal is not wedged
     st = sealer_->Accept(stream, r);
     if (st.ok()) break;

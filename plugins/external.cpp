@@ -252,7 +252,7 @@ Status Problems(const Settings& s) {
 
 }  // namespace
 
-Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir) {
+Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir, Env* env) {
   s.OnlyKeys({"file", "settings"});
   const std::optional<std::string> file = s.String("file");
   const std::vector<std::pair<std::string, std::string>> settings = PluginSettings(s);
@@ -281,7 +281,7 @@ Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std:
   path += *file;
   // dlopen() blocks on a FIFO and maps whatever is there: a regular file
   // only (a link followed, as dlopen would).
-  Result<Env::FileType> type = Env::Default()->TypeOfTarget(path);
+  Result<Env::FileType> type = env->TypeOfTarget(path);
   if (!type.ok()) return fail("no such file: " + path + " (put the plugin in plugins.dir)");
   if (*type != Env::FileType::kRegular) return fail("cannot load " + path + ": not a regular file");
   Library lib(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/settings.h"
@@ -23,6 +24,8 @@ namespace edgesync {
 // result is then InvalidArgument with those problems, one per line. The
 // plugin is unloaded (after its cleanup) when the last reference goes.
 // Process follows the Plugin contract: one thread at a time.
-Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir);
+// What is at the library's path is asked of `env` (dlopen itself is not an Env call).
+Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir,
+                                                         Env* env = Env::Default());
 
 }  // namespace edgesync

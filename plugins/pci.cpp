@@ -265,7 +265,7 @@ class PciPlugin : public Plugin {
 
 }  // namespace
 
-Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir) {
+Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir, Env* env) {
   s.OnlyKeys({"mode", "token_key_file", "sensitive_fields", "more_sensitive_fields"});
   const std::string mode = s.String("mode").value_or("mask");
   bool token = false;
@@ -282,7 +282,7 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
     std::string path = (!key_file->empty() && (*key_file)[0] != '/' && !base_dir.empty())
                            ? base_dir + "/" + *key_file
                            : *key_file;
-    Result<std::string> bytes = Env::Default()->ReadFile(path, kMaxKeyFileBytes);
+    Result<std::string> bytes = env->ReadFile(path, kMaxKeyFileBytes);
     if (bytes.ok()) key = std::move(bytes).value();
     if (!bytes.ok()) {
       s.Problem(*s.Get("token_key_file"), "token_key_file", "cannot read " + path + ": " + bytes.status().message());

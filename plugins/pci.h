@@ -27,6 +27,7 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/settings.h"
@@ -41,6 +42,8 @@ inline constexpr const char* kDefaultSensitiveFields[] = {
     "track1",  "track2",    "track_1",    "track_2",    "track1_data", "track2_data",  "track_data",
     "trackdata"};
 
-Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir);
+// The token key file is read through `env`.
+Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir,
+                                                    Env* env = Env::Default());
 
 }  // namespace edgesync
