@@ -169,7 +169,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   uo.brokers = config.kafka_brokers;
   uo.device_id = config.device_id;
   uo.signer = a->device_key_;
-  Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config);
+  Result<std::vector<std::pair<std::string, std::string>>> props = KafkaProperties(config, env);
   if (!props.ok()) return props.status();
   uo.properties = std::move(props).value();
   for (const StreamSpec& spec : specs) {
@@ -185,7 +185,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   IngestOptions io;
   static_cast<MqttSettings&>(io) = config.mqtt;
   if (!config.mqtt.password_file.empty()) {
-    Result<std::string> pw = ReadPasswordFile(config.mqtt.password_file);
+    Result<std::string> pw = ReadPasswordFile(config.mqtt.password_file, "mqtt.password_file", env);
     if (!pw.ok()) return pw.status();
     io.password = std::move(pw).value();
   }
@@ -195,6 +195,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   filters_wanted.insert(filters_wanted.end(), config.mqtt_subscribe.begin(), config.mqtt_subscribe.end());
   if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
   io.filters = MinimalSubscriptions(filters_wanted);
+  io.env = env;
   IntakeOptions ito;
   ito.env = env;
   ito.sealer = a->sealer_.get();

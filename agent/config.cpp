@@ -230,7 +230,7 @@ void Overlay(toml::table& base, const toml::table& top) {
   }
 }
 
-void ParsePlugins(const toml::table& root, const std::string& origin, Config* cfg, Problems* p) {
+void ParsePlugins(const toml::table& root, const std::string& origin, Config* cfg, Problems* p, Env* env) {
   const toml::table* plugins = root["plugins"].as_table();
   if (root.get("plugins") != nullptr && plugins == nullptr) {
     p->Add(root.get("plugins")->source(), "plugins", "must be a table: plugins.dir and [plugins.NAME] tables");
@@ -268,7 +268,7 @@ void ParsePlugins(const toml::table& root, const std::string& origin, Config* cf
     // Relative paths in a table start where the file it came from is.
     const std::string dir = DirOf(t->source().path ? *t->source().path : origin);
     Settings s(*t, key);
-    Result<std::shared_ptr<const Plugin>> made = MakePlugin(pc.type, s, dir, Resolve(cfg->plugins_dir, DirOf(origin)));
+    Result<std::shared_ptr<const Plugin>> made = MakePlugin(pc.type, s, dir, Resolve(cfg->plugins_dir, DirOf(origin)), env);
     if (!made.ok()) {
       for (const std::string& line : s.problems()) p->AddLine(line);
       if (s.problems().empty()) p->Add(t->source(), key, made.status().message());
@@ -432,12 +432,12 @@ void CheckFleetLayer(const toml::table& t, Problems* p) {
 
 // Lays the profile `t` names (agent.profile, relative to `origin`'s
 // directory) under `t`. Profiles do not nest.
-Status LayProfileUnder(toml::table* t, const std::string& origin) {
+Status LayProfileUnder(toml::table* t, const std::string& origin, Env* env) {
   const toml::node* prof = t->at_path("agent.profile").node();
   if (prof == nullptr || !prof->is_string()) return Status::OK();
   const std::string path = Resolve(*prof->value<std::string>(), DirOf(origin));
   Problems p(origin);
-  Result<std::string> text = Env::Default()->ReadFile(path, kMaxConfigFileBytes);
+  Result<std::string> text = env->ReadFile(path, kMaxConfigFileBytes);
   if (!text.ok()) {
     p.Add(prof->source(), "agent.profile", "cannot read " + path + ": " + text.status().ToString());
     return Status::InvalidArgument(p.Join());
@@ -474,20 +474,21 @@ Status CheckFleetToml(const std::string& text, const std::string& origin) {
   return CheckFleetFile(*t, origin);
 }
 
-Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config) {
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config,
+                           Env* env) {
   Result<toml::table> parsed = ParseToml(toml_text, origin);
   if (!parsed.ok()) return parsed.status();
   toml::table root = std::move(parsed).value();
   if (bundle_config.empty()) {
-    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&root, origin));
+    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&root, origin, env));
   } else {
     // A fleet bundle's configuration takes the profile's place.
-    Result<std::string> text = Env::Default()->ReadFile(bundle_config, kMaxConfigFileBytes);
+    Result<std::string> text = env->ReadFile(bundle_config, kMaxConfigFileBytes);
     if (!text.ok()) return Status::InvalidArgument(bundle_config + ": cannot read: " + text.status().ToString());
     Result<toml::table> base = ParseToml(*text, bundle_config);
     if (!base.ok()) return base.status();
     EDGESYNC_RETURN_IF_ERROR(CheckFleetFile(*base, bundle_config));
-    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&base.value(), bundle_config));
+    EDGESYNC_RETURN_IF_ERROR(LayProfileUnder(&base.value(), bundle_config, env));
     if (toml::table* agent = root["agent"].as_table()) agent->erase("profile");
     Overlay(base.value(), root);
     root = std::move(base).value();
@@ -565,7 +566,7 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     }
   }
   ParseStreams(root, &cfg, &p);
-  ParsePlugins(root, origin, &cfg, &p);
+  ParsePlugins(root, origin, &cfg, &p, env);
   CheckChains(cfg, &p);
   // (Empty: already reported as required.)
   if (const std::string problem = DeviceIdProblem(cfg.device_id); !cfg.device_id.empty() && !problem.empty()) {
@@ -658,13 +659,13 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   return cfg;
 }
 
-Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config) {
-  Result<std::string> text = Env::Default()->ReadFile(path, kMaxConfigFileBytes);
+Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config, Env* env) {
+  Result<std::string> text = env->ReadFile(path, kMaxConfigFileBytes);
   if (!text.ok()) {
     return Status::InvalidArgument(path + ": cannot read the configuration file (" +
                                    text.status().ToString() + ")");
   }
-  Result<Config> cfg = ParseConfig(*text, path, bundle_config);
+  Result<Config> cfg = ParseConfig(*text, path, bundle_config, env);
   if (!cfg.ok()) return cfg;
   // Files the agent will need: say now, not at the first connection.
   Problems p(path);
@@ -679,28 +680,28 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
   // never a FIFO or device that would block or never end.
   for (const auto& [key, file] : files) {
     if (file->empty()) continue;
-    Result<std::string> bytes = Env::Default()->ReadFile(*file, kMaxConfigFileBytes);
+    Result<std::string> bytes = env->ReadFile(*file, kMaxConfigFileBytes);
     if (!bytes.ok()) p.Add(key, "cannot read " + *file + ": " + bytes.status().message());
   }
   for (const std::string& file : cfg->fleet_public_keys) {
-    Result<std::string> bytes = Env::Default()->ReadFile(file, kMaxKeyFileBytes);
+    Result<std::string> bytes = env->ReadFile(file, kMaxKeyFileBytes);
     if (!bytes.ok()) p.Add("fleet.public_keys", "cannot read " + file + ": " + bytes.status().message());
   }
-  if (!cfg->fleet_drop_dir.empty() && !Env::Default()->Exists(cfg->fleet_drop_dir)) {
+  if (!cfg->fleet_drop_dir.empty() && !env->Exists(cfg->fleet_drop_dir)) {
     p.Add("fleet.drop_dir", "the directory " + cfg->fleet_drop_dir + " does not exist (create it, writable by edgesync)");
   }
-  if (!cfg->metrics_textfile.empty() && !Env::Default()->Exists(DirName(cfg->metrics_textfile))) {
+  if (!cfg->metrics_textfile.empty() && !env->Exists(DirName(cfg->metrics_textfile))) {
     p.Add("metrics.textfile", "the directory " + DirName(cfg->metrics_textfile) +
                                   " does not exist (install node_exporter's textfile collector, or create it)");
   }
   // Keys and dictionaries: load them now, so `edgesync check` tells a wrong
   // file from a right one.
   if (p.empty() && !cfg->encryption_public_key.empty()) {
-    Result<crypto::Key> k = crypto::ReadPublicKeyFile(Env::Default(), cfg->encryption_public_key);
+    Result<crypto::Key> k = crypto::ReadPublicKeyFile(env, cfg->encryption_public_key);
     if (!k.ok()) p.Add("encryption.public_key", k.status().message());
   }
   if (p.empty() && !cfg->batch_dictionary.empty()) {
-    Result<std::string> bytes = Env::Default()->ReadFile(cfg->batch_dictionary, kMaxDictionaryBytes);
+    Result<std::string> bytes = env->ReadFile(cfg->batch_dictionary, kMaxDictionaryBytes);
     Status st = bytes.ok() ? Dictionary::Load(*bytes, static_cast<int>(cfg->zstd_level)).status() : bytes.status();
     if (!st.ok()) p.Add("batch.dictionary", cfg->batch_dictionary + ": " + st.message());
   }
@@ -708,8 +709,8 @@ Result<Config> LoadConfig(const std::string& path, const std::string& bundle_con
   return cfg;
 }
 
-Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key) {
-  Result<std::string> text = Env::Default()->ReadFile(path, kMaxKeyFileBytes);
+Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key, Env* env) {
+  Result<std::string> text = env->ReadFile(path, kMaxKeyFileBytes);
   if (!text.ok()) return Status::InvalidArgument(key + ": cannot read " + path + ": " + text.status().message());
   std::string line = text->substr(0, text->find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -717,7 +718,7 @@ Result<std::string> ReadPasswordFile(const std::string& path, const std::string&
   return line;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& c) {
+Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& c, Env* env) {
   std::vector<std::pair<std::string, std::string>> props;
   props.emplace_back("security.protocol", c.kafka_security_protocol);
   const std::pair<const char*, const std::string*> typed[] = {
@@ -728,7 +729,7 @@ Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const C
     if (!value->empty()) props.emplace_back(name, *value);
   }
   if (!c.kafka_sasl_password_file.empty()) {
-    Result<std::string> pw = ReadPasswordFile(c.kafka_sasl_password_file, "kafka.sasl_password_file");
+    Result<std::string> pw = ReadPasswordFile(c.kafka_sasl_password_file, "kafka.sasl_password_file", env);
     if (!pw.ok()) return pw.status();
     props.emplace_back("sasl.password", *pw);
   }

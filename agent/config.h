@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/ingest.h"
+#include "base/env.h"
 #include "base/status.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
@@ -124,8 +125,9 @@ bool SameButPlugins(const Config& a, const Config& b);
 // agent/fleet.h), that file takes the profile's place: it (over its own
 // agent.profile, if it names one) is the base this file is laid over, and
 // this file's agent.profile is not used.
+// Files (the profile, the bundle's configuration) are read through `env`.
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin,
-                           const std::string& bundle_config = "");
+                           const std::string& bundle_config = "", Env* env = Env::Default());
 // What any device refuses in a fleet bundle's or a profile's TOML `text`
 // (named `origin`): text nested too deep (toml_bounds.h), a syntax error,
 // keys only the device file may set, and kafka.properties that load code,
@@ -133,13 +135,16 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
 // `bundle verify`, which have no device file to check the whole against.
 Status CheckFleetToml(const std::string& text, const std::string& origin);
 // ParseConfig of the file, then checks that the files it names are readable.
-Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config = "");
+Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config = "",
+                          Env* env = Env::Default());
 // The password: the first line of `path`, without its line end. `key`
 // names the option in errors.
-Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key = "mqtt.password_file");
+Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key = "mqtt.password_file",
+                                     Env* env = Env::Default());
 // librdkafka properties for the [kafka] settings (typed ones first, then
 // kafka.properties, which win); reads the SASL password file.
-Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& config);
+Result<std::vector<std::pair<std::string, std::string>>> KafkaProperties(const Config& config,
+                                                                         Env* env = Env::Default());
 
 // The reference of every option, as a Markdown table.
 std::string ConfigReference();

@@ -98,7 +98,7 @@ Status Ingest::Start() {
 
 bool Ingest::PauseOrStop(int64_t us) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::microseconds(us), [&] { return stopping_; });
+  WaitUntil(*cv_, lock, options_.env->MonotonicMicros() + us, [&] { return stopping_; });
   return stopping_;
 }
 
@@ -112,7 +112,7 @@ std::string Ingest::Describe(int rc) const {
 }
 
 void Ingest::Run() {
-  Backoff backoff(options_.reconnect_initial_us, options_.reconnect_max_us);
+  Backoff backoff(options_.reconnect_initial_us, options_.reconnect_max_us, options_.env);
   bool have_socket = false;
   bool ever_tried = false;
   for (;;) {
@@ -243,7 +243,7 @@ void Ingest::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_->NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/env.h"
 #include "base/last_error.h"
 #include "base/option_table.h"
 #include "base/status.h"
@@ -73,6 +74,7 @@ struct IngestOptions : MqttSettings {
   size_t max_user_property_bytes = SIZE_MAX;
   int64_t reconnect_initial_us = 500'000;
   int64_t reconnect_max_us = 30'000'000;
+  Env* env = Env::Default();  // clocks, pauses and jitter; must outlive the Ingest
 };
 
 // One message as the broker delivered it. Views valid during the sink call.
@@ -135,12 +137,12 @@ class Ingest {
   mosquitto* mosq_ = nullptr;
   std::thread thread_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::unique_ptr<CondVar> cv_ = options_.env->NewCondVar();
   bool stopping_ = false;  // guarded by mu_
   std::atomic<uint64_t> received_{0}, connects_{0}, failures_{0};
   std::atomic<bool> connected_{false};
   std::atomic<bool> subscribed_{false};
-  LastError last_error_;
+  LastError last_error_{options_.env};
   int pending_subacks_ = 0;  // loop thread only
   bool refused_ = false;     // loop thread only: the last CONNACK refused us
   bool session_up_ = false;  // loop thread only: CONNACK accepted on this socket

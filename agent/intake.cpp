@@ -2,9 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <cstdlib>
-#include <thread>
 
 #include "base/backoff.h"
 
@@ -173,7 +171,7 @@ void Intake::AcceptDurably(size_t lane, const Record& r) {
   backpressure_events_.fetch_add(1, std::memory_order_relaxed);
   log_->error("journal: cannot take events ({}); holding the broker's acknowledgement and "
               "reading nothing more until it can", st.ToString());
-  Backoff backoff(100'000, 5'000'000);
+  Backoff backoff(100'000, 5'000'000, options_.env);
   for (int attempt = 1;; ++attempt) {
     if (stopping_) {
       // Returning would acknowledge an event that is not durable. Dying
@@ -182,7 +180,7 @@ void Intake::AcceptDurably(size_t lane, const Record& r) {
       log_->flush();
       std::_Exit(3);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(backoff.NextMicros()));
+    options_.env->SleepForMicros(backoff.NextMicros());
     progress_.Advance(options_.env->MonotonicMicros());  // waiting for the journal is not wedged
     st = options_.sealer->Accept(lane, r);
     if (st.ok()) break;

@@ -7,10 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "base/systemd.h"
 
@@ -65,7 +62,7 @@ void Monitor::Loop() {
     const int64_t wait_ms = std::max<int64_t>(0, (next_tick - env->MonotonicMicros() + 999) / 1000);
     if (::poll(fds, 2, static_cast<int>(wait_ms)) < 0 && errno != EINTR) {
       log_->error("status: poll: {}", std::strerror(errno));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      env->SleepForMicros(1'000'000);
     }
     if (fds[0].revents != 0) return;
     if (fds[1].revents != 0) options_.status_socket->Serve(hooks_.health_record);
@@ -117,14 +114,10 @@ void Monitor::WriteMetrics() {
   // node_exporter reads only *.prom files: the temporary one is skipped.
   // No fsync: losing the file to a power cut costs one interval; syncing
   // it every interval would cost flash.
-  const std::string tmp = path + ".tmp";
-  const std::string text = hooks_.metrics_text();
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    log_->warn("metrics.textfile: cannot write {}: {}", path, std::strerror(errno));
-  }
+  // Readable by node_exporter's user, as a plain open(2) would make it.
+  Status st = options_.env->WriteFileAtomically(path, hooks_.metrics_text(),
+                                                AtomicWriteOptions{.sync = false, .mode = 0666});
+  if (!st.ok()) log_->warn("metrics.textfile: cannot write {}: {}", path, st.ToString());
 }
 
 }  // namespace edgesync

@@ -314,7 +314,7 @@ int StatusCommand(const StatusOptions& o) {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
     if (!o.watch) return code;
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(o.interval * 1e6)));
+    Env::Default()->SleepForMicros(static_cast<int64_t>(o.interval * 1e6));
   }
 }
 

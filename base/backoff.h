@@ -5,7 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
+
+#include "base/env.h"
 
 namespace edgesync {
 
@@ -17,22 +18,23 @@ inline int64_t BackoffMicros(int attempt, int64_t initial_us, int64_t max_us, do
   return static_cast<int64_t>(unit * static_cast<double>(ceiling));
 }
 
-// Holds the attempt count and the random source. Not thread-safe.
+// Holds the attempt count; the jitter comes from `env` (Env::RandomU64),
+// which must outlive it. Not thread-safe.
 class Backoff {
  public:
-  Backoff(int64_t initial_us, int64_t max_us) : initial_us_(initial_us), max_us_(max_us) {}
+  Backoff(int64_t initial_us, int64_t max_us, Env* env)
+      : initial_us_(initial_us), max_us_(max_us), env_(env) {}
   // The next pause; each call doubles the ceiling up to the cap.
   int64_t NextMicros() {
-    return BackoffMicros(attempt_++, initial_us_, max_us_,
-                         std::uniform_real_distribution<double>(0, 1)(rng_));
+    return BackoffMicros(attempt_++, initial_us_, max_us_, env_->RandomUnit());
   }
   void Reset() { attempt_ = 0; }
   int attempts() const { return attempt_; }
 
  private:
   int64_t initial_us_, max_us_;
+  Env* env_;
   int attempt_ = 0;
-  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace edgesync

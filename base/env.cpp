@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <random>
+#include <thread>
 
 namespace edgesync {
 namespace {
@@ -104,7 +107,26 @@ class PosixRandomRWFile final : public RandomRWFile {
     return static_cast<uint64_t>(st.st_size);
   }
 
+  // Open file description locks: owned by this handle, so two handles of
+  // one process exclude each other as two processes do, and closing some
+  // other descriptor of the file does not drop them.
+  Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
+    return Fcntl(exclusive ? F_WRLCK : F_RDLCK, offset, len);
+  }
+  Status UnlockRange(uint64_t offset, uint64_t len) override { return Fcntl(F_UNLCK, offset, len); }
+
  private:
+  Status Fcntl(short type, uint64_t offset, uint64_t len) {
+    struct flock fl = {};
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(offset);
+    fl.l_len = static_cast<off_t>(len);
+    if (::fcntl(fd_, F_OFD_SETLK, &fl) == 0) return Status::OK();
+    if (errno == EAGAIN || errno == EACCES) return Status::Unavailable(path_ + " is locked");
+    return Status::FromErrno("lock " + path_, errno);
+  }
+
   std::string path_;
   int fd_;
 };
@@ -128,8 +150,50 @@ class PosixFileLock final : public FileLock {
   int fd_;
 };
 
+// std::condition_variable on steady_clock, the clock of MonotonicMicros.
+class PosixCondVar final : public CondVar {
+ public:
+  void Wait(std::unique_lock<std::mutex>& lock) override { cv_.wait(lock); }
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, int64_t deadline_us) override {
+    const std::chrono::steady_clock::time_point deadline{std::chrono::microseconds(deadline_us)};
+    return cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+  }
+  void NotifyOne() override { cv_.notify_one(); }
+  void NotifyAll() override { cv_.notify_all(); }
+
+ private:
+  std::condition_variable cv_;
+};
+
 class PosixEnv final : public Env {
  public:
+  // The base implementation, with the mode honoured: open(2) with `mode`
+  // (less the umask) instead of OpenAppend's 0600.
+  Status WriteFileAtomically(const std::string& path, std::string_view data,
+                             const AtomicWriteOptions& options) override {
+    const std::string tmp = path + ".tmp";
+    (void)::unlink(tmp.c_str());  // left by an interrupted write, usually not there
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, options.mode);
+    if (fd < 0) return Status::FromErrno("open " + tmp, errno);
+    PosixAppendFile f(tmp, fd);
+    EDGESYNC_RETURN_IF_ERROR(f.Append(data));
+    if (options.sync) EDGESYNC_RETURN_IF_ERROR(f.Sync());
+    EDGESYNC_RETURN_IF_ERROR(f.Close());
+    EDGESYNC_RETURN_IF_ERROR(Rename(tmp, path));
+    return options.sync ? SyncDir(DirName(path)) : Status::OK();
+  }
+
+  void SleepForMicros(int64_t micros) override {
+    if (micros > 0) std::this_thread::sleep_for(std::chrono::microseconds(micros));
+  }
+
+  std::unique_ptr<CondVar> NewCondVar() override { return std::make_unique<PosixCondVar>(); }
+
+  uint64_t RandomU64() override {
+    std::lock_guard<std::mutex> lock(rng_mu_);
+    return rng_();
+  }
+
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return Status::FromErrno("open " + path, errno);
@@ -318,6 +382,10 @@ class PosixEnv final : public Env {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
+
+ private:
+  std::mutex rng_mu_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace
@@ -328,18 +396,23 @@ std::string DirName(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data) {
+Status Env::WriteFileAtomically(const std::string& path, std::string_view data,
+                                const AtomicWriteOptions& options) {
   const std::string tmp = path + ".tmp";
-  (void)env->RemoveFile(tmp);  // left by an interrupted write, usually not there
+  (void)RemoveFile(tmp);  // left by an interrupted write, usually not there
   {
-    Result<std::unique_ptr<AppendFile>> f = env->OpenAppend(tmp);  // mode 0600
+    Result<std::unique_ptr<AppendFile>> f = OpenAppend(tmp);  // mode 0600
     if (!f.ok()) return f.status();
     EDGESYNC_RETURN_IF_ERROR((*f)->Append(data));
-    EDGESYNC_RETURN_IF_ERROR((*f)->Sync());
+    if (options.sync) EDGESYNC_RETURN_IF_ERROR((*f)->Sync());
     EDGESYNC_RETURN_IF_ERROR((*f)->Close());
   }
-  EDGESYNC_RETURN_IF_ERROR(env->Rename(tmp, path));
-  return env->SyncDir(DirName(path));
+  EDGESYNC_RETURN_IF_ERROR(Rename(tmp, path));
+  return options.sync ? SyncDir(DirName(path)) : Status::OK();
+}
+
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data) {
+  return env->WriteFileAtomically(path, data);
 }
 
 Env* Env::Default() {

@@ -1,11 +1,15 @@
-// Env: every OS call the agent's logic makes (files, clocks, sleeping) goes
-// through this interface, passed in by the caller, so tests can fail one call,
-// drop unsynced data or move time without sleeping. Env::Default() is the
-// POSIX implementation; it is thread-safe and lives for the whole process.
+// Env: every OS call the agent's logic makes (files, clocks, sleeping, timed
+// waits, randomness that is not key material) goes through this interface,
+// passed in by the caller, so tests can fail one call, drop unsynced data or
+// move time without sleeping. Env::Default() is the POSIX implementation; it
+// is thread-safe and lives for the whole process. EnvWrapper forwards every
+// call to another Env: a test Env overrides only what it changes.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +45,23 @@ class RandomRWFile {
   // fdatasync(): after it returns ok everything written survives a power cut.
   virtual Status Sync() = 0;
   virtual Result<uint64_t> Size() = 0;
+  // An advisory lock on bytes [offset, offset + len) of the file, held by
+  // this handle (not the process) until UnlockRange or its destruction;
+  // `exclusive` conflicts with any other lock on those bytes, shared only
+  // with an exclusive one. It conflicts with other processes' POSIX record
+  // locks too (fcntl), which is how SQLite's own VFS locks: the store's
+  // VFS uses it so that other programs opening the store see it locked.
+  // Unavailable when a conflicting lock is held; a lock already held is
+  // converted. An Env with no other process to exclude (MemEnv) keeps the
+  // default, which locks nothing.
+  virtual Status LockRange(uint64_t offset, uint64_t len, bool exclusive) {
+    (void)offset, (void)len, (void)exclusive;
+    return Status::OK();
+  }
+  virtual Status UnlockRange(uint64_t offset, uint64_t len) {
+    (void)offset, (void)len;
+    return Status::OK();
+  }
 };
 
 // An exclusive advisory lock on a file, held until destroyed (or the
@@ -61,10 +82,46 @@ constexpr uint64_t kMaxOwnFileBytes = 1ull << 32;     // files the agent wrote i
 // The directory part of `path`: "a/b" for "a/b/c", "." for "c", "/" for "/c".
 std::string DirName(const std::string& path);
 
+// A condition variable whose timed waits run on its Env's monotonic clock
+// (Env::NewCondVar), so an Env with a virtual clock can end them when its
+// time reaches their deadline. Used like std::condition_variable with a
+// std::unique_lock<std::mutex>; wakeups may be spurious, so wait in a loop
+// (or with the predicate form, WaitUntil below). Thread-safe.
+class CondVar {
+ public:
+  virtual ~CondVar() = default;
+  // Releases `lock`, waits for a Notify, takes `lock` again.
+  virtual void Wait(std::unique_lock<std::mutex>& lock) = 0;
+  // As Wait, but returns by Env::MonotonicMicros() >= `deadline_us` at the
+  // latest: false if the deadline passed without a Notify.
+  virtual bool WaitUntil(std::unique_lock<std::mutex>& lock, int64_t deadline_us) = 0;
+  virtual void NotifyOne() = 0;
+  virtual void NotifyAll() = 0;
+};
+
+// Waits on `cv` until `pred()` holds or the monotonic clock reaches
+// `deadline_us`; returns pred() (as std::condition_variable::wait_until).
+template <typename Pred>
+bool WaitUntil(CondVar& cv, std::unique_lock<std::mutex>& lock, int64_t deadline_us, Pred pred) {
+  while (!pred()) {
+    if (!cv.WaitUntil(lock, deadline_us)) return pred();
+  }
+  return true;
+}
+
+// How Env::WriteFileAtomically writes.
+struct AtomicWriteOptions {
+  // fdatasync the file before the rename and the directory after it, so a
+  // power cut leaves the old file or the new one. Off: a crash of the
+  // process still leaves one or the other, a power cut may leave neither.
+  bool sync = true;
+  // Permissions of a new file (before the umask). The POSIX Env honours
+  // it; Envs that build the write from OpenAppend create files 0600.
+  uint32_t mode = 0600;
+};
+
 class Env;
-// Writes `data` to `path` whole or not at all (mode 0600): into path + ".tmp",
-// synced, renamed over `path`, the directory synced. A power cut leaves the
-// old file or the new one.
+// Env::WriteFileAtomically with the defaults: mode 0600, synced.
 Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data);
 
 class Env {
@@ -110,10 +167,68 @@ class Env {
   // Unavailable when another process holds it.
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
+  // Writes `data` to `path` whole or not at all: into path + ".tmp",
+  // renamed over `path` (synced before and after unless options say not).
+  // The base implementation is built from OpenAppend, Rename and SyncDir of
+  // this Env, so an Env that fails those fails it too.
+  virtual Status WriteFileAtomically(const std::string& path, std::string_view data,
+                                     const AtomicWriteOptions& options = {});
+
   // Wall clock, microseconds since the Unix epoch (may jump; may be wrong).
   virtual int64_t NowMicros() = 0;
   // Monotonic clock, microseconds from an arbitrary start: for intervals.
   virtual int64_t MonotonicMicros() = 0;
+  // Returns once MonotonicMicros() has advanced by `micros` (at once if <= 0).
+  virtual void SleepForMicros(int64_t micros) = 0;
+  // A condition variable whose WaitUntil deadlines are on MonotonicMicros().
+  virtual std::unique_ptr<CondVar> NewCondVar() = 0;
+  // 64 uniformly random bits, for jitter, backoff and identifiers: NOT for
+  // key material (keys come from OpenSSL's RAND_bytes, crypto/).
+  virtual uint64_t RandomU64() = 0;
+  // RandomU64 as a double uniform in [0, 1).
+  double RandomUnit() { return static_cast<double>(RandomU64() >> 11) * 0x1.0p-53; }
+};
+
+// Forwards every call to `target`: derive from it and override only what a
+// test Env changes (fail some writes, move time). WriteFileAtomically is
+// not forwarded: the base implementation runs on this Env's own calls, so
+// an override of OpenAppend or Rename applies to it.
+class EnvWrapper : public Env {
+ public:
+  explicit EnvWrapper(Env* target) : target_(target) {}
+  Env* target() const { return target_; }
+
+  Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override {
+    return target_->OpenAppend(path);
+  }
+  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
+    return target_->OpenRandomRW(path, create);
+  }
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
+    return target_->ReadFile(path, max_bytes);
+  }
+  Status CreateDirs(const std::string& path) override { return target_->CreateDirs(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override { return target_->ListDir(dir); }
+  Status RemoveFile(const std::string& path) override { return target_->RemoveFile(path); }
+  Status RemoveDir(const std::string& dir) override { return target_->RemoveDir(dir); }
+  Status Rename(const std::string& from, const std::string& to) override { return target_->Rename(from, to); }
+  Status SyncDir(const std::string& dir) override { return target_->SyncDir(dir); }
+  bool Exists(const std::string& path) override { return target_->Exists(path); }
+  Result<FileType> TypeOf(const std::string& path) override { return target_->TypeOf(path); }
+  Result<FileType> TypeOfTarget(const std::string& path) override { return target_->TypeOfTarget(path); }
+  Result<uint64_t> FileSize(const std::string& path) override { return target_->FileSize(path); }
+  Result<uint64_t> FreeBytes(const std::string& path) override { return target_->FreeBytes(path); }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
+    return target_->LockFile(path);
+  }
+  int64_t NowMicros() override { return target_->NowMicros(); }
+  int64_t MonotonicMicros() override { return target_->MonotonicMicros(); }
+  void SleepForMicros(int64_t micros) override { target_->SleepForMicros(micros); }
+  std::unique_ptr<CondVar> NewCondVar() override { return target_->NewCondVar(); }
+  uint64_t RandomU64() override { return target_->RandomU64(); }
+
+ private:
+  Env* target_;
 };
 
 }  // namespace edgesync

@@ -3,10 +3,11 @@
 // the stage's own thread, read from any.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
+
+#include "base/env.h"
 
 namespace edgesync {
 
@@ -17,9 +18,10 @@ struct ErrorNote {
 
 class LastError {
  public:
+  // `env` (its wall clock says when) must outlive it.
+  explicit LastError(Env* env) : env_(env) {}
   void Set(std::string what) {
-    const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+    const int64_t now = env_->NowMicros();
     std::lock_guard<std::mutex> lock(mu_);
     note_.what = std::move(what);
     note_.at_us = now;
@@ -30,6 +32,7 @@ class LastError {
   }
 
  private:
+  Env* env_;
   mutable std::mutex mu_;
   ErrorNote note_;
 };

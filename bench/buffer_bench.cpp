@@ -43,6 +43,7 @@
 #include "format/format.h"
 #include "buffer/journal.h"
 #include "format/record.h"
+#include "bench/agent_status.h"
 #include "bench/median.h"
 #include "bench/series.h"
 #include "buffer/store.h"
@@ -203,31 +204,16 @@ double JournalBytesPerEvent(const std::string& topic, const std::string& dir, in
   return static_cast<double>(bytes) / kEvents;
 }
 
-// Batch totals of the live store, read through a connection of our own
-// (read-only, closed at once, so it holds up none of the agent's checkpoints).
+// Batch totals of the live store, as the agent tells them on its status
+// socket (it holds the store locked while it runs).
 struct StoreView {
-  uint64_t sealed = 0;   // batches ever sealed: sum of next_seq - 1
+  uint64_t sealed = 0;   // batches sealed by this run of the agent
   uint64_t pending = 0;  // batches waiting for Kafka
 };
 
-StoreView ReadStore(const std::string& path) {
-  StoreView v;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 2000);
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT (SELECT COALESCE(SUM(next_seq - 1), 0) FROM streams), "
-                           "(SELECT count(*) FROM batches WHERE gap = 0)",
-                           -1, &q, nullptr) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW) {
-      v.sealed = static_cast<uint64_t>(sqlite3_column_int64(q, 0));
-      v.pending = static_cast<uint64_t>(sqlite3_column_int64(q, 1));
-    }
-    sqlite3_finalize(q);
-  }
-  sqlite3_close(db);
-  return v;
+StoreView ReadStore(const std::string& state_dir) {
+  const edgesync::bench::AgentStatus st = edgesync::bench::ReadAgentStatus(state_dir);
+  return StoreView{st.sealed_batches, st.buffered_batches};
 }
 
 // --- 1. Bytes written per payload byte --------------------------------------
@@ -311,7 +297,7 @@ kafka_topic = ")" + kafka_topic + "\"\n" +
     s.baseline = appender.ThreadIoOf();
     s.published = publisher.done();
     s.appended = appender.done();
-    s.sealed = ReadStore(state + "/store.db").sealed;
+    s.sealed = ReadStore(state).sealed;
     s.log_bytes = FileSize(base + ".log");
     return s;
   };
@@ -322,7 +308,7 @@ kafka_topic = ")" + kafka_topic + "\"\n" +
   publisher.Stop();
   appender.Stop();
   ::close(fd);
-  const StoreView end = ReadStore(state + "/store.db");
+  const StoreView end = ReadStore(state);
   r.store_file_bytes = FileSize(state + "/store.db") + FileSize(state + "/store.db-wal");
   const bool alive = agent->Running();
   (void)(*pub)->WaitAcked(30s);

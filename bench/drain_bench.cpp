@@ -13,8 +13,9 @@
 // 2. Agent: `edgesync run --config` on the copy, its local mosquitto up
 //    (nothing published), the Kafka mock cluster up. The clock runs from
 //    the spawn until the store holds no batch: every batch delivered
-//    (acks=all, idempotent) and deleted on its delivery report. The store
-//    is polled read-only every 10 ms, and the agent's VmRSS at each poll;
+//    (acks=all, idempotent) and deleted on its delivery report. The store's
+//    counts are polled every 10 ms on the agent's status socket (the agent
+//    holds the store locked), and the agent's VmRSS at each poll;
 //    VmHWM and CPU (utime+stime of all its threads) read once the store is
 //    empty, before SIGTERM. Also on stderr, from the same polling: when the
 //    first batch left the store, and the longest time the store's row count
@@ -37,7 +38,6 @@
 //
 // Figures go to stdout as key=value lines (drain_*); per-run details to stderr.
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "bench/agent_status.h"
 #include "bench/median.h"
 #include "bench/proc_stats.h"
 #include "bench/payment_events.h"
@@ -119,23 +120,12 @@ uint64_t WriteBytes(pid_t pid) {
 }
 
 
-// Rows (batches and gap records) in the live store, through a read-only
-// connection of our own that is closed at once, so it holds up none of the
-// agent's checkpoints. -1 when it cannot be read.
-int64_t RowsLeft(const std::string& path) {
-  sqlite3* db = nullptr;
-  int64_t rows = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 1000);
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM batches", -1, &q, nullptr) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW) {
-      rows = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
-  }
-  sqlite3_close(db);
-  return rows;
+// Rows (batches and gap records) in the live store, as the agent tells them
+// on its status socket (it holds the store locked while it runs). -1 when
+// it does not answer.
+int64_t RowsLeft(const std::string& state_dir) {
+  const edgesync::bench::AgentStatus st = edgesync::bench::ReadAgentStatus(state_dir);
+  return st.ok ? static_cast<int64_t>(st.buffered_batches + st.buffered_gap_records) : -1;
 }
 
 // --- 1. The backlog ----------------------------------------------------------
@@ -302,7 +292,6 @@ RunResult AgentRun(h::MosquittoBroker* broker, h::KafkaCluster* cluster, const s
   h::SpawnOptions o;
   o.argv = {h::ProgramPath("edgesync"), "run", "--config", base + ".toml"};
   o.stderr_path = base + ".log";
-  const std::string store_path = state + "/store.db";
   const auto start = Clock::now();
   auto agent = h::Process::Spawn(o);
   if (!agent.ok()) {
@@ -323,7 +312,7 @@ RunResult AgentRun(h::MosquittoBroker* broker, h::KafkaCluster* cluster, const s
       exited = true;
       return true;
     }
-    const int64_t rows = RowsLeft(store_path);
+    const int64_t rows = RowsLeft(state);
     if (rows < 0) return false;
     if (rows != last_rows) {
       // A stall: time the row count stood still once uploading had begun.

@@ -30,7 +30,7 @@ struct Sealer::Lane {
 };
 
 Sealer::Sealer(Env* env, Store* store, SealerOptions options)
-    : env_(env), store_(store), options_(std::move(options)) {}
+    : env_(env), store_(store), options_(std::move(options)), cv_(env->NewCondVar()) {}
 
 Sealer::~Sealer() {
   if (thread_.joinable()) (void)Stop();
@@ -172,7 +172,7 @@ Status Sealer::CloseLocked(size_t lane_index) {
     closed_.push_back(std::move(c));
     closed_count_.store(closed_.size(), std::memory_order_release);
   }
-  cv_.notify_one();
+  cv_->NotifyOne();
   return Status::OK();
 }
 
@@ -211,7 +211,6 @@ Status Sealer::SealAndCommit(Closed& c) {
 }
 
 void Sealer::Run() {
-  using std::chrono::microseconds;
   struct Exit {  // a stopped sealer is not a wedged one
     Progress& p;
     ~Exit() { p.Wait(); }
@@ -230,7 +229,7 @@ void Sealer::Run() {
     if (!closed_.empty()) wake = std::max(now, std::min(wake, retry_at));
     if (!stopping_ && wake > now) {
       progress_.Wait();
-      cv_.wait_for(lock, microseconds(wake - now), [&] {
+      WaitUntil(*cv_, lock, wake, [&] {
         return stopping_ || (!closed_.empty() && env_->MonotonicMicros() >= retry_at);
       });
     }
@@ -355,7 +354,7 @@ Status Sealer::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_->NotifyAll();
   space_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   size_t open = 0;

@@ -132,7 +132,7 @@ class Sealer {
   std::function<void()> on_sealed_;
 
   std::mutex mu_;  // guards closed_, stopping_
-  std::condition_variable cv_;        // sealer thread waits for work
+  std::unique_ptr<CondVar> cv_;       // sealer thread waits for work (on env_'s clock)
   std::condition_variable space_cv_;  // Accept waits for room in closed_
   std::deque<Closed> closed_;
   std::atomic<size_t> closed_count_{0};  // closed_.size(), readable without mu_
@@ -142,7 +142,7 @@ class Sealer {
   std::thread thread_;
 
   std::atomic<uint64_t> accepted_{0}, sealed_batches_{0}, sealed_events_{0};
-  LastError last_error_;
+  LastError last_error_{env_};
   Progress progress_;
   uint64_t recovered_events_ = 0, torn_bytes_ = 0, unreadable_segments_ = 0;
 };

@@ -2,10 +2,16 @@
 // through the same interface as the journal, so tests can cut power under
 // SQLite too (drop or tear what was not synced), fill the disk or fail I/O.
 //
+// The store runs over it in production as in the tests (one SQLite setup).
+//
 // Version 1 of the VFS interface, without shared memory: SQLite then runs
 // WAL only with locking_mode=EXCLUSIVE, which the store sets; the agent's
-// lock on state_dir already keeps every other process out. Locks are
-// therefore no-ops. No temporary files (the store sets temp_store=MEMORY).
+// lock on state_dir already keeps every other agent out. The database
+// file's lock is RandomRWFile::LockRange over SQLite's own lock bytes, so
+// another program using SQLite's POSIX VFS (the sqlite3 shell) finds a
+// store the agent has open locked (SQLITE_BUSY) instead of reading a WAL it
+// cannot index; MemEnv's locks are no-ops. No temporary files (the store
+// sets temp_store=MEMORY).
 #pragma once
 
 #include <memory>

@@ -99,21 +99,19 @@ using sqlite::Stmt;
 
 Status SqlError(sqlite3* db, const std::string& what) { return sqlite::Error(db, what); }
 
-// Opens `path` as the header says: SQLite's own VFS for the POSIX Env, else
-// an EnvVfs (left in *vfs, which must outlive the connection) in exclusive
-// locking mode, as it has no shared memory for the WAL index. On failure
-// the caller still closes *db.
+// Opens `path` through an EnvVfs over `env` (left in *vfs, which must
+// outlive the connection) in exclusive locking mode, as it has no shared
+// memory for the WAL index: production and the power-cut tests run this
+// one setup. On failure the caller still closes *db.
 Status OpenDatabase(Env* env, const std::string& path, int flags, std::unique_ptr<EnvVfs>* vfs,
                     sqlite3** db) {
-  if (env != Env::Default()) *vfs = std::make_unique<EnvVfs>(env);
-  int rc = sqlite3_open_v2(path.c_str(), db, flags | SQLITE_OPEN_NOMUTEX,
-                           *vfs ? (*vfs)->name() : nullptr);
+  *vfs = std::make_unique<EnvVfs>(env);
+  int rc = sqlite3_open_v2(path.c_str(), db, flags | SQLITE_OPEN_NOMUTEX, (*vfs)->name());
   if (rc != SQLITE_OK) {
     return Status::IOError("open store " + path + ": " +
                            (*db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc)));
   }
-  if (*vfs && sqlite3_exec(*db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr) !=
-                  SQLITE_OK) {
+  if (sqlite3_exec(*db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return SqlError(*db, "exclusive locking");
   }
   return Status::OK();
@@ -187,6 +185,9 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
   sqlite3_busy_timeout(store->db_, 1000);
   for (const char* probe : kSchemaProbe) {
     Stmt q(store->db_, probe);
+    if (!q.ok() && sqlite3_errcode(store->db_) == SQLITE_BUSY) {
+      return Status::Unavailable(path + " is locked: an agent has it open");
+    }
     if (!q.ok()) return Status::Corruption(path + ": not an edgesync store of this version");
   }
   return store;

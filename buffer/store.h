@@ -10,10 +10,11 @@
 // from may be deleted. Space is given back as batches leave (incremental
 // vacuum) and the WAL is checkpointed and truncated so it stays small.
 //
-// I/O: through SQLite's own unix VFS for the POSIX Env (other processes,
-// such as `edgesync status` or tests, can then read a live store), through
-// EnvVfs (buffer/sqlite_vfs.h) for any other Env, so tests can cut power,
-// fill the disk or fail I/O under SQLite too.
+// I/O: through EnvVfs (buffer/sqlite_vfs.h) over the store's Env, in
+// exclusive locking mode, in production as in the tests that cut power,
+// fill the disk or fail I/O under SQLite. While a store is open nothing
+// else can open it (OpenReadOnly is Unavailable, the sqlite3 shell finds it
+// locked): a running agent tells its figures through its status socket.
 //
 // Thread safety: all methods may be called from any thread; one internal
 // mutex serialises them (the sealer commits and evicts, the uploader reads
@@ -112,6 +113,7 @@ class Store {
   // Opens an existing store for reading only (`edgesync status` while the
   // agent is stopped): no migration, no check, nothing written. Only the
   // counting queries (Counts, CountsByStream, Gaps) are meant for it.
+  // Unavailable while an agent has the store open (its lock: sqlite_vfs.h).
   static Result<std::unique_ptr<Store>> OpenReadOnly(Env* env, const std::string& path);
   ~Store();
   Store(const Store&) = delete;

@@ -480,7 +480,7 @@ Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std:
   path += *file;
   // dlopen() blocks on a FIFO and maps whatever is there: a regular file
   // only (a link followed, as dlopen would).
-  Result<Env::FileType> type = Env::Default()->TypeOfTarget(path);
+  Result<Env::FileType> type = options.env->TypeOfTarget(path);
   if (!type.ok()) return fail("no such file: " + path + " (put the plugin in plugins.dir)");
   if (*type != Env::FileType::kRegular) return fail("cannot load " + path + ": not a regular file");
   Library lib(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));

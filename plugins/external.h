@@ -42,7 +42,8 @@ struct ExternalPluginOptions {
 // result is then InvalidArgument with those problems, one per line. The
 // plugin is unloaded (after its cleanup) when the last reference goes.
 // Process follows the Plugin contract: one thread at a time. LoadInfo names
-// the file and the ABI version chosen.
+// the file and the ABI version chosen. What is at the library's path is
+// asked of options.env (dlopen itself is not an Env call).
 Result<std::shared_ptr<const Plugin>> LoadExternalPlugin(Settings& s, const std::string& plugins_dir,
                                                          const ExternalPluginOptions& options = {});
 

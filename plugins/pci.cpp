@@ -291,11 +291,11 @@ const PluginType& PciPluginType() {
       "pci",
       "Card data never leaves the device readable: PANs masked or tokenised, sensitive authentication data removed, in payloads, properties, topics and keys (docs/plugins.md, \"pci\").",
       [] { return PciSettings::Options().Reference(); },
-      [](Settings& s, const PluginContext& c) { return MakePciPlugin(s, c.base_dir); }};
+      [](Settings& s, const PluginContext& c) { return MakePciPlugin(s, c.base_dir, c.env); }};
   return kType;
 }
 
-Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir) {
+Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir, Env* env) {
   PciSettings set;
   s.Read(PciSettings::Options(), &set);
   bool token = false;
@@ -314,7 +314,7 @@ Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::stri
     std::string path = (!key_file->empty() && (*key_file)[0] != '/' && !base_dir.empty())
                            ? base_dir + "/" + *key_file
                            : *key_file;
-    Result<std::string> bytes = Env::Default()->ReadFile(path, kMaxKeyFileBytes);
+    Result<std::string> bytes = env->ReadFile(path, kMaxKeyFileBytes);
     if (bytes.ok()) key = std::move(bytes).value();
     if (!bytes.ok()) {
       s.Problem(*s.Get("token_key_file"), "token_key_file", "cannot read " + path + ": " + bytes.status().message());

@@ -27,6 +27,7 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/plugin_type.h"
@@ -44,6 +45,8 @@ inline constexpr const char* kDefaultSensitiveFields[] = {
 
 // type = "pci": card data masked or tokenised, sensitive authentication data removed.
 const PluginType& PciPluginType();
-Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir);
+// The token key file is read through `env`.
+Result<std::shared_ptr<const Plugin>> MakePciPlugin(Settings& s, const std::string& base_dir,
+                                                    Env* env = Env::Default());
 
 }  // namespace edgesync

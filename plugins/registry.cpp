@@ -21,9 +21,9 @@ std::string PluginTypes() {
 }
 
 Result<std::shared_ptr<const Plugin>> MakePlugin(const std::string& type, Settings& s, const std::string& base_dir,
-                                                 const std::string& plugins_dir) {
+                                                 const std::string& plugins_dir, Env* env) {
   for (const PluginType* t : PluginTypeTable()) {
-    if (type == t->name) return t->make(s, PluginContext{base_dir, plugins_dir});
+    if (type == t->name) return t->make(s, PluginContext{base_dir, plugins_dir, env});
   }
   s.Problem("type", "unknown plugin type \"" + type + "\" (types: " + PluginTypes() + ")");
   return s.status();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "plugins/plugin.h"
 #include "plugins/plugin_type.h"
@@ -20,8 +21,9 @@ const std::vector<const PluginType*>& PluginTypeTable();
 // `base_dir`: where relative paths in the settings start (the directory of
 // the file the table is in); `plugins_dir`: plugins.dir, for external ones.
 // Problems are noted in `s`; the status says them all.
+// Files the settings name are read through `env`.
 Result<std::shared_ptr<const Plugin>> MakePlugin(const std::string& type, Settings& s, const std::string& base_dir,
-                                                 const std::string& plugins_dir);
+                                                 const std::string& plugins_dir, Env* env = Env::Default());
 
 // The known types, for messages: "rules, pci, ocpp, ...".
 std::string PluginTypes();

@@ -112,6 +112,8 @@ struct Uploader::Impl {
     bool probing = false;           // a probe batch is in flight
   };
 
+  Impl(Store* store_in, Env* env_in) : store(store_in), env(env_in) {}
+
   Store* store;
   Env* env;
   UploaderOptions opt;
@@ -130,11 +132,11 @@ struct Uploader::Impl {
   bool fatal = false;              // librdkafka raised a fatal error
   bool outage_logged = false;
   int64_t resume_at = 0;           // monotonic µs: no sends before this
-  Backoff backoff{opt.backoff_initial_us, opt.backoff_max_us};
+  Backoff backoff{opt.backoff_initial_us, opt.backoff_max_us, env};
   TokenBucket bucket{0, 0, 0};
 
   std::mutex mu;
-  std::condition_variable cv;
+  std::unique_ptr<CondVar> cv = env->NewCondVar();
   bool notified = false;
   bool stopping = false;
   bool inject_fatal = false;
@@ -145,7 +147,7 @@ struct Uploader::Impl {
       inflight_count{0}, split{0}, rebuilds{0}, out_of_order{0}, wakeups{0};
   std::atomic<int> kafka_state{static_cast<int>(KafkaState::kUnknown)};
   std::atomic<int64_t> last_delivery_us{0};
-  LastError last_error;
+  LastError last_error{env};
   mutable std::mutex stats_mu;
   std::vector<BlockedTopic> blocked_list;  // guarded by stats_mu
   std::map<std::string, StreamUploads> per_stream;  // guarded by stats_mu
@@ -632,12 +634,10 @@ Status Uploader::Impl::MakeProducer() {
 }
 
 Result<std::unique_ptr<Uploader>> Uploader::Create(Store* store, Env* env, UploaderOptions options) {
-  auto impl = std::make_unique<Impl>();
-  impl->store = store;
-  impl->env = env;
+  auto impl = std::make_unique<Impl>(store, env);
   impl->opt = std::move(options);
   if (impl->opt.max_in_flight == 0) impl->opt.max_in_flight = 1;
-  impl->backoff = Backoff(impl->opt.backoff_initial_us, impl->opt.backoff_max_us);
+  impl->backoff = Backoff(impl->opt.backoff_initial_us, impl->opt.backoff_max_us, impl->env);
   // One second of bytes may go at once (at least 64 KiB).
   impl->bucket = TokenBucket(impl->opt.max_bytes_per_sec,
                              std::max<uint64_t>(impl->opt.max_bytes_per_sec, 64 << 10),
@@ -659,7 +659,7 @@ void Uploader::Notify() {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->notified = true;
   }
-  impl_->cv.notify_one();
+  impl_->cv->NotifyOne();
 }
 
 void Uploader::InjectFatalErrorForTest() {
@@ -668,7 +668,7 @@ void Uploader::InjectFatalErrorForTest() {
     impl_->inject_fatal = true;
     impl_->notified = true;
   }
-  impl_->cv.notify_one();
+  impl_->cv->NotifyOne();
 }
 
 void Uploader::Run() {
@@ -705,7 +705,7 @@ void Uploader::Run() {
       std::unique_lock<std::mutex> lock(s.mu);
       if (!s.notified && !s.stopping) {
         s.progress.Wait();
-        s.cv.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(s.resume_at - now, 1000)));
+        s.cv->WaitUntil(lock, now + std::max<int64_t>(s.resume_at - now, 1000));
       }
       continue;
     }
@@ -756,7 +756,7 @@ void Uploader::Run() {
       std::unique_lock<std::mutex> lock(s.mu);
       if (!s.notified && !s.stopping && !s.inject_fatal && !s.fatal && !ready && wake > now) {
         s.progress.Wait();
-        s.cv.wait_for(lock, std::chrono::microseconds(wake - now));
+        s.cv->WaitUntil(lock, wake);
       }
     }
   }
@@ -773,7 +773,7 @@ Status Uploader::Stop(int64_t timeout_us) {
     impl_->notified = true;
     impl_->stop_deadline = impl_->env->MonotonicMicros() + timeout_us;
   }
-  impl_->cv.notify_one();
+  impl_->cv->NotifyOne();
   if (thread_.joinable()) thread_.join();
   Result<StoreCounts> left = impl_->store->Counts();
   if (left.ok() && left->batches + left->gap_records > 0) {

@@ -4,14 +4,19 @@
 
 #include <chrono>
 #include <future>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
+#include "base/backoff.h"
 #include "base/env.h"
 #include "base/printable.h"
 #include "base/status.h"
 #include "base/token_bucket.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/virtual_clock_env.h"
 
 namespace edgesync {
 namespace {
@@ -199,6 +204,108 @@ TEST(TokenBucket, AMessageLargerThanTheBurstGoesAndThenIsPaidFor) {
   EXPECT_EQ(b.WaitMicros(wait + 60'000'000), 0);
   b.Take(200, wait + 60'000'000);
   EXPECT_GT(b.WaitMicros(wait + 60'000'000), 0) << "100 bytes of burst, 200 taken";
+}
+
+TEST(PosixEnv, WriteFileAtomicallyReplacesTheWholeFileWithTheModeAskedFor) {
+  harness::TempDir dir = testing::NewTempDir();
+  Env* env = Env::Default();
+  const std::string path = dir / "metrics.prom";
+  ASSERT_TRUE(env->WriteFileAtomically(path, "a longer first version\n").ok());
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the default is private";
+  const mode_t old_umask = ::umask(022);
+  Status written = env->WriteFileAtomically(path, "second\n", AtomicWriteOptions{.sync = false, .mode = 0666});
+  ::umask(old_umask);
+  ASSERT_TRUE(written.ok()) << written.ToString();
+  EXPECT_EQ(*env->ReadFile(path, 100), "second\n");
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u) << "0666 less the umask, as open(2) gives";
+  EXPECT_FALSE(env->Exists(path + ".tmp"));
+}
+
+TEST(PosixEnv, ACondVarWaitEndsAtItsDeadlineOrOnANotify) {
+  Env* env = Env::Default();
+  std::unique_ptr<CondVar> cv = env->NewCondVar();
+  std::mutex mu;
+  std::unique_lock<std::mutex> lock(mu);
+  const int64_t start = env->MonotonicMicros();
+  EXPECT_FALSE(WaitUntil(*cv, lock, start + 20'000, [] { return false; }));
+  EXPECT_GE(env->MonotonicMicros() - start, 20'000) << "not before the deadline";
+  bool ready = false;
+  std::thread notifier([&] {
+    std::lock_guard<std::mutex> l(mu);
+    ready = true;
+    cv->NotifyAll();
+  });
+  EXPECT_TRUE(WaitUntil(*cv, lock, env->MonotonicMicros() + 60'000'000, [&] { return ready; }));
+  lock.unlock();
+  notifier.join();
+  EXPECT_LT(env->MonotonicMicros() - start, 30'000'000) << "the notify ended the wait, not the deadline";
+}
+
+TEST(Backoff, TheJitterComesFromTheEnv) {
+  testing::VirtualClockEnv a(Env::Default(), 0, /*seed=*/7), b(Env::Default(), 0, /*seed=*/7);
+  Backoff x(1000, 1'000'000, &a), y(1000, 1'000'000, &b);
+  std::vector<int64_t> xs, ys;
+  for (int i = 0; i < 12; ++i) {
+    xs.push_back(x.NextMicros());
+    ys.push_back(y.NextMicros());
+    EXPECT_LE(xs.back(), std::min<int64_t>(1'000'000, 1000ll << i));
+  }
+  EXPECT_EQ(xs, ys) << "one seed, one sequence of pauses";
+  EXPECT_NE(std::set<int64_t>(xs.begin(), xs.end()).size(), 1u);
+}
+
+TEST(VirtualClock, SleepsAndTimedWaitsEndWhenVirtualTimeReachesTheirDeadline) {
+  testing::VirtualClockEnv env(Env::Default());
+  const int64_t t0 = env.MonotonicMicros();
+  const int64_t wall0 = env.NowMicros();
+  std::atomic<bool> slept{false};
+  std::thread sleeper([&] {
+    env.SleepForMicros(3'600'000'000);  // an hour
+    slept = true;
+  });
+  std::unique_ptr<CondVar> cv = env.NewCondVar();
+  std::mutex mu;
+  bool timed_out = false;
+  std::thread waiter([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    timed_out = !cv->WaitUntil(lock, t0 + 7'200'000'000);  // two hours
+  });
+  ASSERT_TRUE(env.AwaitIdleWaiters(2)) << "both block while virtual time stands";
+  env.Advance(3'599'999'999);
+  ASSERT_TRUE(env.AwaitIdleWaiters(2)) << "a microsecond short of the hour: both still wait";
+  EXPECT_FALSE(slept);
+  env.Advance(1);
+  sleeper.join();
+  EXPECT_TRUE(slept);
+  EXPECT_EQ(env.IdleWaiters(), 1);
+  env.Advance(3'600'000'000);
+  waiter.join();
+  EXPECT_TRUE(timed_out);
+  EXPECT_EQ(env.MonotonicMicros() - t0, 7'200'000'000);
+  EXPECT_EQ(env.NowMicros() - wall0, 7'200'000'000) << "both clocks move together";
+}
+
+TEST(VirtualClock, ANotifyEndsATimedWaitWithoutTimeMoving) {
+  testing::VirtualClockEnv env(Env::Default());
+  std::unique_ptr<CondVar> cv = env.NewCondVar();
+  std::mutex mu;
+  bool ready = false, got = false;
+  std::thread waiter([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    got = WaitUntil(*cv, lock, env.MonotonicMicros() + 1'000'000, [&] { return ready; });
+  });
+  ASSERT_TRUE(env.AwaitIdleWaiters(1));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ready = true;
+  }
+  cv->NotifyOne();
+  waiter.join();
+  EXPECT_TRUE(got);
+  EXPECT_EQ(env.IdleWaiters(), 0);
 }
 
 }  // namespace

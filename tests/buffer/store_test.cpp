@@ -68,6 +68,43 @@ TEST(Store, SurvivesReopen) {
   EXPECT_EQ((*store)->LoadStream("s")->sealed, (JournalPosition{2, 17}));
 }
 
+// Production runs the store over EnvVfs in exclusive locking mode (the
+// setup the power-cut tests check). It has no shared memory for the WAL
+// index, so another program reading the WAL beside it could read a torn
+// state: while the store is open, SQLite's own VFS (the sqlite3 shell, the
+// benchmarks) and OpenReadOnly (`edgesync status`) find it locked, and
+// read it again once it is closed.
+TEST(Store, AnOpenStoreIsLockedAgainstOtherConnectionsAndReadableOnceClosed) {
+  harness::TempDir dir = testing::NewTempDir();
+  const std::string path = dir / "store.db";
+  auto count_with_sqlites_own_vfs = [&]() -> int {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* q = nullptr;
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM batches", -1, &q, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q) == SQLITE_ROW ? static_cast<int>(sqlite3_column_int(q, 0)) : -2;
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return rc == SQLITE_BUSY ? -1 : rc;
+  };
+  {
+    auto store = Store::Open(Env::Default(), path);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    SealedBatch b = Batch("payments", 1, Priority::kNormal);
+    ASSERT_TRUE((*store)->Commit(&b, JournalPosition{1, 1}).ok());
+    EXPECT_EQ(count_with_sqlites_own_vfs(), -1) << "busy: the store is locked";
+    auto ro = Store::OpenReadOnly(Env::Default(), path);
+    EXPECT_EQ(ro.status().code(), Status::Code::kUnavailable) << ro.status().ToString();
+    // And the store is none the worse for being asked.
+    SealedBatch b2 = Batch("payments", 2, Priority::kNormal);
+    ASSERT_TRUE((*store)->Commit(&b2, JournalPosition{1, 2}).ok());
+  }
+  EXPECT_EQ(count_with_sqlites_own_vfs(), 2);
+  auto ro = Store::OpenReadOnly(Env::Default(), path);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->Counts()->batches, 2u);
+}
+
 TEST(Store, CountsByStreamAndReadOnlyOpenForStatus) {
   harness::TempDir dir = testing::NewTempDir();
   EXPECT_EQ(Store::OpenReadOnly(Env::Default(), dir / "store.db").status().code(), Status::Code::kNotFound);

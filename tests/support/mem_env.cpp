@@ -335,7 +335,8 @@ int64_t RealMicros(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-MemEnv::MemEnv(uint64_t seed) : state_(std::make_shared<State>(seed)) {}
+MemEnv::MemEnv(uint64_t seed)
+    : state_(std::make_shared<State>(seed)), random_(seed ^ 0x9e3779b97f4a7c15ull) {}
 MemEnv::~MemEnv() = default;
 
 Result<std::unique_ptr<AppendFile>> MemEnv::OpenAppend(const std::string& path) {
@@ -620,6 +621,36 @@ void MemEnv::ClearFailures() {
 }
 
 void MemEnv::AdvanceClocks(int64_t micros) { clock_offset_ += micros; }
+
+void MemEnv::SleepForMicros(int64_t micros) { Env::Default()->SleepForMicros(micros); }
+
+namespace {
+
+// A real condition variable, its deadlines moved by the clock offset.
+class OffsetCondVar final : public CondVar {
+ public:
+  explicit OffsetCondVar(const std::atomic<int64_t>* offset)
+      : offset_(offset), cv_(Env::Default()->NewCondVar()) {}
+  void Wait(std::unique_lock<std::mutex>& lock) override { cv_->Wait(lock); }
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, int64_t deadline_us) override {
+    return cv_->WaitUntil(lock, deadline_us - offset_->load());
+  }
+  void NotifyOne() override { cv_->NotifyOne(); }
+  void NotifyAll() override { cv_->NotifyAll(); }
+
+ private:
+  const std::atomic<int64_t>* offset_;
+  std::unique_ptr<CondVar> cv_;
+};
+
+}  // namespace
+
+std::unique_ptr<CondVar> MemEnv::NewCondVar() { return std::make_unique<OffsetCondVar>(&clock_offset_); }
+
+uint64_t MemEnv::RandomU64() {
+  std::lock_guard<std::mutex> lock(random_mu_);
+  return random_();
+}
 
 uint64_t MemEnv::SyncCount(const std::string& path) const {
   std::lock_guard<std::mutex> lock(state_->mu);

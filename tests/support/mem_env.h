@@ -45,6 +45,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -87,6 +89,12 @@ class MemEnv final : public Env {
   // The real clocks plus the offset from AdvanceClocks.
   int64_t NowMicros() override;
   int64_t MonotonicMicros() override;
+  // Real sleeps and waits; a deadline is on MonotonicMicros (offset
+  // included: an AdvanceClocks during a wait does not end it sooner).
+  void SleepForMicros(int64_t micros) override;
+  std::unique_ptr<CondVar> NewCondVar() override;
+  // From `seed`, apart from the random choices of PowerCut.
+  uint64_t RandomU64() override;
 
   // --- Faults ---
   enum class CutMode {
@@ -120,6 +128,8 @@ class MemEnv final : public Env {
  private:
   std::shared_ptr<State> state_;
   std::atomic<int64_t> clock_offset_{0};
+  std::mutex random_mu_;
+  std::mt19937_64 random_;
 };
 
 }  // namespace edgesync::testing
