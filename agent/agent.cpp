@@ -100,6 +100,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   static_cast<StoreLimits&>(sto) = config.buffer;
   sto.device_id = config.device_id;
   sto.signer = a->device_key_;
+  sto.logger = a->log_;
   Result<std::shared_ptr<const Pipeline>> pipeline = Pipeline::Build(config);
   if (!pipeline.ok()) return pipeline.status();
   a->pipeline_lanes_ = (*pipeline)->lanes();
@@ -160,6 +161,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   }
   EDGESYNC_RETURN_IF_ERROR(
       LoadJournalKey(env, journal_key, !config.encryption_public_key.empty(), so.journal_dir, &so));
+  so.logger = a->log_;
   Result<std::unique_ptr<Sealer>> sealer = Sealer::Open(env, a->store_.get(), so, specs);
   if (!sealer.ok()) return sealer.status();
   a->sealer_ = std::move(sealer).value();
@@ -177,6 +179,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
       uo.topics.push_back(spec.kafka_topic);
     }
   }
+  uo.logger = a->log_;
   Result<std::unique_ptr<Uploader>> up = Uploader::Create(a->store_.get(), env, uo);
   if (!up.ok()) return up.status();
   a->uploader_ = std::move(up).value();
@@ -196,6 +199,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   if (!config.fleet_mqtt_topic.empty()) filters_wanted.push_back(config.fleet_mqtt_topic);
   io.filters = MinimalSubscriptions(filters_wanted);
   io.env = env;
+  io.logger = a->log_;
   IntakeOptions ito;
   ito.env = env;
   ito.sealer = a->sealer_.get();

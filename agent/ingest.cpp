@@ -46,6 +46,10 @@ const OptionTable<MqttSettings>& MqttSettings::Options() {
   return *table;
 }
 
+Ingest::Ingest(IngestOptions options, Sink sink) : options_(std::move(options)), sink_(std::move(sink)) {
+  if (options_.logger == nullptr) options_.logger = spdlog::default_logger();
+}
+
 Result<std::unique_ptr<Ingest>> Ingest::Create(IngestOptions options, Sink sink) {
   std::unique_ptr<Ingest> in(new Ingest(std::move(options), std::move(sink)));
   const IngestOptions& o = in->options_;
@@ -148,7 +152,7 @@ void Ingest::Run() {
                         ": " + Describe(rc));
         int64_t pause = backoff.NextMicros();
         if (backoff.attempts() == 1 || backoff.attempts() % 10 == 0) {
-          spdlog::warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
+          options_.logger->warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
                        options_.port, Describe(rc), pause / 1000);
         }
         if (PauseOrStop(pause)) break;
@@ -175,10 +179,10 @@ void Ingest::Run() {
     }
     int64_t pause = backoff.NextMicros();
     if (was_connected) {
-      spdlog::warn("mqtt: connection to {}:{} lost ({}); reconnecting in {} ms", options_.host,
+      options_.logger->warn("mqtt: connection to {}:{} lost ({}); reconnecting in {} ms", options_.host,
                    options_.port, Describe(rc), pause / 1000);
     } else if (!refused_ && (backoff.attempts() == 1 || backoff.attempts() % 10 == 0)) {
-      spdlog::warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
+      options_.logger->warn("mqtt: cannot connect to {}:{}: {}; retrying (next in {} ms)", options_.host,
                    options_.port, Describe(rc), pause / 1000);
     }
     if (PauseOrStop(pause)) break;
@@ -274,7 +278,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
     in->last_error_.Set(std::string("the broker refused the connection: ") + why + hint);
     // Retried with backoff: say it the first time and then every tenth.
     if (++in->refusals_ == 1 || in->refusals_ % 10 == 0) {
-      spdlog::error("mqtt: the broker {}:{} refused the connection: {}{} (attempt {}; retrying)",
+      in->options_.logger->error("mqtt: the broker {}:{} refused the connection: {}{} (attempt {}; retrying)",
                     in->options_.host, in->options_.port, why, hint, in->refusals_);
     }
     in->refused_ = true;
@@ -284,7 +288,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
   in->session_up_ = true;
   in->refusals_ = 0;
   ++in->connects_;
-  spdlog::info("mqtt: connected to {}:{} as {} (MQTT {}{})", in->options_.host, in->options_.port,
+  in->options_.logger->info("mqtt: connected to {}:{} as {} (MQTT {}{})", in->options_.host, in->options_.port,
                in->options_.client_id, in->options_.mqtt5() ? "5" : "3.1.1",
                in->options_.ca_file.empty() ? "" : ", TLS");
   if (!in->options_.status_topic.empty()) {
@@ -295,7 +299,7 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
   for (const std::string& f : in->options_.filters) {
     int src = mosquitto_subscribe(m, nullptr, f.c_str(), in->options_.qos);
     if (src != MOSQ_ERR_SUCCESS) {
-      spdlog::error("mqtt: subscribe {}: {}", f, mosquitto_strerror(src));
+      in->options_.logger->error("mqtt: subscribe {}: {}", f, mosquitto_strerror(src));
       in->last_error_.Set("subscribe " + f + ": " + mosquitto_strerror(src));
     } else {
       ++in->pending_subacks_;
@@ -308,17 +312,17 @@ void Ingest::OnSubscribe(mosquitto*, void* self, int, int count, const int* gran
   Ingest* in = static_cast<Ingest*>(self);
   for (int i = 0; i < count; ++i) {
     if (granted[i] > 2) {  // 0x80 and up: the broker refused the subscription
-      spdlog::error("mqtt: the broker refused a subscription (code {}); check its ACLs", granted[i]);
+      in->options_.logger->error("mqtt: the broker refused a subscription (code {}); check its ACLs", granted[i]);
       in->last_error_.Set("the broker refused a subscription (code " + std::to_string(granted[i]) +
                           "); check its ACLs");
     } else if (granted[i] < in->options_.qos) {
-      spdlog::warn("mqtt: the broker granted QoS {} instead of {}: events may be lost", granted[i],
+      in->options_.logger->warn("mqtt: the broker granted QoS {} instead of {}: events may be lost", granted[i],
                    in->options_.qos);
     }
   }
   if (--in->pending_subacks_ == 0) {
     in->subscribed_ = true;
-    spdlog::info("mqtt: subscribed to {} topic filters", in->options_.filters.size());
+    in->options_.logger->info("mqtt: subscribed to {} topic filters", in->options_.filters.size());
   }
 }
 
@@ -331,7 +335,7 @@ void Ingest::OnDisconnect(mosquitto*, void* self, int, const mosquitto_property*
 void Ingest::OnLog(mosquitto* m, void* self, int level, const char* line) {
   Ingest* in = static_cast<Ingest*>(self);
   if ((level & MOSQ_LOG_ERR) == 0 || line == nullptr) return;
-  spdlog::debug("libmosquitto: {}", line);
+  in->options_.logger->debug("libmosquitto: {}", line);
   // libmosquitto checks the host name itself and says so in its log.
   if (std::strstr(line, "host name verification failed") != nullptr) {
     in->tls_failure_ = "the broker's certificate does not name \"" + in->options_.host +

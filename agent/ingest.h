@@ -36,6 +36,10 @@ struct mosquitto_message;
 struct mqtt5__property;
 typedef struct mqtt5__property mosquitto_property;
 
+namespace spdlog {
+class logger;
+}
+
 namespace edgesync {
 
 // How to reach the local broker: the [mqtt] options Ingest owns (declared
@@ -66,6 +70,7 @@ struct MqttSettings {
 };
 
 struct IngestOptions : MqttSettings {
+  std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
   std::string password;              // read from password_file; never logged
   std::vector<std::string> filters;  // subscribed on every (re)connect
   // User properties copied into a message: at most this many, of at most
@@ -116,7 +121,7 @@ class Ingest {
   IngestStats stats() const;
 
  private:
-  Ingest(IngestOptions options, Sink sink) : options_(std::move(options)), sink_(std::move(sink)) {}
+  Ingest(IngestOptions options, Sink sink);
   void Run();
   // Sleeps up to `us`, or less if Stop is called. True when stopping.
   bool PauseOrStop(int64_t us);

@@ -30,7 +30,9 @@ struct Sealer::Lane {
 };
 
 Sealer::Sealer(Env* env, Store* store, SealerOptions options)
-    : env_(env), store_(store), options_(std::move(options)), cv_(env->NewCondVar()) {}
+    : env_(env), store_(store), options_(std::move(options)), cv_(env->NewCondVar()) {
+  if (options_.logger == nullptr) options_.logger = spdlog::default_logger();
+}
 
 Sealer::~Sealer() {
   if (thread_.joinable()) (void)Stop();
@@ -53,7 +55,7 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
     if (!j.ok()) return j.status();
     lane->journal = std::move(j).value();
     s->lanes_.push_back(std::move(lane));
-    for (const std::string& p : rec.problems) spdlog::warn("journal recovery: {}", p);
+    for (const std::string& p : rec.problems) s->options_.logger->warn("journal recovery: {}", p);
     s->torn_bytes_ += rec.torn_bytes;
     s->unreadable_segments_ += rec.unreadable_segments;
 
@@ -65,7 +67,7 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
       Result<Record> r = DecodeRecord(rec.entries[k].record);
       if (!r.ok()) {
         // The frame's checksum held, so this is a writer bug, not a torn write.
-        spdlog::error("journal recovery: stream {}: skipping undecodable record: {}",
+        s->options_.logger->error("journal recovery: stream {}: skipping undecodable record: {}",
                       s->lanes_[i]->spec.name, r.status().ToString());
       } else {
         if (c.events == 0) c.first_us = r->received_at_us;
@@ -85,7 +87,7 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
     }
     s->recovered_events_ += sealed_here;
     if (sealed_here > 0) {
-      spdlog::info("journal recovery: stream {}: sealed {} recovered events",
+      s->options_.logger->info("journal recovery: stream {}: sealed {} recovered events",
                    s->lanes_[i]->spec.name, sealed_here);
     }
   }
@@ -111,7 +113,7 @@ void Sealer::WarnAboutUnconfiguredJournals() {
       }
     }
     if (bytes > 0) {
-      spdlog::warn("journal: {}/{} holds {} bytes of unsealed events of stream \"{}\", which is "
+      options_.logger->warn("journal: {}/{} holds {} bytes of unsealed events of stream \"{}\", which is "
                    "no longer configured; they are kept, and uploaded once the stream is back",
                    options_.journal_dir, d, bytes, d);
     }
@@ -151,7 +153,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
     // The event is durable already; a failed rotation only delays sealing.
     Status st = CloseLocked(stream);
     if (!st.ok()) {
-      spdlog::error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
+      options_.logger->error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
       last_error_.Set("stream " + lane.spec.name + ": closing batch: " + st.ToString());
     }
   }
@@ -204,7 +206,7 @@ Status Sealer::SealAndCommit(Closed& c) {
     std::lock_guard<std::mutex> lock(lane.mu);
     Status st = lane.journal->Retire(c.end);
     // Harmless if it fails: the store's position makes recovery skip them.
-    if (!st.ok()) spdlog::warn("stream {}: retiring journal: {}", lane.spec.name, st.ToString());
+    if (!st.ok()) options_.logger->warn("stream {}: retiring journal: {}", lane.spec.name, st.ToString());
   }
   if (on_sealed_) on_sealed_();
   return Status::OK();
@@ -245,7 +247,7 @@ void Sealer::Run() {
           (stop || now - lanes_[i]->opened_mono >= options_.max_age_us)) {
         Status st = CloseLocked(i);
         if (!st.ok()) {
-          spdlog::error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
+          options_.logger->error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
           last_error_.Set("stream " + lanes_[i]->spec.name + ": closing batch: " + st.ToString());
           lanes_[i]->opened_mono = now;  // try again after another max_age, not in a spin
           close_failed = true;
@@ -270,7 +272,7 @@ void Sealer::Run() {
       Status st = SealAndCommit(c);
       lock.lock();
       if (!st.ok()) {
-        spdlog::error("stream {}: sealing batch: {} (retrying in 1 s)",
+        options_.logger->error("stream {}: sealing batch: {} (retrying in 1 s)",
                       lanes_[c.lane]->spec.name, st.ToString());
         last_error_.Set("stream " + lanes_[c.lane]->spec.name + ": sealing batch: " + st.ToString());
         sticky_ = st;
@@ -308,7 +310,7 @@ void Sealer::SyncDue(int64_t* next_sync, bool force) {
   if (!force && now < *next_sync) return;
   Status st = SyncJournals();
   if (!st.ok()) {
-    spdlog::error("journal sync: {}", st.ToString());
+    options_.logger->error("journal sync: {}", st.ToString());
     last_error_.Set("journal sync: " + st.ToString());
   }
   *next_sync = now + options_.sync_interval_us;
@@ -327,14 +329,14 @@ Status Sealer::SyncJournals() {
 void Sealer::EnforceLimits() {
   Result<std::vector<Gap>> gaps = store_->Enforce();
   if (!gaps.ok()) {
-    spdlog::error("buffer: enforcing the limits: {}", gaps.status().ToString());
+    options_.logger->error("buffer: enforcing the limits: {}", gaps.status().ToString());
     last_error_.Set("enforcing the limits: " + gaps.status().ToString());
     return;
   }
   for (const Gap& g : *gaps) {
     last_error_.Set("gave up batches " + std::to_string(g.first_seq) + ".." + std::to_string(g.last_seq) +
                     " of stream " + g.stream + ": " + g.reason);
-    spdlog::warn("buffer: gave up batches {}..{} of stream {} ({} events, {} bytes): {}; "
+    options_.logger->warn("buffer: gave up batches {}..{} of stream {} ({} events, {} bytes): {}; "
                  "recorded as a gap and reported to Kafka",
                  g.first_seq, g.last_seq, g.stream, g.events, g.bytes, g.reason);
   }

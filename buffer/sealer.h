@@ -37,6 +37,10 @@
 #include "format/record.h"
 #include "buffer/store.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace edgesync {
 
 // When a batch closes, and how often the journal is synced: the options the
@@ -51,6 +55,7 @@ struct BatchLimits {
 };
 
 struct SealerOptions : BatchLimits {
+  std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
   std::string device_id;
   std::string journal_dir;            // one subdirectory per stream
   size_t max_closed = 64;             // closed batches awaiting the sealer before Accept waits

@@ -140,7 +140,9 @@ SealedBatch ReadBatchRow(Stmt& q) {
 }  // namespace
 
 Store::Store(Env* env, std::string path, StoreOptions options)
-    : env_(env), path_(std::move(path)), options_(std::move(options)) {}
+    : env_(env), path_(std::move(path)), options_(std::move(options)) {
+  if (options_.logger == nullptr) options_.logger = spdlog::default_logger();
+}
 
 Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
                                            StoreOptions options) {
@@ -468,7 +470,7 @@ Result<std::vector<Gap>> Store::Enforce() {
   }
   Status space = GiveBackSpaceLocked(evicted || disk_short);
   // What was evicted stays evicted; the space comes back on a later call.
-  if (!space.ok()) spdlog::warn("store: giving space back: {}", space.ToString());
+  if (!space.ok()) options_.logger->warn("store: giving space back: {}", space.ToString());
   return gaps;
 }
 

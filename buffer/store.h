@@ -40,6 +40,10 @@
 
 struct sqlite3;
 
+namespace spdlog {
+class logger;
+}
+
 namespace edgesync {
 
 class EnvVfs;
@@ -99,6 +103,7 @@ struct StoreLimits {
 };
 
 struct StoreOptions : StoreLimits {
+  std::shared_ptr<spdlog::logger> logger;      // null: spdlog's default logger
   std::string device_id;                       // written into gap records
   std::optional<DeviceSigner> signer;          // signs gap records (the agent's device key)
 };

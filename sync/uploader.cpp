@@ -241,7 +241,7 @@ struct Uploader::Impl {
           Block(batch.kafka_topic, Describe(err));
           return Sent::kTopicRefused;
         }
-        spdlog::warn("uploader: {} (will retry)", what);
+        opt.logger->warn("uploader: {} (will retry)", what);
         return Sent::kFailed;
       }
       ++f->outstanding;
@@ -269,7 +269,7 @@ struct Uploader::Impl {
     Status st = store->Delete(delivered_ids);
     if (!st.ok()) {
       // Kafka has them; the rows will be sent again and dropped centrally as duplicates.
-      spdlog::error("uploader: delivered {} batches but could not delete them: {}", delivered_ids.size(),
+      opt.logger->error("uploader: delivered {} batches but could not delete them: {}", delivered_ids.size(),
                     st.ToString());
       for (int64_t id : delivered_ids) store->Release(id);
     }
@@ -316,7 +316,7 @@ struct Uploader::Impl {
     }
     Topic& t = topics[b.kafka_topic];
     if (t.blocked) {
-      spdlog::info("uploader: Kafka topic {} takes batches again (it was blocked: {}); its streams drain",
+      opt.logger->info("uploader: Kafka topic {} takes batches again (it was blocked: {}); its streams drain",
                    b.kafka_topic, t.reason);
       t.blocked = false;
       t.probing = false;
@@ -324,7 +324,7 @@ struct Uploader::Impl {
       PublishBlocked();
     }
     if (!failed_since_idle) {
-      if (outage_logged) spdlog::info("uploader: Kafka reachable again, draining");
+      if (outage_logged) opt.logger->info("uploader: Kafka reachable again, draining");
       outage_logged = false;
       backoff.Reset();  // the next failure starts from the shortest pause again
     }
@@ -372,7 +372,7 @@ struct Uploader::Impl {
           store_may_have_more = true;  // sent again at once, in fragments
           if (largest / 2 >= t.max_message) break;  // learned from another batch already
           t.max_message = largest / 2;
-          spdlog::warn("uploader: Kafka topic {} refused a {}-byte message as too large; sending "
+          opt.logger->warn("uploader: Kafka topic {} refused a {}-byte message as too large; sending "
                        "batches over {} bytes as fragments",
                        b.kafka_topic, largest, t.max_message);
         }
@@ -388,7 +388,7 @@ struct Uploader::Impl {
         break;
       case Failure::kRetriable:
         if (!outage_logged) {
-          spdlog::warn("uploader: delivery of batch {} of stream {} to {} failed: {}; batches stay "
+          opt.logger->warn("uploader: delivery of batch {} of stream {} to {} failed: {}; batches stay "
                        "in the store and are sent again after a pause",
                        b.seq, b.stream, b.kafka_topic, Describe(f.err));
           outage_logged = true;
@@ -412,7 +412,7 @@ struct Uploader::Impl {
     t.retry_at = now + opt.blocked_retry_us;
     t.refreshed = false;
     if (t.blocked) {
-      spdlog::debug("uploader: Kafka topic {} still refuses batches: {}", name, reason);
+      opt.logger->debug("uploader: Kafka topic {} still refuses batches: {}", name, reason);
       return;
     }
     t.blocked = true;
@@ -423,7 +423,7 @@ struct Uploader::Impl {
     if (names.ok()) {
       for (const std::string& s : *names) streams += (streams.empty() ? "" : ", ") + s;
     }
-    spdlog::error("uploader: Kafka topic {} refuses batches: {}. Stream(s) {} blocked: their "
+    opt.logger->error("uploader: Kafka topic {} refuses batches: {}. Stream(s) {} blocked: their "
                   "batches stay in the store and are tried again every {} s; the other topics "
                   "keep flowing",
                   name, reason, streams.empty() ? "(none buffered)" : streams,
@@ -468,7 +468,7 @@ struct Uploader::Impl {
     const size_t room = bucket.unlimited() ? opt.max_in_flight - in_flight.size() : 1;
     Result<std::vector<SealedBatch>> next = store->Next(room, skip);
     if (!next.ok()) {
-      spdlog::error("uploader: reading the store: {}", next.status().ToString());
+      opt.logger->error("uploader: reading the store: {}", next.status().ToString());
       SetLastError("reading the store: " + next.status().ToString());
       resume_at = now + 1'000'000;
       return false;
@@ -513,7 +513,7 @@ struct Uploader::Impl {
   void Rebuild() {
     char reason[512] = "";
     rd_kafka_resp_err_t err = rd_kafka_fatal_error(rk, reason, sizeof reason);
-    spdlog::error("uploader: the Kafka producer failed for good ({}: {}); rebuilding it. Batches "
+    opt.logger->error("uploader: the Kafka producer failed for good ({}: {}); rebuilding it. Batches "
                   "in flight go back to the store and are sent again in order",
                   rd_kafka_err2name(err), reason);
     SetLastError(std::string("fatal producer error: ") + rd_kafka_err2name(err) + ": " + reason);
@@ -522,7 +522,7 @@ struct Uploader::Impl {
     fatal = false;
     rebuilds.fetch_add(1, std::memory_order_relaxed);
     Status st = MakeProducer();
-    if (!st.ok()) spdlog::error("uploader: rebuilding the producer: {}", st.ToString());
+    if (!st.ok()) opt.logger->error("uploader: rebuilding the producer: {}", st.ToString());
     resume_at = env->MonotonicMicros() + backoff.NextMicros();
   }
 
@@ -570,17 +570,19 @@ void ErrorCallback(rd_kafka_t*, int err, const char* reason, void* opaque) {
   s->SetLastError(std::string(rd_kafka_err2name(code)) + ": " + reason);
   // Transport errors repeat while a broker is down; librdkafka retries itself.
   if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || code == RD_KAFKA_RESP_ERR__TRANSPORT) {
-    spdlog::debug("kafka: {}", reason);
+    s->opt.logger->debug("kafka: {}", reason);
   } else {
-    spdlog::warn("kafka: {}: {}", rd_kafka_err2name(code), reason);
+    s->opt.logger->warn("kafka: {}: {}", rd_kafka_err2name(code), reason);
   }
 }
 
-void LogCallback(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  auto* s = static_cast<Uploader::Impl*>(rd_kafka_opaque(rk));
+  spdlog::logger& log = s != nullptr ? *s->opt.logger : *spdlog::default_logger_raw();
   if (level <= 3) {
-    spdlog::error("librdkafka {}: {}", fac, buf);
+    log.error("librdkafka {}: {}", fac, buf);
   } else {
-    spdlog::debug("librdkafka {}: {}", fac, buf);
+    log.debug("librdkafka {}: {}", fac, buf);
   }
 }
 
@@ -636,6 +638,7 @@ Status Uploader::Impl::MakeProducer() {
 Result<std::unique_ptr<Uploader>> Uploader::Create(Store* store, Env* env, UploaderOptions options) {
   auto impl = std::make_unique<Impl>(store, env);
   impl->opt = std::move(options);
+  if (impl->opt.logger == nullptr) impl->opt.logger = spdlog::default_logger();
   if (impl->opt.max_in_flight == 0) impl->opt.max_in_flight = 1;
   impl->backoff = Backoff(impl->opt.backoff_initial_us, impl->opt.backoff_max_us, impl->env);
   // One second of bytes may go at once (at least 64 KiB).

@@ -50,6 +50,10 @@
 #include "base/status.h"
 #include "buffer/store.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace edgesync {
 
 // How much is in flight, how fast, and how long a failure pauses: the
@@ -65,6 +69,7 @@ struct UploadLimits {
 };
 
 struct UploaderOptions : UploadLimits {
+  std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
   std::string brokers;    // bootstrap.servers
   std::string device_id;  // message key, so a device's batches stay in one partition
   std::optional<DeviceSigner> signer;  // signs fragments (the agent's device key)

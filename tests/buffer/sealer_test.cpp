@@ -1,6 +1,8 @@
 #include "buffer/sealer.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <fstream>
@@ -175,6 +177,25 @@ TEST(Sealer, JournalOfARemovedStreamIsKeptNotDeleted) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ((*back)->stats().recovered_events, 1u);
   EXPECT_EQ(StoredRecords(f.store.get(), "telemetry").size(), 1u);
+}
+
+// The logger handed in through SealerOptions is the one the sealer writes
+// to (as LevelDB's info_log): a recovery at open says so there.
+TEST(Sealer, LogsToTheLoggerItIsHandedIn) {
+  Fixture f;
+  {
+    auto sealer = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+    ASSERT_TRUE(sealer.ok());
+    ASSERT_TRUE((*sealer)->Accept(0, Event(1)).ok());  // journaled, never sealed: recovered below
+  }
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  f.options.logger = std::make_shared<spdlog::logger>("handed-in", sink);
+  auto again = Sealer::Open(Env::Default(), f.store.get(), f.options, f.streams);
+  ASSERT_TRUE(again.ok());
+  std::string lines;
+  for (const std::string& l : sink->last_formatted()) lines += l;
+  EXPECT_NE(lines.find("journal recovery: stream payments: sealed 1 recovered events"), std::string::npos)
+      << lines;
 }
 
 TEST(Sealer, FailedJournalWriteIsNotAccepted) {
