@@ -4,7 +4,10 @@
 #   format/   the format both sides share: includes only base/ and format/
 #   device    agent/ buffer/ sync/ plugins/ fleet/: never central/
 #   central/  edgesync-unpack: only base/, format/ and central/
-# and the device's program holds none of the central service's code.
+# and the device's program holds none of the central service's code. A
+# module's internals stay inside it: buffer/'s public headers are sealer.h
+# and store.h (the journal and the SQLite VFS are its own), the agent's
+# parts (intake, monitor, pipeline, triage, ...) are the agent's.
 #   layout_test.sh SOURCE_DIR EDGESYNC_BINARY
 set -euo pipefail
 src=$1
@@ -31,6 +34,24 @@ for dir in agent buffer sync plugins fleet base; do
     echo "$hits"
     fail=1
   fi
+done
+
+# Internal headers, included only by their own module (tests and benchmarks
+# may look inside).
+internal() {
+  local header=$1 owner=$2 hits
+  hits=$(grep -rnE "^#include \"$header\"" "$src"/{agent,buffer,sync,plugins,fleet,central,harness,format,base} \
+           --include='*.h' --include='*.cpp' | grep -v "^$src/$owner/" || true)
+  if [[ -n $hits ]]; then
+    echo "$header is internal to $owner/, but is included from outside it:"
+    echo "$hits"
+    fail=1
+  fi
+}
+internal buffer/journal.h buffer
+internal buffer/sqlite_vfs.h buffer
+for part in intake monitor pipeline triage toml_bounds logging health status_socket; do
+  internal "agent/$part.h" agent
 done
 
 # Symbols only central/ defines must not be in the device's program.
