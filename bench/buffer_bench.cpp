@@ -43,7 +43,7 @@
 #include "format/format.h"
 #include "buffer/journal.h"
 #include "format/record.h"
-#include "bench/agent_status.h"
+#include "harness/agent_figures.h"
 #include "bench/median.h"
 #include "bench/series.h"
 #include "buffer/store.h"
@@ -212,7 +212,7 @@ struct StoreView {
 };
 
 StoreView ReadStore(const std::string& state_dir) {
-  const edgesync::bench::AgentStatus st = edgesync::bench::ReadAgentStatus(state_dir);
+  const edgesync::harness::AgentFigures st = edgesync::harness::ReadAgentFigures(state_dir);
   return StoreView{st.sealed_batches, st.buffered_batches};
 }
 

@@ -54,7 +54,7 @@
 #include <vector>
 
 #include "agent/config.h"
-#include "bench/agent_status.h"
+#include "harness/agent_figures.h"
 #include "bench/median.h"
 #include "bench/proc_stats.h"
 #include "bench/payment_events.h"
@@ -124,7 +124,7 @@ uint64_t WriteBytes(pid_t pid) {
 // on its status socket (it holds the store locked while it runs). -1 when
 // it does not answer.
 int64_t RowsLeft(const std::string& state_dir) {
-  const edgesync::bench::AgentStatus st = edgesync::bench::ReadAgentStatus(state_dir);
+  const edgesync::harness::AgentFigures st = edgesync::harness::ReadAgentFigures(state_dir);
   return st.ok ? static_cast<int64_t>(st.buffered_batches + st.buffered_gap_records) : -1;
 }
 

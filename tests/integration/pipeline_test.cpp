@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "buffer/store.h"
-#include "tests/integration/agent_figures.h"
+#include "harness/agent_figures.h"
 #include "harness/agent_process.h"
 #include "harness/kafka_cluster.h"
 #include "harness/mosquitto.h"
@@ -56,7 +56,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
   // (as the agent tells: its store is locked while it runs).
   uint64_t buffered = 0;
   EXPECT_TRUE(harness::PollUntil([&] {
-    testing::AgentFigures f = testing::ReadAgentFigures(dir_ / "state");
+    harness::AgentFigures f = harness::ReadAgentFigures(dir_ / "state");
     buffered = f.ok ? f.buffered_events : 0;
     return buffered == kEvents;
   }, 60s)) << "buffered " << buffered << "\n" << AgentLogs();
@@ -67,7 +67,7 @@ TEST_F(Pipeline, KafkaDownWhilePublishingThenUpLosesNothing) {
   EXPECT_EQ(t.arrived, kEvents) << AgentLogs();
   EXPECT_EQ(t.lost, 0u);
   EXPECT_TRUE(harness::PollUntil([&] {
-    testing::AgentFigures f = testing::ReadAgentFigures(dir_ / "state");
+    harness::AgentFigures f = harness::ReadAgentFigures(dir_ / "state");
     return f.ok && f.buffered_batches == 0;
   }, 60s)) << "the store keeps batches Kafka has acknowledged";
 }

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "buffer/store.h"
-#include "tests/integration/agent_figures.h"
+#include "harness/agent_figures.h"
 #include "tests/integration/pipeline_fixture.h"
 #include "tests/support/json_lines.h"
 
@@ -62,7 +62,7 @@ TEST_F(Pipeline, QuotaFullDuringAnOutageEveryLossIsAGapCountedCentrally) {
   // until the sealer enforces it a moment later.)
   uint64_t buffered = 0, lost = 0, bytes = 0;
   EXPECT_TRUE(harness::PollUntil([&] {
-    AgentFigures f = ReadAgentFigures(dir_ / "state");
+    harness::AgentFigures f = harness::ReadAgentFigures(dir_ / "state");
     if (!f.ok) return false;
     buffered = f.buffered_events;
     bytes = f.buffered_bytes;
@@ -114,7 +114,7 @@ TEST_F(Pipeline, ACorruptStoreIsMovedAsideReportedAsAGapAndTheAgentKeepsCollecti
   ASSERT_TRUE(pub->WaitAcked(60s).ok());
   uint64_t buffered = 0;
   EXPECT_TRUE(harness::PollUntil([&] {
-    buffered = ReadAgentFigures(dir_ / "state").buffered_events;
+    buffered = harness::ReadAgentFigures(dir_ / "state").buffered_events;
     return buffered == 200;
   }, 60s)) << "buffered " << buffered << "\n" << AgentLogs();
   ASSERT_TRUE(agent_->Signal(SIGKILL).ok());
