@@ -15,9 +15,9 @@ std::string OneLine(std::string s) {
   return s;
 }
 
-void RemoveTree(Env* env, const std::string& path) {
+void RemoveTree(Env* env, const std::string& path, spdlog::logger& log) {
   Status st = fleet::RemoveTree(env, path);
-  if (!st.ok()) spdlog::warn("fleet: cannot remove {}: {}", path, st.ToString());
+  if (!st.ok()) log.warn("fleet: cannot remove {}: {}", path, st.ToString());
 }
 
 bool SameFleetSettings(const Config& a, const Config& b) {
@@ -28,14 +28,17 @@ bool SameFleetSettings(const Config& a, const Config& b) {
 
 }  // namespace
 
-Rollout::Rollout(std::string device_path, Config device, Env* env, fleet::TrustedKeys keys)
-    : device_path_(std::move(device_path)), device_(std::move(device)), env_(env), keys_(std::move(keys)),
+Rollout::Rollout(std::string device_path, Config device, Env* env, std::shared_ptr<spdlog::logger> logger,
+                 fleet::TrustedKeys keys)
+    : device_path_(std::move(device_path)), device_(std::move(device)), env_(env),
+      log_(logger != nullptr ? std::move(logger) : spdlog::default_logger()), keys_(std::move(keys)),
       dir_(device_.state_dir + "/fleet") {}
 
-Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, const Config& device, Env* env) {
+Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, const Config& device, Env* env,
+                                               std::shared_ptr<spdlog::logger> logger) {
   Result<fleet::TrustedKeys> keys = fleet::TrustedKeys::Load(env, device.fleet_public_keys);
   if (!keys.ok()) return Status::InvalidArgument("fleet.public_keys: " + keys.status().message());
-  std::unique_ptr<Rollout> r(new Rollout(device_path, device, env, std::move(keys).value()));
+  std::unique_ptr<Rollout> r(new Rollout(device_path, device, env, std::move(logger), std::move(keys).value()));
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(r->dir_ + "/bundles"));
   if (env->Exists(r->dir_ + "/state")) {
     Result<std::string> text = env->ReadFile(r->dir_ + "/state", kMaxKeyFileBytes);
@@ -47,7 +50,7 @@ Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, c
     // Stopped while unpacking or checking a bundle: it is refused for good
     // (its version was used up before), and what ran before runs on.
     const uint64_t bundle = r->state_.status.bundle;
-    RemoveTree(env, r->BundleDir(bundle));
+    RemoveTree(env, r->BundleDir(bundle), *r->log_);
     r->Refuse(bundle, "the last run",
               "the agent stopped while it unpacked or checked this bundle (a crash?); it is not tried again "
               "(sign a fixed configuration with a higher --version)");
@@ -63,7 +66,7 @@ Result<std::unique_ptr<Rollout>> Rollout::Open(const std::string& device_path, c
   if (!c.ok()) {
     // The running bundle was good, but no longer loads with this device
     // file (changed since): the device file alone, and said why.
-    spdlog::error("fleet: bundle {} does not load with {}: {}; running the device file alone", r->state_.running,
+    r->log_->error("fleet: bundle {} does not load with {}: {}; running the device file alone", r->state_.running,
                   device_path, c.status().message());
     r->state_.status = FleetStatus{.enabled = true, .version = 0, .bundle = r->state_.running, .state = "rolled-back",
                              .reason = "it no longer loads with the device file: " + OneLine(c.status().message()),
@@ -90,11 +93,11 @@ std::string Rollout::BundleDir(uint64_t version) const { return dir_ + "/bundles
 
 Result<Config> Rollout::Load(uint64_t version) const {
   if (version == 0) return device_;
-  return LoadConfig(device_path_, BundleDir(version) + "/edgesync.toml");
+  return LoadConfig(device_path_, BundleDir(version) + "/edgesync.toml", env_);
 }
 
 Result<Config> Rollout::Reload() {
-  Result<Config> device = LoadConfig(device_path_);
+  Result<Config> device = LoadConfig(device_path_, "", env_);
   if (!device.ok()) return device.status();
   if (!SameFleetSettings(*device, device_)) {
     return Status::InvalidArgument("agent.state_dir and [fleet] take effect at the next start: restart edgesync to apply them");
@@ -119,7 +122,7 @@ std::optional<Config> Rollout::Tick(const std::function<AgentStats()>& stats, in
     state_.status.at_us = env_->NowMicros();
     Save();
     Prune();
-    spdlog::info("fleet: bundle {} passed probation: it is the last good bundle now", state_.running);
+    log_->info("fleet: bundle {} passed probation: it is the last good bundle now", state_.running);
     return std::nullopt;
   }
   // One bundle at a time: what the MQTT topic brought, then the drop
@@ -143,7 +146,7 @@ std::optional<Config> Rollout::Tick(const std::function<AgentStats()>& stats, in
 bool Rollout::NextDropped(std::string* bytes, std::string* from) {
   Result<std::vector<std::string>> names = env_->ListDir(device_.fleet_drop_dir);
   if (!names.ok()) {
-    if (!drop_dir_failing_) spdlog::error("fleet: fleet.drop_dir: {}", names.status().ToString());
+    if (!drop_dir_failing_) log_->error("fleet: fleet.drop_dir: {}", names.status().ToString());
     drop_dir_failing_ = true;
     return false;
   }
@@ -197,7 +200,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
   const std::string digest = fleet::Sha256Hex(bytes);
   if (digest == state_.running_digest || digest == state_.highest_digest || digest == last_refused_digest_) {
     // A retained bundle comes back at every (re)subscription.
-    spdlog::debug("fleet: the bundle from {} was seen before; nothing to do", from);
+    log_->debug("fleet: the bundle from {} was seen before; nothing to do", from);
     return std::nullopt;
   }
   Result<fleet::Bundle> b = fleet::VerifyBundle(bytes, keys_);
@@ -232,7 +235,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
                               .reason = "", .at_us = env_->NowMicros()};
   Save();
   const std::string dir = BundleDir(version);
-  RemoveTree(env_, dir);  // left by a crash
+  RemoveTree(env_, dir, *log_);  // left by a crash
   Status unpacked = fleet::ExtractBundle(env_, *b, dir);
   if (!unpacked.ok()) {
     last_refused_digest_ = digest;
@@ -241,9 +244,9 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
   }
   // A bundle that sets agent.state_dir, [fleet] or another key only the
   // device file may set fails here (ParseConfig refuses it).
-  Result<Config> c = LoadConfig(device_path_, dir + "/edgesync.toml");
+  Result<Config> c = LoadConfig(device_path_, dir + "/edgesync.toml", env_);
   if (!c.ok()) {
-    RemoveTree(env_, dir);
+    RemoveTree(env_, dir, *log_);
     last_refused_digest_ = digest;  // signed by the fleet, and wrong: its version is used up
     Refuse(version, from, "its configuration fails check: " + OneLine(c.status().message()));
     return std::nullopt;
@@ -267,7 +270,7 @@ std::optional<Config> Rollout::Take(const std::string& bytes, const std::string&
                         .reason = "", .at_us = env_->NowMicros()};
   Save();
   probation_end_us_ = 0;  // starts when the agent runs it (Switched)
-  spdlog::info("fleet: bundle {} from {} (key {}, {} files) is valid: applying it, on probation for {}s", version,
+  log_->info("fleet: bundle {} from {} (key {}, {} files) is valid: applying it, on probation for {}s", version,
                from, b->key_id, b->files.size(), device_.fleet_probation);
   config_ = std::move(c).value();
   return config_;
@@ -304,7 +307,7 @@ std::optional<Config> Rollout::RollBack(const std::string& reason) {
   const uint64_t failed = state_.running;
   Result<Config> c = Load(state_.good);
   if (!c.ok()) {
-    spdlog::error("fleet: the last good bundle {} does not load: {}; the device file alone", state_.good,
+    log_->error("fleet: the last good bundle {} does not load: {}; the device file alone", state_.good,
                   c.status().message());
     state_.good = 0;
     state_.good_digest.clear();
@@ -316,8 +319,8 @@ std::optional<Config> Rollout::RollBack(const std::string& reason) {
   state_.status = FleetStatus{.enabled = true, .version = state_.good, .bundle = failed, .state = "rolled-back",
                         .reason = OneLine(reason), .at_us = env_->NowMicros()};
   Save();
-  RemoveTree(env_, BundleDir(failed));
-  spdlog::error("fleet: bundle {} rolled back to {}: {}", failed,
+  RemoveTree(env_, BundleDir(failed), *log_);
+  log_->error("fleet: bundle {} rolled back to {}: {}", failed,
                 state_.good == 0 ? std::string("the device file alone") : "bundle " + std::to_string(state_.good), reason);
   config_ = std::move(c).value();
   return config_;
@@ -329,13 +332,13 @@ void Rollout::Refuse(uint64_t version, const std::string& from, const std::strin
   state_.status.reason = OneLine(reason);
   state_.status.at_us = env_->NowMicros();
   Save();
-  spdlog::error("fleet: refused the bundle from {}: {}", from, reason);
+  log_->error("fleet: refused the bundle from {}: {}", from, reason);
 }
 
 void Rollout::Save() {
   const std::string text = FormatFleetState(state_);
   Status st = WriteFileAtomically(env_, dir_ + "/state", text);
-  if (!st.ok()) spdlog::error("fleet: cannot save its state in {}: {}", dir_, st.ToString());
+  if (!st.ok()) log_->error("fleet: cannot save its state in {}: {}", dir_, st.ToString());
 }
 
 void Rollout::Prune() {
@@ -343,7 +346,7 @@ void Rollout::Prune() {
   if (!names.ok()) return;
   for (const std::string& n : *names) {
     if (n == std::to_string(state_.running) || n == std::to_string(state_.good)) continue;
-    RemoveTree(env_, dir_ + "/bundles/" + n);
+    RemoveTree(env_, dir_ + "/bundles/" + n, *log_);
   }
 }
 

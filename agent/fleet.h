@@ -42,6 +42,10 @@
 #include "base/status.h"
 #include "fleet/bundle.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace edgesync {
 
 // What <state_dir>/fleet/state keeps.
@@ -64,7 +68,9 @@ class Rollout {
   // `device` is LoadConfig(device_path) without a bundle; its fleet
   // settings are on (fleet_public_keys set). A bundle left in probation is
   // rolled back here. InvalidArgument when a public key cannot be used.
-  static Result<std::unique_ptr<Rollout>> Open(const std::string& device_path, const Config& device, Env* env);
+  // `logger`: where it logs; null: spdlog's default logger.
+  static Result<std::unique_ptr<Rollout>> Open(const std::string& device_path, const Config& device, Env* env,
+                                               std::shared_ptr<spdlog::logger> logger = nullptr);
 
   // The configuration to run: the device file over the running bundle.
   const Config& config() const { return config_; }
@@ -86,7 +92,8 @@ class Rollout {
   Result<Config> Reload();
 
  private:
-  Rollout(std::string device_path, Config device, Env* env, fleet::TrustedKeys keys);
+  Rollout(std::string device_path, Config device, Env* env, std::shared_ptr<spdlog::logger> logger,
+          fleet::TrustedKeys keys);
   // Loads the configuration for bundle `version` (0: the device file alone).
   Result<Config> Load(uint64_t version) const;
   std::string BundleDir(uint64_t version) const;
@@ -109,6 +116,7 @@ class Rollout {
   std::string device_path_;
   Config device_;
   Env* env_;
+  std::shared_ptr<spdlog::logger> log_;
   fleet::TrustedKeys keys_;
   std::string dir_;  // <state_dir>/fleet
   Config config_;    // running

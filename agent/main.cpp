@@ -108,7 +108,7 @@ int RunAgent(const std::string& path) {
   std::unique_ptr<edgesync::Rollout> fleet;
   if (!device->fleet_public_keys.empty()) {
     edgesync::Result<std::unique_ptr<edgesync::Rollout>> r =
-        edgesync::Rollout::Open(path, *device, edgesync::Env::Default());
+        edgesync::Rollout::Open(path, *device, edgesync::Env::Default(), spdlog::default_logger());
     if (!r.ok()) {
       std::fprintf(stderr, "%s: %s\n", path.c_str(), r.status().message().c_str());
       return 2;
