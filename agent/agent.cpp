@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <iterator>
 
 #include "agent/health.h"
 #include "base/systemd.h"
@@ -62,6 +61,14 @@ void LogPluginLoads(const Config& config, spdlog::logger& log) {
 
 Agent::~Agent() {
   if (started_) (void)Shutdown();
+  // Members go in reverse order of declaration, but the sealer must go
+  // before the uploader: its last seal (when a Start failed, Shutdown did
+  // not run) notifies the uploader. What calls into the intake goes first.
+  monitor_.reset();
+  ingest_.reset();
+  intake_.reset();
+  sealer_.reset();
+  uploader_.reset();
 }
 
 Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
@@ -122,6 +129,14 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   StoreReplacement replaced;
   Result<std::unique_ptr<Store>> store =
       OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
+  // `edgesync status` reads the store while no agent answers its socket,
+  // as while this one starts: wait for it (a few seconds at most) rather
+  // than fail the start.
+  for (int waited_ms = 0; !store.ok() && store.status().code() == Status::Code::kUnavailable && waited_ms < 10'000;
+       waited_ms += 100) {
+    env->SleepForMicros(100'000);
+    store = OpenOrReplaceStore(env, dir + "/store.db", sto, specs, &replaced);
+  }
   if (!store.ok()) return store.status();
   a->store_ = std::move(store).value();
   if (replaced.replaced) {
@@ -225,6 +240,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   hooks.wedged = [self] { return self->Wedged(self->wedged_after_us_); };
   hooks.systemd_status = [self](const std::string& wedged) { return self->SystemdStatus(wedged); };
   hooks.emit_health = [self] {
+    std::lock_guard<std::mutex> lock(self->health_mu_);
     if (!self->shutting_down_) self->EmitHealth("running");
   };
   hooks.health_record = [self] { return self->HealthRecord("running"); };
@@ -243,7 +259,13 @@ Status Agent::Start() {
   sealer_->Start();
   uploader_->Start();
   uploader_->Notify();  // whatever the store held from before
-  EDGESYNC_RETURN_IF_ERROR(ingest_->Start());
+  if (Status st = ingest_->Start(); !st.ok()) {
+    // Stopped in the order Shutdown stops them: what the sealer seals on
+    // its way out stays in the store for the next start.
+    (void)sealer_->Stop();
+    (void)uploader_->Stop(0);
+    return st;
+  }
   started_ = true;
   if (config_.heartbeat_interval > 0) EmitHealth("starting");
   return monitor_->Start();
@@ -340,10 +362,17 @@ Status Agent::Shutdown(bool restarting) {
   if (!started_) return Status::OK();
   started_ = false;
   restarting_ = restarting;
-  shutting_down_ = true;
   log_->info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
   intake_->StopWaiting();
+  // First, so that a health record the monitor is journaling (under
+  // health_mu_) cannot wait for space while we wait for the lock.
   sealer_->StopWaitingForSpace();
+  {
+    // After this no "running" health record is journaled (the monitor's
+    // runs under the same lock): the last is "stopping", sealed below.
+    std::lock_guard<std::mutex> lock(health_mu_);
+    shutting_down_ = true;
+  }
   ingest_->Stop();
   if (config_.heartbeat_interval > 0) EmitHealth("stopping");  // sealed and sent with the rest below
   Status sealed = sealer_->Stop();
@@ -362,13 +391,8 @@ AgentStats Agent::stats() const {
   s.ingest = ingest_->stats();
   s.sealer = sealer_->stats();
   s.uploader = uploader_->stats();
-  const IntakeStats intake = intake_->stats();
-  std::copy(std::begin(intake.dead_letters), std::end(intake.dead_letters), std::begin(s.dead_letters));
-  s.unmatched_dropped = intake.unmatched_dropped;
-  s.filtered = intake.filtered;
-  s.reloads = intake.reloads;
-  s.backpressure_events = intake.backpressure_events;
-  s.backpressure = intake.backpressure;
+  s.intake = intake_->stats();
+  const IntakeStats& intake = s.intake;
   Result<StoreCounts> c = store_->Counts();
   if (c.ok()) s.buffered = *c;
   Result<std::vector<Gap>> gaps = store_->Gaps();
@@ -421,9 +445,9 @@ void Agent::SetFleetStatus(const FleetStatus& f) {
 static std::string DeadLetterCounts(const AgentStats& s) {
   std::string out;
   for (int i = 0; i < static_cast<int>(DeadLetterReason::kCount); ++i) {
-    if (s.dead_letters[i] > 0) {
+    if (s.intake.dead_letters[i] > 0) {
       out += std::string(" dead_letter.") + DeadLetterReasonName(static_cast<DeadLetterReason>(i)) +
-             "=" + std::to_string(s.dead_letters[i]);
+             "=" + std::to_string(s.intake.dead_letters[i]);
     }
   }
   return out;
@@ -444,13 +468,13 @@ static std::string FormatStats(const AgentStats& s) {
          " buffered_batches=" + std::to_string(s.buffered.batches) +
          " mqtt=" + (s.ingest.connected ? "up" : "down") +
          " kafka=" + KafkaStateName(s.uploader.kafka) + BlockedTopics(s) + DeadLetterCounts(s) +
-         (s.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.unmatched_dropped) : "") +
-         (s.filtered ? " filtered=" + std::to_string(s.filtered) : "") +
-         (s.backpressure_events ? " backpressure_events=" + std::to_string(s.backpressure_events) : "") +
+         (s.intake.unmatched_dropped ? " unmatched_dropped=" + std::to_string(s.intake.unmatched_dropped) : "") +
+         (s.intake.filtered ? " filtered=" + std::to_string(s.intake.filtered) : "") +
+         (s.intake.backpressure_events ? " backpressure_events=" + std::to_string(s.intake.backpressure_events) : "") +
          (s.sealer.unreadable_segments
               ? " unreadable_journal_segments=" + std::to_string(s.sealer.unreadable_segments)
               : "") +
-         (s.backpressure ? " BACKPRESSURE" : "");
+         (s.intake.backpressure ? " BACKPRESSURE" : "");
 }
 
 std::string Agent::StatsLine() const { return FormatStats(stats()); }

@@ -78,12 +78,7 @@ struct AgentStats {
   IngestStats ingest;
   SealerStats sealer;
   UploaderStats uploader;
-  uint64_t dead_letters[static_cast<int>(DeadLetterReason::kCount)] = {};
-  uint64_t unmatched_dropped = 0;
-  uint64_t filtered = 0;             // dropped by a plugin
-  uint64_t reloads = 0;              // configurations taken over by live reload
-  uint64_t backpressure_events = 0;  // events that had to wait for the journal
-  bool backpressure = false;         // waiting for the journal right now
+  IntakeStats intake;  // dead letters, drops, reloads, backpressure
   StoreCounts buffered;
   uint64_t gaps = 0;        // gaps recorded (younger than buffer.max_age)
   uint64_t gap_events = 0;  // events they gave up
@@ -167,6 +162,7 @@ class Agent {
   std::vector<std::string> stream_names_;
   std::vector<size_t> lane_stream_;
   const Progress* control_progress_ = nullptr;  // main's (WatchControl)
+  std::mutex health_mu_;  // the monitor's health records against Shutdown
   std::atomic<bool> shutting_down_{false}, restarting_{false};
   bool started_ = false;
   mutable std::mutex fleet_mu_;

@@ -133,13 +133,13 @@ std::string StoredStatusDocument(const AgentStats& s, const std::string& device_
 std::string HealthRecordJson(const AgentStats& s, const HealthContext& c) {
   std::string out;
   uint64_t dead_lettered = 0;
-  for (uint64_t n : s.dead_letters) dead_lettered += n;
+  for (uint64_t n : s.intake.dead_letters) dead_lettered += n;
   Obj o(&out);
   o.Str("kind", "health").Str("device", c.device_id).Str("device_key", c.device_key);
   o.Str("version", c.version).Str("state", c.state);
   o.Time("time", c.now_us).Int("uptime_s", c.uptime_us / 1'000'000);
   o.Num("received", s.ingest.received)
-      .Num("filtered_out", s.unmatched_dropped + s.filtered)
+      .Num("filtered_out", s.intake.unmatched_dropped + s.intake.filtered)
       .Num("dead_lettered", dead_lettered)
       .Num("sealed_batches", s.sealer.sealed_batches)
       .Num("sealed_events", s.sealer.sealed_events)
@@ -153,7 +153,7 @@ std::string HealthRecordJson(const AgentStats& s, const HealthContext& c) {
         .Bool("subscribed", s.ingest.subscribed)
         .Num("connects", s.ingest.connects)
         .Num("connection_failures", s.ingest.connection_failures)
-        .Bool("backpressure", s.backpressure)
+        .Bool("backpressure", s.intake.backpressure)
         .End();
   }
   {
@@ -247,7 +247,7 @@ std::string MetricsText(const AgentStats& s, const HealthContext& c) {
   std::string out;
   Prom p(&out);
   uint64_t dead_lettered = 0;
-  for (uint64_t n : s.dead_letters) dead_lettered += n;
+  for (uint64_t n : s.intake.dead_letters) dead_lettered += n;
   p.Family("edgesync_info", "gauge", "The agent's version and device id (always 1).");
   out += "edgesync_info{device=\"";
   AppendPromEscaped(c.device_id, &out);
@@ -257,7 +257,7 @@ std::string MetricsText(const AgentStats& s, const HealthContext& c) {
   p.One("edgesync_uptime_seconds", "gauge", "Seconds since the agent started.", Seconds(c.uptime_us));
   p.One("edgesync_received_total", "counter", "MQTT messages received.", s.ingest.received);
   p.One("edgesync_filtered_out_total", "counter", "Events dropped: unmatched, or by a plugin.",
-        s.unmatched_dropped + s.filtered);
+        s.intake.unmatched_dropped + s.intake.filtered);
   p.One("edgesync_dead_lettered_total", "counter", "Events sent to the dead-letter stream.", dead_lettered);
   p.One("edgesync_sealed_batches_total", "counter", "Batches sealed into the store.", s.sealer.sealed_batches);
   p.One("edgesync_sealed_events_total", "counter", "Events in the sealed batches.", s.sealer.sealed_events);
@@ -277,7 +277,7 @@ std::string MetricsText(const AgentStats& s, const HealthContext& c) {
   p.One("edgesync_mqtt_connects_total", "counter", "Connections made.", s.ingest.connects);
   p.One("edgesync_mqtt_connection_failures_total", "counter", "Connection attempts that failed.",
         s.ingest.connection_failures);
-  p.One("edgesync_mqtt_backpressure", "gauge", "1 while the journal cannot take events.", s.backpressure);
+  p.One("edgesync_mqtt_backpressure", "gauge", "1 while the journal cannot take events.", s.intake.backpressure);
   p.Family("edgesync_kafka_state", "gauge", "Kafka's state as the uploader sees it (1 for the current one).");
   for (KafkaState k : {KafkaState::kUnknown, KafkaState::kUp, KafkaState::kDown}) {
     p.Sample(s.uploader.kafka == k, "state", KafkaStateName(k));

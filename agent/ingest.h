@@ -62,7 +62,7 @@ struct MqttSettings {
   // message can cost in memory is bounded (libmosquitto holds a packet
   // twice while it reads it). 0: none announced. MQTT 3.1.1 cannot say it:
   // there the broker's own max_packet_size is the only bound.
-  uint32_t max_packet_size = 16 << 20;
+  uint32_t max_packet_size = 16 << 20;  // mqtt.max_packet_size's default
 
   bool mqtt5() const { return protocol == "5"; }
   static const OptionTable<MqttSettings>& Options();

@@ -7,6 +7,21 @@
 #include "base/backoff.h"
 
 namespace edgesync {
+namespace {
+
+// The event the plugins see of `r`: its topic, content type, time and
+// properties (the payload and route are the caller's to set).
+Event EventOf(Record& r) {
+  Event e;
+  e.topic = r.topic;
+  e.topic_text = &r.topic;
+  e.content_type = &r.content_type;
+  e.received_at_us = r.received_at_us;
+  e.properties = &r.properties;
+  return e;
+}
+
+}  // namespace
 
 Intake::Intake(IntakeOptions options, std::shared_ptr<const Pipeline> pipeline)
     : options_(std::move(options)),
@@ -80,12 +95,7 @@ void Intake::RunChain(const Pipeline& pl, size_t stream, Record& r, std::string_
     return;
   }
   const bool json = pl.config().streams[stream].json;
-  Event e;
-  e.topic = r.topic;
-  e.topic_text = &r.topic;
-  e.content_type = &r.content_type;
-  e.received_at_us = r.received_at_us;
-  e.properties = &r.properties;
+  Event e = EventOf(r);
   e.route = pl.DefaultRoute(stream);
   if (json) {
     e.json = &json_;  // Triage parsed the payload into it
@@ -127,12 +137,7 @@ void Intake::DeadLetter(const Pipeline& pl, Record& r, DeadLetterReason reason, 
   // The every_stream plugins see dead letters too, as plain text: card data
   // must not leave through the dead-letter stream either (nor through the
   // log: what it says below is what they left).
-  Event e;
-  e.topic = r.topic;
-  e.topic_text = &r.topic;
-  e.content_type = &r.content_type;
-  e.received_at_us = r.received_at_us;
-  e.properties = &r.properties;
+  Event e = EventOf(r);
   e.raw = &r.payload;
   e.route.stream = kDeadLetterStream;
   for (const std::shared_ptr<const Plugin>& plugin : pl.chain(pl.dead_letter_lane())) {

@@ -155,7 +155,10 @@ class PosixCondVar final : public CondVar {
  public:
   void Wait(std::unique_lock<std::mutex>& lock) override { cv_.wait(lock); }
   bool WaitUntil(std::unique_lock<std::mutex>& lock, int64_t deadline_us) override {
-    const std::chrono::steady_clock::time_point deadline{std::chrono::microseconds(deadline_us)};
+    // Clamped: a deadline in microseconds beyond what steady_clock's
+    // nanoseconds hold would wrap and end the wait at once.
+    constexpr int64_t kLatest = std::chrono::steady_clock::duration::max().count() / 1000 - 1;
+    const std::chrono::steady_clock::time_point deadline{std::chrono::microseconds(std::min(deadline_us, kLatest))};
     return cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
   }
   void NotifyOne() override { cv_.notify_one(); }

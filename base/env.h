@@ -47,8 +47,8 @@ class RandomRWFile {
   virtual Result<uint64_t> Size() = 0;
   // An advisory lock on bytes [offset, offset + len) of the file, held by
   // this handle (not the process) until UnlockRange or its destruction;
-  // `exclusive` conflicts with any other lock on those bytes, shared only
-  // with an exclusive one. It conflicts with other processes' POSIX record
+  // an exclusive lock conflicts with any other lock on those bytes, a
+  // shared one only with an exclusive one. It conflicts with other processes' POSIX record
   // locks too (fcntl), which is how SQLite's own VFS locks: the store's
   // VFS uses it so that other programs opening the store see it locked.
   // Unavailable when a conflicting lock is held; a lock already held is

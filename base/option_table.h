@@ -20,6 +20,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <string>
@@ -121,6 +123,13 @@ class OptionTable {
     decls_.push_back(std::move(d));
     return *this;
   }
+  // What the reference shows as the last option's default, where its
+  // member's value does not say it (e.g. "(required)" for a setting whose
+  // owner checks its presence with a message of its own).
+  OptionTable& ShownAs(std::string default_text) {
+    decls_.back().default_text = std::move(default_text);
+    return *this;
+  }
   // Every option of `sub`, whose values go to member `part` of T.
   template <typename S>
   OptionTable& Include(S T::*part, const OptionTable<S>& sub) {
@@ -158,6 +167,14 @@ class OptionTable {
   OptionTable& Integer(OptionKind kind, std::string key, F T::*field, std::string description,
                        int64_t min, int64_t max) {
     static_assert(std::is_integral_v<F>, "Int and Size options are integers");
+    // A range the member cannot hold would store values cut short: a
+    // declaration's mistake, caught when its table is built (every test
+    // that parses a configuration builds them all).
+    if (!std::in_range<F>(min) || !std::in_range<F>(max) || min > max) {
+      std::fprintf(stderr, "option %s: range %lld..%lld does not fit its member\n", key.c_str(),
+                   static_cast<long long>(min), static_cast<long long>(max));
+      std::abort();
+    }
     OptionDecl<T> d{std::move(key), kind, std::move(description), min, max};
     d.set = [field](T& to, const OptionValue& v) { to.*field = static_cast<F>(std::get<int64_t>(v)); };
     d.get = [field](const T& from) { return OptionValue(static_cast<int64_t>(from.*field)); };

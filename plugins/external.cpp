@@ -380,7 +380,8 @@ struct ExternalSettings {
   static const OptionTable<ExternalSettings>& Options() {
     static const auto* table = &(*new OptionTable<ExternalSettings>())  // never freed: a process-long constant
         .String("file", &ExternalSettings::file,
-                "The shared object's file name inside plugins.dir (required; no '/', no \"..\").")
+                "The shared object's file name inside plugins.dir (no '/', no \"..\").")
+        .ShownAs("(required)")
         .Table("settings", "A table of strings, integers and booleans passed to the plugin's init as strings.", "{}");
     return *table;
   }

@@ -946,7 +946,7 @@ class LuaPlugin : public Plugin {
     }
     if (limits_.ended() == Limits::Ended::kTime) {
       return "time limit of " + std::to_string(limits_.time_limit_micros() / 1000) +
-             " ms exceeded (operations on big values: see the README)";
+             " ms exceeded (operations on big values: see docs/plugins.md)";
     }
     if (rc == LUA_ERRMEM) return "memory limit of " + std::to_string(limits_.heap_limit) + " bytes reached";
     if (lua_type(L_, -1) != LUA_TSTRING) return "an error that is not a string";
@@ -1401,7 +1401,8 @@ struct LuaSettings {
   static const OptionTable<LuaSettings>& Options() {
     using L = LuaSettings;
     static const auto* table = &(*new OptionTable<LuaSettings>())  // never freed: a process-long constant
-        .String("script", &L::script, "The .lua file (required), relative to the file the table is in.")
+        .String("script", &L::script, "The .lua file, relative to the file the table is in.")
+        .ShownAs("(required)")
         .String("function", &L::function, "The global function called with each event.")
         .Int("instruction_budget", &L::instruction_budget,
              "Lua VM instructions one event may take; past it the event is dead-lettered. A time limit backs it (2 us per instruction, at least 1 s).",

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 
 namespace edgesync {
 
@@ -29,12 +32,13 @@ bool ParseSize(const toml::node& n, int64_t* bytes, std::string* why) {
       {"KiB", 1024}, {"MiB", 1 << 20}, {"GiB", 1LL << 30}};
   size_t i = 0;
   while (i < s->size() && std::isdigit(static_cast<unsigned char>((*s)[i]))) ++i;
-  std::string digits = s->substr(0, i), unit = s->substr(i);
+  const std::string digits = s->substr(0, i), unit = s->substr(i);
   for (const auto& [u, m] : kUnits) {
-    if (unit == u && !digits.empty() && digits.size() < 12) {
-      *bytes = std::stoll(digits) * m;
-      return true;
-    }
+    if (unit != u || digits.empty() || digits.size() >= 12) continue;
+    const int64_t n = std::stoll(digits);  // at most 11 digits: cannot throw
+    if (n > INT64_MAX / m) break;          // "17179869184GiB" is 2^64 bytes
+    *bytes = n * m;
+    return true;
   }
   *why = "not a size: \"" + *s + "\" (use e.g. 4096, \"512KiB\", \"64MiB\")";
   return false;
@@ -149,24 +153,39 @@ bool ParseDuration(const toml::node& n, double* secs, std::string* why) {
   } else if (auto s = n.value<std::string>()) {
     static const std::pair<const char*, double> kUnits[] = {
         {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
-    size_t i = 0;
-    while (i < s->size() && (std::isdigit(static_cast<unsigned char>((*s)[i])) || (*s)[i] == '.')) ++i;
-    std::string digits = s->substr(0, i), unit = s->substr(i);
+    size_t i = 0, digit_count = 0, points = 0;
+    for (; i < s->size(); ++i) {
+      const char c = (*s)[i];
+      if (std::isdigit(static_cast<unsigned char>(c))) {
+        ++digit_count;
+      } else if (c == '.') {
+        ++points;
+      } else {
+        break;
+      }
+    }
+    const std::string digits = s->substr(0, i), unit = s->substr(i);
     double mult = -1;
     for (const auto& [u, m] : kUnits) {
       if (unit == u) mult = m;
     }
-    if (digits.empty() || mult < 0) {
+    // One number of at most 30 characters, with digits and at most one
+    // point: "." or "1.2.3" is no number, and strtod below never sees one.
+    if (digit_count == 0 || points > 1 || digits.size() > 30 || mult < 0) {
       *why = "not a duration: \"" + *s + "\" (use e.g. 500ms, 2s, 5m, 1h, 7d)";
       return false;
     }
-    *secs = std::stod(digits) * mult;
+    *secs = std::strtod(digits.c_str(), nullptr) * mult;
   } else {
     *why = "must be a duration (a number of seconds or a string like \"2s\")";
     return false;
   }
-  if (!std::isfinite(*secs) || *secs < 0) {
+  if (std::isnan(*secs) || *secs < 0) {
     *why = "must not be negative";
+    return false;
+  }
+  if (!std::isfinite(*secs)) {
+    *why = "is too long (at most ten years)";
     return false;
   }
   return true;

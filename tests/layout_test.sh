@@ -7,7 +7,8 @@
 # and the device's program holds none of the central service's code. A
 # module's internals stay inside it: buffer/'s public headers are sealer.h
 # and store.h (the journal and the SQLite VFS are its own), the agent's
-# parts (intake, monitor, pipeline, triage, ...) are the agent's.
+# parts (intake, monitor, pipeline, triage, ...) are the agent's; its status
+# socket (agent/status_socket.h) is how others ask it.
 #   layout_test.sh SOURCE_DIR EDGESYNC_BINARY
 set -euo pipefail
 src=$1
@@ -50,7 +51,7 @@ internal() {
 }
 internal buffer/journal.h buffer
 internal buffer/sqlite_vfs.h buffer
-for part in intake monitor pipeline triage toml_bounds logging health status_socket; do
+for part in intake monitor pipeline triage toml_bounds logging health; do
   internal "agent/$part.h" agent
 done
 

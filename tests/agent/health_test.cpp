@@ -15,9 +15,9 @@ TEST(Health, RecordCarriesEveryCounterStateAndLastError) {
   s.ingest.connects = 2;
   s.ingest.connection_failures = 3;
   s.ingest.last_error = {"connection lost to 127.0.0.1:1883: \"reset\"", 1'795'000'000'000'000};
-  s.unmatched_dropped = 7;
-  s.dead_letters[0] = 2;
-  s.dead_letters[3] = 1;
+  s.intake.unmatched_dropped = 7;
+  s.intake.dead_letters[0] = 2;
+  s.intake.dead_letters[3] = 1;
   s.sealer.sealed_batches = 9;
   s.sealer.sealed_events = 990;
   s.uploader.delivered_batches = 8;

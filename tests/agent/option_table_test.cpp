@@ -55,6 +55,14 @@ TEST(OptionTable, AnIncludedTableWritesIntoItsMemberAndReadsItsDefaults) {
   EXPECT_EQ(w.tags, (std::vector<std::string>{"a", "b"}));
 }
 
+// A range its member cannot hold is a declaration's mistake, refused when
+// the table is built.
+TEST(OptionTableDeathTest, ARangeTheMemberCannotHoldIsRefusedWhenDeclared) {
+  EXPECT_DEATH((OptionTable<Part>().Int("part.count", &Part::count, "How many.", 0, int64_t{1} << 40)),
+               "option part.count: range 0..1099511627776 does not fit its member");
+  EXPECT_DEATH((OptionTable<Part>().Int("part.count", &Part::count, "How many.", -1, 10)), "does not fit");
+}
+
 // The modules' options reach the configuration: a value in the file lands in
 // the module's own struct, and an absent one keeps the module's default.
 TEST(OptionTable, TheModulesOptionsAreParsedIntoTheirOwnStructs) {
@@ -95,6 +103,32 @@ topics = ["t/#"]
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("buffer.max_age: must be at most ten years"), std::string::npos)
       << c.status().ToString();
+}
+
+// Hostile values are refused with the key's name, never thrown or wrapped:
+// a duration that is no number, or too many digits for one, a size whose
+// bytes overflow 64 bits.
+TEST(OptionTable, MalformedDurationsAndOverflowingSizesAreRefusedNotThrown) {
+  const std::string head = "[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n";
+  const std::string tail = "[[streams]]\nname = \"s\"\ntopics = [\"t/#\"]\n";
+  const std::string many_digits(400, '9');
+  const std::pair<std::string, std::string> cases[] = {
+      {"[buffer]\nsync_interval = \".\"\n", "buffer.sync_interval: not a duration"},
+      {"[buffer]\nsync_interval = \"..ms\"\n", "buffer.sync_interval: not a duration"},
+      {"[buffer]\nsync_interval = \"1.2.3s\"\n", "buffer.sync_interval: not a duration"},
+      {"[buffer]\nsync_interval = \".s\"\n", "buffer.sync_interval: not a duration"},
+      {"[buffer]\nmax_age = \"" + many_digits + "s\"\n", "buffer.max_age: not a duration"},
+      {"[buffer]\nmax_age = inf\n", "buffer.max_age: is too long"},
+      {"[buffer]\nmax_age = nan\n", "buffer.max_age: must not be negative"},
+      {"[buffer]\nmin_free_bytes = \"17179869184GiB\"\n", "buffer.min_free_bytes: not a size"},
+      {"[buffer]\nmin_free_bytes = \"99999999999GiB\"\n", "buffer.min_free_bytes: not a size"},
+  };
+  for (const auto& [section, expected] : cases) {
+    SCOPED_TRACE(section);
+    Result<Config> c = ParseConfig(head + section + tail, "test.toml");
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.status().message().find(expected), std::string::npos) << c.status().ToString();
+  }
 }
 
 // Every plugin type reads its settings through its declarations: a key it

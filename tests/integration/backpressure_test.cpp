@@ -39,11 +39,11 @@ TEST_F(Pipeline, JournalRefusingForThreeKeepalivesLosesNothingAndDoesNotStorm) {
     env.fail_appends = true;
     Publish(pub.get(), 501, 1500);  // the broker takes them and queues them for the agent
     ASSERT_TRUE(pub->WaitAcked(30s).ok());
-    ASSERT_TRUE(harness::PollUntil([&] { return (*agent)->stats().backpressure; }, 10s));
+    ASSERT_TRUE(harness::PollUntil([&] { return (*agent)->stats().intake.backpressure; }, 10s));
     // The scenario's length, not a wait for a condition: the journal stays
     // broken for three keepalive periods.
     std::this_thread::sleep_for(std::chrono::seconds(3 * kKeepalive));
-    EXPECT_TRUE((*agent)->stats().backpressure);
+    EXPECT_TRUE((*agent)->stats().intake.backpressure);
     EXPECT_EQ(Count(1500).arrived, 500u) << "nothing may pass a journal that refuses";
     env.fail_appends = false;
 
@@ -51,8 +51,8 @@ TEST_F(Pipeline, JournalRefusingForThreeKeepalivesLosesNothingAndDoesNotStorm) {
     EXPECT_EQ(t.arrived, 1500u);
     EXPECT_EQ(t.lost, 0u);
     AgentStats st = (*agent)->stats();
-    EXPECT_FALSE(st.backpressure);
-    EXPECT_GE(st.backpressure_events, 1u);
+    EXPECT_FALSE(st.intake.backpressure);
+    EXPECT_GE(st.intake.backpressure_events, 1u);
     // At most the one drop the broker's keepalive timeout causes.
     EXPECT_LE(st.ingest.connects, 2u);
     EXPECT_LE(st.ingest.connection_failures, 2u);

@@ -688,14 +688,14 @@ TEST_F(Lua, TheTimeLimitIsTwoMicrosecondsPerInstructionOfTheBudget) {
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   Out o = RunBounded(**p, "a spin, the clock racing", R"({"spin":true})");
   EXPECT_EQ(o.action, Action::kDeadLetter);
-  EXPECT_EQ(o.error, "lua: time limit of 2000 ms exceeded (operations on big values: see the README)");
+  EXPECT_EQ(o.error, "lua: time limit of 2000 ms exceeded (operations on big values: see docs/plugins.md)");
   EXPECT_EQ(RunBounded(**p, "the next event").action, Action::kKeep);  // a run of its own
   // Ten times the budget, ten times the time; at least a second.
   SteppingClock second(1'000'000);
   p = Make(spin, "instruction_budget = 10000000\n", &second);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(RunBounded(**p, "a spin, a second a look", R"({"spin":true})").error,
-            "lua: time limit of 20000 ms exceeded (operations on big values: see the README)");
+            "lua: time limit of 20000 ms exceeded (operations on big values: see docs/plugins.md)");
   p = Make(spin, "instruction_budget = 1000\n", &fast);
   ASSERT_TRUE(p.ok());
   EXPECT_NE(RunBounded(**p, "a small budget", R"({"spin":true})").error.find("budget of 1000 exceeded"),
@@ -723,7 +723,7 @@ TEST_F(Lua, TheTimeLimitEndsOperationsOnBigValues) {
     Out o = RunBounded(*p, body);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     EXPECT_EQ(o.action, Action::kDeadLetter) << body;
-    EXPECT_EQ(o.error, "lua: time limit of 1000 ms exceeded (operations on big values: see the README)") << body;
+    EXPECT_EQ(o.error, "lua: time limit of 1000 ms exceeded (operations on big values: see docs/plugins.md)") << body;
     EXPECT_LT(seconds, 5.0) << body;
   }
 }
