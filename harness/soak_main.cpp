@@ -24,9 +24,11 @@
 //         rss_growth=+x.x% fds=a..b threads=a..b kills=N broker_restarts=N
 //         kafka_outages=N csv=PATH [log=PATH why=...]
 // (on one line). duplicates= counts record lines in edgesync-unpack's output
-// whose (device, seq) an earlier line already had: events re-sent after a
-// kill or a broker restart that got through its de-duplication, not the ones
-// it dropped (those never reach its output, so the soak cannot see them).
+// whose (device, seq) an earlier line already had: events the broker
+// delivered again because a kill or its restart came between the agent's
+// journal write and its PUBACK (QoS 1 is at least once), journaled again
+// into a new batch. Batches sent twice edgesync-unpack drops; those never
+// reach its output, so the soak cannot see them.
 // Exit 0 on PASS, 1 on FAIL. Everything else goes to soak.log
 // in the working directory, which is kept with --keep or on FAIL.
 #include <CLI/CLI.hpp>
