@@ -236,11 +236,13 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   mo.status_socket = a->status_socket_.get();
   Agent* self = a.get();
   MonitorHooks hooks;
-  hooks.counts = [self](std::vector<uint64_t>* in, std::vector<uint64_t>* out) { self->StreamCounts(in, out); };
+  hooks.counts = [self](std::vector<uint64_t>* accepted, std::vector<uint64_t>* uploaded) {
+    self->StreamCounts(accepted, uploaded);
+  };
   hooks.wedged = [self] { return self->Wedged(self->wedged_after_us_); };
   hooks.systemd_status = [self](const std::string& wedged) { return self->SystemdStatus(wedged); };
   hooks.emit_health = [self] {
-    std::lock_guard<std::mutex> lock(self->health_mu_);
+    std::lock_guard<std::mutex> health_lock(self->health_mu_);
     if (!self->shutting_down_) self->EmitHealth("running");
   };
   hooks.health_record = [self] { return self->HealthRecord("running"); };

@@ -35,9 +35,9 @@ bool ParseSize(const toml::node& n, int64_t* bytes, std::string* why) {
   const std::string digits = s->substr(0, i), unit = s->substr(i);
   for (const auto& [u, m] : kUnits) {
     if (unit != u || digits.empty() || digits.size() >= 12) continue;
-    const int64_t n = std::stoll(digits);  // at most 11 digits: cannot throw
-    if (n > INT64_MAX / m) break;          // "17179869184GiB" is 2^64 bytes
-    *bytes = n * m;
+    const int64_t count = std::stoll(digits);  // at most 11 digits: cannot throw
+    if (count > INT64_MAX / m) break;      // "17179869184GiB" is 2^64 bytes
+    *bytes = count * m;
     return true;
   }
   *why = "not a size: \"" + *s + "\" (use e.g. 4096, \"512KiB\", \"64MiB\")";

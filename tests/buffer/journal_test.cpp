@@ -285,7 +285,9 @@ void WriteJournal(const std::string& dir, const std::vector<std::string>& record
   ASSERT_TRUE(j.ok()) << j.status().ToString();
   for (size_t i = 0; i < records.size(); ++i) {
     ASSERT_TRUE((*j)->Append(records[i]).ok());
-    if (i == 49) ASSERT_TRUE((*j)->Rotate().ok());
+    if (i == 49) {
+      ASSERT_TRUE((*j)->Rotate().ok());
+    }
   }
 }
 
