@@ -142,10 +142,6 @@ class HostServices {
     if (message == nullptr) return;
     // Read at most one byte past the bound: a message without its NUL
     // cannot take the agent further than that.
-    const size_t len = strnlen(message, EDGESYNC_LOG_MAX_BYTES + 1);
-    const bool cut = len > EDGESYNC_LOG_MAX_BYTES;
-    std::string text = Printable(std::string_view(message, std::min<size_t>(len, EDGESYNC_LOG_MAX_BYTES)));
-    if (cut) text += "... (cut at " + std::to_string(EDGESYNC_LOG_MAX_BYTES) + " bytes)";
     spdlog::level::level_enum lvl = level <= EDGESYNC_LOG_ERROR     ? spdlog::level::err
                                     : level == EDGESYNC_LOG_WARNING ? spdlog::level::warn
                                     : level < EDGESYNC_LOG_DEBUG    ? spdlog::level::info
@@ -166,6 +162,12 @@ class HostServices {
       return;
     }
     logged_++;
+    // Formatted only now: a plugin that logs on every event costs the
+    // ingest path nothing once over its limit or below the log level.
+    if (!spdlog::should_log(lvl)) return;
+    const size_t len = strnlen(message, EDGESYNC_LOG_MAX_BYTES + 1);
+    std::string text = Printable(std::string_view(message, std::min<size_t>(len, EDGESYNC_LOG_MAX_BYTES)));
+    if (len > EDGESYNC_LOG_MAX_BYTES) text += "... (cut at " + std::to_string(EDGESYNC_LOG_MAX_BYTES) + " bytes)";
     spdlog::log(lvl, "plugin {}: {}", name_, text);
   }
 

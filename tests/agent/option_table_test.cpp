@@ -55,6 +55,14 @@ TEST(OptionTable, AnIncludedTableWritesIntoItsMemberAndReadsItsDefaults) {
   EXPECT_EQ(w.tags, (std::vector<std::string>{"a", "b"}));
 }
 
+// A device file with `sections` after its required keys ([kafka] is the
+// table open where they start) and before its one stream.
+Result<Config> ParseWith(const std::string& sections) {
+  return ParseConfig("[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n" + sections +
+                         "[[streams]]\nname = \"s\"\ntopics = [\"t/#\"]\n",
+                     "test.toml");
+}
+
 // A range its member cannot hold is a declaration's mistake, refused when
 // the table is built.
 TEST(OptionTableDeathTest, ARangeTheMemberCannotHoldIsRefusedWhenDeclared) {
@@ -66,19 +74,12 @@ TEST(OptionTableDeathTest, ARangeTheMemberCannotHoldIsRefusedWhenDeclared) {
 // The modules' options reach the configuration: a value in the file lands in
 // the module's own struct, and an absent one keeps the module's default.
 TEST(OptionTable, TheModulesOptionsAreParsedIntoTheirOwnStructs) {
-  Result<Config> c = ParseConfig(R"(
-[agent]
-device_id = "d"
-[kafka]
-brokers = "127.0.0.1:9092"
-max_in_flight = 3
+  // Keys before the first table here are [kafka]'s (ParseWith's last table).
+  Result<Config> c = ParseWith(R"(max_in_flight = 3
 retry_backoff_max = "2s"
 [buffer]
 max_age = "1d"
-[[streams]]
-name = "s"
-topics = ["t/#"]
-)", "test.toml");
+)");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->upload.max_in_flight, 3u);
   EXPECT_EQ(c->upload.backoff_max_us, 2'000'000);
@@ -89,17 +90,7 @@ topics = ["t/#"]
 }
 
 TEST(OptionTable, ADurationBeyondTenYearsIsRefusedInsteadOfOverflowing) {
-  Result<Config> c = ParseConfig(R"(
-[agent]
-device_id = "d"
-[kafka]
-brokers = "127.0.0.1:9092"
-[buffer]
-max_age = 1e300
-[[streams]]
-name = "s"
-topics = ["t/#"]
-)", "test.toml");
+  Result<Config> c = ParseWith("[buffer]\nmax_age = 1e300\n");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("buffer.max_age: must be at most ten years"), std::string::npos)
       << c.status().ToString();
@@ -109,8 +100,6 @@ topics = ["t/#"]
 // a duration that is no number, or too many digits for one, a size whose
 // bytes overflow 64 bits.
 TEST(OptionTable, MalformedDurationsAndOverflowingSizesAreRefusedNotThrown) {
-  const std::string head = "[agent]\ndevice_id = \"d\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n";
-  const std::string tail = "[[streams]]\nname = \"s\"\ntopics = [\"t/#\"]\n";
   const std::string many_digits(400, '9');
   const std::pair<std::string, std::string> cases[] = {
       {"[buffer]\nsync_interval = \".\"\n", "buffer.sync_interval: not a duration"},
@@ -125,7 +114,7 @@ TEST(OptionTable, MalformedDurationsAndOverflowingSizesAreRefusedNotThrown) {
   };
   for (const auto& [section, expected] : cases) {
     SCOPED_TRACE(section);
-    Result<Config> c = ParseConfig(head + section + tail, "test.toml");
+    Result<Config> c = ParseWith(section);
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.status().message().find(expected), std::string::npos) << c.status().ToString();
   }

@@ -25,7 +25,6 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "base/env.h"
 
@@ -60,20 +59,14 @@ class VirtualClockEnv : public EnvWrapper {
   // no Notify have ended (see above).
   int IdleWaiters() {
     std::lock_guard<std::mutex> lock(mu_);
-    int n = 0;
-    for (const Waiter* w : waiters_) n += (w->cond->generation == w->generation &&
-                                           kMonotonicStart + elapsed_ < w->deadline);
-    return n;
+    return IdleWaitersLocked();
   }
 
-  // Waits (in real time, up to `real_timeout`) until IdleWaiters() >= n.
+  // Waits (in real time, up to `real_timeout`) until IdleWaiters() >= n:
+  // woken whenever a thread starts waiting, the only thing that adds one.
   bool AwaitIdleWaiters(int n, std::chrono::milliseconds real_timeout = std::chrono::seconds(30)) {
-    const auto give_up = std::chrono::steady_clock::now() + real_timeout;
-    while (IdleWaiters() < n) {
-      if (std::chrono::steady_clock::now() > give_up) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));  // polls real time: no condition to await
-    }
-    return true;
+    std::unique_lock<std::mutex> lock(mu_);
+    return idle_cv_.wait_for(lock, real_timeout, [&] { return IdleWaitersLocked() >= n; });
   }
 
   void SleepForMicros(int64_t micros) override {
@@ -125,6 +118,7 @@ class VirtualClockEnv : public EnvWrapper {
       if (kMonotonicStart + env_->elapsed_ >= deadline_us) return false;
       Waiter w{&cond_, cond_.generation, deadline_us};
       env_->waiters_.insert(&w);
+      env_->idle_cv_.notify_all();
       lock.unlock();
       cond_.cv.wait(env_lock, [&] {
         return cond_.generation != w.generation || kMonotonicStart + env_->elapsed_ >= deadline_us;
@@ -147,7 +141,15 @@ class VirtualClockEnv : public EnvWrapper {
     Cond cond_;
   };
 
+  int IdleWaitersLocked() const {
+    int n = 0;
+    for (const Waiter* w : waiters_) n += (w->cond->generation == w->generation &&
+                                           kMonotonicStart + elapsed_ < w->deadline);
+    return n;
+  }
+
   std::mutex mu_;
+  std::condition_variable idle_cv_;  // on mu_: a thread began to wait
   int64_t elapsed_ = 0;
   const int64_t wall_start_us_;
   std::mt19937_64 rng_;
