@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -342,6 +343,10 @@ int main(int argc, char** argv) {
   app.add_option("--runs", runs, "runs of each (median reported)")->capture_default_str();
   app.add_option("--series", series_dir, "write the rate over time (ingest_rate.tsv) into this directory");
   app.add_option("--strace-events", strace_events, "events of the strace runs (0: none)")->capture_default_str();
+  std::string compare_bin;
+  app.add_option("--compare-agent", compare_bin,
+                 "a directory with another build's edgesync (e.g. the commit before a change): each round "
+                 "also runs it to Kafka, plain and encrypted, for its CPU per event in the same rounds");
   CLI11_PARSE(app, argc, argv);
 
   auto work = h::TempDir::Create("edgesync-bench");
@@ -373,6 +378,8 @@ int main(int argc, char** argv) {
   std::vector<double> sub_cpu, agent_cpu, agent_enc_cpu, broker_alone, broker_sub, broker_agent, broker_agent_enc;
   // Per-run ratios to mosquitto_sub's own CPU in the same round.
   std::vector<double> agent_cpu_ratio, agent_enc_cpu_ratio, device_ratio, device_enc_ratio;
+  // --compare-agent: the other build's, µs per event and per-round ratios to mosquitto_sub's.
+  std::vector<double> other_cpu, other_enc_cpu, other_cpu_ratio, other_enc_cpu_ratio;
   std::vector<std::vector<std::pair<std::string, edgesync::bench::Series>>> series;  // per run
   for (int run = 0; run < runs; ++run) {
     const std::string id = std::to_string(run);
@@ -389,6 +396,25 @@ int main(int argc, char** argv) {
     if (alone < 0 || b.seconds <= 0 || a.seconds <= 0 || d.seconds <= 0 || e.seconds <= 0) {
       std::fprintf(stderr, "bench: run %d failed\n", run);
       return 1;
+    }
+    if (!compare_bin.empty()) {
+      // The harness starts EDGESYNC_BIN_DIR's programs when it has them:
+      // here only edgesync, for these two runs.
+      ::setenv("EDGESYNC_BIN_DIR", compare_bin.c_str(), 1);
+      Run o = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), "other" + id, {});
+      Run oe = AgentRunOnce(broker->get(), cluster->get(), events, work->path(), "other-enc" + id, encrypted);
+      ::unsetenv("EDGESYNC_BIN_DIR");
+      if (o.seconds <= 0 || oe.seconds <= 0) {
+        std::fprintf(stderr, "bench: run %d of %s/edgesync failed\n", run, compare_bin.c_str());
+        return 1;
+      }
+      other_cpu.push_back(o.own_cpu_s * 1e6 / n);
+      other_enc_cpu.push_back(oe.own_cpu_s * 1e6 / n);
+      const double sub_us = b.own_cpu_s * 1e6 / n;
+      other_cpu_ratio.push_back(other_cpu.back() / sub_us);
+      other_enc_cpu_ratio.push_back(other_enc_cpu.back() / sub_us);
+      std::fprintf(stderr, "bench: run %d: CPU us/event of %s/edgesync: %.2f, encrypted %.2f\n", run + 1,
+                   compare_bin.c_str(), other_cpu.back(), other_enc_cpu.back());
     }
     series.push_back({{"agent to Kafka (decoded by edgesync-unpack)", std::move(a.rate)},
                       {"agent durable (in the store, Kafka down)", std::move(d.rate)},
@@ -469,6 +495,12 @@ int main(int argc, char** argv) {
   std::printf("cpu_agent_enc_ratio=%.2f\n", Median(agent_enc_cpu_ratio));
   std::printf("cpu_device_ratio=%.2f\n", Median(device_ratio));
   std::printf("cpu_device_enc_ratio=%.2f\n", Median(device_enc_ratio));
+  if (!compare_bin.empty()) {
+    std::printf("compare_cpu_us_per_event_agent=%.2f\n", Median(other_cpu));
+    std::printf("compare_cpu_us_per_event_agent_enc=%.2f\n", Median(other_enc_cpu));
+    std::printf("compare_cpu_agent_ratio=%.2f\n", Median(other_cpu_ratio));
+    std::printf("compare_cpu_agent_enc_ratio=%.2f\n", Median(other_enc_cpu_ratio));
+  }
   if (strace_events > 0) {
     const double sn = static_cast<double>(strace_events);
     std::printf("syscalls_per_event_agent=%.2f\n", static_cast<double>(agent_calls.total) / sn);
