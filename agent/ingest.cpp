@@ -212,15 +212,16 @@ void Ingest::Run() {
 // poll() watches the socket alone. The socket pair's byte per event is
 // still written, and never read here: once its send buffer is full (a few
 // hundred one-byte writes, which hold about 208 KiB of kernel socket memory
-// while the connection lasts: the price of the call saved) those writes
-// fail at once with EAGAIN (libmosquitto made the pair non-blocking), and
-// the next connection attempt, in mosquitto_loop, drains it. The PUBACKs are written after the read, as
-// mosquitto_loop writes them after its read: each only once its on_message
-// (the journal append) has returned, so the acknowledgement contract holds.
-// One packet a poll, as mosquitto_loop_read reads one a call: it cannot say
-// whether the socket is empty (its EAGAIN test reads errno, which that
-// socket pair write has set), and at the rates a local broker delivers the
-// next packet is rarely there yet (measured: one poll an event).
+// while the process lasts: the price of the call saved) those writes fail
+// at once with EAGAIN (libmosquitto made the pair non-blocking); while
+// connecting, mosquitto_loop reads a byte of it a turn. The PUBACKs are
+// written after the read, as mosquitto_loop writes them after its read:
+// each only once its on_message (the journal append) has returned, so the
+// acknowledgement contract holds. One packet a poll, as mosquitto_loop_read
+// reads one a call: it cannot say whether the socket is empty (its EAGAIN
+// test reads errno, which that socket pair write has set), and at the rates
+// a local broker delivers the next packet is rarely there yet (measured:
+// one poll an event).
 int Ingest::Pump() {
   const int fd = mosquitto_socket(mosq_);
   if (fd < 0) return MOSQ_ERR_NO_CONN;
