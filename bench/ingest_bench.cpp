@@ -19,15 +19,16 @@
 // of the same publisher with no subscriber at all (in the same round).
 // Syscalls per event: a separate run of each under `strace -f -c` (strace
 // slows what it traces), the agent attached once it is subscribed.
+// --compare-agent DIR: another build's agent in the same rounds, for its CPU.
 #include <dirent.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <string>
