@@ -293,7 +293,10 @@ kafka_topic = ")" + topic + "\"\n[batch]\nmax_age = \"50ms\"\n";
       return all;
     };
     if (!h::PollUntil(all_traced, 10s, 10ms)) {
-      std::fprintf(stderr, "bench: strace did not attach to the agent (see %s-strace.log)\n", base.c_str());
+      std::fprintf(stderr,
+                   "bench: strace did not attach to the agent (see %s-strace.log; attaching needs root or "
+                   "kernel.yama.ptrace_scope = 0; --strace-events 0 skips these runs)\n",
+                   base.c_str());
       return r;
     }
   }
@@ -473,7 +476,7 @@ int main(int argc, char** argv) {
     sub_calls = ReadStraceSummary(sub_out);
     agent_calls = ReadStraceSummary(agent_out);
     if (b.seconds <= 0 || a.seconds <= 0 || sub_calls.total == 0 || agent_calls.total == 0) {
-      std::fprintf(stderr, "bench: the strace runs failed (is strace installed?)\n");
+      std::fprintf(stderr, "bench: the strace runs failed (is strace installed? script/bootstrap installs it)\n");
       return 1;
     }
   }
