@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -67,7 +68,8 @@ Result<std::unique_ptr<Ingest>> Ingest::Create(IngestOptions options, Sink sink)
   mosquitto_disconnect_v5_callback_set(m, &Ingest::OnDisconnect);
   mosquitto_message_v5_callback_set(m, &Ingest::OnMessage);
   mosquitto_subscribe_v5_callback_set(m, &Ingest::OnSubscribe);
-  mosquitto_log_callback_set(m, &Ingest::OnLog);
+  // No log callback here: Run installs it for each connection attempt and
+  // OnConnect removes it at the CONNACK (see Run).
   int rc;
   if (!o.username.empty()) {
     rc = mosquitto_username_pw_set(m, o.username.c_str(), o.password.empty() ? nullptr : o.password.c_str());
@@ -126,6 +128,13 @@ void Ingest::Run() {
     }
     if (!have_socket) {
       tls_failure_.clear();
+      // The log callback is what tells why a TLS handshake failed (OnLog),
+      // so it is in place from here until the broker accepts us. Not
+      // longer: with a callback installed libmosquitto formats (and
+      // allocates) a debug line for every packet it sends or receives,
+      // about 3 % of the agent's time at full rate, and drops the lines at
+      // once without one.
+      mosquitto_log_callback_set(mosq_, &Ingest::OnLog);
       int rc;
       if (!ever_tried) {
         mosquitto_property* props = nullptr;
@@ -161,7 +170,9 @@ void Ingest::Run() {
       have_socket = true;
       refused_ = false;
     }
-    int rc = mosquitto_loop(mosq_, 100, 1);
+    // Connecting (TCP, TLS handshake, CONNACK) in libmosquitto's own loop;
+    // once the broker has accepted us, in ours (Pump).
+    int rc = session_up_ ? Pump() : mosquitto_loop(mosq_, 100, 1);
     if (rc == MOSQ_ERR_SUCCESS && !refused_) {
       if (connected_) backoff.Reset();
       continue;
@@ -190,6 +201,42 @@ void Ingest::Run() {
   if (have_socket) CloseGracefully();
   connected_ = false;
   subscribed_ = false;
+}
+
+// One turn of the loop once connected: what mosquitto_loop does, with one
+// system call per event fewer. mosquitto_loop select()s on the socket and
+// on an internal socket pair that libmosquitto writes a byte to whenever it
+// queues a packet (each PUBACK), and reads that byte back: with the four
+// reads of a PUBLISH (libmosquitto reads its header a byte at a time) and
+// the PUBACK's write, nine calls an event, as mosquitto_sub makes. Here
+// poll() watches the socket alone. The socket pair's byte per event is
+// still written, and never read here: once its send buffer is full (a few
+// hundred one-byte writes, which hold about 208 KiB of kernel socket memory
+// while the process lasts: the price of the call saved) those writes fail
+// at once with EAGAIN (libmosquitto made the pair non-blocking); while
+// connecting, mosquitto_loop reads a byte of it a turn. The PUBACKs are
+// written after the read, as mosquitto_loop writes them after its read:
+// each only once its on_message (the journal append) has returned, so the
+// acknowledgement contract holds. One packet a poll, as mosquitto_loop_read
+// reads one a call: it cannot say whether the socket is empty (its EAGAIN
+// test reads errno, which that socket pair write has set), and at the rates
+// a local broker delivers the next packet is rarely there yet (measured:
+// one poll an event).
+int Ingest::Pump() {
+  const int fd = mosquitto_socket(mosq_);
+  if (fd < 0) return MOSQ_ERR_NO_CONN;
+  pollfd p{fd, static_cast<short>(POLLIN | (mosquitto_want_write(mosq_) ? POLLOUT : 0)), 0};
+  const int ready = ::poll(&p, 1, 100);
+  if (ready < 0 && errno != EINTR) return MOSQ_ERR_ERRNO;
+  if (ready > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    const int rc = mosquitto_loop_read(mosq_, 1);
+    if (rc != MOSQ_ERR_SUCCESS) return rc;  // libmosquitto has closed the socket
+  }
+  if (mosquitto_want_write(mosq_)) {
+    const int rc = mosquitto_loop_write(mosq_, 1);
+    if (rc != MOSQ_ERR_SUCCESS) return rc;
+  }
+  return mosquitto_loop_misc(mosq_);  // keepalive: PINGREQ when due, and its timeout
 }
 
 // Ends the session so that every PUBACK already queued reaches the broker.
@@ -284,6 +331,9 @@ void Ingest::OnConnect(mosquitto* m, void* self, int rc, int, const mosquitto_pr
     in->refused_ = true;
     return;
   }
+  // Connected: no handshake left to explain (Run installs it again before
+  // the next attempt).
+  mosquitto_log_callback_set(m, nullptr);
   in->connected_ = true;
   in->session_up_ = true;
   in->refusals_ = 0;

@@ -126,12 +126,17 @@ class Ingest {
   // Sleeps up to `us`, or less if Stop is called. True when stopping.
   bool PauseOrStop(int64_t us);
   void CloseGracefully();
+  // One turn of the loop once the broker has accepted us (see ingest.cpp):
+  // a MOSQ_ERR_* code as mosquitto_loop returns it.
+  int Pump();
   static void OnConnect(mosquitto* m, void* self, int rc, int flags, const mosquitto_property* props);
   static void OnDisconnect(mosquitto* m, void* self, int rc, const mosquitto_property* props);
   static void OnMessage(mosquitto* m, void* self, const mosquitto_message* msg,
                         const mosquitto_property* props);
   static void OnSubscribe(mosquitto* m, void* self, int mid, int count, const int* granted,
                           const mosquitto_property* props);
+  // libmosquitto's log: installed only from a connection attempt until the
+  // broker accepts it (Run, OnConnect), for the TLS diagnostics below.
   static void OnLog(mosquitto* m, void* self, int level, const char* line);
   // Why the last TLS handshake failed, from OpenSSL's verify result; loop thread only.
   std::string tls_failure_;

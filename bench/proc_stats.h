@@ -1,7 +1,8 @@
 // What the benchmarks read of a process from /proc and getrusage: memory
-// (VmRSS, VmHWM) and CPU time.
+// (VmRSS, VmHWM), CPU time, and a process's pid by its arguments.
 #pragma once
 
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -49,6 +50,30 @@ inline double ChildrenCpuSeconds() {
   ::getrusage(RUSAGE_CHILDREN, &ru);
   auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
   return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+// The pid of a running process one of whose arguments is `arg` exactly
+// (e.g. the configuration file a broker was started with); -1 if none. For
+// a child the harness started but does not show the pid of.
+inline pid_t PidWithArgument(const std::string& arg) {
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return -1;
+  pid_t found = -1;
+  while (dirent* e = ::readdir(proc)) {
+    const std::string name = e->d_name;
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in("/proc/" + name + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (size_t begin = 0; begin < cmdline.size();) {
+      size_t end = cmdline.find('\0', begin);
+      if (end == std::string::npos) end = cmdline.size();
+      if (cmdline.compare(begin, end - begin, arg) == 0) found = static_cast<pid_t>(std::stol(name));
+      begin = end + 1;
+    }
+    if (found > 0) break;
+  }
+  ::closedir(proc);
+  return found;
 }
 
 }  // namespace edgesync::bench

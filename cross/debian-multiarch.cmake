@@ -37,3 +37,10 @@ unset(ENV{PKG_CONFIG_PATH})
 # dynamic loader and libraries that multiarch installs under / (libc6:<arch>).
 find_program(EDGESYNC_CROSS_QEMU_PATH ${EDGESYNC_CROSS_QEMU} REQUIRED)
 set(CMAKE_CROSSCOMPILING_EMULATOR ${EDGESYNC_CROSS_QEMU_PATH} -L /)
+# Target libraries unpacked rather than installed (cross/build: ISA-L, which
+# Debian 12 does not let two architectures install side by side) are found
+# by the programs qemu runs through LD_LIBRARY_PATH (qemu's -E sets it for
+# the target program only).
+if(EDGESYNC_CROSS_LIBRARY_PATH)
+  list(APPEND CMAKE_CROSSCOMPILING_EMULATOR -E LD_LIBRARY_PATH=${EDGESYNC_CROSS_LIBRARY_PATH})
+endif()

@@ -24,9 +24,54 @@ namespace {
 TEST(Crc32c, KnownValues) {
   EXPECT_EQ(crc32c::Value("123456789"), 0xE3069283u);  // the standard check value
   EXPECT_EQ(crc32c::Value(""), 0u);
-  std::string zeros(32, '\0');
-  EXPECT_EQ(crc32c::Value(zeros), 0x8A9136AAu);  // RFC 3720 B.4
   EXPECT_EQ(crc32c::Extend(crc32c::Value("1234"), "56789"), crc32c::Value("123456789"));
+}
+
+// RFC 3720 (iSCSI), appendix B.4, for whichever implementation this build
+// runs (crc32c::Implementation()) and for the portable one.
+TEST(Crc32c, IscsiTestVectors) {
+  std::string zeros(32, '\0'), ones(32, '\xFF'), up(32, '\0'), down(32, '\0');
+  for (int i = 0; i < 32; ++i) {
+    up[i] = static_cast<char>(i);
+    down[i] = static_cast<char>(31 - i);
+  }
+  // An iSCSI SCSI Read (10) command PDU.
+  const unsigned char read_pdu[48] = {
+      0x01, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x18,
+      0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+  const std::string pdu(reinterpret_cast<const char*>(read_pdu), sizeof read_pdu);
+  const std::pair<std::string, uint32_t> vectors[] = {
+      {zeros, 0x8A9136AAu}, {ones, 0x62A8AB43u}, {up, 0x46DD794Eu}, {down, 0x113FDB5Cu}, {pdu, 0xD9963A56u},
+      {"123456789", 0xE3069283u}};
+  for (const auto& [data, crc] : vectors) {
+    EXPECT_EQ(crc32c::Value(data), crc) << crc32c::Implementation();
+    EXPECT_EQ(crc32c::ExtendPortable(0, data), crc);
+  }
+}
+
+// Extend and the portable code agree on every length and alignment the
+// word-at-a-time paths of either treat differently, and across slices.
+TEST(Crc32c, EveryLengthAndAlignmentMatchesThePortableCode) {
+  std::string data(4096 + 64, '\0');
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (char& c : data) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  for (size_t offset = 0; offset < 16; ++offset) {
+    for (size_t len = 0; len <= 300; ++len) {
+      std::string_view piece = std::string_view(data).substr(offset, len);
+      ASSERT_EQ(crc32c::Value(piece), crc32c::ExtendPortable(0, piece)) << offset << " " << len;
+    }
+  }
+  const std::string_view all(data);
+  const uint32_t whole = crc32c::ExtendPortable(0, all);
+  EXPECT_EQ(crc32c::Value(all), whole);
+  for (size_t cut : {size_t{1}, size_t{7}, size_t{8}, size_t{1000}, all.size() - 1}) {
+    EXPECT_EQ(crc32c::Extend(crc32c::Value(all.substr(0, cut)), all.substr(cut)), whole) << cut;
+    EXPECT_EQ(crc32c::ExtendPortable(crc32c::ExtendPortable(0, all.substr(0, cut)), all.substr(cut)), whole);
+  }
 }
 
 TEST(Coding, RoundTripsAndDetectsTruncation) {

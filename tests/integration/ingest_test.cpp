@@ -182,6 +182,32 @@ TEST_F(Pipeline, Mqtt311AlsoWorks) {
   EXPECT_NE(AgentLogs().find("(MQTT 3.1.1)"), std::string::npos);
 }
 
+// Once connected, the agent runs its own loop (Ingest::Pump) instead of
+// mosquitto_loop; keepalive must still go out from it. The broker drops a
+// client it has heard nothing from for 1.5 keepalives (7.5 s here), which
+// the agent would log as a lost connection.
+TEST_F(Pipeline, AnIdleConnectionIsKeptAliveByTheAgentsOwnLoop) {
+  WriteConfig("keepalive = 5\n");
+  auto pub = StartPipeline();
+  ASSERT_TRUE(pub);
+  Publish(pub.get(), 1, 100);
+  ASSERT_EQ(AwaitArrival(100).lost, 0u);
+  // Idle for two of the broker's timeouts: nothing may happen.
+  const bool lost = harness::PollUntil(
+      [&] { return AgentLogs().find("connection to") != std::string::npos; }, 15s, 200ms);
+  EXPECT_FALSE(lost) << AgentLogs();
+  EXPECT_EQ(harness::ReadWholeFile(broker_->log_path()).find("exceeded timeout"), std::string::npos);
+  Publish(pub.get(), 101, 200);
+  EXPECT_EQ(AwaitArrival(200).lost, 0u);
+  const std::string logs = AgentLogs();
+  size_t connects = 0;
+  for (size_t at = logs.find("mqtt: connected to"); at != std::string::npos;
+       at = logs.find("mqtt: connected to", at + 1)) {
+    ++connects;
+  }
+  EXPECT_EQ(connects, 1u) << logs;
+}
+
 TEST_F(Pipeline, UnmatchedAndInvalidJsonGoToTheDeadLetterStream) {
   // Subscribe to everything; the payments stream wants JSON.
   WriteConfig("subscribe = [\"#\"]\n", "", "format = \"json\"\n");
