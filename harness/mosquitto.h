@@ -53,6 +53,9 @@ struct BrokerOptions {
   // "not authorised"). Empty: anonymous access, as before. Usernames must
   // not contain ':' (InvalidArgument from Start).
   std::vector<std::pair<std::string, std::string>> users;
+  // Lines appended to mosquitto.conf as they are (e.g. a `plugin` and its
+  // `plugin_opt_*` lines).
+  std::vector<std::string> extra_config;
 };
 
 // Not thread-safe. Facts relied on (mosquitto 2.0.11): with persistence on,
