@@ -8,6 +8,7 @@
 #include "agent/pipeline.h"
 #include "agent/triage.h"
 #include "base/coding.h"
+#include "buffer/journal.h"  // the spool is a journal directory (layout_test.sh allows this file)
 #include "buffer/sealer.h"
 #include "plugins/route.h"
 

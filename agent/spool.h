@@ -41,7 +41,6 @@
 #include "agent/ingest.h"
 #include "base/env.h"
 #include "base/status.h"
-#include "buffer/journal.h"
 #include "format/crypto.h"
 
 namespace spdlog {
@@ -51,6 +50,7 @@ class logger;
 namespace edgesync {
 
 class Intake;
+class Journal;
 class Sealer;
 class Pipeline;
 class Plugin;

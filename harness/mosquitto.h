@@ -82,6 +82,8 @@ class MosquittoBroker {
   MosquittoBroker& operator=(const MosquittoBroker&) = delete;
 
   int port() const { return port_; }
+  // The broker's process id (for its CPU and memory); -1 when not running.
+  int pid() const { return process_ ? static_cast<int>(process_->pid()) : -1; }
   const std::string& work_dir() const { return work_dir_; }
   std::string log_path() const { return work_dir_ + "/mosquitto.log"; }
   bool Running() { return process_.has_value() && process_->Running(); }
