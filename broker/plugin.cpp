@@ -4,7 +4,7 @@
 // "Broker-plugin ingest").
 //
 // mosquitto.conf:
-//   plugin /usr/lib/<multiarch>/edgesync/edgesync_broker.so
+//   plugin /usr/lib/edgesync/edgesync_broker.so
 //   plugin_opt_config /etc/edgesync/edgesync.toml
 //
 // Facts of mosquitto 2.0.11 this relies on (src/handle_publish.c,
