@@ -261,6 +261,11 @@ SpoolWriter::Outcome SpoolWriter::OnMessage(const IngestMessage& m, std::string*
 
 std::string SpoolWriter::Tick() {
   std::string line;
+  // mosquitto ticks on every pass of its loop, under load once per few
+  // packets: the directory is looked at no more often than this.
+  const int64_t now = env_->MonotonicMicros();
+  if (now - last_tick_us_ < std::min<int64_t>(kTickEveryUs, sync_us_)) return line;
+  last_tick_us_ = now;
   if (!journal_) {
     if (Status st = EnsureOpen(); !st.ok()) {
       if (st.ToString() != last_open_error_) {
@@ -271,7 +276,6 @@ std::string SpoolWriter::Tick() {
     }
     last_open_error_.clear();
   }
-  const int64_t now = env_->MonotonicMicros();
   if (journal_->current_offset() > 0 && now - segment_started_us_ >= sync_us_) {
     Result<JournalPosition> r = journal_->Rotate();  // syncs the segment it closes
     if (!r.ok()) line = "edgesync: moving to a new spool segment: " + r.status().ToString();

@@ -114,6 +114,8 @@ class SpoolWriter {
   std::unique_ptr<Journal> journal_;
   int64_t segment_started_us_ = 0;  // monotonic: the current segment's first frame
   int64_t last_sync_us_ = 0;
+  int64_t last_tick_us_ = INT64_MIN / 2;  // monotonic: the last tick that did its work
+  static constexpr int64_t kTickEveryUs = 100'000;
   uint64_t spool_bytes_ = 0;        // measured at the last tick, plus what was written since
   uint64_t stored_ = 0, refused_ = 0, refused_in_episode_ = 0;
   bool refusing_ = false;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "bench/median.h"
 #include "bench/proc_stats.h"
 #include "harness/agent_figures.h"
@@ -79,7 +80,7 @@ max_age = "50ms"
   return h::PointConfigAt(cfg, port, brokers, base + "-state");
 }
 
-Result<std::unique_ptr<h::MosquittoBroker>> StartBroker(const std::string& dir, const std::string& plugin,
+edgesync::Result<std::unique_ptr<h::MosquittoBroker>> StartBroker(const std::string& dir, const std::string& plugin,
                                                            const std::string& config) {
   h::BrokerOptions o;
   o.max_queued_messages = -1;
@@ -92,6 +93,7 @@ Result<std::unique_ptr<h::MosquittoBroker>> StartBroker(const std::string& dir, 
 // bare or plugin: publisher time and broker CPU, nobody reading.
 Sample BrokerOnly(const std::string& dir, const std::string& plugin, const std::string& brokers, uint64_t n) {
   Sample s;
+  (void)edgesync::Env::Default()->CreateDirs(dir);
   const std::string base = dir + "/agent";
   std::ofstream(base + ".toml") << AgentConfig("broker-plugin", 1883, brokers, base);
   auto broker = StartBroker(dir + "/broker", plugin, base + ".toml");
@@ -138,6 +140,7 @@ Sample Subscriber(const std::string& dir, uint64_t n) {
 Sample Agent(const std::string& dir, const std::string& plugin, const std::string& brokers, uint64_t n) {
   Sample s;
   const bool plugin_mode = !plugin.empty();
+  (void)edgesync::Env::Default()->CreateDirs(dir);
   const std::string base = dir + "/agent";
   // The broker's port is known only once it runs; the plugin needs the file first.
   std::ofstream(base + ".toml") << AgentConfig(plugin_mode ? "broker-plugin" : "client", 1883, brokers, base);
