@@ -371,6 +371,11 @@ Status SpoolReader::ReadSegment(const std::string& name) {
   Result<std::string> bytes = options_.env->ReadFile(path, kMaxOwnFileBytes);
   if (!bytes.ok()) return bytes.status();
   SegmentScan scan = ScanSegment(*bytes, options_.key ? &*options_.key : nullptr);
+  if (scan.unreadable.empty() && scan.records.empty() && !bytes->empty()) {
+    // Bytes but not one record: a header this agent does not know (a newer
+    // plugin's?) or garbage. Kept for a look rather than deleted.
+    scan.unreadable = "no record could be read from it (not a spool segment this agent knows)";
+  }
   if (!scan.unreadable.empty()) {
     unreadable_.fetch_add(1);
     log_->error("spool segment {} is unreadable ({}); moved aside to {}.unreadable: its events are not "

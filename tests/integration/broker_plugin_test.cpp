@@ -15,6 +15,8 @@
 #include <fstream>
 #include <thread>
 
+#include "agent/agent.h"
+#include "agent/config.h"
 #include "agent/spool.h"
 #include "base/env.h"
 #include "buffer/journal.h"
@@ -202,6 +204,63 @@ TEST_F(BrokerPlugin, AnOversizedMessageNeitherCrashesTheBrokerNorLosesOthers) {
   harness::Tally t = AwaitArrival(200);
   EXPECT_EQ(t.arrived, 200u) << AgentLogs();
   EXPECT_TRUE(broker_->Running());
+}
+
+// The agent's half alone, in this process (so also under the sanitizers):
+// a spool the plugin's writer filled, with a damaged segment before it.
+TEST_F(Pipeline, TheAgentReadsTheSpoolSetsADamagedSegmentAsideAndDeletesWhatItRead) {
+  WriteConfig("mode = \"broker-plugin\"\n");
+  Result<Config> cfg = LoadConfig(config_path());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  Env* env = Env::Default();
+  const std::string spool = SpoolDir(cfg->state_dir);
+  ASSERT_TRUE(env->CreateDirs(spool).ok());
+  // Not a segment the journal code can read: its events are lost, and said so.
+  ASSERT_TRUE(env->WriteFileAtomically(spool + "/0000000000000001.log", "EDGJ\x09garbage").ok());
+  {
+    Config fast = *cfg;
+    fast.batch.sync_interval_us = 1;  // every tick closes the segment
+    Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(fast);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    for (uint64_t seq = 1; seq <= 500; ++seq) {
+      const std::string payload = harness::PaymentEvent("pub", seq);
+      IngestMessage m;
+      m.topic = "terminal/t1/payment/authorization";
+      m.payload = payload;
+      m.qos = 1;
+      std::string why;
+      bool episode = false;
+      ASSERT_EQ((*w)->OnMessage(m, &why, &episode), SpoolWriter::Outcome::kStored) << why;
+      if (seq % 100 == 0) (void)(*w)->Tick();
+    }
+  }  // closed: the broker stopped
+  // The broker started again: the segment it had been writing is closed now.
+  Result<std::unique_ptr<SpoolWriter>> restarted = SpoolWriter::Create(*cfg);
+  ASSERT_TRUE(restarted.ok());
+  std::string why;
+  bool episode = false;
+  IngestMessage other;
+  other.topic = "not/ours";
+  EXPECT_EQ((*restarted)->OnMessage(other, &why, &episode), SpoolWriter::Outcome::kIgnored);
+  IngestMessage one;
+  one.topic = "terminal/t1/payment/authorization";
+  const std::string last = harness::PaymentEvent("pub", 501);
+  one.payload = last;
+  ASSERT_EQ((*restarted)->OnMessage(one, &why, &episode), SpoolWriter::Outcome::kStored) << why;
+
+  auto agent = Agent::Open(*cfg, env);
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  ASSERT_TRUE((*agent)->Start().ok());
+  StartUnpack();
+  harness::Tally t = AwaitArrival(500);
+  EXPECT_EQ(t.arrived, 500u);
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ((*agent)->stats().ingest.received, 500u);  // not 501: that segment is still being written
+  EXPECT_TRUE(env->Exists(spool + "/0000000000000001.log.unreadable"));
+  Result<std::vector<std::string>> left = env->ListDir(spool);
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->size(), 2u);  // the one set aside and the one being written
+  (void)(*agent)->Shutdown();
 }
 
 }  // namespace
