@@ -4,7 +4,8 @@
 //
 // Each run starts fresh brokers (Debian's mosquitto) and, interleaved:
 //   bare     a broker without the plugin, nobody subscribed: a QoS 1
-//            publisher's time for N acknowledged publishes, the broker's CPU
+//            publisher's time for N acknowledged publishes, the broker's CPU,
+//            its RSS at start and its peak
 //   plugin   the same with the edgesync plugin loaded (spooling every event;
 //            no agent reading): the plugin's extra broker time per message
 //   sub      the bare broker with `mosquitto_sub -q 1` (persistent session)
@@ -50,6 +51,8 @@ struct Sample {
   double publish_s = -1;  // first publish to the last PUBACK
   double broker_cpu = -1;
   double client_cpu = -1;  // mosquitto_sub's or the agent's
+  double broker_idle_mib = 0;  // VmRSS once it accepts connections
+  double broker_peak_mib = 0;  // VmHWM after the publishes
 };
 
 bool PublishAll(int port, uint64_t n) {
@@ -101,11 +104,13 @@ Sample BrokerOnly(const std::string& dir, const std::string& plugin, const std::
     std::fprintf(stderr, "bench: %s\n", broker.status().ToString().c_str());
     return s;
   }
+  s.broker_idle_mib = static_cast<double>(edgesync::bench::StatusKib((*broker)->pid(), "VmRSS")) / 1024.0;
   const double cpu0 = CpuSeconds((*broker)->pid());
   const auto start = Clock::now();
   if (!PublishAll((*broker)->port(), n)) return s;
   s.publish_s = std::chrono::duration<double>(Clock::now() - start).count();
   s.broker_cpu = CpuSeconds((*broker)->pid()) - cpu0;
+  s.broker_peak_mib = static_cast<double>(edgesync::bench::StatusKib((*broker)->pid(), "VmHWM")) / 1024.0;
   return s;
 }
 
@@ -233,6 +238,10 @@ int main(int argc, char** argv) {
   std::printf("broker_events=%llu\nbroker_runs=%d\n", static_cast<unsigned long long>(events), runs);
   std::printf("broker_cpu_us_per_msg_bare=%.2f\nbroker_cpu_us_per_msg_plugin=%.2f\n", bare_broker, plugin_broker);
   std::printf("broker_publish_us_per_msg_bare=%.2f\nbroker_publish_us_per_msg_plugin=%.2f\n", bare_pub, plugin_pub);
+  const double idle_bare = Med(got["bare"], &Sample::broker_idle_mib), idle_plugin = Med(got["plugin"], &Sample::broker_idle_mib);
+  const double peak_bare = Med(got["bare"], &Sample::broker_peak_mib), peak_plugin = Med(got["plugin"], &Sample::broker_peak_mib);
+  std::printf("broker_idle_rss_mib_bare=%.1f\nbroker_idle_rss_mib_plugin=%.1f\n", idle_bare, idle_plugin);
+  std::printf("broker_peak_rss_mib_bare=%.1f\nbroker_peak_rss_mib_plugin=%.1f\n", peak_bare, peak_plugin);
   std::printf("broker_sub_cpu_us=%.2f\nbroker_sub_broker_extra_us=%.2f\n", sub_cpu, sub_broker_extra);
   std::printf("broker_agent_plugin_cpu_us=%.2f\nbroker_agent_plugin_broker_extra_us=%.2f\n", ap_cpu, ap_broker_extra);
   std::printf("broker_agent_client_cpu_us=%.2f\nbroker_agent_client_broker_extra_us=%.2f\n", ac_cpu, ac_broker_extra);
@@ -243,6 +252,10 @@ int main(int argc, char** argv) {
                 plugin_broker, bare_broker, ratio(plugin_broker, bare_broker));
     std::printf("| a QoS 1 publisher's time per acknowledged publish (500 in flight), µs, with the plugin | %.2f | without: %.2f | %.2f |\n",
                 plugin_pub, bare_pub, ratio(plugin_pub, bare_pub));
+    std::printf("| broker RSS at start (VmRSS), MiB, with the plugin loaded | %.1f | without: %.1f | %.2f |\n", idle_plugin,
+                idle_bare, ratio(idle_plugin, idle_bare));
+    std::printf("| broker peak RSS (VmHWM) after the publishes, MiB, with the plugin | %.1f | without: %.1f | %.2f |\n",
+                peak_plugin, peak_bare, ratio(peak_plugin, peak_bare));
     std::printf("| broker-plugin mode: the agent's own CPU per event, µs | %.2f | mosquitto_sub -q 1: %.2f | %.2f |\n",
                 ap_cpu, sub_cpu, ratio(ap_cpu, sub_cpu));
     std::printf("| broker-plugin mode: the device's total per event (agent + the broker's extra for it), µs | %.2f | mosquitto_sub -q 1: %.2f | %.2f |\n",
