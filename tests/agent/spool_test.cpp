@@ -116,8 +116,9 @@ TEST(SpoolWriter, MasksCardDataBeforeItTouchesTheDiskOnEveryPath) {
   const std::string topic = std::string("terminal/") + kPan + "/payment/auth";
   const std::string payload = std::string(R"({"pan":")") + kPan + R"(","cvv":"123","amount":5})";
   const std::string raw = std::string("card=") + kPan + " ok";
+  const std::string content_type = std::string("text/") + kPan;
   IngestMessage m = Message(topic, payload);
-  m.content_type = std::string("text/") + kPan;
+  m.content_type = content_type;
   m.user_properties = {{std::string("p") + kPan, kPan}};
   m.user_property_count = 1;
   std::string why;
