@@ -176,6 +176,10 @@ TEST_F(BrokerPluginSmallSpool, AFullSpoolSendsNoPubackAndNothingIsLostOnceTheAge
   EXPECT_LT(acked, kEvents);
   EXPECT_FALSE(harness::PollUntil([&] { return pub->acked() > acked; }, 3s));
   EXPECT_EQ(BrokerLog().find("not authori"), std::string::npos);  // never ACL_DENIED
+  // mosquitto 2.0.11's answer to the plugin's refusal: the publisher's
+  // connection closed, no acknowledgement (src/loop.c, do_disconnect).
+  EXPECT_NE(BrokerLog().find("been disconnected by administrative action"), std::string::npos) << BrokerLog();
+  EXPECT_NE(BrokerLog().find("mosquitto version 2.0.11"), std::string::npos) << "the facts are 2.0.11's";
   StartPluginAgent();
   StartUnpack();
   harness::Tally t = AwaitArrival(kEvents, 180s);
