@@ -66,6 +66,7 @@ Agent::~Agent() {
   // not run) notifies the uploader. What calls into the intake goes first.
   monitor_.reset();
   ingest_.reset();
+  spool_.reset();
   intake_.reset();
   sealer_.reset();
   uploader_.reset();
@@ -177,6 +178,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   EDGESYNC_RETURN_IF_ERROR(
       LoadJournalKey(env, journal_key, !config.encryption_public_key.empty(), so.journal_dir, &so));
   so.logger = a->log_;
+  const std::optional<crypto::Key> spool_key = so.journal_key;  // the broker plugin's spool uses it too
   Result<std::unique_ptr<Sealer>> sealer = Sealer::Open(env, a->store_.get(), so, specs);
   if (!sealer.ok()) return sealer.status();
   a->sealer_ = std::move(sealer).value();
@@ -222,10 +224,22 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   ito.status_topic = config.mqtt.status_topic;
   ito.fleet_topic = config.fleet_mqtt_topic;
   a->intake_ = std::make_unique<Intake>(std::move(ito), std::move(pipeline).value());
-  Result<std::unique_ptr<Ingest>> in =
-      Ingest::Create(io, [intake = a->intake_.get()](const IngestMessage& m) { intake->OnMessage(m); });
-  if (!in.ok()) return in.status();
-  a->ingest_ = std::move(in).value();
+  if (config.mqtt_mode == "broker-plugin") {
+    // No MQTT client: the broker plugin spools what the streams claim.
+    SpoolReaderOptions sro;
+    sro.env = env;
+    sro.dir = SpoolDir(dir);
+    sro.key = spool_key;
+    sro.intake = a->intake_.get();
+    sro.sealer = a->sealer_.get();
+    sro.logger = a->log_;
+    a->spool_ = std::make_unique<SpoolReader>(std::move(sro));
+  } else {
+    Result<std::unique_ptr<Ingest>> in =
+        Ingest::Create(io, [intake = a->intake_.get()](const IngestMessage& m) { intake->OnMessage(m); });
+    if (!in.ok()) return in.status();
+    a->ingest_ = std::move(in).value();
+  }
 
   MonitorOptions mo;
   mo.env = env;
@@ -261,7 +275,7 @@ Status Agent::Start() {
   sealer_->Start();
   uploader_->Start();
   uploader_->Notify();  // whatever the store held from before
-  if (Status st = ingest_->Start(); !st.ok()) {
+  if (Status st = ingest_ ? ingest_->Start() : spool_->Start(); !st.ok()) {
     // Stopped in the order Shutdown stops them: what the sealer seals on
     // its way out stays in the store for the next start.
     (void)sealer_->Stop();
@@ -273,8 +287,19 @@ Status Agent::Start() {
   return monitor_->Start();
 }
 
+IngestStats Agent::IngestNow() const {
+  if (ingest_) return ingest_->stats();
+  // broker-plugin mode: "connected" means the spool can be read.
+  const SpoolReaderStats sp = spool_->stats();
+  IngestStats in;
+  in.received = sp.received;
+  in.connected = sp.ok;
+  in.subscribed = sp.ok;
+  return in;
+}
+
 std::string Agent::SystemdStatus(const std::string& wedged) const {
-  const IngestStats in = ingest_->stats();
+  const IngestStats in = IngestNow();
   const UploaderStats up = uploader_->stats();
   if (!wedged.empty()) return "wedged: " + wedged;
   if (shutting_down_) {
@@ -375,7 +400,8 @@ Status Agent::Shutdown(bool restarting) {
     std::lock_guard<std::mutex> lock(health_mu_);
     shutting_down_ = true;
   }
-  ingest_->Stop();
+  if (ingest_) ingest_->Stop();
+  if (spool_) spool_->Stop();
   if (config_.heartbeat_interval > 0) EmitHealth("stopping");  // sealed and sent with the rest below
   Status sealed = sealer_->Stop();
   if (!sealed.ok()) log_->error("sealing at shutdown: {}", sealed.ToString());
@@ -390,7 +416,7 @@ Status Agent::Shutdown(bool restarting) {
 
 AgentStats Agent::stats() const {
   AgentStats s;
-  s.ingest = ingest_->stats();
+  s.ingest = IngestNow();
   s.sealer = sealer_->stats();
   s.uploader = uploader_->stats();
   s.intake = intake_->stats();

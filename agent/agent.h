@@ -29,6 +29,7 @@
 
 #include "agent/config.h"
 #include "agent/ingest.h"
+#include "agent/spool.h"
 #include "agent/intake.h"
 #include "agent/monitor.h"
 #include "agent/pipeline.h"
@@ -138,6 +139,7 @@ class Agent {
   std::string MetricsText() const;
   // Events accepted and uploaded per stream (lanes folded in).
   void StreamCounts(std::vector<uint64_t>* in, std::vector<uint64_t>* out) const;
+  IngestStats IngestNow() const;  // the MQTT client's, or the spool reader's
 
   Config config_;
   Env* env_;
@@ -152,7 +154,8 @@ class Agent {
   std::unique_ptr<Sealer> sealer_;
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<Intake> intake_;  // before ingest_, which calls it
-  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<Ingest> ingest_;       // mqtt.mode = "client"
+  std::unique_ptr<SpoolReader> spool_;   // mqtt.mode = "broker-plugin" (calls intake_ too)
   std::unique_ptr<StatusSocket> status_socket_;
   std::unique_ptr<Monitor> monitor_;
   size_t agent_stream_ = 0;        // index of the _agent lane in the sealer

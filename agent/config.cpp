@@ -43,6 +43,8 @@ const OptionTable<Config>& Options() {
       .Size("mqtt.max_payload", &C::mqtt_max_payload, "A larger payload goes to the dead-letter stream, cut to this size.", 1, 16 << 20)
       .String("mqtt.unmatched", &C::mqtt_unmatched, "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".", {"dead-letter", "drop"})
       .List("mqtt.subscribe", &C::mqtt_subscribe, "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).")
+      .String("mqtt.mode", &C::mqtt_mode, "How events reach the agent. \"client\": the agent subscribes to the broker as an MQTT client (any broker). \"broker-plugin\": the edgesync plugin inside the local mosquitto 2.0 (plugin_opt_config naming this file) writes each event to the spool (<state_dir>/spool) before the publisher's PUBACK, and the agent reads it from there, opening no MQTT connection (docs/operating.md, \"Ingest modes\").", {"client", "broker-plugin"})
+      .Size("mqtt.spool_max_bytes", &C::spool_max_bytes, "broker-plugin mode: the most the spool may hold; past it the plugin refuses publishes (no PUBACK: publishers send them again) until the agent has read it down.", 64 << 10, int64_t{1} << 40)
       .Include(&C::buffer, StoreLimits::Options())
       .Include(&C::batch, BatchLimits::Options())
       .Int("batch.zstd_level", &C::zstd_level, "zstd compression level (1-19).", 1, 19)

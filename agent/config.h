@@ -65,6 +65,8 @@ struct Config {
   int64_t mqtt_max_payload = 256 * 1024;
   std::string mqtt_unmatched = "dead-letter";  // or "drop"
   std::vector<std::string> mqtt_subscribe;  // extra filters besides the streams' own
+  std::string mqtt_mode = "client";         // or "broker-plugin" (agent/spool.h)
+  int64_t spool_max_bytes = 64 << 20;       // broker-plugin mode: the spool's quota
   // [buffer] and [batch]: the store's and the sealer's own options
   StoreLimits buffer;
   BatchLimits batch;

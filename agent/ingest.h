@@ -94,6 +94,11 @@ struct IngestMessage {
   std::vector<std::pair<std::string, std::string>> user_properties;
   size_t user_property_count = 0;
   size_t user_property_bytes = 0;  // name + value + 4 each
+  // Set by the broker plugin's spool (agent/spool.h), where the event was
+  // received before the agent reads it: when the broker received it (0:
+  // now), and its size as published when `payload` was cut (0: payload's).
+  int64_t received_at_us = 0;
+  size_t payload_size = 0;
 };
 
 struct IngestStats {

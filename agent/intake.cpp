@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/backoff.h"
@@ -55,7 +56,7 @@ void Intake::OnMessage(const IngestMessage& m) {
   // so the ingest path does not allocate per event once warmed up.
   Record& r = scratch_;
   r.topic.assign(m.topic);
-  r.received_at_us = options_.env->NowMicros();
+  r.received_at_us = m.received_at_us != 0 ? m.received_at_us : options_.env->NowMicros();
   r.qos = static_cast<uint8_t>(m.qos);
   r.content_type.assign(m.content_type);
   r.properties.assign(m.user_properties.begin(), m.user_properties.end());
@@ -76,7 +77,7 @@ void Intake::OnMessage(const IngestMessage& m) {
     // batch or Kafka, nor be held twice here.
     const size_t max_payload = static_cast<size_t>(pl.config().mqtt_max_payload);
     if (m.payload.size() > max_payload) {
-      r.properties.emplace_back("edgesync.original_size", std::to_string(m.payload.size()));
+      r.properties.emplace_back("edgesync.original_size", std::to_string(std::max(m.payload.size(), m.payload_size)));
       r.payload.assign(m.payload.substr(0, CardSafeCut(m.payload, max_payload)));
     } else {
       r.payload.assign(m.payload);

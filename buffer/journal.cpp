@@ -246,6 +246,27 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
   return j;
 }
 
+Result<std::unique_ptr<Journal>> Journal::OpenForAppend(Env* env, std::string dir, const crypto::Key* key,
+                                                        bool encrypt) {
+  EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
+  std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
+  if (encrypt && key == nullptr) return Status::InvalidArgument("journal encryption needs a key");
+  if (encrypt) {
+    j->key_ = *key;
+    j->key_id_ = crypto::ShortHash(*key);
+  }
+  Result<std::vector<std::string>> names = env->ListDir(j->dir_);
+  if (!names.ok()) return names.status();
+  uint64_t last = 0;
+  for (const std::string& name : *names) {
+    uint64_t seg;
+    if (ParseSegmentName(name, &seg)) last = std::max(last, seg);
+  }
+  // Never append to an existing segment: its tail may be torn.
+  EDGESYNC_RETURN_IF_ERROR(j->OpenSegment(last + 1));
+  return j;
+}
+
 Journal::~Journal() {
   if (file_) (void)file_->Close();
 }

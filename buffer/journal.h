@@ -76,6 +76,14 @@ class Journal {
   static Result<std::unique_ptr<Journal>> Open(Env* env, std::string dir, JournalPosition sealed,
                                                JournalRecovery* recovery,
                                                const crypto::Key* key = nullptr, bool encrypt = false);
+  // Opens `dir` (created if missing) for appending only: reads no segment
+  // and deletes none; new appends go to a fresh segment after all existing
+  // ones. For a writer whose segments another process reads and deletes
+  // (the broker plugin's spool, agent/spool.h): what is there is not its
+  // to recover, and reading it would cost memory in that process.
+  static Result<std::unique_ptr<Journal>> OpenForAppend(Env* env, std::string dir,
+                                                        const crypto::Key* key = nullptr,
+                                                        bool encrypt = false);
   ~Journal();
 
   // Appends one frame holding `record` with a single write().
@@ -90,6 +98,8 @@ class Journal {
   Status Retire(JournalPosition sealed);
 
   uint64_t current_segment() const { return segment_; }
+  // Bytes in the current segment (its header included once a frame is in).
+  uint64_t current_offset() const { return offset_; }
 
  private:
   Journal(Env* env, std::string dir);

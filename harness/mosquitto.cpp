@@ -182,6 +182,7 @@ Status MosquittoBroker::Launch() {
       conf << "max_inflight_messages " << std::max(opts_.max_inflight_messages, 0) << "\n";
     }
     if (opts_.max_packet_size > 0) conf << "max_packet_size " << opts_.max_packet_size << "\n";
+    for (const std::string& line : opts_.extra_config) conf << line << "\n";
     conf << "log_dest file " << work_dir_ << "/mosquitto.log\n"
          << "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
          << "connection_messages true\n";

@@ -53,6 +53,9 @@ struct BrokerOptions {
   // "not authorised"). Empty: anonymous access, as before. Usernames must
   // not contain ':' (InvalidArgument from Start).
   std::vector<std::pair<std::string, std::string>> users;
+  // Lines appended to mosquitto.conf as they are (e.g. a `plugin` and its
+  // `plugin_opt_*` lines).
+  std::vector<std::string> extra_config;
 };
 
 // Not thread-safe. Facts relied on (mosquitto 2.0.11): with persistence on,
@@ -79,6 +82,8 @@ class MosquittoBroker {
   MosquittoBroker& operator=(const MosquittoBroker&) = delete;
 
   int port() const { return port_; }
+  // The broker's process id (for its CPU and memory); -1 when not running.
+  int pid() const { return process_ ? static_cast<int>(process_->pid()) : -1; }
   const std::string& work_dir() const { return work_dir_; }
   std::string log_path() const { return work_dir_ + "/mosquitto.log"; }
   bool Running() { return process_.has_value() && process_->Running(); }
