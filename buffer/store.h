@@ -124,6 +124,10 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
+  // Frees what SQLite caches for this connection and does not need (its
+  // page cache beyond dirty pages): after a burst, for a small board.
+  void ReleaseMemory();
+
   // State of `stream` (defaults for a stream never seen).
   Result<StreamState> LoadStream(const std::string& stream);
   // Sets the state of a stream that has no batches yet (a replaced store
