@@ -26,6 +26,9 @@ struct Sealer::Lane {
   uint32_t events = 0;
   int64_t first_us = 0, last_us = 0;
   int64_t opened_mono = 0;  // monotonic time of the open batch's first event
+  // The last batch closed by age and no event came since: at the sealer's
+  // next pass the lane gives its memory back (see CloseLocked).
+  bool release_pending = false;
   uint64_t next_seq = 1;    // sealer thread only (and Open)
 };
 
@@ -147,6 +150,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   if (lane.events == 0) {
     lane.first_us = r.received_at_us;
     lane.opened_mono = env_->MonotonicMicros();
+    lane.release_pending = false;  // not quiet after all
   }
   lane.last_us = r.received_at_us;
   ++lane.events;
@@ -168,16 +172,13 @@ Status Sealer::CloseLocked(size_t lane_index, bool full) {
   Result<JournalPosition> end = lane.journal->Rotate();
   if (!end.ok()) return end.status();
   Closed c{lane_index, std::move(lane.body), lane.events, lane.first_us, lane.last_us, *end};
-  lane.body = std::string();
-  if (full) {
-    lane.body.reserve(c.body.size());  // a busy lane: the next batch grows in one allocation, not a dozen
-  } else {
-    // Closed by age (or a stop): the lane is quiet, so it keeps no memory
-    // until its next event, neither a batch-sized buffer nor the journal's
-    // compression context (about 1 MiB once used). A lane that stays busy
-    // closes by size and keeps both.
-    lane.journal->ReleaseIdleMemory();
-  }
+  lane.body.clear();
+  lane.body.reserve(c.body.size());  // the next batch grows in one allocation, not a dozen
+  // Closed by age (or for a stop): the lane may have gone quiet. If no
+  // event comes before the sealer's next pass, that pass (Run) frees
+  // its batch buffer and its journal's compression context (about 1 MiB
+  // once used); a steady flow that closes by age keeps them.
+  lane.release_pending = !full;
   lane.events = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -239,6 +240,12 @@ void Sealer::Run() {
       std::lock_guard<std::mutex> ll(lane->mu);
       if (lane->events > 0) wake = std::min(wake, lane->opened_mono + options_.max_age_us);
       any_open = any_open || lane->events > 0;
+      if (lane->events == 0 && lane->release_pending) {
+        // No event since its last batch closed by age: quiet.
+        std::string().swap(lane->body);
+        lane->journal->ReleaseIdleMemory();
+        lane->release_pending = false;
+      }
     }
     if (holds_seal_memory && !any_open && closed_count_.load(std::memory_order_acquire) == 0 &&
         env_->MonotonicMicros() - last_seal >= 1'000'000) {
