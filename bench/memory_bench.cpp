@@ -376,7 +376,7 @@ int main(int argc, char** argv) {
   std::printf("## Memory (edgesync-bench-memory)\n\n");
   std::printf(
       "The agent (`edgesync run`, encryption on: journal and batches encrypted; the product's defaults "
-      "otherwise) on a real mosquitto broker and the Kafka mock cluster, at idle %d s after its start, "
+      "otherwise, but no stats line and no health records) on a real mosquitto broker and the Kafka mock cluster, at idle %d s after its start, "
       "during a burst of %llu 300-byte JSON events published at QoS 1 as fast as the broker takes them "
       "(Kafka up; the burst ends when the agent has uploaded every event), and idle again %d s after the "
       "burst went through. Baselines in the same run: `mosquitto_sub -q 1` subscribed to the same events on "
