@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 
 #include "agent/health.h"
@@ -463,6 +467,30 @@ AgentStats Agent::stats() const {
   std::lock_guard<std::mutex> fleet_lock(fleet_mu_);
   s.fleet = fleet_;
   return s;
+}
+
+void Agent::ReleaseMemoryWhenQuiet() {
+  // Quiet this long: the last batch closes max_age after its last event,
+  // then it is sealed and uploaded, and each of those moves the counters.
+  constexpr int64_t kQuietUs = 2'000'000;
+  const SealerStats sealed = sealer_->stats();
+  const uint64_t moved = sealed.accepted + sealed.sealed_batches + uploader_->stats().delivered_batches;
+  const int64_t now = env_->MonotonicMicros();
+  if (moved != last_moved_ || last_move_us_ == 0) {
+    last_moved_ = moved;
+    last_move_us_ = now;
+    released_ = false;
+    return;
+  }
+  if (released_ || now - last_move_us_ < kQuietUs) return;
+  released_ = true;
+  store_->ReleaseMemory();
+#if defined(__GLIBC__)
+  // Free chunks stay in malloc's arenas (one per thread that allocated)
+  // until the top of an arena is free; this hands every free page back.
+  // Some milliseconds, once per quiet spell.
+  malloc_trim(0);
+#endif
 }
 
 void Agent::SetFleetStatus(const FleetStatus& f) {

@@ -121,6 +121,13 @@ class Agent {
   // Agent. Set before Start; null: not watched.
   void WatchControl(const Progress* control) { control_progress_ = control; }
 
+  // Once nothing has moved (accepted, sealed, uploaded) for a few seconds
+  // after it last did, gives back what the burst left behind: SQLite's
+  // page cache and malloc's free memory in every arena (malloc_trim). Once
+  // per quiet spell; the thread that owns the agent (main) calls it about
+  // every second.
+  void ReleaseMemoryWhenQuiet();
+
   // Live reload of the chains: `config` (already parsed and checked)
   // replaces the running chains between two events, with the buffer, MQTT
   // session and sequence numbers untouched. InvalidArgument, and nothing
@@ -168,6 +175,10 @@ class Agent {
   std::mutex health_mu_;  // the monitor's health records against Shutdown
   std::atomic<bool> shutting_down_{false}, restarting_{false};
   bool started_ = false;
+  // ReleaseMemoryWhenQuiet's view of the counters (its caller's thread only).
+  uint64_t last_moved_ = 0;
+  int64_t last_move_us_ = 0;
+  bool released_ = false;
   mutable std::mutex fleet_mu_;
   FleetStatus fleet_;  // guarded by fleet_mu_
 };

@@ -15,6 +15,9 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -95,8 +98,25 @@ edgesync::Status Switch(std::unique_ptr<edgesync::Agent>* agent, edgesync::Confi
   return started.status();
 }
 
+// glibc's malloc, set for a board with 64-256 MiB before any thread starts.
+// By default each thread that allocates while another holds an arena gets
+// its own (up to 8 per core), and free memory stays in the arena it was
+// freed in; two arenas are enough for two busy threads (MQTT and sealer),
+// and thread caches keep the lock off the hot path. A fixed mmap threshold
+// keeps large buffers (a batch's body, an envelope, a zstd context) in
+// their own mappings, returned to the kernel when freed: left dynamic,
+// glibc raises it to the largest buffer freed, after which they stay in
+// the heap.
+void SetUpMalloc() {
+#if defined(__GLIBC__)
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+}
+
 int RunAgent(const std::string& path) {
   using edgesync::Status;
+  SetUpMalloc();
   edgesync::Result<edgesync::Config> device = edgesync::LoadConfig(path);
   if (!device.ok()) {
     std::fprintf(stderr, "%s\n", device.status().message().c_str());
@@ -183,6 +203,7 @@ int RunAgent(const std::string& path) {
         if (fatal) break;
         agent->SetFleetStatus(fleet->status());
       }
+      agent->ReleaseMemoryWhenQuiet();
       const int64_t now_us = env->MonotonicMicros();
       if (running.stats_interval > 0 && now_us >= next_stats_us) {
         spdlog::info("stats: {}", agent->StatsLine());

@@ -180,10 +180,26 @@ Result<std::set<crypto::KeyId>> JournalKeyIds(Env* env, const std::string& journ
   return ids;
 }
 
-Journal::Journal(Env* env, std::string dir)
-    : env_(env), dir_(std::move(dir)), zstd_(ZSTD_createCCtx(), ZSTD_freeCCtx) {
+Journal::Journal(Env* env, std::string dir) : env_(env), dir_(std::move(dir)), zstd_(nullptr, ZSTD_freeCCtx) {}
+
+// The compression context is made on a segment's first append, not before:
+// streaming at the journal's window keeps about 1 MiB in it once used, so
+// an idle stream (see ReleaseIdleMemory) holds none.
+Status Journal::EnsureCompressor() {
+  if (zstd_) return Status::OK();
+  zstd_.reset(ZSTD_createCCtx());
+  if (!zstd_) return Status::IOError("journal compression: out of memory");
   ZSTD_CCtx_setParameter(zstd_.get(), ZSTD_c_compressionLevel, format::kJournalZstdLevel);
   ZSTD_CCtx_setParameter(zstd_.get(), ZSTD_c_windowLog, format::kJournalWindowLog);
+  return Status::OK();
+}
+
+void Journal::ReleaseIdleMemory() {
+  // Only between segments' streams: a segment with frames continues its
+  // zstd stream in this context.
+  if (offset_ != 0) return;
+  zstd_.reset();
+  std::string().swap(frame_);
 }
 
 std::string Journal::SegmentPath(uint64_t segment) const {
@@ -290,7 +306,7 @@ Status Journal::OpenSegment(uint64_t segment) {
   header_ = std::move(header);
   gcm_ = std::move(gcm);
   frame_index_ = 0;
-  ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
+  if (zstd_) ZSTD_CCtx_reset(zstd_.get(), ZSTD_reset_session_only);  // a segment decodes on its own
   // The new file's directory entry must survive a power cut too.
   return env_->SyncDir(dir_);
 }
@@ -327,6 +343,7 @@ Status Journal::Append(std::string_view record) {
     EDGESYNC_RETURN_IF_ERROR(OpenSegment(segment_ + 1));
     broken_ = false;
   }
+  EDGESYNC_RETURN_IF_ERROR(EnsureCompressor());
   // One write() of the frame (and, first in a segment, the segment header),
   // from a buffer kept between calls.
   frame_.clear();

@@ -96,6 +96,11 @@ class Journal {
   Result<JournalPosition> Rotate();
   // Deletes segments that lie wholly before `sealed`.
   Status Retire(JournalPosition sealed);
+  // Frees the compression context and the frame buffer when the current
+  // segment holds nothing yet (just after Open or Rotate); the next Append
+  // makes them again. For a stream gone quiet: its context holds about
+  // 1 MiB once used. A no-op in the middle of a segment.
+  void ReleaseIdleMemory();
 
   uint64_t current_segment() const { return segment_; }
   // Bytes in the current segment (its header included once a frame is in).
@@ -106,6 +111,7 @@ class Journal {
   Status MakeSegmentHeader(std::string* header, crypto::Key* segment_key) const;
   std::string SegmentPath(uint64_t segment) const;
   Status OpenSegment(uint64_t segment);
+  Status EnsureCompressor();
 
   Env* env_;
   std::string dir_;
@@ -115,7 +121,8 @@ class Journal {
   bool broken_ = false;  // the last append failed: continue in a new segment
   std::unique_ptr<AppendFile> file_;
   std::string frame_;  // Append's buffer, reused: no allocation per event
-  // The segment's compression stream, restarted with each segment.
+  // The segment's compression stream, restarted with each segment; null
+  // until the first Append, and again after ReleaseIdleMemory.
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> zstd_;
   // Encryption: the journal key, and the current segment's key (scheduled
   // once), header (the associated data of every frame) and next frame index.

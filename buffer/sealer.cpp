@@ -26,6 +26,9 @@ struct Sealer::Lane {
   uint32_t events = 0;
   int64_t first_us = 0, last_us = 0;
   int64_t opened_mono = 0;  // monotonic time of the open batch's first event
+  // The last batch closed by age and no event came since: at the sealer's
+  // next pass the lane gives its memory back (see CloseLocked).
+  bool release_pending = false;
   uint64_t next_seq = 1;    // sealer thread only (and Open)
 };
 
@@ -86,6 +89,8 @@ Result<std::unique_ptr<Sealer>> Sealer::Open(Env* env, Store* store, SealerOptio
       }
     }
     s->recovered_events_ += sealed_here;
+    // Recovery sealed on the caller's thread, which seals nothing more.
+    if (sealed_here > 0) ReleaseSealMemory();
     if (sealed_here > 0) {
       s->options_.logger->info("journal recovery: stream {}: sealed {} recovered events",
                    s->lanes_[i]->spec.name, sealed_here);
@@ -145,13 +150,14 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   if (lane.events == 0) {
     lane.first_us = r.received_at_us;
     lane.opened_mono = env_->MonotonicMicros();
+    lane.release_pending = false;  // not quiet after all
   }
   lane.last_us = r.received_at_us;
   ++lane.events;
   accepted_.fetch_add(1, std::memory_order_relaxed);
   if (lane.events >= options_.max_events || lane.body.size() >= options_.max_bytes) {
     // The event is durable already; a failed rotation only delays sealing.
-    Status st = CloseLocked(stream);
+    Status st = CloseLocked(stream, /*full=*/true);
     if (!st.ok()) {
       options_.logger->error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
       last_error_.Set("stream " + lane.spec.name + ": closing batch: " + st.ToString());
@@ -160,7 +166,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   return Status::OK();
 }
 
-Status Sealer::CloseLocked(size_t lane_index) {
+Status Sealer::CloseLocked(size_t lane_index, bool full) {
   Lane& lane = *lanes_[lane_index];
   if (lane.events == 0) return Status::OK();
   Result<JournalPosition> end = lane.journal->Rotate();
@@ -168,6 +174,11 @@ Status Sealer::CloseLocked(size_t lane_index) {
   Closed c{lane_index, std::move(lane.body), lane.events, lane.first_us, lane.last_us, *end};
   lane.body.clear();
   lane.body.reserve(c.body.size());  // the next batch grows in one allocation, not a dozen
+  // Closed by age (or for a stop): the lane may have gone quiet. If no
+  // event comes before the sealer's next pass, that pass (Run) frees
+  // its batch buffer and its journal's compression context (about 1 MiB
+  // once used); a steady flow that closes by age keeps them.
+  lane.release_pending = !full;
   lane.events = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -219,12 +230,31 @@ void Sealer::Run() {
   } exit{progress_};
   int64_t next_sync = env_->MonotonicMicros() + options_.sync_interval_us;
   int64_t retry_at = 0;  // after a failed commit, when to try again
+  bool holds_seal_memory = false;  // sealed since the last ReleaseSealMemory
+  int64_t last_seal = 0;           // monotonic time of the last seal
   for (;;) {
     // Lock order: a lane's mu before mu_ (CloseLocked holds the lane's).
     int64_t wake = next_sync;
+    bool any_open = false;
     for (auto& lane : lanes_) {
       std::lock_guard<std::mutex> ll(lane->mu);
       if (lane->events > 0) wake = std::min(wake, lane->opened_mono + options_.max_age_us);
+      any_open = any_open || lane->events > 0;
+      if (lane->events == 0 && lane->release_pending) {
+        // No event since its last batch closed by age: quiet.
+        std::string().swap(lane->body);
+        lane->journal->ReleaseIdleMemory();
+        lane->release_pending = false;
+      }
+    }
+    if (holds_seal_memory && !any_open && closed_count_.load(std::memory_order_acquire) == 0 &&
+        env_->MonotonicMicros() - last_seal >= 1'000'000) {
+      // Nothing open, nothing to seal, nothing sealed for a second (this
+      // thread wakes at least every sync_interval): the burst is over. The
+      // compression context (about 1.2 MiB) is made again by the next
+      // seal; a steady flow always has a batch open and keeps it.
+      ReleaseSealMemory();
+      holds_seal_memory = false;
     }
     std::unique_lock<std::mutex> lock(mu_);
     int64_t now = env_->MonotonicMicros();
@@ -245,7 +275,7 @@ void Sealer::Run() {
       std::lock_guard<std::mutex> ll(lanes_[i]->mu);
       if (lanes_[i]->events > 0 &&
           (stop || now - lanes_[i]->opened_mono >= options_.max_age_us)) {
-        Status st = CloseLocked(i);
+        Status st = CloseLocked(i, /*full=*/false);
         if (!st.ok()) {
           options_.logger->error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
           last_error_.Set("stream " + lanes_[i]->spec.name + ": closing batch: " + st.ToString());
@@ -283,6 +313,8 @@ void Sealer::Run() {
         break;
       }
       sticky_ = Status::OK();
+      holds_seal_memory = true;
+      last_seal = env_->MonotonicMicros();
       lock.unlock();
       progress_.Advance(env_->MonotonicMicros());
       space_cv_.notify_all();

@@ -121,8 +121,11 @@ class Sealer {
 
   Sealer(Env* env, Store* store, SealerOptions options);
   Status SealAndCommit(Closed& c);
-  // Requires lane.mu held. Moves the open batch to closed_ (rotating the journal).
-  Status CloseLocked(size_t lane_index);
+  // Requires lane.mu held. Moves the open batch to closed_ (rotating the
+  // journal). `full`: it closed by size (the lane is busy), else by age or
+  // for a stop (the lane may be quiet: if no event comes before the sealer
+  // thread's next pass, that pass frees its buffers).
+  Status CloseLocked(size_t lane_index, bool full);
   void Run();
   // fdatasyncs every lane's journal if `*next_sync` has passed; sealer thread.
   void SyncDue(int64_t* next_sync, bool force);

@@ -24,7 +24,10 @@ const OptionTable<StoreLimits>& StoreLimits::Options() {
             "Free space to leave on state_dir's file system; below it batches are given up the same way (reason \"disk-full\"). 0: no check.",
             0, 1ll << 50)
       .Micros("buffer.max_age", &StoreLimits::max_age_us,
-              "Batches whose newest event is older are given up (reason \"expired\"). 0: keep until uploaded.");
+              "Batches whose newest event is older are given up (reason \"expired\"). 0: keep until uploaded.")
+      .Size("buffer.cache_size", &StoreLimits::cache_bytes,
+            "SQLite's page cache for the store (e.g. \"512KiB\"), held while batches come and go and given back after a quiet spell. More drains a backlog with less CPU; less suits a board with little memory.",
+            64 << 10, 256 << 20);
   return *table;
 }
 
@@ -164,9 +167,18 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
   EDGESYNC_RETURN_IF_ERROR(store->Exec("PRAGMA secure_delete=FAST"));
   EDGESYNC_RETURN_IF_ERROR(store->Exec(
       ("PRAGMA journal_size_limit=" + std::to_string(kWalLimitBytes)).c_str()));
+  // SQLite's default page cache is 2000 KiB: on a 64 MiB board that is the
+  // agent's largest heap item once a check or a burst has filled it. A
+  // commit or a lease touches a few dozen 1 KiB pages (an envelope's
+  // overflow chain, the b-tree paths), and what falls out of the cache is
+  // one pread() away in the OS page cache: a drain, which deletes batches
+  // it read a moment before, spends more CPU with a small cache.
+  EDGESYNC_RETURN_IF_ERROR(store->Exec(
+      ("PRAGMA cache_size=-" + std::to_string(std::max<uint64_t>(store->options_.cache_bytes / 1024, 1))).c_str()));
   EDGESYNC_RETURN_IF_ERROR(store->Migrate());
   EDGESYNC_RETURN_IF_ERROR(store->CheckIntegrity());
   EDGESYNC_RETURN_IF_ERROR(store->LoadTotals());
+  store->ReleaseMemory();  // what the check read through the cache
   store->device_id_ = store->options_.device_id;
   if (store->device_id_.empty()) {
     Stmt m(db, "SELECT value FROM meta WHERE key='device_id'");
@@ -197,6 +209,11 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
 
 Store::~Store() {
   sqlite3_close(db_);  // before vfs_ goes away
+}
+
+void Store::ReleaseMemory() {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_db_release_memory(db_);
 }
 
 Status Store::Exec(const char* sql) {

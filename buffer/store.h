@@ -98,6 +98,7 @@ struct StoreLimits {
   uint64_t max_bytes = 256ull << 20;           // envelope bytes held; above: evict
   uint64_t min_free_bytes = 64ull << 20;       // free space kept on the file system
   int64_t max_age_us = 7ll * 24 * 3600 * 1'000'000;  // older batches expire; 0: never
+  uint64_t cache_bytes = 512u << 10;           // SQLite's page cache (given back when quiet)
   static const OptionTable<StoreLimits>& Options();
   bool operator==(const StoreLimits&) const = default;
 };
@@ -123,6 +124,10 @@ class Store {
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
+
+  // Frees what SQLite caches for this connection and does not need (its
+  // page cache beyond dirty pages): after a burst, for a small board.
+  void ReleaseMemory();
 
   // State of `stream` (defaults for a stream never seen).
   Result<StreamState> LoadStream(const std::string& stream);

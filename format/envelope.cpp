@@ -84,10 +84,16 @@ Result<std::string> TrainDictionary(const std::vector<std::string>& samples, siz
 
 namespace {
 
-// One compression and one decompression context per thread, reused: sealing
-// and opening allocate nothing for zstd once warm.
+// One compression context per thread, reused: sealing allocates nothing
+// for zstd once warm. Null until the thread's first seal, and again after
+// ReleaseSealMemory.
+std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)>& ThreadCCtxSlot() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(nullptr, ZSTD_freeCCtx);
+  return ctx;
+}
 ZSTD_CCtx* ThreadCCtx() {
-  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  auto& ctx = ThreadCCtxSlot();
+  if (!ctx) ctx.reset(ZSTD_createCCtx());
   return ctx.get();
 }
 // A new decompression context for every envelope, never a reused one: a
@@ -148,6 +154,8 @@ Status SealBody(const Recipient& to, const SealSecrets* fixed, std::string_view 
 }
 
 }  // namespace
+
+void ReleaseSealMemory() { ThreadCCtxSlot().reset(); }
 
 Result<std::string> SealEnvelope(BatchHeader h, std::string_view body, const SealOptions& options) {
   if (h.device_id.empty() || h.device_id.size() > format::kMaxNameBytes ||
