@@ -30,7 +30,7 @@ const OptionTable<StoreLimits>& StoreLimits::Options() {
 
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // Schema version 1. Never edit a released version: add a migration below.
 constexpr const char* kSchemaV1 = R"sql(
@@ -80,6 +80,15 @@ CREATE TABLE gaps (
 );
 CREATE INDEX gaps_pending ON gaps (record_id);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+// Version 3: an index holding every column the totals read (LoadTotals at
+// Open, Counts, CountsByStream), so they read a few dozen compact pages
+// instead of the table's leaf pages, about one per batch and scattered
+// between the envelopes' overflow pages: with a full store that was ~800
+// random reads, 80 ms of a cold start.
+constexpr const char* kMigrateToV3 = R"sql(
+CREATE INDEX batches_counts ON batches (stream, gap, events, size, first_us);
 )sql";
 
 // Every statement the store runs must prepare against its schema.
@@ -282,6 +291,7 @@ Status Store::Migrate() {
       EDGESYNC_RETURN_IF_ERROR(Exec("VACUUM"));
     }
   }
+  if (version < 3) EDGESYNC_RETURN_IF_ERROR(step(kMigrateToV3, 3));
   return Status::OK();
 }
 
