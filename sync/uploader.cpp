@@ -647,8 +647,8 @@ Status Uploader::Impl::MakeProducer() {
       // batch, so not faster than this on a metered link.
       {"retry.backoff.ms", "500"},
       // Reconnects to a broker that is away: the default lets the pause
-      // grow to 10 s, so uploads resumed up to 10 s (3-5 s typically) after
-      // the cluster came back. Capped here (librdkafka applies it after its
+      // grow to 10 s, so uploads could resume up to 10 s after the cluster
+      // came back, depending on where its return fell in that pause. Capped here (librdkafka applies it after its
       // jitter), it bounds that delay; the price is one TCP connection
       // attempt per needed broker this often while the cluster is away
       // (docs/operating.md states it per minute).
