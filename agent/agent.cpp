@@ -371,6 +371,9 @@ Status Agent::Shutdown(bool restarting) {
   started_ = false;
   restarting_ = restarting;
   log_->info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
+  // A check of the store still running gives up (the next start runs it)
+  // rather than hold the sealer's last commits.
+  store_->StopCheck();
   intake_->StopWaiting();
   // First, so that a health record the monitor is journaling (under
   // health_mu_) cannot wait for space while we wait for the lock.

@@ -227,17 +227,25 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
   return store;
 }
 
-Store::~Store() {
+void Store::StopCheck() {
   closing_ = true;
-  if (check_thread_.joinable()) {
-    // quick_check notices an interrupt between pages; one sent before its
-    // statement began would be lost, hence again until the thread is done.
-    while (!check_done_.load()) {
-      sqlite3_interrupt(db_);
-      env_->SleepForMicros(1000);
+  if (!check_thread_.joinable()) return;
+  // quick_check notices an interrupt between pages; one sent before its
+  // statement began is forgotten as it begins, hence again until the thread
+  // is done. Only while that statement runs: the connection is shared, and
+  // an interrupt must never end a commit of the sealer's or the uploader's.
+  while (!check_done_.load()) {
+    {
+      std::lock_guard<std::mutex> lock(interrupt_mu_);
+      if (check_running_) sqlite3_interrupt(db_);
     }
-    check_thread_.join();
+    env_->SleepForMicros(1000);
   }
+  check_thread_.join();
+}
+
+Store::~Store() {
+  StopCheck();
   if (db_ != nullptr && !read_only_ && verified_) {
     // Clean close of a store a check found sound: the next Open may skip
     // quick_check (store.h). Synchronous, like every commit.
@@ -753,7 +761,16 @@ bool Store::check_pending() const { return check_pending_.load(); }
 Status Store::Check() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closing_) return Status::Aborted("store " + path_ + " closing: check not run");
+  {
+    std::lock_guard<std::mutex> running(interrupt_mu_);
+    check_running_ = true;
+  }
   Status st = CheckIntegrity(/*deep=*/true);
+  {
+    // Before mu_ is released: no interrupt reaches the next statement.
+    std::lock_guard<std::mutex> running(interrupt_mu_);
+    check_running_ = false;
+  }
   if (closing_ || sqlite3_errcode(db_) == SQLITE_INTERRUPT) {
     return Status::Aborted("store " + path_ + " closing: check interrupted");
   }

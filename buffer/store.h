@@ -198,9 +198,14 @@ class Store {
   // destructor interrupted it.
   Status Check();
   // Runs Check on a thread of the store's own if it is pending; `done` (may
-  // be empty) gets its result on that thread. The destructor interrupts and
-  // joins it.
+  // be empty) gets its result on that thread. StopCheck or the destructor
+  // interrupts and joins it.
   void StartCheck(std::function<void(const Status&)> done = {});
+  // Interrupts the check StartCheck runs (sqlite3_interrupt, sent only while
+  // its statement is the one running) and waits for its thread: a stop never
+  // waits for the check. The check then counts as not finished, so the next
+  // Open runs it. No check runs on this store afterwards.
+  void StopCheck();
 
  private:
   Store(Env* env, std::string path, StoreOptions options);
@@ -243,6 +248,8 @@ class Store {
   std::atomic<bool> verified_{false};       // a quick_check passed since Open
   std::atomic<bool> closing_{false};        // the destructor runs: a check in progress gives up
   std::atomic<bool> check_done_{false};     // check_thread_ has finished its work
+  std::mutex interrupt_mu_;                 // orders check_running_ and sqlite3_interrupt
+  bool check_running_ = false;              // Check's statement runs; guarded by interrupt_mu_
   std::thread check_thread_;
 };
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "buffer/sqlite_vfs.h"
 #include "harness/agent_process.h"
@@ -714,6 +715,51 @@ TEST(StoreCheck, DamageTheDeferredCheckFindsIsHandledAtTheNextOpenAsAnyCorruptSt
   EXPECT_EQ(r.gaps[0].stream, "pay");
   EXPECT_EQ(r.gaps[0].reason, "store-corrupt");
   EXPECT_EQ((*replaced)->Counts()->gap_records, r.gaps.size());
+}
+
+// A stop ends a check in progress (Agent::Shutdown calls StopCheck) with
+// the sealer still committing on the same connection: the interrupt meant
+// for the check never ends one of its commits, and a check that did not
+// finish runs at the next open.
+TEST(StoreCheck, StopCheckEndsTheCheckButNeverACommit) {
+  MemStore m;
+  m.options.defer_check = true;
+  m.options.max_bytes = 64ull << 20;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 1000; ++seq) m.Add("pay", seq, Priority::kHigh, 4 * kKiB);
+  m.store.reset();
+  uint64_t next = 1001;
+  int interrupted = 0;
+  for (int round = 0; round < 6; ++round) {
+    std::unique_ptr<Store> store = OpenThrough(&m.env, m.options);
+    ASSERT_TRUE(store);
+    const bool deferred = store->check_pending();
+    store->StartCheck();
+    std::atomic<bool> go{true};
+    std::atomic<int> failed{0};
+    std::thread sealer([&] {
+      while (go) {
+        SealedBatch b = Batch("pay", next, Priority::kHigh);
+        if (store->Commit(&b, {}).ok()) {
+          ++next;
+        } else {
+          ++failed;
+        }
+      }
+    });
+    store->StopCheck();
+    go = false;
+    sealer.join();
+    EXPECT_EQ(failed.load(), 0) << "round " << round;
+    const bool finished = !store->check_pending();
+    interrupted += deferred && !finished;
+    store.reset();
+    store = OpenThrough(&m.env, m.options);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->check_pending(), !deferred || finished) << "an unfinished check runs at the next open";
+    EXPECT_EQ(store->Counts()->batches, next - 1);
+  }
+  EXPECT_GT(interrupted, 0) << "no check was stopped: the rounds proved nothing";
 }
 
 TEST(StoreCheck, ClosingInterruptsACheckInProgress) {
