@@ -771,7 +771,7 @@ Status Store::Check() {
     std::lock_guard<std::mutex> running(interrupt_mu_);
     check_running_ = false;
   }
-  if (closing_ || sqlite3_errcode(db_) == SQLITE_INTERRUPT) {
+  if (!st.ok() && (closing_ || sqlite3_errcode(db_) == SQLITE_INTERRUPT)) {
     return Status::Aborted("store " + path_ + " closing: check interrupted");
   }
   check_pending_ = false;
