@@ -28,7 +28,7 @@ const OptionTable<UploadLimits>& UploadLimits::Options() {
             "Upload rate limit for metered links (e.g. \"64KiB\"; bursts of up to one second's worth). 0: unlimited.",
             0, 1ll << 40)
       .Micros("kafka.retry_backoff_max", &UploadLimits::backoff_max_us,
-              "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter).")
+              "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter). Deliveries that timed out (Kafka unreachable) get no pause: one batch waits in the Kafka client until the cluster answers, and the rest follows it.")
       .Micros("kafka.blocked_retry_interval", &UploadLimits::blocked_retry_us,
               "A topic that refuses the agent (not authorized, unknown, invalid config) is blocked and tried again this often with one batch; other topics keep flowing.");
   return *table;
