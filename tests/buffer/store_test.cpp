@@ -434,7 +434,7 @@ TEST(StoreSchema, VersionOneMigratesKeepingItsBatches) {
   sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version), "
                          "(SELECT auto_vacuum FROM pragma_auto_vacuum)", -1, &q, nullptr);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(q, 0), 3);
+  EXPECT_EQ(sqlite3_column_int(q, 0), 2);
   EXPECT_EQ(sqlite3_column_int(q, 1), 2) << "incremental vacuum after migration";
   sqlite3_finalize(q);
   sqlite3_close(db);
@@ -615,7 +615,7 @@ TEST(StoreCheck, AfterACleanCloseOpenSkipsQuickCheckAndCheckStillRunsIt) {
 }
 
 // What Open still reads after a clean close: the header, the schema and the
-// totals' covering index (schema version 3), not the table's leaf pages,
+// totals' covering index (store.cpp, kTotalsIndex), not the table's leaf pages,
 // about one per batch and scattered through the file (a cold start with a
 // full store spent 80 ms on them).
 TEST(StoreCheck, OpenAfterACleanCloseReadsAFewPagesNotOnePerBatch) {
