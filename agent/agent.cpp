@@ -113,6 +113,8 @@ Result<std::unique_ptr<Agent>> Agent::Open(const Config& config, Env* env,
   sto.device_id = config.device_id;
   sto.signer = a->device_key_;
   sto.logger = a->log_;
+  // After a clean stop the full check waits until intake runs (Start).
+  sto.defer_check = true;
   Result<std::shared_ptr<const Pipeline>> pipeline = Pipeline::Build(config);
   if (!pipeline.ok()) return pipeline.status();
   a->pipeline_lanes_ = (*pipeline)->lanes();
@@ -287,6 +289,10 @@ Status Agent::Start() {
     return st;
   }
   started_ = true;
+  // The check Open deferred (a clean stop before): now that events are
+  // journaled again. It holds the store's lock while it reads the file, so
+  // commits and uploads wait for it; intake does not.
+  store_->StartCheck();
   if (config_.heartbeat_interval > 0) EmitHealth("starting");
   return monitor_->Start();
 }
@@ -394,6 +400,9 @@ Status Agent::Shutdown(bool restarting) {
   started_ = false;
   restarting_ = restarting;
   log_->info("{}: stopping intake", restarting ? "restarting the pipeline" : "shutting down");
+  // A check of the store still running gives up (the next start runs it)
+  // rather than hold the sealer's last commits.
+  store_->StopCheck();
   intake_->StopWaiting();
   // First, so that a health record the monitor is journaling (under
   // health_mu_) cannot wait for space while we wait for the lock.

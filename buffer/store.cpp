@@ -85,6 +85,16 @@ CREATE INDEX gaps_pending ON gaps (record_id);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql";
 
+// An index holding every column the totals read (LoadTotals at Open,
+// Counts, CountsByStream), so they read a few dozen compact pages instead of
+// the table's leaf pages, about one per batch and scattered between the
+// envelopes' overflow pages: with a full store that was ~800 random reads,
+// 80 ms of a cold start. Not a schema version: an older agent (after a
+// downgrade) opens the file as before, and SQLite keeps the index up to
+// date under it. Made once, at the first open that lacks it.
+constexpr const char* kTotalsIndex =
+    "CREATE INDEX IF NOT EXISTS batches_counts ON batches (stream, gap, events, size, first_us)";
+
 // Every statement the store runs must prepare against its schema.
 constexpr const char* kSchemaProbe[] = {
     "SELECT name, next_seq, journal_segment, journal_offset FROM streams",
@@ -176,18 +186,41 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
   EDGESYNC_RETURN_IF_ERROR(store->Exec(
       ("PRAGMA cache_size=-" + std::to_string(std::max<uint64_t>(store->options_.cache_bytes / 1024, 1))).c_str()));
   EDGESYNC_RETURN_IF_ERROR(store->Migrate());
-  EDGESYNC_RETURN_IF_ERROR(store->CheckIntegrity());
+  // The mark a clean close left (see store.h). A file too damaged to say
+  // has none, and is checked in full.
+  bool clean = false;
+  {
+    Stmt m(db, "SELECT value FROM meta WHERE key='clean_close'");
+    clean = m.ok() && sqlite3_step(m.get()) == SQLITE_ROW && m.ColText(0) == "1";
+  }
+  const bool defer = clean && store->options_.defer_check;
+  EDGESYNC_RETURN_IF_ERROR(store->CheckIntegrity(/*deep=*/!defer));
+  EDGESYNC_RETURN_IF_ERROR(store->Exec(kTotalsIndex));  // after the schema probe: its tables are there
+  store->check_pending_ = defer;
+  store->verified_ = !defer;
   EDGESYNC_RETURN_IF_ERROR(store->LoadTotals());
   store->ReleaseMemory();  // what the check read through the cache
   store->device_id_ = store->options_.device_id;
   if (store->device_id_.empty()) {
     Stmt m(db, "SELECT value FROM meta WHERE key='device_id'");
     store->device_id_ = m.ok() && sqlite3_step(m.get()) == SQLITE_ROW ? m.ColText(0) : "unknown";
-  } else {
-    Stmt m(db, "INSERT INTO meta (key, value) VALUES ('device_id', ?1) "
-               "ON CONFLICT(key) DO UPDATE SET value=?1");
-    m.Text(1, store->device_id_);
-    if (!m.ok() || sqlite3_step(m.get()) != SQLITE_DONE) return SqlError(db, "write device id");
+  }
+  if (!store->options_.device_id.empty() || clean) {
+    // One transaction, one sync: the device id, and the mark cleared, so
+    // that a crash from here on is an unclean stop.
+    Transaction txn(db);
+    EDGESYNC_RETURN_IF_ERROR(txn.Begun());
+    if (!store->options_.device_id.empty()) {
+      Stmt m(db, "INSERT INTO meta (key, value) VALUES ('device_id', ?1) "
+                 "ON CONFLICT(key) DO UPDATE SET value=?1");
+      m.Text(1, store->device_id_);
+      if (!m.ok() || sqlite3_step(m.get()) != SQLITE_DONE) return txn.Fail("write device id");
+    }
+    if (clean) {
+      Stmt m(db, "DELETE FROM meta WHERE key='clean_close'");
+      if (!m.ok() || sqlite3_step(m.get()) != SQLITE_DONE) return txn.Fail("clear the clean-close mark");
+    }
+    EDGESYNC_RETURN_IF_ERROR(txn.Commit("commit store metadata"));
   }
   return store;
 }
@@ -195,6 +228,7 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& path,
 Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& path) {
   if (!env->Exists(path)) return Status::NotFound(path + " does not exist");
   std::unique_ptr<Store> store(new Store(env, path, StoreOptions{}));
+  store->read_only_ = true;
   EDGESYNC_RETURN_IF_ERROR(OpenDatabase(env, path, SQLITE_OPEN_READONLY, &store->vfs_, &store->db_));
   sqlite3_busy_timeout(store->db_, 1000);
   for (const char* probe : kSchemaProbe) {
@@ -207,7 +241,35 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
   return store;
 }
 
+void Store::StopCheck() {
+  closing_ = true;
+  if (!check_thread_.joinable()) return;
+  // quick_check notices an interrupt between pages; one sent before its
+  // statement began is forgotten as it begins, hence again until the thread
+  // is done. Only while that statement runs: the connection is shared, and
+  // an interrupt must never end a commit of the sealer's or the uploader's.
+  while (!check_done_.load()) {
+    {
+      std::lock_guard<std::mutex> lock(interrupt_mu_);
+      if (check_running_) sqlite3_interrupt(db_);
+    }
+    env_->SleepForMicros(1000);
+  }
+  check_thread_.join();
+}
+
 Store::~Store() {
+  StopCheck();
+  if (db_ != nullptr && !read_only_ && verified_) {
+    // Clean close of a store a check found sound: the next Open may skip
+    // quick_check (store.h). Synchronous, like every commit.
+    if (sqlite3_exec(db_, "INSERT INTO meta (key, value) VALUES ('clean_close', '1') "
+                          "ON CONFLICT(key) DO UPDATE SET value='1'",
+                     nullptr, nullptr, nullptr) != SQLITE_OK) {
+      options_.logger->warn("store: marking the clean close: {}; the next start checks the whole store",
+                            sqlite3_errmsg(db_));
+    }
+  }
   sqlite3_close(db_);  // before vfs_ goes away
 }
 
@@ -259,8 +321,27 @@ Status Store::Migrate() {
   return Status::OK();
 }
 
-Status Store::CheckIntegrity() {
-  {
+Status Store::CheckIntegrity(bool deep) {
+  if (!deep) {
+    // What reading the header costs: a freelist longer than the file, or a
+    // page count beyond what the file and its WAL can hold, is damage.
+    int64_t page_size = 0, pages = 0, free_pages = 0;
+    for (auto [pragma, out] : {std::pair{"PRAGMA page_size", &page_size},
+                               std::pair{"PRAGMA page_count", &pages},
+                               std::pair{"PRAGMA freelist_count", &free_pages}}) {
+      Stmt q(db_, pragma);
+      if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, pragma);
+      *out = q.ColInt(0);
+    }
+    Result<uint64_t> on_disk = FileBytes();
+    if (page_size <= 0 || free_pages < 0 || free_pages >= std::max<int64_t>(pages, 1) ||
+        (on_disk.ok() && static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) > *on_disk)) {
+      return Status::Corruption("store " + path_ + " has an inconsistent header: " + std::to_string(pages) +
+                                " pages of " + std::to_string(page_size) + " bytes, " +
+                                std::to_string(free_pages) + " free, " +
+                                std::to_string(on_disk.ok() ? *on_disk : 0) + " bytes on disk");
+    }
+  } else {
     Stmt q(db_, "PRAGMA quick_check");
     if (!q.ok()) return SqlError(db_, "quick_check");
     int rc = sqlite3_step(q.get());
@@ -691,6 +772,51 @@ Result<std::vector<Gap>> Store::Gaps() {
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "read gaps");
   return out;
+}
+
+bool Store::check_pending() const { return check_pending_.load(); }
+
+Status Store::Check() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closing_) return Status::Aborted("store " + path_ + " closing: check not run");
+  {
+    std::lock_guard<std::mutex> running(interrupt_mu_);
+    check_running_ = true;
+  }
+  Status st = CheckIntegrity(/*deep=*/true);
+  {
+    // Before mu_ is released: no interrupt reaches the next statement.
+    std::lock_guard<std::mutex> running(interrupt_mu_);
+    check_running_ = false;
+  }
+  if (!st.ok() && (closing_ || sqlite3_errcode(db_) == SQLITE_INTERRUPT)) {
+    return Status::Aborted("store " + path_ + " closing: check interrupted");
+  }
+  check_pending_ = false;
+  verified_ = st.ok();
+  return st;
+}
+
+void Store::StartCheck(std::function<void(const Status&)> done) {
+  if (!check_pending_ || check_thread_.joinable()) return;
+  check_thread_ = std::thread([this, done = std::move(done)] {
+    const int64_t start = env_->MonotonicMicros();
+    Status st = Check();
+    if (st.ok()) {
+      options_.logger->info("store: integrity check passed ({} ms, after intake started)",
+                            (env_->MonotonicMicros() - start) / 1000);
+    } else if (st.code() == Status::Code::kCorruption) {
+      options_.logger->error("store: {}. Batches already in it may be unreadable; the agent keeps "
+                             "running, and at its next start moves the store aside and starts a new one "
+                             "with a store-corrupt gap per stream: restart edgesync to do that now",
+                             st.message());
+    } else if (st.code() != Status::Code::kAborted) {
+      options_.logger->warn("store: integrity check failed to run: {}; the next start checks the "
+                            "whole store before intake", st.ToString());
+    }
+    if (done) done(st);
+    check_done_ = true;
+  });
 }
 
 Result<uint64_t> Store::FileBytes() {

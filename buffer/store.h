@@ -10,6 +10,15 @@
 // from may be deleted. Space is given back as batches leave (incremental
 // vacuum) and the WAL is checkpointed and truncated so it stays small.
 //
+// Integrity: a store closed cleanly after a check that passed (quick_check
+// at Open or Check) records so in its `meta` table; Open clears the mark.
+// With StoreOptions::defer_check, Open skips quick_check (it reads every
+// page: seconds for a full store on eMMC) when it finds the mark, and runs
+// only cheap checks (header, freelist, schema); the owner then runs Check
+// off the start's critical path (StartCheck: on a thread of the store's own,
+// once intake runs). After an unclean stop, or a check that failed or never
+// finished, the mark is missing and Open runs quick_check as before.
+//
 // I/O: through EnvVfs (buffer/sqlite_vfs.h) over the store's Env, in
 // exclusive locking mode, in production as in the tests that cut power,
 // fill the disk or fail I/O under SQLite. While a store is open nothing
@@ -21,6 +30,7 @@
 // and deletes).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -29,6 +39,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/env.h"
@@ -107,13 +118,17 @@ struct StoreOptions : StoreLimits {
   std::shared_ptr<spdlog::logger> logger;      // null: spdlog's default logger
   std::string device_id;                       // written into gap records
   std::optional<DeviceSigner> signer;          // signs gap records (the agent's device key)
+  // After a clean close, Open skips quick_check and leaves it to Check or
+  // StartCheck (see the top of this file). Off: Open always checks.
+  bool defer_check = false;
 };
 
 class Store {
  public:
   // Opens or creates the database at `path` and migrates its schema, then
-  // checks it (quick_check, schema). Corruption when the file is damaged
-  // or not a store: see OpenOrReplaceStore. `env` must outlive the store.
+  // checks it (quick_check, unless deferred: see above; header, freelist,
+  // schema). Corruption when the file is damaged or not a store: see
+  // OpenOrReplaceStore. `env` must outlive the store.
   static Result<std::unique_ptr<Store>> Open(Env* env, const std::string& path,
                                              StoreOptions options = {});
   // Opens an existing store for reading only (`edgesync status` while the
@@ -121,6 +136,8 @@ class Store {
   // counting queries (Counts, CountsByStream, Gaps) are meant for it.
   // Unavailable while an agent has the store open (its lock: sqlite_vfs.h).
   static Result<std::unique_ptr<Store>> OpenReadOnly(Env* env, const std::string& path);
+  // Waits for (interrupts) a running StartCheck; marks a clean close when a
+  // check passed since Open.
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -176,6 +193,25 @@ class Store {
   // Bytes of the database and its WAL on disk, for tests and status.
   Result<uint64_t> FileBytes();
 
+  // True while Open deferred quick_check and no Check has finished yet.
+  bool check_pending() const;
+  // Runs the deferred quick_check now (again, if it ran already), holding
+  // the store's lock: the sealer's commits and the uploader's reads wait
+  // for it, so it never shares the connection with them. Corruption when it
+  // fails: the store then stays unmarked, so the next Open checks at once
+  // and OpenOrReplaceStore moves it aside as at any start; Aborted when the
+  // destructor interrupted it.
+  Status Check();
+  // Runs Check on a thread of the store's own if it is pending; `done` (may
+  // be empty) gets its result on that thread. StopCheck or the destructor
+  // interrupts and joins it.
+  void StartCheck(std::function<void(const Status&)> done = {});
+  // Interrupts the check StartCheck runs (sqlite3_interrupt, sent only while
+  // its statement is the one running) and waits for its thread: a stop never
+  // waits for the check. The check then counts as not finished, so the next
+  // Open runs it. No check runs on this store afterwards.
+  void StopCheck();
+
  private:
   Store(Env* env, std::string path, StoreOptions options);
   struct Victim {
@@ -184,7 +220,8 @@ class Store {
   };
   Status Exec(const char* sql);
   Status Migrate();
-  Status CheckIntegrity();
+  // quick_check, unless `deep` is false: then the cheap checks only.
+  Status CheckIntegrity(bool deep);
   Status LoadTotals();
   // The methods below require mu_.
   // Evictable rows (not leased, not gap records) matching `where` (which
@@ -211,6 +248,14 @@ class Store {
   std::string device_id_;        // for gap records: the option, else what the store knows
   uint64_t bytes_ = 0;           // SUM(size) of all rows
   int64_t next_age_check_ = 0;   // monotonic µs
+  bool read_only_ = false;
+  std::atomic<bool> check_pending_{false};  // Open deferred quick_check
+  std::atomic<bool> verified_{false};       // a quick_check passed since Open
+  std::atomic<bool> closing_{false};        // the destructor runs: a check in progress gives up
+  std::atomic<bool> check_done_{false};     // check_thread_ has finished its work
+  std::mutex interrupt_mu_;                 // orders check_running_ and sqlite3_interrupt
+  bool check_running_ = false;              // Check's statement runs; guarded by interrupt_mu_
+  std::thread check_thread_;
 };
 
 // What OpenOrReplaceStore found in a store it had to replace.

@@ -28,7 +28,7 @@ const OptionTable<UploadLimits>& UploadLimits::Options() {
             "Upload rate limit for metered links (e.g. \"64KiB\"; bursts of up to one second's worth). 0: unlimited.",
             0, 1ll << 40)
       .Micros("kafka.retry_backoff_max", &UploadLimits::backoff_max_us,
-              "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter).")
+              "Longest pause after failed deliveries (the pause doubles from 250ms, with full jitter). Deliveries that timed out (Kafka unreachable) get no pause: one batch waits in the Kafka client until the cluster answers, and the rest follows it.")
       .Micros("kafka.blocked_retry_interval", &UploadLimits::blocked_retry_us,
               "A topic that refuses the agent (not authorized, unknown, invalid config) is blocked and tried again this often with one batch; other topics keep flowing.");
   return *table;
@@ -80,9 +80,28 @@ Failure Classify(rd_kafka_resp_err_t err) {
   }
 }
 
+// A failure that took a time-out to come: the cluster (or the way to it)
+// is away. Its time-out was the pause; what comes next is a probe.
+bool IsOutage(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string Describe(rd_kafka_resp_err_t err) {
   return std::string(rd_kafka_err2name(err)) + " (" + rd_kafka_err2str(err) + ")";
 }
+
+// librdkafka's reconnect.backoff.max.ms unless kafka.properties sets it.
+constexpr int kReconnectBackoffMaxMs = 500;
 
 // Fragments are never made smaller than this: a broker that refuses 4 KiB
 // messages is misconfigured, and the topic is blocked instead.
@@ -129,6 +148,13 @@ struct Uploader::Impl {
   std::set<std::string> metadata_asked;  // topics whose metadata a timeout made us ask for, this episode
   bool store_may_have_more = true; // Next may find something to send
   bool failed_since_idle = false;  // a delivery failed: send nothing new until in-flight drains
+  bool outage_only = true;         // every failure since idle was an outage (IsOutage)
+  // After an outage: one batch (the store's first) waits in librdkafka for
+  // the cluster, the rest follow once Kafka has taken it. It leaves as soon
+  // as librdkafka reconnects (reconnect.backoff.max.ms), with no pause of
+  // ours between the cluster's return and the upload, and costs nothing on
+  // the link while no broker answers.
+  bool outage_probe = false;
   bool fatal = false;              // librdkafka raised a fatal error
   bool outage_logged = false;
   int64_t resume_at = 0;           // monotonic µs: no sends before this
@@ -323,6 +349,10 @@ struct Uploader::Impl {
       store_may_have_more = true;  // the rest of its streams
       PublishBlocked();
     }
+    if (outage_probe) {
+      outage_probe = false;
+      store_may_have_more = true;  // the rest, at once
+    }
     if (!failed_since_idle) {
       if (outage_logged) opt.logger->info("uploader: Kafka reachable again, draining");
       outage_logged = false;
@@ -387,10 +417,13 @@ struct Uploader::Impl {
       case Failure::kPurged:
         break;
       case Failure::kRetriable:
+        if (!IsOutage(err)) outage_only = false;
         if (!outage_logged) {
           opt.logger->warn("uploader: delivery of batch {} of stream {} to {} failed: {}; batches stay "
-                       "in the store and are sent again after a pause",
-                       b.seq, b.stream, b.kafka_topic, Describe(f.err));
+                       "in the store and are sent again {}",
+                       b.seq, b.stream, b.kafka_topic, Describe(f.err),
+                       IsOutage(err) ? "once Kafka answers (one waits in the Kafka client meanwhile)"
+                                     : "after a pause");
           outage_logged = true;
         }
         if (!failed_since_idle) {
@@ -465,7 +498,7 @@ struct Uploader::Impl {
     }
     // Rate-limited, one batch at a time: the bucket lets about one through
     // per pass, and reading more rows only to hand them back costs I/O.
-    const size_t room = bucket.unlimited() ? opt.max_in_flight - in_flight.size() : 1;
+    const size_t room = bucket.unlimited() && !outage_probe ? opt.max_in_flight - in_flight.size() : 1;
     Result<std::vector<SealedBatch>> next = store->Next(room, skip);
     if (!next.ok()) {
       opt.logger->error("uploader: reading the store: {}", next.status().ToString());
@@ -491,6 +524,7 @@ struct Uploader::Impl {
       if (s == Sent::kTopicRefused) refused.insert(topic_name);
       if (s == Sent::kFailed) {
         failed_since_idle = true;
+        outage_only = false;  // refused at once: pause before trying again
         ++i;
         break;
       }
@@ -548,6 +582,7 @@ struct Uploader::Impl {
     in_flight_bytes = 0;
     inflight_count = 0;
     failed_since_idle = false;
+    outage_only = true;
   }
 };
 
@@ -611,6 +646,13 @@ Status Uploader::Impl::MakeProducer() {
       // exponential retry backoff before 2.3); each retry resends the
       // batch, so not faster than this on a metered link.
       {"retry.backoff.ms", "500"},
+      // Reconnects to a broker that is away: the default lets the pause
+      // grow to 10 s, so uploads could resume up to 10 s after the cluster
+      // came back, depending on where its return fell in that pause. Capped here (librdkafka applies it after its
+      // jitter), it bounds that delay; the price is one TCP connection
+      // attempt per needed broker this often while the cluster is away
+      // (docs/operating.md states it per minute).
+      {"reconnect.backoff.max.ms", std::to_string(kReconnectBackoffMaxMs)},
   };
   props.insert(props.end(), opt.properties.begin(), opt.properties.end());
   for (const auto& [k, v] : props) {
@@ -720,7 +762,17 @@ void Uploader::Run() {
     if (s.failed_since_idle && s.in_flight.empty()) {
       s.failed_since_idle = false;
       s.metadata_asked.clear();
-      s.resume_at = now + s.backoff.NextMicros();
+      if (s.outage_only) {
+        // The failures took message.timeout.ms to come back: no pause of
+        // ours on top, which would delay the upload after the cluster's
+        // return by up to retry_backoff_max. One batch goes at once as the
+        // probe (outage_probe).
+        s.resume_at = now;
+        s.outage_probe = true;
+      } else {
+        s.resume_at = now + s.backoff.NextMicros();
+      }
+      s.outage_only = true;
       store_may_have_more = true;
     }
 
@@ -728,6 +780,7 @@ void Uploader::Run() {
       if (t.blocked && !t.probing && now >= t.retry_at) store_may_have_more = true;  // time to probe
     }
     auto room = [&s] {
+      if (s.outage_probe) return s.in_flight.empty();
       return s.in_flight.size() < s.opt.max_in_flight &&
              (s.in_flight.empty() || s.in_flight_bytes < s.opt.max_in_flight_bytes);
     };

@@ -7,9 +7,16 @@
 // - Retriable (broker down, leader moved, timeouts, NOT_ENOUGH_REPLICAS):
 //   librdkafka retries inside, in order, until message.timeout.ms; a batch
 //   that still fails comes back to the store, everything queued behind it is
-//   taken back too (so later batches of its stream cannot overtake it), and
-//   after a capped exponential pause with full jitter the store is sent again
-//   in its order. Reconnects back off exponentially inside librdkafka.
+//   taken back too (so later batches of its stream cannot overtake it). When
+//   they failed by timing out (the cluster away: IsOutage in uploader.cpp),
+//   the time-out was the pause: the store's first batch goes back to
+//   librdkafka at once, alone, as a probe that waits there for the cluster,
+//   and the rest follows once Kafka has taken it. Other failures pause
+//   (capped exponential, full jitter) before the store is sent again in its
+//   order. Reconnects back off exponentially inside librdkafka, capped at
+//   reconnect.backoff.max.ms (500 ms unless kafka.properties says
+//   otherwise), which bounds how long after the cluster's return the probe
+//   leaves.
 // - Permanent for a topic (authorization failed, unknown topic, invalid
 //   config or record): the topic is blocked with its reason, logged once;
 //   its streams stay in the store and are retried every

@@ -4,11 +4,16 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "buffer/sqlite_vfs.h"
+#include "harness/agent_process.h"
 #include "tests/support/mem_env.h"
 #include "tests/support/temp_dir.h"
 
@@ -551,6 +556,283 @@ TEST(StoreCorruption, DamagedStoreContinuesFromWhatItStillTells) {
   auto tele = (*store)->LoadStream("tele");
   EXPECT_EQ(tele->next_seq, 5u);
   EXPECT_EQ(tele->sealed, (JournalPosition{3, 0})) << "journal recovery resumes where it was";
+}
+
+
+// --- The integrity check off the start's critical path (store.h).
+
+// Counts the bytes read through the files it opens: a full quick_check
+// reads every page, the cheap checks at open read a few. With a read delay,
+// a disk that slow (so that a check is still running when a test stops it).
+class CountingEnv : public EnvWrapper {
+ public:
+  using EnvWrapper::EnvWrapper;
+  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
+    auto f = EnvWrapper::OpenRandomRW(path, create);
+    if (!f.ok()) return f;
+    return std::unique_ptr<RandomRWFile>(new File(std::move(f).value(), &read_, &delay_us_));
+  }
+  uint64_t read() const { return read_.load(); }
+  void Reset() { read_ = 0; }
+  void SetReadDelayMicros(int us) { delay_us_ = us; }
+
+ private:
+  class File : public RandomRWFile {
+   public:
+    File(std::unique_ptr<RandomRWFile> f, std::atomic<uint64_t>* read, std::atomic<int>* delay_us)
+        : f_(std::move(f)), read_(read), delay_us_(delay_us) {}
+    Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
+      if (const int us = delay_us_->load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+      Result<size_t> got = f_->Read(offset, n, buf);
+      if (got.ok()) *read_ += *got;
+      return got;
+    }
+    Status Write(uint64_t offset, std::string_view data) override { return f_->Write(offset, data); }
+    Status Truncate(uint64_t size) override { return f_->Truncate(size); }
+    Status Sync() override { return f_->Sync(); }
+    Result<uint64_t> Size() override { return f_->Size(); }
+    Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
+      return f_->LockRange(offset, len, exclusive);
+    }
+    Status UnlockRange(uint64_t offset, uint64_t len) override { return f_->UnlockRange(offset, len); }
+
+   private:
+    std::unique_ptr<RandomRWFile> f_;
+    std::atomic<uint64_t>* read_;
+    std::atomic<int>* delay_us_;
+  };
+  std::atomic<uint64_t> read_{0};
+  std::atomic<int> delay_us_{0};
+};
+
+constexpr uint64_t kCheckBatches = 100;  // of 10 KiB: a 1 MiB store
+
+// A store of kCheckBatches batches, closed cleanly after a check passed.
+void FillAndCloseCleanly(MemStore& m) {
+  m.options.defer_check = true;
+  m.options.max_bytes = 64ull << 20;
+  m.Open();  // a new file: checked at open
+  EXPECT_FALSE(m.store->check_pending());
+  for (uint64_t seq = 1; seq <= kCheckBatches; ++seq) m.Add("pay", seq, Priority::kHigh);
+  m.store.reset();
+}
+
+// Opens the MemStore's file through `env`; returns the store.
+std::unique_ptr<Store> OpenThrough(Env* env, const StoreOptions& options) {
+  auto s = Store::Open(env, "/state/store.db", options);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+TEST(StoreCheck, AfterACleanCloseOpenSkipsQuickCheckAndCheckStillRunsIt) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  CountingEnv counting(&m.env);
+  std::unique_ptr<Store> store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->check_pending());
+  EXPECT_LT(counting.read(), kCheckBatches * 10 * kKiB / 4) << "open read most of the file";
+  EXPECT_EQ(store->Counts()->batches, kCheckBatches);
+  counting.Reset();
+  ASSERT_TRUE(store->Check().ok());
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_GE(counting.read(), kCheckBatches * 10 * kKiB) << "quick_check reads every page";
+  store.reset();  // checked and closed cleanly: the next open defers again
+  store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->check_pending());
+  store.reset();
+  // Without defer_check, Open checks as it always did.
+  StoreOptions now = m.options;
+  now.defer_check = false;
+  counting.Reset();
+  store = OpenThrough(&counting, now);
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_GE(counting.read(), kCheckBatches * 10 * kKiB);
+}
+
+// What Open still reads after a clean close: the header, the schema and the
+// totals' covering index (store.cpp, kTotalsIndex), not the table's leaf pages,
+// about one per batch and scattered through the file (a cold start with a
+// full store spent 80 ms on them).
+TEST(StoreCheck, OpenAfterACleanCloseReadsAFewPagesNotOnePerBatch) {
+  MemStore m;
+  m.options.defer_check = true;
+  m.options.max_bytes = 64ull << 20;
+  m.Open();
+  constexpr uint64_t kBatches = 1000;
+  for (uint64_t seq = 1; seq <= kBatches; ++seq) m.Add("pay", seq, Priority::kHigh, 4 * kKiB);
+  m.store.reset();
+  CountingEnv counting(&m.env);
+  std::unique_ptr<Store> store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store && store->check_pending());
+  EXPECT_LT(counting.read(), 100 * kKiB) << "a leaf page per batch would be about 200 KiB";
+  counting.Reset();
+  StoreCounts c = *store->Counts();
+  EXPECT_EQ(c.batches, kBatches);
+  EXPECT_EQ(c.bytes, kBatches * 4 * kKiB);
+  EXPECT_LT(counting.read(), 100 * kKiB) << "counting reads the index too";
+}
+
+TEST(StoreCheck, StartCheckRunsItOnItsOwnThreadBesideCommits) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  std::unique_ptr<Store> store = OpenThrough(&m.env, m.options);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->check_pending());
+  std::mutex mu;
+  std::optional<Status> result;
+  store->StartCheck([&](const Status& st) {
+    std::lock_guard<std::mutex> lock(mu);
+    result = st;
+  });
+  // The sealer goes on committing while it runs: the store's lock orders them.
+  for (uint64_t seq = kCheckBatches + 1; seq <= kCheckBatches + 20; ++seq) {
+    SealedBatch b = Batch("pay", seq, Priority::kHigh);
+    ASSERT_TRUE(store->Commit(&b, {}).ok());
+  }
+  ASSERT_TRUE(harness::PollUntil([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return result.has_value();
+  }, std::chrono::seconds(30)));
+  EXPECT_TRUE(result->ok()) << result->ToString();
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_EQ(store->Counts()->batches, kCheckBatches + 20);
+}
+
+TEST(StoreCheck, AfterAnUncleanStopOrAnUnfinishedCheckOpenChecksTheWholeStore) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  CountingEnv counting(&m.env);
+  // The check was deferred and never ran before the store closed: not a
+  // store known to be sound, so the next open checks it.
+  std::unique_ptr<Store> store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store && store->check_pending());
+  store.reset();
+  counting.Reset();
+  store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_GE(counting.read(), kCheckBatches * 10 * kKiB);
+  store.reset();  // checked at open, closed cleanly
+
+  // Power lost (or kill -9) with the store open: the mark was cleared at
+  // open, so the next open runs quick_check before anything else.
+  store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store && store->check_pending());
+  m.env.PowerCut();
+  store.reset();  // its handles are stale: nothing it writes now survives
+  counting.Reset();
+  store = OpenThrough(&counting, m.options);
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_GE(counting.read(), kCheckBatches * 10 * kKiB);
+  EXPECT_EQ(store->Counts()->batches, kCheckBatches);
+}
+
+TEST(StoreCheck, DamageTheDeferredCheckFindsIsHandledAtTheNextOpenAsAnyCorruptStore) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  {
+    // A page in the middle of the file overwritten (flash wear while the
+    // device was off): the header and the schema still read fine.
+    auto f = m.env.OpenRandomRW("/state/store.db", false);
+    ASSERT_TRUE(f.ok());
+    const uint64_t size = *(*f)->Size();
+    ASSERT_TRUE((*f)->Write(size / 2 / 1024 * 1024, std::string(1024, 'x')).ok());
+    ASSERT_TRUE((*f)->Sync().ok());
+  }
+  std::unique_ptr<Store> store = OpenThrough(&m.env, m.options);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->check_pending()) << "cheap checks only at open";
+  Status st = store->Check();
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find("quick_check"), std::string::npos) << st.ToString();
+  store.reset();  // not marked clean: the check failed
+  StoreReplacement r;
+  auto replaced = OpenOrReplaceStore(&m.env, "/state/store.db", m.options, kStreams, &r);
+  ASSERT_TRUE(replaced.ok()) << replaced.status().ToString();
+  EXPECT_TRUE(r.replaced) << "quick_check at open found the damage";
+  EXPECT_NE(r.reason.find("quick_check"), std::string::npos) << r.reason;
+  EXPECT_TRUE(m.env.Exists(r.moved_to));
+  ASSERT_FALSE(r.gaps.empty());
+  EXPECT_EQ(r.gaps[0].stream, "pay");
+  EXPECT_EQ(r.gaps[0].reason, "store-corrupt");
+  EXPECT_EQ((*replaced)->Counts()->gap_records, r.gaps.size());
+}
+
+// A stop ends a check in progress (Agent::Shutdown calls StopCheck) with
+// the sealer still committing on the same connection: the interrupt meant
+// for the check never ends one of its commits, and a check that did not
+// finish runs at the next open.
+TEST(StoreCheck, StopCheckEndsTheCheckButNeverACommit) {
+  MemStore m;
+  m.options.defer_check = true;
+  m.options.max_bytes = 64ull << 20;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 1000; ++seq) m.Add("pay", seq, Priority::kHigh, 4 * kKiB);
+  m.store.reset();
+  uint64_t next = 1001;
+  int interrupted = 0;
+  CountingEnv slow(&m.env);  // 50 µs a page read: a check takes about 200 ms
+  slow.SetReadDelayMicros(50);
+  for (int round = 0; round < 6; ++round) {
+    std::unique_ptr<Store> store = OpenThrough(&slow, m.options);
+    ASSERT_TRUE(store);
+    const bool deferred = store->check_pending();
+    EXPECT_TRUE(deferred) << "round " << round;
+    store->StartCheck();
+    std::atomic<bool> go{true};
+    std::atomic<int> failed{0};
+    std::thread sealer([&] {
+      while (go) {
+        SealedBatch b = Batch("pay", next, Priority::kHigh);
+        if (store->Commit(&b, {}).ok()) {
+          ++next;
+        } else {
+          ++failed;
+        }
+      }
+    });
+    store->StopCheck();
+    go = false;
+    sealer.join();
+    EXPECT_EQ(failed.load(), 0) << "round " << round;
+    const bool finished = !store->check_pending();
+    interrupted += deferred && !finished;
+    store.reset();
+    store = OpenThrough(&m.env, m.options);  // at full speed
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->check_pending(), !deferred || finished) << "an unfinished check runs at the next open";
+    EXPECT_EQ(store->Counts()->batches, next - 1);
+    // Checked and closed cleanly: the next round defers its check again.
+    if (store->check_pending()) {
+      ASSERT_TRUE(store->Check().ok());
+    }
+  }
+  EXPECT_GT(interrupted, 0) << "no check was stopped: the rounds proved nothing";
+}
+
+TEST(StoreCheck, ClosingInterruptsACheckInProgress) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  std::unique_ptr<Store> store = OpenThrough(&m.env, m.options);
+  ASSERT_TRUE(store && store->check_pending());
+  std::atomic<int> calls{0};
+  std::atomic<int> code{-1};
+  store->StartCheck([&](const Status& st) {
+    code = static_cast<int>(st.code());
+    ++calls;
+  });
+  store.reset();  // returns whether the check had finished or not
+  EXPECT_EQ(calls.load(), 1);
+  const auto c = static_cast<Status::Code>(code.load());
+  EXPECT_TRUE(c == Status::Code::kOk || c == Status::Code::kAborted) << code.load();
+  // Interrupted: not known sound, so checked at the next open; finished: deferred again.
+  store = OpenThrough(&m.env, m.options);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->check_pending(), c == Status::Code::kOk);
 }
 
 }  // namespace

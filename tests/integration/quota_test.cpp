@@ -171,5 +171,37 @@ TEST_F(Pipeline, ACorruptStoreIsMovedAsideReportedAsAGapAndTheAgentKeepsCollecti
                                                                    << unpack_log;
 }
 
+// The store's full check off the start's critical path (buffer/store.h):
+// a new store is checked as it is made; after a clean stop the agent opens
+// it with the cheap checks only and runs quick_check once intake runs (it
+// logs the verdict); after kill -9 it checks at open, before intake, as
+// every start did before. Events flow through all three starts.
+TEST_F(Pipeline, AfterACleanStopTheStoreIsCheckedOnceIntakeRunsAndAfterAKillBeforeIt) {
+  WriteConfig();
+  auto pub = StartPipeline();
+  ASSERT_TRUE(pub);
+  Publish(pub.get(), 1, 100);
+  ASSERT_EQ(AwaitArrival(100).arrived, 100u) << AgentLogs();
+  ASSERT_TRUE(agent_->Stop(60s).ok());
+  ASSERT_EQ(agent_->exit_status(), 0) << AgentLog(0);
+  EXPECT_EQ(AgentLog(0).find("integrity check passed"), std::string::npos)
+      << "a new store is checked as it is made, not after\n" << AgentLog(0);
+
+  StartAgent();  // after a clean stop
+  ASSERT_TRUE(AwaitLog(1, "store: integrity check passed (")) << AgentLog(1);
+  EXPECT_NE(AgentLog(1).find("after intake started"), std::string::npos) << AgentLog(1);
+  Publish(pub.get(), 101, 200);
+  ASSERT_EQ(AwaitArrival(200).arrived, 200u) << AgentLogs();
+
+  ASSERT_TRUE(agent_->Signal(SIGKILL).ok());
+  ASSERT_TRUE(agent_->Wait(30s).ok());
+  StartAgent();  // after a kill: the check runs at open, before intake
+  Publish(pub.get(), 201, 300);
+  ASSERT_EQ(AwaitArrival(300).arrived, 300u) << AgentLogs();
+  EXPECT_EQ(AgentLog(2).find("integrity check passed"), std::string::npos)
+      << "no deferred check after an unclean stop\n" << AgentLog(2);
+  EXPECT_EQ(Count(300).unexpected, 0u);
+}
+
 }  // namespace
 }  // namespace edgesync::testing

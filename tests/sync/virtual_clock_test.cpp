@@ -230,5 +230,89 @@ TEST(UploaderOnAVirtualClock, ABlockedTopicIsProbedOnceEachRetryIntervalAndNoSoo
   EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
 }
 
+// Kafka away for longer than kafka.retry_backoff_max (30 s by default) of
+// the uploader's own time, its deliveries timing out again and again
+// (message.timeout.ms, which is librdkafka's real time, shortened here).
+// Each time-out was the pause: the uploader keeps one batch, the store's
+// first, waiting in librdkafka as the probe, and nothing else; once the
+// cluster is back the store drains in order with the virtual clock
+// standing still, so no timer of the uploader's stands between the
+// cluster's return and the first batch. It used to pause up to
+// retry_backoff_max after each failure.
+TEST(UploaderOnAVirtualClock, AfterALongOutageOneProbeBatchWaitsAndTheRestFollowsItWithNoPauseOfOurs) {
+  constexpr const char* kTopic = "edge.outage-probe";
+  constexpr uint64_t kBatches = 12;
+  auto cluster = harness::KafkaCluster::Start(1, {{kTopic, 1}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  ASSERT_TRUE((*cluster)->AllBrokersDown().ok());
+  harness::TempDir dir = testing::NewTempDir();
+  testing::VirtualClockEnv env(Env::Default());
+  auto store = Store::Open(&env, dir / "store.db");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (uint64_t seq = 1; seq <= kBatches; ++seq) {
+    Record r;
+    r.topic = "t";
+    r.payload = "event " + std::to_string(seq);
+    std::string enc, body;
+    EncodeRecord(r, &enc);
+    AppendToBody(enc, &body);
+    BatchHeader h;
+    h.device_id = "dev-1";
+    h.stream = "s";
+    h.batch_seq = seq;
+    h.event_count = 1;
+    SealedBatch b;
+    b.stream = "s";
+    b.kafka_topic = kTopic;
+    b.seq = seq;
+    b.events = 1;
+    b.envelope = *SealEnvelope(h, body);
+    ASSERT_TRUE((*store)->Commit(&b, {}).ok());
+  }
+  UploaderOptions uo;
+  uo.brokers = (*cluster)->bootstrap();
+  uo.device_id = "dev-1";
+  uo.max_in_flight = 4;
+  uo.properties = {{"message.timeout.ms", "1500"}};  // librdkafka's clock: real time
+  auto up = Uploader::Create(store->get(), &env, uo);
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  (*up)->Start();
+  (*up)->Notify();
+  // The first four time out (or are taken back behind the first that did);
+  // then the probe, alone, again and again, while the uploader's clock
+  // moves past retry_backoff_max.
+  ASSERT_TRUE(harness::PollUntil([&] { return (*up)->stats().failed_deliveries >= 1; }, 30s));
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    const uint64_t failed = (*up)->stats().failed_deliveries;
+    ASSERT_TRUE(harness::PollUntil([&] { return (*up)->stats().in_flight == 1; }, 30s))
+        << "the probe is sent at once after the time-out, the clock standing still";
+    ASSERT_TRUE(harness::PollUntil([&] {
+      EXPECT_LE((*up)->stats().in_flight, 1u) << "only the probe waits in librdkafka while Kafka is away";
+      return (*up)->stats().failed_deliveries > failed;
+    }, 30s)) << "cycle " << cycle;
+    EXPECT_EQ((*up)->stats().failed_deliveries, failed + 1) << "one batch at a time";
+    env.Advance(uo.backoff_max_us + kSecond);
+  }
+  ASSERT_TRUE(harness::PollUntil([&] { return (*up)->stats().in_flight == 1; }, 30s));
+  EXPECT_EQ((*store)->Counts()->batches, kBatches);
+  EXPECT_EQ((*up)->stats().delivered_batches, 0u);
+
+  // Back: the probe leaves when librdkafka reconnects, and the rest follows
+  // it; the uploader's clock does not move.
+  const int64_t clock_at_return = env.MonotonicMicros();
+  ASSERT_TRUE((*cluster)->AllBrokersUp().ok());
+  ASSERT_TRUE(harness::PollUntil([&] { return (*store)->Counts()->batches == 0; }, 60s))
+      << (*store)->Counts()->batches << " batches left";
+  EXPECT_EQ(env.MonotonicMicros(), clock_at_return);
+  ASSERT_TRUE((*up)->Stop(5'000'000).ok());
+  auto msgs = harness::ReadTopic((*cluster)->bootstrap(), kTopic, 30s);
+  ASSERT_TRUE(msgs.ok()) << msgs.status().ToString();
+  std::vector<uint64_t> seqs;
+  for (const harness::KafkaMessage& m : *msgs) seqs.push_back(OpenEnvelope(m.value)->header.batch_seq);
+  std::vector<uint64_t> want(kBatches);
+  for (uint64_t i = 0; i < kBatches; ++i) want[i] = i + 1;
+  EXPECT_EQ(seqs, want) << "in order, each once";
+}
+
 }  // namespace
 }  // namespace edgesync
