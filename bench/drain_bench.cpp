@@ -55,6 +55,7 @@
 
 #include "agent/config.h"
 #include "harness/agent_figures.h"
+#include "bench/agent_buffer.h"
 #include "bench/median.h"
 #include "bench/proc_stats.h"
 #include "bench/payment_events.h"
@@ -143,39 +144,15 @@ struct Backlog {
 Backlog BuildBacklog(const std::string& config_text, const std::string& state, uint64_t n,
                      const std::string& lines_path) {
   Backlog b;
-  edgesync::Result<edgesync::Config> cfg = edgesync::ParseConfig(config_text, "drain-bench.toml");
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "bench: config: %s\n", cfg.status().message().c_str());
-    return b;
-  }
   edgesync::Env* env = edgesync::Env::Default();
-  if (!env->CreateDirs(state).ok()) return b;
-  // As agent/agent.cpp's Agent::Open sets them up.
-  edgesync::StoreOptions sto;
-  sto.device_id = cfg->device_id;
-  static_cast<edgesync::StoreLimits&>(sto) = cfg->buffer;
-  std::vector<edgesync::StreamSpec> specs;
-  for (const edgesync::StreamConfig& sc : cfg->streams) specs.push_back({sc.name, sc.kafka_topic, sc.priority});
-  specs.push_back({edgesync::kDeadLetterStream, cfg->dead_letter_topic, edgesync::Priority::kLow});
-  edgesync::SealerOptions so;
-  so.device_id = cfg->device_id;
-  so.journal_dir = state + "/journal";
-  static_cast<edgesync::BatchLimits&>(so) = cfg->batch;
-  so.seal.zstd_level = static_cast<int>(cfg->zstd_level);
-
-  auto store = edgesync::Store::Open(env, state + "/store.db", sto);
-  if (!store.ok()) {
-    std::fprintf(stderr, "bench: store: %s\n", store.status().ToString().c_str());
-    return b;
-  }
-  auto sealer = edgesync::Sealer::Open(env, store->get(), so, specs);
-  if (!sealer.ok()) {
-    std::fprintf(stderr, "bench: sealer: %s\n", sealer.status().ToString().c_str());
-    return b;
-  }
+  std::optional<edgesync::bench::AgentBuffer> buf =
+      edgesync::bench::OpenAgentBuffer(config_text, "drain-bench.toml", state);
+  if (!buf) return b;
+  edgesync::Sealer* sealer = buf->sealer.get();
+  edgesync::Store* store = buf->store.get();
   std::FILE* lines = std::fopen(lines_path.c_str(), "w");
   if (lines == nullptr) return b;
-  (*sealer)->Start();
+  sealer->Start();
   // Receive times of an outage that ends now (the store's max_age, 7 days,
   // must not expire any of it).
   const int64_t start_us = env->NowMicros() - static_cast<int64_t>(n) * edgesync::bench::EventGenerator::kMeanStepUs;
@@ -191,19 +168,19 @@ Backlog BuildBacklog(const std::string& config_text, const std::string& state, u
     b.json_bytes += r.payload.size();
     ok = std::fwrite(r.payload.data(), 1, r.payload.size(), lines) == r.payload.size() &&
          std::fputc('\n', lines) != EOF;
-    edgesync::Status st = (*sealer)->Accept(0, r);  // stream 0: "payments"
+    edgesync::Status st = sealer->Accept(0, r);  // stream 0: "payments"
     if (!st.ok()) {
       std::fprintf(stderr, "bench: accept: %s\n", st.ToString().c_str());
       ok = false;
     }
   }
   ok = std::fclose(lines) == 0 && ok;
-  edgesync::Status stopped = (*sealer)->Stop();
+  edgesync::Status stopped = sealer->Stop();
   if (!stopped.ok()) {
     std::fprintf(stderr, "bench: sealing: %s\n", stopped.ToString().c_str());
     ok = false;
   }
-  auto counts = (*store)->Counts();
+  auto counts = store->Counts();
   if (!ok || !counts.ok() || counts->events != n || counts->gap_records != 0) {
     std::fprintf(stderr, "bench: the backlog is not what was accepted\n");
     return b;

@@ -64,6 +64,7 @@
 
 #include "agent/config.h"
 #include "agent/status_socket.h"
+#include "bench/agent_buffer.h"
 #include "bench/median.h"
 #include "buffer/sealer.h"
 #include "buffer/store.h"
@@ -122,36 +123,14 @@ struct Built {
 
 Built BuildStore(const std::string& config_text, const std::string& state, uint64_t n) {
   Built b;
-  edgesync::Result<edgesync::Config> cfg = edgesync::ParseConfig(config_text, "restart-bench.toml");
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "bench: config: %s\n", cfg.status().message().c_str());
-    return b;
-  }
   edgesync::Env* env = edgesync::Env::Default();
-  if (!env->CreateDirs(state).ok()) return b;
-  edgesync::StoreOptions sto;
-  sto.device_id = cfg->device_id;
-  static_cast<edgesync::StoreLimits&>(sto) = cfg->buffer;
-  std::vector<edgesync::StreamSpec> specs;
-  for (const edgesync::StreamConfig& sc : cfg->streams) specs.push_back({sc.name, sc.kafka_topic, sc.priority});
-  specs.push_back({edgesync::kDeadLetterStream, cfg->dead_letter_topic, edgesync::Priority::kLow});
-  edgesync::SealerOptions so;
-  so.device_id = cfg->device_id;
-  so.journal_dir = state + "/journal";
-  static_cast<edgesync::BatchLimits&>(so) = cfg->batch;
-  so.seal.zstd_level = static_cast<int>(cfg->zstd_level);
   {
-    auto store = edgesync::Store::Open(env, state + "/store.db", sto);
-    if (!store.ok()) {
-      std::fprintf(stderr, "bench: store: %s\n", store.status().ToString().c_str());
-      return b;
-    }
-    auto sealer = edgesync::Sealer::Open(env, store->get(), so, specs);
-    if (!sealer.ok()) {
-      std::fprintf(stderr, "bench: sealer: %s\n", sealer.status().ToString().c_str());
-      return b;
-    }
-    (*sealer)->Start();
+    std::optional<edgesync::bench::AgentBuffer> buf =
+        edgesync::bench::OpenAgentBuffer(config_text, "restart-bench.toml", state);
+    if (!buf) return b;
+    edgesync::Sealer* sealer = buf->sealer.get();
+    edgesync::Store* store = buf->store.get();
+    sealer->Start();
     std::mt19937_64 rng(11);
     const int64_t start_us = env->NowMicros() - static_cast<int64_t>(n) * 1000;  // within max_age
     edgesync::Record r;
@@ -160,17 +139,17 @@ Built BuildStore(const std::string& config_text, const std::string& state, uint6
       r.topic = "terminal/t-" + std::to_string(i % 97) + "/payment/auth";
       r.received_at_us = start_us + static_cast<int64_t>(i) * 1000;
       r.payload = Payload(rng, i);
-      edgesync::Status st = (*sealer)->Accept(0, r);
+      edgesync::Status st = sealer->Accept(0, r);
       if (!st.ok()) {
         std::fprintf(stderr, "bench: accept: %s\n", st.ToString().c_str());
         return b;
       }
     }
-    if (edgesync::Status st = (*sealer)->Stop(); !st.ok()) {
+    if (edgesync::Status st = sealer->Stop(); !st.ok()) {
       std::fprintf(stderr, "bench: sealing: %s\n", st.ToString().c_str());
       return b;
     }
-    auto counts = (*store)->Counts();
+    auto counts = store->Counts();
     if (!counts.ok() || counts->events != n || counts->gap_records != 0) {
       std::fprintf(stderr, "bench: the store does not hold the %llu events accepted (quota reached?)\n",
                    static_cast<unsigned long long>(n));

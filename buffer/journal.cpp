@@ -208,9 +208,8 @@ std::string Journal::SegmentPath(uint64_t segment) const {
   return dir_ + "/" + name;
 }
 
-Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, JournalPosition sealed,
-                                               JournalRecovery* recovery, const crypto::Key* key,
-                                               bool encrypt) {
+// What both opens do first: the directory, and the key for new segments.
+Result<std::unique_ptr<Journal>> Journal::Prepare(Env* env, std::string dir, const crypto::Key* key, bool encrypt) {
   EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
   std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
   if (encrypt && key == nullptr) return Status::InvalidArgument("journal encryption needs a key");
@@ -218,6 +217,15 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
     j->key_ = *key;
     j->key_id_ = crypto::ShortHash(*key);
   }
+  return j;
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, JournalPosition sealed,
+                                               JournalRecovery* recovery, const crypto::Key* key,
+                                               bool encrypt) {
+  Result<std::unique_ptr<Journal>> opened = Prepare(env, std::move(dir), key, encrypt);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<Journal> j = std::move(opened).value();
   Result<std::vector<std::string>> names = env->ListDir(j->dir_);
   if (!names.ok()) return names.status();
 
@@ -264,13 +272,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(Env* env, std::string dir, Journa
 
 Result<std::unique_ptr<Journal>> Journal::OpenForAppend(Env* env, std::string dir, const crypto::Key* key,
                                                         bool encrypt) {
-  EDGESYNC_RETURN_IF_ERROR(env->CreateDirs(dir));
-  std::unique_ptr<Journal> j(new Journal(env, std::move(dir)));
-  if (encrypt && key == nullptr) return Status::InvalidArgument("journal encryption needs a key");
-  if (encrypt) {
-    j->key_ = *key;
-    j->key_id_ = crypto::ShortHash(*key);
-  }
+  Result<std::unique_ptr<Journal>> opened = Prepare(env, std::move(dir), key, encrypt);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<Journal> j = std::move(opened).value();
   Result<std::vector<std::string>> names = env->ListDir(j->dir_);
   if (!names.ok()) return names.status();
   uint64_t last = 0;

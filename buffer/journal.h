@@ -108,6 +108,7 @@ class Journal {
 
  private:
   Journal(Env* env, std::string dir);
+  static Result<std::unique_ptr<Journal>> Prepare(Env* env, std::string dir, const crypto::Key* key, bool encrypt);
   Status MakeSegmentHeader(std::string* header, crypto::Key* segment_key) const;
   std::string SegmentPath(uint64_t segment) const;
   Status OpenSegment(uint64_t segment);

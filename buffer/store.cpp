@@ -321,18 +321,22 @@ Status Store::Migrate() {
   return Status::OK();
 }
 
+Status Store::PageCounts(int64_t* page_size, int64_t* pages, int64_t* free_pages) {
+  for (auto [pragma, out] : {std::pair{"PRAGMA page_size", page_size}, std::pair{"PRAGMA page_count", pages},
+                             std::pair{"PRAGMA freelist_count", free_pages}}) {
+    Stmt q(db_, pragma);
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, pragma);
+    *out = q.ColInt(0);
+  }
+  return Status::OK();
+}
+
 Status Store::CheckIntegrity(bool deep) {
   if (!deep) {
     // What reading the header costs: a freelist longer than the file, or a
     // page count beyond what the file and its WAL can hold, is damage.
     int64_t page_size = 0, pages = 0, free_pages = 0;
-    for (auto [pragma, out] : {std::pair{"PRAGMA page_size", &page_size},
-                               std::pair{"PRAGMA page_count", &pages},
-                               std::pair{"PRAGMA freelist_count", &free_pages}}) {
-      Stmt q(db_, pragma);
-      if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, pragma);
-      *out = q.ColInt(0);
-    }
+    EDGESYNC_RETURN_IF_ERROR(PageCounts(&page_size, &pages, &free_pages));
     Result<uint64_t> on_disk = FileBytes();
     if (page_size <= 0 || free_pages < 0 || free_pages >= std::max<int64_t>(pages, 1) ||
         (on_disk.ok() && static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) > *on_disk)) {
@@ -673,13 +677,7 @@ Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority
 
 Status Store::GiveBackSpaceLocked(bool force) {
   int64_t page_size = 0, pages = 0, free_pages = 0;
-  for (auto [pragma, out] : {std::pair{"PRAGMA page_size", &page_size},
-                             std::pair{"PRAGMA page_count", &pages},
-                             std::pair{"PRAGMA freelist_count", &free_pages}}) {
-    Stmt q(db_, pragma);
-    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, pragma);
-    *out = q.ColInt(0);
-  }
+  EDGESYNC_RETURN_IF_ERROR(PageCounts(&page_size, &pages, &free_pages));
   const uint64_t free_bytes = static_cast<uint64_t>(free_pages * page_size);
   const uint64_t live_bytes = static_cast<uint64_t>((pages - free_pages) * page_size);
   // Vacuuming moves live pages into the holes: worth its writes only when

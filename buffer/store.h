@@ -222,6 +222,8 @@ class Store {
   Status Migrate();
   // quick_check, unless `deep` is false: then the cheap checks only.
   Status CheckIntegrity(bool deep);
+  // PRAGMA page_size, page_count and freelist_count.
+  Status PageCounts(int64_t* page_size, int64_t* pages, int64_t* free_pages);
   Status LoadTotals();
   // The methods below require mu_.
   // Evictable rows (not leased, not gap records) matching `where` (which
