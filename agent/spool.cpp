@@ -356,6 +356,15 @@ Status SpoolReader::ReadClosedSegments() {
   if (!segs.ok()) return segs.status();
   // The newest segment is the one the plugin writes: it is read once the
   // plugin has moved on from it (a tick, a burst, or the broker's restart).
+  // Forget what is gone (deleted or renamed by hand) so the sets stay small.
+  auto prune = [&](std::unordered_set<std::string>* names) {
+    for (auto it = names->begin(); it != names->end();) {
+      const bool listed = std::any_of(segs->begin(), segs->end(), [&](const auto& s) { return s.second == *it; });
+      it = listed ? std::next(it) : names->erase(it);
+    }
+  };
+  prune(&taken_);
+  prune(&set_aside_);
   for (size_t i = 0; i + 1 < segs->size(); ++i) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -366,8 +375,33 @@ Status SpoolReader::ReadClosedSegments() {
   return Status::OK();
 }
 
+Status SpoolReader::Finish(const std::string& name) {
+  const std::string path = options_.dir + "/" + name;
+  // What the intake took is in the sealer's journals: make it survive a
+  // power cut before the spool's copy goes.
+  Status st = options_.sealer != nullptr ? options_.sealer->SyncJournals() : Status::OK();
+  if (st.ok()) st = options_.env->RemoveFile(path);
+  if (!st.ok()) {
+    // Its events are in the intake already: reading it again would send
+    // them twice. Only the sync and the delete are tried again (Run logs
+    // this once, and again only when the error changes).
+    return Status::IOError("spool segment " + path + " was read, but syncing the journals or deleting it failed (" +
+                                 st.ToString() + "); it is not read again, the sync and delete are retried. "
+                                 "Check the state directory's disk and permissions");
+  }
+  taken_.erase(name);
+  segments_.fetch_add(1);
+  return Status::OK();
+}
+
 Status SpoolReader::ReadSegment(const std::string& name) {
   const std::string path = options_.dir + "/" + name;
+  if (taken_.count(name)) return Finish(name);
+  if (set_aside_.count(name)) {
+    EDGESYNC_RETURN_IF_ERROR(options_.env->Rename(path, path + ".unreadable"));
+    set_aside_.erase(name);
+    return Status::OK();
+  }
   Result<std::string> bytes = options_.env->ReadFile(path, kMaxOwnFileBytes);
   if (!bytes.ok()) return bytes.status();
   SegmentScan scan = ScanSegment(*bytes, options_.key ? &*options_.key : nullptr);
@@ -381,7 +415,10 @@ Status SpoolReader::ReadSegment(const std::string& name) {
     log_->error("spool segment {} is unreadable ({}); moved aside to {}.unreadable: its events are not "
                 "collected. Check that the broker plugin and the agent use the same encryption.journal_key",
                 path, scan.unreadable, path);
-    return options_.env->Rename(path, path + ".unreadable");
+    set_aside_.insert(name);  // counted once, however often the rename must be tried
+    EDGESYNC_RETURN_IF_ERROR(options_.env->Rename(path, path + ".unreadable"));
+    set_aside_.erase(name);
+    return Status::OK();
   }
   if (scan.valid_bytes < bytes->size()) {
     torn_.fetch_add(bytes->size() - scan.valid_bytes);
@@ -399,12 +436,8 @@ Status SpoolReader::ReadSegment(const std::string& name) {
     options_.intake->OnMessage(m);
     received_.fetch_add(1, std::memory_order_relaxed);
   }
-  // What the intake took is in the sealer's journals: make it survive a
-  // power cut before the spool's copy goes.
-  if (options_.sealer != nullptr) EDGESYNC_RETURN_IF_ERROR(options_.sealer->SyncJournals());
-  EDGESYNC_RETURN_IF_ERROR(options_.env->RemoveFile(path));
-  segments_.fetch_add(1);
-  return Status::OK();
+  taken_.insert(name);
+  return Finish(name);
 }
 
 }  // namespace edgesync

@@ -158,6 +158,8 @@ class SpoolReader {
  private:
   void Run();
   Status ReadSegment(const std::string& name);
+  // The sync and delete after a segment's records went to the intake.
+  Status Finish(const std::string& name);
 
   SpoolReaderOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -168,6 +170,12 @@ class SpoolReader {
   std::atomic<uint64_t> received_{0}, segments_{0}, torn_{0}, unreadable_{0}, malformed_{0};
   std::atomic<bool> ok_{true};
   std::string bad_dir_error_;  // reader thread only: the last listing error logged
+  // Reader thread only. Segments whose records all went to the intake but
+  // that could not be synced or deleted yet: never fed again (the plugin
+  // never rewrites a closed segment), only their sync and delete retried.
+  std::unordered_set<std::string> taken_;
+  // Segments found unreadable (counted once) whose rename aside failed.
+  std::unordered_set<std::string> set_aside_;
 };
 
 }  // namespace edgesync

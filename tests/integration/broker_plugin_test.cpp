@@ -261,9 +261,76 @@ TEST_F(Pipeline, TheAgentReadsTheSpoolSetsADamagedSegmentAsideAndDeletesWhatItRe
   EXPECT_EQ(t.duplicates, 0u);
   EXPECT_EQ((*agent)->stats().ingest.received, 500u);  // not 501: that segment is still being written
   EXPECT_TRUE(env->Exists(spool + "/0000000000000001.log.unreadable"));
+  // The loss is counted where the journal's unreadable segments are.
+  EXPECT_EQ((*agent)->stats().ingest.spool_unreadable_segments, 1u);
+  EXPECT_NE((*agent)->StatsLine().find(" unreadable_spool_segments=1"), std::string::npos) << (*agent)->StatsLine();
   Result<std::vector<std::string>> left = env->ListDir(spool);
   ASSERT_TRUE(left.ok());
   EXPECT_EQ(left->size(), 2u);  // the one set aside and the one being written
+  (void)(*agent)->Shutdown();
+}
+
+// An Env whose deletes of spool segments fail while `fail` is set (a
+// read-only remount, a permission changed under the agent).
+class UndeletableSpoolEnv : public EnvWrapper {
+ public:
+  using EnvWrapper::EnvWrapper;
+  std::atomic<bool> fail{true};
+  std::atomic<int> attempts{0};
+  Status RemoveFile(const std::string& path) override {
+    if (path.find("/spool/") != std::string::npos) {
+      ++attempts;
+      if (fail) return Status::IOError("injected: Read-only file system");
+    }
+    return target()->RemoveFile(path);
+  }
+};
+
+// A segment whose records went to the intake but which cannot be deleted
+// is not read again at every poll (that sent its events once per poll):
+// only the delete is retried, and once it works nothing arrives twice.
+TEST_F(Pipeline, ASpoolSegmentThatCannotBeDeletedIsNotReadAgain) {
+  WriteConfig("mode = \"broker-plugin\"\n");
+  Result<Config> cfg = LoadConfig(config_path());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const std::string spool = SpoolDir(cfg->state_dir);
+  {
+    Config fast = *cfg;
+    fast.batch.sync_interval_us = 1;  // the tick closes the segment
+    Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(fast);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    for (uint64_t seq = 1; seq <= 100; ++seq) {
+      const std::string payload = harness::PaymentEvent("pub", seq);
+      IngestMessage m;
+      m.topic = "terminal/t1/payment/authorization";
+      m.payload = payload;
+      m.qos = 1;
+      std::string why;
+      bool episode = false;
+      ASSERT_EQ((*w)->OnMessage(m, &why, &episode), SpoolWriter::Outcome::kStored) << why;
+    }
+    (void)(*w)->Tick();
+  }
+  UndeletableSpoolEnv env(Env::Default());
+  auto agent = Agent::Open(*cfg, &env);
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  ASSERT_TRUE((*agent)->Start().ok());
+  // Several polls' worth of failed deletes.
+  ASSERT_TRUE(harness::PollUntil([&] { return env.attempts.load() >= 5; }, 30s));
+  EXPECT_EQ((*agent)->stats().ingest.received, 100u);
+  EXPECT_FALSE((*agent)->stats().ingest.connected);  // the failure shows
+  env.fail = false;
+  ASSERT_TRUE(harness::PollUntil(
+      [&] {
+        Result<std::vector<std::string>> left = env.ListDir(spool);
+        return left.ok() && left->size() == 1;  // only the newest, which the writer left
+      },
+      30s));
+  StartUnpack();
+  harness::Tally t = AwaitArrival(100);
+  EXPECT_EQ(t.arrived, 100u);
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ((*agent)->stats().ingest.received, 100u);
   (void)(*agent)->Shutdown();
 }
 
