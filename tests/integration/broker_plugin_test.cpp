@@ -154,13 +154,15 @@ TEST_F(BrokerPlugin, AKilledBrokerLosesNothingItAcknowledged) {
 class BrokerPluginSmallSpool : public BrokerPlugin {
  protected:
   void SetUp() override {
-    mqtt_extra_ = "spool_max_bytes = \"64KiB\"\n";
+    // The smallest quota the configuration check allows for this max_payload
+    // (2 x max_payload + 64 KiB): the events are far smaller.
+    mqtt_extra_ = "max_payload = \"8KiB\"\nspool_max_bytes = \"80KiB\"\n";
     BrokerPlugin::SetUp();
   }
 };
 
 TEST_F(BrokerPluginSmallSpool, AFullSpoolSendsNoPubackAndNothingIsLostOnceTheAgentDrains) {
-  constexpr uint64_t kEvents = 6000;  // several times what 64 KiB of spool holds
+  constexpr uint64_t kEvents = 6000;  // several times what 80 KiB of spool holds
   auto pub = Connect();
   ASSERT_NE(pub, nullptr);
   std::atomic<bool> published{false};
