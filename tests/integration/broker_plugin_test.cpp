@@ -35,7 +35,7 @@ class BrokerPlugin : public Pipeline {
 #else
     Pipeline::SetUp();
     if (HasFatalFailure()) return;
-    WriteConfig("mode = \"broker-plugin\"\n" + mqtt_extra_, "[plugins.card-data]\ntype = \"pci\"\nevery_stream = true\n");
+    WriteConfig("mode = \"" + mode_ + "\"\n" + mqtt_extra_, "[plugins.card-data]\ntype = \"pci\"\nevery_stream = true\n");
     // The fixture's broker has no plugin: this test's broker replaces it.
     ASSERT_TRUE(broker_->Stop().ok());
     broker_options_.port = 0;
@@ -44,7 +44,9 @@ class BrokerPlugin : public Pipeline {
     auto broker = harness::MosquittoBroker::Start(dir_ / "plugin-broker", broker_options_);
     ASSERT_TRUE(broker.ok()) << broker.status().ToString();
     broker_ = std::move(broker).value();
-    ASSERT_NE(BrokerLog().find("edgesync: spooling the streams of"), std::string::npos) << BrokerLog();
+    if (mode_ == "broker-plugin") {
+      ASSERT_NE(BrokerLog().find("edgesync: spooling the streams of"), std::string::npos) << BrokerLog();
+    }
 #endif
   }
 
@@ -64,6 +66,7 @@ class BrokerPlugin : public Pipeline {
   }
 
   std::string mqtt_extra_;
+  std::string mode_ = "broker-plugin";
 };
 
 TEST_F(BrokerPlugin, EventsArriveWithoutTheSecondHopAndCardDataIsMaskedInTheSpool) {
@@ -191,6 +194,26 @@ TEST_F(BrokerPluginSmallSpool, AFullSpoolSendsNoPubackAndNothingIsLostOnceTheAge
   EXPECT_EQ(t.arrived, kEvents) << AgentLogs();
   EXPECT_EQ(t.lost, 0u);
   EXPECT_NE(BrokerLog().find("the spool takes messages again"), std::string::npos) << BrokerLog();
+}
+
+class BrokerPluginClientMode : public BrokerPlugin {
+ protected:
+  void SetUp() override {
+    mode_ = "client";
+    BrokerPlugin::SetUp();
+  }
+};
+
+// The plugin reads only the device file: when it says the agent is an MQTT
+// client, nothing would ever read the spool (it would fill, then refuse
+// every publish). The plugin claims nothing and says so.
+TEST_F(BrokerPluginClientMode, ClaimsNothingWhenTheAgentIsAClient) {
+  EXPECT_NE(BrokerLog().find("the plugin spools nothing"), std::string::npos) << BrokerLog();
+  auto pub = Connect();
+  ASSERT_NE(pub, nullptr);
+  Publish(pub.get(), 1, 50);
+  EXPECT_TRUE(pub->WaitAcked(30s).ok());
+  EXPECT_FALSE(Env::Default()->Exists(SpoolDirPath())) << "the plugin spooled in client mode";
 }
 
 TEST_F(BrokerPlugin, AnOversizedMessageNeitherCrashesTheBrokerNorLosesOthers) {
