@@ -189,6 +189,9 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
     st->id = identifier;
     st->writer = std::move(w).value();
     st->max_property_bytes = static_cast<size_t>(config->mqtt_max_payload);
+    // Everything that can throw comes before the registrations: once one
+    // holds st.get(), nothing may free it on the way out.
+    const std::string spool_dir = edgesync::SpoolDir(config->state_dir);
     int rc = mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, OnMessage, nullptr, st.get());
     if (rc != MOSQ_ERR_SUCCESS) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: registering the message callback failed (%d)", rc);
@@ -202,7 +205,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
       return rc;
     }
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "edgesync: spooling the streams of %s to %s", config_path.c_str(),
-                         edgesync::SpoolDir(config->state_dir).c_str());
+                         spool_dir.c_str());
     *userdata = st.release();
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
