@@ -305,6 +305,8 @@ IngestStats Agent::IngestNow() const {
   in.received = sp.received;
   in.connected = sp.ok;
   in.subscribed = sp.ok;
+  in.spool_unreadable_segments = sp.unreadable;
+  in.spool_malformed_records = sp.malformed;
   return in;
 }
 
@@ -538,6 +540,12 @@ static std::string FormatStats(const AgentStats& s) {
          (s.intake.backpressure_events ? " backpressure_events=" + std::to_string(s.intake.backpressure_events) : "") +
          (s.sealer.unreadable_segments
               ? " unreadable_journal_segments=" + std::to_string(s.sealer.unreadable_segments)
+              : "") +
+         (s.ingest.spool_unreadable_segments
+              ? " unreadable_spool_segments=" + std::to_string(s.ingest.spool_unreadable_segments)
+              : "") +
+         (s.ingest.spool_malformed_records
+              ? " malformed_spool_records=" + std::to_string(s.ingest.spool_malformed_records)
               : "") +
          (s.intake.backpressure ? " BACKPRESSURE" : "");
 }

@@ -43,8 +43,8 @@ const OptionTable<Config>& Options() {
       .Size("mqtt.max_payload", &C::mqtt_max_payload, "A larger payload goes to the dead-letter stream, cut to this size.", 1, 16 << 20)
       .String("mqtt.unmatched", &C::mqtt_unmatched, "A message no stream claims (see mqtt.subscribe): \"dead-letter\" or \"drop\".", {"dead-letter", "drop"})
       .List("mqtt.subscribe", &C::mqtt_subscribe, "Topic filters to subscribe to besides the streams' own (e.g. [\"#\"] to see everything).")
-      .String("mqtt.mode", &C::mqtt_mode, "How events reach the agent. \"client\": the agent subscribes to the broker as an MQTT client (any broker). \"broker-plugin\": the edgesync plugin inside the local mosquitto 2.0 (plugin_opt_config naming this file) writes each event to the spool (<state_dir>/spool) before the publisher's PUBACK, and the agent reads it from there, opening no MQTT connection (docs/operating.md, \"Ingest modes\").", {"client", "broker-plugin"})
-      .Size("mqtt.spool_max_bytes", &C::spool_max_bytes, "broker-plugin mode: the most the spool may hold; past it the plugin refuses publishes (no PUBACK: publishers send them again) until the agent has read it down.", 64 << 10, int64_t{1} << 40)
+      .String("mqtt.mode", &C::mqtt_mode, "How events reach the agent. \"client\": the agent subscribes to the broker as an MQTT client (any broker). \"broker-plugin\": the edgesync plugin inside the local mosquitto 2.0 (plugin_opt_config naming this file) writes each event to the spool (<state_dir>/spool) before the publisher's PUBACK, and the agent reads it from there, opening no MQTT connection (docs/operating.md, \"Ingest modes\"). Device file only (the plugin reads no profile or bundle).", {"client", "broker-plugin"})
+      .Size("mqtt.spool_max_bytes", &C::spool_max_bytes, "broker-plugin mode: the most the spool may hold; past it the plugin refuses publishes (no PUBACK: publishers send them again) until the agent has read it down. At least 2 x mqtt.max_payload + 64KiB. Device file only.", 64 << 10, int64_t{1} << 40)
       .Include(&C::buffer, StoreLimits::Options())
       .Include(&C::batch, BatchLimits::Options())
       .Int("batch.zstd_level", &C::zstd_level, "zstd compression level (1-19).", 1, 19)
@@ -365,12 +365,16 @@ Result<toml::table> ParseToml(const std::string& text, const std::string& origin
 
 // Keys only the device's own file may set: who the device is, where its
 // state, journal key and native plugins live, what it lets librdkafka do,
-// and where bundles come from (agent/fleet.h). A profile or a fleet bundle
+// where bundles come from (agent/fleet.h), and how events reach the agent
+// (the broker plugin reads the device file alone). A profile or a fleet bundle
 // that sets one is refused: the device file would win anyway, so such a
 // key says the bundle was written for another device, or against this one.
 constexpr const char* kDeviceOnlyKeys[] = {"agent.device_id", "agent.state_dir", "agent.device_key",
                                            "encryption.journal_key",
-                                           "plugins.dir", "kafka.allow_unsafe_properties", "fleet"};
+                                           "plugins.dir", "kafka.allow_unsafe_properties", "fleet",
+                                           // The broker plugin reads only the device file: a layer
+                                           // that changed these would split the agent from it.
+                                           "mqtt.mode", "mqtt.spool_max_bytes"};
 
 // librdkafka properties that load code into the agent, run a program or
 // read a file the value names: what it does, or nullptr for the others.
@@ -638,6 +642,14 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
     p.Add("mqtt.max_packet_size", "must be at least mqtt.max_payload + 64KiB (" +
                                       std::to_string(cfg.mqtt_max_payload + (64 << 10)) +
                                       " bytes): a payload just over max_payload must still reach the dead-letter stream");
+  }
+  // A spool record holds a payload cut a little past max_payload, user
+  // properties of up to max_payload bytes and the topic: a quota smaller
+  // than that would refuse such a publish for ever (the publisher resends).
+  if (cfg.mqtt_mode == "broker-plugin" && cfg.spool_max_bytes < 2 * cfg.mqtt_max_payload + (64 << 10)) {
+    p.Add("mqtt.spool_max_bytes", "must be at least 2 x mqtt.max_payload + 64KiB (" +
+                                      std::to_string(2 * cfg.mqtt_max_payload + (64 << 10)) +
+                                      " bytes), what one spooled message can take: raise it or lower mqtt.max_payload");
   }
   if (cfg.batch.max_age_us <= 0) p.Add("batch.max_age", "must be more than 0");
   if (cfg.buffer.max_bytes < 2 * cfg.batch.max_bytes) {

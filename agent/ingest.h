@@ -108,6 +108,9 @@ struct IngestStats {
   bool connected = false;
   bool subscribed = false;  // the broker granted every subscription of this connection
   ErrorNote last_error;     // connection failures, refusals, refused subscriptions
+  // mqtt.mode = "broker-plugin": what the spool reader could not read (lost events, see the log).
+  uint64_t spool_unreadable_segments = 0;
+  uint64_t spool_malformed_records = 0;
 };
 
 class Ingest {

@@ -10,6 +10,7 @@
 #include "base/coding.h"
 #include "buffer/journal.h"  // the spool is a journal directory (layout_test.sh allows this file)
 #include "buffer/sealer.h"
+#include "fleet/bundle.h"
 #include "plugins/route.h"
 
 namespace edgesync {
@@ -119,7 +120,15 @@ SpoolWriter::SpoolWriter(const Config& config, Env* env)
 }
 
 SpoolWriter::~SpoolWriter() {
-  if (journal_) (void)journal_->SyncIfDirty();
+  if (!journal_) return;
+  // The broker stops: close the segment (Rotate syncs it) so the agent,
+  // which reads only the segments the writer moved on from, reads it now
+  // rather than after the broker's next start.
+  if (journal_->current_offset() > 0) {
+    (void)journal_->Rotate();
+  } else {
+    (void)journal_->SyncIfDirty();
+  }
 }
 
 Result<std::unique_ptr<SpoolWriter>> SpoolWriter::Create(const Config& config, Env* env) {
@@ -129,6 +138,7 @@ Result<std::unique_ptr<SpoolWriter>> SpoolWriter::Create(const Config& config, E
   w->pipeline_ = std::move(pl).value();
   w->extra_filters_ = config.mqtt_subscribe;
   if (!config.fleet_mqtt_topic.empty()) w->extra_filters_.push_back(config.fleet_mqtt_topic);
+  w->fleet_topic_ = config.fleet_mqtt_topic;
   // The pci instances of each stream's chain (and the dead-letter
   // stream's), in chain order: card data is masked before the spool
   // touches the disk. The rest of the chain runs in the agent.
@@ -200,6 +210,10 @@ SpoolWriter::Outcome SpoolWriter::OnMessage(const IngestMessage& m, std::string*
     if (!wanted) return Outcome::kIgnored;
   }
   if (Status st = EnsureOpen(); !st.ok()) return Refuse("the spool " + dir_ + ": " + st.ToString(), why, episode_start);
+  // The fleet topic's payload is a signed bundle, which the agent's intake
+  // hands to the rollout (agent/intake.cpp) and never to a stream: masking
+  // or cutting it would only break its signature.
+  if (!fleet_topic_.empty() && m.topic == fleet_topic_) return StoreBundle(m, why, episode_start);
 
   // A payload larger than mqtt.max_payload goes to the dead-letter stream
   // cut to that size (agent/intake.cpp); only what the agent can keep is
@@ -234,6 +248,29 @@ SpoolWriter::Outcome SpoolWriter::OnMessage(const IngestMessage& m, std::string*
   masked.user_properties = properties_;
   EncodeSpoolRecord(masked, m.received_at_us != 0 ? m.received_at_us : env_->NowMicros(), &record_);
 
+  return Store(why, episode_start);
+}
+
+SpoolWriter::Outcome SpoolWriter::StoreBundle(const IngestMessage& m, std::string* why, bool* episode_start) {
+  if (m.payload.size() > fleet::kMaxBundleBytes) {
+    *why = "a message of " + std::to_string(m.payload.size()) + " bytes on the fleet topic " + fleet_topic_ +
+           " is larger than a bundle may be (" + std::to_string(fleet::kMaxBundleBytes) +
+           " bytes): not spooled, the agent will not see it. Publish a smaller bundle";
+    return Outcome::kIgnored;
+  }
+  IngestMessage copy = m;
+  copy.payload_size = m.payload.size();
+  EncodeSpoolRecord(copy, m.received_at_us != 0 ? m.received_at_us : env_->NowMicros(), &record_);
+  if (record_.size() > max_bytes_) {
+    *why = "a bundle of " + std::to_string(m.payload.size()) + " bytes on the fleet topic " + fleet_topic_ +
+           " can never fit the spool's quota (mqtt.spool_max_bytes = " + std::to_string(max_bytes_) +
+           "): not spooled, the agent will not see it. Raise mqtt.spool_max_bytes";
+    return Outcome::kIgnored;
+  }
+  return Store(why, episode_start);
+}
+
+SpoolWriter::Outcome SpoolWriter::Store(std::string* why, bool* episode_start) {
   if (spool_bytes_ + record_.size() > max_bytes_) {
     return Refuse("the spool " + dir_ + " holds " + std::to_string(spool_bytes_) +
                       " bytes, its quota (mqtt.spool_max_bytes) is " + std::to_string(max_bytes_) +
@@ -245,15 +282,20 @@ SpoolWriter::Outcome SpoolWriter::OnMessage(const IngestMessage& m, std::string*
   if (Status st = journal_->Append(record_); !st.ok()) {
     return Refuse("writing the spool " + dir_ + ": " + st.ToString(), why, episode_start);
   }
-  if (journal_->current_segment() != segment || before == 0) segment_started_us_ = env_->MonotonicMicros();
+  if (journal_->current_segment() != segment || before == 0) {
+    segment_started_us_ = env_->MonotonicMicros();
+    segment_record_bytes_ = 0;
+  }
+  segment_record_bytes_ += record_.size();
   spool_bytes_ += journal_->current_offset() - (journal_->current_segment() == segment ? before : 0);
   ++stored_;
   refusing_ = false;
-  if (journal_->current_offset() >= max_segment_bytes_) {
+  if (journal_->current_offset() >= max_segment_bytes_ || segment_record_bytes_ >= max_segment_record_bytes_) {
     // A burst: move on without waiting for the tick, so segments stay small
     // for the agent to read and delete.
     if (Result<JournalPosition> r = journal_->Rotate(); r.ok()) {
       segment_started_us_ = last_sync_us_ = env_->MonotonicMicros();
+      segment_record_bytes_ = 0;
     }
   }
   return Outcome::kStored;
@@ -280,6 +322,7 @@ std::string SpoolWriter::Tick() {
     Result<JournalPosition> r = journal_->Rotate();  // syncs the segment it closes
     if (!r.ok()) line = "edgesync: moving to a new spool segment: " + r.status().ToString();
     segment_started_us_ = last_sync_us_ = now;
+    if (r.ok()) segment_record_bytes_ = 0;
   } else if (now - last_sync_us_ >= sync_us_) {
     if (Status st = journal_->SyncIfDirty(); !st.ok()) line = "edgesync: syncing the spool: " + st.ToString();
     last_sync_us_ = now;
@@ -356,6 +399,15 @@ Status SpoolReader::ReadClosedSegments() {
   if (!segs.ok()) return segs.status();
   // The newest segment is the one the plugin writes: it is read once the
   // plugin has moved on from it (a tick, a burst, or the broker's restart).
+  // Forget what is gone (deleted or renamed by hand) so the sets stay small.
+  auto prune = [&](std::unordered_set<std::string>* names) {
+    for (auto it = names->begin(); it != names->end();) {
+      const bool listed = std::any_of(segs->begin(), segs->end(), [&](const auto& s) { return s.second == *it; });
+      it = listed ? std::next(it) : names->erase(it);
+    }
+  };
+  prune(&taken_);
+  prune(&set_aside_);
   for (size_t i = 0; i + 1 < segs->size(); ++i) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -366,8 +418,33 @@ Status SpoolReader::ReadClosedSegments() {
   return Status::OK();
 }
 
+Status SpoolReader::Finish(const std::string& name) {
+  const std::string path = options_.dir + "/" + name;
+  // What the intake took is in the sealer's journals: make it survive a
+  // power cut before the spool's copy goes.
+  Status st = options_.sealer != nullptr ? options_.sealer->SyncJournals() : Status::OK();
+  if (st.ok()) st = options_.env->RemoveFile(path);
+  if (!st.ok()) {
+    // Its events are in the intake already: reading it again would send
+    // them twice. Only the sync and the delete are tried again (Run logs
+    // this once, and again only when the error changes).
+    return Status::IOError("spool segment " + path + " was read, but syncing the journals or deleting it failed (" +
+                                 st.ToString() + "); it is not read again, the sync and delete are retried. "
+                                 "Check the state directory's disk and permissions");
+  }
+  taken_.erase(name);
+  segments_.fetch_add(1);
+  return Status::OK();
+}
+
 Status SpoolReader::ReadSegment(const std::string& name) {
   const std::string path = options_.dir + "/" + name;
+  if (taken_.count(name)) return Finish(name);
+  if (set_aside_.count(name)) {
+    EDGESYNC_RETURN_IF_ERROR(options_.env->Rename(path, path + ".unreadable"));
+    set_aside_.erase(name);
+    return Status::OK();
+  }
   Result<std::string> bytes = options_.env->ReadFile(path, kMaxOwnFileBytes);
   if (!bytes.ok()) return bytes.status();
   SegmentScan scan = ScanSegment(*bytes, options_.key ? &*options_.key : nullptr);
@@ -381,7 +458,10 @@ Status SpoolReader::ReadSegment(const std::string& name) {
     log_->error("spool segment {} is unreadable ({}); moved aside to {}.unreadable: its events are not "
                 "collected. Check that the broker plugin and the agent use the same encryption.journal_key",
                 path, scan.unreadable, path);
-    return options_.env->Rename(path, path + ".unreadable");
+    set_aside_.insert(name);  // counted once, however often the rename must be tried
+    EDGESYNC_RETURN_IF_ERROR(options_.env->Rename(path, path + ".unreadable"));
+    set_aside_.erase(name);
+    return Status::OK();
   }
   if (scan.valid_bytes < bytes->size()) {
     torn_.fetch_add(bytes->size() - scan.valid_bytes);
@@ -399,12 +479,8 @@ Status SpoolReader::ReadSegment(const std::string& name) {
     options_.intake->OnMessage(m);
     received_.fetch_add(1, std::memory_order_relaxed);
   }
-  // What the intake took is in the sealer's journals: make it survive a
-  // power cut before the spool's copy goes.
-  if (options_.sealer != nullptr) EDGESYNC_RETURN_IF_ERROR(options_.sealer->SyncJournals());
-  EDGESYNC_RETURN_IF_ERROR(options_.env->RemoveFile(path));
-  segments_.fetch_add(1);
-  return Status::OK();
+  taken_.insert(name);
+  return Finish(name);
 }
 
 }  // namespace edgesync

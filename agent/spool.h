@@ -84,6 +84,8 @@ class SpoolWriter {
 
   // On a refusal `why` says why. `episode_start` is set when this refusal
   // ends a run of stored messages: log it then, not for every message.
+  // kIgnored with a non-empty `why` is a message of the agent's it cannot
+  // take (a fleet bundle too large): log it.
   Outcome OnMessage(const IngestMessage& m, std::string* why, bool* episode_start);
   // On the broker's tick: fdatasync every buffer.sync_interval, move on to a
   // new segment once the current one holds events that old (so the agent
@@ -92,6 +94,9 @@ class SpoolWriter {
   std::string Tick();
 
   uint64_t spool_bytes() const { return spool_bytes_; }
+  // The most record bytes (uncompressed) a segment gets before the writer
+  // moves on; for tests.
+  static constexpr uint64_t kMaxSegmentRecordBytes = 1 << 20;
   uint64_t stored() const { return stored_; }
   uint64_t refused() const { return refused_; }
 
@@ -100,6 +105,9 @@ class SpoolWriter {
   Status EnsureOpen();
   Status Measure();
   Outcome Refuse(std::string reason, std::string* why, bool* episode_start);
+  // Appends record_ within the quota.
+  Outcome Store(std::string* why, bool* episode_start);
+  Outcome StoreBundle(const IngestMessage& m, std::string* why, bool* episode_start);
 
   Env* env_;
   std::string dir_;
@@ -108,8 +116,14 @@ class SpoolWriter {
   int64_t sync_us_;
   int64_t max_payload_;
   uint64_t max_segment_bytes_ = 4 << 20;
+  // The reader decompresses a whole segment at once: its records (before
+  // compression, which shrinks repetitive JSON tenfold and more) are kept
+  // to about this much, plus one record.
+  uint64_t max_segment_record_bytes_ = kMaxSegmentRecordBytes;
+  uint64_t segment_record_bytes_ = 0;  // records written to the current segment
   std::shared_ptr<const Pipeline> pipeline_;
   std::vector<std::string> extra_filters_;  // mqtt.subscribe and the fleet topic
+  std::string fleet_topic_;  // fleet.mqtt_topic: spooled as published (a signed bundle)
   std::vector<std::vector<const Plugin*>> pci_;  // per stream, then the dead-letter stream's
   std::unique_ptr<Journal> journal_;
   int64_t segment_started_us_ = 0;  // monotonic: the current segment's first frame
@@ -158,6 +172,8 @@ class SpoolReader {
  private:
   void Run();
   Status ReadSegment(const std::string& name);
+  // The sync and delete after a segment's records went to the intake.
+  Status Finish(const std::string& name);
 
   SpoolReaderOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -168,6 +184,12 @@ class SpoolReader {
   std::atomic<uint64_t> received_{0}, segments_{0}, torn_{0}, unreadable_{0}, malformed_{0};
   std::atomic<bool> ok_{true};
   std::string bad_dir_error_;  // reader thread only: the last listing error logged
+  // Reader thread only. Segments whose records all went to the intake but
+  // that could not be synced or deleted yet: never fed again (the plugin
+  // never rewrites a closed segment), only their sync and delete retried.
+  std::unordered_set<std::string> taken_;
+  // Segments found unreadable (counted once) whose rename aside failed.
+  std::unordered_set<std::string> set_aside_;
 };
 
 }  // namespace edgesync

@@ -96,7 +96,9 @@ int OnMessage(int, void* event_data, void* userdata) {
     bool episode_start = false;
     switch (st->writer->OnMessage(m, &why, &episode_start)) {
       case SpoolWriter::Outcome::kStored:
+        return MOSQ_ERR_SUCCESS;
       case SpoolWriter::Outcome::kIgnored:
+        if (!why.empty()) mosquitto_log_printf(MOSQ_LOG_WARNING, "edgesync: %s", why.c_str());
         return MOSQ_ERR_SUCCESS;
       case SpoolWriter::Outcome::kRefused:
         if (episode_start) {
@@ -110,6 +112,9 @@ int OnMessage(int, void* event_data, void* userdata) {
     }
   } catch (const std::exception& e) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: a publish was refused (it will be sent again): %s", e.what());
+  } catch (...) {
+    // Nothing may unwind into the broker's C code.
+    mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: a publish was refused (it will be sent again): unknown error");
   }
   return MOSQ_ERR_ADMINISTRATIVE_ACTION;
 }
@@ -121,6 +126,8 @@ int OnTick(int, void*, void* userdata) {
     if (!line.empty()) mosquitto_log_printf(MOSQ_LOG_NOTICE, "%s", line.c_str());
   } catch (const std::exception& e) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: on tick: %s", e.what());
+  } catch (...) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: on tick: unknown error");
   }
   return MOSQ_ERR_SUCCESS;
 }
@@ -162,10 +169,16 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
       return MOSQ_ERR_INVAL;
     }
     if (config->mqtt_mode != "broker-plugin") {
+      // The agent would not read the spool: spooling would only fill it and
+      // then refuse every publish. Claim nothing, register nothing.
       mosquitto_log_printf(MOSQ_LOG_WARNING,
-                           "edgesync: %s has mqtt.mode = \"%s\": the agent will not read the spool this plugin "
-                           "writes; set mqtt.mode = \"broker-plugin\"",
+                           "edgesync: %s has mqtt.mode = \"%s\", not \"broker-plugin\": the plugin spools nothing "
+                           "and every publish goes through the broker as usual (the agent subscribes as a client). "
+                           "To use the spool set mqtt.mode = \"broker-plugin\" in that file and restart the agent "
+                           "and the broker",
                            config_path.c_str(), config->mqtt_mode.c_str());
+      *userdata = nullptr;
+      return MOSQ_ERR_SUCCESS;
     }
     edgesync::Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(*config);
     if (!w.ok()) {
@@ -176,18 +189,30 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
     st->id = identifier;
     st->writer = std::move(w).value();
     st->max_property_bytes = static_cast<size_t>(config->mqtt_max_payload);
+    // Everything that can throw comes before the registrations: once one
+    // holds st.get(), nothing may free it on the way out.
+    const std::string spool_dir = edgesync::SpoolDir(config->state_dir);
     int rc = mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, OnMessage, nullptr, st.get());
-    if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, OnTick, nullptr, st.get());
     if (rc != MOSQ_ERR_SUCCESS) {
-      mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: registering callbacks failed (%d)", rc);
+      mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: registering the message callback failed (%d)", rc);
+      return rc;
+    }
+    rc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, OnTick, nullptr, st.get());
+    if (rc != MOSQ_ERR_SUCCESS) {
+      // The broker must not call OnMessage with the state freed below.
+      mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, OnMessage, nullptr);
+      mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: registering the tick callback failed (%d)", rc);
       return rc;
     }
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "edgesync: spooling the streams of %s to %s", config_path.c_str(),
-                         edgesync::SpoolDir(config->state_dir).c_str());
+                         spool_dir.c_str());
     *userdata = st.release();
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: %s", e.what());
+    return MOSQ_ERR_UNKNOWN;
+  } catch (...) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: starting the plugin failed: unknown error");
     return MOSQ_ERR_UNKNOWN;
   }
 }
@@ -197,7 +222,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_cleanup(void* userda
   if (st == nullptr) return MOSQ_ERR_SUCCESS;
   mosquitto_callback_unregister(st->id, MOSQ_EVT_MESSAGE, OnMessage, nullptr);
   mosquitto_callback_unregister(st->id, MOSQ_EVT_TICK, OnTick, nullptr);
-  delete st;  // the writer syncs what it wrote
+  delete st;  // the writer closes its segment for the agent (synced); destructors throw nothing
   return MOSQ_ERR_SUCCESS;
 }
 

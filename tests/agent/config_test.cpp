@@ -529,6 +529,9 @@ TEST(ConfigBounds, AProfileOrBundleSettingWhatBelongsToTheDeviceFileIsRefused) {
       {"[plugins]\ndir = \".\"\n", "plugins.dir"},
       {"[fleet]\npublic_keys = [\"/mine.pub\"]\n", "fleet"},
       {"[kafka]\nallow_unsafe_properties = [\"plugin.library.paths\"]\n", "kafka.allow_unsafe_properties"},
+      // The broker plugin reads only the device file.
+      {"[mqtt]\nmode = \"broker-plugin\"\n", "mqtt.mode"},
+      {"[mqtt]\nspool_max_bytes = \"1GiB\"\n", "mqtt.spool_max_bytes"},
       {"[kafka.properties]\n\"plugin.library.paths\" = \"evil.so\"\n", "kafka.properties.\"plugin.library.paths\""},
       {"[kafka.properties]\n\"security.protocol\" = \"plaintext\"\n", "kafka.properties.\"security.protocol\""},
       {"[kafka.properties]\n\"enable.ssl.certificate.verification\" = false\n",

@@ -11,6 +11,7 @@
 #include "agent/config.h"
 #include "base/env.h"
 #include "buffer/journal.h"
+#include "fleet/bundle.h"
 #include "harness/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -195,7 +196,7 @@ TEST(SpoolWriter, AnEncryptedAgentGetsAnEncryptedSpoolOnceItsKeyExists) {
 
 TEST(SpoolWriter, AFullSpoolRefusesUntilTheAgentHasReadItDown) {
   harness::TempDir dir = testing::NewTempDir();
-  Config c = MakeConfig(dir / "state", "spool_max_bytes = \"64KiB\"\n");
+  Config c = MakeConfig(dir / "state", "max_payload = \"4KiB\"\nspool_max_bytes = \"72KiB\"\n");
   c.batch.sync_interval_us = 1;  // every tick closes the segment for the agent
   Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(c);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
@@ -218,7 +219,7 @@ TEST(SpoolWriter, AFullSpoolRefusesUntilTheAgentHasReadItDown) {
   EXPECT_TRUE(episode);
   EXPECT_NE(why.find("mqtt.spool_max_bytes"), std::string::npos) << why;
   EXPECT_GT(stored, 30);
-  EXPECT_LE((*w)->spool_bytes(), 64u << 10);
+  EXPECT_LE((*w)->spool_bytes(), 72u << 10);
   // The agent reads and deletes every segment but the one being written.
   (void)(*w)->Tick();
   const std::string spool = SpoolDir(c.state_dir);
@@ -251,6 +252,124 @@ TEST(SpoolWriter, ASegmentIsClosedForTheAgentOnceItsEventsAreASyncIntervalOld) {
   (void)(*w)->Tick();
   EXPECT_EQ(segments(), 2u);  // nothing written: no new segment
   EXPECT_EQ(Records(Env::Default(), spool).size(), 1u);
+}
+
+// The reader holds a whole segment's records at once: repetitive JSON
+// compresses far below the 4 MiB segment size, so the writer also moves
+// on after about 1 MiB of records.
+TEST(SpoolWriter, ASegmentsRecordsStayBoundedHoweverWellTheyCompress) {
+  harness::TempDir dir = testing::NewTempDir();
+  Config c = MakeConfig(dir / "state", "");
+  c.batch.sync_interval_us = int64_t{3600} * 1000 * 1000;  // no tick closes a segment here
+  Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  std::string why;
+  bool episode = false;
+  const std::string payload = R"({"amount":5,"pad":")" + std::string(60 << 10, 'a') + R"("})";
+  constexpr int kMessages = 80;  // about 5 MiB of records, a few KiB compressed
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_EQ((*w)->OnMessage(Message("terminal/t/payment/a", payload), &why, &episode),
+              SpoolWriter::Outcome::kStored) << why;
+  }
+  w->reset();
+  const std::string spool = SpoolDir(c.state_dir);
+  Result<std::vector<std::string>> names = Env::Default()->ListDir(spool);
+  ASSERT_TRUE(names.ok());
+  EXPECT_GE(names->size(), 5u);
+  size_t total = 0;
+  for (const std::string& n : *names) {
+    Result<std::string> b = Env::Default()->ReadFile(spool + "/" + n, 1 << 30);
+    ASSERT_TRUE(b.ok());
+    size_t records = 0;
+    for (auto& [rec, end] : ScanSegment(*b).records) {
+      records += rec.size();
+      ++total;
+    }
+    EXPECT_LE(records, SpoolWriter::kMaxSegmentRecordBytes + payload.size() + 1024) << n;
+  }
+  EXPECT_EQ(total, static_cast<size_t>(kMessages));
+}
+
+// The fleet topic's payload is a signed bundle: masked or cut it would no
+// longer verify, so the plugin spools it as published.
+TEST(SpoolWriter, AFleetBundleIsSpooledAsPublished) {
+  harness::TempDir dir = testing::NewTempDir();
+  Config c = MakeConfig(dir / "state", "max_payload = \"4KiB\"\n");
+  c.fleet_mqtt_topic = "fleet/config/spool-test";
+  Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  // Bytes that look like a card number, and more than max_payload + 1 KiB.
+  std::string bundle = std::string("EDGB\x01 signed ") + kPan + " ";
+  for (int i = 0; bundle.size() < 16 << 10; ++i) bundle += static_cast<char>(i * 7);
+  std::string why;
+  bool episode = false;
+  ASSERT_EQ((*w)->OnMessage(Message(c.fleet_mqtt_topic, bundle), &why, &episode), SpoolWriter::Outcome::kStored)
+      << why;
+  // A bundle larger than any the agent takes is left to the broker, and said so.
+  const std::string huge(fleet::kMaxBundleBytes + 1, 'b');
+  EXPECT_EQ((*w)->OnMessage(Message(c.fleet_mqtt_topic, huge), &why, &episode), SpoolWriter::Outcome::kIgnored);
+  EXPECT_NE(why.find("larger than a bundle may be"), std::string::npos) << why;
+  w->reset();
+  std::vector<std::string> recs = Records(Env::Default(), SpoolDir(c.state_dir));
+  ASSERT_EQ(recs.size(), 1u);
+  IngestMessage d;
+  ASSERT_TRUE(DecodeSpoolRecord(recs[0], &d).ok());
+  EXPECT_EQ(d.topic, c.fleet_mqtt_topic);
+  EXPECT_EQ(d.payload, bundle);
+  EXPECT_EQ(d.payload_size, bundle.size());
+}
+
+// The broker's stop closes the segment being written, so the agent (which
+// reads only segments the writer moved on from) reads it without waiting
+// for the broker's next start.
+TEST(SpoolWriter, TheBrokersStopClosesTheSegmentForTheAgent) {
+  harness::TempDir dir = testing::NewTempDir();
+  Config c = MakeConfig(dir / "state", "");
+  c.batch.sync_interval_us = int64_t{3600} * 1000 * 1000;  // no tick closes it
+  Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(c);
+  ASSERT_TRUE(w.ok());
+  std::string why;
+  bool episode = false;
+  ASSERT_EQ((*w)->OnMessage(Message("terminal/t/payment/a", "last"), &why, &episode), SpoolWriter::Outcome::kStored);
+  w->reset();
+  const std::string spool = SpoolDir(c.state_dir);
+  Result<std::vector<std::string>> names = Env::Default()->ListDir(spool);
+  ASSERT_TRUE(names.ok());
+  std::sort(names->begin(), names->end());
+  ASSERT_EQ(names->size(), 2u);
+  // The newest is empty; the record is in the one before it.
+  Result<std::string> newest = Env::Default()->ReadFile(spool + "/" + names->back(), 1 << 20);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_TRUE(ScanSegment(*newest).records.empty());
+  Result<std::string> closed = Env::Default()->ReadFile(spool + "/" + names->front(), 1 << 20);
+  ASSERT_TRUE(closed.ok());
+  EXPECT_EQ(ScanSegment(*closed).records.size(), 1u);
+}
+
+// A quota smaller than one spooled message can be would refuse such a
+// message for ever: the configuration is refused instead.
+TEST(SpoolConfig, AQuotaSmallerThanOneMessageIsRefused) {
+  const std::string toml = R"([agent]
+device_id = "d"
+state_dir = "/s"
+[mqtt]
+mode = "broker-plugin"
+max_payload = "256KiB"
+spool_max_bytes = "500KiB"
+[kafka]
+brokers = "127.0.0.1:9092"
+[[streams]]
+name = "s"
+topics = ["s/#"]
+)";
+  Result<Config> c = ParseConfig(toml, "quota.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("mqtt.spool_max_bytes"), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find("2 x mqtt.max_payload + 64KiB"), std::string::npos) << c.status().message();
+  std::string big = toml;
+  big.replace(big.find("500KiB"), 6, "576KiB");  // exactly 2 x 256 KiB + 64 KiB
+  c = ParseConfig(big, "quota.toml");
+  EXPECT_TRUE(c.ok()) << c.status().message();
 }
 
 }  // namespace

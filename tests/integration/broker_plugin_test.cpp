@@ -35,7 +35,7 @@ class BrokerPlugin : public Pipeline {
 #else
     Pipeline::SetUp();
     if (HasFatalFailure()) return;
-    WriteConfig("mode = \"broker-plugin\"\n" + mqtt_extra_, "[plugins.card-data]\ntype = \"pci\"\nevery_stream = true\n");
+    WriteConfig("mode = \"" + mode_ + "\"\n" + mqtt_extra_, "[plugins.card-data]\ntype = \"pci\"\nevery_stream = true\n");
     // The fixture's broker has no plugin: this test's broker replaces it.
     ASSERT_TRUE(broker_->Stop().ok());
     broker_options_.port = 0;
@@ -44,7 +44,9 @@ class BrokerPlugin : public Pipeline {
     auto broker = harness::MosquittoBroker::Start(dir_ / "plugin-broker", broker_options_);
     ASSERT_TRUE(broker.ok()) << broker.status().ToString();
     broker_ = std::move(broker).value();
-    ASSERT_NE(BrokerLog().find("edgesync: spooling the streams of"), std::string::npos) << BrokerLog();
+    if (mode_ == "broker-plugin") {
+      ASSERT_NE(BrokerLog().find("edgesync: spooling the streams of"), std::string::npos) << BrokerLog();
+    }
 #endif
   }
 
@@ -64,6 +66,7 @@ class BrokerPlugin : public Pipeline {
   }
 
   std::string mqtt_extra_;
+  std::string mode_ = "broker-plugin";
 };
 
 TEST_F(BrokerPlugin, EventsArriveWithoutTheSecondHopAndCardDataIsMaskedInTheSpool) {
@@ -154,13 +157,15 @@ TEST_F(BrokerPlugin, AKilledBrokerLosesNothingItAcknowledged) {
 class BrokerPluginSmallSpool : public BrokerPlugin {
  protected:
   void SetUp() override {
-    mqtt_extra_ = "spool_max_bytes = \"64KiB\"\n";
+    // The smallest quota the configuration check allows for this max_payload
+    // (2 x max_payload + 64 KiB): the events are far smaller.
+    mqtt_extra_ = "max_payload = \"8KiB\"\nspool_max_bytes = \"80KiB\"\n";
     BrokerPlugin::SetUp();
   }
 };
 
 TEST_F(BrokerPluginSmallSpool, AFullSpoolSendsNoPubackAndNothingIsLostOnceTheAgentDrains) {
-  constexpr uint64_t kEvents = 6000;  // several times what 64 KiB of spool holds
+  constexpr uint64_t kEvents = 6000;  // several times what 80 KiB of spool holds
   auto pub = Connect();
   ASSERT_NE(pub, nullptr);
   std::atomic<bool> published{false};
@@ -189,6 +194,26 @@ TEST_F(BrokerPluginSmallSpool, AFullSpoolSendsNoPubackAndNothingIsLostOnceTheAge
   EXPECT_EQ(t.arrived, kEvents) << AgentLogs();
   EXPECT_EQ(t.lost, 0u);
   EXPECT_NE(BrokerLog().find("the spool takes messages again"), std::string::npos) << BrokerLog();
+}
+
+class BrokerPluginClientMode : public BrokerPlugin {
+ protected:
+  void SetUp() override {
+    mode_ = "client";
+    BrokerPlugin::SetUp();
+  }
+};
+
+// The plugin reads only the device file: when it says the agent is an MQTT
+// client, nothing would ever read the spool (it would fill, then refuse
+// every publish). The plugin claims nothing and says so.
+TEST_F(BrokerPluginClientMode, ClaimsNothingWhenTheAgentIsAClient) {
+  EXPECT_NE(BrokerLog().find("the plugin spools nothing"), std::string::npos) << BrokerLog();
+  auto pub = Connect();
+  ASSERT_NE(pub, nullptr);
+  Publish(pub.get(), 1, 50);
+  EXPECT_TRUE(pub->WaitAcked(30s).ok());
+  EXPECT_FALSE(Env::Default()->Exists(SpoolDirPath())) << "the plugin spooled in client mode";
 }
 
 TEST_F(BrokerPlugin, AnOversizedMessageNeitherCrashesTheBrokerNorLosesOthers) {
@@ -261,9 +286,76 @@ TEST_F(Pipeline, TheAgentReadsTheSpoolSetsADamagedSegmentAsideAndDeletesWhatItRe
   EXPECT_EQ(t.duplicates, 0u);
   EXPECT_EQ((*agent)->stats().ingest.received, 500u);  // not 501: that segment is still being written
   EXPECT_TRUE(env->Exists(spool + "/0000000000000001.log.unreadable"));
+  // The loss is counted where the journal's unreadable segments are.
+  EXPECT_EQ((*agent)->stats().ingest.spool_unreadable_segments, 1u);
+  EXPECT_NE((*agent)->StatsLine().find(" unreadable_spool_segments=1"), std::string::npos) << (*agent)->StatsLine();
   Result<std::vector<std::string>> left = env->ListDir(spool);
   ASSERT_TRUE(left.ok());
   EXPECT_EQ(left->size(), 2u);  // the one set aside and the one being written
+  (void)(*agent)->Shutdown();
+}
+
+// An Env whose deletes of spool segments fail while `fail` is set (a
+// read-only remount, a permission changed under the agent).
+class UndeletableSpoolEnv : public EnvWrapper {
+ public:
+  using EnvWrapper::EnvWrapper;
+  std::atomic<bool> fail{true};
+  std::atomic<int> attempts{0};
+  Status RemoveFile(const std::string& path) override {
+    if (path.find("/spool/") != std::string::npos) {
+      ++attempts;
+      if (fail) return Status::IOError("injected: Read-only file system");
+    }
+    return target()->RemoveFile(path);
+  }
+};
+
+// A segment whose records went to the intake but which cannot be deleted
+// is not read again at every poll (that sent its events once per poll):
+// only the delete is retried, and once it works nothing arrives twice.
+TEST_F(Pipeline, ASpoolSegmentThatCannotBeDeletedIsNotReadAgain) {
+  WriteConfig("mode = \"broker-plugin\"\n");
+  Result<Config> cfg = LoadConfig(config_path());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const std::string spool = SpoolDir(cfg->state_dir);
+  {
+    Config fast = *cfg;
+    fast.batch.sync_interval_us = 1;  // the tick closes the segment
+    Result<std::unique_ptr<SpoolWriter>> w = SpoolWriter::Create(fast);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    for (uint64_t seq = 1; seq <= 100; ++seq) {
+      const std::string payload = harness::PaymentEvent("pub", seq);
+      IngestMessage m;
+      m.topic = "terminal/t1/payment/authorization";
+      m.payload = payload;
+      m.qos = 1;
+      std::string why;
+      bool episode = false;
+      ASSERT_EQ((*w)->OnMessage(m, &why, &episode), SpoolWriter::Outcome::kStored) << why;
+    }
+    (void)(*w)->Tick();
+  }
+  UndeletableSpoolEnv env(Env::Default());
+  auto agent = Agent::Open(*cfg, &env);
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  ASSERT_TRUE((*agent)->Start().ok());
+  // Several polls' worth of failed deletes.
+  ASSERT_TRUE(harness::PollUntil([&] { return env.attempts.load() >= 5; }, 30s));
+  EXPECT_EQ((*agent)->stats().ingest.received, 100u);
+  EXPECT_FALSE((*agent)->stats().ingest.connected);  // the failure shows
+  env.fail = false;
+  ASSERT_TRUE(harness::PollUntil(
+      [&] {
+        Result<std::vector<std::string>> left = env.ListDir(spool);
+        return left.ok() && left->size() == 1;  // only the newest, which the writer left
+      },
+      30s));
+  StartUnpack();
+  harness::Tally t = AwaitArrival(100);
+  EXPECT_EQ(t.arrived, 100u);
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ((*agent)->stats().ingest.received, 100u);
   (void)(*agent)->Shutdown();
 }
 
