@@ -145,6 +145,9 @@ class Uploader {
   // Makes librdkafka raise a fatal error, as a fenced idempotent producer
   // would (rd_kafka_test_fatal_error), to test the rebuild.
   void InjectFatalErrorForTest();
+  // The value of a property of the producer as librdkafka took it ("" if
+  // unknown); before Start.
+  std::string ProducerPropertyForTest(const std::string& key) const;
 
   struct Impl;  // librdkafka state; in uploader.cpp
 
