@@ -313,7 +313,7 @@ void Sealer::Run() {
       lock.unlock();
       Status st = SealAndCommit(c, wait);
       lock.lock();
-      if (!st.ok() && wait == CheckWait::kDontWait && store_->checking()) {
+      if (Store::IsCheckRunning(st)) {
         // The check began meanwhile: not an error, the batch waits for it.
         closed_.push_front(std::move(c));
         closed_count_.store(closed_.size(), std::memory_order_release);
@@ -382,7 +382,7 @@ Status Sealer::SyncJournals() {
 
 bool Sealer::EnforceLimits(CheckWait wait) {
   Result<std::vector<Gap>> gaps = store_->Enforce(wait);
-  if (!gaps.ok() && wait == CheckWait::kDontWait && store_->checking()) return false;
+  if (Store::IsCheckRunning(gaps.status())) return false;
   if (!gaps.ok()) {
     options_.logger->error("buffer: enforcing the limits: {}", gaps.status().ToString());
     last_error_.Set("enforcing the limits: " + gaps.status().ToString());

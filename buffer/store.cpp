@@ -7,6 +7,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <string_view>
 #include <tuple>
 
 #include "format/format.h"
@@ -244,10 +245,10 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
 void Store::StopCheck() {
   closing_ = true;
   if (!check_thread_.joinable()) return;
-  // closing_ alone stops the check through its progress handler, but SQLite
-  // before 3.43 (Debian 12 has 3.40) calls that handler only between the
-  // VM's steps, not during quick_check's page walk (about half of it),
-  // which notices sqlite3_interrupt between pages. One sent before its
+  // closing_ alone stops the check through its progress handler, but
+  // SQLite 3.40 (Debian 12) calls that handler only between the VM's steps,
+  // not during quick_check's page walk (about half of it, measured), which
+  // notices sqlite3_interrupt between pages. One sent before its
   // statement began is forgotten as it begins, hence again until the thread
   // is done. Only while that statement runs: the connection is shared, and
   // an interrupt must never end a commit of the sealer's or the uploader's
@@ -799,8 +800,16 @@ bool Store::Lock(CheckWait wait, std::unique_lock<std::mutex>* lock) {
   return true;
 }
 
+namespace {
+constexpr std::string_view kCheckRunning = " is being checked (quick_check): try again after it";
+}  // namespace
+
 Status Store::CheckRunning() const {
-  return Status::Unavailable("store " + path_ + " is being checked (quick_check): try again after it");
+  return Status::Unavailable("store " + path_ + std::string(kCheckRunning));
+}
+
+bool Store::IsCheckRunning(const Status& st) {
+  return st.code() == Status::Code::kUnavailable && st.message().ends_with(kCheckRunning);
 }
 
 Status Store::Check() {
@@ -817,8 +826,9 @@ Status Store::Check() {
   if (closing_) return Status::Aborted("store " + path_ + " closing: check not run");
   // Prepared while no interrupt can be pending (none is sent before
   // check_running_): stepped after the check, it clears one that arrived
-  // as quick_check's statement ended. SQLite 3.43 and later check that flag
-  // as they prepare, so a leftover would fail the next BEGIN or DELETE.
+  // as quick_check's statement ended. SQLite 3.40 ignores such a leftover
+  // when it prepares, but newer versions check it there and would fail the
+  // next BEGIN or DELETE with SQLITE_INTERRUPT.
   Stmt clear(db_, "SELECT 1");
   // Asks SQLite to give up once closing_ is set; only around this
   // statement, so it can never end anybody else's.

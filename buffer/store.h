@@ -209,6 +209,9 @@ class Store {
   // True while Check holds (or is about to take) the store's lock: calls
   // with CheckWait::kDontWait return Unavailable meanwhile.
   bool checking() const;
+  // True for the Unavailable a kDontWait call returns because a check runs
+  // (SQLITE_BUSY and others are Unavailable too).
+  static bool IsCheckRunning(const Status& st);
   // Runs the deferred quick_check now (again, if it ran already), holding
   // the store's lock: calls that wait for it (the uploader's reads, the
   // default) wait, so it never shares the connection with them; calls with
@@ -223,11 +226,12 @@ class Store {
   // interrupts and joins it.
   void StartCheck(std::function<void(const Status&)> done = {});
   // Interrupts the check StartCheck runs (a progress handler installed only
-  // around its statement; and, for SQLite before 3.43 whose page walk never
-  // calls that handler, sqlite3_interrupt, sent only while that statement
-  // runs, its flag cleared before the lock is released) and waits for its
-  // thread: a stop never waits for the check. The check then counts as not finished, so the next
-  // Open runs it. No check runs on this store afterwards.
+  // around its statement; and, as SQLite 3.40 never calls that handler
+  // during quick_check's page walk, sqlite3_interrupt, sent only while that
+  // statement runs, its flag cleared before the lock is released) and waits
+  // for its thread: a stop never waits for the check. The check then counts
+  // as not finished, so the next Open runs it. No check runs on this store
+  // afterwards.
   void StopCheck();
 
  private:
