@@ -838,12 +838,14 @@ TEST(StoreCheck, CallsThatDoNotWaitAreToldAtOnceWhileTheCheckRuns) {
   store->ReleaseMemory();  // skipped, not waited for
   EXPECT_TRUE(store->checking()) << "a call waited for the check";
   slow.SetReadDelayMicros(0);
-  // A waiting commit follows the check; nothing was committed before it.
+  // A waiting commit follows the check (which is over before it lets go of
+  // the store); nothing was committed before it.
   ASSERT_TRUE(store->Commit(&b, {}).ok());
-  EXPECT_TRUE(finished.load());
   EXPECT_FALSE(store->checking());
   EXPECT_FALSE(store->check_pending());
   EXPECT_EQ(store->Counts(CheckWait::kDontWait)->batches, kCheckBatches + 1);
+  // Its callback runs after it let go of the store (and uses `finished`).
+  ASSERT_TRUE(harness::PollUntil([&] { return finished.load(); }, std::chrono::seconds(10)));
 }
 
 // A stop that lands as the check ends (its statement done, the lock not yet
