@@ -436,9 +436,23 @@ AgentStats Agent::stats() const {
   s.uploader = uploader_->stats();
   s.intake = intake_->stats();
   const IntakeStats& intake = s.intake;
-  Result<StoreCounts> c = store_->Counts();
+  // Never waits for the store's deferred check (it holds the store for its
+  // whole run: the main thread would not see a SIGTERM meanwhile): while it
+  // runs, the figures read last stand in (none before the first read).
+  Result<StoreCounts> c = store_->Counts(CheckWait::kDontWait);
+  Result<std::vector<Gap>> gaps = store_->Gaps(CheckWait::kDontWait);
+  Result<std::map<std::string, StoreCounts>> by_stream = store_->CountsByStream(CheckWait::kDontWait);
+  {
+    std::lock_guard<std::mutex> lock(store_figures_mu_);
+    StoreFigures& last = store_figures_;
+    if (c.ok()) last.counts = *c;
+    else if (last.counts) c = *last.counts;
+    if (gaps.ok()) last.gaps = *gaps;
+    else if (last.gaps) gaps = *last.gaps;
+    if (by_stream.ok()) last.by_stream = *by_stream;
+    else if (last.by_stream) by_stream = *last.by_stream;
+  }
   if (c.ok()) s.buffered = *c;
-  Result<std::vector<Gap>> gaps = store_->Gaps();
   if (gaps.ok()) {
     s.gaps = gaps->size();
     for (const Gap& g : *gaps) s.gap_events += g.events;
@@ -446,7 +460,6 @@ AgentStats Agent::stats() const {
   // Per stream, each lane folded into its stream.
   s.streams.resize(stream_names_.size());
   for (size_t i = 0; i < stream_names_.size(); ++i) s.streams[i].name = stream_names_[i];
-  Result<std::map<std::string, StoreCounts>> by_stream = store_->CountsByStream();
   for (size_t lane = 0; lane < lane_stream_.size(); ++lane) {
     StreamStats& st = s.streams[lane_stream_[lane]];
     const std::string& name = pipeline_lanes_[lane].name;
@@ -494,6 +507,9 @@ void Agent::ReleaseMemoryWhenQuiet() {
     return;
   }
   if (released_ || now - last_move_us_ < kQuietUs) return;
+  // The check reads every page through SQLite's cache and holds the store
+  // meanwhile: release after it, not behind it (this is the main thread).
+  if (store_->check_pending() || store_->checking()) return;
   released_ = true;
   store_->ReleaseMemory();
 #if defined(__GLIBC__)

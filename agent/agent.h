@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -181,6 +182,15 @@ class Agent {
   bool released_ = false;
   mutable std::mutex fleet_mu_;
   FleetStatus fleet_;  // guarded by fleet_mu_
+  // The store's figures stats() read last: what it reports while the
+  // store's deferred check runs (it holds the store; stats never wait).
+  struct StoreFigures {
+    std::optional<StoreCounts> counts;
+    std::optional<std::vector<Gap>> gaps;
+    std::optional<std::map<std::string, StoreCounts>> by_stream;
+  };
+  mutable std::mutex store_figures_mu_;
+  mutable StoreFigures store_figures_;  // guarded by store_figures_mu_
 };
 
 }  // namespace edgesync

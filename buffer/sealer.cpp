@@ -189,7 +189,7 @@ Status Sealer::CloseLocked(size_t lane_index, bool full) {
   return Status::OK();
 }
 
-Status Sealer::SealAndCommit(Closed& c) {
+Status Sealer::SealAndCommit(Closed& c, CheckWait wait) {
   Lane& lane = *lanes_[c.lane];
   BatchHeader h;
   h.device_id = options_.device_id;
@@ -209,7 +209,7 @@ Status Sealer::SealAndCommit(Closed& c) {
   b.first_event_us = c.first_us;
   b.last_event_us = c.last_us;
   b.envelope = std::move(env).value();
-  EDGESYNC_RETURN_IF_ERROR(store_->Commit(&b, c.end));
+  EDGESYNC_RETURN_IF_ERROR(store_->Commit(&b, c.end, wait));
   ++lane.next_seq;
   sealed_batches_.fetch_add(1, std::memory_order_relaxed);
   sealed_events_.fetch_add(c.events, std::memory_order_relaxed);
@@ -230,6 +230,10 @@ void Sealer::Run() {
   } exit{progress_};
   int64_t next_sync = env_->MonotonicMicros() + options_.sync_interval_us;
   int64_t retry_at = 0;  // after a failed commit, when to try again
+  // While the store's deferred check runs (it holds the store for its whole
+  // run: seconds on eMMC), this thread keeps syncing the journals and
+  // leaves sealing and the limits until it is over, looking again then.
+  int64_t check_over_at = 0;
   bool holds_seal_memory = false;  // sealed since the last ReleaseSealMemory
   int64_t last_seal = 0;           // monotonic time of the last seal
   for (;;) {
@@ -258,11 +262,12 @@ void Sealer::Run() {
     }
     std::unique_lock<std::mutex> lock(mu_);
     int64_t now = env_->MonotonicMicros();
-    if (!closed_.empty()) wake = std::max(now, std::min(wake, retry_at));
+    const int64_t seal_at = std::max(retry_at, check_over_at);
+    if (!closed_.empty()) wake = std::max(now, std::min(wake, seal_at));
     if (!stopping_ && wake > now) {
       progress_.Wait();
       WaitUntil(*cv_, lock, wake, [&] {
-        return stopping_ || (!closed_.empty() && env_->MonotonicMicros() >= retry_at);
+        return stopping_ || (!closed_.empty() && env_->MonotonicMicros() >= seal_at);
       });
     }
     bool stop = stopping_;
@@ -284,14 +289,21 @@ void Sealer::Run() {
         }
       }
     }
+    // Before any store call: the journal sync (the only one in client
+    // mode) never waits for the store, so a check cannot stretch the
+    // power-cut window.
     SyncDue(&next_sync, stop);
+    // At a stop the store is waited for (the agent has stopped its check
+    // first): the last batches are sealed.
+    const CheckWait wait = stop ? CheckWait::kWait : CheckWait::kDontWait;
+    bool checking = !stop && store_->checking();
     // Seal closed batches in order; on failure keep the batch and retry later.
     // The limits are enforced after each commit, and on a pass that sealed
     // nothing (age, free space and uploads change meanwhile too).
     bool sealed_any = false;
     for (;;) {
       lock.lock();
-      if (closed_.empty() || env_->MonotonicMicros() < retry_at) {
+      if (checking || closed_.empty() || env_->MonotonicMicros() < retry_at) {
         lock.unlock();
         break;
       }
@@ -299,8 +311,16 @@ void Sealer::Run() {
       closed_.pop_front();
       closed_count_.store(closed_.size(), std::memory_order_release);
       lock.unlock();
-      Status st = SealAndCommit(c);
+      Status st = SealAndCommit(c, wait);
       lock.lock();
+      if (Store::IsCheckRunning(st)) {
+        // The check began meanwhile: not an error, the batch waits for it.
+        closed_.push_front(std::move(c));
+        closed_count_.store(closed_.size(), std::memory_order_release);
+        checking = true;
+        lock.unlock();
+        break;
+      }
       if (!st.ok()) {
         options_.logger->error("stream {}: sealing batch: {} (retrying in 1 s)",
                       lanes_[c.lane]->spec.name, st.ToString());
@@ -318,12 +338,14 @@ void Sealer::Run() {
       lock.unlock();
       progress_.Advance(env_->MonotonicMicros());
       space_cv_.notify_all();
-      EnforceLimits();
+      checking = !EnforceLimits(wait);
       sealed_any = true;
       // A long backlog must not stretch the power-cut window of open batches.
       SyncDue(&next_sync, false);
     }
-    if (!sealed_any) EnforceLimits();
+    if (!sealed_any && !checking) checking = !EnforceLimits(wait);
+    // Looks again every kCheckPollUs (the watchdog sees this thread move).
+    check_over_at = checking ? env_->MonotonicMicros() + kCheckPollUs : 0;
     if (stop) {
       bool open = false;
       for (auto& lane : lanes_) {
@@ -358,12 +380,13 @@ Status Sealer::SyncJournals() {
   return first;
 }
 
-void Sealer::EnforceLimits() {
-  Result<std::vector<Gap>> gaps = store_->Enforce();
+bool Sealer::EnforceLimits(CheckWait wait) {
+  Result<std::vector<Gap>> gaps = store_->Enforce(wait);
+  if (Store::IsCheckRunning(gaps.status())) return false;
   if (!gaps.ok()) {
     options_.logger->error("buffer: enforcing the limits: {}", gaps.status().ToString());
     last_error_.Set("enforcing the limits: " + gaps.status().ToString());
-    return;
+    return true;
   }
   for (const Gap& g : *gaps) {
     last_error_.Set("gave up batches " + std::to_string(g.first_seq) + ".." + std::to_string(g.last_seq) +
@@ -373,6 +396,7 @@ void Sealer::EnforceLimits() {
                  g.first_seq, g.last_seq, g.stream, g.events, g.bytes, g.reason);
   }
   if (!gaps->empty() && on_sealed_) on_sealed_();  // gap records to upload
+  return true;
 }
 
 void Sealer::StopWaitingForSpace() {

@@ -120,7 +120,13 @@ class Sealer {
   };
 
   Sealer(Env* env, Store* store, SealerOptions options);
-  Status SealAndCommit(Closed& c);
+  // While the store's check runs, how often the sealer thread looks whether
+  // it is over (it syncs the journals meanwhile as at any time).
+  static constexpr int64_t kCheckPollUs = 50'000;
+
+  // With kDontWait, Unavailable while the store's check runs (nothing
+  // committed: `c` is sealed again later).
+  Status SealAndCommit(Closed& c, CheckWait wait = CheckWait::kWait);
   // Requires lane.mu held. Moves the open batch to closed_ (rotating the
   // journal). `full`: it closed by size (the lane is busy), else by age or
   // for a stop (the lane may be quiet: if no event comes before the sealer
@@ -130,8 +136,9 @@ class Sealer {
   // fdatasyncs every lane's journal if `*next_sync` has passed; sealer thread.
   void SyncDue(int64_t* next_sync, bool force);
   void WarnAboutUnconfiguredJournals();
-  // Lets the store give up what its limits demand; logs each gap. Sealer thread.
-  void EnforceLimits();
+  // Lets the store give up what its limits demand; logs each gap. Sealer
+  // thread. False when it did not run: kDontWait and the store's check runs.
+  bool EnforceLimits(CheckWait wait);
 
   Env* env_;
   Store* store_;

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <string_view>
 #include <tuple>
 
 #include "format/format.h"
@@ -244,10 +245,14 @@ Result<std::unique_ptr<Store>> Store::OpenReadOnly(Env* env, const std::string& 
 void Store::StopCheck() {
   closing_ = true;
   if (!check_thread_.joinable()) return;
-  // quick_check notices an interrupt between pages; one sent before its
+  // closing_ alone stops the check through its progress handler, but
+  // SQLite 3.40 (Debian 12) calls that handler only between the VM's steps,
+  // not during quick_check's page walk (about half of it, measured), which
+  // notices sqlite3_interrupt between pages. One sent before its
   // statement began is forgotten as it begins, hence again until the thread
   // is done. Only while that statement runs: the connection is shared, and
-  // an interrupt must never end a commit of the sealer's or the uploader's.
+  // an interrupt must never end a commit of the sealer's or the uploader's
+  // (Check clears one that arrives as the statement ends).
   while (!check_done_.load()) {
     {
       std::lock_guard<std::mutex> lock(interrupt_mu_);
@@ -274,7 +279,8 @@ Store::~Store() {
 }
 
 void Store::ReleaseMemory() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(CheckWait::kDontWait, &lock)) return;  // the caller runs it again once quiet
   sqlite3_db_release_memory(db_);
 }
 
@@ -411,8 +417,9 @@ Status Store::SeedStream(const std::string& stream, StreamState state) {
   return Status::OK();
 }
 
-Status Store::Commit(SealedBatch* b, JournalPosition sealed) {
-  std::lock_guard<std::mutex> lock(mu_);
+Status Store::Commit(SealedBatch* b, JournalPosition sealed, CheckWait wait) {
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(wait, &lock)) return CheckRunning();
   Transaction txn(db_);
   EDGESYNC_RETURN_IF_ERROR(txn.Begun());
   auto fail = [&](const std::string& what) { return txn.Fail(what); };
@@ -526,8 +533,9 @@ Result<std::vector<Store::Victim>> Store::CandidatesLocked(
   return out;
 }
 
-Result<std::vector<Gap>> Store::Enforce() {
-  std::lock_guard<std::mutex> lock(mu_);
+Result<std::vector<Gap>> Store::Enforce(CheckWait wait) {
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(wait, &lock)) return CheckRunning();
   std::vector<Gap> gaps;
   const int64_t now = env_->NowMicros();
   const int64_t mono = env_->MonotonicMicros();
@@ -717,15 +725,17 @@ StoreCounts CountsFromRow(Stmt& q, int first) {
 
 }  // namespace
 
-Result<StoreCounts> Store::Counts() {
-  std::lock_guard<std::mutex> lock(mu_);
+Result<StoreCounts> Store::Counts(CheckWait wait) {
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(wait, &lock)) return CheckRunning();
   Stmt q(db_, (std::string("SELECT ") + kCountColumns + " FROM batches").c_str());
   if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return SqlError(db_, "count batches");
   return CountsFromRow(q, 0);
 }
 
-Result<std::map<std::string, StoreCounts>> Store::CountsByStream() {
-  std::lock_guard<std::mutex> lock(mu_);
+Result<std::map<std::string, StoreCounts>> Store::CountsByStream(CheckWait wait) {
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(wait, &lock)) return CheckRunning();
   Stmt q(db_, (std::string("SELECT stream, ") + kCountColumns + " FROM batches GROUP BY stream").c_str());
   if (!q.ok()) return SqlError(db_, "prepare batch count");
   std::map<std::string, StoreCounts> out;
@@ -747,8 +757,9 @@ Result<std::vector<std::string>> Store::StreamsOfTopic(const std::string& kafka_
   return out;
 }
 
-Result<std::vector<Gap>> Store::Gaps() {
-  std::lock_guard<std::mutex> lock(mu_);
+Result<std::vector<Gap>> Store::Gaps(CheckWait wait) {
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  if (!Lock(wait, &lock)) return CheckRunning();
   Stmt q(db_,
          "SELECT stream, first_seq, last_seq, events, bytes, first_us, last_us, reason, at_us "
          "FROM gaps ORDER BY id");
@@ -774,20 +785,74 @@ Result<std::vector<Gap>> Store::Gaps() {
 
 bool Store::check_pending() const { return check_pending_.load(); }
 
+bool Store::checking() const { return checking_.load(); }
+
+bool Store::Lock(CheckWait wait, std::unique_lock<std::mutex>* lock) {
+  if (wait == CheckWait::kWait) {
+    lock->lock();
+    return true;
+  }
+  // Under gate_mu_: Check cannot claim the store between this test and
+  // the lock, so mu_ is held at most by a short call (a commit, a read).
+  std::lock_guard<std::mutex> gate(gate_mu_);
+  if (checking_) return false;
+  lock->lock();
+  return true;
+}
+
+namespace {
+constexpr std::string_view kCheckRunning = " is being checked (quick_check): try again after it";
+}  // namespace
+
+Status Store::CheckRunning() const {
+  return Status::Unavailable("store " + path_ + std::string(kCheckRunning));
+}
+
+bool Store::IsCheckRunning(const Status& st) {
+  return st.code() == Status::Code::kUnavailable && st.message().ends_with(kCheckRunning);
+}
+
 Status Store::Check() {
+  {
+    // Claimed before mu_ is taken: from here kDontWait callers back off.
+    std::lock_guard<std::mutex> gate(gate_mu_);
+    checking_ = true;
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  struct Release {
+    std::atomic<bool>* checking;
+    ~Release() { *checking = false; }  // before mu_ is released
+  } release{&checking_};
   if (closing_) return Status::Aborted("store " + path_ + " closing: check not run");
+  // Prepared while no interrupt can be pending (none is sent before
+  // check_running_): stepped after the check, it clears one that arrived
+  // as quick_check's statement ended. SQLite 3.40 ignores such a leftover
+  // when it prepares, but newer versions check it there and would fail the
+  // next BEGIN or DELETE with SQLITE_INTERRUPT.
+  Stmt clear(db_, "SELECT 1");
+  // Asks SQLite to give up once closing_ is set; only around this
+  // statement, so it can never end anybody else's.
+  sqlite3_progress_handler(
+      db_, 100, [](void* self) -> int { return static_cast<Store*>(self)->closing_.load() ? 1 : 0; },
+      this);
   {
     std::lock_guard<std::mutex> running(interrupt_mu_);
     check_running_ = true;
   }
   Status st = CheckIntegrity(/*deep=*/true);
   {
-    // Before mu_ is released: no interrupt reaches the next statement.
     std::lock_guard<std::mutex> running(interrupt_mu_);
     check_running_ = false;
   }
-  if (!st.ok() && (closing_ || sqlite3_errcode(db_) == SQLITE_INTERRUPT)) {
+  sqlite3_progress_handler(db_, 0, nullptr, nullptr);
+  const bool interrupted = sqlite3_errcode(db_) == SQLITE_INTERRUPT;
+  if (clear.ok()) {
+    // Before mu_ is released: no interrupt reaches the next statement.
+    // A statement starting while none runs resets the connection's flag.
+    (void)sqlite3_step(clear.get());
+    sqlite3_reset(clear.get());
+  }
+  if (!st.ok() && (closing_ || interrupted)) {
     return Status::Aborted("store " + path_ + " closing: check interrupted");
   }
   check_pending_ = false;

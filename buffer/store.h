@@ -27,7 +27,10 @@
 //
 // Thread safety: all methods may be called from any thread; one internal
 // mutex serialises them (the sealer commits and evicts, the uploader reads
-// and deletes).
+// and deletes). The deferred check holds it for its whole run, so the
+// callers that must not wait that long pass CheckWait::kDontWait (the
+// sealer's periodic work, the agent's figures) and get Unavailable at once
+// while the check runs; ReleaseMemory never waits for it.
 #pragma once
 
 #include <atomic>
@@ -114,6 +117,10 @@ struct StoreLimits {
   bool operator==(const StoreLimits&) const = default;
 };
 
+// Whether a call waits for a running Check (seconds on eMMC) or returns
+// Unavailable at once, without touching the store.
+enum class CheckWait { kWait, kDontWait };
+
 struct StoreOptions : StoreLimits {
   std::shared_ptr<spdlog::logger> logger;      // null: spdlog's default logger
   std::string device_id;                       // written into gap records
@@ -144,6 +151,7 @@ class Store {
 
   // Frees what SQLite caches for this connection and does not need (its
   // page cache beyond dirty pages): after a burst, for a small board.
+  // Does nothing while a check runs (it would wait for it).
   void ReleaseMemory();
 
   // State of `stream` (defaults for a stream never seen).
@@ -153,8 +161,8 @@ class Store {
   Status SeedStream(const std::string& stream, StreamState state);
   // In one transaction: inserts `batch` (its seq must be the stream's
   // next_seq) and advances the stream to next_seq+1 and `sealed`.
-  // Sets batch->id.
-  Status Commit(SealedBatch* batch, JournalPosition sealed);
+  // Sets batch->id. With kDontWait, Unavailable while a check runs.
+  Status Commit(SealedBatch* batch, JournalPosition sealed, CheckWait wait = CheckWait::kWait);
 
   // Up to `limit` batches and gap records not handed out yet: gap records
   // first, then highest priority first, oldest first, leaving out rows for
@@ -178,26 +186,37 @@ class Store {
   // becomes a Gap, recorded and queued for upload in the same transaction
   // as the deletion. A gap record never changes once written, so a copy
   // sent twice is recognisably the same. Returns the gaps recorded.
-  Result<std::vector<Gap>> Enforce();
+  // With kDontWait, Unavailable while a check runs.
+  Result<std::vector<Gap>> Enforce(CheckWait wait = CheckWait::kWait);
   // Records `gap` and queues its gap record for upload to `kafka_topic`.
   Status RecordGap(const Gap& gap, const std::string& kafka_topic, Priority priority);
 
-  Result<StoreCounts> Counts();
+  // With kDontWait (here, in CountsByStream and Gaps), Unavailable while a
+  // check runs.
+  Result<StoreCounts> Counts(CheckWait wait = CheckWait::kWait);
   // The same per stream (the batches' stream: a lane's name).
-  Result<std::map<std::string, StoreCounts>> CountsByStream();
+  Result<std::map<std::string, StoreCounts>> CountsByStream(CheckWait wait = CheckWait::kWait);
   // The streams that have batches or gap records queued for `kafka_topic`.
   Result<std::vector<std::string>> StreamsOfTopic(const std::string& kafka_topic);
   // Every gap recorded (uploaded or not) younger than max_age, oldest first.
-  Result<std::vector<Gap>> Gaps();
+  Result<std::vector<Gap>> Gaps(CheckWait wait = CheckWait::kWait);
 
   // Bytes of the database and its WAL on disk, for tests and status.
   Result<uint64_t> FileBytes();
 
   // True while Open deferred quick_check and no Check has finished yet.
   bool check_pending() const;
+  // True while Check holds (or is about to take) the store's lock: calls
+  // with CheckWait::kDontWait return Unavailable meanwhile.
+  bool checking() const;
+  // True for the Unavailable a kDontWait call returns because a check runs
+  // (SQLITE_BUSY and others are Unavailable too).
+  static bool IsCheckRunning(const Status& st);
   // Runs the deferred quick_check now (again, if it ran already), holding
-  // the store's lock: the sealer's commits and the uploader's reads wait
-  // for it, so it never shares the connection with them. Corruption when it
+  // the store's lock: calls that wait for it (the uploader's reads, the
+  // default) wait, so it never shares the connection with them; calls with
+  // CheckWait::kDontWait never wait for it (a brief handshake: once
+  // checking() is seen false, such a call takes the lock before the check). Corruption when it
   // fails: the store then stays unmarked, so the next Open checks at once
   // and OpenOrReplaceStore moves it aside as at any start; Aborted when the
   // destructor interrupted it.
@@ -206,10 +225,13 @@ class Store {
   // be empty) gets its result on that thread. StopCheck or the destructor
   // interrupts and joins it.
   void StartCheck(std::function<void(const Status&)> done = {});
-  // Interrupts the check StartCheck runs (sqlite3_interrupt, sent only while
-  // its statement is the one running) and waits for its thread: a stop never
-  // waits for the check. The check then counts as not finished, so the next
-  // Open runs it. No check runs on this store afterwards.
+  // Interrupts the check StartCheck runs (a progress handler installed only
+  // around its statement; and, as SQLite 3.40 never calls that handler
+  // during quick_check's page walk, sqlite3_interrupt, sent only while that
+  // statement runs, its flag cleared before the lock is released) and waits
+  // for its thread: a stop never waits for the check. The check then counts
+  // as not finished, so the next Open runs it. No check runs on this store
+  // afterwards.
   void StopCheck();
 
  private:
@@ -225,6 +247,10 @@ class Store {
   // PRAGMA page_size, page_count and freelist_count.
   Status PageCounts(int64_t* page_size, int64_t* pages, int64_t* free_pages);
   Status LoadTotals();
+  // Takes mu_ into `lock` (unlocked on entry); with kDontWait, only unless
+  // a check holds or claimed it: false then, mu_ not taken.
+  bool Lock(CheckWait wait, std::unique_lock<std::mutex>* lock);
+  Status CheckRunning() const;
   // The methods below require mu_.
   // Evictable rows (not leased, not gap records) matching `where` (which
   // may use ?1 = arg), lowest priority and oldest first, until `enough`
@@ -255,6 +281,11 @@ class Store {
   std::atomic<bool> verified_{false};       // a quick_check passed since Open
   std::atomic<bool> closing_{false};        // the destructor runs: a check in progress gives up
   std::atomic<bool> check_done_{false};     // check_thread_ has finished its work
+  // Check sets checking_ under gate_mu_ before it takes mu_; a kDontWait
+  // caller tests it and takes mu_ under gate_mu_, so the check can never
+  // take mu_ between that caller's test and its lock. Order: gate_mu_, mu_.
+  std::mutex gate_mu_;
+  std::atomic<bool> checking_{false};
   std::mutex interrupt_mu_;                 // orders check_running_ and sqlite3_interrupt
   bool check_running_ = false;              // Check's statement runs; guarded by interrupt_mu_
   std::thread check_thread_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -633,6 +634,18 @@ Status CheckProducerProperty(const std::string& key, const std::string& value) {
 }
 
 Status Uploader::Impl::MakeProducer() {
+  // librdkafka refuses (at rd_kafka_new) a reconnect.backoff.max.ms below
+  // reconnect.backoff.ms: an operator's larger reconnect.backoff.ms raises
+  // our cap to it; their own reconnect.backoff.max.ms, applied after ours,
+  // replaces it.
+  int64_t reconnect_max_ms = kReconnectBackoffMaxMs;
+  for (const auto& [k, v] : opt.properties) {
+    if (k != "reconnect.backoff.ms") continue;
+    char* end = nullptr;
+    const long long ms = std::strtoll(v.c_str(), &end, 10);
+    // Not a number: librdkafka names the property below.
+    if (end != v.c_str() && *end == '\0') reconnect_max_ms = std::max<int64_t>(kReconnectBackoffMaxMs, ms);
+  }
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   std::vector<std::pair<std::string, std::string>> props = {
@@ -652,7 +665,7 @@ Status Uploader::Impl::MakeProducer() {
       // jitter), it bounds that delay; the price is one TCP connection
       // attempt per needed broker this often while the cluster is away
       // (docs/operating.md states it per minute).
-      {"reconnect.backoff.max.ms", std::to_string(kReconnectBackoffMaxMs)},
+      {"reconnect.backoff.max.ms", std::to_string(reconnect_max_ms)},
   };
   props.insert(props.end(), opt.properties.begin(), opt.properties.end());
   for (const auto& [k, v] : props) {
@@ -705,6 +718,13 @@ void Uploader::Notify() {
     impl_->notified = true;
   }
   impl_->cv->NotifyOne();
+}
+
+std::string Uploader::ProducerPropertyForTest(const std::string& key) const {
+  char value[512];
+  size_t size = sizeof value;
+  if (rd_kafka_conf_get(rd_kafka_conf(impl_->rk), key.c_str(), value, &size) != RD_KAFKA_CONF_OK) return "";
+  return value;
 }
 
 void Uploader::InjectFatalErrorForTest() {

@@ -14,9 +14,9 @@
 //   and the rest follows once Kafka has taken it. Other failures pause
 //   (capped exponential, full jitter) before the store is sent again in its
 //   order. Reconnects back off exponentially inside librdkafka, capped at
-//   reconnect.backoff.max.ms (500 ms unless kafka.properties says
-//   otherwise), which bounds how long after the cluster's return the probe
-//   leaves.
+//   reconnect.backoff.max.ms (500 ms, or reconnect.backoff.ms if that is
+//   set higher, unless kafka.properties sets it), which bounds how long
+//   after the cluster's return the probe leaves.
 // - Permanent for a topic (authorization failed, unknown topic, invalid
 //   config or record): the topic is blocked with its reason, logged once;
 //   its streams stay in the store and are retried every
@@ -145,6 +145,9 @@ class Uploader {
   // Makes librdkafka raise a fatal error, as a fenced idempotent producer
   // would (rd_kafka_test_fatal_error), to test the rebuild.
   void InjectFatalErrorForTest();
+  // The value of a property of the producer as librdkafka took it ("" if
+  // unknown); before Start.
+  std::string ProducerPropertyForTest(const std::string& key) const;
 
   struct Impl;  // librdkafka state; in uploader.cpp
 

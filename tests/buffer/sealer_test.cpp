@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "harness/agent_process.h"
 #include "tests/support/fault_env.h"
 #include "tests/support/temp_dir.h"
 
@@ -61,6 +62,129 @@ std::vector<Record> StoredRecords(Store* store, const std::string& stream) {
     for (auto& r : envs[i].records) out.push_back(r);
   }
   return out;
+}
+
+// Counts the journal's fdatasyncs, and makes every page read of the store
+// slow (a slow eMMC): its deferred check then runs for seconds.
+class SlowStoreEnv : public EnvWrapper {
+ public:
+  using EnvWrapper::EnvWrapper;
+  Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override {
+    auto f = EnvWrapper::OpenAppend(path);
+    if (!f.ok()) return f;
+    return std::unique_ptr<AppendFile>(new Journal(std::move(f).value(), &syncs_));
+  }
+  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
+    auto f = EnvWrapper::OpenRandomRW(path, create);
+    if (!f.ok()) return f;
+    return std::unique_ptr<RandomRWFile>(new Slow(std::move(f).value(), &read_delay_us_));
+  }
+  int syncs() const { return syncs_.load(); }
+  void SetReadDelayMicros(int us) { read_delay_us_ = us; }
+
+ private:
+  class Journal : public AppendFile {
+   public:
+    Journal(std::unique_ptr<AppendFile> f, std::atomic<int>* syncs) : f_(std::move(f)), syncs_(syncs) {}
+    Status Append(std::string_view data) override { return f_->Append(data); }
+    Status Sync() override {
+      ++*syncs_;
+      return f_->Sync();
+    }
+    Status Close() override { return f_->Close(); }
+
+   private:
+    std::unique_ptr<AppendFile> f_;
+    std::atomic<int>* syncs_;
+  };
+  class Slow : public RandomRWFile {
+   public:
+    Slow(std::unique_ptr<RandomRWFile> f, std::atomic<int>* delay_us) : f_(std::move(f)), delay_us_(delay_us) {}
+    Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
+      if (const int us = delay_us_->load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+      return f_->Read(offset, n, buf);
+    }
+    Status Write(uint64_t offset, std::string_view data) override { return f_->Write(offset, data); }
+    Status Truncate(uint64_t size) override { return f_->Truncate(size); }
+    Status Sync() override { return f_->Sync(); }
+    Result<uint64_t> Size() override { return f_->Size(); }
+    Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
+      return f_->LockRange(offset, len, exclusive);
+    }
+    Status UnlockRange(uint64_t offset, uint64_t len) override { return f_->UnlockRange(offset, len); }
+
+   private:
+    std::unique_ptr<RandomRWFile> f_;
+    std::atomic<int>* delay_us_;
+  };
+  std::atomic<int> syncs_{0};
+  std::atomic<int> read_delay_us_{0};
+};
+
+// The store's deferred check holds the store for its whole run; the
+// journal sync (the power-cut window) must not wait for it, nor may the
+// sealer thread stand still; what it would have sealed follows the check.
+TEST(Sealer, KeepsSyncingTheJournalWhileTheStoresCheckRuns) {
+  harness::TempDir dir = testing::NewTempDir();
+  SlowStoreEnv env(Env::Default());
+  StoreOptions so;
+  so.max_age_us = 0;
+  so.max_bytes = 64ull << 20;
+  so.defer_check = true;
+  {
+    // 2 MiB of batches, checked at creation and closed cleanly.
+    auto store = Store::Open(&env, dir / "store.db", so);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (uint64_t seq = 1; seq <= 500; ++seq) {
+      SealedBatch b;
+      b.stream = "filler";
+      b.kafka_topic = "edge.filler";
+      b.seq = seq;
+      b.envelope = std::string(4096, static_cast<char>('a' + seq % 26));
+      ASSERT_TRUE((*store)->Commit(&b, {}).ok());
+    }
+  }
+  env.SetReadDelayMicros(1000);  // about 1 ms a page: a check of several seconds
+  auto opened = Store::Open(&env, dir / "store.db", so);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Store> store = std::move(opened).value();
+  ASSERT_TRUE(store->check_pending());
+  SealerOptions options;
+  options.device_id = "term-0001";
+  options.journal_dir = dir / "journal";
+  options.max_events = 10;
+  options.max_age_us = 3'600'000'000;
+  options.sync_interval_us = 20'000;
+  std::vector<StreamSpec> streams = {{"payments", "edge.payments", Priority::kHigh}};
+  auto sealer = Sealer::Open(&env, store.get(), options, streams);
+  ASSERT_TRUE(sealer.ok()) << sealer.status().ToString();
+  (*sealer)->Start();
+  std::atomic<bool> checked{false};
+  store->StartCheck([&](const Status&) { checked = true; });
+  ASSERT_TRUE(harness::PollUntil([&] { return store->checking() || checked; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(store->checking()) << "the check was over before the test began";
+  // An open batch: its journal is synced by the sealer thread.
+  int before = env.syncs();
+  for (int i = 0; i < 9; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  ASSERT_TRUE(harness::PollUntil([&] { return env.syncs() > before; }, std::chrono::seconds(10)));
+  // Full: the sealer would commit it now, but the store is busy.
+  ASSERT_TRUE((*sealer)->Accept(0, Event(9)).ok());
+  // The next open batch, journaled after that: synced while the check runs.
+  before = env.syncs();
+  for (int i = 10; i < 15; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  ASSERT_TRUE(harness::PollUntil([&] { return env.syncs() > before || checked; }, std::chrono::seconds(30)));
+  EXPECT_GT(env.syncs(), before);
+  EXPECT_TRUE(store->checking()) << "the journal was synced only once the check had finished";
+  EXPECT_EQ((*sealer)->stats().sealed_batches, 0u) << "sealed while the check held the store";
+  // After the check, the batch closed meanwhile is sealed; the stop seals the rest.
+  env.SetReadDelayMicros(0);
+  ASSERT_TRUE(harness::PollUntil([&] { return checked.load(); }, std::chrono::seconds(60)));
+  ASSERT_TRUE(harness::PollUntil([&] { return (*sealer)->stats().sealed_batches == 1; },
+                                 std::chrono::seconds(10)));
+  ASSERT_TRUE((*sealer)->Stop().ok());
+  std::vector<Record> got = StoredRecords(store.get(), "payments");
+  ASSERT_EQ(got.size(), 15u);
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(got[i], Event(i));
 }
 
 TEST(Sealer, SealsFullBatchesAndTheRestOnStop) {

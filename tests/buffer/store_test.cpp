@@ -814,6 +814,75 @@ TEST(StoreCheck, StopCheckEndsTheCheckButNeverACommit) {
   EXPECT_GT(interrupted, 0) << "no check was stopped: the rounds proved nothing";
 }
 
+// The sealer's periodic work and the agent's figures never wait for the
+// check (it holds the store for its whole run): they are told at once.
+TEST(StoreCheck, CallsThatDoNotWaitAreToldAtOnceWhileTheCheckRuns) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  CountingEnv slow(&m.env);
+  slow.SetReadDelayMicros(2000);  // a check of seconds
+  std::unique_ptr<Store> store = OpenThrough(&slow, m.options);
+  ASSERT_TRUE(store && store->check_pending());
+  EXPECT_FALSE(store->checking());
+  std::atomic<bool> finished{false};
+  store->StartCheck([&](const Status&) { finished = true; });
+  ASSERT_TRUE(harness::PollUntil([&] { return store->checking() || finished; }, std::chrono::seconds(10)));
+  ASSERT_FALSE(finished.load()) << "the check was over before the test began";
+  SealedBatch b = Batch("pay", kCheckBatches + 1, Priority::kHigh);
+  Status st = store->Commit(&b, {}, CheckWait::kDontWait);
+  EXPECT_TRUE(Store::IsCheckRunning(st)) << st.ToString();
+  EXPECT_TRUE(Store::IsCheckRunning(store->Enforce(CheckWait::kDontWait).status()));
+  EXPECT_EQ(store->Counts(CheckWait::kDontWait).status().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(store->CountsByStream(CheckWait::kDontWait).status().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(store->Gaps(CheckWait::kDontWait).status().code(), Status::Code::kUnavailable);
+  store->ReleaseMemory();  // skipped, not waited for
+  EXPECT_TRUE(store->checking()) << "a call waited for the check";
+  slow.SetReadDelayMicros(0);
+  // A waiting commit follows the check (which is over before it lets go of
+  // the store); nothing was committed before it.
+  ASSERT_TRUE(store->Commit(&b, {}).ok());
+  EXPECT_FALSE(store->checking());
+  EXPECT_FALSE(store->check_pending());
+  EXPECT_EQ(store->Counts(CheckWait::kDontWait)->batches, kCheckBatches + 1);
+  // Its callback runs after it let go of the store (and uses `finished`).
+  ASSERT_TRUE(harness::PollUntil([&] { return finished.load(); }, std::chrono::seconds(10)));
+}
+
+// A stop that lands as the check ends (its statement done, the lock not yet
+// given back) must leave nothing behind that fails the commits after it:
+// the sealer's last ones at a stop follow StopCheck.
+TEST(StoreCheck, AStopAsTheCheckEndsNeverFailsTheCommitsAfterIt) {
+  MemStore m;
+  FillAndCloseCleanly(m);
+  uint64_t next = kCheckBatches + 1;
+  int stopped_late = 0;
+  // A check here takes a few milliseconds; the stops land at spread-out
+  // points of it, many of them near its end.
+  for (int round = 0; round < 40; ++round) {
+    std::unique_ptr<Store> store = OpenThrough(&m.env, m.options);
+    ASSERT_TRUE(store);
+    if (!store->check_pending()) {
+      ASSERT_TRUE(store->Check().ok());  // the last round's check was stopped: checked at open
+      store.reset();
+      store = OpenThrough(&m.env, m.options);
+      ASSERT_TRUE(store && store->check_pending());
+    }
+    std::atomic<bool> finished{false};
+    store->StartCheck([&](const Status&) { finished = true; });
+    for (int spin = 0; spin < round * 50; ++spin) std::this_thread::yield();
+    store->StopCheck();
+    stopped_late += finished.load();
+    for (int i = 0; i < 3; ++i) {
+      SealedBatch b = Batch("pay", next, Priority::kHigh);
+      Status st = store->Commit(&b, {});
+      ASSERT_TRUE(st.ok()) << "round " << round << ": " << st.ToString();
+      ++next;
+      ASSERT_TRUE(store->Delete(b.id).ok()) << "round " << round;
+    }
+  }
+  EXPECT_GT(stopped_late, 0) << "no stop came after a check had run: the rounds proved little";
+}
+
 TEST(StoreCheck, ClosingInterruptsACheckInProgress) {
   MemStore m;
   FillAndCloseCleanly(m);

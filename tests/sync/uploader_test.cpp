@@ -389,5 +389,42 @@ TEST(UploaderConfig, RejectedPropertyIsNamed) {
   EXPECT_NE(u.status().message().find("no.such.property"), std::string::npos) << u.status().message();
 }
 
+// librdkafka refuses a reconnect.backoff.max.ms below reconnect.backoff.ms:
+// our 500 ms cap must not stop an agent whose properties set a larger base.
+TEST(UploaderConfig, ALargerReconnectBackoffRaisesTheCapInsteadOfFailingTheStart) {
+  auto dir = testing::NewTempDir();
+  auto store = Store::Open(Env::Default(), dir / "store.db");
+  ASSERT_TRUE(store.ok());
+  UploaderOptions o;
+  o.brokers = "127.0.0.1:1";
+  o.properties = {{"reconnect.backoff.ms", "2000"}};
+  auto u = Uploader::Create(store->get(), Env::Default(), o);
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ((*u)->ProducerPropertyForTest("reconnect.backoff.ms"), "2000");
+  EXPECT_EQ((*u)->ProducerPropertyForTest("reconnect.backoff.max.ms"), "2000");
+}
+
+TEST(UploaderConfig, ReconnectBackoffCapIs500MsUnlessThePropertiesSetIt) {
+  auto dir = testing::NewTempDir();
+  auto store = Store::Open(Env::Default(), dir / "store.db");
+  ASSERT_TRUE(store.ok());
+  UploaderOptions o;
+  o.brokers = "127.0.0.1:1";
+  {
+    auto u = Uploader::Create(store->get(), Env::Default(), o);
+    ASSERT_TRUE(u.ok()) << u.status().ToString();
+    EXPECT_EQ((*u)->ProducerPropertyForTest("reconnect.backoff.max.ms"), "500");
+  }
+  // An explicit cap is kept, whatever the base.
+  o.properties = {{"reconnect.backoff.ms", "2000"}, {"reconnect.backoff.max.ms", "7000"}};
+  auto u = Uploader::Create(store->get(), Env::Default(), o);
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ((*u)->ProducerPropertyForTest("reconnect.backoff.max.ms"), "7000");
+  o.properties = {{"reconnect.backoff.max.ms", "100"}};
+  u = Uploader::Create(store->get(), Env::Default(), o);
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ((*u)->ProducerPropertyForTest("reconnect.backoff.max.ms"), "100");
+}
+
 }  // namespace
 }  // namespace edgesync
