@@ -10,6 +10,7 @@
 
 #include "harness/agent_process.h"
 #include "tests/support/fault_env.h"
+#include "tests/support/slow_reads_env.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync {
@@ -66,21 +67,15 @@ std::vector<Record> StoredRecords(Store* store, const std::string& stream) {
 
 // Counts the journal's fdatasyncs, and makes every page read of the store
 // slow (a slow eMMC): its deferred check then runs for seconds.
-class SlowStoreEnv : public EnvWrapper {
+class SlowStoreEnv : public testing::SlowReadsEnv {
  public:
-  using EnvWrapper::EnvWrapper;
+  using SlowReadsEnv::SlowReadsEnv;
   Result<std::unique_ptr<AppendFile>> OpenAppend(const std::string& path) override {
-    auto f = EnvWrapper::OpenAppend(path);
+    auto f = SlowReadsEnv::OpenAppend(path);
     if (!f.ok()) return f;
     return std::unique_ptr<AppendFile>(new Journal(std::move(f).value(), &syncs_));
   }
-  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
-    auto f = EnvWrapper::OpenRandomRW(path, create);
-    if (!f.ok()) return f;
-    return std::unique_ptr<RandomRWFile>(new Slow(std::move(f).value(), &read_delay_us_));
-  }
   int syncs() const { return syncs_.load(); }
-  void SetReadDelayMicros(int us) { read_delay_us_ = us; }
 
  private:
   class Journal : public AppendFile {
@@ -97,28 +92,7 @@ class SlowStoreEnv : public EnvWrapper {
     std::unique_ptr<AppendFile> f_;
     std::atomic<int>* syncs_;
   };
-  class Slow : public RandomRWFile {
-   public:
-    Slow(std::unique_ptr<RandomRWFile> f, std::atomic<int>* delay_us) : f_(std::move(f)), delay_us_(delay_us) {}
-    Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
-      if (const int us = delay_us_->load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
-      return f_->Read(offset, n, buf);
-    }
-    Status Write(uint64_t offset, std::string_view data) override { return f_->Write(offset, data); }
-    Status Truncate(uint64_t size) override { return f_->Truncate(size); }
-    Status Sync() override { return f_->Sync(); }
-    Result<uint64_t> Size() override { return f_->Size(); }
-    Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
-      return f_->LockRange(offset, len, exclusive);
-    }
-    Status UnlockRange(uint64_t offset, uint64_t len) override { return f_->UnlockRange(offset, len); }
-
-   private:
-    std::unique_ptr<RandomRWFile> f_;
-    std::atomic<int>* delay_us_;
-  };
   std::atomic<int> syncs_{0};
-  std::atomic<int> read_delay_us_{0};
 };
 
 // The store's deferred check holds the store for its whole run; the

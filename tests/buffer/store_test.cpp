@@ -15,6 +15,7 @@
 #include "buffer/sqlite_vfs.h"
 #include "harness/agent_process.h"
 #include "tests/support/mem_env.h"
+#include "tests/support/slow_reads_env.h"
 #include "tests/support/temp_dir.h"
 
 namespace edgesync {
@@ -564,46 +565,7 @@ TEST(StoreCorruption, DamagedStoreContinuesFromWhatItStillTells) {
 // Counts the bytes read through the files it opens: a full quick_check
 // reads every page, the cheap checks at open read a few. With a read delay,
 // a disk that slow (so that a check is still running when a test stops it).
-class CountingEnv : public EnvWrapper {
- public:
-  using EnvWrapper::EnvWrapper;
-  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
-    auto f = EnvWrapper::OpenRandomRW(path, create);
-    if (!f.ok()) return f;
-    return std::unique_ptr<RandomRWFile>(new File(std::move(f).value(), &read_, &delay_us_));
-  }
-  uint64_t read() const { return read_.load(); }
-  void Reset() { read_ = 0; }
-  void SetReadDelayMicros(int us) { delay_us_ = us; }
-
- private:
-  class File : public RandomRWFile {
-   public:
-    File(std::unique_ptr<RandomRWFile> f, std::atomic<uint64_t>* read, std::atomic<int>* delay_us)
-        : f_(std::move(f)), read_(read), delay_us_(delay_us) {}
-    Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
-      if (const int us = delay_us_->load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
-      Result<size_t> got = f_->Read(offset, n, buf);
-      if (got.ok()) *read_ += *got;
-      return got;
-    }
-    Status Write(uint64_t offset, std::string_view data) override { return f_->Write(offset, data); }
-    Status Truncate(uint64_t size) override { return f_->Truncate(size); }
-    Status Sync() override { return f_->Sync(); }
-    Result<uint64_t> Size() override { return f_->Size(); }
-    Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
-      return f_->LockRange(offset, len, exclusive);
-    }
-    Status UnlockRange(uint64_t offset, uint64_t len) override { return f_->UnlockRange(offset, len); }
-
-   private:
-    std::unique_ptr<RandomRWFile> f_;
-    std::atomic<uint64_t>* read_;
-    std::atomic<int>* delay_us_;
-  };
-  std::atomic<uint64_t> read_{0};
-  std::atomic<int> delay_us_{0};
-};
+using CountingEnv = testing::SlowReadsEnv;
 
 constexpr uint64_t kCheckBatches = 100;  // of 10 KiB: a 1 MiB store
 

@@ -11,6 +11,7 @@
 #include "agent/config.h"
 #include "tests/integration/pipeline_fixture.h"
 #include "tests/support/fault_env.h"
+#include "tests/support/slow_reads_env.h"
 
 namespace edgesync {
 namespace {
@@ -61,42 +62,9 @@ TEST_F(Pipeline, JournalRefusingForThreeKeepalivesLosesNothingAndDoesNotStorm) {
   mosquitto_lib_cleanup();
 }
 
-// Makes every page read of SQLite's files slow once asked (a slow eMMC), and
-// counts them: the store's deferred check then runs for seconds.
-class SlowStoreEnv : public EnvWrapper {
- public:
-  using EnvWrapper::EnvWrapper;
-  Result<std::unique_ptr<RandomRWFile>> OpenRandomRW(const std::string& path, bool create) override {
-    auto f = EnvWrapper::OpenRandomRW(path, create);
-    if (!f.ok()) return f;
-    return std::unique_ptr<RandomRWFile>(new Slow(std::move(f).value(), this));
-  }
-  std::atomic<int> delay_us{0};
-  std::atomic<uint64_t> reads{0};
-
- private:
-  class Slow : public RandomRWFile {
-   public:
-    Slow(std::unique_ptr<RandomRWFile> f, SlowStoreEnv* env) : f_(std::move(f)), env_(env) {}
-    Result<size_t> Read(uint64_t offset, size_t n, char* buf) override {
-      if (const int us = env_->delay_us.load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
-      ++env_->reads;
-      return f_->Read(offset, n, buf);
-    }
-    Status Write(uint64_t offset, std::string_view data) override { return f_->Write(offset, data); }
-    Status Truncate(uint64_t size) override { return f_->Truncate(size); }
-    Status Sync() override { return f_->Sync(); }
-    Result<uint64_t> Size() override { return f_->Size(); }
-    Status LockRange(uint64_t offset, uint64_t len, bool exclusive) override {
-      return f_->LockRange(offset, len, exclusive);
-    }
-    Status UnlockRange(uint64_t offset, uint64_t len) override { return f_->UnlockRange(offset, len); }
-
-   private:
-    std::unique_ptr<RandomRWFile> f_;
-    SlowStoreEnv* env_;
-  };
-};
+// Every page read of SQLite's files slow once asked (a slow eMMC), counted:
+// the store's deferred check then runs for seconds.
+using SlowStoreEnv = testing::SlowReadsEnv;
 
 // The store's deferred check holds the store for its whole run: the main
 // thread's figures (the stats line, the status socket) and a stop must not
@@ -117,15 +85,15 @@ TEST_F(Pipeline, TheStoresDeferredCheckHoldsNeitherTheFiguresNorAStop) {
   {
     auto agent = Agent::Open(*cfg, &env);
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
-    const uint64_t opened = env.reads.load();
-    env.delay_us = 100'000;  // every page read of the check takes 0.1 s
+    const uint64_t opened = env.reads();
+    env.SetReadDelayMicros(100'000);  // every page read of the check takes 0.1 s
     ASSERT_TRUE((*agent)->Start().ok());
     // The check is reading (nothing else reads page after page now).
-    ASSERT_TRUE(harness::PollUntil([&] { return env.reads.load() >= opened + 3; }, 30s));
+    ASSERT_TRUE(harness::PollUntil([&] { return env.reads() >= opened + 3; }, 30s));
     AgentStats st = (*agent)->stats();
     EXPECT_EQ(st.buffered.batches, 0u);
     (void)(*agent)->stats();
-    env.delay_us = 0;
+    env.SetReadDelayMicros(0);
     EXPECT_TRUE((*agent)->Shutdown().ok());
   }
   // Ended by the stop, not finished: the next open checks the whole store.
