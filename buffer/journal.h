@@ -101,6 +101,8 @@ class Journal {
   // makes them again. For a stream gone quiet: its context holds about
   // 1 MiB once used. A no-op in the middle of a segment.
   void ReleaseIdleMemory();
+  // Whether the compression context or the frame buffer is allocated.
+  bool holds_memory() const { return zstd_ != nullptr || frame_.capacity() > std::string().capacity(); }
 
   uint64_t current_segment() const { return segment_; }
   // Bytes in the current segment (its header included once a frame is in).

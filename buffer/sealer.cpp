@@ -26,9 +26,10 @@ struct Sealer::Lane {
   uint32_t events = 0;
   int64_t first_us = 0, last_us = 0;
   int64_t opened_mono = 0;  // monotonic time of the open batch's first event
-  // The last batch closed by age and no event came since: at the sealer's
-  // next pass the lane gives its memory back (see CloseLocked).
+  // A batch closed and no event came since (then closed_mono is when):
+  // a second later the sealer's pass gives the lane's memory back.
   bool release_pending = false;
+  int64_t closed_mono = 0;
   uint64_t next_seq = 1;    // sealer thread only (and Open)
 };
 
@@ -157,7 +158,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
   if (lane.events >= options_.max_events || lane.body.size() >= options_.max_bytes) {
     // The event is durable already; a failed rotation only delays sealing.
-    Status st = CloseLocked(stream, /*full=*/true);
+    Status st = CloseLocked(stream);
     if (!st.ok()) {
       options_.logger->error("stream {}: closing batch: {}", lane.spec.name, st.ToString());
       last_error_.Set("stream " + lane.spec.name + ": closing batch: " + st.ToString());
@@ -166,7 +167,7 @@ Status Sealer::Accept(size_t stream, const Record& r) {
   return Status::OK();
 }
 
-Status Sealer::CloseLocked(size_t lane_index, bool full) {
+Status Sealer::CloseLocked(size_t lane_index) {
   Lane& lane = *lanes_[lane_index];
   if (lane.events == 0) return Status::OK();
   Result<JournalPosition> end = lane.journal->Rotate();
@@ -174,11 +175,12 @@ Status Sealer::CloseLocked(size_t lane_index, bool full) {
   Closed c{lane_index, std::move(lane.body), lane.events, lane.first_us, lane.last_us, *end};
   lane.body.clear();
   lane.body.reserve(c.body.size());  // the next batch grows in one allocation, not a dozen
-  // Closed by age (or for a stop): the lane may have gone quiet. If no
-  // event comes before the sealer's next pass, that pass (Run) frees
-  // its batch buffer and its journal's compression context (about 1 MiB
-  // once used); a steady flow that closes by age keeps them.
-  lane.release_pending = !full;
+  // The lane may have gone quiet, whether this batch closed full or by
+  // age. If no event comes for a second, the sealer's pass (Run) frees its
+  // batch buffer and its journal's compression context (about 1 MiB once
+  // used); a flow with less than a second between events keeps them.
+  lane.release_pending = true;
+  lane.closed_mono = env_->MonotonicMicros();
   lane.events = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -245,10 +247,14 @@ void Sealer::Run() {
       if (lane->events > 0) wake = std::min(wake, lane->opened_mono + options_.max_age_us);
       any_open = any_open || lane->events > 0;
       if (lane->events == 0 && lane->release_pending) {
-        // No event since its last batch closed by age: quiet.
-        std::string().swap(lane->body);
-        lane->journal->ReleaseIdleMemory();
-        lane->release_pending = false;
+        if (env_->MonotonicMicros() - lane->closed_mono < kQuietLaneUs) {
+          wake = std::min(wake, lane->closed_mono + kQuietLaneUs);
+        } else {
+          // No event for a second since its last batch closed: quiet.
+          std::string().swap(lane->body);
+          lane->journal->ReleaseIdleMemory();
+          lane->release_pending = false;
+        }
       }
     }
     if (holds_seal_memory && !any_open && closed_count_.load(std::memory_order_acquire) == 0 &&
@@ -280,7 +286,7 @@ void Sealer::Run() {
       std::lock_guard<std::mutex> ll(lanes_[i]->mu);
       if (lanes_[i]->events > 0 &&
           (stop || now - lanes_[i]->opened_mono >= options_.max_age_us)) {
-        Status st = CloseLocked(i, /*full=*/false);
+        Status st = CloseLocked(i);
         if (!st.ok()) {
           options_.logger->error("stream {}: closing batch: {}", lanes_[i]->spec.name, st.ToString());
           last_error_.Set("stream " + lanes_[i]->spec.name + ": closing batch: " + st.ToString());
@@ -357,6 +363,15 @@ void Sealer::Run() {
       if ((closed_.empty() && !open) || close_failed || retry_at > env_->MonotonicMicros()) return;
     }
   }
+}
+
+size_t Sealer::streams_holding_memory() const {
+  size_t n = 0;
+  for (const auto& lane : lanes_) {
+    std::lock_guard<std::mutex> ll(lane->mu);
+    if (lane->body.capacity() > std::string().capacity() || lane->journal->holds_memory()) ++n;
+  }
+  return n;
 }
 
 void Sealer::SyncDue(int64_t* next_sync, bool force) {

@@ -108,6 +108,9 @@ class Sealer {
   // sealing, syncing) without finishing it; 0 while it waits (base/progress.h).
   int64_t StuckMicros() const { return progress_.StuckMicros(env_->MonotonicMicros()); }
   size_t stream_count() const { return lanes_.size(); }
+  // Streams whose batch buffer or journal compression context is allocated
+  // (for tests: a quiet stream gives them back).
+  size_t streams_holding_memory() const;
 
  private:
   struct Lane;
@@ -123,15 +126,16 @@ class Sealer {
   // While the store's check runs, how often the sealer thread looks whether
   // it is over (it syncs the journals meanwhile as at any time).
   static constexpr int64_t kCheckPollUs = 50'000;
+  // A lane with no event this long after its last batch closed is quiet.
+  static constexpr int64_t kQuietLaneUs = 1'000'000;
 
   // With kDontWait, Unavailable while the store's check runs (nothing
   // committed: `c` is sealed again later).
   Status SealAndCommit(Closed& c, CheckWait wait = CheckWait::kWait);
   // Requires lane.mu held. Moves the open batch to closed_ (rotating the
-  // journal). `full`: it closed by size (the lane is busy), else by age or
-  // for a stop (the lane may be quiet: if no event comes before the sealer
-  // thread's next pass, that pass frees its buffers).
-  Status CloseLocked(size_t lane_index, bool full);
+  // journal). If no event comes to the lane for kQuietLaneUs after, the
+  // sealer thread frees its buffers.
+  Status CloseLocked(size_t lane_index);
   void Run();
   // fdatasyncs every lane's journal if `*next_sync` has passed; sealer thread.
   void SyncDue(int64_t* next_sync, bool force);

@@ -12,6 +12,7 @@
 #include "tests/support/fault_env.h"
 #include "tests/support/slow_reads_env.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/virtual_clock_env.h"
 
 namespace edgesync {
 namespace {
@@ -208,6 +209,58 @@ TEST(Sealer, ClosesBatchesByAge) {
   l.unlock();
   EXPECT_EQ(f.store->Counts()->events, 1u);
   ASSERT_TRUE((*sealer)->Stop().ok());
+}
+
+// A stream gone quiet gives its batch buffer and journal compression
+// context (about 1 MiB once used) back a second after its last batch
+// closed, whether that batch closed full or by age; events less than a
+// second apart keep them (no allocation per batch).
+TEST(Sealer, AStreamQuietForASecondGivesItsMemoryBackHoweverItsLastBatchClosed) {
+  Fixture f;
+  testing::VirtualClockEnv clock(Env::Default());
+  f.options.max_age_us = 5'000'000;
+  auto sealer = Sealer::Open(&clock, f.store.get(), f.options, f.streams);
+  ASSERT_TRUE(sealer.ok()) << sealer.status().ToString();
+  std::mutex mu;
+  std::condition_variable cv;
+  int sealed = 0;
+  (*sealer)->SetOnSealed([&] {
+    std::lock_guard<std::mutex> l(mu);
+    ++sealed;
+    cv.notify_all();
+  });
+  auto await_sealed = [&](int n) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, std::chrono::seconds(10), [&] { return sealed >= n; });
+  };
+  // The sealer thread waits on the clock once its pass is done.
+  auto await_idle = [&] { return clock.AwaitIdleWaiters(1); };
+  (*sealer)->Start();
+  // Full (max_events 10): sealed at once, the lane still has what it used.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*sealer)->Accept(0, Event(i)).ok());
+  ASSERT_TRUE(await_sealed(1));
+  ASSERT_TRUE(await_idle());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 1u) << "released with no time passing";
+  clock.Advance(900'000);
+  ASSERT_TRUE(await_idle());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 1u) << "released before a quiet second";
+  clock.Advance(100'000);
+  ASSERT_TRUE(await_idle());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 0u) << "a stream whose last batch closed full kept its memory";
+
+  // By age: one event, its batch closed after max_age, a second of quiet.
+  ASSERT_TRUE((*sealer)->Accept(1, Event(100)).ok());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 1u);
+  clock.Advance(f.options.max_age_us);
+  ASSERT_TRUE(await_sealed(2));
+  ASSERT_TRUE(await_idle());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 1u);
+  clock.Advance(1'000'000);
+  ASSERT_TRUE(await_idle());
+  EXPECT_EQ((*sealer)->streams_holding_memory(), 0u) << "a stream whose last batch closed by age kept its memory";
+  ASSERT_TRUE((*sealer)->Stop().ok());
+  EXPECT_EQ(StoredRecords(f.store.get(), "payments").size(), 10u);
+  EXPECT_EQ(StoredRecords(f.store.get(), "telemetry").size(), 1u);
 }
 
 TEST(Sealer, CrashBeforeSealingIsRecoveredExactlyOnce) {
