@@ -684,6 +684,11 @@ Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority
 }
 
 Status Store::GiveBackSpaceLocked(bool force) {
+  // The pages only move with rows: an idle store is not looked at again
+  // (the sealer calls this every second).
+  const int64_t changes = sqlite3_total_changes64(db_);
+  if (!force && changes == space_looked_at_changes_) return Status::OK();
+  space_looked_at_changes_ = changes;
   int64_t page_size = 0, pages = 0, free_pages = 0;
   EDGESYNC_RETURN_IF_ERROR(PageCounts(&page_size, &pages, &free_pages));
   const uint64_t free_bytes = static_cast<uint64_t>(free_pages * page_size);
