@@ -1,0 +1,269 @@
+#include "base/resident.h"
+
+#include <charconv>
+#include <string>
+#include <vector>
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#endif
+
+namespace edgesync {
+namespace {
+
+// The next space-separated token of `s`, consumed.
+std::string_view Token(std::string_view* s) {
+  size_t b = s->find_first_not_of(' ');
+  if (b == std::string_view::npos) {
+    *s = {};
+    return {};
+  }
+  s->remove_prefix(b);
+  size_t e = s->find(' ');
+  std::string_view t = s->substr(0, e);
+  s->remove_prefix(e == std::string_view::npos ? s->size() : e);
+  return t;
+}
+
+template <typename T>
+bool Number(std::string_view t, T* out, int base = 10) {
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out, base);
+  return ec == std::errc() && p == t.data() + t.size();
+}
+
+bool IsHex(std::string_view t) {
+  if (t.empty()) return false;
+  for (char c : t) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// "7f00-7f10 r-xp 00000000 08:01 1234   /usr/lib/x.so": a mapping's first
+// line. Field lines ("Rss:   4 kB", "VmFlags: rd ex") never start with
+// two lower-case hex numbers joined by '-'.
+bool ParseHeader(std::string_view line, SmapsMapping* m) {
+  std::string_view range = Token(&line);
+  size_t dash = range.find('-');
+  if (dash == std::string_view::npos || !IsHex(range.substr(0, dash)) ||
+      !IsHex(range.substr(dash + 1))) {
+    return false;
+  }
+  *m = SmapsMapping{};
+  if (!Number(range.substr(0, dash), &m->begin, 16) || !Number(range.substr(dash + 1), &m->end, 16)) {
+    return false;
+  }
+  m->perms = Token(&line);
+  Token(&line);  // offset
+  Token(&line);  // device
+  if (m->perms.size() != 4 || !Number(Token(&line), &m->inode)) return false;
+  size_t b = line.find_first_not_of(' ');
+  m->path = b == std::string_view::npos ? std::string_view() : line.substr(b);
+  return true;
+}
+
+// "Rss:   1234 kB" -> 1234 in *kib when the line names `field`.
+bool Field(std::string_view line, std::string_view field, uint64_t* kib) {
+  if (line.size() <= field.size() || line.substr(0, field.size()) != field ||
+      line[field.size()] != ':') {
+    return false;
+  }
+  line.remove_prefix(field.size() + 1);
+  return Number(Token(&line), kib);
+}
+
+}  // namespace
+
+Status ParseSmaps(std::string_view smaps, const std::function<void(const SmapsMapping&)>& each) {
+  SmapsMapping m;
+  bool open = false;
+  while (!smaps.empty()) {
+    size_t eol = smaps.find('\n');
+    std::string_view line = smaps.substr(0, eol);
+    smaps.remove_prefix(eol == std::string_view::npos ? smaps.size() : eol + 1);
+    if (line.empty()) continue;
+    SmapsMapping next;
+    if (ParseHeader(line, &next)) {
+      if (open) each(m);
+      m = next;
+      open = true;
+      continue;
+    }
+    if (!open) return Status::InvalidArgument("smaps: a field before the first mapping: " + std::string(line));
+    if (Field(line, "Rss", &m.rss_kib) || Field(line, "Anonymous", &m.anonymous_kib) ||
+        Field(line, "Locked", &m.locked_kib)) {
+      continue;
+    }
+    if (line.substr(0, 8) == "VmFlags:") {
+      std::string_view flags = line.substr(8);
+      for (std::string_view f = Token(&flags); !f.empty(); f = Token(&flags)) {
+        if (f == "lo") m.locked_flag = true;
+      }
+    }
+  }
+  if (open) each(m);
+  return Status::OK();
+}
+
+bool IsReadOnlyFileMapping(const SmapsMapping& m) {
+  return m.perms.size() == 4 && m.perms[0] == 'r' && m.perms[1] == '-' && m.perms[3] == 'p' &&
+         m.inode != 0 && !m.path.empty() && m.path[0] == '/' && m.locked_kib == 0 &&
+         !m.locked_flag && m.end > m.begin;
+}
+
+#if defined(__linux__) && defined(__GLIBC__)
+namespace {
+
+// Pages [begin, end) that all equal the file they map.
+struct Run {
+  uintptr_t begin, end;
+};
+
+struct Walk {
+  const std::vector<Run>* runs;
+  uintptr_t page;
+};
+
+Result<std::string> ReadProcFile(const char* path) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(std::string("open ") + path, errno);
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Status::FromErrno(std::string("read ") + path, err);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+// Resident pages of this process (/proc/self/statm's second field).
+uint64_t ResidentPages() {
+  Result<std::string> statm = ReadProcFile("/proc/self/statm");
+  if (!statm.ok()) return 0;
+  std::string_view rest = *statm;
+  Token(&rest);  // size
+  uint64_t resident = 0;
+  return Number(Token(&rest), &resident) ? resident : 0;
+}
+
+// The runs of [begin, end) whose pages are resident and the file's own
+// (/proc/self/pagemap: bit 63 present, bit 61 a file page, i.e. not copied
+// on write). A page it cannot tell about is left out.
+void FilePageRuns(int pagemap, uintptr_t begin, uintptr_t end, uintptr_t page, std::vector<Run>* runs) {
+  const size_t pages = (end - begin) / page;
+  std::vector<uint64_t> entries(pages);
+  const off_t at = static_cast<off_t>(begin / page * sizeof(uint64_t));
+  const ssize_t n = ::pread(pagemap, entries.data(), pages * sizeof(uint64_t), at);
+  if (n < 0) return;
+  const size_t known = static_cast<size_t>(n) / sizeof(uint64_t);
+  constexpr uint64_t kPresent = 1ull << 63, kFilePage = 1ull << 61;
+  for (size_t i = 0; i < known;) {
+    if ((entries[i] & (kPresent | kFilePage)) != (kPresent | kFilePage)) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < known && (entries[j] & (kPresent | kFilePage)) == (kPresent | kFilePage)) ++j;
+    runs->push_back({begin + i * page, begin + j * page});
+    i = j;
+  }
+}
+
+// Whether an object's code was relocated in place (DT_TEXTREL): its
+// read-only segments were written, so none of their pages is released.
+bool HasTextRelocations(const struct dl_phdr_info* info) {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_DYNAMIC) continue;
+    const auto* d = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + ph.p_vaddr);
+    for (; d->d_tag != DT_NULL; ++d) {
+      if (d->d_tag == DT_TEXTREL) return true;
+      if (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_TEXTREL) != 0) return true;
+    }
+  }
+  return false;
+}
+
+// For each loaded object, each read-only PT_LOAD segment: the runs within
+// its whole pages, released. Runs with the dynamic linker's lock held, so
+// none of these addresses can be unmapped and mapped again as something
+// else meanwhile, and nothing writes a read-only segment's pages: what the
+// runs say of them, read before the lock, still holds.
+int ReleaseObject(struct dl_phdr_info* info, size_t, void* arg) {
+  const Walk* w = static_cast<const Walk*>(arg);
+  if (HasTextRelocations(info)) return 0;
+  // The program headers lie in the object's first page, which the first
+  // segment's release unmaps: read them all before releasing anything.
+  std::vector<Run> segments;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) != 0 || ph.p_memsz == 0) continue;
+    // Whole pages only: a page the segment shares with a neighbour is left.
+    const uintptr_t begin = (info->dlpi_addr + ph.p_vaddr + w->page - 1) & ~(w->page - 1);
+    const uintptr_t end = (info->dlpi_addr + ph.p_vaddr + ph.p_memsz) & ~(w->page - 1);
+    if (begin < end) segments.push_back({begin, end});
+  }
+  for (const Run& seg : segments) {
+    for (const Run& r : *w->runs) {
+      const uintptr_t b = std::max(seg.begin, r.begin), e = std::min(seg.end, r.end);
+      if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+#endif
+
+Result<ReleasedPages> ReleaseFilePages() {
+#if defined(__linux__) && defined(__GLIBC__)
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  Result<std::string> smaps = ReadProcFile("/proc/self/smaps");
+  if (!smaps.ok()) return smaps.status();
+  std::vector<SmapsMapping> partly_written;
+  std::vector<Run> runs;
+  ReleasedPages out;
+  EDGESYNC_RETURN_IF_ERROR(ParseSmaps(*smaps, [&](const SmapsMapping& m) {
+    if (m.rss_kib == 0 || !IsReadOnlyFileMapping(m)) return;
+    ++out.mappings;
+    if (m.anonymous_kib == 0) {
+      runs.push_back({m.begin, m.end});
+    } else if (m.anonymous_kib < m.rss_kib) {
+      partly_written.push_back(m);
+    }
+  }));
+  if (!partly_written.empty()) {
+    // Some pages copied on write (a relocated region merged with the
+    // constants next to it): the others, page by page.
+    int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pagemap >= 0) {
+      for (const SmapsMapping& m : partly_written) FilePageRuns(pagemap, m.begin, m.end, page, &runs);
+      ::close(pagemap);
+    }
+  }
+  const uint64_t before = ResidentPages();
+  Walk walk{&runs, page};
+  ::dl_iterate_phdr(ReleaseObject, &walk);
+  const uint64_t after = ResidentPages();
+  out.kib = before > after ? (before - after) * page / 1024 : 0;
+  return out;
+#else
+  return Status::Unavailable("releasing file pages: Linux with glibc only");
+#endif
+}
+
+}  // namespace edgesync
