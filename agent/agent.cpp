@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "agent/health.h"
+#include "base/resident.h"
 #include "base/systemd.h"
 
 namespace edgesync {
@@ -500,24 +501,43 @@ void Agent::ReleaseMemoryWhenQuiet() {
   const SealerStats sealed = sealer_->stats();
   const uint64_t moved = sealed.accepted + sealed.sealed_batches + uploader_->stats().delivered_batches;
   const int64_t now = env_->MonotonicMicros();
+  // The start's code (the configuration's parsing, OpenSSL's and the
+  // libraries' initialisation, the store's open) runs once: its pages go at
+  // the first call, about a second after the start, even when events flow
+  // from the first moment (a backlog held by the broker).
+  const bool after_start = !released_start_pages_;
+  released_start_pages_ = true;
+  bool quiet = false;
   if (moved != last_moved_ || last_move_us_ == 0) {
     last_moved_ = moved;
     last_move_us_ = now;
     released_ = false;
-    return;
-  }
-  if (released_ || now - last_move_us_ < kQuietUs) return;
-  // The check reads every page through SQLite's cache and holds the store
-  // meanwhile: release after it, not behind it (this is the main thread).
-  if (store_->check_pending() || store_->checking()) return;
-  released_ = true;
-  store_->ReleaseMemory();
+  } else if (!released_ && now - last_move_us_ >= kQuietUs &&
+             // The check reads every page through SQLite's cache and holds
+             // the store meanwhile: release after it, not behind it (this is
+             // the main thread).
+             !store_->check_pending() && !store_->checking()) {
+    quiet = true;
+    released_ = true;
+    store_->ReleaseMemory();
 #if defined(__GLIBC__)
-  // Free chunks stay in malloc's arenas (one per thread that allocated)
-  // until the top of an arena is free; this hands every free page back.
-  // Some milliseconds, once per quiet spell.
-  malloc_trim(0);
+    // Free chunks stay in malloc's arenas (one per thread that allocated)
+    // until the top of an arena is free; this hands every free page back.
+    // Some milliseconds, once per quiet spell.
+    malloc_trim(0);
 #endif
+  }
+  if (!quiet && !after_start) return;
+  // Code and constants run during the burst (or the start) and not since:
+  // mapped again from the page cache when needed (base/resident.h).
+  const int64_t began = env_->MonotonicMicros();
+  Result<ReleasedPages> pages = ReleaseFilePages();
+  if (pages.ok()) {
+    log_->debug("memory: unmapped {} KiB of code and constants ({} mappings looked at, {} µs) {}", pages->kib,
+                pages->mappings, env_->MonotonicMicros() - began, quiet ? "after a quiet spell" : "after the start");
+  } else {
+    log_->debug("memory: code pages not released: {}", pages.status().ToString());
+  }
 }
 
 void Agent::SetFleetStatus(const FleetStatus& f) {

@@ -124,9 +124,11 @@ class Agent {
 
   // Once nothing has moved (accepted, sealed, uploaded) for a few seconds
   // after it last did, gives back what the burst left behind: SQLite's
-  // page cache and malloc's free memory in every arena (malloc_trim). Once
-  // per quiet spell; the thread that owns the agent (main) calls it about
-  // every second.
+  // page cache, malloc's free memory in every arena (malloc_trim) and the
+  // pages of code and constants the burst mapped (base/resident.h). Once
+  // per quiet spell, and the code pages also at the first call whatever
+  // flows; the thread that owns the agent (main) calls it about every
+  // second from its start.
   void ReleaseMemoryWhenQuiet();
 
   // Live reload of the chains: `config` (already parsed and checked)
@@ -180,6 +182,7 @@ class Agent {
   uint64_t last_moved_ = 0;
   int64_t last_move_us_ = 0;
   bool released_ = false;
+  bool released_start_pages_ = false;
   mutable std::mutex fleet_mu_;
   FleetStatus fleet_;  // guarded by fleet_mu_
   // The store's figures stats() read last: what it reports while the
