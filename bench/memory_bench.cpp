@@ -104,6 +104,8 @@ struct Figures {
   RssBreakdown idle_start, at_peak, idle_after;  // at_peak: the largest smaps sample of the burst
   double peak_mib = 0;                           // VmHWM at the end of the burst
   uint64_t threads_idle = 0;
+  double burst_faults_per_k = 0;  // minor page faults in the burst, per 1000 events
+  double idle_faults_per_s = 0;   // minor page faults per second at idle after the burst
 };
 
 // The subjects of one run: an agent program (its label and path).
@@ -195,6 +197,8 @@ class Bench {
         std::this_thread::sleep_for(20ms);
       }
     });
+    std::vector<uint64_t> faults(agents.size());
+    for (size_t i = 0; i < agents.size(); ++i) faults[i] = edgesync::bench::MinorFaults(agents[i].pid());
     const auto start = Clock::now();
     const bool published = Publish();
     bool through = published;
@@ -210,14 +214,23 @@ class Bench {
     stop.store(true);
     sampler.join();
     if (!through) return Fail(published ? "not every event went through in time" : "publishing failed");
-    for (size_t i = 0; i < agents.size(); ++i) r.agents[i].peak_mib = Mib(StatusKib(agents[i].pid(), "VmHWM"));
+    for (size_t i = 0; i < agents.size(); ++i) {
+      r.agents[i].peak_mib = Mib(StatusKib(agents[i].pid(), "VmHWM"));
+      const uint64_t now = edgesync::bench::MinorFaults(agents[i].pid());
+      r.agents[i].burst_faults_per_k = static_cast<double>(now - faults[i]) * 1000.0 / static_cast<double>(events_);
+      faults[i] = now;
+    }
     r.sub.peak_mib = Mib(StatusKib(sub->pid(), "VmHWM"));
     r.floor.peak_mib = Mib(StatusKib(floor->pid(), "VmHWM"));
     std::fprintf(stderr, "bench: run %d: burst of %llu events through in %.1f s\n", run + 1,
                  static_cast<unsigned long long>(events_), took);
 
     std::this_thread::sleep_for(std::chrono::seconds(settle_));
-    for (size_t i = 0; i < agents.size(); ++i) r.agents[i].idle_after = ReadSmaps(agents[i].pid());
+    for (size_t i = 0; i < agents.size(); ++i) {
+      r.agents[i].idle_after = ReadSmaps(agents[i].pid());
+      r.agents[i].idle_faults_per_s =
+          static_cast<double>(edgesync::bench::MinorFaults(agents[i].pid()) - faults[i]) / settle_;
+    }
     r.sub.idle_after = ReadSmaps(sub->pid());
     r.floor.idle_after = ReadSmaps(floor->pid());
     for (size_t i = 0; i < agents.size(); ++i) {
@@ -345,21 +358,24 @@ int main(int argc, char** argv) {
   struct Subject {
     std::string label;
     std::vector<RssBreakdown> idle_start, at_peak, idle_after;
-    std::vector<double> peak, threads;
+    std::vector<double> peak, threads, burst_faults, idle_faults;
   };
   std::vector<Subject> subjects;
   for (size_t i = 0; i < programs.size(); ++i) {
-    Subject s{programs[i].label + (i == 0 ? ", encryption on" : ""), {}, {}, {}, {}, {}};
+    Subject s{programs[i].label + (i == 0 ? ", encryption on" : ""), {}, {}, {}, {}, {}, {}, {}};
     for (const RunResult& r : results) {
       s.idle_start.push_back(r.agents[i].idle_start);
       s.at_peak.push_back(r.agents[i].at_peak);
       s.idle_after.push_back(r.agents[i].idle_after);
       s.peak.push_back(r.agents[i].peak_mib);
       s.threads.push_back(static_cast<double>(r.agents[i].threads_idle));
+      s.burst_faults.push_back(r.agents[i].burst_faults_per_k);
+      s.idle_faults.push_back(r.agents[i].idle_faults_per_s);
     }
     subjects.push_back(std::move(s));
   }
-  Subject sub{"mosquitto_sub -q 1", {}, {}, {}, {}, {}}, floor{"edgesync status --watch (floor)", {}, {}, {}, {}, {}};
+  Subject sub{"mosquitto_sub -q 1", {}, {}, {}, {}, {}, {}, {}},
+      floor{"edgesync status --watch (floor)", {}, {}, {}, {}, {}, {}, {}};
   for (const RunResult& r : results) {
     sub.idle_start.push_back(r.sub.idle_start);
     sub.at_peak.push_back(r.sub.at_peak);
@@ -402,6 +418,19 @@ int main(int argc, char** argv) {
   row("RSS at idle after the burst, MiB", "≤ 6",
       [](const Subject& s) { return MedianOf(s.idle_after, &RssBreakdown::rss); }, sub_after,
       MedianOf(floor.idle_after, &RssBreakdown::rss));
+
+  // What unmapping pages costs: each page used again is a minor fault.
+  std::printf(
+      "\nMinor page faults of the agent (a page mapped again from the page cache after the agent unmapped "
+      "it, or touched for the first time; /proc/PID/stat), medians of the runs:\n\n| figure |");
+  for (const Subject& s : subjects) std::printf(" %s |", s.label.c_str());
+  std::printf("\n|---|");
+  for (size_t i = 0; i < subjects.size(); ++i) std::printf("---|");
+  std::printf("\n| in the burst, per 1000 events |");
+  for (const Subject& s : subjects) std::printf(" %s |", F1(Median(s.burst_faults)).c_str());
+  std::printf("\n| at idle after the burst, per second |");
+  for (const Subject& s : subjects) std::printf(" %s |", F1(Median(s.idle_faults)).c_str());
+  std::printf("\n");
 
   // The breakdown: one column per subject and moment.
   std::printf(

@@ -50,6 +50,22 @@ inline double CpuSeconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Minor page faults of every thread of `pid` so far (a page mapped again
+// from the page cache, or a first touch); 0 when unreadable.
+inline uint64_t MinorFaults(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string f;
+  // Fields from 3 (state) on; minflt is field 10.
+  for (int i = 3; i <= 10 && fields >> f; ++i) {
+    if (i == 10) return std::stoull(f);
+  }
+  return 0;
+}
+
 // User + system CPU of the children reaped so far, seconds.
 inline double ChildrenCpuSeconds() {
   rusage ru{};
