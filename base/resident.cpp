@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #endif
 
 namespace edgesync {
@@ -47,25 +48,27 @@ bool IsHex(std::string_view t) {
 
 // "7f00-7f10 r-xp 00000000 08:01 1234   /usr/lib/x.so": a mapping's first
 // line. Field lines ("Rss:   4 kB", "VmFlags: rd ex") never start with
-// two lower-case hex numbers joined by '-'.
-bool ParseHeader(std::string_view line, SmapsMapping* m) {
+// two lower-case hex numbers joined by '-'; a line that does and then does
+// not parse is malformed, not a field.
+enum class Header { kNo, kYes, kMalformed };
+Header ParseHeader(std::string_view line, SmapsMapping* m) {
   std::string_view range = Token(&line);
   size_t dash = range.find('-');
   if (dash == std::string_view::npos || !IsHex(range.substr(0, dash)) ||
       !IsHex(range.substr(dash + 1))) {
-    return false;
+    return Header::kNo;
   }
   *m = SmapsMapping{};
   if (!Number(range.substr(0, dash), &m->begin, 16) || !Number(range.substr(dash + 1), &m->end, 16)) {
-    return false;
+    return Header::kMalformed;
   }
   m->perms = Token(&line);
   Token(&line);  // offset
   Token(&line);  // device
-  if (m->perms.size() != 4 || !Number(Token(&line), &m->inode)) return false;
+  if (m->perms.size() != 4 || !Number(Token(&line), &m->inode)) return Header::kMalformed;
   size_t b = line.find_first_not_of(' ');
   m->path = b == std::string_view::npos ? std::string_view() : line.substr(b);
-  return true;
+  return Header::kYes;
 }
 
 // "Rss:   1234 kB" -> 1234 in *kib when the line names `field`.
@@ -89,15 +92,25 @@ Status ParseSmaps(std::string_view smaps, const std::function<void(const SmapsMa
     smaps.remove_prefix(eol == std::string_view::npos ? smaps.size() : eol + 1);
     if (line.empty()) continue;
     SmapsMapping next;
-    if (ParseHeader(line, &next)) {
-      if (open) each(m);
-      m = next;
-      open = true;
-      continue;
+    switch (ParseHeader(line, &next)) {
+      case Header::kYes:
+        if (open) each(m);
+        m = next;
+        open = true;
+        continue;
+      case Header::kMalformed:
+        return Status::InvalidArgument("smaps: a mapping's line does not parse: " + std::string(line));
+      case Header::kNo:
+        break;
     }
     if (!open) return Status::InvalidArgument("smaps: a field before the first mapping: " + std::string(line));
-    if (Field(line, "Rss", &m.rss_kib) || Field(line, "Anonymous", &m.anonymous_kib) ||
-        Field(line, "Locked", &m.locked_kib)) {
+    if (Field(line, "Rss", &m.rss_kib) || Field(line, "Locked", &m.locked_kib)) continue;
+    if (Field(line, "Anonymous", &m.anonymous_kib)) {
+      m.has_anonymous = true;
+      continue;
+    }
+    if (Field(line, "Swap", &m.swap_kib)) {
+      m.has_swap = true;
       continue;
     }
     if (line.substr(0, 8) == "VmFlags:") {
@@ -120,16 +133,6 @@ bool IsReadOnlyFileMapping(const SmapsMapping& m) {
 #if defined(__linux__) && defined(__GLIBC__)
 namespace {
 
-// Pages [begin, end) that all equal the file they map.
-struct Run {
-  uintptr_t begin, end;
-};
-
-struct Walk {
-  const std::vector<Run>* runs;
-  uintptr_t page;
-};
-
 Result<std::string> ReadProcFile(const char* path) {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(std::string("open ") + path, errno);
@@ -148,6 +151,45 @@ Result<std::string> ReadProcFile(const char* path) {
   }
   ::close(fd);
   return text;
+}
+
+// Pages [begin, end) that all equal the file they map.
+struct Run {
+  uintptr_t begin, end;
+};
+
+struct Walk {
+  const std::vector<Run>* runs;
+  uintptr_t page;
+  // The loaded objects' counts when smaps was read: dl_phdr_info's
+  // dlpi_adds and dlpi_subs (glibc counts every dlopen and dlclose).
+  unsigned long long adds = 0, subs = 0;
+  bool changed = false;  // an object came or went since: nothing released
+};
+
+// Records dlpi_adds and dlpi_subs into the Walk, and stops.
+int CountObjects(struct dl_phdr_info* info, size_t size, void* arg) {
+  Walk* w = static_cast<Walk*>(arg);
+  if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+    w->changed = true;  // a glibc without the counts: never release
+    return 1;
+  }
+  w->adds = info->dlpi_adds;
+  w->subs = info->dlpi_subs;
+  return 1;
+}
+
+// Whether a debugger or tracer is attached (/proc/self/status TracerPid):
+// it writes breakpoints into code pages at any time.
+bool Traced() {
+  Result<std::string> status = ReadProcFile("/proc/self/status");
+  if (!status.ok()) return true;
+  size_t at = status->find("\nTracerPid:");
+  if (at == std::string::npos) return true;
+  std::string_view rest = std::string_view(*status).substr(at + 11);
+  rest.remove_prefix(std::min(rest.size(), rest.find_first_not_of(" \t")));
+  uint64_t pid = 1;
+  return std::from_chars(rest.data(), rest.data() + rest.size(), pid).ec != std::errc() || pid != 0;
 }
 
 // Resident pages of this process (/proc/self/statm's second field).
@@ -199,12 +241,22 @@ bool HasTextRelocations(const struct dl_phdr_info* info) {
 }
 
 // For each loaded object, each read-only PT_LOAD segment: the runs within
-// its whole pages, released. Runs with the dynamic linker's lock held, so
-// none of these addresses can be unmapped and mapped again as something
-// else meanwhile, and nothing writes a read-only segment's pages: what the
-// runs say of them, read before the lock, still holds.
-int ReleaseObject(struct dl_phdr_info* info, size_t, void* arg) {
-  const Walk* w = static_cast<const Walk*>(arg);
+// its whole pages, released. Runs with the lock under which glibc adds
+// objects to its list and removes them (dlclose unmaps under it too), so
+// no listed object's pages can be unmapped and mapped again as something
+// else meanwhile; an object loaded or unloaded since the runs were read
+// changes the counts, and then nothing is released. Nothing but a tracer
+// (checked before) writes a listed object's read-only segment, so what the
+// runs say of its pages, read before the lock, still holds.
+int ReleaseObject(struct dl_phdr_info* info, size_t size, void* arg) {
+  Walk* w = static_cast<Walk*>(arg);
+  // An object loaded or unloaded between the smaps read and this lock: a
+  // run read before may lie over its pages, which it may have written.
+  if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs) ||
+      info->dlpi_adds != w->adds || info->dlpi_subs != w->subs) {
+    w->changed = true;
+    return 1;
+  }
   if (HasTextRelocations(info)) return 0;
   // The program headers lie in the object's first page, which the first
   // segment's release unmaps: read them all before releasing anything.
@@ -231,33 +283,38 @@ int ReleaseObject(struct dl_phdr_info* info, size_t, void* arg) {
 
 Result<ReleasedPages> ReleaseFilePages() {
 #if defined(__linux__) && defined(__GLIBC__)
+  if (Traced()) return Status::Unavailable("releasing file pages: a tracer is attached (its breakpoints are written pages)");
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<Run> runs;
+  Walk walk{&runs, page};
+  ::dl_iterate_phdr(CountObjects, &walk);
+  if (walk.changed) return Status::Unavailable("releasing file pages: this glibc does not count loaded objects");
   Result<std::string> smaps = ReadProcFile("/proc/self/smaps");
   if (!smaps.ok()) return smaps.status();
-  std::vector<SmapsMapping> partly_written;
-  std::vector<Run> runs;
+  std::vector<SmapsMapping> mixed;
   ReleasedPages out;
   EDGESYNC_RETURN_IF_ERROR(ParseSmaps(*smaps, [&](const SmapsMapping& m) {
     if (m.rss_kib == 0 || !IsReadOnlyFileMapping(m)) return;
     ++out.mappings;
-    if (m.anonymous_kib == 0) {
+    if (AllPagesAreTheFiles(m)) {
       runs.push_back({m.begin, m.end});
-    } else if (m.anonymous_kib < m.rss_kib) {
-      partly_written.push_back(m);
+    } else {
+      mixed.push_back(m);
     }
   }));
-  if (!partly_written.empty()) {
-    // Some pages copied on write (a relocated region merged with the
-    // constants next to it): the others, page by page.
+  if (!mixed.empty()) {
+    // Some pages copied on write, in memory or swapped out (a relocated
+    // region merged with the constants next to it; the zeroed end of a
+    // segment): the others, page by page.
     int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap >= 0) {
-      for (const SmapsMapping& m : partly_written) FilePageRuns(pagemap, m.begin, m.end, page, &runs);
+      for (const SmapsMapping& m : mixed) FilePageRuns(pagemap, m.begin, m.end, page, &runs);
       ::close(pagemap);
     }
   }
   const uint64_t before = ResidentPages();
-  Walk walk{&runs, page};
   ::dl_iterate_phdr(ReleaseObject, &walk);
+  if (walk.changed) return Status::Unavailable("releasing file pages: a library was loaded or unloaded meanwhile");
   const uint64_t after = ResidentPages();
   out.kib = before > after ? (before - after) * page / 1024 : 0;
   return out;

@@ -12,15 +12,18 @@
 //
 // Only pages that equal their file are touched, and only in the read-only
 // segments of the program and of its loaded shared objects: pages of
-// private read-only mappings that were never copied on write. A relocated
-// region (RELRO: read-only now, written by the dynamic linker first) keeps
-// its written pages; writable, shared and locked mappings, and everything
-// that is not a loaded object's read-only segment (heap, stacks, [vdso],
-// files a library mapped itself), are left. The pages are released from
-// within dl_iterate_phdr, which holds the dynamic linker's lock, so no
-// object can be unloaded and its addresses reused meanwhile. Dropping such
-// a page is what the kernel does under memory pressure; nothing the process
-// wrote can be lost.
+// private read-only mappings never copied on write (/proc/self/smaps:
+// Anonymous and Swap 0 for the whole mapping, else /proc/self/pagemap page
+// by page). A relocated region (RELRO: read-only now, written by the
+// dynamic linker first), a segment's zeroed end and anything a debugger
+// patched keep their written pages; writable, shared and locked mappings,
+// and everything that is not a loaded object's read-only segment (heap,
+// stacks, [vdso], files a library mapped itself), are left. The pages are
+// released from within dl_iterate_phdr, under the lock that keeps objects
+// from being unloaded; if an object was loaded or unloaded since the pages
+// were looked at, or a tracer is attached, nothing is released. Dropping
+// such a page is what the kernel does under memory pressure; nothing the
+// process wrote can be lost.
 #pragma once
 
 #include <cstdint>
@@ -42,9 +45,16 @@ struct SmapsMapping {
   std::string_view perms;  // "r-xp"
   uint64_t inode = 0;
   std::string_view path;   // "" for anonymous mappings
-  uint64_t rss_kib = 0, anonymous_kib = 0, locked_kib = 0;
-  bool locked_flag = false;  // VmFlags has "lo"
+  uint64_t rss_kib = 0, anonymous_kib = 0, swap_kib = 0, locked_kib = 0;
+  bool has_anonymous = false, has_swap = false;  // whether those lines were there
+  bool locked_flag = false;                      // VmFlags has "lo"
 };
+
+// Whether every page of a mapping is its file's: none copied on write,
+// whether in memory (Anonymous) or swapped out (Swap), both counted.
+inline bool AllPagesAreTheFiles(const SmapsMapping& m) {
+  return m.has_anonymous && m.anonymous_kib == 0 && m.has_swap && m.swap_kib == 0;
+}
 
 // Every mapping in the text of /proc/<pid>/smaps; InvalidArgument when it
 // does not parse. The views point into `smaps`.
@@ -56,10 +66,10 @@ Status ParseSmaps(std::string_view smaps, const std::function<void(const SmapsMa
 bool IsReadOnlyFileMapping(const SmapsMapping& m);
 
 // Releases this process's resident pages of its loaded objects' read-only
-// segments that equal their file: whole mappings with no anonymous page,
-// and page by page (/proc/self/pagemap) in the others. Reads
-// /proc/self/smaps (about a millisecond for the agent's ~300 mappings).
-// Linux with glibc only: elsewhere Unavailable.
+// segments that equal their file. Reads /proc/self/smaps (about a
+// millisecond for the agent's ~300 mappings). Unavailable, with nothing
+// released, when traced, when a library came or went meanwhile, or not on
+// Linux with glibc.
 Result<ReleasedPages> ReleaseFilePages();
 
 }  // namespace edgesync

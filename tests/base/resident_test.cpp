@@ -5,7 +5,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -34,6 +36,7 @@ TEST(Resident, ParsesEachMappingAndTheFieldsThatDecide) {
       "Rss:                 512 kB\n"
       "Anonymous:             0 kB\n"
       "AnonHugePages:         0 kB\n"
+      "Swap:                  0 kB\n"
       "Locked:                0 kB\n"
       "VmFlags: rd ex mr mw me sd\n"
       "55d0c2000000-55d0c2021000 rw-p 00000000 00:00 0                          [heap]\n"
@@ -42,6 +45,7 @@ TEST(Resident, ParsesEachMappingAndTheFieldsThatDecide) {
       "7f00aa000000-7f00aa010000 r--p 00020000 08:01 77 /usr/lib/libx.so (deleted)\n"
       "Rss:                  64 kB\n"
       "Anonymous:             8 kB\n"
+      "Swap:                 12 kB\n"
       "Locked:               64 kB\n"
       "VmFlags: rd mr mw me lo\n"
       "7f00ab000000-7f00ab001000 ---p 00000000 00:00 0 \n"
@@ -57,15 +61,21 @@ TEST(Resident, ParsesEachMappingAndTheFieldsThatDecide) {
   EXPECT_EQ(m[0].rss_kib, 512u);
   EXPECT_EQ(m[0].anonymous_kib, 0u);
   EXPECT_FALSE(m[0].locked_flag);
+  EXPECT_TRUE(AllPagesAreTheFiles(m[0]));
   EXPECT_EQ(paths[1], "[heap]");
   EXPECT_EQ(m[1].anonymous_kib, 132u);
   EXPECT_EQ(m[2].anonymous_kib, 8u);
+  EXPECT_EQ(m[2].swap_kib, 12u);
+  EXPECT_FALSE(AllPagesAreTheFiles(m[2]));
   EXPECT_EQ(m[2].locked_kib, 64u);
   EXPECT_TRUE(m[2].locked_flag);
   EXPECT_EQ(paths[3], "");
   EXPECT_EQ(m[3].inode, 0u);
 
+  EXPECT_FALSE(AllPagesAreTheFiles(m[3])) << "no Anonymous or Swap line: unknown, not clean";
   EXPECT_FALSE(ParseSmaps("Rss: 4 kB\n", [](const SmapsMapping&) {}).ok());
+  EXPECT_FALSE(ParseSmaps("7f00-7f10 r-xp 0 08:01 notanumber /x\nRss: 4 kB\n", [](const SmapsMapping&) {}).ok())
+      << "a mapping's line that does not parse must not lend its fields to the one before";
   EXPECT_TRUE(ParseSmaps("", [](const SmapsMapping&) {}).ok());
 }
 
@@ -79,8 +89,15 @@ TEST(Resident, OnlyPrivateReadOnlyUnlockedFileMappingsAreLookedAt) {
   m.rss_kib = 8;
   EXPECT_TRUE(IsReadOnlyFileMapping(m));
   SmapsMapping a = m;
-  a.anonymous_kib = 4;  // its other pages still equal the file
+  a.anonymous_kib = 4;  // its other pages still equal the file: looked at page by page
   EXPECT_TRUE(IsReadOnlyFileMapping(a));
+  m.has_anonymous = m.has_swap = true;
+  EXPECT_TRUE(AllPagesAreTheFiles(m));
+  a.has_anonymous = a.has_swap = true;
+  EXPECT_FALSE(AllPagesAreTheFiles(a));
+  SmapsMapping sw = m;
+  sw.swap_kib = 4;  // a written page, swapped out
+  EXPECT_FALSE(AllPagesAreTheFiles(sw));
   SmapsMapping w = m;
   w.perms = "rw-p";
   EXPECT_FALSE(IsReadOnlyFileMapping(w)) << "writable";
@@ -119,34 +136,79 @@ uint64_t ResidentKib(Pick pick) {
   return SumOf(pick, [](const SmapsMapping& m) { return m.rss_kib; });
 }
 
-TEST(Resident, ReleasesTheCodePagesOfTheProgramAndItsLibrariesAndKeepsWhatWasWritten) {
+std::string ThisProgram() {
   char exe[PATH_MAX] = {};
-  ASSERT_GT(::readlink("/proc/self/exe", exe, sizeof exe - 1), 0);
-  const std::string program = exe;
-  auto of_program = [&](const SmapsMapping& m) { return IsReadOnlyFileMapping(m) && m.path == program; };
-  auto file_pages = [](const SmapsMapping& m) { return m.rss_kib - m.anonymous_kib; };
-  // Pages copied on write in read-only mappings: the relocated regions.
-  auto written = [](const SmapsMapping& m) { return IsReadOnlyFileMapping(m) && m.anonymous_kib > 0; };
-  auto anonymous_of = [](const SmapsMapping& m) { return m.anonymous_kib; };
-  const uint64_t before = SumOf(of_program, file_pages);
-  const uint64_t written_before = SumOf(written, anonymous_of);
-  ASSERT_GT(before, 0u);
-  ASSERT_GT(written_before, 0u) << "no relocated region to keep: the test shows nothing";
+  EXPECT_GT(::readlink("/proc/self/exe", exe, sizeof exe - 1), 0);
+  return exe;
+}
 
+TEST(Resident, ReleasesTheCodePagesOfTheProgramAndItsLibrariesWhichStillRun) {
+  const std::string program = ThisProgram();
+  auto of_program = [&](const SmapsMapping& m) {
+    return IsReadOnlyFileMapping(m) && m.path.substr(0, program.size()) == program;
+  };
+  auto file_pages = [](const SmapsMapping& m) { return m.rss_kib - m.anonymous_kib; };
+  const uint64_t before = SumOf(of_program, file_pages);
+  ASSERT_GT(before, 0u);
   Result<ReleasedPages> released = ReleaseFilePages();
   ASSERT_TRUE(released.ok()) << released.status().ToString();
   EXPECT_GT(released->mappings, 0u);
   EXPECT_GT(released->kib, 0u);
   // What runs since (the test, gtest, the smaps read) maps some pages again.
   EXPECT_LT(SumOf(of_program, file_pages), before);
-  EXPECT_EQ(SumOf(written, anonymous_of), written_before) << "a page the process wrote was dropped";
   // Virtual calls through relocated tables, in this program and libstdc++.
   std::ostringstream still;
   still << "runs " << 42;
   EXPECT_EQ(still.str(), "runs 42");
 }
 
-TEST(Resident, LeavesWrittenPagesAndFilesThatAreNotLoadedObjects) {
+// Constants of this program, in its read-only segment: more than a whole
+// page of them on any page size up to 64 KiB.
+const unsigned char kConstants[3 * 65536] = {'c', 'o', 'n', 's', 't'};
+
+// The first whole page of kConstants, written once through mprotect (as the
+// dynamic linker zeroes a segment's end, or a debugger sets a breakpoint):
+// a page copied on write inside a loaded object's read-only segment.
+unsigned char* WriteAPageOfTheConstants() {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(kConstants) + page - 1) & ~(page - 1);
+  EXPECT_LE(at + page, reinterpret_cast<uintptr_t>(kConstants) + sizeof kConstants);
+  void* p = reinterpret_cast<void*>(at);
+  EXPECT_EQ(::mprotect(p, page, PROT_READ | PROT_WRITE), 0);
+  static_cast<volatile unsigned char*>(p)[7] = 'w';
+  EXPECT_EQ(::mprotect(p, page, PROT_READ), 0);
+  return static_cast<unsigned char*>(p);
+}
+
+TEST(Resident, KeepsAPageTheProgramWroteInItsReadOnlySegment) {
+  const volatile unsigned char* written = WriteAPageOfTheConstants();
+  Result<ReleasedPages> released = ReleaseFilePages();
+  ASSERT_TRUE(released.ok()) << released.status().ToString();
+  EXPECT_EQ(written[7], 'w') << "the written page was dropped and read again from the file";
+}
+
+// The same page swapped out: smaps counts it as Swap, not Anonymous.
+TEST(Resident, KeepsAPageTheProgramWroteEvenWhenItIsSwappedOut) {
+  std::ifstream swaps("/proc/swaps");
+  std::string header, device;
+  std::getline(swaps, header);
+  if (!std::getline(swaps, device)) GTEST_SKIP() << "no swap on this machine";
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  unsigned char* p = WriteAPageOfTheConstants();
+#ifndef MADV_PAGEOUT
+  constexpr int MADV_PAGEOUT = 21;
+#endif
+  if (::madvise(p, page, MADV_PAGEOUT) != 0) GTEST_SKIP() << "MADV_PAGEOUT: " << std::strerror(errno);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  const uint64_t swapped = SumOf([&](const SmapsMapping& m) { return m.begin <= at && at < m.end; },
+                                 [](const SmapsMapping& m) { return m.swap_kib; });
+  if (swapped == 0) GTEST_SKIP() << "the kernel did not swap the page out";
+  Result<ReleasedPages> released = ReleaseFilePages();
+  ASSERT_TRUE(released.ok()) << released.status().ToString();
+  EXPECT_EQ(static_cast<volatile unsigned char*>(p)[7], 'w') << "the swapped-out written page was dropped";
+}
+
+TEST(Resident, LeavesFilesThatAreNotLoadedObjects) {
   harness::TempDir dir = testing::NewTempDir();
   const long page = ::sysconf(_SC_PAGESIZE);
   const std::string path = dir.path() + "/data";
@@ -156,12 +218,6 @@ TEST(Resident, LeavesWrittenPagesAndFilesThatAreNotLoadedObjects) {
   }
   int fd = ::open(path.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
-  // A private mapping written once and then made read-only, as RELRO is.
-  void* p = ::mmap(nullptr, static_cast<size_t>(4 * page), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ASSERT_NE(p, MAP_FAILED);
-  char* written = static_cast<char*>(p);
-  for (long i = 0; i < 4; ++i) written[i * page] = 'w';
-  ASSERT_EQ(::mprotect(p, static_cast<size_t>(4 * page), PROT_READ), 0);
   // A clean read-only mapping of a file no loaded object maps.
   void* q = ::mmap(nullptr, static_cast<size_t>(4 * page), PROT_READ, MAP_PRIVATE, fd, 0);
   ASSERT_NE(q, MAP_FAILED);
@@ -170,16 +226,11 @@ TEST(Resident, LeavesWrittenPagesAndFilesThatAreNotLoadedObjects) {
   char sum = 0;
   for (long i = 0; i < 4; ++i) sum = static_cast<char>(sum + clean[i * page]);
   EXPECT_EQ(sum, static_cast<char>(4 * 'f'));
-  auto of = [](void* at) {
-    return [at](const SmapsMapping& m) { return m.begin == reinterpret_cast<uintptr_t>(at); };
-  };
-  const uint64_t clean_before = ResidentKib(of(q));
-  ASSERT_GT(clean_before, 0u);
-
+  auto of = [q](const SmapsMapping& m) { return m.begin == reinterpret_cast<uintptr_t>(q); };
+  const uint64_t before = ResidentKib(of);
+  ASSERT_GT(before, 0u);
   ASSERT_TRUE(ReleaseFilePages().ok());
-  for (long i = 0; i < 4; ++i) EXPECT_EQ(written[i * page], 'w') << "page " << i;
-  EXPECT_EQ(ResidentKib(of(q)), clean_before) << "not a loaded object's segment: left alone";
-  ::munmap(p, static_cast<size_t>(4 * page));
+  EXPECT_EQ(ResidentKib(of), before) << "not a loaded object's segment: left alone";
   ::munmap(q, static_cast<size_t>(4 * page));
 }
 
