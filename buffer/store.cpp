@@ -684,11 +684,18 @@ Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority
 }
 
 Status Store::GiveBackSpaceLocked(bool force) {
-  // The pages only move with rows: an idle store is not looked at again
-  // (the sealer calls this every second).
-  const int64_t changes = sqlite3_total_changes64(db_);
-  if (!force && changes == space_looked_at_changes_) return Status::OK();
-  space_looked_at_changes_ = changes;
+  // The pages only move with rows: a store idle since the last look that
+  // succeeded is not looked at again (the sealer calls this every second).
+  // sqlite3_total_changes (not its 64-bit form, SQLite 3.37+) is only
+  // compared for equality.
+  const int changes = sqlite3_total_changes(db_);
+  if (!force && space_looked_at_ && changes == space_looked_at_changes_) return Status::OK();
+  space_looked_at_ = false;  // until this look succeeds
+  auto looked = [&] {
+    space_looked_at_ = true;
+    space_looked_at_changes_ = changes;
+    return Status::OK();
+  };
   int64_t page_size = 0, pages = 0, free_pages = 0;
   EDGESYNC_RETURN_IF_ERROR(PageCounts(&page_size, &pages, &free_pages));
   const uint64_t free_bytes = static_cast<uint64_t>(free_pages * page_size);
@@ -697,7 +704,7 @@ Status Store::GiveBackSpaceLocked(bool force) {
   // the file is mostly holes (after a drained backlog), or the disk is short.
   const bool vacuum = free_bytes > 0 && (force || (free_bytes >= kVacuumMinBytes &&
                                                    free_bytes >= live_bytes));
-  if (!vacuum && !force) return Status::OK();
+  if (!vacuum && !force) return looked();
   EDGESYNC_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   // In steps, each checkpointed: the moved pages pass through the WAL, so
   // one big step would need as much free space as it gives back.
@@ -707,7 +714,7 @@ Status Store::GiveBackSpaceLocked(bool force) {
     EDGESYNC_RETURN_IF_ERROR(Exec(step.c_str()));
     EDGESYNC_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
-  return Status::OK();
+  return looked();
 }
 
 namespace {

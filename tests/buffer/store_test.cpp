@@ -433,6 +433,26 @@ TEST(StoreSpace, DrainedStoreShrinksAndTheWalStaysBounded) {
   EXPECT_LT(*m.store->FileBytes(), 2u << 20) << "space goes back as batches leave";
 }
 
+// A store left alone is not looked at again (the sealer asks every
+// second); a look that failed is, even with no row changed since.
+TEST(StoreSpace, SpaceNotGivenBackForAFullDiskIsGivenBackOnceThereIsRoom) {
+  MemStore m;
+  m.options.max_bytes = 1 << 30;
+  m.Open();
+  for (uint64_t seq = 1; seq <= 100; ++seq) m.Add("s", seq, Priority::kNormal, 100 * kKiB);
+  for (const auto& b : *m.store->Next(1000)) ASSERT_TRUE(m.store->Delete(b.id).ok());
+  const uint64_t drained = *m.store->FileBytes();
+  // No room for the WAL to grow again once checkpointed: the vacuum fails.
+  Result<uint64_t> wal = m.env.FileSize("/state/store.db-wal");
+  ASSERT_TRUE(wal.ok());
+  m.env.SetCapacity(m.env.UsedBytes() - *wal);
+  ASSERT_TRUE(m.store->Enforce().ok());  // logged, not failed: nothing was evicted
+  ASSERT_GT(*m.store->FileBytes(), drained / 2) << "the full disk did not stop the vacuum: the test shows nothing";
+  m.env.SetCapacity(UINT64_MAX);
+  ASSERT_TRUE(m.store->Enforce().ok());
+  EXPECT_LT(*m.store->FileBytes(), 2u << 20) << "the failed attempt was not tried again";
+}
+
 // A version-1 store (as the first release wrote it) migrates in place.
 TEST(StoreSchema, VersionOneMigratesKeepingItsBatches) {
   harness::TempDir dir = testing::NewTempDir();
