@@ -498,26 +498,21 @@ void Agent::ReleaseMemoryWhenQuiet() {
   // Quiet this long: the last batch closes max_age after its last event,
   // then it is sealed and uploaded, and each of those moves the counters.
   constexpr int64_t kQuietUs = 2'000'000;
+  // The code pages wait longer: events a few seconds apart should not
+  // unmap the code that takes them and map it again each time.
+  constexpr int64_t kQuietPagesUs = 5'000'000;
   const SealerStats sealed = sealer_->stats();
   const uint64_t moved = sealed.accepted + sealed.sealed_batches + uploader_->stats().delivered_batches;
   const int64_t now = env_->MonotonicMicros();
-  // The start's code (the configuration's parsing, OpenSSL's and the
-  // libraries' initialisation, the store's open) runs once: its pages go at
-  // the first call, about a second after the start, even when events flow
-  // from the first moment (a backlog held by the broker).
-  const bool after_start = !released_start_pages_;
-  released_start_pages_ = true;
-  bool quiet = false;
   if (moved != last_moved_ || last_move_us_ == 0) {
     last_moved_ = moved;
     last_move_us_ = now;
-    released_ = false;
-  } else if (!released_ && now - last_move_us_ >= kQuietUs &&
-             // The check reads every page through SQLite's cache and holds
-             // the store meanwhile: release after it, not behind it (this is
-             // the main thread).
-             !store_->check_pending() && !store_->checking()) {
-    quiet = true;
+    released_ = pages_released_ = false;
+  }
+  // The check reads every page through SQLite's cache and holds the store
+  // meanwhile: release after it, not behind it (this is the main thread).
+  const bool checking = store_->check_pending() || store_->checking();
+  if (!released_ && now - last_move_us_ >= kQuietUs && !checking) {
     released_ = true;
     store_->ReleaseMemory();
 #if defined(__GLIBC__)
@@ -527,9 +522,17 @@ void Agent::ReleaseMemoryWhenQuiet() {
     malloc_trim(0);
 #endif
   }
-  if (!quiet && !after_start) return;
-  // Code and constants run during the burst (or the start) and not since:
-  // mapped again from the page cache when needed (base/resident.h).
+  // The start's code (the configuration's parsing, OpenSSL's and the
+  // libraries' initialisation, the store's open) runs once: its pages go at
+  // the first call, about a second after the start, even when events flow
+  // from the first moment (a backlog held by the broker). A burst's go once
+  // it is over.
+  const bool after_start = !released_start_pages_;
+  const bool quiet = !pages_released_ && now - last_move_us_ >= kQuietPagesUs && !checking;
+  if (!after_start && !quiet) return;
+  released_start_pages_ = true;
+  if (quiet) pages_released_ = true;
+  // Mapped again from the page cache when needed (base/resident.h).
   const int64_t began = env_->MonotonicMicros();
   Result<ReleasedPages> pages = ReleaseFilePages();
   if (pages.ok()) {

@@ -122,9 +122,9 @@ class Agent {
   // Agent. Set before Start; null: not watched.
   void WatchControl(const Progress* control) { control_progress_ = control; }
 
-  // Once nothing has moved (accepted, sealed, uploaded) for a few seconds
-  // after it last did, gives back what the burst left behind: SQLite's
-  // page cache, malloc's free memory in every arena (malloc_trim) and the
+  // Once nothing has moved (accepted, sealed, uploaded) for 2 s after it
+  // last did, gives back what the burst left behind: SQLite's page cache
+  // and malloc's free memory in every arena (malloc_trim); after 5 s, the
   // pages of code and constants the burst mapped (base/resident.h). Once
   // per quiet spell, and the code pages also at the first call whatever
   // flows; the thread that owns the agent (main) calls it about every
@@ -182,6 +182,7 @@ class Agent {
   uint64_t last_moved_ = 0;
   int64_t last_move_us_ = 0;
   bool released_ = false;
+  bool pages_released_ = false;  // the code pages, this quiet spell
   bool released_start_pages_ = false;
   mutable std::mutex fleet_mu_;
   FleetStatus fleet_;  // guarded by fleet_mu_
