@@ -66,8 +66,8 @@ Status ParseSmaps(std::string_view smaps, const std::function<void(const SmapsMa
 bool IsReadOnlyFileMapping(const SmapsMapping& m);
 
 // Releases this process's resident pages of its loaded objects' read-only
-// segments that equal their file. Reads /proc/self/smaps (about a
-// millisecond for the agent's ~300 mappings). Unavailable, with nothing
+// segments that equal their file. Reads /proc/self/smaps: a few
+// milliseconds for the agent's ~300 mappings. Unavailable, with nothing
 // released, when traced, when a library came or went meanwhile, or not on
 // Linux with glibc.
 Result<ReleasedPages> ReleaseFilePages();
