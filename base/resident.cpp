@@ -281,10 +281,11 @@ int ReleaseObject(struct dl_phdr_info* info, size_t size, void* arg) {
 }  // namespace
 #endif
 
-Result<ReleasedPages> ReleaseFilePages() {
 #if defined(__linux__) && defined(__GLIBC__)
-  if (Traced()) return Status::Unavailable("releasing file pages: a tracer is attached (its breakpoints are written pages)");
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+namespace {
+
+// One look and release; `walk.changed` when a library came or went meanwhile.
+Result<ReleasedPages> ReleaseOnce(uintptr_t page, bool* changed) {
   std::vector<Run> runs;
   Walk walk{&runs, page};
   ::dl_iterate_phdr(CountObjects, &walk);
@@ -314,10 +315,28 @@ Result<ReleasedPages> ReleaseFilePages() {
   }
   const uint64_t before = ResidentPages();
   ::dl_iterate_phdr(ReleaseObject, &walk);
-  if (walk.changed) return Status::Unavailable("releasing file pages: a library was loaded or unloaded meanwhile");
+  *changed = walk.changed;
   const uint64_t after = ResidentPages();
   out.kib = before > after ? (before - after) * page / 1024 : 0;
   return out;
+}
+
+}  // namespace
+#endif
+
+Result<ReleasedPages> ReleaseFilePages() {
+#if defined(__linux__) && defined(__GLIBC__)
+  if (Traced()) return Status::Unavailable("releasing file pages: a tracer is attached (its breakpoints are written pages)");
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // A library loaded or unloaded by another thread meanwhile (a resolver
+  // loading an NSS module, say) stops a round before it releases anything
+  // of that library's; the next round looks again.
+  for (int round = 0; round < 3; ++round) {
+    bool changed = false;
+    Result<ReleasedPages> r = ReleaseOnce(page, &changed);
+    if (!r.ok() || !changed) return r;
+  }
+  return Status::Unavailable("releasing file pages: libraries were loaded or unloaded meanwhile, three times");
 #else
   return Status::Unavailable("releasing file pages: Linux with glibc only");
 #endif
