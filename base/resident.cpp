@@ -5,6 +5,7 @@
 #include <vector>
 
 #if defined(__linux__) && defined(__GLIBC__)
+#include <dirent.h>
 #include <fcntl.h>
 #include <link.h>
 #include <sys/mman.h>
@@ -162,7 +163,8 @@ struct Walk {
   const std::vector<Run>* runs;
   uintptr_t page;
   // The loaded objects' counts when smaps was read: dl_phdr_info's
-  // dlpi_adds and dlpi_subs (glibc counts every dlopen and dlclose).
+  // dlpi_adds (objects ever added) and dlpi_subs (ever removed), which
+  // glibc fills under the lock the walk holds.
   unsigned long long adds = 0, subs = 0;
   bool changed = false;  // an object came or went since: nothing released
 };
@@ -179,17 +181,32 @@ int CountObjects(struct dl_phdr_info* info, size_t size, void* arg) {
   return 1;
 }
 
-// Whether a debugger or tracer is attached (/proc/self/status TracerPid):
-// it writes breakpoints into code pages at any time.
+// Whether a debugger or tracer is attached to any thread (TracerPid in
+// /proc/self/task/*/status): it writes breakpoints into code pages at any
+// time. Unsure counts as traced.
 bool Traced() {
-  Result<std::string> status = ReadProcFile("/proc/self/status");
-  if (!status.ok()) return true;
-  size_t at = status->find("\nTracerPid:");
-  if (at == std::string::npos) return true;
-  std::string_view rest = std::string_view(*status).substr(at + 11);
-  rest.remove_prefix(std::min(rest.size(), rest.find_first_not_of(" \t")));
-  uint64_t pid = 1;
-  return std::from_chars(rest.data(), rest.data() + rest.size(), pid).ec != std::errc() || pid != 0;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return true;
+  bool traced = false;
+  while (dirent* e = ::readdir(tasks)) {
+    if (e->d_name[0] == '.') continue;
+    Result<std::string> status = ReadProcFile(("/proc/self/task/" + std::string(e->d_name) + "/status").c_str());
+    if (!status.ok()) continue;  // a thread that has just exited
+    size_t at = status->find("\nTracerPid:");
+    if (at == std::string::npos) {
+      traced = true;
+      break;
+    }
+    std::string_view rest = std::string_view(*status).substr(at + 11);
+    rest.remove_prefix(std::min(rest.size(), rest.find_first_not_of(" \t")));
+    uint64_t pid = 1;
+    if (std::from_chars(rest.data(), rest.data() + rest.size(), pid).ec != std::errc() || pid != 0) {
+      traced = true;
+      break;
+    }
+  }
+  ::closedir(tasks);
+  return traced;
 }
 
 // Resident pages of this process (/proc/self/statm's second field).
@@ -206,23 +223,28 @@ uint64_t ResidentPages() {
 // (/proc/self/pagemap: bit 63 present, bit 61 a file page, i.e. not copied
 // on write). A page it cannot tell about is left out.
 void FilePageRuns(int pagemap, uintptr_t begin, uintptr_t end, uintptr_t page, std::vector<Run>* runs) {
-  const size_t pages = (end - begin) / page;
-  std::vector<uint64_t> entries(pages);
-  const off_t at = static_cast<off_t>(begin / page * sizeof(uint64_t));
-  const ssize_t n = ::pread(pagemap, entries.data(), pages * sizeof(uint64_t), at);
-  if (n < 0) return;
-  const size_t known = static_cast<size_t>(n) / sizeof(uint64_t);
   constexpr uint64_t kPresent = 1ull << 63, kFilePage = 1ull << 61;
-  for (size_t i = 0; i < known;) {
-    if ((entries[i] & (kPresent | kFilePage)) != (kPresent | kFilePage)) {
-      ++i;
-      continue;
+  uint64_t entries[512];
+  uintptr_t run_begin = 0;  // 0: not in a run
+  uintptr_t at = begin;
+  while (at < end) {
+    const size_t want = std::min<size_t>(512, (end - at) / page);
+    const ssize_t n = ::pread(pagemap, entries, want * sizeof(uint64_t),
+                              static_cast<off_t>(at / page * sizeof(uint64_t)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // what it cannot tell about is left out
+    const size_t got = static_cast<size_t>(n) / sizeof(uint64_t);
+    for (size_t i = 0; i < got; ++i, at += page) {
+      const bool clean = (entries[i] & (kPresent | kFilePage)) == (kPresent | kFilePage);
+      if (clean && run_begin == 0) run_begin = at;
+      if (!clean && run_begin != 0) {
+        runs->push_back({run_begin, at});
+        run_begin = 0;
+      }
     }
-    size_t j = i;
-    while (j < known && (entries[j] & (kPresent | kFilePage)) == (kPresent | kFilePage)) ++j;
-    runs->push_back({begin + i * page, begin + j * page});
-    i = j;
+    if (got == 0) break;
   }
+  if (run_begin != 0) runs->push_back({run_begin, at});
 }
 
 // Whether an object's code was relocated in place (DT_TEXTREL): its
@@ -313,6 +335,9 @@ Result<ReleasedPages> ReleaseOnce(uintptr_t page, bool* changed) {
       ::close(pagemap);
     }
   }
+  // Checked again as late as it can be: a tracer attaching now could patch
+  // a page between this look and the release (a window of microseconds).
+  if (Traced()) return Status::Unavailable("releasing file pages: a tracer is attached (its breakpoints are written pages)");
   const uint64_t before = ResidentPages();
   ::dl_iterate_phdr(ReleaseObject, &walk);
   *changed = walk.changed;

@@ -21,9 +21,12 @@
 // stacks, [vdso], files a library mapped itself), are left. The pages are
 // released from within dl_iterate_phdr, under the lock that keeps objects
 // from being unloaded; if an object was loaded or unloaded since the pages
-// were looked at, or a tracer is attached, nothing is released. Dropping
-// such a page is what the kernel does under memory pressure; nothing the
-// process wrote can be lost.
+// were looked at, or a tracer is attached to any thread, nothing is
+// released. Dropping such a page is what the kernel does under memory
+// pressure; nothing the process wrote can be lost. One window remains: a
+// tracer or a uprobe that patches a code page between the last look (some
+// microseconds before) and the release loses its patch, and the page is
+// the file's code again; the program runs as it would unpatched.
 #pragma once
 
 #include <cstdint>

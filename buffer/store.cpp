@@ -684,16 +684,24 @@ Status Store::RecordGap(const Gap& gap, const std::string& kafka_topic, Priority
 }
 
 Status Store::GiveBackSpaceLocked(bool force) {
-  // The pages only move with rows: a store idle since the last look that
-  // succeeded is not looked at again (the sealer calls this every second).
+  // The pages only move with rows: a store idle since the last look is not
+  // looked at again (the sealer calls this every second), unless that look
+  // failed (a full disk, an I/O error) a minute ago or more.
   // sqlite3_total_changes (not its 64-bit form, SQLite 3.37+) is only
   // compared for equality.
+  constexpr int64_t kRetryUs = 60'000'000;
   const int changes = sqlite3_total_changes(db_);
-  if (!force && space_looked_at_ && changes == space_looked_at_changes_) return Status::OK();
-  space_looked_at_ = false;  // until this look succeeds
+  const int64_t now = env_->MonotonicMicros();
+  if (!force && space_looked_at_ && changes == space_looked_at_changes_ &&
+      (space_retry_at_ == 0 || now < space_retry_at_)) {
+    return Status::OK();
+  }
+  // Until this look succeeds, it counts as failed.
+  space_looked_at_ = true;
+  space_looked_at_changes_ = changes;
+  space_retry_at_ = now + kRetryUs;
   auto looked = [&] {
-    space_looked_at_ = true;
-    space_looked_at_changes_ = changes;
+    space_retry_at_ = 0;
     return Status::OK();
   };
   int64_t page_size = 0, pages = 0, free_pages = 0;

@@ -276,9 +276,11 @@ class Store {
   std::string device_id_;        // for gap records: the option, else what the store knows
   uint64_t bytes_ = 0;           // SUM(size) of all rows
   int64_t next_age_check_ = 0;   // monotonic µs
-  // sqlite3_total_changes at GiveBackSpaceLocked's last look that succeeded (if any).
+  // sqlite3_total_changes at GiveBackSpaceLocked's last look, and when to
+  // look again though nothing changed if that look failed (0: it did not).
   bool space_looked_at_ = false;
   int space_looked_at_changes_ = 0;
+  int64_t space_retry_at_ = 0;  // monotonic µs
   bool read_only_ = false;
   std::atomic<bool> check_pending_{false};  // Open deferred quick_check
   std::atomic<bool> verified_{false};       // a quick_check passed since Open
