@@ -292,7 +292,10 @@ Status Agent::Start() {
   started_ = true;
   // The check Open deferred (a clean stop before): now that events are
   // journaled again. It holds the store's lock while it reads the file, so
-  // commits and uploads wait for it; intake does not.
+  // commits and uploads wait for it; intake does not. While it runs,
+  // stats() shows the store's figures read last: read them first (without
+  // them, status would show an empty store until the check ends).
+  if (store_->check_pending()) (void)stats();
   store_->StartCheck();
   if (config_.heartbeat_interval > 0) EmitHealth("starting");
   return monitor_->Start();
