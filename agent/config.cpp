@@ -481,7 +481,7 @@ Status CheckFleetToml(const std::string& text, const std::string& origin) {
 }
 
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin, const std::string& bundle_config,
-                           Env* env) {
+                           Env* env, KafkaPropertyCheck check_kafka_property) {
   Result<toml::table> parsed = ParseToml(toml_text, origin);
   if (!parsed.ok()) return parsed.status();
   toml::table root = std::move(parsed).value();
@@ -559,7 +559,8 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
                                         "kafka.allow_unsafe_properties in the device's own file");
             continue;
           }
-          Status ok = CheckProducerProperty(std::string(pk.str()), value);
+          Status ok = check_kafka_property != nullptr ? check_kafka_property(std::string(pk.str()), value)
+                                                      : Status::OK();
           if (!ok.ok()) {
             p.Add(pv.source(), key + "." + std::string(pk.str()), ok.message());
             continue;
@@ -673,13 +674,14 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
   return cfg;
 }
 
-Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config, Env* env) {
+Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config, Env* env,
+                          KafkaPropertyCheck check_kafka_property) {
   Result<std::string> text = env->ReadFile(path, kMaxConfigFileBytes);
   if (!text.ok()) {
     return Status::InvalidArgument(path + ": cannot read the configuration file (" +
                                    text.status().ToString() + ")");
   }
-  Result<Config> cfg = ParseConfig(*text, path, bundle_config, env);
+  Result<Config> cfg = ParseConfig(*text, path, bundle_config, env, check_kafka_property);
   if (!cfg.ok()) return cfg;
   // Files the agent will need: say now, not at the first connection.
   Problems p(path);

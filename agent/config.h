@@ -128,8 +128,15 @@ bool SameButPlugins(const Config& a, const Config& b);
 // agent.profile, if it names one) is the base this file is laid over, and
 // this file's agent.profile is not used.
 // Files (the profile, the bundle's configuration) are read through `env`.
+//
+// Each kafka.properties value is checked with `check_kafka_property`:
+// librdkafka's own check by default. The broker plugin passes nullptr (no
+// check), so that librdkafka is not loaded into the broker; the agent
+// checks the same file when it loads it, and does not start on a bad value.
+using KafkaPropertyCheck = Status (*)(const std::string& key, const std::string& value);
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin,
-                           const std::string& bundle_config = "", Env* env = Env::Default());
+                           const std::string& bundle_config = "", Env* env = Env::Default(),
+                           KafkaPropertyCheck check_kafka_property = CheckProducerProperty);
 // What any device refuses in a fleet bundle's or a profile's TOML `text`
 // (named `origin`): text nested too deep (toml_bounds.h), a syntax error,
 // keys only the device file may set, and kafka.properties that load code,
@@ -138,7 +145,8 @@ Result<Config> ParseConfig(const std::string& toml_text, const std::string& orig
 Status CheckFleetToml(const std::string& text, const std::string& origin);
 // ParseConfig of the file, then checks that the files it names are readable.
 Result<Config> LoadConfig(const std::string& path, const std::string& bundle_config = "",
-                          Env* env = Env::Default());
+                          Env* env = Env::Default(),
+                          KafkaPropertyCheck check_kafka_property = CheckProducerProperty);
 // The password: the first line of `path`, without its line end. `key`
 // names the option in errors.
 Result<std::string> ReadPasswordFile(const std::string& path, const std::string& key = "mqtt.password_file",

@@ -43,7 +43,7 @@ class logger;
 namespace edgesync {
 
 // How to reach the local broker: the [mqtt] options Ingest owns (declared
-// in ingest.cpp, with their descriptions).
+// in mqtt_settings.cpp, with their descriptions).
 struct MqttSettings {
   std::string host = "127.0.0.1";
   int port = 1883;

@@ -24,6 +24,7 @@
 //
 // Threads: SpoolWriter is not thread-safe (mosquitto calls plugins from
 // its one thread). SpoolReader runs one thread of its own.
+
 #pragma once
 
 #include <atomic>
@@ -59,6 +60,8 @@ constexpr uint8_t kSpoolRecordVersion = 1;
 
 // Where the spool lives under the agent's state directory.
 std::string SpoolDir(const std::string& state_dir);
+// The spool's segments (journal segment names), oldest first.
+Result<std::vector<std::pair<uint64_t, std::string>>> SpoolSegments(Env* env, const std::string& dir);
 
 // One spool record (FORMAT.md, "Spool"): the message as the broker
 // received it, after masking. `payload_size` is the size it was published

@@ -163,7 +163,10 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugi
     return MOSQ_ERR_INVAL;
   }
   try {
-    edgesync::Result<edgesync::Config> config = edgesync::LoadConfig(config_path);
+    // No check of kafka.properties: it would load librdkafka into the
+    // broker. The agent checks them when it loads the same file.
+    edgesync::Result<edgesync::Config> config =
+        edgesync::LoadConfig(config_path, "", edgesync::Env::Default(), /*check_kafka_property=*/nullptr);
     if (!config.ok()) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "edgesync: %s: %s", config_path.c_str(), config.status().ToString().c_str());
       return MOSQ_ERR_INVAL;

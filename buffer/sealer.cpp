@@ -7,17 +7,6 @@
 
 namespace edgesync {
 
-const OptionTable<BatchLimits>& BatchLimits::Options() {
-  static const auto* table = &(*new OptionTable<BatchLimits>())  // never freed: a process-long constant
-      .Micros("buffer.sync_interval", &BatchLimits::sync_interval_us,
-              "Journal fdatasync interval: the most a power cut can take.")
-      .Int("batch.max_events", &BatchLimits::max_events, "A batch is sealed at this many events,", 1, 1'000'000)
-      .Size("batch.max_bytes", &BatchLimits::max_bytes,
-            "or at this many bytes before compression (e.g. \"512KiB\"),", 1024, 32 << 20)
-      .Micros("batch.max_age", &BatchLimits::max_age_us, "or this long after its first event.");
-  return *table;
-}
-
 struct Sealer::Lane {
   StreamSpec spec;
   std::mutex mu;  // guards journal and the open batch; Accept vs. sealer thread

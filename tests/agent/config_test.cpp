@@ -141,6 +141,24 @@ topics = ["a"]
   EXPECT_NE(m.find("kafka.properties.no.such.thing: No such configuration property"), std::string::npos) << m;
 }
 
+// The broker plugin loads the agent's file without librdkafka: the values
+// are kept for the agent to check, but what loads code or changes the
+// connection is still refused.
+TEST(Config, WithoutTheKafkaCheckPropertiesAreKeptAndTheUnsafeOnesStillRefused) {
+  const std::string text = std::string(kMinimal) + "[kafka.properties]\n\"linger.ms\" = \"soon\"\n";
+  Result<Config> unchecked = ParseConfig(text, "k.toml", "", Env::Default(), /*check_kafka_property=*/nullptr);
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status().ToString();
+  ASSERT_EQ(unchecked->kafka_properties.size(), 1u);
+  EXPECT_EQ(unchecked->kafka_properties[0], (std::pair<std::string, std::string>{"linger.ms", "soon"}));
+  EXPECT_FALSE(ParseConfig(text, "k.toml").ok()) << "the default checks with librdkafka";
+
+  Result<Config> unsafe = ParseConfig(std::string(kMinimal) + "[kafka.properties]\n\"plugin.library.paths\" = \"x.so\"\n",
+                                      "k.toml", "", Env::Default(), nullptr);
+  ASSERT_FALSE(unsafe.ok());
+  EXPECT_NE(unsafe.status().message().find("kafka.allow_unsafe_properties"), std::string::npos)
+      << unsafe.status().message();
+}
+
 TEST(Config, TypedKafkaSettingsBecomeClientPropertiesAndPropertiesWin) {
   auto dir = testing::NewTempDir();
   std::ofstream(dir / "kafka.pw") << "s3cret\n";
