@@ -24,7 +24,11 @@
 //
 // Threads: SpoolWriter is not thread-safe (mosquitto calls plugins from
 // its one thread). SpoolReader runs one thread of its own.
-
+//
+// The writer (spool.cpp) is what the broker plugin links; the reader
+// (spool_reader.cpp) holds the agent's side, so the broker loads neither
+// the intake nor the sealer nor, through the configuration, librdkafka or
+// libmosquitto's client (tests/layout_test.sh checks it).
 #pragma once
 
 #include <atomic>

@@ -8,11 +8,15 @@
 # module's internals stay inside it: buffer/'s public headers are sealer.h
 # and store.h (the journal and the SQLite VFS are its own), the agent's
 # parts (intake, monitor, pipeline, triage, ...) are the agent's; its status
-# socket (agent/status_socket.h) is how others ask it.
-#   layout_test.sh SOURCE_DIR EDGESYNC_BINARY
+# socket (agent/status_socket.h) is how others ask it. The broker plugin,
+# loaded into mosquitto, holds the configuration, the chains and the
+# spool's writer only: no Kafka, MQTT client, TLS or SQLite library and no
+# uploading, sealing or intake code in the broker's process.
+#   layout_test.sh SOURCE_DIR EDGESYNC_BINARY [BROKER_PLUGIN]
 set -euo pipefail
 src=$1
 agent=$2
+plugin=${3:-}
 fail=0
 
 # Lines `#include "dir/..."` of the files under $1 naming a directory not in $2.
@@ -72,5 +76,30 @@ fi
 if ! grep -q 'edgesync::SealEnvelope' <<<"$symbols"; then
   echo "$agent: no edgesync symbols visible to nm; cannot check"
   fail=1
+fi
+
+if [[ -n $plugin ]]; then
+  needed=$(readelf -d "$plugin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+  if ! grep -q '^libc\.so' <<<"$needed"; then
+    echo "$plugin: no NEEDED entries read; cannot check"
+    fail=1
+  fi
+  unwanted=$(grep -E '^lib(rdkafka|mosquitto|sqlite3|ssl)\.' <<<"$needed" || true)
+  if [[ -n $unwanted ]]; then
+    echo "$plugin loads into the broker what only the agent needs:"
+    echo "$unwanted"
+    fail=1
+  fi
+  plugin_symbols=$(nm -C "$plugin")
+  if ! grep -q 'edgesync::SpoolWriter::' <<<"$plugin_symbols"; then
+    echo "$plugin: no edgesync symbols visible to nm; cannot check"
+    fail=1
+  fi
+  agent_code=$(grep -E 'edgesync::(Uploader|Store|Sealer|Ingest|Intake|SpoolReader)::' <<<"$plugin_symbols" || true)
+  if [[ -n $agent_code ]]; then
+    echo "$plugin links the agent's own code:"
+    echo "$agent_code" | head -20
+    fail=1
+  fi
 fi
 exit $fail
