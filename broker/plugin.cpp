@@ -24,6 +24,9 @@
 //    about once a second), only without per_listener_settings.
 //  - Under per_listener_settings the plugin's callbacks are those of the
 //    listener it is configured in: load it where the publishers connect.
+//  - The broker exports the mosquitto_* functions the plugin calls
+//    (callback_register/unregister, free, log_printf, property_read_string
+//    and _string_pair): the module does not link libmosquitto's client.
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
