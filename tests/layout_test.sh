@@ -65,19 +65,28 @@ for part in intake monitor pipeline triage toml_bounds logging health; do
   internal "agent/$part.h" agent
 done
 
+# No symbol of FILE matches PATTERN (it links WHAT), while nm can see
+# symbols at all: MARKER must be there (a stripped file would pass anything).
+#   no_symbols FILE MARKER PATTERN WHAT
+no_symbols() {
+  local file=$1 marker=$2 pattern=$3 what=$4 symbols hits
+  symbols=$(nm -C "$file")
+  if ! grep -q "$marker" <<<"$symbols"; then
+    echo "$file: no edgesync symbols visible to nm; cannot check"
+    fail=1
+  fi
+  hits=$(grep -E "$pattern" <<<"$symbols" || true)
+  if [[ -n $hits ]]; then
+    echo "$file links $what:"
+    head -20 <<<"$hits"
+    fail=1
+  fi
+}
+
 # Symbols only central/ defines must not be in the device's program.
-symbols=$(nm -C "$agent")
-central_symbols=$(grep -E 'edgesync::(SequenceTracker|Unpacker|FragmentAssembler|DeviceKeyRegistry|DedupeStore|RestoreState|StateKey)' <<<"$symbols" || true)
-if [[ -n $central_symbols ]]; then
-  echo "$agent links central code:"
-  echo "$central_symbols" | head -20
-  fail=1
-fi
-# ...while the check itself can see symbols (a stripped binary would pass anything).
-if ! grep -q 'edgesync::SealEnvelope' <<<"$symbols"; then
-  echo "$agent: no edgesync symbols visible to nm; cannot check"
-  fail=1
-fi
+no_symbols "$agent" 'edgesync::SealEnvelope' \
+  'edgesync::(SequenceTracker|Unpacker|FragmentAssembler|DeviceKeyRegistry|DedupeStore|RestoreState|StateKey)' \
+  'central code'
 
 if [[ -n $plugin ]]; then
   needed=$(readelf -d "$plugin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
@@ -91,18 +100,9 @@ if [[ -n $plugin ]]; then
     echo "$unwanted"
     fail=1
   fi
-  plugin_symbols=$(nm -C "$plugin")
-  if ! grep -q 'edgesync::SpoolWriter::' <<<"$plugin_symbols"; then
-    echo "$plugin: no edgesync symbols visible to nm; cannot check"
-    fail=1
-  fi
-  agent_code=$(grep -E 'edgesync::(Uploader|Store|EnvVfs|Sealer|Ingest|Intake|SpoolReader|Agent|Monitor|StatusSocket|Rollout)::' \
-                <<<"$plugin_symbols" || true)
-  if [[ -n $agent_code ]]; then
-    echo "$plugin links the agent's own code:"
-    head -20 <<<"$agent_code"
-    fail=1
-  fi
+  no_symbols "$plugin" 'edgesync::SpoolWriter::' \
+    'edgesync::(Uploader|Store|EnvVfs|Sealer|Ingest|Intake|SpoolReader|Agent|Monitor|StatusSocket|Rollout)::' \
+    "the agent's own code"
 else
   echo "no broker plugin given (not built here): its libraries are not checked"
 fi
