@@ -520,9 +520,10 @@ TEST_F(UnpackService, InstancesOfOneGroupWriteEachEventOnceAcrossKillsHandoversA
 
   ASSERT_TRUE(harness::PollUntil([&] { return tally().arrived == kBatches * 12 * kRecordsPerBatch; }, 120s))
       << "arrived " << tally().arrived << "\n" << log(0, 0) << log(1, 1) << log(2, 1);
-  for (Process& p : instances) {
+  for (auto [instance, run] : {std::pair{0, 0}, {1, 1}, {2, 1}}) {
+    Process& p = instances[static_cast<size_t>(instance)];
     ASSERT_TRUE(p.Stop(30s).ok());
-    EXPECT_EQ(p.exit_status(), 0);
+    EXPECT_EQ(p.exit_status(), 0) << "instance " << instance << ":\n" << log(instance, run);
   }
   harness::Tally t = tally();
   EXPECT_EQ(t.arrived, t.published) << "lost " << t.lost;
