@@ -958,6 +958,16 @@ void Service::OnRebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_p
 
 void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
   first_offsets_.clear();
+  if (g_stop || closed_) {
+    // Stopping: partitions assigned now go to the group's other instances
+    // unread. The rebalance may have ended after the last poll, and then
+    // consumer_close() serves it; the closing consumer no longer asks its
+    // coordinator, so fetching committed offsets would wait out its timeout.
+    Log("stopping: leaving the " + std::to_string(parts->cnt) +
+        " partition(s) assigned now to the group's other instances");
+    (void)rd_kafka_assign(consumer_, nullptr);
+    return;
+  }
   if (partitioned_) {
     // The committed offsets first, as Kafka Streams does: fetching them
     // waits for a transaction still committing (its offsets are unstable
@@ -965,6 +975,15 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
     rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 60'000);
     if (err) Log(std::string("committed offsets: ") + rd_kafka_err2str(err) + " (reading from the group's)");
     Status st = RestorePartitions(parts);
+    if (!st.ok() && g_stop) {
+      // A stop while restoring: the partitions were not read; the group
+      // hands them to another instance. Their half-restored state goes too,
+      // lest a later round write it back over the state topic's.
+      for (int i = 0; i < parts->cnt; ++i) trackers_.erase({parts->elems[i].topic, parts->elems[i].partition});
+      Log(st.message() + "; leaving the partitions to the group's other instances");
+      (void)rd_kafka_assign(consumer_, nullptr);
+      return;
+    }
     if (!st.ok()) {
       // Reading them without their state would let duplicates through.
       if (fatal_.ok()) fatal_ = Status::Unavailable("restoring partition state: " + st.message());
@@ -1025,13 +1044,14 @@ Status Service::RestorePartitions(const rd_kafka_topic_partition_list_t* parts) 
     trackers_[tp] = std::move(tracker);
   }
   // Bounded: a state partition that cannot be read (its leader gone) must
-  // not hold the rebalance callback, and with it the instance, for ever.
+  // not hold the rebalance callback, and with it the instance, for ever;
+  // a stop signal ends it at once.
   constexpr int64_t kRestoreTimeoutUs = 300'000'000;
   const int64_t give_up_at = Env::Default()->MonotonicMicros() + kRestoreTimeoutUs;
   bool timed_out = false;
   Result<RestoreStats> r = RestoreState(
       restorer_, o_.state_topic, targets,
-      [&] { return g_stop > 1 || (timed_out = Env::Default()->MonotonicMicros() > give_up_at); },
+      [&] { return g_stop > 0 || (timed_out = Env::Default()->MonotonicMicros() > give_up_at); },
       [](const std::string& line) { Log(line); });
   if (timed_out) {
     return Status::Unavailable("state topic " + o_.state_topic + " not read to its end within " +

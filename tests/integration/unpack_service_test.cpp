@@ -540,6 +540,91 @@ TEST_F(UnpackService, InstancesOfOneGroupWriteEachEventOnceAcrossKillsHandoversA
 
 }
 
+// A stop that meets a rebalance: the instance told to stop has left its
+// poll loop when the group's new assignment arrives, so closing the consumer
+// serves it. It must neither take the partitions (reading their committed
+// offsets from a closing consumer waits out librdkafka's 60 s timeout; CI
+// once killed an instance stuck there) nor lose anything: the instance that
+// stays reads every event once. The close is held back 8 s (a preloaded
+// shim) so that the rebalance, which the mock ends 5 s after the join, falls
+// inside it on every run.
+TEST_F(UnpackService, AStopThatMeetsARebalanceLeavesThePartitionsUnreadAndStopsAtOnce) {
+  constexpr const char* kFleet = "edge.fleet";
+  ASSERT_TRUE(cluster_->CreateTopic(kFleet, 6).ok());
+  ASSERT_TRUE(cluster_->CreateTopic("central.state", 6).ok());
+  ASSERT_TRUE(cluster_->CreateTopic("payments", 3).ok());
+  const std::vector<std::string> devices = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5", "dev-6"};
+  auto start = [&](int instance, std::vector<std::string> env) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
+              "--topic", kFleet, "--private-key", key_path_, "--trust-device-ids",
+              "--group", "central", "--state-topic", "central.state",
+              "--instance-id", "central-" + std::to_string(instance), "--output", "kafka",
+              "--from-beginning", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"};
+    o.env = std::move(env);
+    o.stderr_path = dir_ / ("late-" + std::to_string(instance) + ".log");
+    auto p = Process::Spawn(o);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return std::move(p).value();
+  };
+  auto log = [&](int instance) {
+    return harness::ReadWholeFile(dir_ / ("late-" + std::to_string(instance) + ".log"));
+  };
+  auto write = [&](uint64_t first, uint64_t last) {
+    std::vector<KafkaMessage> msgs;
+    for (uint64_t b = first; b <= last; ++b) {
+      for (const std::string& d : devices) msgs.push_back(Keyed(d, Batch(d, b, &to_), -1));
+    }
+    return harness::WriteTopic(cluster_->bootstrap(), kFleet, msgs, 60s);
+  };
+  auto tally = [&](uint64_t batches) {
+    std::map<std::string, uint64_t> published;
+    for (const std::string& d : devices) published[d] = batches * kRecordsPerBatch;
+    std::string lines;
+    if (auto msgs = harness::ReadTopic(cluster_->bootstrap(), "payments", 30s); msgs.ok()) {
+      for (const KafkaMessage& m : *msgs) lines += "{\"payload\":" + m.value + "}\n";
+    }
+    std::istringstream in(lines);
+    return harness::TallyLines(in, published);
+  };
+
+  Process stays = start(0, {});
+  ASSERT_TRUE(write(1, 3).ok());
+  ASSERT_TRUE(harness::PollUntil([&] { return tally(3).arrived == 3 * 6 * kRecordsPerBatch; }, 90s)) << log(0);
+
+  // The second instance joins; once the first hands its partitions back
+  // (the join reached the group), it is told to stop.
+  std::vector<std::string> env = {"LD_PRELOAD=" + harness::ProgramPath("edgesync_late_close_shim.so"),
+                                  "EDGESYNC_TEST_LATE_CLOSE_MS=8000"};
+  if (const char* asan = std::getenv("ASAN_OPTIONS")) {
+    // The sanitizer's runtime is not first in the preload list then.
+    env.push_back(std::string("ASAN_OPTIONS=") + asan + ":verify_asan_link_order=0");
+  }
+  Process leaves = start(1, env);
+  ASSERT_TRUE(harness::PollUntil([&] { return log(0).find("revoked ") != std::string::npos; }, 60s)) << log(0);
+  ASSERT_TRUE(leaves.Signal(SIGTERM).ok());
+  Result<int> code = leaves.Wait(30s);  // 8 s late, then at once
+  if (!code.ok()) (void)leaves.Stop(1s);
+  ASSERT_TRUE(code.ok()) << "still stopping after 30 s:\n" << log(1);
+  EXPECT_EQ(*code, 0) << log(1);
+  const std::string left = log(1);
+  EXPECT_NE(left.find("stopping: leaving the 3 partition(s) assigned now"), std::string::npos)
+      << "the rebalance did not end inside the late close, or was taken:\n" << left;
+  EXPECT_EQ(left.find("assigned edge.fleet/"), std::string::npos) << left;
+  EXPECT_EQ(left.find("restored "), std::string::npos) << left;
+
+  // The instance that stays gets every partition back and reads on.
+  ASSERT_TRUE(write(4, 6).ok());
+  ASSERT_TRUE(harness::PollUntil([&] { return tally(6).arrived == 6 * 6 * kRecordsPerBatch; }, 90s))
+      << "arrived " << tally(6).arrived << "\n" << log(0);
+  ASSERT_TRUE(stays.Stop(30s).ok());
+  EXPECT_EQ(stays.exit_status(), 0) << log(0);
+  harness::Tally t = tally(6);
+  EXPECT_EQ(t.arrived, t.published) << "lost " << t.lost;
+  EXPECT_EQ(t.duplicates, 0u);
+  EXPECT_EQ(t.unexpected, 0u);
+}
+
 TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
   std::vector<KafkaMessage> msgs;
   auto add = [&](const std::string& device, std::string value) { msgs.push_back(Keyed(device, std::move(value))); };
