@@ -531,7 +531,10 @@ class Service {
   explicit Service(Options o) : o_(std::move(o)) {}
   ~Service() {
     if (consumer_) {
-      if (!closed_) rd_kafka_consumer_close(consumer_);
+      if (!closed_) {
+        closed_ = true;  // an assignment this close serves is handed back (Assign)
+        rd_kafka_consumer_close(consumer_);
+      }
       rd_kafka_destroy(consumer_);
     }
     if (restorer_) {
@@ -560,6 +563,10 @@ class Service {
   void Assign(rd_kafka_topic_partition_list_t* parts);
   void Revoke(rd_kafka_topic_partition_list_t* parts);
   Status RestorePartitions(const rd_kafka_topic_partition_list_t* parts);
+  // The group's committed offsets into `parts`: rd_kafka_committed() for up
+  // to 60 s, asked again each second so that a stop signal ends the wait
+  // (RD_KAFKA_RESP_ERR__INTR then).
+  rd_kafka_resp_err_t Committed(rd_kafka_topic_partition_list_t* parts);
   // After an aborted transaction: every partition back to its committed
   // offset and its state back to the changelog's.
   Status Rewind();
@@ -958,9 +965,9 @@ void Service::OnRebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_p
 
 void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
   first_offsets_.clear();
-  if (g_stop || closed_) {
-    // Stopping: partitions assigned now go to the group's other instances
-    // unread. The rebalance may have ended after the last poll, and then
+  if (g_stop || closed_ || !fatal_.ok()) {
+    // Stopping (a signal, the end of --exit-at-end, a fatal error):
+    // partitions assigned now go to the group's other instances unread. The rebalance may have ended after the last poll, and then
     // consumer_close() serves it; the closing consumer no longer asks its
     // coordinator, so fetching committed offsets would wait out its timeout.
     Log("stopping: leaving the " + std::to_string(parts->cnt) +
@@ -972,13 +979,16 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
     // The committed offsets first, as Kafka Streams does: fetching them
     // waits for a transaction still committing (its offsets are unstable
     // until it is done), so that its state records are there to restore.
-    rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 60'000);
-    if (err) Log(std::string("committed offsets: ") + rd_kafka_err2str(err) + " (reading from the group's)");
-    Status st = RestorePartitions(parts);
+    rd_kafka_resp_err_t err = Committed(parts);
+    if (err && err != RD_KAFKA_RESP_ERR__INTR) {
+      Log(std::string("committed offsets: ") + rd_kafka_err2str(err) + " (reading from the group's)");
+    }
+    Status st = err == RD_KAFKA_RESP_ERR__INTR ? Status::Aborted("stopped while fetching the committed offsets")
+                                               : RestorePartitions(parts);
     if (!st.ok() && g_stop) {
       // A stop while restoring: the partitions were not read; the group
       // hands them to another instance. Their half-restored state goes too,
-      // lest a later round write it back over the state topic's.
+      // lest a later round act on state it did not finish reading.
       for (int i = 0; i < parts->cnt; ++i) trackers_.erase({parts->elems[i].topic, parts->elems[i].partition});
       Log(st.message() + "; leaving the partitions to the group's other instances");
       (void)rd_kafka_assign(consumer_, nullptr);
@@ -1070,12 +1080,25 @@ Status Service::RestorePartitions(const rd_kafka_topic_partition_list_t* parts) 
   return Status::OK();
 }
 
+rd_kafka_resp_err_t Service::Committed(rd_kafka_topic_partition_list_t* parts) {
+  const int64_t give_up_at = Env::Default()->MonotonicMicros() + 60'000'000;
+  while (true) {
+    if (g_stop) return RD_KAFKA_RESP_ERR__INTR;
+    rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 1000);
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || Env::Default()->MonotonicMicros() > give_up_at) return err;
+  }
+}
+
 Status Service::Rewind() {
   rd_kafka_topic_partition_list_t* parts = nullptr;
   if (rd_kafka_assignment(consumer_, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Status::IOError("rewinding after an aborted transaction: no assignment");
   }
-  rd_kafka_resp_err_t err = rd_kafka_committed(consumer_, parts, 60'000);
+  rd_kafka_resp_err_t err = Committed(parts);
+  if (err == RD_KAFKA_RESP_ERR__INTR) {
+    rd_kafka_topic_partition_list_destroy(parts);
+    return Status::Aborted("stopped while fetching the committed offsets");
+  }
   if (err) {
     rd_kafka_topic_partition_list_destroy(parts);
     return Status::Unavailable(std::string("rewinding after an aborted transaction: committed offsets: ") +
@@ -1151,6 +1174,14 @@ Status Service::Run() {
       Log(st.message() + "; reading again from the last committed offsets");
       ++counters_.transaction_aborts;
       st = Rewind();
+      if (st.code() == Status::Code::kAborted && g_stop) {
+        // Stopped while rewinding: nothing of the aborted round was
+        // committed, and the next owner reads it again. The state read
+        // so far goes, so that closing writes none of it.
+        Log(st.message() + "; the next owner reads the aborted round again");
+        trackers_.clear();
+        st = Status::OK();
+      }
     }
     if (!st.ok()) {
       // No later round, nor the revoke that closing the consumer runs, may
