@@ -15,9 +15,10 @@
 // group to commit. With --state-topic the state of each input partition is
 // restored from the state topic when the group assigns it (the rebalance
 // callback), and the round is committed before partitions are given up.
-// Exit codes: 0 after a clean stop; 1 when the output, the state or the
-// cluster fails, at start or later (nothing of the failed round is
-// committed); 2 for a usage or configuration error.
+// Exit codes: 0 after a clean stop (also one asked for during the start);
+// 1 when the output, the state or the cluster fails, at start or later
+// (nothing of the failed round is committed); 2 for a usage or
+// configuration error.
 #include <librdkafka/rdkafka.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -283,7 +284,15 @@ class RoundProducer {
       // Fences any earlier producer of this id (the same instance before a
       // crash) and aborts what it left open.
       p->transactional_ = true;
-      rd_kafka_error_t* error = rd_kafka_init_transactions(p->rk_, 60'000);
+      // A second at a time (librdkafka resumes the call), up to 60 s, so
+      // that a stop signal ends the wait.
+      const int64_t give_up_at = Env::Default()->MonotonicMicros() + 60'000'000;
+      rd_kafka_error_t* error = nullptr;
+      while ((error = rd_kafka_init_transactions(p->rk_, 1000)) != nullptr &&
+             rd_kafka_error_is_retriable(error) && Env::Default()->MonotonicMicros() < give_up_at) {
+        rd_kafka_error_destroy(error);
+        if (g_stop) return Status::Aborted("stopped while starting (initialising transactions)");
+      }
       if (error != nullptr) {
         std::string why = rd_kafka_error_string(error);
         rd_kafka_error_destroy(error);
@@ -453,6 +462,7 @@ Result<std::vector<int32_t>> TopicPartitions(rd_kafka_t* rk, const std::string& 
     md = nullptr;
   }
   rd_kafka_topic_destroy(rkt);
+  if (md == nullptr && g_stop) return Status::Aborted("stopped while starting (reading topic " + topic + ")");
   if (md == nullptr) {
     return Status::Unavailable("topic " + topic + ": no metadata (does it exist? are the brokers up?)");
   }
@@ -938,7 +948,9 @@ Status Service::CheckStateTopic() {
   }
   rd_kafka_poll_set_consumer(restorer_);
   Result<std::vector<int32_t>> state = TopicPartitions(restorer_, o_.state_topic);
-  if (!state.ok()) return Status::InvalidArgument("--state-topic: " + state.status().message());
+  // Its message names the topic; an unreachable cluster stays Unavailable
+  // (exit 1, as for the input topic), a stop stays Aborted.
+  if (!state.ok()) return state.status();
   for (const std::string& t : o_.topics) {
     Result<std::vector<int32_t>> input = TopicPartitions(restorer_, t);
     if (!input.ok()) return input.status();
@@ -1641,6 +1653,10 @@ int main(int argc, char** argv) {
   {
     edgesync::Service service(o);
     edgesync::Status st = service.Configure();
+    if (st.code() == edgesync::Status::Code::kAborted && edgesync::g_stop) {
+      edgesync::Log(st.message());  // a stop asked for during the start: nothing was read
+      return 0;
+    }
     if (!st.ok()) {
       // A cluster it cannot reach at start is not a usage error: 1, as a
       // failure while running, so that a supervisor tries again.

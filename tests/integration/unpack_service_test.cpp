@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <simdjson.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -626,6 +627,48 @@ TEST_F(UnpackService, AStopThatMeetsARebalanceLeavesThePartitionsUnreadAndStopsA
   EXPECT_EQ(t.arrived, t.published) << "lost " << t.lost;
   EXPECT_EQ(t.duplicates, 0u);
   EXPECT_EQ(t.unexpected, 0u);
+}
+
+// A stop asked for while the start waits on Kafka ends the start at once:
+// exit 0, and the log says what it was waiting for. The cluster is down,
+// so each wait would otherwise last its minute (and end in exit 1).
+TEST_F(UnpackService, AStopDuringTheStartEndsItAtOnceAndSaysSo) {
+  ASSERT_TRUE(cluster_->CreateTopic("edge.fleet", 2).ok());
+  ASSERT_TRUE(cluster_->CreateTopic("central.state", 2).ok());
+  ASSERT_TRUE(cluster_->AllBrokersDown().ok());
+  const std::string keys = dir_ / "device-keys";
+  ASSERT_EQ(::mkdir(keys.c_str(), 0700), 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string waiting;  // the last line before the wait
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--output", "kafka"}, "device keys: ", "stopped while starting (initialising transactions)"},
+      {{}, "instance central-0 of group central", "stopped while starting (reading topic"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(), "--topic",
+              "edge.fleet", "--private-key", key_path_, "--device-keys", keys, "--group", "central",
+              "--state-topic", "central.state", "--instance-id", "central-0"};
+    o.argv.insert(o.argv.end(), c.args.begin(), c.args.end());
+    const std::string log_path = dir_ / ("start-" + std::to_string(n++) + ".log");
+    o.stderr_path = log_path;
+    auto p = Process::Spawn(o);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_TRUE(harness::PollUntil(
+        [&] { return harness::ReadWholeFile(log_path).find(c.waiting) != std::string::npos; }, 30s))
+        << harness::ReadWholeFile(log_path);
+    ASSERT_TRUE(p->Signal(SIGTERM).ok());
+    Result<int> code = p->Wait(30s);
+    if (!code.ok()) (void)p->Stop(1s);
+    const std::string log = harness::ReadWholeFile(log_path);
+    ASSERT_TRUE(code.ok()) << "still starting 30 s after SIGTERM:\n" << log;
+    EXPECT_EQ(*code, 0) << log;
+    EXPECT_NE(log.find(c.says), std::string::npos) << log;
+  }
 }
 
 TEST_F(UnpackService, KafkaOutputGoesToTemplatedTopicsWithHeaders) {
