@@ -288,13 +288,18 @@ class RoundProducer {
       // that a stop signal ends the wait.
       const int64_t give_up_at = Env::Default()->MonotonicMicros() + 60'000'000;
       rd_kafka_error_t* error = nullptr;
+      std::string cause;  // the last error that was not a timeout: each resumed call forgets it
       while ((error = rd_kafka_init_transactions(p->rk_, 1000)) != nullptr &&
              rd_kafka_error_is_retriable(error) && Env::Default()->MonotonicMicros() < give_up_at) {
+        if (rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT) cause = rd_kafka_error_string(error);
         rd_kafka_error_destroy(error);
         if (g_stop) return Status::Aborted("stopped while starting (initialising transactions)");
       }
       if (error != nullptr) {
         std::string why = rd_kafka_error_string(error);
+        if (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT && !cause.empty()) {
+          why += " (last: " + cause + ")";
+        }
         rd_kafka_error_destroy(error);
         return Status::Unavailable("transactions on " + brokers + " (transactional.id " +
                                    transactional_id + "): " + why);
@@ -448,21 +453,29 @@ class RoundProducer {
 };
 
 // The partition ids of `topic`. Metadata may lag while the cluster starts:
-// asks a few times before Unavailable.
+// asks 30 times, a fifth of a second apart, before it gives up: NotFound
+// when the cluster's last answer was that the topic does not exist,
+// Unavailable when there was no answer; Aborted when a stop signal ended
+// the wait.
 Result<std::vector<int32_t>> TopicPartitions(rd_kafka_t* rk, const std::string& topic) {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
+  bool unknown = false;
   for (int attempt = 0; attempt < 30 && g_stop == 0; ++attempt) {
+    if (attempt > 0) Env::Default()->SleepForMicros(200'000);
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
         md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
       break;
     }
+    unknown = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+              md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
     if (md) rd_kafka_metadata_destroy(md);
     md = nullptr;
   }
   rd_kafka_topic_destroy(rkt);
   if (md == nullptr && g_stop) return Status::Aborted("stopped while starting (reading topic " + topic + ")");
+  if (md == nullptr && unknown) return Status::NotFound("topic " + topic + " does not exist");
   if (md == nullptr) {
     return Status::Unavailable("topic " + topic + ": no metadata (does it exist? are the brokers up?)");
   }
@@ -554,7 +567,9 @@ class Service {
     if (gaps_file_) std::fclose(gaps_file_);
   }
 
-  // Everything that can be checked before reading: exit code 2 on failure.
+  // Everything that can be checked before reading: InvalidArgument (exit
+  // code 2) for a usage or configuration error; Unavailable or IOError
+  // (exit 1) for a cluster it cannot reach; Aborted when a stop signal came.
   Status Configure();
   // Runs until stopped (or, with --exit-at-end, until every partition is
   // read); OK after a clean stop.
@@ -948,8 +963,14 @@ Status Service::CheckStateTopic() {
   }
   rd_kafka_poll_set_consumer(restorer_);
   Result<std::vector<int32_t>> state = TopicPartitions(restorer_, o_.state_topic);
-  // Its message names the topic; an unreachable cluster stays Unavailable
-  // (exit 1, as for the input topic), a stop stays Aborted.
+  // A state topic that does not exist is a setup step left out (exit 2);
+  // an unreachable cluster stays Unavailable (exit 1, as for the input
+  // topic), a stop Aborted.
+  if (state.status().code() == Status::Code::kNotFound) {
+    return Status::InvalidArgument("--state-topic: " + state.status().message() +
+                                   ": create it before the first start, with cleanup.policy=compact and "
+                                   "at least the input's partition count");
+  }
   if (!state.ok()) return state.status();
   for (const std::string& t : o_.topics) {
     Result<std::vector<int32_t>> input = TopicPartitions(restorer_, t);
