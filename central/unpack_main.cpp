@@ -1000,7 +1000,8 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
   first_offsets_.clear();
   if (g_stop || closed_ || !fatal_.ok()) {
     // Stopping (a signal, the end of --exit-at-end, a fatal error):
-    // partitions assigned now go to the group's other instances unread. The rebalance may have ended after the last poll, and then
+    // partitions assigned now go to the group's other instances unread.
+    // The rebalance may have ended after the last poll, and then
     // consumer_close() serves it; the closing consumer no longer asks its
     // coordinator, so fetching committed offsets would wait out its timeout.
     Log("stopping: leaving the " + std::to_string(parts->cnt) +
