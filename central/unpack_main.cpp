@@ -588,6 +588,9 @@ class Service {
   void Assign(rd_kafka_topic_partition_list_t* parts);
   void Revoke(rd_kafka_topic_partition_list_t* parts);
   Status RestorePartitions(const rd_kafka_topic_partition_list_t* parts);
+  // Assigns nothing from the assign callback: `parts` go to the group's
+  // other instances unread, and the log says so with `why`.
+  void HandBack(const rd_kafka_topic_partition_list_t* parts, const std::string& why);
   // The group's committed offsets into `parts`: rd_kafka_committed() for up
   // to 60 s, asked again each second so that a stop signal ends the wait
   // (RD_KAFKA_RESP_ERR__INTR then).
@@ -1004,9 +1007,7 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
     // The rebalance may have ended after the last poll, and then
     // consumer_close() serves it; the closing consumer no longer asks its
     // coordinator, so fetching committed offsets would wait out its timeout.
-    Log("stopping: leaving the " + std::to_string(parts->cnt) +
-        " partition(s) assigned now to the group's other instances");
-    (void)rd_kafka_assign(consumer_, nullptr);
+    HandBack(parts, "stopping");
     return;
   }
   if (partitioned_) {
@@ -1020,12 +1021,7 @@ void Service::Assign(rd_kafka_topic_partition_list_t* parts) {
     Status st = err == RD_KAFKA_RESP_ERR__INTR ? Status::Aborted("stopped while fetching the committed offsets")
                                                : RestorePartitions(parts);
     if (!st.ok() && g_stop) {
-      // A stop while restoring: the partitions were not read; the group
-      // hands them to another instance. Their half-restored state goes too,
-      // lest a later round act on state it did not finish reading.
-      for (int i = 0; i < parts->cnt; ++i) trackers_.erase({parts->elems[i].topic, parts->elems[i].partition});
-      Log(st.message() + "; leaving the partitions to the group's other instances");
-      (void)rd_kafka_assign(consumer_, nullptr);
+      HandBack(parts, st.message());  // a stop while restoring: not read yet
       return;
     }
     if (!st.ok()) {
@@ -1074,6 +1070,15 @@ void Service::Revoke(rd_kafka_topic_partition_list_t* parts) {
     (void)fragments_->Forget(tp.first, tp.second);  // read again by the next owner
     Log("revoked " + tp.first + "/" + std::to_string(tp.second));
   }
+  (void)rd_kafka_assign(consumer_, nullptr);
+}
+
+void Service::HandBack(const rd_kafka_topic_partition_list_t* parts, const std::string& why) {
+  // State half-restored for them goes too, lest a later round act on state
+  // it did not finish reading.
+  for (int i = 0; i < parts->cnt; ++i) trackers_.erase({parts->elems[i].topic, parts->elems[i].partition});
+  Log(why + ": leaving the " + std::to_string(parts->cnt) +
+      " partition(s) assigned now to the group's other instances");
   (void)rd_kafka_assign(consumer_, nullptr);
 }
 
