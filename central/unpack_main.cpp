@@ -595,6 +595,9 @@ class Service {
   // to 60 s, asked again each second so that a stop signal ends the wait
   // (RD_KAFKA_RESP_ERR__INTR then).
   rd_kafka_resp_err_t Committed(rd_kafka_topic_partition_list_t* parts);
+  // A round's transaction was aborted: counts it, and nothing of the round
+  // counts as written (its records, its tombstones); logs `what`.
+  void DropAbortedRound(const std::string& what);
   // After an aborted transaction: every partition back to its committed
   // offset and its state back to the changelog's.
   Status Rewind();
@@ -1050,10 +1053,7 @@ void Service::Revoke(rd_kafka_topic_partition_list_t* parts) {
     st = EndRound();
   }
   if (st.code() == Status::Code::kAborted) {
-    ++counters_.transaction_aborts;
-    round_records_ = round_quarantined_ = round_gap_lines_ = 0;
-    forgotten_.clear();
-    Log(st.message() + "; the next owner reads the round again");
+    DropAbortedRound(st.message() + "; the next owner reads the round again");
   } else if (!st.ok() && fatal_.ok()) {
     fatal_ = st;
   }
@@ -1071,6 +1071,13 @@ void Service::Revoke(rd_kafka_topic_partition_list_t* parts) {
     Log("revoked " + tp.first + "/" + std::to_string(tp.second));
   }
   (void)rd_kafka_assign(consumer_, nullptr);
+}
+
+void Service::DropAbortedRound(const std::string& what) {
+  ++counters_.transaction_aborts;
+  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
+  forgotten_.clear();
+  Log(what);
 }
 
 void Service::HandBack(const rd_kafka_topic_partition_list_t* parts, const std::string& why) {
@@ -1158,9 +1165,7 @@ Status Service::Rewind() {
     (void)fragments_->Forget(p.topic, p.partition);
   }
   trackers_.clear();
-  forgotten_.clear();
   next_offsets_.clear();
-  round_records_ = round_quarantined_ = round_gap_lines_ = 0;
   Status st = RestorePartitions(parts);
   if (st.ok() && seek->cnt > 0) {
     rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 60'000);
@@ -1210,8 +1215,7 @@ Status Service::Run() {
     Status st = EndRound();
     if (st.code() == Status::Code::kAborted && partitioned_ && kafka_output_ && fatal_.ok()) {
       // Nothing of the round is visible: read it again from the last commit.
-      Log(st.message() + "; reading again from the last committed offsets");
-      ++counters_.transaction_aborts;
+      DropAbortedRound(st.message() + "; reading again from the last committed offsets");
       st = Rewind();
       if (st.code() == Status::Code::kAborted && g_stop) {
         // Stopped while rewinding: nothing of the aborted round was

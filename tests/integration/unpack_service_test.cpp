@@ -104,14 +104,18 @@ class UnpackService : public ::testing::Test {
     if (unpack_) (void)unpack_->Stop(5s);
   }
 
-  // Writes batches first..last of each device to the input topic, keyed by
-  // device (so a device's batches stay in order in one partition).
-  void WriteBatches(const std::vector<std::string>& devices, uint64_t first, uint64_t last) {
+  // Writes batches first..last of each device to `topic`, keyed by device
+  // (so a device's batches stay in order in one partition).
+  Status WriteBatchesTo(const std::string& topic, const std::vector<std::string>& devices, uint64_t first,
+                        uint64_t last, std::chrono::milliseconds timeout) {
     std::vector<KafkaMessage> msgs;
     for (uint64_t b = first; b <= last; ++b) {
       for (const std::string& d : devices) msgs.push_back(Keyed(d, Batch(d, b, &to_), -1));
     }
-    Status st = harness::WriteTopic(cluster_->bootstrap(), kInput, msgs, 30s);
+    return harness::WriteTopic(cluster_->bootstrap(), topic, msgs, timeout);
+  }
+  void WriteBatches(const std::vector<std::string>& devices, uint64_t first, uint64_t last) {
+    Status st = WriteBatchesTo(kInput, devices, first, last, 30s);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
@@ -151,6 +155,36 @@ class UnpackService : public ::testing::Test {
     for (int i = 0; i < runs; ++i) all += harness::ReadWholeFile(RecordsPath(i));
     std::istringstream in(all);
     return harness::TallyLines(in, published);
+  }
+
+  // The records of the Kafka output `topic` (read read_committed), counted
+  // by (device, seq); a topic that cannot be read counts as empty.
+  harness::Tally TallyTopic(const std::string& topic, const std::map<std::string, uint64_t>& published) {
+    std::string lines;
+    if (auto msgs = harness::ReadTopic(cluster_->bootstrap(), topic, 30s); msgs.ok()) {
+      for (const KafkaMessage& m : *msgs) lines += "{\"payload\":" + m.value + "}\n";
+    }
+    std::istringstream in(lines);
+    return harness::TallyLines(in, published);
+  }
+
+  // Starts instance `instance` of group "central" (state in central.state,
+  // Kafka output) reading `topic` from its start, its log in dir_/`log`;
+  // `more` goes after the common arguments, `env` into its environment.
+  Process StartInstance(const std::string& topic, int instance, const std::string& log,
+                        const std::vector<std::string>& more = {}, std::vector<std::string> env = {}) {
+    harness::SpawnOptions o;
+    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
+              "--topic", topic, "--private-key", key_path_, "--trust-device-ids",
+              "--group", "central", "--state-topic", "central.state",
+              "--instance-id", "central-" + std::to_string(instance), "--output", "kafka",
+              "--from-beginning", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"};
+    o.argv.insert(o.argv.end(), more.begin(), more.end());
+    o.env = std::move(env);
+    o.stderr_path = dir_ / log;
+    auto p = Process::Spawn(o);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return std::move(p).value();
   }
 
   static constexpr const char* kInput = "edge.in";
@@ -456,43 +490,17 @@ TEST_F(UnpackService, InstancesOfOneGroupWriteEachEventOnceAcrossKillsHandoversA
   for (int i = 0; i < 12; ++i) devices.push_back("dev-" + std::to_string(100 + i));
   constexpr uint64_t kBatches = 40;
 
+  auto log_name = [](int instance, int run) {
+    return "scale-" + std::to_string(instance) + "-" + std::to_string(run) + ".log";
+  };
   auto start = [&](int instance, int run) {
-    harness::SpawnOptions o;
-    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--topic", kFleet, "--private-key", key_path_, "--trust-device-ids",
-              "--group", "central", "--state-topic", "central.state",
-              "--instance-id", "central-" + std::to_string(instance), "--output", "kafka",
-              "--from-beginning", "--stats", "0.2", "-X", "session.timeout.ms=6000",
-              "-X", "heartbeat.interval.ms=500"};
-    o.stderr_path = dir_ / ("scale-" + std::to_string(instance) + "-" + std::to_string(run) + ".log");
-    auto p = Process::Spawn(o);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    return std::move(p).value();
+    return StartInstance(kFleet, instance, log_name(instance, run), {"--stats", "0.2"});
   };
-  auto log = [&](int instance, int run) {
-    return harness::ReadWholeFile(dir_ / ("scale-" + std::to_string(instance) + "-" + std::to_string(run) + ".log"));
-  };
-  auto write = [&](uint64_t first, uint64_t last) {
-    std::vector<KafkaMessage> msgs;
-    for (uint64_t b = first; b <= last; ++b) {
-      for (const std::string& d : devices) msgs.push_back(Keyed(d, Batch(d, b, &to_), -1));
-    }
-    return harness::WriteTopic(cluster_->bootstrap(), kFleet, msgs, 60s);
-  };
-  // The output as NDJSON lines harness::TallyLines reads.
-  auto output = [&] {
-    auto msgs = harness::ReadTopic(cluster_->bootstrap(), "payments", 30s);
-    std::string lines;
-    if (!msgs.ok()) return lines;
-    for (const KafkaMessage& m : *msgs) lines += "{\"payload\":" + m.value + "}\n";
-    return lines;
-  };
+  auto log = [&](int instance, int run) { return harness::ReadWholeFile(dir_ / log_name(instance, run)); };
+  auto write = [&](uint64_t first, uint64_t last) { return WriteBatchesTo(kFleet, devices, first, last, 60s); };
   std::map<std::string, uint64_t> published;
   for (const std::string& d : devices) published[d] = kBatches * kRecordsPerBatch;
-  auto tally = [&] {
-    std::istringstream in(output());
-    return harness::TallyLines(in, published);
-  };
+  auto tally = [&] { return TallyTopic("payments", published); };
 
   std::vector<Process> instances;
   for (int i = 0; i < 3; ++i) instances.push_back(start(i, 0));
@@ -596,37 +604,16 @@ TEST_F(UnpackService, AStopThatMeetsARebalanceLeavesThePartitionsUnreadAndStopsA
   ASSERT_TRUE(cluster_->CreateTopic("payments", 3).ok());
   const std::vector<std::string> devices = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5", "dev-6"};
   auto start = [&](int instance, std::vector<std::string> env) {
-    harness::SpawnOptions o;
-    o.argv = {harness::ProgramPath("edgesync-unpack"), "--brokers", cluster_->bootstrap(),
-              "--topic", kFleet, "--private-key", key_path_, "--trust-device-ids",
-              "--group", "central", "--state-topic", "central.state",
-              "--instance-id", "central-" + std::to_string(instance), "--output", "kafka",
-              "--from-beginning", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"};
-    o.env = std::move(env);
-    o.stderr_path = dir_ / ("late-" + std::to_string(instance) + ".log");
-    auto p = Process::Spawn(o);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    return std::move(p).value();
+    return StartInstance(kFleet, instance, "late-" + std::to_string(instance) + ".log", {}, std::move(env));
   };
   auto log = [&](int instance) {
     return harness::ReadWholeFile(dir_ / ("late-" + std::to_string(instance) + ".log"));
   };
-  auto write = [&](uint64_t first, uint64_t last) {
-    std::vector<KafkaMessage> msgs;
-    for (uint64_t b = first; b <= last; ++b) {
-      for (const std::string& d : devices) msgs.push_back(Keyed(d, Batch(d, b, &to_), -1));
-    }
-    return harness::WriteTopic(cluster_->bootstrap(), kFleet, msgs, 60s);
-  };
+  auto write = [&](uint64_t first, uint64_t last) { return WriteBatchesTo(kFleet, devices, first, last, 60s); };
   auto tally = [&](uint64_t batches) {
     std::map<std::string, uint64_t> published;
     for (const std::string& d : devices) published[d] = batches * kRecordsPerBatch;
-    std::string lines;
-    if (auto msgs = harness::ReadTopic(cluster_->bootstrap(), "payments", 30s); msgs.ok()) {
-      for (const KafkaMessage& m : *msgs) lines += "{\"payload\":" + m.value + "}\n";
-    }
-    std::istringstream in(lines);
-    return harness::TallyLines(in, published);
+    return TallyTopic("payments", published);
   };
 
   Process stays = start(0, {});
